@@ -1,0 +1,337 @@
+"""The exceptions signalwire_chat raises, one tree under :class:`ChatError`.
+
+Each exception also subclasses the builtin whose meaning it shares, so generic
+handlers keep working (``except ValueError``, ``except TimeoutError``)::
+
+    ChatError
+    ├── ClientClosedError (RuntimeError)      the client was used after close()
+    ├── InvalidArgumentError (ValueError)     bad input, refused before anything was sent
+    │   └── InvalidArgumentTypeError (TypeError)
+    ├── TokenError (ValueError)               a token whose header cannot be read, no host to use
+    ├── InsecureURLError (ValueError)         http:// or ws:// to a non-loopback host without opt-in
+    ├── TransportError                        the request did not complete at the network level
+    │   ├── ConnectError (ConnectionError)    could not connect; the request surely was not sent
+    │   └── RequestTimeoutError (TimeoutError)
+    ├── DecodeError (ValueError)              a response body that is not what the protocol says
+    ├── UnsafeLinkError                       a pagination link to another origin, or a link cycle
+    ├── APIError                              the service answered with an error status
+    │   ├── BadRequestError                   400
+    │   ├── AuthenticationError               401 (and a refused realtime connect)
+    │   ├── PermissionDeniedError             403
+    │   ├── NotFoundError                     404
+    │   ├── ValidationError                   422, with the fabric ``errors`` list
+    │   ├── RateLimitError                    429, with ``retry_after``
+    │   └── ServerError                       5xx
+    └── RealtimeError                         the realtime (websocket) side
+        ├── RealtimeAuthenticationError (AuthenticationError)  connect or reauthenticate refused
+        ├── MessagesMayBeMissingError         a gap after a reconnect could not be backfilled
+        ├── SlowCallbackError                 a callback has been running for too long
+        └── CallbackError                     a user callback raised (the original is __cause__)
+
+No exception message, ``repr`` or attribute ever contains the token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "CallbackError",
+    "ChatError",
+    "ClientClosedError",
+    "ConnectError",
+    "DecodeError",
+    "FabricErrorDetail",
+    "InsecureURLError",
+    "InvalidArgumentError",
+    "InvalidArgumentTypeError",
+    "MessagesMayBeMissingError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RealtimeAuthenticationError",
+    "RealtimeError",
+    "RequestTimeoutError",
+    "ServerError",
+    "SlowCallbackError",
+    "TokenError",
+    "TransportError",
+    "UnsafeLinkError",
+    "ValidationError",
+]
+
+
+class ChatError(Exception):
+    """The root of every exception this library raises."""
+
+
+class ClientClosedError(ChatError, RuntimeError):
+    """The client (or a subscription) was used after it was closed."""
+
+
+class InvalidArgumentError(ChatError, ValueError):
+    """An argument was refused before anything was sent."""
+
+
+class InvalidArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument of the wrong type was refused before anything was sent."""
+
+
+class TokenError(ChatError, ValueError):
+    """The token cannot be used: its header is unreadable and no host was given."""
+
+
+class InsecureURLError(ChatError, ValueError):
+    """A plain http:// or ws:// URL to a host that is not loopback, without opting in."""
+
+
+class TransportError(ChatError):
+    """The request did not complete at the network level.
+
+    Attributes:
+        method: The HTTP method, or ``None`` for the websocket.
+        url: The URL without its query string.
+    """
+
+    def __init__(
+        self, message: str, *, method: Optional[str] = None, url: Optional[str] = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.method = method
+        self.url = url
+
+
+class ConnectError(TransportError, ConnectionError):
+    """The connection could not be made; the request was surely not sent."""
+
+
+class RequestTimeoutError(TransportError, TimeoutError):
+    """The request or connection timed out."""
+
+
+class DecodeError(ChatError, ValueError):
+    """A response body did not have the shape the protocol gives it.
+
+    Attributes:
+        field: The dotted path of the offending field, when one is known.
+    """
+
+    def __init__(self, message: str, *, field: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class UnsafeLinkError(ChatError):
+    """A pagination link names another origin than the REST base, or the links loop."""
+
+
+class FabricErrorDetail:
+    """One entry of a fabric error body's ``errors`` list.
+
+    Attributes:
+        type: E.g. ``"validation_error"``.
+        code: E.g. ``"missing_required_parameter"``.
+        message: The service's human-readable message.
+        attribute: The request attribute concerned, if any.
+        url: A documentation URL, if any.
+    """
+
+    __slots__ = ("attribute", "code", "message", "type", "url")
+
+    def __init__(
+        self,
+        *,
+        type: Optional[str] = None,  # noqa: A002 - the wire's own name
+        code: Optional[str] = None,
+        message: Optional[str] = None,
+        attribute: Optional[str] = None,
+        url: Optional[str] = None,
+    ) -> None:
+        self.type = type
+        self.code = code
+        self.message = message
+        self.attribute = attribute
+        self.url = url
+
+    @classmethod
+    def from_wire(cls, obj: Mapping[str, Any]) -> FabricErrorDetail:
+        """Build one from a wire dict, keeping only string-valued known fields."""
+
+        def text(key: str) -> Optional[str]:
+            value = obj.get(key)
+            return value if isinstance(value, str) else None
+
+        return cls(
+            type=text("type"),
+            code=text("code"),
+            message=text("message"),
+            attribute=text("attribute"),
+            url=text("url"),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"FabricErrorDetail(type={self.type!r}, code={self.code!r}, "
+            f"message={self.message!r}, attribute={self.attribute!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FabricErrorDetail):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class APIError(ChatError):
+    """The service answered with an error status.
+
+    Attributes:
+        status: The HTTP status code.
+        message: A readable summary (the service's own message when it sent one).
+        code: The first fabric error code, if the body had one.
+        errors: Every entry of the fabric ``errors`` list (empty for other bodies).
+        request_id: The service's request id header, if it sent one.
+        method: The HTTP method of the failed request.
+        url: The URL of the failed request, without its query string.
+        body: Up to 2,000 characters of the raw response body, for diagnosis.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        errors: Sequence[FabricErrorDetail] = (),
+        request_id: Optional[str] = None,
+        method: Optional[str] = None,
+        url: Optional[str] = None,
+        body: Optional[str] = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.errors = list(errors)
+        self.code = next((e.code for e in self.errors if e.code), None)
+        self.request_id = request_id
+        self.method = method
+        self.url = url
+        self.body = body
+
+    def __str__(self) -> str:
+        parts = [f"{self.status}"]
+        if self.code:
+            parts.append(self.code)
+        text = f"[{' '.join(parts)}] {self.message}"
+        if self.method and self.url:
+            text += f" ({self.method} {self.url})"
+        if self.request_id:
+            text += f" request_id={self.request_id}"
+        return text
+
+
+class BadRequestError(APIError):
+    """400: the service could not understand the request."""
+
+
+class AuthenticationError(APIError):
+    """401: the token is missing, malformed, expired or revoked."""
+
+
+class PermissionDeniedError(APIError):
+    """403: the subscriber may not do this (e.g. read a conversation it is not a member of)."""
+
+
+class NotFoundError(APIError):
+    """404: no such address, conversation or route."""
+
+
+class ValidationError(APIError):
+    """422: the request was understood but refused; see ``errors`` for each field."""
+
+
+class RateLimitError(APIError):
+    """429: too many requests.
+
+    Attributes:
+        retry_after: Seconds the service asked to wait, if it said.
+    """
+
+    def __init__(self, message: str, *, retry_after: Optional[float] = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(APIError):
+    """5xx: the service, or a proxy in front of it, failed."""
+
+
+class RealtimeError(ChatError):
+    """A failure on the realtime (websocket) side."""
+
+
+class RealtimeAuthenticationError(RealtimeError, AuthenticationError):
+    """The relay refused ``signalwire.connect`` or ``signalwire.reauthenticate``.
+
+    The client stops reconnecting after this (unless a token source can give a
+    fresh token), so a bad token never turns into a reconnect storm.
+
+    Attributes:
+        rpc_code: The JSON-RPC error code, e.g. -32002.
+    """
+
+    def __init__(self, message: str, *, rpc_code: Optional[int] = None) -> None:
+        AuthenticationError.__init__(self, message, status=401)
+        self.rpc_code = rpc_code
+
+    def __str__(self) -> str:
+        code = f" (rpc code {self.rpc_code})" if self.rpc_code is not None else ""
+        return f"realtime authentication failed: {self.message}{code}"
+
+
+class MessagesMayBeMissingError(RealtimeError):
+    """After a reconnect, the history since the last delivered message could not be fetched.
+
+    Attributes:
+        address_id: The subscription's address.
+        last_message_id: The id of the last message delivered before the gap, if any.
+    """
+
+    def __init__(
+        self, message: str, *, address_id: str, last_message_id: Optional[str] = None
+    ) -> None:
+        super().__init__(message)
+        self.address_id = address_id
+        self.last_message_id = last_message_id
+
+
+class SlowCallbackError(RealtimeError):
+    """A callback has been running longer than the configured threshold.
+
+    Attributes:
+        address_id: The subscription whose callback is slow.
+        elapsed: Seconds it had been running when reported.
+    """
+
+    def __init__(self, message: str, *, address_id: str, elapsed: float) -> None:
+        super().__init__(message)
+        self.address_id = address_id
+        self.elapsed = elapsed
+
+
+class CallbackError(RealtimeError):
+    """A user callback raised; the original exception is ``__cause__``.
+
+    Attributes:
+        address_id: The subscription whose callback raised.
+    """
+
+    def __init__(self, message: str, *, address_id: str) -> None:
+        super().__init__(message)
+        self.address_id = address_id
