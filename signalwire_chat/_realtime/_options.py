@@ -1,0 +1,85 @@
+"""Options and connection states of the realtime hub."""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import Any
+
+import attrs
+
+from ..errors import InvalidArgumentError, InvalidArgumentTypeError
+
+__all__ = ["ConnectionState", "RealtimeOptions"]
+
+
+class ConnectionState(enum.Enum):
+    """Where the realtime connection stands.
+
+    ``IDLE``: no subscription, no socket. ``CONNECTING``: the first connect of a
+    run is in progress. ``CONNECTED``: the relay accepted ``signalwire.connect``.
+    ``RECONNECTING``: the socket was lost and a new one is being made.
+    ``CLOSED``: the hub was closed. ``FAILED``: the relay refused the credentials
+    and no fresh token could be had; the hub no longer reconnects.
+    """
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
+def _positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgumentTypeError(
+            f"{attribute.name} must be a number, not {type(value).__name__}"
+        )
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidArgumentError(f"{attribute.name} must be a positive finite number")
+
+
+def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentTypeError(
+            f"{attribute.name} must be an int, not {type(value).__name__}"
+        )
+    if value < 1:
+        raise InvalidArgumentError(f"{attribute.name} must be at least 1")
+
+
+@attrs.frozen(kw_only=True)
+class RealtimeOptions:
+    """Tuning of the realtime connection; the defaults suit most programs.
+
+    Attributes:
+        ping_timeout: Seconds without any frame from the relay after which the
+            connection is deemed dead, closed and made again.
+        reconnect_max_delay: Cap, in seconds, of the exponential back-off between
+            reconnect attempts (the first retry is immediate; full jitter).
+        queue_size: How many received messages may wait for the callbacks. When
+            the queue is full the hub stops acknowledging events, so the relay
+            pauses the flow: memory stays bounded and nothing is dropped.
+        slow_callback_after: Seconds after which a running callback is reported
+            as slow (``SlowCallbackError`` to ``on_error``, once per call).
+        connect_timeout: Seconds allowed for the TCP, TLS and websocket handshakes
+            and for the answer to ``signalwire.connect``.
+        close_timeout: Seconds ``close()`` waits, by default, for the threads to end.
+        refresh_margin: With a token source, seconds before the token expires at
+            which a fresh one is fetched and sent with ``signalwire.reauthenticate``.
+        recent_ids: How many delivered message ids each subscription remembers
+            to drop duplicates (redeliveries after a resume, backfill overlap).
+        backfill_limit: The most history messages read per subscription after a
+            reconnect; beyond that the gap is reported as ``MessagesMayBeMissingError``.
+    """
+
+    ping_timeout: float = attrs.field(default=15.0, validator=_positive)
+    reconnect_max_delay: float = attrs.field(default=30.0, validator=_positive)
+    queue_size: int = attrs.field(default=1000, validator=_positive_int)
+    slow_callback_after: float = attrs.field(default=10.0, validator=_positive)
+    connect_timeout: float = attrs.field(default=10.0, validator=_positive)
+    close_timeout: float = attrs.field(default=2.0, validator=_positive)
+    refresh_margin: float = attrs.field(default=60.0, validator=_positive)
+    recent_ids: int = attrs.field(default=4096, validator=_positive_int)
+    backfill_limit: int = attrs.field(default=10_000, validator=_positive_int)
