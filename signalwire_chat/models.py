@@ -1,0 +1,284 @@
+"""Public value types: messages, conversations, addresses, subscriber info and send results.
+
+Every model is an immutable ``attrs`` class built from the wire by the one converter in
+``_convert``. Field names are the wire's own. Fields the service adds that this version does
+not know are kept, untouched, in ``extra`` (never rejected).
+"""
+
+import datetime as _dt
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Optional
+
+import attrs
+
+__all__ = [
+    "Address",
+    "AddressChannels",
+    "Conversation",
+    "ConversationChatMessage",
+    "ConversationMessage",
+    "JoinResult",
+    "SendResult",
+    "SubscriberInfo",
+]
+
+#: The shared, read-only empty mapping used as the default of mapping fields.
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _short_repr(self: Any) -> str:
+    """A repr that lists only the fields that differ from their defaults (notebook friendly)."""
+    parts = []
+    for field in attrs.fields(type(self)):
+        value = getattr(self, field.name)
+        # No model uses a Factory default, so field.default is the value itself.
+        if field.default is not attrs.NOTHING and value == field.default:
+            continue
+        parts.append(f"{field.name}={value!r}")
+    return f"{type(self).__name__}({', '.join(parts)})"
+
+
+def _hash_by_id(self: Any) -> int:
+    # Equality compares every field; hashing by (type, id) is consistent with it (equal objects
+    # have equal ids) and works although some fields are dicts.
+    return hash((type(self), self.id))
+
+
+def _utc(seconds: float) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
+
+
+@attrs.frozen(kw_only=True, repr=False, unsafe_hash=False)
+class ConversationMessage:
+    """One message of a conversation, of any subtype (``"chat"``, ``"log"``, ...).
+
+    Attributes:
+        id: Unique id of the message.
+        conversation_id: The address id of the conversation it belongs to.
+        ts: When it was created, in Unix epoch seconds with a fraction (the wire's float).
+        subtype: ``"chat"`` for chat messages; ``"log"`` and others for call events and the like.
+        type: The message type, ``"message"``.
+        user_id: The sending subscriber, when known.
+        from_address_id: The sender's address, when known.
+        address_id: An address the service attaches to some messages.
+        text: The text (``None`` for most non-chat subtypes).
+        details: Extra event details (an empty mapping by default).
+        metadata: Metadata sent along with the message, when any.
+        kind: A finer classification of non-chat messages, e.g. ``"call_ended"``.
+        user_name: The sender's display name (realtime events).
+        conversation_name: The conversation's name (realtime events).
+        hidden: Whether the message is hidden (realtime events).
+        extra: Wire fields this version does not know, kept as received.
+    """
+
+    id: str
+    conversation_id: str
+    ts: float
+    subtype: str
+    type: str = "message"
+    user_id: Optional[str] = None
+    from_address_id: Optional[str] = None
+    address_id: Optional[str] = None
+    text: Optional[str] = None
+    details: Mapping[str, Any] = EMPTY
+    metadata: Optional[Mapping[str, Any]] = None
+    kind: Optional[str] = None
+    user_name: Optional[str] = None
+    conversation_name: Optional[str] = None
+    hidden: Optional[bool] = None
+    extra: Mapping[str, Any] = EMPTY
+
+    @property
+    def datetime(self) -> _dt.datetime:
+        """``ts`` as an aware ``datetime`` in UTC."""
+        return _utc(self.ts)
+
+    @property
+    def is_chat(self) -> bool:
+        """Whether this is a chat message (``subtype == "chat"``)."""
+        return self.subtype == "chat"
+
+    __repr__ = _short_repr
+    __hash__ = _hash_by_id
+
+
+@attrs.frozen(kw_only=True, repr=False, unsafe_hash=False)
+class ConversationChatMessage(ConversationMessage):
+    """A chat message: a :class:`ConversationMessage` whose ``subtype`` is ``"chat"``.
+
+    Its ``text`` is always a string.
+    """
+
+    text: str  # narrowed: a chat message always has text
+
+    __repr__ = _short_repr
+    __hash__ = _hash_by_id
+
+
+@attrs.frozen(kw_only=True, repr=False, unsafe_hash=False)
+class Conversation:
+    """A conversation the subscriber belongs to.
+
+    Attributes:
+        id: The conversation id.
+        address_id: The address of the conversation.
+        name: Its name.
+        created_at: Creation time, Unix epoch seconds.
+        last_message_at: Time of the last message, Unix epoch seconds.
+        metadata: The conversation's metadata.
+        extra: Wire fields this version does not know, kept as received.
+    """
+
+    id: str
+    address_id: Optional[str] = None
+    name: Optional[str] = None
+    created_at: Optional[int] = None
+    last_message_at: Optional[int] = None
+    metadata: Mapping[str, Any] = EMPTY
+    extra: Mapping[str, Any] = EMPTY
+
+    @property
+    def last_message_datetime(self) -> Optional[_dt.datetime]:
+        """``last_message_at`` as an aware UTC ``datetime``, or ``None``."""
+        return None if self.last_message_at is None else _utc(self.last_message_at)
+
+    __repr__ = _short_repr
+    __hash__ = _hash_by_id
+
+
+@attrs.frozen(kw_only=True, repr=False)
+class AddressChannels:
+    """The channels an address can be reached on (each a resource path, when present).
+
+    Attributes:
+        audio: The audio channel.
+        video: The video channel.
+        messaging: The messaging channel.
+        extra: Channels this version does not know, kept as received.
+    """
+
+    audio: Optional[str] = None
+    video: Optional[str] = None
+    messaging: Optional[str] = None
+    extra: Mapping[str, Any] = EMPTY
+
+    __repr__ = _short_repr
+
+    def __hash__(self) -> int:
+        return hash((self.audio, self.video, self.messaging))
+
+
+@attrs.frozen(kw_only=True, repr=False, unsafe_hash=False)
+class Address:
+    """A fabric address: a subscriber, room, app or call target.
+
+    Attributes:
+        id: The address id (what chat methods take as ``address_id``).
+        name: Its unique name.
+        type: ``"app"``, ``"call"``, ``"room"`` or ``"subscriber"``.
+        display_name: Its human-readable name.
+        resource_id: The resource it points at.
+        cover_url: A cover image URL, if any.
+        preview_url: A preview image URL, if any.
+        channels: Its channels.
+        locked: Whether it is locked.
+        created_at: Creation time as the wire gives it (an ISO 8601 string).
+        extra: Wire fields this version does not know, kept as received.
+    """
+
+    id: str
+    name: str
+    type: str
+    display_name: Optional[str] = None
+    resource_id: Optional[str] = None
+    cover_url: Optional[str] = None
+    preview_url: Optional[str] = None
+    channels: AddressChannels = AddressChannels()
+    locked: bool = False
+    created_at: Optional[str] = None
+    extra: Mapping[str, Any] = EMPTY
+
+    __repr__ = _short_repr
+    __hash__ = _hash_by_id
+
+
+@attrs.frozen(kw_only=True, repr=False, unsafe_hash=False)
+class SubscriberInfo:
+    """The subscriber the token belongs to.
+
+    Attributes:
+        id: The subscriber id.
+        email: Its email, when set.
+        first_name: Its first name, when set.
+        last_name: Its last name, when set.
+        display_name: Its display name, when set.
+        job_title: Its job title, when set.
+        time_zone: Its time zone, when set.
+        country: Its country, when set.
+        region: Its region, when set.
+        company_name: Its company, when set.
+        app_settings: Application settings the service attaches.
+        fabric_addresses: The subscriber's own addresses.
+        extra: Wire fields this version does not know, kept as received.
+    """
+
+    id: str
+    email: Optional[str] = None
+    first_name: Optional[str] = None
+    last_name: Optional[str] = None
+    display_name: Optional[str] = None
+    job_title: Optional[str] = None
+    time_zone: Optional[str] = None
+    country: Optional[str] = None
+    region: Optional[str] = None
+    company_name: Optional[str] = None
+    app_settings: Mapping[str, Any] = EMPTY
+    fabric_addresses: tuple[Address, ...] = ()
+    extra: Mapping[str, Any] = EMPTY
+
+    __repr__ = _short_repr
+    __hash__ = _hash_by_id
+
+
+@attrs.frozen(kw_only=True, repr=False, unsafe_hash=False)
+class SendResult:
+    """What the service answered to ``send_message``.
+
+    The service answers either ``{"table": {"conversation_id": ..., "text": ...}}`` or a full
+    message object; both are accepted.
+
+    Attributes:
+        conversation_id: The conversation the message went to.
+        text: The text sent, as echoed by the service.
+        message: The full message, when the service returned one.
+        extra: Wire fields this version does not know, kept as received.
+    """
+
+    conversation_id: Optional[str] = None
+    text: Optional[str] = None
+    message: Optional[ConversationMessage] = None
+    extra: Mapping[str, Any] = EMPTY
+
+    __repr__ = _short_repr
+
+    def __hash__(self) -> int:
+        return hash((self.conversation_id, self.text, self.message))
+
+
+@attrs.frozen(kw_only=True, repr=False, unsafe_hash=False)
+class JoinResult:
+    """What the service answered to ``join``.
+
+    Attributes:
+        conversation_id: The conversation joined.
+        extra: Wire fields this version does not know, kept as received.
+    """
+
+    conversation_id: Optional[str] = None
+    extra: Mapping[str, Any] = EMPTY
+
+    __repr__ = _short_repr
+
+    def __hash__(self) -> int:
+        return hash(self.conversation_id)
