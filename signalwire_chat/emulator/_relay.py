@@ -1,0 +1,957 @@
+"""The emulator's realtime side: SignalWire's JSON-RPC 2.0 relay over one websocket.
+
+A :class:`RelayHub` serves the websocket that a client opens on ``wss://<ch>/``. It
+speaks the protocol written down in ``protocol.md`` (section "Realtime"), as the
+official ``@signalwire/js`` 3.28.0 client expects it:
+
+* **Connect.** The first request must be ``signalwire.connect``; its
+  ``authentication.jwt_token`` is checked with the ``verify_token`` callable. A
+  refused connect is answered with a JSON-RPC error (code -32002) and the socket is
+  closed (code 1008). An accepted one is answered with ``protocol``, ``identity``,
+  ``authorization`` and ``ice_servers``, followed by a
+  ``signalwire.authorization.state`` event carrying a fresh opaque string.
+* **Sessions and resume.** A session (named by its ``protocol``) outlives its socket:
+  when the socket closes, for any reason, the session is kept for
+  ``RelayConfig.resume_window`` seconds. A connect that names that ``protocol`` with a
+  token of the same subscriber continues it: the result carries the same ``protocol``,
+  and every event that was sent but not acknowledged is sent again, with its original
+  id and in its original order, before anything new. Any other ``protocol`` (unknown,
+  expired, another subscriber's) starts a new session. A connect that names a session
+  still attached to another socket takes it over and drops the old socket (the old one
+  is presumed dead, as after a half-open network failure).
+* **Gaps are the client's to fill.** Events published while a session has no socket
+  are *not* kept for it: a client that promises no gaps fetches the history over REST
+  after a reconnect and drops what it already delivered (by message id).
+* **Acknowledgements and flow control.** Each ``signalwire.event`` has a fresh uuid4
+  id and is acknowledged by a response with the same id and a ``result``. At most
+  ``RelayConfig.event_window`` events are in flight (sent, not yet acknowledged) per
+  session; further events wait, in order, in that session's queue and go out one by
+  one as acknowledgements arrive. This is what keeps a slow client's memory bounded:
+  a client that acknowledges an event only once it has room for another can never be
+  sent more than ``event_window`` events it has not yet taken. The server side of
+  that queue is bounded too: a session whose queue exceeds
+  ``RelayConfig.queue_limit`` is a consumer that has stopped keeping up; its socket is
+  closed (code 1013) and the session is discarded, so that the client starts afresh
+  and backfills over REST.
+* **Pings.** Every ``ping_interval`` seconds the server sends ``signalwire.ping``
+  (the official client reconnects after 15 s without one, so the interval must stay
+  well under that). A client's own ``signalwire.ping`` is answered with its timestamp.
+* **Reauthenticate and expiry.** ``signalwire.reauthenticate`` with a valid token of
+  the same subscriber replaces the session's authorization. When the token of the
+  session expires, the server sends ``signalwire.disconnect``, waits briefly for the
+  answer, and closes the socket; the session stays resumable with a fresh token.
+* **Bad frames.** Invalid JSON is answered with error -32700, a frame that is not a
+  JSON-RPC object with -32600, an unknown method with -32601; the socket stays open.
+
+Fault hooks (:meth:`RelayHub.drop_all`, :meth:`RelayHub.set_half_open`,
+:meth:`RelayHub.refuse_connects`, :meth:`RelayHub.set_ping_interval`) let tests break
+the link on purpose. Everything here runs on the emulator's event loop thread: no
+method may be called from another thread (the ``Emulator`` marshals such calls).
+Sends on one socket are serialised by one writer task per socket; an event is
+encoded to JSON once per publish, and per session only its id is spliced in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Collection, Coroutine
+from typing import Any, Callable
+
+import attrs
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from ._tokens import InvalidTokenError, SatClaims
+
+__all__ = ["RelayConfig", "RelayHub", "SessionInfo"]
+
+_log = logging.getLogger(__name__)
+
+AUTHENTICATION_FAILED = -32002
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+
+# How long the server waits for the answer to its signalwire.disconnect.
+_DISCONNECT_ANSWER_WAIT = 1.0
+# How long a server-side close waits for queued frames to leave, then for the peer's
+# close frame (aiohttp's own close timeout).
+_FLUSH_TIMEOUT = 1.0
+_CLOSE_TIMEOUT = 2.0
+# Answers the server still accepts for its own requests (pings, auth state) per socket.
+_MAX_AWAITED_ANSWERS = 64
+_MAX_FRAME_BYTES = 1024 * 1024
+_CLOSE_AUTH_FAILED = int(WSCloseCode.POLICY_VIOLATION)
+_CLOSE_SLOW_CONSUMER = int(WSCloseCode.TRY_AGAIN_LATER)
+_CLOSE_GOING_AWAY = int(WSCloseCode.GOING_AWAY)
+
+# An event frame is these pieces around its id and its (shared) encoded params.
+_EVENT_HEAD = '{"jsonrpc":"2.0","id":"'
+_EVENT_MID = '","method":"signalwire.event","params":'
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _positive_or_none(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{attribute.name} must be positive or None, got {value!r}")
+
+
+def _non_negative(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not value >= 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _at_least_one(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not value >= 1:
+        raise ValueError(f"{attribute.name} must be >= 1, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class RelayConfig:
+    """Tunables of the relay.
+
+    Attributes:
+        ping_interval: Seconds between server pings; None disables them. Keep it well
+            under 15 s, the official client's watchdog.
+        resume_window: Seconds a session outlives its socket and can be resumed.
+        event_window: Most unacknowledged events in flight per session.
+        space_host: The realtime host of the emulated space (used in ``identity``).
+        queue_limit: Most events waiting behind a full window per session; beyond it
+            the session is dropped as a consumer that stopped keeping up.
+    """
+
+    ping_interval: float | None = attrs.field(default=5.0, validator=_positive_or_none)
+    resume_window: float = attrs.field(default=60.0, validator=_non_negative)
+    event_window: int = attrs.field(default=100, validator=_at_least_one)
+    space_host: str = "puc.emulator.test"
+    queue_limit: int = attrs.field(default=100_000, validator=_at_least_one)
+
+
+@attrs.frozen(kw_only=True)
+class SessionInfo:
+    """A snapshot of one relay session, for tests and benchmarks.
+
+    Attributes:
+        protocol: The session's name, as returned by ``signalwire.connect``.
+        subscriber_id: The subscriber it belongs to.
+        connected: Whether a socket is attached.
+        unacked: Events sent and not yet acknowledged.
+        queued: Events waiting for room in the window.
+    """
+
+    protocol: str
+    subscriber_id: str
+    connected: bool
+    unacked: int
+    queued: int
+
+
+class _Conn:
+    """One websocket: its outbox, its writer and pinger tasks, and its state."""
+
+    def __init__(self, number: int, ws: web.WebSocketResponse, request: web.Request) -> None:
+        self.number = number
+        self.ws = ws
+        self.request = request
+        self.outbox: collections.deque[str] = collections.deque()
+        self.wake = asyncio.Event()
+        self.idle = asyncio.Event()
+        self.idle.set()
+        # Cleared while the connection plays half-open: nothing is read, answered or sent.
+        self.running = asyncio.Event()
+        self.running.set()
+        self.done = asyncio.Event()
+        self.session: _Session | None = None
+        # Ids of the server's own requests whose answers are expected.
+        self.awaited: dict[str, asyncio.Future[dict[str, Any]] | None] = {}
+        self.closing = False
+        self.aborted = False
+        self.initiator = "client"
+        self.writer: asyncio.Task[None] | None = None
+        self.pinger: asyncio.Task[None] | None = None
+        self.closer: asyncio.Task[None] | None = None
+
+    def push(self, text: str) -> None:
+        """Queue a frame for the writer; dropped once the socket is closing."""
+        if self.closing:
+            return
+        self.outbox.append(text)
+        self.idle.clear()
+        self.wake.set()
+
+    def expect(self, rid: str, waiter: asyncio.Future[dict[str, Any]] | None = None) -> None:
+        """Remember that an answer with this id is due."""
+        self.awaited[rid] = waiter
+        if len(self.awaited) > _MAX_AWAITED_ANSWERS:
+            del self.awaited[next(iter(self.awaited))]
+
+
+class _Session:
+    """A resumable relay session: authorization, in-flight events and queue."""
+
+    def __init__(self, protocol: str, claims: SatClaims) -> None:
+        self.protocol = protocol
+        self.subscriber_id = claims.subscriber_id
+        self.project_id = claims.project_id
+        self.claims = claims
+        self.authorization: dict[str, Any] = {}
+        self.conn: _Conn | None = None
+        self.closed_at = 0.0
+        # id -> encoded frame, in the order sent.
+        self.unacked: dict[str, str] = {}
+        # Encoded params of events waiting for room in the window.
+        self.queue: collections.deque[str] = collections.deque()
+        self.expiry: asyncio.TimerHandle | None = None
+        self.forget: asyncio.TimerHandle | None = None
+
+    def cancel_timers(self) -> None:
+        for handle in (self.expiry, self.forget):
+            if handle is not None:
+                handle.cancel()
+        self.expiry = self.forget = None
+
+
+class RelayHub:
+    """The relay websocket endpoint of the emulator and its sessions.
+
+    Args:
+        verify_token: Checks a SAT and returns its claims; raises
+            ``InvalidTokenError`` when the token is refused.
+        config: The relay's tunables.
+        record: Called with a dict for every socket opened or closed and every frame
+            received or sent (``kind`` ``ws_open``, ``ws_recv``, ``ws_send``,
+            ``ws_close``), for wire comparisons. Failures of the callable are logged.
+
+    Attributes:
+        connect_attempts: Every ``signalwire.connect`` request seen, refused or not.
+    """
+
+    def __init__(
+        self,
+        *,
+        verify_token: Callable[[str], SatClaims],
+        config: RelayConfig,
+        record: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self._verify = verify_token
+        self._config = config
+        self._record = record
+        self._ping_interval = config.ping_interval
+        self._sessions: dict[str, _Session] = {}
+        self._by_subscriber: dict[str, dict[str, _Session]] = {}
+        self._conns: dict[int, _Conn] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._refusals = 0
+        self._refusal_code = AUTHENTICATION_FAILED
+        self._refusal_message = "Authentication failed"
+        self._conn_counter = 0
+        self._closed = False
+        self._space_id = str(uuid.uuid5(uuid.NAMESPACE_DNS, config.space_host))
+        self.connect_attempts = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"RelayHub(space_host={self._config.space_host!r}, sockets={len(self._conns)}, "
+            f"sessions={len(self._sessions)}, closed={self._closed})"
+        )
+
+    # ------------------------------------------------------------------ introspection
+
+    @property
+    def live_sessions(self) -> int:
+        """How many sessions have a socket attached."""
+        return sum(1 for s in self._sessions.values() if s.conn is not None)
+
+    @property
+    def open_sockets(self) -> int:
+        """How many websockets are open (connected or not)."""
+        return len(self._conns)
+
+    def sessions(self) -> list[SessionInfo]:
+        """Return a snapshot of every session, attached or resumable."""
+        return [
+            SessionInfo(
+                protocol=s.protocol,
+                subscriber_id=s.subscriber_id,
+                connected=s.conn is not None,
+                unacked=len(s.unacked),
+                queued=len(s.queue),
+            )
+            for s in self._sessions.values()
+        ]
+
+    # ------------------------------------------------------------------ public entry points
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Serve one websocket (mounted at ``GET /``) until it closes.
+
+        Args:
+            request: The upgrade request.
+
+        Returns:
+            The websocket response, or a plain 426 when the request is no upgrade,
+            or 503 once the hub is closed.
+        """
+        if self._closed:
+            return web.Response(status=503, text="the relay is shut down")
+        ws = web.WebSocketResponse(
+            compress=False, timeout=_CLOSE_TIMEOUT, max_msg_size=_MAX_FRAME_BYTES
+        )
+        if not ws.can_prepare(request).ok:
+            return web.Response(
+                status=426,
+                text="this endpoint speaks JSON-RPC over a websocket",
+                headers={"Upgrade": "websocket"},
+            )
+        await ws.prepare(request)
+        self._conn_counter += 1
+        conn = _Conn(self._conn_counter, ws, request)
+        self._conns[conn.number] = conn
+        self._emit(
+            {
+                "kind": "ws_open",
+                "conn": conn.number,
+                "path": request.path_qs,
+                "headers": dict(request.headers),
+            }
+        )
+        conn.writer = self._spawn(self._write_loop(conn))
+        try:
+            await self._read_loop(conn)
+        finally:
+            await self._finish(conn)
+        return ws
+
+    def publish(self, subscriber_ids: Collection[str], params: dict[str, Any]) -> None:
+        """Push a ``conversation.message`` event to every live session of each subscriber.
+
+        The event's JSON is encoded once; each session gets it under its own id.
+        Sessions without a socket are skipped (their client backfills over REST).
+
+        Args:
+            subscriber_ids: The members who receive the event.
+            params: The message object, with ``user_name``, ``conversation_name`` and
+                ``hidden``.
+        """
+        if self._closed:
+            return
+        conversation_id = params.get("conversation_id")
+        channel = (
+            f"conversation.{conversation_id}"
+            if isinstance(conversation_id, str)
+            else "conversation"
+        )
+        body = _dumps(
+            {
+                "event_type": "conversation.message",
+                "event_channel": channel,
+                "timestamp": time.time(),
+                "params": params,
+            }
+        )
+        window = self._config.event_window
+        limit = self._config.queue_limit
+        for subscriber_id in dict.fromkeys(subscriber_ids):
+            sessions = self._by_subscriber.get(subscriber_id)
+            if not sessions:
+                continue
+            for session in list(sessions.values()):
+                conn = session.conn
+                if conn is None or conn.closing:
+                    continue
+                if session.queue or len(session.unacked) >= window:
+                    if len(session.queue) >= limit:
+                        self._drop_slow_consumer(session, conn)
+                    else:
+                        session.queue.append(body)
+                else:
+                    self._send_event(session, conn, body)
+
+    async def close(self) -> None:
+        """Close every socket, forget every session, and end every task.
+
+        Idempotent. Open sockets get a close frame (code 1001) and are aborted when
+        they do not finish closing in time.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        for conn in list(self._conns.values()):
+            if conn.running.is_set():
+                self._request_close(conn, _CLOSE_GOING_AWAY)
+            else:
+                self._abort(conn)
+        await self._wait_done(_FLUSH_TIMEOUT + _CLOSE_TIMEOUT + 1.0)
+        for conn in list(self._conns.values()):
+            self._abort(conn)
+        await self._wait_done(2.0)
+        for session in self._sessions.values():
+            session.cancel_timers()
+        self._sessions.clear()
+        self._by_subscriber.clear()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+    # ------------------------------------------------------------------ fault hooks
+
+    async def drop_all(self) -> None:
+        """Abort every socket, without a close frame, like a network drop.
+
+        Returns once every aborted socket has been wound down (sessions detached and
+        resumable).
+        """
+        for conn in list(self._conns.values()):
+            self._abort(conn)
+        await self._wait_done(5.0)
+
+    def set_half_open(self, on: bool) -> None:
+        """Make the sockets open now go silent, or bring them back.
+
+        While on, the sockets that were open when it was switched on are neither read
+        nor written nor pinged, but their TCP connections stay open, as after a
+        network failure that neither side noticed. Sockets opened afterwards are
+        served normally (the path of a reconnect is a new one). Switching it off lets
+        the silent sockets catch up on what they held.
+
+        Args:
+            on: True to silence the open sockets, False to revive them.
+        """
+        for conn in self._conns.values():
+            if on:
+                conn.running.clear()
+            else:
+                conn.running.set()
+
+    def refuse_connects(
+        self, count: int, code: int = AUTHENTICATION_FAILED, message: str = "Authentication failed"
+    ) -> None:
+        """Refuse the next ``count`` connect requests, whatever their token.
+
+        Each is answered with a JSON-RPC error ``{code, message}`` and its socket closed.
+        A new call replaces what is left of the previous one.
+
+        Args:
+            count: How many connects to refuse (0 disarms).
+            code: The JSON-RPC error code.
+            message: The JSON-RPC error message.
+
+        Raises:
+            ValueError: ``count`` is negative.
+        """
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count!r}")
+        self._refusals = count
+        self._refusal_code = code
+        self._refusal_message = message
+
+    def set_ping_interval(self, seconds: float | None) -> None:
+        """Change the server ping interval of every connected socket.
+
+        Args:
+            seconds: The new interval, or None to stop pinging.
+
+        Raises:
+            ValueError: ``seconds`` is not positive.
+        """
+        if seconds is not None and not seconds > 0:
+            raise ValueError(f"seconds must be positive or None, got {seconds!r}")
+        self._ping_interval = seconds
+        for conn in self._conns.values():
+            if conn.session is not None and not conn.closing:
+                self._start_pinger(conn)
+
+    # ------------------------------------------------------------------ socket plumbing
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("relay task failed", exc_info=task.exception())
+
+    def _emit(self, entry: dict[str, Any]) -> None:
+        if self._record is None:
+            return
+        try:
+            self._record(entry)
+        except Exception:  # noqa: BLE001 - a failing recorder must not break the relay
+            _log.exception("relay record callable failed")
+
+    async def _wait_done(self, timeout: float) -> None:
+        waiters = [asyncio.ensure_future(c.done.wait()) for c in self._conns.values()]
+        if not waiters:
+            return
+        _, pending = await asyncio.wait(waiters, timeout=timeout)
+        for waiter in pending:
+            waiter.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    async def _read_loop(self, conn: _Conn) -> None:
+        ws = conn.ws
+        while True:
+            msg = await ws.receive()
+            if not conn.running.is_set():
+                await conn.running.wait()
+            if msg.type is WSMsgType.TEXT:
+                text: str = msg.data
+            elif msg.type is WSMsgType.BINARY:
+                try:
+                    text = bytes(msg.data).decode("utf-8")
+                except UnicodeDecodeError:
+                    self._emit({"kind": "ws_recv", "conn": conn.number, "frame": {"_binary": True}})
+                    self._reply_error(conn, None, PARSE_ERROR, "Parse error: not UTF-8")
+                    continue
+            else:
+                return
+            if conn.aborted:
+                return
+            self._on_text(conn, text)
+
+    async def _write_loop(self, conn: _Conn) -> None:
+        ws = conn.ws
+        outbox = conn.outbox
+        recording = self._record is not None
+        try:
+            while True:
+                await conn.wake.wait()
+                conn.wake.clear()
+                while outbox:
+                    if not conn.running.is_set():
+                        await conn.running.wait()
+                    if conn.aborted:
+                        return
+                    text = outbox.popleft()
+                    if recording:
+                        self._emit(
+                            {"kind": "ws_send", "conn": conn.number, "frame": json.loads(text)}
+                        )
+                    await ws.send_str(text)
+                conn.idle.set()
+        except ConnectionError as exc:
+            _log.debug("relay socket %d: write failed: %s", conn.number, exc)
+        finally:
+            outbox.clear()
+            conn.idle.set()
+
+    async def _ping_loop(self, conn: _Conn, interval: float) -> None:
+        while not conn.closing:
+            await asyncio.sleep(interval)
+            if conn.closing or not conn.running.is_set():
+                continue
+            rid = _new_id()
+            conn.expect(rid)
+            conn.push(
+                _dumps(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": rid,
+                        "method": "signalwire.ping",
+                        "params": {"timestamp": time.time()},
+                    }
+                )
+            )
+
+    def _start_pinger(self, conn: _Conn) -> None:
+        if conn.pinger is not None:
+            conn.pinger.cancel()
+            conn.pinger = None
+        if self._ping_interval is not None:
+            conn.pinger = self._spawn(self._ping_loop(conn, self._ping_interval))
+
+    def _request_close(self, conn: _Conn, code: int) -> None:
+        """Close the socket from the server side once what is queued has left."""
+        if conn.closer is not None or conn.aborted or conn.done.is_set():
+            return
+        conn.closing = True
+        conn.initiator = "server"
+        conn.closer = self._spawn(self._close_conn(conn, code))
+
+    async def _close_conn(self, conn: _Conn, code: int) -> None:
+        try:
+            await asyncio.wait_for(conn.idle.wait(), _FLUSH_TIMEOUT)
+        except asyncio.TimeoutError:
+            _log.debug("relay socket %d: closing with frames still queued", conn.number)
+        try:
+            await conn.ws.close(code=code)
+        except ConnectionError as exc:
+            _log.debug("relay socket %d: close failed: %s", conn.number, exc)
+
+    def _abort(self, conn: _Conn) -> None:
+        """Cut the TCP connection at once: no close frame, like a network drop."""
+        if conn.aborted:
+            return
+        conn.aborted = True
+        conn.closing = True
+        conn.initiator = "server"
+        conn.running.set()
+        conn.wake.set()
+        transport = conn.request.transport
+        if transport is not None:
+            transport.abort()
+
+    async def _finish(self, conn: _Conn) -> None:
+        """Wind a socket down once its read loop has ended; keep its session."""
+        conn.closing = True
+        if conn.closer is not None:
+            await asyncio.wait({conn.closer})
+        running = [t for t in (conn.pinger, conn.writer) if t is not None]
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running)
+        for waiter in conn.awaited.values():
+            if waiter is not None and not waiter.done():
+                # The socket is gone: whoever waits for an answer stops waiting.
+                waiter.set_result({})
+        conn.awaited.clear()
+        session = conn.session
+        if session is not None and session.conn is conn:
+            self._detach(session)
+        conn.session = None
+        code = conn.ws.close_code
+        if code is None or conn.aborted:
+            code = int(WSCloseCode.ABNORMAL_CLOSURE)
+        self._emit(
+            {
+                "kind": "ws_close",
+                "conn": conn.number,
+                "close_code": code,
+                "initiator": conn.initiator,
+            }
+        )
+        self._conns.pop(conn.number, None)
+        conn.done.set()
+
+    # ------------------------------------------------------------------ frames
+
+    def _reply(self, conn: _Conn, rid: Any, result: dict[str, Any]) -> None:
+        conn.push(_dumps({"jsonrpc": "2.0", "id": rid, "result": result}))
+
+    def _reply_error(self, conn: _Conn, rid: Any, code: int, message: str) -> None:
+        conn.push(
+            _dumps({"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}})
+        )
+
+    def _on_text(self, conn: _Conn, text: str) -> None:
+        if self._closed:
+            return
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            self._emit({"kind": "ws_recv", "conn": conn.number, "frame": {"_unparsable": text}})
+            self._reply_error(conn, None, PARSE_ERROR, "Parse error")
+            return
+        if not isinstance(frame, dict):
+            self._emit({"kind": "ws_recv", "conn": conn.number, "frame": {"_not_object": frame}})
+            self._reply_error(conn, None, INVALID_REQUEST, "Invalid Request: not a JSON object")
+            return
+        self._emit({"kind": "ws_recv", "conn": conn.number, "frame": frame})
+        rid = frame.get("id")
+        method = frame.get("method")
+        if method is None and ("result" in frame or "error" in frame):
+            self._on_answer(conn, frame)
+            return
+        if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+            self._reply_error(conn, None, INVALID_REQUEST, "Invalid Request: no usable id")
+            return
+        if not isinstance(method, str) or frame.get("jsonrpc") != "2.0":
+            self._reply_error(conn, rid, INVALID_REQUEST, "Invalid Request")
+            return
+        params = frame.get("params", {})
+        if not isinstance(params, dict):
+            self._reply_error(conn, rid, INVALID_PARAMS, "Invalid params: not an object")
+            return
+        session = conn.session
+        if session is None:
+            if method == "signalwire.connect":
+                self._on_connect(conn, rid, params)
+            else:
+                self._reply_error(
+                    conn, rid, AUTHENTICATION_FAILED, "Not connected: send signalwire.connect first"
+                )
+                self._request_close(conn, _CLOSE_AUTH_FAILED)
+        elif method == "signalwire.ping":
+            self._reply(conn, rid, {"timestamp": params.get("timestamp", time.time())})
+        elif method == "signalwire.reauthenticate":
+            self._on_reauthenticate(conn, session, rid, params)
+        elif method == "signalwire.connect":
+            self._reply_error(conn, rid, INVALID_REQUEST, "Already connected")
+        else:
+            self._reply_error(conn, rid, METHOD_NOT_FOUND, f"Method not found: {method[:100]}")
+
+    def _on_answer(self, conn: _Conn, frame: dict[str, Any]) -> None:
+        rid = frame.get("id")
+        if not isinstance(rid, str):
+            return
+        session = conn.session
+        if session is not None and rid in session.unacked:
+            if "result" in frame:
+                del session.unacked[rid]
+                self._pump(session)
+            else:
+                _log.debug("relay socket %d: event %s answered with an error", conn.number, rid)
+            return
+        waiter = conn.awaited.pop(rid, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(frame)
+
+    # ------------------------------------------------------------------ connect and auth
+
+    def _check_token(self, params: dict[str, Any]) -> SatClaims | None:
+        """Return the claims of the request's token, or None when it is refused."""
+        authentication = params.get("authentication")
+        token = authentication.get("jwt_token") if isinstance(authentication, dict) else None
+        if not isinstance(token, str) or not token:
+            _log.info("relay: token missing")
+            return None
+        try:
+            claims = self._verify(token)
+        except InvalidTokenError as exc:
+            _log.info("relay: token refused: %s", exc)
+            return None
+        if claims.exp <= time.time():
+            _log.info("relay: token expired")
+            return None
+        return claims
+
+    def _on_connect(self, conn: _Conn, rid: Any, params: dict[str, Any]) -> None:
+        self.connect_attempts += 1
+        if self._refusals > 0:
+            self._refusals -= 1
+            self._refuse(conn, rid, self._refusal_code, self._refusal_message)
+            return
+        claims = self._check_token(params)
+        if claims is None:
+            self._refuse(conn, rid, AUTHENTICATION_FAILED, "Authentication failed")
+            return
+        session = self._resumable(params.get("protocol"), claims)
+        if session is None:
+            protocol = f"signalwire_{claims.jti}_{_new_id()}_{_new_id()}"
+            session = _Session(protocol, claims)
+            self._sessions[protocol] = session
+            self._by_subscriber.setdefault(session.subscriber_id, {})[protocol] = session
+            _log.debug("relay socket %d: new session", conn.number)
+        else:
+            _log.debug("relay socket %d: session resumed", conn.number)
+            old = session.conn
+            if old is not None:
+                old.session = None
+                self._abort(old)
+        self._authorize(session, claims)
+        if session.forget is not None:
+            session.forget.cancel()
+            session.forget = None
+        session.conn = conn
+        conn.session = session
+        self._reply(
+            conn,
+            rid,
+            {
+                "identity": self._identity(session),
+                "authorization": session.authorization,
+                "protocol": session.protocol,
+                "ice_servers": self._ice_servers(claims),
+            },
+        )
+        state_id = _new_id()
+        conn.expect(state_id)
+        conn.push(
+            _dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": state_id,
+                    "method": "signalwire.event",
+                    "params": {
+                        "event_type": "signalwire.authorization.state",
+                        "event_channel": f"signalwire.{session.protocol}",
+                        "timestamp": time.time(),
+                        "params": {"authorization_state": secrets.token_urlsafe(48)},
+                    },
+                }
+            )
+        )
+        for frame in session.unacked.values():
+            conn.push(frame)
+        self._pump(session)
+        self._start_pinger(conn)
+
+    def _refuse(self, conn: _Conn, rid: Any, code: int, message: str) -> None:
+        self._reply_error(conn, rid, code, message)
+        self._request_close(conn, _CLOSE_AUTH_FAILED)
+
+    def _resumable(self, protocol: Any, claims: SatClaims) -> _Session | None:
+        if not isinstance(protocol, str):
+            return None
+        session = self._sessions.get(protocol)
+        if session is None:
+            return None
+        if (session.subscriber_id, session.project_id) != (claims.subscriber_id, claims.project_id):
+            return None
+        if session.conn is None and time.time() - session.closed_at >= self._config.resume_window:
+            return None
+        return session
+
+    def _on_reauthenticate(
+        self, conn: _Conn, session: _Session, rid: Any, params: dict[str, Any]
+    ) -> None:
+        claims = self._check_token(params)
+        authentication = params.get("authentication")
+        project = authentication.get("project") if isinstance(authentication, dict) else None
+        if (
+            claims is None
+            or claims.subscriber_id != session.subscriber_id
+            or claims.project_id != session.project_id
+            or (project is not None and project != claims.project_id)
+        ):
+            self._reply_error(conn, rid, AUTHENTICATION_FAILED, "Authentication failed")
+            return
+        self._authorize(session, claims)
+        self._reply(
+            conn,
+            rid,
+            {
+                "identity": self._identity(session),
+                "authorization": session.authorization,
+                "protocol": session.protocol,
+            },
+        )
+
+    def _authorize(self, session: _Session, claims: SatClaims) -> None:
+        """Install a token's claims on a session and arm its expiry."""
+        session.claims = claims
+        application_id = uuid.uuid5(
+            uuid.NAMESPACE_URL, f"https://{self._config.space_host}/{claims.project_id}/chat"
+        )
+        session.authorization = {
+            "jti": claims.jti,
+            "project_id": claims.project_id,
+            "fabric_subscriber": {
+                "version": 1,
+                "expires_at": int(claims.exp),
+                "subscriber_id": claims.subscriber_id,
+                "project_id": claims.project_id,
+                "application_id": str(application_id),
+                "space_id": self._space_id,
+            },
+        }
+        if session.expiry is not None:
+            session.expiry.cancel()
+        delay = max(0.0, claims.exp - time.time())
+        session.expiry = asyncio.get_running_loop().call_later(
+            delay, self._on_token_expired, session, claims
+        )
+
+    def _identity(self, session: _Session) -> str:
+        return f"fabric.{session.subscriber_id}@{self._config.space_host}"
+
+    def _ice_servers(self, claims: SatClaims) -> list[dict[str, Any]]:
+        return [
+            {
+                "urls": [
+                    f"turn:turn.{self._config.space_host}:443?transport=tcp",
+                    f"turns:turn.{self._config.space_host}:443",
+                ],
+                "username": f"{int(claims.exp)}:{claims.subscriber_id}",
+                "credential": secrets.token_urlsafe(20),
+            }
+        ]
+
+    def _on_token_expired(self, session: _Session, claims: SatClaims) -> None:
+        session.expiry = None
+        conn = session.conn
+        if conn is None or session.claims is not claims or self._closed:
+            return
+        self._spawn(self._disconnect(conn))
+
+    async def _disconnect(self, conn: _Conn) -> None:
+        """Send signalwire.disconnect, wait briefly for the answer, close the socket."""
+        if not conn.running.is_set():
+            await conn.running.wait()
+        if conn.closing:
+            return
+        rid = _new_id()
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        conn.expect(rid, answer)
+        conn.push(
+            _dumps({"jsonrpc": "2.0", "id": rid, "method": "signalwire.disconnect", "params": {}})
+        )
+        try:
+            await asyncio.wait_for(answer, _DISCONNECT_ANSWER_WAIT)
+        except asyncio.TimeoutError:
+            _log.debug("relay socket %d: no answer to disconnect", conn.number)
+        self._request_close(conn, int(WSCloseCode.OK))
+
+    # ------------------------------------------------------------------ sessions
+
+    def _send_event(self, session: _Session, conn: _Conn, body: str) -> None:
+        eid = _new_id()
+        frame = _EVENT_HEAD + eid + _EVENT_MID + body + "}"
+        session.unacked[eid] = frame
+        conn.push(frame)
+
+    def _pump(self, session: _Session) -> None:
+        """Send queued events while the window has room."""
+        conn = session.conn
+        if conn is None or conn.closing:
+            return
+        window = self._config.event_window
+        queue = session.queue
+        while queue and len(session.unacked) < window:
+            self._send_event(session, conn, queue.popleft())
+
+    def _detach(self, session: _Session) -> None:
+        session.conn = None
+        session.closed_at = time.time()
+        if session.expiry is not None:
+            session.expiry.cancel()
+            session.expiry = None
+        if self._closed:
+            return
+        session.forget = asyncio.get_running_loop().call_later(
+            self._config.resume_window, self._forget, session
+        )
+
+    def _forget(self, session: _Session) -> None:
+        if session.conn is not None:
+            return
+        session.cancel_timers()
+        self._sessions.pop(session.protocol, None)
+        sessions = self._by_subscriber.get(session.subscriber_id)
+        if sessions is not None:
+            sessions.pop(session.protocol, None)
+            if not sessions:
+                del self._by_subscriber[session.subscriber_id]
+
+    def _drop_slow_consumer(self, session: _Session, conn: _Conn) -> None:
+        _log.warning(
+            "relay socket %d: %d events queued behind a full window; dropping the session",
+            conn.number,
+            len(session.queue),
+        )
+        session.conn = None
+        conn.session = None
+        self._forget(session)
+        session.queue.clear()
+        session.unacked.clear()
+        self._request_close(conn, _CLOSE_SLOW_CONSUMER)
