@@ -1,0 +1,714 @@
+"""A local stand-in for the SignalWire chat service: REST and relay on one loopback port.
+
+Typical use in a test::
+
+    with Emulator() as emu:
+        alice = emu.create_subscriber("alice@example.com")
+        room = emu.create_room("lobby")
+        ...  # point a client at emu.rest_url / emu.relay_url with alice.token
+
+The emulator serves the REST endpoints of protocol.md (``/api/fabric/...``) and the
+JSON-RPC relay websocket (``GET /``) from an aiohttp server in a background thread
+named ``signalwire-emulator-...``, stores everything in sqlite3, and mints tokens of
+the real shape. ``stop()`` followed by ``start()`` brings it back on the same port
+with the same data (a "server restart"); fault hooks break things on purpose.
+
+This package needs the ``emulator`` extra (aiohttp, joserfc); the client package never
+imports it.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import logging
+import secrets
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Callable
+
+import attrs
+
+from ._app import EmulatorState, FaultRule, RestFaults, ServerThread, build_app
+from ._record import Recording, TrafficRecorder
+from ._store import DuplicateNameError, Store
+from ._tokens import InvalidTokenError, SatClaims, TokenAuthority, generate_key
+
+try:
+    from ._relay import RelayConfig, RelayHub
+except ImportError:  # pragma: no cover - only while the relay module is being written
+    RelayConfig = None  # type: ignore[assignment,misc]
+    RelayHub = None  # type: ignore[assignment,misc]
+
+__all__ = [
+    "DEFAULT_MAX_TEXT_LENGTH",
+    "Emulator",
+    "EmulatorAddress",
+    "EmulatorSubscriber",
+    "InvalidTokenError",
+    "Recording",
+    "SatClaims",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_TEXT_LENGTH = 10_000
+SYSTEM_USER_ID = "00000000-0000-0000-0000-000000000000"
+
+
+@attrs.frozen(kw_only=True)
+class EmulatorSubscriber:
+    """A subscriber created through :meth:`Emulator.create_subscriber`.
+
+    Attributes:
+        id: The subscriber id.
+        address_id: The id of the subscriber's own address.
+        reference: The reference it was created with (its email).
+        display_name: Its display name.
+        token: A fresh SAT (not shown in the repr).
+        refresh_token: A refresh token (not shown in the repr).
+    """
+
+    id: str
+    address_id: str
+    reference: str
+    display_name: str
+    token: str = attrs.field(repr=False)
+    refresh_token: str = attrs.field(repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class EmulatorAddress:
+    """An address created through :meth:`Emulator.create_room`.
+
+    Attributes:
+        id: The address id (also the id of its conversation).
+        name: The unique name.
+        display_name: The display name.
+        type: The address type, "room".
+        resource_id: The id of the video room resource behind it.
+    """
+
+    id: str
+    name: str
+    display_name: str
+    type: str
+    resource_id: str
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    CLOSED = "closed"
+
+
+class _HalfOpen:
+    """Returned by :meth:`Emulator.half_open`; as a context manager, undoes it on exit."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self._emulator = emulator
+
+    def __enter__(self) -> _HalfOpen:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._emulator.running:
+            self._emulator.half_open(False)
+
+
+class Emulator:
+    """The emulated SignalWire service, served on one loopback port.
+
+    Nothing starts in the constructor; ``start()`` (or ``with``) binds and serves.
+
+    Args:
+        host: Interface to bind.
+        port: Port to bind; 0 picks a free one, which later restarts reuse.
+        db: sqlite3 database path, or ":memory:". A file keeps the project credentials,
+            the token keys, subscribers and messages across processes.
+        space_host: The realtime host written in tokens (``ch``).
+        project_id: The project id; generated (and stored in the db) when None.
+        api_token: The project's API token; generated (and stored) when None.
+        token_ttl: Default SAT lifetime, seconds.
+        ping_interval: Seconds between relay pings; None disables them.
+        resume_window: Seconds a relay session can be resumed after its socket closes.
+        event_window: Most unacknowledged relay events per session.
+        max_text_length: Longest accepted message text, in characters.
+        clock: Returns unix time; replaceable in tests of expiry.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        db: str = ":memory:",
+        space_host: str = "puc.emulator.test",
+        project_id: str | None = None,
+        api_token: str | None = None,
+        token_ttl: float = 7200.0,
+        ping_interval: float | None = 5.0,
+        resume_window: float = 60.0,
+        event_window: int = 100,
+        max_text_length: int = DEFAULT_MAX_TEXT_LENGTH,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if not 0 <= port <= 65535:
+            raise ValueError("port must be within 0..65535")
+        if max_text_length < 1:
+            raise ValueError("max_text_length must be at least 1")
+        if not token_ttl > 0:
+            raise ValueError("token_ttl must be positive")
+        if ping_interval is not None and not ping_interval > 0:
+            raise ValueError("ping_interval must be positive or None")
+        self._host = host
+        self._db = db
+        self._space_host = space_host
+        self._project_id_opt = project_id
+        self._api_token_opt = api_token
+        self._token_ttl = token_ttl
+        self._ping_interval = ping_interval
+        self._resume_window = resume_window
+        self._event_window = event_window
+        self._max_text_length = max_text_length
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._status = _State.UNOPENED
+        self._state: EmulatorState | None = None
+        self._recorder = TrafficRecorder()
+        self._faults = RestFaults()
+        self._attempts_before = 0
+        self._server = ServerThread(
+            make_app=self._make_app,
+            host=host,
+            port=port,
+            name="loop",
+            on_start=self._on_start,
+            on_stop=self._on_stop,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<Emulator {self._status.value} host={self._host!r} port={self._server.port}"
+            f" db={self._db!r}>"
+        )
+
+    def __del__(self) -> None:
+        if getattr(self, "_status", None) is _State.RUNNING:
+            warnings.warn(
+                "Emulator collected while running; call stop() or use it as a context manager",
+                ResourceWarning,
+                stacklevel=2,
+            )
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> Emulator:
+        """Bind and serve; return once listening. A no-op when running.
+
+        After ``stop()``, serves again on the same port with the same database.
+
+        Returns:
+            The emulator itself.
+
+        Raises:
+            RuntimeError: it was closed.
+            OSError: the port could not be bound.
+        """
+        with self._lock:
+            if self._status is _State.CLOSED:
+                raise RuntimeError("the emulator is closed")
+            if self._status is _State.RUNNING:
+                return self
+            self._open_state()
+            self._server.start()
+            self._status = _State.RUNNING
+            logger.info("emulator listening on %s", self.rest_url)
+            return self
+
+    def stop(self) -> None:
+        """Close every connection and stop serving; idempotent. Data is kept."""
+        with self._lock:
+            if self._status is not _State.RUNNING:
+                return
+            self._server.stop()
+            self._status = _State.STOPPED
+            logger.info("emulator stopped")
+
+    def close(self) -> None:
+        """Stop serving and close the database; idempotent. It cannot start again."""
+        with self._lock:
+            self.stop()
+            if self._state is not None:
+                self._state.store.close()
+            self._status = _State.CLOSED
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def running(self) -> bool:
+        """True while serving."""
+        return self._status is _State.RUNNING
+
+    # -- addresses and credentials --------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The bound port (the configured one before the first start)."""
+        return self._server.port
+
+    @property
+    def host(self) -> str:
+        """The bound interface."""
+        return self._host
+
+    @property
+    def rest_url(self) -> str:
+        """The REST base URL, e.g. ``http://127.0.0.1:PORT``."""
+        return f"http://{self._netloc()}"
+
+    @property
+    def relay_url(self) -> str:
+        """The relay websocket URL, e.g. ``ws://127.0.0.1:PORT/``."""
+        return f"ws://{self._netloc()}/"
+
+    @property
+    def space_host(self) -> str:
+        """The realtime host written in tokens."""
+        return self._space_host
+
+    @property
+    def project_id(self) -> str:
+        """The project id (Basic auth user name)."""
+        return self._open_state().project_id
+
+    @property
+    def api_token(self) -> str:
+        """The project's API token (Basic auth password)."""
+        return self._open_state().api_token
+
+    @property
+    def store(self) -> Store:
+        """The database (for advanced assertions)."""
+        return self._open_state().store
+
+    @property
+    def tokens(self) -> TokenAuthority:
+        """The token authority of this emulated space."""
+        return self._open_state().tokens
+
+    def _netloc(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"{host}:{self._server.port}"
+
+    # -- helpers for tests and demos ------------------------------------------------------
+
+    def create_subscriber(
+        self,
+        reference: str | None = None,
+        *,
+        display_name: str | None = None,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        password: str | None = None,
+    ) -> EmulatorSubscriber:
+        """Create (or fetch) a subscriber and mint it a token, as the tokens endpoint does.
+
+        Args:
+            reference: Its reference (an email); a unique one is made up when None.
+            display_name: Display name (defaults to first and last name, or the reference).
+            first_name: First name.
+            last_name: Last name.
+            password: Accepted for parity with the REST call; not stored.
+
+        Returns:
+            The subscriber, with a fresh token and refresh token.
+        """
+        del password  # accepted like the REST call does; never stored
+        state = self._open_state()
+        if reference is None:
+            reference = f"subscriber-{uuid.uuid4().hex[:12]}@emulator.test"
+        subscriber, _ = state.store.upsert_subscriber(
+            reference,
+            now=state.clock(),
+            display_name=display_name,
+            first_name=first_name,
+            last_name=last_name,
+        )
+        token, _ = state.tokens.mint_sat(subscriber["id"], state.project_id)
+        refresh, _ = state.tokens.mint_refresh(subscriber["id"], state.project_id)
+        return EmulatorSubscriber(
+            id=subscriber["id"],
+            address_id=subscriber["fabric_addresses"][0]["id"],
+            reference=reference,
+            display_name=subscriber["display_name"],
+            token=token,
+            refresh_token=refresh,
+        )
+
+    def mint_token(
+        self,
+        subscriber_id: str | EmulatorSubscriber,
+        *,
+        ttl: float | None = None,
+        expire_at: float | None = None,
+    ) -> str:
+        """Mint a SAT for an existing subscriber.
+
+        Args:
+            subscriber_id: The subscriber (or its id).
+            ttl: Lifetime in seconds (``token_ttl`` when None); may be negative for an
+                already expired token.
+            expire_at: Absolute expiry, unix seconds; wins over ``ttl``.
+
+        Returns:
+            The token.
+
+        Raises:
+            KeyError: no such subscriber.
+        """
+        state = self._open_state()
+        sub_id = _subscriber_id(subscriber_id)
+        if state.store.get_subscriber(sub_id) is None:
+            raise KeyError(f"no subscriber {sub_id!r}")
+        token, _ = state.tokens.mint_sat(sub_id, state.project_id, ttl=ttl, expire_at=expire_at)
+        return token
+
+    def create_room(self, name: str, *, display_name: str | None = None) -> EmulatorAddress:
+        """Create a video room and its room address.
+
+        Args:
+            name: Unique address name.
+            display_name: Display name (the name when None).
+
+        Returns:
+            The room's address.
+
+        Raises:
+            ValueError: an address with that name exists.
+        """
+        state = self._open_state()
+        try:
+            _resource, address = state.store.create_room(
+                name, now=state.clock(), display_name=display_name
+            )
+        except DuplicateNameError as exc:
+            raise ValueError(str(exc)) from None
+        return EmulatorAddress(
+            id=address["id"],
+            name=address["name"],
+            display_name=address["display_name"],
+            type=address["type"],
+            resource_id=address["resource_id"],
+        )
+
+    def join(self, subscriber: str | EmulatorSubscriber, address_id: str) -> None:
+        """Make a subscriber a member of an address's conversation (like the join call)."""
+        state = self._open_state()
+        state.store.join(address_id, _subscriber_id(subscriber), now=state.clock())
+
+    def add_message(
+        self,
+        address_id: str,
+        *,
+        subtype: str = "log",
+        kind: str | None = None,
+        text: str | None = None,
+        user_id: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Insert a message into a conversation and push it to its members.
+
+        With a subscriber's ``user_id`` the sender joins the conversation, as when it
+        sends. Without one the message comes from a system user.
+
+        Returns:
+            The stored message object.
+
+        Raises:
+            KeyError: unknown address.
+        """
+        state = self._open_state()
+        if state.store.get_address(address_id) is None:
+            raise KeyError(f"no address {address_id!r}")
+
+        def post() -> dict[str, Any]:
+            return state.post_message(
+                conversation_id=address_id,
+                user_id=user_id or SYSTEM_USER_ID,
+                text=text,
+                subtype=subtype,
+                kind=kind,
+                details=dict(details) if details is not None else None,
+                metadata=dict(metadata) if metadata is not None else None,
+            )
+
+        message: dict[str, Any] = self._on_loop(post)
+        return message
+
+    def send_as(
+        self,
+        subscriber: str | EmulatorSubscriber,
+        address_id: str,
+        text: str,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Send a chat message as a subscriber (what ``POST /api/fabric/messages`` does).
+
+        Returns:
+            The stored message object.
+        """
+        return self.add_message(
+            address_id,
+            subtype="chat",
+            text=text,
+            user_id=_subscriber_id(subscriber),
+            details=details,
+            metadata=metadata,
+        )
+
+    def messages(self, address_id: str) -> list[dict[str, Any]]:
+        """Return every message of a conversation, oldest first (for assertions)."""
+        return self._open_state().store.all_messages(address_id)
+
+    # -- REST faults ----------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        status: int,
+        *,
+        method: str | None = None,
+        path_prefix: str | None = None,
+        times: int = 1,
+        body: str | bytes | dict[str, Any] | list[Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        """Answer the next matching REST requests with an error instead of handling them.
+
+        Args:
+            status: The HTTP status to answer.
+            method: Only requests with this method (any when None).
+            path_prefix: Only paths starting with it; None matches every ``/api/`` path
+                (give ``"/"`` to fail the websocket handshake too).
+            times: How many requests it applies to.
+            body: None for a fabric error body; a str or bytes is sent raw (HTML when it
+                starts with ``<``, e.g. a proxy's 502 page); a dict or list as JSON.
+            headers: Extra response headers (e.g. ``{"Retry-After": "2"}``).
+            delay: Seconds to wait before answering.
+        """
+        if not 100 <= status <= 599:
+            raise ValueError("status must be an HTTP status code")
+        self._faults.add(
+            FaultRule(
+                status=status,
+                method=method,
+                path_prefix=path_prefix,
+                times=times,
+                body=body,
+                headers=dict(headers or {}),
+                delay=delay,
+            )
+        )
+
+    def delay_next(
+        self,
+        seconds: float,
+        *,
+        method: str | None = None,
+        path_prefix: str | None = None,
+        times: int = 1,
+    ) -> None:
+        """Hold the next matching REST requests for ``seconds`` before handling them."""
+        if not seconds > 0:
+            raise ValueError("seconds must be positive")
+        self._faults.add(
+            FaultRule(status=0, method=method, path_prefix=path_prefix, times=times, delay=seconds)
+        )
+
+    def clear_faults(self) -> None:
+        """Drop pending REST faults and pending connect refusals."""
+        self._faults.clear()
+        if self.running and self._hub_or_none() is not None:
+            self.refuse_connects(0)
+
+    # -- relay faults ---------------------------------------------------------------------
+
+    def drop_connections(self) -> None:
+        """Abort every relay socket without a close frame, like a network drop."""
+        hub = self._hub()
+        self._server.run(hub.drop_all, timeout=10.0)
+
+    def half_open(self, on: bool = True) -> _HalfOpen:
+        """Silence (or revive) the open relay sockets while keeping their TCP open.
+
+        Usable as a context manager: ``with emu.half_open(): ...`` revives on exit.
+        """
+        hub = self._hub()
+        self._server.call(lambda: hub.set_half_open(on))
+        return _HalfOpen(self)
+
+    def refuse_connects(
+        self, count: int = 1, code: int = -32002, message: str = "Authentication failed"
+    ) -> None:
+        """Refuse the next ``count`` relay connects with a JSON-RPC error."""
+        hub = self._hub()
+        self._server.call(lambda: hub.refuse_connects(count, code, message))
+
+    def set_ping_interval(self, seconds: float | None) -> None:
+        """Change the relay ping interval (None stops pinging); kept across restarts."""
+        if seconds is not None and not seconds > 0:
+            raise ValueError("seconds must be positive or None")
+        self._ping_interval = seconds
+        hub = self._hub_or_none()
+        if hub is not None and self.running:
+            self._server.call(lambda: hub.set_ping_interval(seconds))
+
+    @property
+    def connect_attempts(self) -> int:
+        """Every ``signalwire.connect`` seen since the emulator was created."""
+        hub = self._hub_or_none()
+        return self._attempts_before + (hub.connect_attempts if hub is not None else 0)
+
+    @property
+    def hub(self) -> Any:
+        """The running relay hub (None when stopped or without the relay module)."""
+        return self._hub_or_none()
+
+    # -- traffic recording ----------------------------------------------------------------
+
+    def recording(self, *, redact: bool = True) -> Recording:
+        """Start recording traffic (HTTP exchanges and websocket frames).
+
+        Use as a context manager; the returned object reads as a list of entries::
+
+            with emu.recording() as rec:
+                ...
+            assert rec.entries("http")[0]["path"] == "/api/fabric/messages"
+
+        Args:
+            redact: Replace tokens with ``"<redacted>"`` in the entries.
+        """
+        return self._recorder.start(redact=redact)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _open_state(self) -> EmulatorState:
+        with self._lock:
+            if self._state is not None:
+                return self._state
+            if self._status is _State.CLOSED:
+                raise RuntimeError("the emulator is closed")
+            store = Store(self._db)
+            try:
+                self._state = self._load_state(store)
+            except BaseException:
+                store.close()
+                raise
+            return self._state
+
+    def _load_state(self, store: Store) -> EmulatorState:
+        if self._project_id_opt is not None:
+            store.set_meta("project_id", self._project_id_opt)
+        if self._api_token_opt is not None:
+            store.set_meta("api_token", self._api_token_opt)
+        project_id = store.setdefault_meta("project_id", str(uuid.uuid4()))
+        api_token = store.setdefault_meta("api_token", "PT" + secrets.token_hex(24))
+        sat_key = store.setdefault_meta("sat_key", _b64(generate_key()))
+        refresh_key = store.setdefault_meta("refresh_key", _b64(generate_key()))
+        clock = self._clock or time.time
+        tokens = TokenAuthority(
+            sat_key=base64.b64decode(sat_key),
+            refresh_key=base64.b64decode(refresh_key),
+            space_host=self._space_host,
+            sat_ttl=self._token_ttl,
+            clock=clock,
+        )
+        return EmulatorState(
+            store=store,
+            tokens=tokens,
+            project_id=project_id,
+            api_token=api_token,
+            recorder=self._recorder,
+            faults=self._faults,
+            max_text_length=self._max_text_length,
+            clock=clock,
+        )
+
+    def _make_app(self) -> Any:
+        assert self._state is not None
+        return build_app(self._state)
+
+    async def _on_start(self) -> None:
+        state = self._state
+        assert state is not None
+        if RelayHub is None or RelayConfig is None:
+            logger.warning("the relay module is unavailable; serving REST only")
+            return
+        config = RelayConfig(
+            ping_interval=self._ping_interval,
+            resume_window=self._resume_window,
+            event_window=self._event_window,
+            space_host=self._space_host,
+        )
+        state.hub = RelayHub(
+            verify_token=self._verify_for_relay, config=config, record=self._recorder.record
+        )
+
+    def _verify_for_relay(self, token: str) -> SatClaims:
+        state = self._state
+        assert state is not None
+        claims = state.tokens.verify_sat(token)
+        if claims.project_id != state.project_id:
+            raise InvalidTokenError("the token belongs to another project")
+        if state.store.get_subscriber(claims.subscriber_id) is None:
+            raise InvalidTokenError("the token's subscriber does not exist")
+        return claims
+
+    async def _on_stop(self) -> None:
+        state = self._state
+        if state is None or state.hub is None:
+            return
+        hub, state.hub = state.hub, None
+        self._attempts_before += hub.connect_attempts
+        await hub.close()
+
+    def _hub_or_none(self) -> Any:
+        state = self._state
+        return state.hub if state is not None else None
+
+    def _hub(self) -> Any:
+        hub = self._hub_or_none()
+        if hub is None or not self.running:
+            raise RuntimeError("the relay is not running (start the emulator first)")
+        return hub
+
+    def _on_loop(self, fn: Callable[[], Any]) -> Any:
+        if self.running:
+            return self._server.call(fn)
+        return fn()
+
+
+def _subscriber_id(subscriber: str | EmulatorSubscriber) -> str:
+    return subscriber.id if isinstance(subscriber, EmulatorSubscriber) else subscriber
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")

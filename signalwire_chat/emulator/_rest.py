@@ -1,0 +1,462 @@
+"""The emulator's REST endpoints (the "fabric" host of protocol.md), as aiohttp handlers.
+
+Project endpoints take HTTP Basic ``project_id:api_token``; subscriber endpoints take
+``Authorization: Bearer <SAT>``. Errors are fabric error bodies:
+
+- 400 invalid JSON (or a body that is not a JSON object);
+- 401 missing, malformed, expired, tampered or foreign credentials;
+- 403 the history of a conversation the caller is not a member of;
+- 404 unknown address or route; 405 wrong method; 413 body over 1 MiB;
+- 415 a body that is not ``application/json``;
+- 422 validation: missing, empty (or blank) or too long ``text`` (the limit is the
+  emulator's ``max_text_length``, 10,000 characters by default), ``metadata`` or
+  ``details`` that are not objects, ``page_size`` outside 1..1000, a bad ``page_token``.
+
+Pages are ``{"data": [...], "links": {"first", "self", "next"?, "prev"?}}`` with absolute
+links built from the request's scheme and Host; a link is omitted when there is no such
+page. ``page_token`` is opaque: it encodes the listing, a direction and the sort key of
+the boundary row, so a page never shifts when rows are inserted meanwhile.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import math
+import re
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ._app import MAX_BODY_BYTES, FabricHTTPError
+from ._store import Cursor, DuplicateNameError, Page
+from ._tokens import InvalidTokenError, SatClaims
+
+if TYPE_CHECKING:
+    from ._app import EmulatorState
+
+__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "add_routes", "video_room_resource"]
+
+DEFAULT_PAGE_SIZE = 10
+MAX_PAGE_SIZE = 1000
+_ADDRESS_TYPES = ("app", "call", "room", "subscriber")
+_ROOM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_MAX_FIELD = 255
+
+_STATE_KEY: web.AppKey[EmulatorState] = web.AppKey("signalwire_emulator_state")
+
+
+def add_routes(app: web.Application, state: EmulatorState) -> None:
+    """Register every REST route (and the relay's ``GET /``) on ``app``."""
+    app[_STATE_KEY] = state
+    r = app.router
+    r.add_get("/", root)
+    r.add_post("/api/fabric/subscribers/tokens", create_token)
+    r.add_post("/api/fabric/subscribers/tokens/refresh", refresh_token)
+    r.add_post("/api/fabric/resources/video_rooms", create_video_room)
+    r.add_get("/api/fabric/subscriber/info", subscriber_info)
+    r.add_get("/api/fabric/addresses", list_addresses)
+    r.add_get("/api/fabric/addresses/{address_id}", get_address)
+    r.add_get("/api/fabric/conversations", list_conversations)
+    r.add_post("/api/fabric/conversations/join", join_conversation)
+    r.add_get("/api/fabric/conversations/{address_id}/messages", conversation_messages)
+    r.add_get("/api/fabric/messages", list_messages)
+    r.add_post("/api/fabric/messages", send_message)
+
+
+def _state(request: web.Request) -> EmulatorState:
+    return request.app[_STATE_KEY]
+
+
+# -- the relay's path -------------------------------------------------------------------
+
+
+async def root(request: web.Request) -> web.StreamResponse:
+    """Hand a websocket upgrade to the relay hub; anything else is a 404."""
+    hub = _state(request).hub
+    if request.headers.get("Upgrade", "").lower() == "websocket" and hub is not None:
+        response: web.StreamResponse = await hub.handle(request)
+        return response
+    raise FabricHTTPError(404, "the relay endpoint expects a websocket upgrade")
+
+
+# -- credentials ------------------------------------------------------------------------
+
+
+def _require_project(request: web.Request) -> None:
+    state = _state(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    challenge = {"WWW-Authenticate": 'Basic realm="SignalWire"'}
+    if scheme.lower() != "basic" or not value:
+        raise FabricHTTPError(401, "project credentials required", headers=challenge)
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise FabricHTTPError(401, "malformed Basic credentials", headers=challenge) from None
+    project, _, token = decoded.partition(":")
+    ok_project = hmac.compare_digest(project.encode(), state.project_id.encode())
+    ok_token = hmac.compare_digest(token.encode(), state.api_token.encode())
+    if not (ok_project and ok_token):
+        raise FabricHTTPError(401, "invalid project credentials", headers=challenge)
+
+
+def _require_subscriber(request: web.Request) -> tuple[SatClaims, dict[str, Any]]:
+    state = _state(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise FabricHTTPError(401, "a Bearer subscriber access token is required")
+    try:
+        claims = state.tokens.verify_sat(token.strip())
+    except InvalidTokenError as exc:
+        raise FabricHTTPError(401, f"invalid subscriber access token: {exc}") from None
+    if claims.project_id != state.project_id:
+        raise FabricHTTPError(401, "the token belongs to another project")
+    subscriber = state.store.get_subscriber(claims.subscriber_id)
+    if subscriber is None:
+        raise FabricHTTPError(401, "the token's subscriber does not exist")
+    return claims, subscriber
+
+
+# -- request bodies ---------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise FabricHTTPError(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+    if request.content_type != "application/json":
+        raise FabricHTTPError(415, "the body must be application/json")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise FabricHTTPError(413, f"the body is larger than {MAX_BODY_BYTES} bytes") from None
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise FabricHTTPError(400, "the body is not valid JSON", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise FabricHTTPError(400, "the body must be a JSON object", code="invalid_json")
+    return data
+
+
+def _missing(attribute: str) -> FabricHTTPError:
+    return FabricHTTPError(
+        422, f"{attribute} is required", code="missing_required_parameter", attribute=attribute
+    )
+
+
+def _invalid(attribute: str, message: str) -> FabricHTTPError:
+    return FabricHTTPError(422, message, code="invalid_parameter", attribute=attribute)
+
+
+def _required_str(body: dict[str, Any], name: str, *, max_length: int = _MAX_FIELD) -> str:
+    value = body.get(name)
+    if value is None:
+        raise _missing(name)
+    if not isinstance(value, str):
+        raise _invalid(name, f"{name} must be a string")
+    if not value.strip():
+        raise _invalid(name, f"{name} must not be empty")
+    if len(value) > max_length:
+        raise _invalid(name, f"{name} is longer than {max_length} characters")
+    return value
+
+
+def _optional_str(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _invalid(name, f"{name} must be a string")
+    if len(value) > _MAX_FIELD:
+        raise _invalid(name, f"{name} is longer than {_MAX_FIELD} characters")
+    return value
+
+
+def _optional_object(body: dict[str, Any], name: str) -> dict[str, Any] | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _invalid(name, f"{name} must be an object")
+    return value
+
+
+def _known_address(request: web.Request, address_id: str) -> dict[str, Any]:
+    address = _state(request).store.get_address(address_id)
+    if address is None:
+        raise FabricHTTPError(404, "address not found", attribute="conversation_id")
+    return address
+
+
+# -- pagination -------------------------------------------------------------------------
+
+
+def _page_size(request: web.Request) -> int:
+    raw = request.query.get("page_size")
+    if raw is None:
+        return DEFAULT_PAGE_SIZE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+        raise _invalid("page_size", f"page_size must be an integer from 1 to {MAX_PAGE_SIZE}")
+    return int(raw)
+
+
+def _encode_token(listing: str, direction: str, key: tuple[Any, int]) -> str:
+    raw = json.dumps([listing, direction, key[0], key[1]], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _cursor(request: web.Request, listing: str) -> Cursor | None:
+    token = request.query.get("page_token")
+    if token is None or token == "":
+        return None
+    bad = _invalid("page_token", "page_token is not valid for this listing")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw.decode("utf-8"))
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise bad from None
+    if not (isinstance(data, list) and len(data) == 4):
+        raise bad
+    name, direction, sort_value, seq = data
+    if name != listing or direction not in ("next", "prev"):
+        raise bad
+    if isinstance(seq, bool) or not isinstance(seq, int):
+        raise bad
+    if isinstance(sort_value, bool) or not isinstance(sort_value, (int, float, str)):
+        raise bad
+    return Cursor(direction=direction, key=(sort_value, seq))
+
+
+def _page_response(request: web.Request, listing: str, page: Page) -> web.Response:
+    base = request.url.with_query([(k, v) for k, v in request.query.items() if k != "page_token"])
+    links: dict[str, str] = {"first": str(base), "self": str(request.url)}
+    if page.has_next and page.last_key is not None:
+        token = _encode_token(listing, "next", page.last_key)
+        links["next"] = str(base.extend_query(page_token=token))
+    if page.has_prev and page.first_key is not None:
+        token = _encode_token(listing, "prev", page.first_key)
+        links["prev"] = str(base.extend_query(page_token=token))
+    return web.json_response({"data": page.items, "links": links})
+
+
+# -- project endpoints ------------------------------------------------------------------
+
+
+async def create_token(request: web.Request) -> web.Response:
+    """POST /api/fabric/subscribers/tokens: mint a SAT (creating the subscriber)."""
+    _require_project(request)
+    body = await _json_body(request)
+    state = _state(request)
+    reference = _required_str(body, "reference")
+    _optional_str(body, "password")
+    names = {k: _optional_str(body, k) for k in ("display_name", "first_name", "last_name")}
+    expire_at = body.get("expire_at")
+    if expire_at is not None:
+        if isinstance(expire_at, bool) or not isinstance(expire_at, (int, float)):
+            raise _invalid("expire_at", "expire_at must be unix seconds")
+        if not math.isfinite(expire_at) or expire_at <= state.clock():
+            raise _invalid("expire_at", "expire_at must be in the future")
+    subscriber, _created = state.store.upsert_subscriber(reference, now=state.clock(), **names)
+    token, _claims = state.tokens.mint_sat(subscriber["id"], state.project_id, expire_at=expire_at)
+    refresh, _ = state.tokens.mint_refresh(subscriber["id"], state.project_id)
+    return web.json_response({"token": token, "refresh_token": refresh}, status=201)
+
+
+async def refresh_token(request: web.Request) -> web.Response:
+    """POST /api/fabric/subscribers/tokens/refresh: trade a refresh token for new tokens."""
+    _require_project(request)
+    body = await _json_body(request)
+    state = _state(request)
+    value = _required_str(body, "refresh_token", max_length=8192)
+    try:
+        claims = state.tokens.verify_refresh(value)
+    except InvalidTokenError as exc:
+        raise FabricHTTPError(401, f"invalid refresh token: {exc}") from None
+    if claims.project_id != state.project_id or not state.store.get_subscriber(
+        claims.subscriber_id
+    ):
+        raise FabricHTTPError(401, "invalid refresh token: unknown subscriber")
+    token, _ = state.tokens.mint_sat(claims.subscriber_id, state.project_id)
+    refresh, _ = state.tokens.mint_refresh(claims.subscriber_id, state.project_id)
+    return web.json_response({"token": token, "refresh_token": refresh}, status=201)
+
+
+async def create_video_room(request: web.Request) -> web.Response:
+    """POST /api/fabric/resources/video_rooms: create a room resource and its address."""
+    _require_project(request)
+    body = await _json_body(request)
+    state = _state(request)
+    name = _required_str(body, "name", max_length=100)
+    if not _ROOM_NAME.match(name):
+        raise _invalid("name", "name may hold letters, digits, '.', '_' and '-' only")
+    display_name = _optional_str(body, "display_name")
+    description = _optional_str(body, "description") or ""
+    try:
+        resource, address = state.store.create_room(
+            name, now=state.clock(), display_name=display_name, description=description
+        )
+    except DuplicateNameError:
+        raise FabricHTTPError(
+            422, "an address with this name exists", code="taken", attribute="name"
+        ) from None
+    return web.json_response(video_room_resource(resource, address, state.project_id), status=201)
+
+
+def video_room_resource(
+    resource: dict[str, Any], address: dict[str, Any], project_id: str
+) -> dict[str, Any]:
+    """Shape a video room resource the way the fabric resources API answers it."""
+    created = address["created_at"]
+    return {
+        "id": resource["id"],
+        "project_id": project_id,
+        "display_name": resource["display_name"],
+        "type": "video_room",
+        "created_at": created,
+        "updated_at": created,
+        "video_room": {
+            "id": resource["id"],
+            "name": resource["name"],
+            "display_name": resource["display_name"],
+            "description": resource["description"],
+            "join_from": None,
+            "join_until": None,
+            "max_members": 20,
+            "quality": "720p",
+            "remove_at": None,
+            "remove_after_seconds_elapsed": None,
+            "layout": "grid-responsive",
+            "record_on_start": False,
+            "enable_room_previews": False,
+            "meta": {},
+            "created_at": created,
+            "updated_at": created,
+        },
+        "fabric_addresses": [address],
+    }
+
+
+# -- subscriber endpoints ---------------------------------------------------------------
+
+
+async def subscriber_info(request: web.Request) -> web.Response:
+    """GET /api/fabric/subscriber/info: the caller's subscriber object."""
+    _claims, subscriber = _require_subscriber(request)
+    return web.json_response(subscriber)
+
+
+async def list_addresses(request: web.Request) -> web.Response:
+    """GET /api/fabric/addresses: a page of addresses, filtered and sorted."""
+    _require_subscriber(request)
+    state = _state(request)
+    q = request.query
+    type_ = q.get("type") or None
+    if type_ is not None and type_ not in _ADDRESS_TYPES:
+        raise _invalid("type", f"type must be one of {', '.join(_ADDRESS_TYPES)}")
+    sort_by = q.get("sort_by") or "created_at"
+    if sort_by not in ("name", "created_at"):
+        raise _invalid("sort_by", "sort_by must be name or created_at")
+    sort_order = q.get("sort_order") or "asc"
+    if sort_order not in ("asc", "desc"):
+        raise _invalid("sort_order", "sort_order must be asc or desc")
+    listing = f"addresses:{sort_by}:{sort_order}"
+    page = state.store.list_addresses(
+        page_size=_page_size(request),
+        cursor=_cursor(request, listing),
+        type_=type_,
+        display_name=q.get("display_name") or None,
+        name=q.get("name") or None,
+        sort_by=sort_by,
+        descending=sort_order == "desc",
+    )
+    return _page_response(request, listing, page)
+
+
+async def get_address(request: web.Request) -> web.Response:
+    """GET /api/fabric/addresses/{id}: one address."""
+    _require_subscriber(request)
+    address = _state(request).store.get_address(request.match_info["address_id"])
+    if address is None:
+        raise FabricHTTPError(404, "address not found")
+    return web.json_response(address)
+
+
+async def list_conversations(request: web.Request) -> web.Response:
+    """GET /api/fabric/conversations: the caller's conversations, most recent first."""
+    claims, _ = _require_subscriber(request)
+    page = _state(request).store.list_conversations(
+        claims.subscriber_id,
+        page_size=_page_size(request),
+        cursor=_cursor(request, "conversations"),
+    )
+    return _page_response(request, "conversations", page)
+
+
+async def conversation_messages(request: web.Request) -> web.Response:
+    """GET /api/fabric/conversations/{address_id}/messages: history, newest first."""
+    claims, _ = _require_subscriber(request)
+    state = _state(request)
+    address_id = request.match_info["address_id"]
+    if state.store.get_address(address_id) is None:
+        raise FabricHTTPError(404, "conversation not found")
+    if not state.store.is_member(address_id, claims.subscriber_id):
+        raise FabricHTTPError(403, "you are not a member of this conversation")
+    page_size = _page_size(request)
+    listing = "messages:" + address_id
+    page = state.store.list_conversation_messages(
+        address_id, page_size=page_size, cursor=_cursor(request, listing)
+    )
+    return _page_response(request, listing, page)
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    """GET /api/fabric/messages: the messages of all the caller's conversations."""
+    claims, _ = _require_subscriber(request)
+    page = _state(request).store.list_subscriber_messages(
+        claims.subscriber_id,
+        page_size=_page_size(request),
+        cursor=_cursor(request, "messages"),
+    )
+    return _page_response(request, "messages", page)
+
+
+async def send_message(request: web.Request) -> web.Response:
+    """POST /api/fabric/messages: send a chat message; the sender joins the conversation."""
+    claims, _ = _require_subscriber(request)
+    state = _state(request)
+    body = await _json_body(request)
+    conversation_id = _required_str(body, "conversation_id")
+    text = _required_str(body, "text", max_length=state.max_text_length)
+    metadata = _optional_object(body, "metadata")
+    details = _optional_object(body, "details")
+    _known_address(request, conversation_id)
+    state.post_message(
+        conversation_id=conversation_id,
+        user_id=claims.subscriber_id,
+        text=text,
+        metadata=metadata,
+        details=details,
+    )
+    # The shape 3.28.0's types expect; nothing more, so nothing else can confuse it.
+    return web.json_response(
+        {"table": {"conversation_id": conversation_id, "text": text}}, status=201
+    )
+
+
+async def join_conversation(request: web.Request) -> web.Response:
+    """POST /api/fabric/conversations/join: become a member without sending."""
+    claims, _ = _require_subscriber(request)
+    state = _state(request)
+    body = await _json_body(request)
+    conversation_id = _required_str(body, "conversation_id")
+    _known_address(request, conversation_id)
+    state.store.join(conversation_id, claims.subscriber_id, now=state.clock())
+    return web.json_response({"table": {"conversation_id": conversation_id}})

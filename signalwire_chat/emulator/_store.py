@@ -1,0 +1,662 @@
+"""The emulator's storage: one sqlite3 database, one writer, one transaction per write.
+
+Every public method takes the store's lock, so the store can be used from the event
+loop thread and from test threads alike. Objects come back as plain dicts already in
+the wire shape of protocol.md (messages, addresses, conversations, subscribers).
+
+Pagination is keyset based: a page is asked for relative to the sort key of a row
+(``Cursor``), never by offset, so concurrent inserts never shift a page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import attrs
+
+__all__ = ["Cursor", "DuplicateNameError", "Page", "Store"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS subscribers (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    reference TEXT NOT NULL UNIQUE,
+    first_name TEXT NOT NULL DEFAULT '',
+    last_name TEXT NOT NULL DEFAULT '',
+    display_name TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS resources (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    name TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS addresses (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    context TEXT NOT NULL,
+    subscriber_id TEXT,
+    locked INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS conversations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    address_id TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL,
+    last_message_at REAL NOT NULL,
+    last_message_seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS members (
+    address_id TEXT NOT NULL,
+    subscriber_id TEXT NOT NULL,
+    joined_at REAL NOT NULL,
+    PRIMARY KEY (address_id, subscriber_id)
+);
+CREATE INDEX IF NOT EXISTS members_by_subscriber ON members (subscriber_id, address_id);
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    conversation_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    from_address_id TEXT,
+    ts REAL NOT NULL,
+    text TEXT,
+    details TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    type TEXT NOT NULL,
+    subtype TEXT NOT NULL,
+    kind TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation_id, seq);
+"""
+
+
+class DuplicateNameError(ValueError):
+    """An address with that name already exists."""
+
+
+@attrs.frozen
+class Cursor:
+    """A position in a keyset-paginated listing.
+
+    Attributes:
+        direction: "next" asks for the rows after ``key`` in display order,
+            "prev" for the rows just before it.
+        key: The sort key of the boundary row, (sort value, seq); exclusive.
+    """
+
+    direction: Literal["next", "prev"]
+    key: tuple[Any, int]
+
+
+@attrs.frozen
+class Page:
+    """One page of rows in display order.
+
+    Attributes:
+        items: The objects, in display order.
+        first_key: Sort key of the first item (None when empty).
+        last_key: Sort key of the last item (None when empty).
+        has_next: More rows after the last item.
+        has_prev: More rows before the first item.
+    """
+
+    items: list[dict[str, Any]]
+    first_key: tuple[Any, int] | None
+    last_key: tuple[Any, int] | None
+    has_next: bool
+    has_prev: bool
+
+
+def iso(ts: float) -> str:
+    """Format unix seconds the way the fabric API writes ``created_at`` strings."""
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Store:
+    """A sqlite3 database holding the emulated space.
+
+    Args:
+        path: A file path, or ":memory:" (the default of the emulator).
+    """
+
+    def __init__(self, path: str = ":memory:") -> None:
+        self._path = path
+        self._lock = threading.RLock()
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        if path != ":memory:" and not path.startswith("file::memory:"):
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn.executescript(_SCHEMA)
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"Store(path={self._path!r})"
+
+    def close(self) -> None:
+        """Close the database; idempotent."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    # -- meta ---------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        """Return a stored setting, or None."""
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0]["value"]) if rows else None
+
+    def setdefault_meta(self, key: str, value: str) -> str:
+        """Store ``value`` under ``key`` unless a value is there; return the stored one."""
+        with self._write() as conn:
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row["value"])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a setting, replacing any previous value."""
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # -- subscribers --------------------------------------------------------------------
+
+    def upsert_subscriber(
+        self,
+        reference: str,
+        *,
+        now: float,
+        display_name: str | None = None,
+        first_name: str | None = None,
+        last_name: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Return the subscriber with this reference, creating it (and its address) if new.
+
+        Names given for an existing subscriber replace the stored ones.
+
+        Returns:
+            The subscriber object (with ``fabric_addresses``) and whether it was created.
+        """
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT * FROM subscribers WHERE reference = ?", (reference,)
+            ).fetchone()
+            created = row is None
+            if row is None:
+                sub_id = str(uuid.uuid4())
+                first = first_name or ""
+                last = last_name or ""
+                display = display_name or " ".join(p for p in (first, last) if p) or reference
+                conn.execute(
+                    "INSERT INTO subscribers (id, reference, first_name, last_name, display_name,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (sub_id, reference, first, last, display, now),
+                )
+                address_id = str(uuid.uuid4())
+                name = self._free_name(conn, _slug(reference.split("@", 1)[0]) or "subscriber")
+                conn.execute(
+                    "INSERT INTO addresses (id, name, display_name, type, resource_id,"
+                    " context, subscriber_id, created_at)"
+                    " VALUES (?, ?, ?, 'subscriber', ?, 'private', ?, ?)",
+                    (address_id, name, display, sub_id, sub_id, now),
+                )
+                self._ensure_conversation(conn, address_id, now)
+                self._join(conn, address_id, sub_id, now)
+            else:
+                sub_id = str(row["id"])
+                updates = {
+                    k: v
+                    for k, v in (
+                        ("display_name", display_name),
+                        ("first_name", first_name),
+                        ("last_name", last_name),
+                    )
+                    if v is not None
+                }
+                for column, value in updates.items():
+                    # Column names come from the fixed tuple above, never from input.
+                    conn.execute(
+                        f"UPDATE subscribers SET {column} = ? WHERE id = ?",  # noqa: S608
+                        (value, sub_id),
+                    )
+                if display_name is not None:
+                    conn.execute(
+                        "UPDATE addresses SET display_name = ? WHERE subscriber_id = ?",
+                        (display_name, sub_id),
+                    )
+        subscriber = self.get_subscriber(sub_id)
+        assert subscriber is not None
+        return subscriber, created
+
+    def get_subscriber(self, subscriber_id: str) -> dict[str, Any] | None:
+        """Return the subscriber object with its ``fabric_addresses``, or None."""
+        with self._lock:
+            rows = self._query("SELECT * FROM subscribers WHERE id = ?", (subscriber_id,))
+            if not rows:
+                return None
+            row = rows[0]
+            addresses = self._query(
+                "SELECT * FROM addresses WHERE subscriber_id = ? ORDER BY seq", (subscriber_id,)
+            )
+        return {
+            "id": row["id"],
+            "email": row["reference"],
+            "first_name": row["first_name"],
+            "last_name": row["last_name"],
+            "display_name": row["display_name"],
+            "job_title": None,
+            "time_zone": None,
+            "country": None,
+            "region": None,
+            "company_name": None,
+            "created_at": iso(row["created_at"]),
+            "fabric_addresses": [_address(a) for a in addresses],
+        }
+
+    # -- addresses and resources --------------------------------------------------------
+
+    def create_room(
+        self, name: str, *, now: float, display_name: str | None = None, description: str = ""
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Create a video room resource and its public room address.
+
+        Returns:
+            The resource row (as a dict) and the address object.
+
+        Raises:
+            DuplicateNameError: an address with that name exists.
+        """
+        display = display_name or name
+        resource_id = str(uuid.uuid4())
+        address_id = str(uuid.uuid4())
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM addresses WHERE name = ?", (name,)).fetchone():
+                raise DuplicateNameError(f"an address named {name!r} exists")
+            conn.execute(
+                "INSERT INTO resources (id, type, name, display_name, description, created_at)"
+                " VALUES (?, 'video_room', ?, ?, ?, ?)",
+                (resource_id, name, display, description, now),
+            )
+            conn.execute(
+                "INSERT INTO addresses (id, name, display_name, type, resource_id, context,"
+                " created_at) VALUES (?, ?, ?, 'room', ?, 'public', ?)",
+                (address_id, name, display, resource_id, now),
+            )
+            self._ensure_conversation(conn, address_id, now)
+        resource = {
+            "id": resource_id,
+            "type": "video_room",
+            "name": name,
+            "display_name": display,
+            "description": description,
+            "created_at": now,
+        }
+        address = self.get_address(address_id)
+        assert address is not None
+        return resource, address
+
+    def get_address(self, address_id: str) -> dict[str, Any] | None:
+        """Return the address object, or None."""
+        rows = self._query("SELECT * FROM addresses WHERE id = ?", (address_id,))
+        return _address(rows[0]) if rows else None
+
+    def list_addresses(
+        self,
+        *,
+        page_size: int,
+        cursor: Cursor | None,
+        type_: str | None = None,
+        display_name: str | None = None,
+        name: str | None = None,
+        sort_by: str = "created_at",
+        descending: bool = False,
+    ) -> Page:
+        """Return one page of addresses, filtered and sorted.
+
+        ``display_name`` matches case-insensitively as a substring; ``name`` and
+        ``type_`` match exactly.
+        """
+        where = []
+        params: list[Any] = []
+        if type_ is not None:
+            where.append("type = ?")
+            params.append(type_)
+        if name is not None:
+            where.append("name = ?")
+            params.append(name)
+        if display_name is not None:
+            where.append("instr(lower(display_name), lower(?)) > 0")
+            params.append(display_name)
+        sort_expr = {"name": "name", "created_at": "created_at"}[sort_by]
+        return self._page(
+            "SELECT * FROM addresses",
+            where,
+            params,
+            sort_expr=sort_expr,
+            seq_expr="seq",
+            descending=descending,
+            page_size=page_size,
+            cursor=cursor,
+            convert=_address,
+        )
+
+    # -- membership ---------------------------------------------------------------------
+
+    def join(self, address_id: str, subscriber_id: str, *, now: float) -> bool:
+        """Make a subscriber a member of an address's conversation.
+
+        Returns:
+            True if it was not a member before.
+        """
+        with self._write() as conn:
+            self._ensure_conversation(conn, address_id, now)
+            return self._join(conn, address_id, subscriber_id, now)
+
+    def is_member(self, address_id: str, subscriber_id: str) -> bool:
+        """Tell whether a subscriber is a member of an address's conversation."""
+        return bool(
+            self._query(
+                "SELECT 1 FROM members WHERE address_id = ? AND subscriber_id = ?",
+                (address_id, subscriber_id),
+            )
+        )
+
+    def member_ids(self, address_id: str) -> list[str]:
+        """Return the ids of the subscribers in an address's conversation."""
+        rows = self._query(
+            "SELECT subscriber_id FROM members WHERE address_id = ? ORDER BY joined_at",
+            (address_id,),
+        )
+        return [str(r["subscriber_id"]) for r in rows]
+
+    # -- messages -----------------------------------------------------------------------
+
+    def insert_message(
+        self,
+        *,
+        conversation_id: str,
+        user_id: str,
+        from_address_id: str | None,
+        now: float,
+        text: str | None = None,
+        subtype: str = "chat",
+        kind: str | None = None,
+        details: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        join_sender: bool = True,
+    ) -> dict[str, Any]:
+        """Store a message (and, with ``join_sender``, the sender's membership) atomically.
+
+        Returns:
+            The message object.
+        """
+        message_id = str(uuid.uuid4())
+        with self._write() as conn:
+            self._ensure_conversation(conn, conversation_id, now)
+            if join_sender:
+                self._join(conn, conversation_id, user_id, now)
+            cur = conn.execute(
+                "INSERT INTO messages (id, conversation_id, user_id, from_address_id, ts, text,"
+                " details, metadata, type, subtype, kind)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'message', ?, ?)",
+                (
+                    message_id,
+                    conversation_id,
+                    user_id,
+                    from_address_id,
+                    now,
+                    text,
+                    json.dumps(details or {}),
+                    json.dumps(metadata or {}),
+                    subtype,
+                    kind,
+                ),
+            )
+            conn.execute(
+                "UPDATE conversations SET last_message_at = ?, last_message_seq = ?"
+                " WHERE address_id = ?",
+                (now, cur.lastrowid, conversation_id),
+            )
+            row = conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return _message(row)
+
+    def list_conversation_messages(
+        self, address_id: str, *, page_size: int, cursor: Cursor | None
+    ) -> Page:
+        """Return one page of a conversation's messages, newest first."""
+        return self._page(
+            "SELECT * FROM messages",
+            ["conversation_id = ?"],
+            [address_id],
+            sort_expr="seq",
+            seq_expr="seq",
+            descending=True,
+            page_size=page_size,
+            cursor=cursor,
+            convert=_message,
+        )
+
+    def list_subscriber_messages(
+        self, subscriber_id: str, *, page_size: int, cursor: Cursor | None
+    ) -> Page:
+        """Return one page of the messages of every conversation of a subscriber."""
+        return self._page(
+            "SELECT * FROM messages",
+            ["conversation_id IN (SELECT address_id FROM members WHERE subscriber_id = ?)"],
+            [subscriber_id],
+            sort_expr="seq",
+            seq_expr="seq",
+            descending=True,
+            page_size=page_size,
+            cursor=cursor,
+            convert=_message,
+        )
+
+    def all_messages(self, address_id: str) -> list[dict[str, Any]]:
+        """Return every message of a conversation, oldest first (for assertions)."""
+        rows = self._query(
+            "SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq", (address_id,)
+        )
+        return [_message(r) for r in rows]
+
+    def conversation_name(self, address_id: str) -> str:
+        """Return the display name of an address's conversation ("" if unknown)."""
+        rows = self._query("SELECT display_name FROM addresses WHERE id = ?", (address_id,))
+        return str(rows[0]["display_name"]) if rows else ""
+
+    def list_conversations(
+        self, subscriber_id: str, *, page_size: int, cursor: Cursor | None
+    ) -> Page:
+        """Return one page of a subscriber's conversations, most recently active first."""
+        return self._page(
+            "SELECT c.seq AS seq, c.address_id AS address_id, c.created_at AS created_at,"
+            " c.last_message_at AS last_message_at, c.last_message_seq AS last_message_seq,"
+            " a.display_name AS name FROM conversations c"
+            " JOIN members m ON m.address_id = c.address_id"
+            " LEFT JOIN addresses a ON a.id = c.address_id",
+            ["m.subscriber_id = ?"],
+            [subscriber_id],
+            sort_expr="c.last_message_seq",
+            seq_expr="c.seq",
+            descending=True,
+            page_size=page_size,
+            cursor=cursor,
+            convert=_conversation,
+            key_columns=("last_message_seq", "seq"),
+        )
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _page(
+        self,
+        select: str,
+        where: list[str],
+        params: list[Any],
+        *,
+        sort_expr: str,
+        seq_expr: str,
+        descending: bool,
+        page_size: int,
+        cursor: Cursor | None,
+        convert: Any,
+        key_columns: tuple[str, str] | None = None,
+    ) -> Page:
+        # Every SQL fragment below is a constant of this module; values are bound.
+        key_cols = key_columns or (sort_expr, seq_expr)
+        after = "<" if descending else ">"
+        before = ">" if descending else "<"
+        order = "DESC" if descending else "ASC"
+        rorder = "ASC" if descending else "DESC"
+        key_expr = f"({sort_expr}, {seq_expr})"
+
+        def run(extra: list[str], extra_params: list[Any], ord_: str, limit: int) -> list[Any]:
+            clauses = where + extra
+            sql = select
+            if clauses:
+                sql += " WHERE " + " AND ".join(clauses)
+            sql += f" ORDER BY {sort_expr} {ord_}, {seq_expr} {ord_} LIMIT ?"
+            return self._query(sql, [*params, *extra_params, limit])
+
+        def exists(op: str, key: tuple[Any, int]) -> bool:
+            return bool(run([f"{key_expr} {op} (?, ?)"], list(key), order, 1))
+
+        with self._lock:
+            if cursor is None or cursor.direction == "next":
+                extra = [] if cursor is None else [f"{key_expr} {after} (?, ?)"]
+                extra_params = [] if cursor is None else list(cursor.key)
+                rows = run(extra, extra_params, order, page_size + 1)
+                has_next = len(rows) > page_size
+                rows = rows[:page_size]
+                keys = [(r[key_cols[0]], r[key_cols[1]]) for r in rows]
+                has_prev = cursor is not None and bool(keys) and exists(before, keys[0])
+            else:
+                rows = run([f"{key_expr} {before} (?, ?)"], list(cursor.key), rorder, page_size + 1)
+                has_prev = len(rows) > page_size
+                rows = list(reversed(rows[:page_size]))
+                keys = [(r[key_cols[0]], r[key_cols[1]]) for r in rows]
+                has_next = bool(keys) and exists(after, keys[-1])
+        return Page(
+            items=[convert(r) for r in rows],
+            first_key=keys[0] if keys else None,
+            last_key=keys[-1] if keys else None,
+            has_next=has_next,
+            has_prev=has_prev,
+        )
+
+    @staticmethod
+    def _ensure_conversation(conn: sqlite3.Connection, address_id: str, now: float) -> None:
+        conn.execute(
+            "INSERT OR IGNORE INTO conversations (address_id, created_at, last_message_at)"
+            " VALUES (?, ?, ?)",
+            (address_id, now, now),
+        )
+
+    @staticmethod
+    def _join(conn: sqlite3.Connection, address_id: str, subscriber_id: str, now: float) -> bool:
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO members (address_id, subscriber_id, joined_at) VALUES (?, ?, ?)",
+            (address_id, subscriber_id, now),
+        )
+        return cur.rowcount > 0
+
+    @staticmethod
+    def _free_name(conn: sqlite3.Connection, base: str) -> str:
+        name = base
+        n = 1
+        while conn.execute("SELECT 1 FROM addresses WHERE name = ?", (name,)).fetchone():
+            n += 1
+            name = f"{base}-{n}"
+        return name
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-")
+
+
+def _address(row: sqlite3.Row) -> dict[str, Any]:
+    base = f"/{row['context']}/{row['name']}"
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "display_name": row["display_name"],
+        "type": row["type"],
+        "resource_id": row["resource_id"],
+        "cover_url": None,
+        "preview_url": None,
+        "channels": {
+            "audio": f"{base}?channel=audio",
+            "video": f"{base}?channel=video",
+            "messaging": f"{base}?channel=messaging",
+        },
+        "locked": bool(row["locked"]),
+        "created_at": iso(row["created_at"]),
+    }
+
+
+def _message(row: sqlite3.Row) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "id": row["id"],
+        "conversation_id": row["conversation_id"],
+        "user_id": row["user_id"],
+        "from_address_id": row["from_address_id"],
+        "address_id": row["conversation_id"],
+        "ts": row["ts"],
+        "details": json.loads(row["details"]),
+        "metadata": json.loads(row["metadata"]),
+        "type": row["type"],
+        "subtype": row["subtype"],
+    }
+    if row["text"] is not None:
+        message["text"] = row["text"]
+    if row["kind"] is not None:
+        message["kind"] = row["kind"]
+    return message
+
+
+def _conversation(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["address_id"],
+        "address_id": row["address_id"],
+        "name": row["name"] or "",
+        "created_at": int(row["created_at"]),
+        "last_message_at": int(row["last_message_at"]),
+        "metadata": {},
+    }

@@ -1,0 +1,294 @@
+"""Minting and verifying the emulator's Subscriber Access Tokens and refresh tokens.
+
+A SAT has the real shape: a five-part compact JWE (``alg`` "dir", ``enc`` "A256GCM")
+whose protected header carries ``typ`` "SAT" and ``ch`` (the realtime host), and whose
+encrypted claims are ``subscriber_id``, ``project_id``, ``jti``, ``iat`` and ``exp``.
+A refresh token is a three-part HS256 JWT with its own expiry (2 h 5 min by default).
+
+Neither the tokens nor the keys ever appear in an exception message or a log line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from typing import Any, Callable
+
+import attrs
+from joserfc import jwe, jwt
+from joserfc.errors import JoseError
+from joserfc.jwe import JWERegistry
+from joserfc.jwk import OctKey
+from joserfc.jws import JWSRegistry
+from joserfc.registry import HeaderParameter
+
+__all__ = [
+    "DEFAULT_REFRESH_TTL",
+    "DEFAULT_SAT_TTL",
+    "InvalidTokenError",
+    "RefreshClaims",
+    "SatClaims",
+    "TokenAuthority",
+]
+
+DEFAULT_SAT_TTL = 7200.0
+DEFAULT_REFRESH_TTL = 7500.0
+KEY_BYTES = 32
+
+# ``ch`` is SignalWire's own header parameter; joserfc refuses unknown header names
+# unless they are registered.
+_SAT_REGISTRY = JWERegistry(
+    header_registry={"ch": HeaderParameter("realtime host of the space", "str")},
+    algorithms=["dir", "A256GCM"],
+)
+_REFRESH_REGISTRY = JWSRegistry(algorithms=["HS256"])
+
+
+class InvalidTokenError(Exception):
+    """A token was malformed, tampered with, signed by another key, or expired.
+
+    The message says which, and never contains the token.
+    """
+
+
+@attrs.frozen
+class SatClaims:
+    """The verified claims of a Subscriber Access Token.
+
+    Attributes:
+        subscriber_id: The subscriber the token was minted for.
+        project_id: The project of that subscriber.
+        jti: The token's unique id.
+        exp: Expiry, unix seconds.
+        iat: Issue time, unix seconds.
+    """
+
+    subscriber_id: str
+    project_id: str
+    jti: str
+    exp: float
+    iat: float
+
+
+@attrs.frozen
+class RefreshClaims:
+    """The verified claims of a refresh token.
+
+    Attributes:
+        subscriber_id: The subscriber the token was minted for.
+        project_id: The project of that subscriber.
+        jti: The token's unique id.
+        exp: Expiry, unix seconds.
+        iat: Issue time, unix seconds.
+    """
+
+    subscriber_id: str
+    project_id: str
+    jti: str
+    exp: float
+    iat: float
+
+
+def generate_key() -> bytes:
+    """Return fresh random key material for :class:`TokenAuthority`."""
+    return bytes(OctKey.generate_key(KEY_BYTES * 8).raw_value)
+
+
+class TokenAuthority:
+    """Mints and verifies the tokens of one emulated space.
+
+    Args:
+        sat_key: 32 bytes of key material for the SAT's A256GCM encryption.
+        refresh_key: 32 bytes of key material for the refresh token's HS256 signature.
+        space_host: The realtime host written in the SAT header as ``ch``.
+        sat_ttl: Default lifetime of a SAT, in seconds.
+        refresh_ttl: Lifetime of a refresh token, in seconds.
+        clock: Returns the current unix time; replaceable in tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        sat_key: bytes,
+        refresh_key: bytes,
+        space_host: str,
+        sat_ttl: float = DEFAULT_SAT_TTL,
+        refresh_ttl: float = DEFAULT_REFRESH_TTL,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if len(sat_key) != KEY_BYTES or len(refresh_key) != KEY_BYTES:
+            raise ValueError(f"token keys must be {KEY_BYTES} bytes long")
+        if not math.isfinite(sat_ttl) or sat_ttl <= 0:
+            raise ValueError("sat_ttl must be a positive number of seconds")
+        self._sat_key = OctKey.import_key(sat_key)
+        self._refresh_key = OctKey.import_key(refresh_key)
+        self._space_host = space_host
+        self._sat_ttl = sat_ttl
+        self._refresh_ttl = refresh_ttl
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"TokenAuthority(space_host={self._space_host!r})"
+
+    @property
+    def space_host(self) -> str:
+        """The realtime host written in every SAT header."""
+        return self._space_host
+
+    def mint_sat(
+        self,
+        subscriber_id: str,
+        project_id: str,
+        *,
+        ttl: float | None = None,
+        expire_at: float | None = None,
+    ) -> tuple[str, SatClaims]:
+        """Mint a SAT for a subscriber.
+
+        Args:
+            subscriber_id: The subscriber's id.
+            project_id: The project's id.
+            ttl: Lifetime in seconds (the authority's default when None).
+            expire_at: Absolute expiry in unix seconds; wins over ``ttl``.
+
+        Returns:
+            The compact token and its claims.
+        """
+        now = self._clock()
+        if expire_at is not None:
+            exp = float(expire_at)
+        else:
+            exp = now + (self._sat_ttl if ttl is None else float(ttl))
+        claims = SatClaims(
+            subscriber_id=subscriber_id,
+            project_id=project_id,
+            jti=str(uuid.uuid4()),
+            exp=exp,
+            iat=now,
+        )
+        header = {"alg": "dir", "enc": "A256GCM", "typ": "SAT", "ch": self._space_host}
+        payload = json.dumps(attrs.asdict(claims), separators=(",", ":")).encode()
+        token = jwe.encrypt_compact(header, payload, self._sat_key, registry=_SAT_REGISTRY)
+        return token, claims
+
+    def verify_sat(self, token: str) -> SatClaims:
+        """Verify a SAT and return its claims.
+
+        Args:
+            token: The compact token.
+
+        Returns:
+            The claims.
+
+        Raises:
+            InvalidTokenError: malformed, tampered, minted with another key, or expired.
+        """
+        if not isinstance(token, str) or token.count(".") != 4:
+            raise InvalidTokenError("not a compact JWE")
+        try:
+            obj = jwe.decrypt_compact(token, self._sat_key, registry=_SAT_REGISTRY)
+        except (JoseError, ValueError, TypeError, KeyError) as exc:
+            # The cause is dropped: joserfc's messages may quote token parts.
+            raise InvalidTokenError(f"token rejected ({type(exc).__name__})") from None
+        if obj.protected.get("typ") != "SAT":
+            raise InvalidTokenError("not a SAT")
+        data = _load_object(obj.plaintext or b"")
+        claims = SatClaims(
+            subscriber_id=_claim_str(data, "subscriber_id"),
+            project_id=_claim_str(data, "project_id"),
+            jti=_claim_str(data, "jti"),
+            exp=_claim_num(data, "exp"),
+            iat=_claim_num(data, "iat"),
+        )
+        if claims.exp <= self._clock():
+            raise InvalidTokenError("token expired")
+        return claims
+
+    def mint_refresh(self, subscriber_id: str, project_id: str) -> tuple[str, RefreshClaims]:
+        """Mint a refresh token for a subscriber.
+
+        Args:
+            subscriber_id: The subscriber's id.
+            project_id: The project's id.
+
+        Returns:
+            The compact JWT and its claims.
+        """
+        now = self._clock()
+        claims = RefreshClaims(
+            subscriber_id=subscriber_id,
+            project_id=project_id,
+            jti=str(uuid.uuid4()),
+            exp=now + self._refresh_ttl,
+            iat=now,
+        )
+        body: dict[str, Any] = {
+            "sub": subscriber_id,
+            "project_id": project_id,
+            "jti": claims.jti,
+            "iat": now,
+            "exp": claims.exp,
+            "token_use": "refresh",
+        }
+        token = jwt.encode(
+            {"alg": "HS256", "typ": "JWT"}, body, self._refresh_key, registry=_REFRESH_REGISTRY
+        )
+        return token, claims
+
+    def verify_refresh(self, token: str) -> RefreshClaims:
+        """Verify a refresh token and return its claims.
+
+        Args:
+            token: The compact JWT.
+
+        Returns:
+            The claims.
+
+        Raises:
+            InvalidTokenError: malformed, tampered, signed with another key, or expired.
+        """
+        if not isinstance(token, str) or token.count(".") != 2:
+            raise InvalidTokenError("not a compact JWT")
+        try:
+            decoded = jwt.decode(token, self._refresh_key, registry=_REFRESH_REGISTRY)
+        except (JoseError, ValueError, TypeError, KeyError) as exc:
+            raise InvalidTokenError(f"token rejected ({type(exc).__name__})") from None
+        data = decoded.claims
+        if data.get("token_use") != "refresh":
+            raise InvalidTokenError("not a refresh token")
+        claims = RefreshClaims(
+            subscriber_id=_claim_str(data, "sub"),
+            project_id=_claim_str(data, "project_id"),
+            jti=_claim_str(data, "jti"),
+            exp=_claim_num(data, "exp"),
+            iat=_claim_num(data, "iat"),
+        )
+        if claims.exp <= self._clock():
+            raise InvalidTokenError("token expired")
+        return claims
+
+
+def _load_object(raw: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise InvalidTokenError("claims are not JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidTokenError("claims are not an object")
+    return data
+
+
+def _claim_str(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value:
+        raise InvalidTokenError(f"claim {name!r} missing or not a string")
+    return value
+
+
+def _claim_num(data: dict[str, Any], name: str) -> float:
+    value = data.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidTokenError(f"claim {name!r} missing or not a number")
+    return float(value)
