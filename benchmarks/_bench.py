@@ -1,0 +1,63 @@
+"""Shared helpers of the benchmark processes: core pinning, CPU and memory probes, bench tokens."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import resource
+import statistics
+import time
+from collections.abc import Sequence
+
+#: The conversation every realtime bench subscribes to and every REST bench reads or writes.
+ADDRESS_ID = "cccccccc-0000-4000-8000-00000000c001"
+SUBSCRIBER_ID = "aaaaaaaa-0000-4000-8000-000000000001"
+
+
+def cores() -> tuple[int, int]:
+    """Return (client core, server core): two different cores when the machine has two."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) >= 2:
+        return allowed[0], allowed[1]
+    return allowed[0], allowed[0]
+
+
+def pin(core: int) -> None:
+    """Pin the calling process (all its threads, present and future) to one core."""
+    os.sched_setaffinity(0, {core})
+
+
+def cpu_seconds() -> float:
+    """Return user + system CPU time of this process, all threads included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def rss_bytes() -> int:
+    """Return the resident set size of this process now (not the peak)."""
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        resident_pages = int(statm.read().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def median(values: Sequence[float]) -> float:
+    """Return the median of a non-empty sequence."""
+    return float(statistics.median(values))
+
+
+def bench_token(ch: str) -> str:
+    """Return a five-part token shaped like a SAT (JWE compact form) whose header names ``ch``.
+
+    The bench servers accept any token; the official client needs one whose header it can read.
+    """
+    header = {"alg": "dir", "enc": "A256GCM", "typ": "SAT", "ch": ch}
+    encoded = base64.urlsafe_b64encode(json.dumps(header, separators=(",", ":")).encode())
+    head = encoded.rstrip(b"=").decode()
+    # The other four parts are opaque to a client: any base64url text will do.
+    return f"{head}.AQJlbmMta2V5.aXZpdml2aXY.Y2lwaGVydGV4dA.dGFndGFndGFn"
+
+
+def deadline_after(seconds: float) -> float:
+    """Return a monotonic deadline ``seconds`` from now."""
+    return time.monotonic() + seconds

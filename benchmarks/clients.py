@@ -1,0 +1,349 @@
+"""Client-side workloads of the benchmarks: one case per process, one JSON result line on stdout.
+
+Usage: ``python benchmarks/clients.py CASE KIND --core N --params JSON``. Every case warms up,
+then measures the CPU time of this process (all threads, ``RUSAGE_SELF``) and the wall time around
+the measured loop only. Exit status 3 means "our client is not available (yet)"; anything else
+non-zero is a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import _bench
+
+UNAVAILABLE = 3
+
+
+class Unavailable(Exception):
+    """Our client, or the part of it a case needs, is not there (yet)."""
+
+
+def our_client_class() -> Any:
+    """Return signalwire_chat.ChatClient, or raise Unavailable."""
+    try:
+        import signalwire_chat
+    except ImportError as exc:
+        raise Unavailable(f"import signalwire_chat: {exc}") from exc
+    client_class = getattr(signalwire_chat, "ChatClient", None)
+    if client_class is None:
+        raise Unavailable("signalwire_chat.ChatClient does not exist yet")
+    return client_class
+
+
+def connect_frame(token: str) -> str:
+    """Return the signalwire.connect request a hand-written client would send."""
+    return json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": "bench-connect-1",
+            "method": "signalwire.connect",
+            "params": {
+                "version": {"major": 4, "minor": 0, "revision": 0},
+                "event_acks": True,
+                "agent": "bench-naive/1.0",
+                "authentication": {"jwt_token": token},
+            },
+        }
+    )
+
+
+class Meter:
+    """Counts operations; samples CPU, wall and RSS at the end of warm-up and of the run."""
+
+    def __init__(self, warmup: int, count: int) -> None:
+        self.warmup = warmup
+        self.count = count
+        self.seen = 0
+        self.done = threading.Event()
+        self.start: tuple[float, float, int] = (0.0, 0.0, 0)
+        self.end: tuple[float, float, int] = (0.0, 0.0, 0)
+        if warmup == 0:
+            self.start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, int]:
+        return (_bench.cpu_seconds(), time.perf_counter(), 0)
+
+    def tick(self) -> None:
+        """Record one operation (call from whichever thread completes it)."""
+        self.seen += 1
+        if self.seen == self.warmup:
+            self.start = self._sample()
+        elif self.seen == self.warmup + self.count:
+            self.end = self._sample()
+            self.done.set()
+
+    def result(self) -> dict[str, float]:
+        """Return CPU and wall per operation (microseconds) and operations per second."""
+        cpu = self.end[0] - self.start[0]
+        wall = self.end[1] - self.start[1]
+        return {
+            "cpu_us": cpu / self.count * 1e6,
+            "wall_us": wall / self.count * 1e6,
+            "per_s": self.count / wall,
+            "count": self.count,
+        }
+
+
+# --- send_message --------------------------------------------------------------------------
+
+
+def send_requests(p: dict[str, Any]) -> dict[str, Any]:
+    import requests
+
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {p['token']}"
+    url = p["rest_url"] + "/api/fabric/messages"
+
+    def op(i: int) -> None:
+        reply = session.post(url, json={"conversation_id": _bench.ADDRESS_ID, "text": f"hi {i}"})
+        reply.raise_for_status()
+        reply.json()
+
+    return run_ops(op, p)
+
+
+def send_httpclient(p: dict[str, Any]) -> dict[str, Any]:
+    split = urlsplit(p["rest_url"])
+    connection = http.client.HTTPConnection(split.hostname or "", split.port)
+    headers = {"Authorization": f"Bearer {p['token']}", "Content-Type": "application/json"}
+
+    def op(i: int) -> None:
+        body = json.dumps({"conversation_id": _bench.ADDRESS_ID, "text": f"hi {i}"}).encode()
+        connection.request("POST", "/api/fabric/messages", body, headers)
+        reply = connection.getresponse()
+        data = reply.read()
+        if reply.status != 201:
+            raise RuntimeError(f"status {reply.status}")
+        json.loads(data)
+
+    return run_ops(op, p)
+
+
+def send_ours(p: dict[str, Any]) -> dict[str, Any]:
+    client = our_client_class()(p["token"], rest_url=p["rest_url"], relay_url=p["relay_url"])
+    try:
+        return run_ops(lambda i: client.send_message(_bench.ADDRESS_ID, f"hi {i}"), p)
+    finally:
+        client.close()
+
+
+def run_ops(op: Callable[[int], object], p: dict[str, Any]) -> dict[str, Any]:
+    meter = Meter(p["warmup"], p["count"])
+    for i in range(p["warmup"] + p["count"]):
+        op(i)
+        meter.tick()
+    return meter.result()
+
+
+# --- iter_messages -------------------------------------------------------------------------
+
+
+def iter_requests(p: dict[str, Any]) -> dict[str, Any]:
+    import requests
+
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {p['token']}"
+    first = f"{p['rest_url']}/api/fabric/conversations/{_bench.ADDRESS_ID}/messages"
+
+    def read_all(_: int) -> None:
+        seen = 0
+        reply = session.get(first, params={"page_size": p["page_size"]})
+        while True:
+            reply.raise_for_status()
+            page = reply.json()
+            for _message in page["data"]:
+                seen += 1
+            link = (page.get("links") or {}).get("next")
+            if not link:
+                break
+            reply = session.get(link)
+        check_count(seen, p["messages"])
+
+    return run_ops(read_all, p)
+
+
+def iter_ours(p: dict[str, Any]) -> dict[str, Any]:
+    client = our_client_class()(p["token"], rest_url=p["rest_url"], relay_url=p["relay_url"])
+
+    def read_all(_: int) -> None:
+        seen = 0
+        for _message in client.iter_messages(_bench.ADDRESS_ID, page_size=p["page_size"]):
+            seen += 1
+        check_count(seen, p["messages"])
+
+    try:
+        return run_ops(read_all, p)
+    finally:
+        client.close()
+
+
+def check_count(seen: int, expected: int) -> None:
+    if seen != expected:
+        raise RuntimeError(f"read {seen} messages, expected {expected}")
+
+
+# --- realtime ------------------------------------------------------------------------------
+
+
+def naive_loop(p: dict[str, Any], on_message: Callable[[dict[str, Any]], None]) -> None:
+    """What a user writes with websocket-client: recv(), json.loads, send the ack, call back."""
+    import websocket
+
+    ws = websocket.create_connection(p["url"], timeout=30)
+    try:
+        ws.send(connect_frame(p["token"]))
+        stop = p["stop"]
+        while not stop.is_set():
+            frame = json.loads(ws.recv())
+            method = frame.get("method")
+            if method == "signalwire.event":
+                ws.send(json.dumps({"jsonrpc": "2.0", "id": frame["id"], "result": {}}))
+                params = frame["params"]
+                if params["event_type"] == "conversation.message":
+                    message = params["params"]
+                    if (
+                        message.get("subtype") == "chat"
+                        and message.get("conversation_id") == _bench.ADDRESS_ID
+                    ):
+                        on_message(message)
+            elif method == "signalwire.ping":
+                answer = {"jsonrpc": "2.0", "id": frame["id"], "result": frame["params"]}
+                ws.send(json.dumps(answer))
+            elif "error" in frame:
+                raise RuntimeError(f"relay error: {frame['error']}")
+    finally:
+        ws.close()
+
+
+def with_ours(p: dict[str, Any], on_message: Callable[[Any], None]) -> None:
+    """Subscribe with our client; return when p['stop'] is set (or raise on the deadline)."""
+    client = our_client_class()(p["token"], rest_url=p["http_url"], relay_url=p["url"])
+    errors: list[BaseException] = []
+
+    def on_error(exc: BaseException) -> None:
+        errors.append(exc)
+        p["stop"].set()
+
+    try:
+        subscription = client.subscribe(_bench.ADDRESS_ID, on_message, on_error=on_error)
+        if not p["stop"].wait(p["deadline"]):
+            raise TimeoutError("our client did not deliver the events in time")
+        subscription.cancel()
+    finally:
+        client.close()
+    if errors:
+        raise RuntimeError(f"our client reported: {errors[0]!r}")
+
+
+def realtime(kind: str, p: dict[str, Any], on_message: Callable[[Any], None]) -> None:
+    if kind == "naive":
+        naive_loop(p, on_message)
+    elif kind == "ours":
+        with_ours(p, on_message)
+    else:
+        raise ValueError(kind)
+
+
+def rt_stream(kind: str, p: dict[str, Any]) -> dict[str, Any]:
+    meter = Meter(p["warmup"], p["count"])
+    p["stop"] = meter.done
+
+    def on_message(_message: object) -> None:
+        meter.tick()
+
+    realtime(kind, p, on_message)
+    return meter.result()
+
+
+def rt_paced(kind: str, p: dict[str, Any]) -> dict[str, Any]:
+    latencies: list[float] = []
+    stop = p["stop"] = threading.Event()
+    total = p["warmup"] + p["count"]
+
+    def on_message(message: Any) -> None:
+        now = time.time()
+        ts = message["ts"] if isinstance(message, dict) else message.ts
+        latencies.append(now - ts)
+        if len(latencies) >= total:
+            stop.set()
+
+    realtime(kind, p, on_message)
+    measured = sorted(latencies[p["warmup"] : total])
+    return {
+        "median_us": _bench.median(measured) * 1e6,
+        "p90_us": measured[int(len(measured) * 0.9)] * 1e6,
+        "p99_us": measured[int(len(measured) * 0.99)] * 1e6,
+        "count": len(measured),
+    }
+
+
+def rt_memory(kind: str, p: dict[str, Any]) -> dict[str, Any]:
+    import gc
+
+    meter = Meter(p["warmup"], p["count"])
+    p["stop"] = meter.done
+    rss: list[int] = []
+
+    def on_message(_message: object) -> None:
+        meter.tick()
+        if meter.seen in (p["warmup"], p["warmup"] + p["count"]):
+            gc.collect()
+            rss.append(_bench.rss_bytes())
+
+    realtime(kind, p, on_message)
+    result = meter.result()
+    result["rss_start_mb"] = rss[0] / 2**20
+    result["rss_growth_mb"] = (rss[1] - rss[0]) / 2**20
+    return result
+
+
+CASES: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
+    "send": lambda kind, p: {
+        "requests": send_requests,
+        "httpclient": send_httpclient,
+        "ours": send_ours,
+    }[kind](p),
+    "iter": lambda kind, p: {"requests": iter_requests, "ours": iter_ours}[kind](p),
+    "stream": rt_stream,
+    "paced": rt_paced,
+    "memory": rt_memory,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("case", choices=sorted([*CASES, "fanout"]))
+    parser.add_argument("kind")
+    parser.add_argument("--core", type=int, default=None)
+    parser.add_argument("--params", required=True, help="JSON object of the case's parameters")
+    args = parser.parse_args()
+    if args.core is not None:
+        _bench.pin(args.core)
+    params = json.loads(args.params)
+    params.setdefault("deadline", 120.0)
+    try:
+        if args.case == "fanout":
+            import fanout
+
+            result = fanout.run(params)
+        else:
+            result = CASES[args.case](args.kind, params)
+    except Unavailable as exc:
+        print(json.dumps({"unavailable": str(exc)}), flush=True)
+        return UNAVAILABLE
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

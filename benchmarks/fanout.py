@@ -1,0 +1,177 @@
+"""The emulator's own capacity: events per second it fans out to many subscribed sockets.
+
+Runs in the client process (clients.py case ``fanout``) against an emulator started by run.py on
+the other core. N subscribers get tokens, join subscriber 0's address, and open a relay socket
+each, read by one selector loop that acknowledges every event with pre-built frames (cheap, so the
+emulator is the bottleneck); sender threads post messages to that address over keep-alive
+connections. The rate is events delivered to all sockets per second of wall time.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import selectors
+import socket
+import threading
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import _wsproto
+
+SENDERS = 4
+
+
+class Rest:
+    """One keep-alive connection to the emulator's REST side."""
+
+    def __init__(self, rest_url: str, authorization: str) -> None:
+        split = urlsplit(rest_url)
+        self.connection = http.client.HTTPConnection(split.hostname or "", split.port, timeout=30)
+        self.headers = {"Authorization": authorization, "Content-Type": "application/json"}
+
+    def call(self, method: str, path: str, body: object = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        self.connection.request(method, path, data, self.headers)
+        reply = self.connection.getresponse()
+        payload = reply.read()
+        if reply.status >= 300:
+            raise RuntimeError(f"{method} {path}: {reply.status} {payload[:200]!r}")
+        return json.loads(payload) if payload else None
+
+
+class RelaySocket:
+    """A raw relay connection that acknowledges events without decoding them as JSON."""
+
+    def __init__(self, relay_url: str, token: str) -> None:
+        split = urlsplit(relay_url)
+        self.sock = socket.create_connection((split.hostname, split.port), timeout=30)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = _wsproto.FrameReader()
+        rest = _wsproto.client_handshake(self.sock, split.netloc, split.path or "/")
+        connect = {
+            "jsonrpc": "2.0",
+            "id": "fanout-connect",
+            "method": "signalwire.connect",
+            "params": {
+                "version": {"major": 4, "minor": 0, "revision": 0},
+                "event_acks": True,
+                "agent": "bench-fanout/1.0",
+                "authentication": {"jwt_token": token},
+            },
+        }
+        self.sock.sendall(_wsproto.client_frame(json.dumps(connect).encode()))
+        self.pending = self.reader.feed(rest)
+        while not any(b'"fanout-connect"' in payload for _, payload in self.pending):
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("relay closed before the connect result")
+            self.pending += self.reader.feed(data)
+        for _, payload in self.pending:
+            if b'"fanout-connect"' in payload and b'"error"' in payload:
+                raise RuntimeError(f"connect refused: {payload[:200]!r}")
+        self.sock.setblocking(False)
+
+    def drain(self) -> int:
+        """Read what is there, acknowledge every request; return the chat events seen."""
+        messages = list(self.pending)
+        self.pending = []
+        try:
+            data = self.sock.recv(262144)
+        except BlockingIOError:
+            data = b""
+        if data:
+            messages += self.reader.feed(data)
+        events = 0
+        acks = []
+        for opcode, payload in messages:
+            if opcode != _wsproto.OP_TEXT or b'"method"' not in payload:
+                continue
+            frame = json.loads(payload)
+            result = frame["params"] if frame["method"] == "signalwire.ping" else {}
+            answer = {"jsonrpc": "2.0", "id": frame["id"], "result": result}
+            acks.append(_wsproto.client_frame(json.dumps(answer).encode()))
+            if frame["method"] == "signalwire.event":
+                events += frame["params"].get("event_type") == "conversation.message"
+        if acks:
+            self.sock.setblocking(True)
+            self.sock.sendall(b"".join(acks))
+            self.sock.setblocking(False)
+        return events
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def run(p: dict[str, Any]) -> dict[str, Any]:
+    """Measure fan-out; p holds the emulator's JSON line plus subscribers and messages."""
+    basic = base64.b64encode(f"{p['project_id']}:{p['api_token']}".encode()).decode()
+    project = Rest(p["rest_url"], f"Basic {basic}")
+    tokens = []
+    for index in range(p["subscribers"]):
+        reply = project.call(
+            "POST", "/api/fabric/subscribers/tokens", {"reference": f"fanout{index}@bench.test"}
+        )
+        tokens.append(reply["token"])
+    owner = Rest(p["rest_url"], f"Bearer {tokens[0]}")
+    address = owner.call("GET", "/api/fabric/subscriber/info")["fabric_addresses"][0]["id"]
+    for token in tokens[1:]:
+        Rest(p["rest_url"], f"Bearer {token}").call(
+            "POST", "/api/fabric/conversations/join", {"conversation_id": address}
+        )
+    sockets = [RelaySocket(p["relay_url"], token) for token in tokens]
+    selector = selectors.DefaultSelector()
+    for relay in sockets:
+        selector.register(relay.sock, selectors.EVENT_READ, relay)
+
+    def receive(expected: int, deadline: float) -> None:
+        seen = 0
+        while seen < expected:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fan-out: {seen} of {expected} events arrived")
+            for key, _ in selector.select(timeout=1.0):
+                seen += key.data.drain()
+
+    def send(count: int) -> tuple[float, list[threading.Thread], list[BaseException]]:
+        """Start posting ``count`` messages from SENDERS threads; return the start time."""
+        errors: list[BaseException] = []
+        per_thread = [count // SENDERS + (i < count % SENDERS) for i in range(SENDERS)]
+
+        def post(n: int) -> None:
+            rest = Rest(p["rest_url"], f"Bearer {tokens[0]}")
+            try:
+                for i in range(n):
+                    rest.call(
+                        "POST",
+                        "/api/fabric/messages",
+                        {"conversation_id": address, "text": f"f{i}"},
+                    )
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=post, args=(n,)) for n in per_thread]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        return start, threads, errors
+
+    try:
+        subscribers = len(sockets)
+        start, threads, errors = send(p["warmup"])
+        receive(p["warmup"] * subscribers, time.monotonic() + p["deadline"])
+        for thread in threads:
+            thread.join()
+        start, threads, errors = send(p["messages"])
+        receive(p["messages"] * subscribers, time.monotonic() + p["deadline"])
+        wall = time.perf_counter() - start
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise RuntimeError(f"sender failed: {errors[0]!r}")
+    finally:
+        for relay in sockets:
+            relay.close()
+    events = p["messages"] * subscribers
+    return {"per_s": events / wall, "messages_per_s": p["messages"] / wall, "count": events}
