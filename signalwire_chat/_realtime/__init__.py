@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ._hub import RealtimeHub, Subscription
+from ._hub import CredentialsLike, RealtimeHub
 from ._options import ConnectionState, RealtimeOptions
+from ._subscriptions import Subscription
 
-__all__ = ["ConnectionState", "RealtimeHub", "RealtimeOptions", "Subscription"]
+__all__ = ["ConnectionState", "CredentialsLike", "RealtimeHub", "RealtimeOptions", "Subscription"]

@@ -1,0 +1,186 @@
+"""The dispatcher thread (every user callback, in arrival order) and the slow-callback watchdog.
+
+The connection thread hands over messages in batches with :meth:`Dispatcher.put_messages`
+and internal tasks (backfills, error reports, state notifications) with
+:meth:`Dispatcher.put_task`. Messages are counted with two single-writer counters
+(``enqueued`` written only by the connection thread, ``done`` only by the dispatcher),
+so the connection can read the queue depth without a lock; when it has held back
+acknowledgements for lack of room it sets ``want_space`` and the dispatcher calls
+``wake`` once the queue has drained to half its bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from ..errors import SlowCallbackError
+
+if TYPE_CHECKING:
+    from ._subscriptions import Subscription
+
+__all__ = ["Dispatcher", "Watchdog"]
+
+logger = logging.getLogger(__name__)
+
+#: One queue entry: (subscriptions, wire message) or (None, task).
+Item = tuple[Optional[tuple["Subscription", ...]], Any]
+
+
+class Dispatcher:
+    """A thread that runs callbacks and internal tasks in the order they were queued."""
+
+    def __init__(self, *, queue_size: int, name: str = "signalwire-chat-dispatcher") -> None:
+        self.queue_size = queue_size
+        self._low_water = queue_size // 2
+        self._cond = threading.Condition(threading.Lock())
+        self._items: deque[Item] = deque()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.enqueued = 0  # written by the connection thread only
+        self.done = 0  # written by the dispatcher thread only
+        self.want_space = False
+        self.wake: Callable[[], None] = _nothing
+        #: ``(sequence, started, subscription)`` of the user callback running now.
+        self.current: tuple[int, float, Subscription] | None = None
+        self._seq = 0
+
+    @property
+    def thread(self) -> threading.Thread:
+        """The dispatcher thread."""
+        return self._thread
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def pending(self) -> int:
+        """Messages queued and not yet delivered (read without a lock)."""
+        return self.enqueued - self.done
+
+    def put_messages(self, items: list[Item]) -> None:
+        """Queue messages; called by the connection thread only."""
+        with self._cond:
+            self._items.extend(items)
+            self.enqueued += len(items)
+            self._cond.notify()
+
+    def put_task(self, task: Callable[[], None]) -> None:
+        """Queue an internal task; it runs after everything queued before it."""
+        with self._cond:
+            self._items.append((None, task))
+            self._cond.notify()
+
+    def stop(self) -> None:
+        """Ask the thread to end after the callback running now; queued items are dropped."""
+        with self._cond:
+            self._stopping = True
+            self._items.clear()
+            self._cond.notify()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stopping
+
+    def _run(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._items and not self._stopping:
+                    cond.wait()
+                if self._stopping:
+                    return
+                batch = self._items
+                self._items = deque()
+            self._drain(batch)
+
+    def _drain(self, batch: deque[Item]) -> None:
+        popleft = batch.popleft
+        while batch:
+            if self._stopping:
+                return
+            subs, payload = popleft()
+            if subs is None:
+                try:
+                    payload()
+                except Exception:
+                    logger.exception("realtime: internal task failed")
+                continue
+            for sub in subs:
+                sub._deliver_wire(payload, self)
+            self.done += 1
+            if self.want_space and self.enqueued - self.done <= self._low_water:
+                self.want_space = False
+                self.wake()
+
+    def call(self, sub: Subscription, fn: Callable[[Any], None], arg: Any) -> None:
+        """Run one user callback, marked for the watchdog; used by subscriptions."""
+        self._seq += 1
+        self.current = (self._seq, time.monotonic(), sub)
+        try:
+            fn(arg)
+        finally:
+            self.current = None
+
+
+def _nothing() -> None:
+    return None
+
+
+class Watchdog:
+    """A thread that reports a user callback running longer than ``slow_after`` seconds."""
+
+    def __init__(
+        self, dispatcher: Dispatcher, *, slow_after: float, name: str = "signalwire-chat-watchdog"
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._slow_after = slow_after
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    @property
+    def thread(self) -> threading.Thread:
+        """The watchdog thread."""
+        return self._thread
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to end at once."""
+        self._stop.set()
+
+    def _run(self) -> None:
+        slow = self._slow_after
+        reported = 0
+        wait = slow / 4
+        while not self._stop.wait(wait):
+            current = self._dispatcher.current
+            wait = slow / 4
+            if current is None or current[0] == reported:
+                continue
+            seq, started, sub = current
+            elapsed = time.monotonic() - started
+            if elapsed < slow:
+                wait = slow - elapsed
+                continue
+            reported = seq
+            if not sub.report_slow:
+                continue
+            logger.warning(
+                "realtime: the callback of the subscription to %s has been running for %.1f s",
+                sub.address_id,
+                elapsed,
+            )
+            sub._report(
+                SlowCallbackError(
+                    f"callback running for {elapsed:.1f} s (slow_callback_after={slow} s)",
+                    address_id=sub.address_id,
+                    elapsed=elapsed,
+                )
+            )

@@ -1,0 +1,206 @@
+"""Subscriptions: the user's handle, its callbacks, duplicate filtering and the backfill of gaps."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from .._convert import structure_chat_message
+from ..errors import CallbackError, DecodeError, MessagesMayBeMissingError
+
+if TYPE_CHECKING:
+    from ..models import ConversationChatMessage
+    from ._dispatcher import Dispatcher
+
+__all__ = ["Subscription"]
+
+logger = logging.getLogger(__name__)
+
+
+class _Owner(Protocol):
+    def _cancel(self, sub: Subscription) -> None: ...
+
+
+class Subscription:
+    """A handle on one subscription: cancel it (or leave its ``with`` block) to stop delivery.
+
+    Made by ``ChatClient.subscribe``; ``on_message`` then gets every chat message
+    of the address exactly once and in order, across reconnects.
+    """
+
+    def __init__(
+        self,
+        owner: _Owner,
+        address_id: str,
+        on_message: Callable[[ConversationChatMessage], None],
+        on_error: Callable[[BaseException], None] | None,
+        *,
+        recent_ids: int,
+        report_slow: bool = True,
+    ) -> None:
+        self._owner: _Owner | None = owner
+        self._address_id = address_id
+        self._on_message = on_message
+        self._on_error = on_error
+        self._active = True
+        self._recent: set[str] = set()
+        self._recent_order: deque[str] = deque()
+        self._recent_cap = recent_ids
+        #: The id and ``ts`` of the last message delivered, the anchor of backfills.
+        self.last_id: str | None = None
+        self.last_ts: float = time.time()  # before any message: the time of subscribing
+        self.report_slow = report_slow
+        #: Called once when the subscription ends (cancel or hub close); used by streams.
+        self.on_end: Callable[[], None] | None = None
+
+    @property
+    def address_id(self) -> str:
+        """The address (conversation) this subscription follows."""
+        return self._address_id
+
+    @property
+    def active(self) -> bool:
+        """True until cancelled, or until the hub is closed."""
+        return self._active
+
+    def cancel(self) -> None:
+        """Stop delivery to this subscription.
+
+        Idempotent and safe from any thread, a callback of this very subscription
+        included. A callback already running finishes; no other one starts.
+        """
+        if not self._active:
+            return
+        self._active = False
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            owner._cancel(self)
+        self._ended()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cancel()
+
+    def __repr__(self) -> str:
+        state = "active" if self._active else "cancelled"
+        return f"<Subscription address_id={self._address_id!r} {state}>"
+
+    # --- used by the hub and the dispatcher ------------------------------------------
+
+    def _deactivate(self) -> None:
+        self._active = False
+        self._owner = None
+        self._ended()
+
+    def _ended(self) -> None:
+        hook, self.on_end = self.on_end, None
+        if hook is not None:
+            hook()
+
+    def _deliver_wire(self, wire: dict[str, Any], dispatcher: Dispatcher) -> None:
+        """Decode and deliver one live message, unless it was delivered already."""
+        if not self._active or wire.get("id") in self._recent:
+            return
+        try:
+            message = structure_chat_message(wire)
+        except DecodeError as exc:
+            logger.warning(
+                "realtime: undecodable chat message for %s dropped: %s", self._address_id, exc
+            )
+            self._report(exc)
+            return
+        self._deliver(message, dispatcher)
+
+    def _deliver(self, message: ConversationChatMessage, dispatcher: Dispatcher) -> None:
+        mid = message.id
+        if mid in self._recent:
+            return
+        self._recent.add(mid)
+        order = self._recent_order
+        order.append(mid)
+        if len(order) > self._recent_cap:
+            self._recent.discard(order.popleft())
+        self.last_id = mid
+        self.last_ts = message.ts
+        try:
+            dispatcher.call(self, self._on_message, message)
+        except BaseException as exc:
+            logger.exception(
+                "realtime: the callback of the subscription to %s raised", self._address_id
+            )
+            error = CallbackError(
+                f"on_message raised {type(exc).__name__}", address_id=self._address_id
+            )
+            error.__cause__ = exc
+            self._report(error)
+
+    def _report(self, error: BaseException) -> None:
+        """Hand ``error`` to ``on_error`` (logged when there is none, or when it raises)."""
+        handler = self._on_error
+        if handler is None:
+            if not isinstance(error, CallbackError):  # already logged with its traceback
+                logger.error("realtime: subscription to %s: %s", self._address_id, error)
+            return
+        try:
+            handler(error)
+        except Exception:
+            logger.exception(
+                "realtime: on_error of the subscription to %s raised", self._address_id
+            )
+
+    def _backfill(
+        self,
+        history: Callable[[str], Iterator[ConversationChatMessage]],
+        dispatcher: Dispatcher,
+        limit: int,
+    ) -> None:
+        """Deliver, oldest first, the messages missed since the last delivered one.
+
+        Reads ``history`` (newest first) back to the last delivered id, or to a
+        message older than its ``ts``. Runs on the dispatcher: live messages that
+        arrive meanwhile wait behind it, and the ids it delivers are dropped from them.
+        """
+        if not self._active:
+            return
+        anchor_id, anchor_ts = self.last_id, self.last_ts
+        missing: list[ConversationChatMessage] = []
+        failure: BaseException | None = None
+        try:
+            for count, message in enumerate(history(self._address_id)):
+                if message.id == anchor_id or message.ts < anchor_ts:
+                    break
+                if count >= limit:
+                    failure = RuntimeError(f"more than {limit} messages to backfill")
+                    break
+                if dispatcher.stopping or not self._active:
+                    return
+                if (
+                    message.id not in self._recent
+                    and message.subtype == "chat"
+                    and message.conversation_id == self._address_id
+                ):
+                    missing.append(message)
+        except Exception as exc:  # noqa: BLE001 - any failure of the history call is a gap
+            failure = exc
+        if failure is not None:
+            logger.warning(
+                "realtime: could not backfill %s after a reconnect: %s", self._address_id, failure
+            )
+            gap = MessagesMayBeMissingError(
+                "messages sent while disconnected could not be fetched",
+                address_id=self._address_id,
+                last_message_id=anchor_id,
+            )
+            gap.__cause__ = failure
+            self._report(gap)
+        if missing:
+            logger.debug("realtime: backfilling %d messages of %s", len(missing), self._address_id)
+        for message in reversed(missing):
+            if dispatcher.stopping or not self._active:
+                return
+            self._deliver(message, dispatcher)
