@@ -19,6 +19,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+import _bench
 import _wsproto
 
 SENDERS = 4
@@ -163,9 +164,11 @@ def run(p: dict[str, Any]) -> dict[str, Any]:
         receive(p["warmup"] * subscribers, time.monotonic() + p["deadline"])
         for thread in threads:
             thread.join()
+        cpu_start = _bench.cpu_seconds()
         start, threads, errors = send(p["messages"])
         receive(p["messages"] * subscribers, time.monotonic() + p["deadline"])
         wall = time.perf_counter() - start
+        cpu = _bench.cpu_seconds() - cpu_start
         for thread in threads:
             thread.join()
         if errors:
@@ -174,4 +177,9 @@ def run(p: dict[str, Any]) -> dict[str, Any]:
         for relay in sockets:
             relay.close()
     events = p["messages"] * subscribers
-    return {"per_s": events / wall, "messages_per_s": p["messages"] / wall, "count": events}
+    return {
+        "per_s": events / wall,
+        "messages_per_s": p["messages"] / wall,
+        "client_cpu_share": cpu / wall,
+        "count": events,
+    }
