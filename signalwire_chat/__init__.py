@@ -2,6 +2,15 @@
 
 import logging
 
+from ._backend import (
+    SubscriberToken,
+    SubscriberTokenSource,
+    mint_subscriber_token,
+    refresh_subscriber_token,
+)
+from ._client import ChatClient
+from ._pages import ChatPage, Page
+from ._realtime import ConnectionState, RealtimeOptions, Subscription
 from ._version import __version__
 from .errors import (
     APIError,
@@ -48,9 +57,12 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "CallbackError",
+    "ChatClient",
     "ChatError",
+    "ChatPage",
     "ClientClosedError",
     "ConnectError",
+    "ConnectionState",
     "Conversation",
     "ConversationChatMessage",
     "ConversationMessage",
@@ -62,20 +74,27 @@ __all__ = [
     "JoinResult",
     "MessagesMayBeMissingError",
     "NotFoundError",
+    "Page",
     "PermissionDeniedError",
     "RateLimitError",
     "RealtimeAuthenticationError",
     "RealtimeError",
+    "RealtimeOptions",
     "RequestTimeoutError",
     "SendResult",
     "ServerError",
     "SlowCallbackError",
     "SubscriberInfo",
+    "SubscriberToken",
+    "SubscriberTokenSource",
+    "Subscription",
     "TokenError",
     "TransportError",
     "UnsafeLinkError",
     "ValidationError",
     "__version__",
+    "mint_subscriber_token",
+    "refresh_subscriber_token",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,387 @@
+"""Pages and auto-paging: the generic :class:`Page`, and :class:`ChatPage` with its filling logic.
+
+A :class:`Page` is one page of a REST listing as the service cut it. A :class:`ChatPage` is what
+``get_messages`` returns: ``page_size`` chat messages of one address, newest first, gathered
+across as many raw pages (of any subtype) as needed.
+
+Chat pages of one ``get_messages`` call share a :class:`_ChatHistory`: the chat messages read
+so far, in order, and the cursor of the next raw page. Chat page *k* is the slice
+``[k * size, (k + 1) * size)`` of that list, so ``prev_page()`` is by construction the exact
+inverse of ``next_page()`` (same items, same order, none skipped) and costs no request. One chat
+message beyond the page is always looked for, so ``has_next`` is true iff another chat message
+exists. Raw pages are requested larger than the chat page, which saves requests when most
+messages of a conversation are not chat messages.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+from ._convert import is_chat_for, structure_chat_message
+from ._http import HttpTransport
+from .errors import DecodeError, UnsafeLinkError
+from .models import ConversationChatMessage
+
+__all__ = ["MAX_PAGE_SIZE", "ChatPage", "Page", "iter_chat_messages", "raw_page_size"]
+
+T = TypeVar("T")
+
+#: The largest ``page_size`` the service accepts.
+MAX_PAGE_SIZE = 1000
+
+
+def raw_page_size(page_size: int) -> int:
+    """The raw request size used to fill chat pages of ``page_size`` (plus the look-ahead)."""
+    return min(MAX_PAGE_SIZE, max(100, 4 * page_size + 1))
+
+
+def parse_page(obj: Any) -> tuple[list[Any], dict[str, Any]]:
+    """Split a wire page into its ``data`` list and ``links`` mapping.
+
+    Raises:
+        DecodeError: Not ``{"data": [...], "links": {...}}`` (``links`` may be missing or null).
+    """
+    if type(obj) is not dict:
+        raise DecodeError("page: expected an object with 'data'")
+    data = obj.get("data")
+    if type(data) is not list:
+        raise DecodeError("page: field 'data' must be an array", field="data")
+    links = obj.get("links")
+    if links is None:
+        links = {}
+    elif type(links) is not dict:
+        raise DecodeError("page: field 'links' must be an object", field="links")
+    return data, links
+
+
+class _Fetcher(Generic[T]):
+    """Fetches and structures pages of one listing."""
+
+    __slots__ = ("structure", "transport")
+
+    def __init__(self, transport: HttpTransport, structure: Callable[[Any], T]) -> None:
+        self.transport = transport
+        self.structure = structure
+
+    def fetch(self, url: str) -> Page[T]:
+        data, links = parse_page(self.transport.request("GET", url))
+        items = []
+        structure = self.structure
+        for index, raw in enumerate(data):
+            try:
+                items.append(structure(raw))
+            except DecodeError as exc:
+                field = f"data[{index}]" + (f".{exc.field}" if exc.field else "")
+                raise DecodeError(f"{field}: {exc.message}", field=field) from None
+        return Page(
+            items,
+            url=url,
+            next_url=self.transport.resolve_link(links.get("next")),
+            prev_url=self.transport.resolve_link(links.get("prev")),
+            fetcher=self,
+        )
+
+
+class _PrettyMixin:
+    """Notebook-friendly display shared by the page types."""
+
+    data: list[Any]
+
+    def _summary(self) -> str:
+        raise NotImplementedError
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        if cycle:
+            printer.text(f"{type(self).__name__}(...)")
+            return
+        with printer.group(2, self._summary() + " [", "]"):
+            for index, item in enumerate(self.data):
+                if index:
+                    printer.text(",")
+                printer.breakable()
+                printer.pretty(item)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{index}</td><td><code>{html.escape(repr(item))}</code></td></tr>"
+            for index, item in enumerate(self.data)
+        )
+        return (
+            f"<div><strong>{html.escape(self._summary())}</strong>"
+            f"<table><tbody>{rows}</tbody></table></div>"
+        )
+
+    def __repr__(self) -> str:
+        return self._summary()
+
+
+class Page(_PrettyMixin, Generic[T]):
+    """One page of a paginated listing, as the service cut it.
+
+    Iterating a page, or taking its ``len``, covers this page only; :meth:`iter_items` and
+    :meth:`iter_pages` walk on through the following pages.
+
+    Attributes:
+        data: The items of this page.
+    """
+
+    __slots__ = ("_fetcher", "_next_url", "_prev_url", "_url", "data")
+
+    data: list[T]
+
+    def __init__(
+        self,
+        data: list[T],
+        *,
+        url: str,
+        next_url: str | None,
+        prev_url: str | None,
+        fetcher: _Fetcher[T],
+    ) -> None:
+        self.data = data
+        self._url = url
+        self._next_url = next_url
+        self._prev_url = prev_url
+        self._fetcher = fetcher
+
+    @property
+    def has_next(self) -> bool:
+        """Whether the service announced a following page."""
+        return self._next_url is not None
+
+    @property
+    def has_prev(self) -> bool:
+        """Whether the service announced a previous page."""
+        return self._prev_url is not None
+
+    def next_page(self) -> Page[T] | None:
+        """Fetch the following page, or return ``None`` at the end.
+
+        Raises:
+            UnsafeLinkError: The link points back at this very page.
+        """
+        return self._follow(self._next_url)
+
+    def prev_page(self) -> Page[T] | None:
+        """Fetch the previous page, or return ``None`` at the start.
+
+        Raises:
+            UnsafeLinkError: The link points back at this very page.
+        """
+        return self._follow(self._prev_url)
+
+    def _follow(self, url: str | None) -> Page[T] | None:
+        if url is None:
+            return None
+        if url == self._url:
+            raise UnsafeLinkError("a pagination link points at its own page (a link cycle)")
+        return self._fetcher.fetch(url)
+
+    def iter_pages(self) -> Iterator[Page[T]]:
+        """Yield this page and every following one, stopping on the first repeated link.
+
+        Raises:
+            UnsafeLinkError: The ``next`` links loop.
+        """
+        page: Page[T] | None = self
+        seen = {self._url}
+        while page is not None:
+            yield page
+            url = page._next_url
+            if url is None:
+                return
+            if url in seen:
+                raise UnsafeLinkError("the pagination links loop; stopped")
+            seen.add(url)
+            page = page._fetcher.fetch(url)
+
+    def iter_items(self, limit: int | None = None) -> Iterator[T]:
+        """Yield the items of this page and of every following one, lazily.
+
+        Args:
+            limit: Stop after this many items (``None``: all).
+        """
+        if limit is not None and limit <= 0:
+            return
+        count = 0
+        for page in self.iter_pages():
+            for item in page.data:
+                yield item
+                count += 1
+                if limit is not None and count >= limit:
+                    return
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> T:
+        return self.data[index]
+
+    def _summary(self) -> str:
+        return f"Page({len(self.data)} items, has_next={self.has_next}, has_prev={self.has_prev})"
+
+
+class _ChatHistory:
+    """The chat messages of one address read so far, newest first, and the raw cursor."""
+
+    def __init__(self, transport: HttpTransport, address_id: str, first_url: str) -> None:
+        self.transport = transport
+        self.address_id = address_id
+        self.messages: list[ConversationChatMessage] = []
+        self._ids: set[str] = set()
+        self._next_url: str | None = first_url
+        self._seen_urls: set[str] = set()
+        self._lock = threading.Lock()
+        self.raw_requests = 0
+
+    def ensure(self, count: int) -> None:
+        """Read raw pages until ``count`` chat messages are known or the history ends."""
+        with self._lock:
+            while len(self.messages) < count and self._next_url is not None:
+                self._read_one()
+
+    def _read_one(self) -> None:
+        url = self._next_url
+        assert url is not None
+        if url in self._seen_urls:
+            self._next_url = None
+            raise UnsafeLinkError("the pagination links loop; stopped")
+        self._seen_urls.add(url)
+        data, links = parse_page(self.transport.request("GET", url))
+        self.raw_requests += 1
+        next_url = self.transport.resolve_link(links.get("next"))
+        address_id = self.address_id
+        for index, raw in enumerate(data):
+            if not is_chat_for(raw, address_id):
+                continue
+            try:
+                message = structure_chat_message(raw)
+            except DecodeError as exc:
+                field = f"data[{index}]" + (f".{exc.field}" if exc.field else "")
+                raise DecodeError(f"{field}: {exc.message}", field=field) from None
+            if message.id in self._ids:
+                continue  # shifted across a raw page boundary by a newer message
+            self._ids.add(message.id)
+            self.messages.append(message)
+        # An empty raw page with a next link would loop forever on a broken server.
+        self._next_url = next_url if data else None
+
+
+class ChatPage(_PrettyMixin):
+    """A page of chat messages of one address, newest first (what ``get_messages`` returns).
+
+    ``has_next`` / ``has_prev`` are true iff at least one more chat message exists in that
+    direction; ``prev_page()`` returns exactly the page ``next_page()`` came from.
+
+    Attributes:
+        data: The chat messages of this page, newest first.
+        page_size: The number of messages per page (the last page may hold fewer).
+    """
+
+    __slots__ = ("_history", "_start", "data", "page_size")
+
+    data: list[ConversationChatMessage]
+
+    def __init__(self, history: _ChatHistory, start: int, page_size: int) -> None:
+        history.ensure(start + page_size + 1)  # +1: the look-ahead that decides has_next
+        self._history = history
+        self._start = start
+        self.page_size = page_size
+        self.data = history.messages[start : start + page_size]
+
+    @property
+    def address_id(self) -> str:
+        """The address whose chat messages these are."""
+        return self._history.address_id
+
+    @property
+    def has_next(self) -> bool:
+        """Whether at least one older chat message exists."""
+        return len(self._history.messages) > self._start + self.page_size
+
+    @property
+    def has_prev(self) -> bool:
+        """Whether at least one newer chat message exists (one this chain has read)."""
+        return self._start > 0
+
+    def next_page(self) -> ChatPage | None:
+        """The following (older) chat page, or ``None`` when there is none."""
+        if not self.has_next:
+            return None
+        return ChatPage(self._history, self._start + self.page_size, self.page_size)
+
+    def prev_page(self) -> ChatPage | None:
+        """The previous (newer) chat page, or ``None`` at the newest; never a request."""
+        if self._start == 0:
+            return None
+        return ChatPage(self._history, max(0, self._start - self.page_size), self.page_size)
+
+    def iter_pages(self) -> Iterator[ChatPage]:
+        """Yield this page and every older one."""
+        page: ChatPage | None = self
+        while page is not None:
+            yield page
+            page = page.next_page()
+
+    def iter_items(self, limit: int | None = None) -> Iterator[ConversationChatMessage]:
+        """Yield the messages of this page and of every older one, lazily.
+
+        Args:
+            limit: Stop after this many messages (``None``: all).
+        """
+        if limit is not None and limit <= 0:
+            return
+        count = 0
+        for page in self.iter_pages():
+            for item in page.data:
+                yield item
+                count += 1
+                if limit is not None and count >= limit:
+                    return
+
+    def __iter__(self) -> Iterator[ConversationChatMessage]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> ConversationChatMessage:
+        return self.data[index]
+
+    def _summary(self) -> str:
+        return (
+            f"ChatPage({len(self.data)} messages of {self.address_id!r}, "
+            f"has_next={self.has_next}, has_prev={self.has_prev})"
+        )
+
+
+def iter_chat_messages(
+    transport: HttpTransport, address_id: str, first_url: str, limit: int | None
+) -> Iterator[ConversationChatMessage]:
+    """Yield the chat messages of ``address_id`` from ``first_url`` on, newest first, lazily.
+
+    Nothing is requested until the first item is asked for.
+    """
+    if limit is not None and limit <= 0:
+        return
+    history = _ChatHistory(transport, address_id, first_url)
+    count = 0
+    index = 0
+    while True:
+        if index >= len(history.messages):
+            history.messages.clear()  # keep memory flat: only the current raw page is held
+            index = 0
+            history.ensure(1)
+            if not history.messages:
+                return
+        yield history.messages[index]
+        index += 1
+        count += 1
+        if limit is not None and count >= limit:
+            return
