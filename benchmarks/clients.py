@@ -225,9 +225,30 @@ def naive_loop(p: dict[str, Any], on_message: Callable[[dict[str, Any]], None]) 
         ws.close()
 
 
+def open_ours(p: dict[str, Any]) -> Any:
+    """Return our realtime side: ChatClient when it exists, else the RealtimeHub it delegates to."""
+    try:
+        return our_client_class()(p["token"], rest_url=p["http_url"], relay_url=p["url"])
+    except Unavailable:
+        try:
+            from signalwire_chat._auth import Credentials
+            from signalwire_chat._realtime._hub import RealtimeHub
+            from signalwire_chat._realtime._options import RealtimeOptions
+        except ImportError as exc:
+            raise Unavailable(f"neither ChatClient nor RealtimeHub: {exc}") from exc
+        p["via"] = "RealtimeHub"
+        return RealtimeHub(
+            relay_url=p["url"],
+            credentials=Credentials(p["token"]),
+            agent="signalwire-chat-bench",
+            history=lambda _address: iter(()),
+            options=RealtimeOptions(),
+        )
+
+
 def with_ours(p: dict[str, Any], on_message: Callable[[Any], None]) -> None:
     """Subscribe with our client; return when p['stop'] is set (or raise on the deadline)."""
-    client = our_client_class()(p["token"], rest_url=p["http_url"], relay_url=p["url"])
+    client = open_ours(p)
     errors: list[BaseException] = []
 
     def on_error(exc: BaseException) -> None:
@@ -341,6 +362,8 @@ def main() -> int:
     except Unavailable as exc:
         print(json.dumps({"unavailable": str(exc)}), flush=True)
         return UNAVAILABLE
+    if "via" in params:
+        result["via"] = params["via"]
     print(json.dumps(result), flush=True)
     return 0
 
