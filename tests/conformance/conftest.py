@@ -1,0 +1,222 @@
+"""Fixtures that run the official @signalwire/js client (tests/conformance/js) in Node."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+JS_DIR = Path(__file__).parent / "js"
+HARNESS = JS_DIR / "harness.mjs"
+SDK_DIR = JS_DIR / "node_modules" / "@signalwire" / "js"
+
+# Each official client run should take seconds; these bound every wait.
+START_TIMEOUT = 15.0
+CALL_TIMEOUT = 10.0
+EXIT_TIMEOUT = 5.0
+
+
+def token_hosts(token: str) -> tuple[str, str]:
+    """Return (fabric origin, relay origin) that protocol.md derives from the SAT header's `ch`."""
+    header = token.split(".", 1)[0]
+    claims = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    ch = claims["ch"]
+    return "https://fabric." + ch.split(".", 1)[1], "wss://" + ch
+
+
+class OfficialClientError(AssertionError):
+    """The harness reported a failure, died, or missed a deadline."""
+
+
+class OfficialClient:
+    """One Node process running `SignalWire({token})` of @signalwire/js, driven line by line.
+
+    Observations the harness prints are kept in order; tests wait on them with deadlines.
+    """
+
+    def __init__(self, node: str, config: dict[str, Any], stderr_path: Path) -> None:
+        self._stderr_path = stderr_path
+        self._stderr = stderr_path.open("wb")
+        self._lock = threading.Condition()
+        self._observations: list[dict[str, Any]] = []
+        self._seq = 0
+        self._eof = False
+        self._proc = subprocess.Popen(
+            [node, str(HARNESS)],
+            cwd=JS_DIR,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            encoding="utf-8",
+        )
+        self._reader = threading.Thread(target=self._read, name="official-client-stdout")
+        self._reader.start()
+        self._write(config)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _write(self, payload: dict[str, Any]) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(json.dumps(payload) + "\n")
+        self._proc.stdin.flush()
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            try:
+                obs = json.loads(line)
+            except ValueError:
+                obs = {"obs": "garbage", "line": line}
+            with self._lock:
+                self._observations.append(obs)
+                self._lock.notify_all()
+        with self._lock:
+            self._eof = True
+            self._lock.notify_all()
+
+    def stderr_tail(self, size: int = 3000) -> str:
+        """Return the end of the Node process's stderr (the SDK's own log)."""
+        self._stderr.flush()
+        return self._stderr_path.read_bytes()[-size:].decode("utf-8", "replace")
+
+    @property
+    def observations(self) -> list[dict[str, Any]]:
+        """A snapshot of everything the harness printed so far."""
+        with self._lock:
+            return list(self._observations)
+
+    def wait_for(
+        self,
+        predicate: Callable[[dict[str, Any]], bool],
+        *,
+        timeout: float = CALL_TIMEOUT,
+        start: int = 0,
+        what: str = "an observation",
+    ) -> tuple[int, dict[str, Any]]:
+        """Wait until an observation at index >= start satisfies predicate; return (index, obs)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                for index in range(start, len(self._observations)):
+                    obs = self._observations[index]
+                    if obs.get("obs") == "fatal":
+                        raise OfficialClientError(f"harness failed: {obs} \n{self.stderr_tail()}")
+                    if predicate(obs):
+                        return index, obs
+                remaining = deadline - time.monotonic()
+                if self._eof or remaining <= 0:
+                    state = "exited" if self._eof else f"timed out after {timeout:.0f} s"
+                    raise OfficialClientError(
+                        f"official client {state} waiting for {what}; seen "
+                        f"{self._observations[-10:]}\n--- node stderr ---\n{self.stderr_tail()}"
+                    )
+                self._lock.wait(remaining)
+
+    def wait_ready(self) -> dict[str, Any]:
+        """Wait until `SignalWire()` resolved (socket open and `signalwire.connect` answered)."""
+        return self.wait_for(
+            lambda o: o.get("obs") == "ready", timeout=START_TIMEOUT, what="ready"
+        )[1]
+
+    def call_raw(self, op: str, timeout: float = CALL_TIMEOUT, **params: Any) -> dict[str, Any]:
+        """Run one command; return its result observation, successful or not."""
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+        self._write({"seq": seq, "op": op, **params})
+        return self.wait_for(
+            lambda o: o.get("obs") == "result" and o.get("seq") == seq,
+            timeout=timeout,
+            what=f"the result of {op}",
+        )[1]
+
+    def call(self, op: str, timeout: float = CALL_TIMEOUT, **params: Any) -> Any:
+        """Run one command and return its value; a rejected promise fails the test."""
+        result = self.call_raw(op, timeout=timeout, **params)
+        if not result["ok"]:
+            raise OfficialClientError(
+                f"official client {op} failed: {result['error']}\n"
+                f"--- node stderr ---\n{self.stderr_tail()}"
+            )
+        return result["value"]
+
+    def messages(self, start: int = 0) -> list[dict[str, Any]]:
+        """Return the chat.subscribe callbacks' payloads observed from index start."""
+        return [o["message"] for o in self.observations[start:] if o.get("obs") == "message"]
+
+    def close(self) -> None:
+        """Ask the client to disconnect and exit; kill it if it does not within the deadline."""
+        try:
+            if self._proc.poll() is None and not self._eof:
+                self._write({"op": "exit"})
+        except (BrokenPipeError, OSError):
+            pass
+        try:
+            self._proc.wait(EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(EXIT_TIMEOUT)
+        finally:
+            for stream in (self._proc.stdin, self._proc.stdout):
+                if stream is not None:
+                    stream.close()
+            self._reader.join(EXIT_TIMEOUT)
+            self._stderr.close()
+
+
+@pytest.fixture(scope="session")
+def node_binary() -> str:
+    """The `node` executable; skips the conformance suite only when Node is not installed."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the conformance suite runs the official JS client")
+    if not SDK_DIR.is_dir() or not (JS_DIR / "node_modules" / "ws").is_dir():
+        pytest.fail("run npm ci in tests/conformance/js (or `make test`): node_modules is missing")
+    return node
+
+
+@pytest.fixture
+def official_client(node_binary: str, tmp_path: Path) -> Iterator[Callable[..., OfficialClient]]:
+    """Factory: `official_client(emulator, token)` starts a connected official client."""
+    started: list[OfficialClient] = []
+
+    def start(emulator: Any, token: str, *, wait: bool = True) -> OfficialClient:
+        fabric_origin, relay_origin = token_hosts(token)
+        config = {
+            "rest_url": emulator.rest_url,
+            "relay_url": emulator.relay_url,
+            "token": token,
+            "fabric_origin": fabric_origin,
+            "relay_origin": relay_origin,
+            "log_level": "warn",
+        }
+        client = OfficialClient(node_binary, config, tmp_path / f"node-{len(started)}.log")
+        started.append(client)
+        if wait:
+            client.wait_ready()
+        return client
+
+    yield start
+    for client in started:
+        client.close()
+
+
+Predicate = Callable[[dict[str, Any]], bool]
+
+
+def obs_is(kind: str, **fields: Any) -> Predicate:
+    """Return a predicate matching observations of kind whose fields equal the given values."""
+
+    def match(obs: dict[str, Any]) -> bool:
+        return obs.get("obs") == kind and all(obs.get(k) == v for k, v in fields.items())
+
+    return match
