@@ -76,7 +76,24 @@ def test_get_messages_pages_across_non_chat_messages(
     # Oldest first. With raw pages of 3 (newest first) this gives
     # [c9 L c8] [c7 c6 c5] [L L L] [c4 L L] [c3 c2 c1] [c0]: the first chat page needs a second
     # raw page and carries two chat messages over, the second skips a page of logs.
-    plan = "c0 c1 c2 c3 L L c4 L L L c5 c6 c7 c8 L c9".split()
+    plan = (
+        "c0",
+        "c1",
+        "c2",
+        "c3",
+        "L",
+        "L",
+        "c4",
+        "L",
+        "L",
+        "L",
+        "c5",
+        "c6",
+        "c7",
+        "c8",
+        "L",
+        "c9",
+    )
     for step in plan:
         if step == "L":
             emu.add_message(room.id, subtype="log", kind="call_ended", details={"call": step})
@@ -181,7 +198,7 @@ def test_survives_a_dropped_connection(signalwire_emulator: Any, official_client
     _, again = client.wait_for(
         obs_is("connected"), start=mark, timeout=RECONNECT_TIMEOUT, what="the reconnect"
     )
-    # The SDK resumes its session: the previous protocol goes back to the server, which continues it.
+    # The SDK resumes: it sends back the previous protocol and the server continues that session.
     assert again["error"] is None
     assert again["requested_protocol"] == first["protocol"]
     assert again["protocol"] == first["protocol"]
