@@ -1,0 +1,115 @@
+"""Helpers shared by the realtime integration tests (this module holds no tests)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Optional
+
+from signalwire_chat._auth import Credentials
+from signalwire_chat._client import ChatClient
+from signalwire_chat._realtime import ConnectionState, RealtimeHub, RealtimeOptions
+from signalwire_chat.models import ConversationChatMessage
+
+FAST = {"ping_timeout": 1.5, "reconnect_max_delay": 0.3, "close_timeout": 2.0}
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Wait for ``predicate`` to hold (re-checked as threads make progress), with a deadline."""
+    deadline = time.monotonic() + timeout
+    event = threading.Event()
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        event.wait(0.01)
+    return True
+
+
+class Collector:
+    """An ``on_message``/``on_error`` pair that records what it gets, with waits."""
+
+    def __init__(self, on_each: Optional[Callable[[ConversationChatMessage], None]] = None):
+        self.messages: list[ConversationChatMessage] = []
+        self.errors: list[BaseException] = []
+        self.threads: set[str] = set()
+        self._cond = threading.Condition()
+        self._on_each = on_each
+
+    def on_message(self, message: ConversationChatMessage) -> None:
+        self.threads.add(threading.current_thread().name)
+        if self._on_each is not None:
+            self._on_each(message)
+        with self._cond:
+            self.messages.append(message)
+            self._cond.notify_all()
+
+    def on_error(self, error: BaseException) -> None:
+        with self._cond:
+            self.errors.append(error)
+            self._cond.notify_all()
+
+    @property
+    def texts(self) -> list[str]:
+        return [m.text for m in self.messages]
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[str]:
+        with self._cond:
+            self._cond.wait_for(lambda: len(self.messages) >= count, timeout)
+            return self.texts
+
+    def wait_error(self, kind: type[BaseException], timeout: float = 10.0) -> BaseException:
+        with self._cond:
+            self._cond.wait_for(lambda: any(isinstance(e, kind) for e in self.errors), timeout)
+            found = [e for e in self.errors if isinstance(e, kind)]
+        assert found, f"no {kind.__name__} within {timeout} s; errors: {self.errors!r}"
+        return found[0]
+
+
+class Setup:
+    """An emulator with a listener (``me``), a sender (``other``) and a shared room."""
+
+    def __init__(self, emu: Any) -> None:
+        self.emu = emu
+        self.me = emu.create_subscriber()
+        self.other = emu.create_subscriber()
+        self.room = emu.create_room(f"room-{id(self)}")
+        emu.join(self.me, self.room.id)
+        emu.join(self.other, self.room.id)
+        self.clients: list[ChatClient] = []
+
+    def client(self, token: Any = None) -> ChatClient:
+        client = ChatClient(
+            token if token is not None else self.me.token,
+            rest_url=self.emu.rest_url,
+            relay_url=self.emu.relay_url,
+        )
+        self.clients.append(client)
+        return client
+
+    def hub(
+        self,
+        token: Any = None,
+        on_state_change: Optional[Callable[[ConnectionState], None]] = None,
+        **options: Any,
+    ) -> RealtimeHub:
+        token = token if token is not None else self.me.token
+        history_client = self.client(token)
+        return RealtimeHub(
+            relay_url=self.emu.relay_url,
+            credentials=Credentials(token),
+            agent="signalwire-chat-python/test",
+            history=history_client.iter_messages,
+            options=RealtimeOptions(**{**FAST, **options}),
+            on_state_change=on_state_change,
+        )
+
+    def send(self, text: str, address_id: Optional[str] = None) -> None:
+        self.emu.send_as(self.other, address_id or self.room.id, text)
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+def connected(hub: RealtimeHub, timeout: float = 10.0) -> bool:
+    return wait_until(lambda: hub.state is ConnectionState.CONNECTED, timeout)
