@@ -323,7 +323,11 @@ def _make_outer_middleware(
 async def _record_http(
     recorder: TrafficRecorder, request: web.Request, response: web.StreamResponse
 ) -> None:
-    raw = await request.read() if request.can_read_body else b""
+    try:
+        # read() returns the cached body when the handler already read it.
+        raw = await request.read() if request.body_exists else b""
+    except web.HTTPException:
+        raw = b"<body not read: too large>"
     out: Any = None
     if isinstance(response, web.Response) and response.body is not None:
         body = response.body
@@ -465,9 +469,11 @@ class ServerThread:
     async def _serve(self, sock: socket.socket) -> None:
         if self._on_start is not None:
             await self._on_start()
-        runner = web.AppRunner(self._make_app(), handle_signals=False, access_log=None)
+        runner = web.AppRunner(
+            self._make_app(), handle_signals=False, access_log=None, shutdown_timeout=0.5
+        )
         await runner.setup()
-        site = web.SockSite(runner, sock, shutdown_timeout=0.5)
+        site = web.SockSite(runner, sock)
         await site.start()
         self._runner = runner
 
