@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import websocket
 
-from ..errors import RealtimeAuthenticationError
+from ..errors import AuthenticationError, RealtimeAuthenticationError
 from . import _frames
 from ._frames import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, FrameReader, MaskPool
 from ._options import ConnectionState, RealtimeOptions
@@ -308,7 +308,14 @@ class Connection:
 
     def _session(self, *, reconnect: bool) -> float | None:
         """One socket, from connect to its end; returns when it was accepted, if it was."""
-        self._token = self._credentials.token
+        # The first fetch from a token source runs here: no socket is open yet, so
+        # there is no ping to answer meanwhile.
+        try:
+            self._token = self._credentials.token
+        except AuthenticationError as exc:
+            raise _AuthRefused(
+                RealtimeAuthenticationError(f"no usable token: {exc.message}")
+            ) from exc
         self._muted = False
         ws = websocket.WebSocket(sslopt=self._sslopt, skip_utf8_validation=True)
         self._ws = ws

@@ -1,4 +1,4 @@
-"""RealtimeHub against the emulator over loopback: filter, order, callbacks, flow control, stream."""
+"""RealtimeHub against the emulator over loopback: filter, order, callbacks, flow, stream."""
 
 from __future__ import annotations
 
@@ -285,8 +285,8 @@ def test_a_collected_hub_with_running_threads_warns(setup: Setup) -> None:
     hub = setup.hub()
     hub.subscribe(setup.room.id, lambda m: None)
     assert connected(hub)
+    del hub
     with pytest.warns(ResourceWarning, match="close"):
-        del hub
         gc.collect()
     assert wait_until(
         lambda: not [t for t in threading.enumerate() if t.name.startswith("signalwire-chat")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from signalwire_chat._auth import Credentials
 from signalwire_chat._client import ChatClient
@@ -28,7 +28,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
 class Collector:
     """An ``on_message``/``on_error`` pair that records what it gets, with waits."""
 
-    def __init__(self, on_each: Optional[Callable[[ConversationChatMessage], None]] = None):
+    def __init__(self, on_each: Callable[[ConversationChatMessage], None] | None = None):
         self.messages: list[ConversationChatMessage] = []
         self.errors: list[BaseException] = []
         self.threads: set[str] = set()
@@ -89,7 +89,7 @@ class Setup:
     def hub(
         self,
         token: Any = None,
-        on_state_change: Optional[Callable[[ConnectionState], None]] = None,
+        on_state_change: Callable[[ConnectionState], None] | None = None,
         **options: Any,
     ) -> RealtimeHub:
         token = token if token is not None else self.me.token
@@ -103,7 +103,7 @@ class Setup:
             on_state_change=on_state_change,
         )
 
-    def send(self, text: str, address_id: Optional[str] = None) -> None:
+    def send(self, text: str, address_id: str | None = None) -> None:
         self.emu.send_as(self.other, address_id or self.room.id, text)
 
     def close(self) -> None:

@@ -1,0 +1,281 @@
+"""RealtimeHub through faults: drops, half-open links, restarts, refusals, expiry, fork, leaks."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+
+import pytest
+from test_realtime_support import Collector, Setup, connected, wait_until
+
+from signalwire_chat._realtime import ConnectionState, RealtimeHub, RealtimeOptions
+from signalwire_chat.errors import MessagesMayBeMissingError, RealtimeAuthenticationError
+
+
+@pytest.fixture
+def setup(signalwire_emulator) -> Iterator[Setup]:
+    s = Setup(signalwire_emulator)
+    yield s
+    s.close()
+
+
+def _no_dups(got: Collector) -> None:
+    ids = [m.id for m in got.messages]
+    assert len(ids) == len(set(ids))
+
+
+def test_reconnect_after_a_drop_delivers_everything_once(setup: Setup) -> None:
+    hub = setup.hub()
+    got = Collector()
+    try:
+        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        assert connected(hub)
+        setup.send("before")
+        assert got.wait_for(1) == ["before"]
+        for round_ in range(3):
+            setup.emu.drop_connections()
+            setup.send(f"down{round_}")  # sent while (probably) disconnected
+            assert wait_until(lambda: hub.state is ConnectionState.CONNECTED)
+            setup.send(f"up{round_}")
+        expected = ["before"] + [t for r in range(3) for t in (f"down{r}", f"up{r}")]
+        assert got.wait_for(len(expected)) == expected
+        _no_dups(got)
+        assert got.errors == []
+    finally:
+        hub.close()
+
+
+def test_messages_sent_while_disconnected_are_backfilled_in_order(setup: Setup) -> None:
+    hub = setup.hub(reconnect_max_delay=0.2)
+    got = Collector()
+    try:
+        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        assert connected(hub)
+        setup.send("live")
+        assert got.wait_for(1) == ["live"]
+        setup.emu.refuse_connects(0)
+        setup.emu.stop()
+        setup.emu.start()
+        # The emulator is back; the client may not be yet.
+        texts = [f"gap{i}" for i in range(30)]
+        for text in texts:
+            setup.send(text)
+        assert got.wait_for(31, timeout=20) == ["live", *texts]
+        setup.send("after")
+        assert got.wait_for(32) == ["live", *texts, "after"]
+        _no_dups(got)
+    finally:
+        hub.close()
+
+
+def test_reconnect_after_a_half_open_link(setup: Setup) -> None:
+    setup.emu.set_ping_interval(0.2)
+    hub = setup.hub(ping_timeout=1.0)
+    got = Collector()
+    try:
+        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        assert connected(hub)
+        setup.send("before")
+        assert got.wait_for(1) == ["before"]
+        setup.emu.half_open(True)
+        setup.send("silenced")
+        assert wait_until(lambda: setup.emu.connect_attempts >= 2, timeout=10)
+        setup.send("after")
+        assert got.wait_for(3) == ["before", "silenced", "after"]
+        setup.emu.half_open(False)
+        _no_dups(got)
+    finally:
+        hub.close()
+
+
+def test_server_disconnect_then_resume(setup: Setup) -> None:
+    hub = setup.hub()
+    got = Collector()
+    try:
+        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        assert connected(hub)
+        setup.send("one")
+        assert got.wait_for(1) == ["one"]
+        setup.emu.stop()
+        assert wait_until(lambda: hub.state is not ConnectionState.CONNECTED)
+        setup.emu.start()
+        assert connected(hub)
+        setup.send("two")
+        assert got.wait_for(2) == ["one", "two"]
+    finally:
+        hub.close()
+
+
+def test_a_refused_token_fails_once_without_a_reconnect_storm(setup: Setup) -> None:
+    expired = setup.emu.mint_token(setup.me, ttl=-60)
+    hub = setup.hub(token=expired)
+    got = Collector()
+    try:
+        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        error = got.wait_error(RealtimeAuthenticationError)
+        assert error.rpc_code == -32002
+        assert expired not in str(error) and expired not in repr(error)
+        assert wait_until(lambda: hub.state is ConnectionState.FAILED)
+        # Give a storm the chance to show itself: it must not.
+        assert not wait_until(lambda: setup.emu.connect_attempts > 1, timeout=1.5)
+        assert setup.emu.connect_attempts == 1
+    finally:
+        hub.close()
+
+
+def test_a_refused_connect_with_a_token_source_refreshes_once(setup: Setup) -> None:
+    calls: list[int] = []
+
+    def source() -> str:
+        calls.append(1)
+        return setup.emu.mint_token(setup.me)
+
+    setup.emu.refuse_connects(1)
+    hub = setup.hub(token=source)
+    got = Collector()
+    try:
+        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        assert connected(hub)
+        assert setup.emu.connect_attempts == 2
+        assert len(calls) >= 2  # the first token, the refresh (and the history client's own)
+        setup.send("ok")
+        assert got.wait_for(1) == ["ok"]
+    finally:
+        hub.close()
+
+    setup.emu.refuse_connects(5)
+    hub = setup.hub(token=source)
+    got = Collector()
+    before = setup.emu.connect_attempts
+    try:
+        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        got.wait_error(RealtimeAuthenticationError)
+        assert not wait_until(lambda: setup.emu.connect_attempts > before + 2, timeout=1.0)
+        assert setup.emu.connect_attempts == before + 2
+        assert hub.state is ConnectionState.FAILED
+    finally:
+        hub.close()
+        setup.emu.refuse_connects(0)
+
+
+def test_short_lived_tokens_are_refreshed_on_the_open_connection(setup: Setup) -> None:
+    calls: list[int] = []
+
+    def source() -> str:
+        calls.append(1)
+        return setup.emu.mint_token(setup.me, ttl=2.5)
+
+    hub = setup.hub(token=source)
+    got = Collector()
+    try:
+        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        assert connected(hub)
+        assert wait_until(lambda: len(calls) >= 3, timeout=10)  # two refreshes at least
+        setup.send("still here")
+        assert got.wait_for(1) == ["still here"]
+        assert setup.emu.connect_attempts == 1
+        assert got.errors == []
+    finally:
+        hub.close()
+
+
+def test_expiry_without_a_token_source_is_reported(setup: Setup) -> None:
+    short = setup.emu.mint_token(setup.me, ttl=1.5)
+    hub = setup.hub(token=short)
+    got = Collector()
+    try:
+        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        assert connected(hub)
+        got.wait_error(RealtimeAuthenticationError, timeout=10)
+        assert hub.state is ConnectionState.FAILED
+        attempts = setup.emu.connect_attempts
+        assert not wait_until(lambda: setup.emu.connect_attempts > attempts, timeout=1.0)
+    finally:
+        hub.close()
+
+
+def test_a_failed_backfill_is_reported(setup: Setup) -> None:
+    hub = setup.hub()
+    got = Collector()
+    try:
+        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        assert connected(hub)
+        setup.emu.fail_next(500, method="GET", path_prefix="/api/fabric/conversations", times=50)
+        setup.emu.drop_connections()
+        error = got.wait_error(MessagesMayBeMissingError)
+        assert error.address_id == setup.room.id
+        setup.emu.clear_faults()
+        setup.send("after")
+        assert "after" in got.wait_for(1)
+    finally:
+        hub.close()
+
+
+def test_fork_child_starts_afresh_and_parent_is_unaffected(setup: Setup) -> None:
+    hub = setup.hub()
+    got = Collector()
+    try:
+        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        assert connected(hub)
+        setup.send("before fork")
+        assert got.wait_for(1) == ["before fork"]
+        ready_r, ready_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: only os._exit leaves it
+            code = 1
+            try:
+                os.close(ready_r)
+                child = Collector()
+                ok = hub.state is ConnectionState.IDLE
+                hub.subscribe(setup.room.id, child.on_message)
+                ok = ok and connected(hub)
+                os.write(ready_w, b"1")
+                ok = ok and child.wait_for(1) == ["from parent"]
+                hub.close(1.0)
+                code = 0 if ok else 2
+            finally:
+                os._exit(code)
+        os.close(ready_w)
+        with os.fdopen(ready_r, "rb") as ready:
+            assert ready.read(1) == b"1"
+        setup.send("from parent")
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status)
+        assert os.WEXITSTATUS(status) == 0
+        assert got.wait_for(2) == ["before fork", "from parent"]
+        setup.send("parent still fine")
+        assert got.wait_for(3)[-1] == "parent still fine"
+        assert hub.state is ConnectionState.CONNECTED
+    finally:
+        hub.close()
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _threads() -> int:
+    return len([t for t in threading.enumerate() if t.name.startswith("signalwire-chat")])
+
+
+@pytest.mark.slow
+def test_no_thread_or_socket_left_after_many_cycles(setup: Setup) -> None:
+    client = setup.client()
+    client.iter_messages(setup.room.id)  # open the REST pool before counting
+    options = RealtimeOptions(ping_timeout=5.0, close_timeout=2.0)
+    fds_before = _fds()
+    for i in range(200):
+        hub = RealtimeHub(
+            relay_url=setup.emu.relay_url,
+            credentials=client._credentials,
+            agent="test/0",
+            history=client.iter_messages,
+            options=options,
+        )
+        hub.subscribe(setup.room.id, lambda m: None)
+        if i % 2:
+            assert connected(hub)
+        hub.close()
+        assert _threads() == 0
+    assert wait_until(lambda: _fds() <= fds_before + 2, timeout=10), (_fds(), fds_before)
