@@ -115,7 +115,8 @@ def test_a_refused_token_fails_once_without_a_reconnect_storm(setup: Setup) -> N
         hub.subscribe(setup.room.id, got.on_message, got.on_error)
         error = got.wait_error(RealtimeAuthenticationError)
         assert error.rpc_code == -32002
-        assert expired not in str(error) and expired not in repr(error)
+        assert expired not in str(error)
+        assert expired not in repr(error)
         assert wait_until(lambda: hub.state is ConnectionState.FAILED)
         # Give a storm the chance to show itself: it must not.
         assert not wait_until(lambda: setup.emu.connect_attempts > 1, timeout=1.5)
