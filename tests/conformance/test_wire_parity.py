@@ -1,0 +1,274 @@
+"""Our client's wire traffic against the official client's, both recorded by the emulator.
+
+The same user steps (connect, subscribe, join, send twice, one page of history, one pushed event,
+one server ping) are run once with the official @signalwire/js 3.28.0 client and once with
+signalwire_chat.ChatClient, under the same subscriber's token. The recordings must agree on paths,
+query parameters, bodies, connect parameters (apart from `agent` and request ids), event
+acknowledgements and ping answers. Deliberate differences are asserted as such and explained in
+tests/conformance/README.md.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from signalwire_chat.emulator import Emulator
+
+from .conftest import OfficialClient, obs_is
+
+pytestmark = pytest.mark.conformance
+
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+WAIT = 10.0
+EXTRAS = {"metadata": {"lang": "en"}, "details": {"thread": "t1"}}
+
+Entry = dict[str, Any]
+
+
+def wait_recorded(rec: Any, predicate: Callable[[Entry], bool], what: str) -> Entry:
+    """Wait (with a deadline) until the recording holds an entry matching predicate."""
+    deadline = time.monotonic() + WAIT
+    pause = threading.Event()
+    while True:
+        for entry in rec.entries():
+            if predicate(entry):
+                return entry
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never recorded {what}; got {rec.entries()[-5:]}")
+        pause.wait(0.02)
+
+
+def is_ping_answer(rec: Any) -> Callable[[Entry], bool]:
+    def match(entry: Entry) -> bool:
+        if entry["kind"] != "ws_recv" or "result" not in entry["frame"]:
+            return False
+        pings = {
+            e["frame"]["id"]
+            for e in rec.entries("ws_send")
+            if e["frame"].get("method") == "signalwire.ping"
+        }
+        return entry["frame"].get("id") in pings
+
+    return match
+
+
+class Recorded:
+    """The two recordings and what the test needs to read them."""
+
+    def __init__(self, room_id: str, official: list[Entry], ours: list[Entry]) -> None:
+        self.room_id = room_id
+        self.official = official
+        self.ours = ours
+
+    def http(self, side: str) -> list[Entry]:
+        return [e for e in getattr(self, side) if e["kind"] == "http"]
+
+    def frames(self, side: str, kind: str) -> list[dict[str, Any]]:
+        return [e["frame"] for e in getattr(self, side) if e["kind"] == kind]
+
+
+def run_official(emu: Emulator, token: str, room_id: str, node: str, log: Path) -> list[Entry]:
+    from .conftest import token_hosts
+
+    fabric_origin, relay_origin = token_hosts(token)
+    config = {
+        "rest_url": emu.rest_url,
+        "relay_url": emu.relay_url,
+        "token": token,
+        "fabric_origin": fabric_origin,
+        "relay_origin": relay_origin,
+    }
+    with emu.recording() as rec:
+        client = OfficialClient(node, config, log)
+        try:
+            client.wait_ready()
+            client.call("subscribe", address_id=room_id)
+            client.call("join", address_id=room_id)
+            mark = len(client.observations)
+            client.call("send", address_id=room_id, text="parity")
+            client.wait_for(obs_is("message"), start=mark, what="the pushed event")
+            client.call("send", address_id=room_id, text="extras", **EXTRAS)
+            client.call("get_messages", address_id=room_id, page_size=3)
+            wait_recorded(rec, is_ping_answer(rec), "an answer to a server ping")
+        finally:
+            client.close()
+        wait_recorded(rec, lambda e: e["kind"] == "ws_close", "the socket closing")
+    return rec.entries()
+
+
+def run_ours(emu: Emulator, token: str, room_id: str) -> list[Entry]:
+    from signalwire_chat import ChatClient, ConnectionState
+
+    received = threading.Event()
+    with emu.recording() as rec:
+        with ChatClient(token, rest_url=emu.rest_url, relay_url=emu.relay_url) as ours:
+            handle = ours.subscribe(room_id, lambda message: received.set())
+            # subscribe() returns before the socket is up; the official SignalWire() resolves
+            # only once connected. Wait for the same point before sending.
+            deadline = time.monotonic() + WAIT
+            while ours.connection_state is not ConnectionState.CONNECTED:
+                assert time.monotonic() < deadline, "our client never connected"
+                received.wait(0.02)
+            ours.join(room_id)
+            ours.send_message(room_id, "parity")
+            assert received.wait(WAIT), "our subscriber never received its own message"
+            ours.send_message(room_id, "extras", **EXTRAS)
+            ours.get_messages(room_id, page_size=3)
+            wait_recorded(rec, is_ping_answer(rec), "an answer to a server ping")
+            handle.cancel()
+        wait_recorded(rec, lambda e: e["kind"] == "ws_close", "the socket closing")
+    return rec.entries()
+
+
+@pytest.fixture(scope="module")
+def recorded(node_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
+    # A fast ping so that each run sees one within a fraction of a second.
+    with Emulator(ping_interval=0.3) as emu:
+        alice = emu.create_subscriber("alice@example.com")
+        room = emu.create_room("parity")
+        log = tmp_path_factory.mktemp("parity") / "node.log"
+        official = run_official(emu, alice.token, room.id, node_binary, log)
+        ours = run_ours(emu, alice.token, room.id)
+        yield Recorded(room.id, official, ours)
+
+
+def rest_calls(recorded: Recorded, side: str) -> list[tuple[str, str, dict[str, Any], Any]]:
+    calls = []
+    for entry in recorded.http(side):
+        path = entry["path"].replace(recorded.room_id, "{address_id}")
+        body = entry["body"]
+        if isinstance(body, dict) and body.get("conversation_id") == recorded.room_id:
+            body = {**body, "conversation_id": "{address_id}"}
+        calls.append((entry["method"], path, entry["query"], body))
+    return calls
+
+
+def test_rest_paths_and_bodies_match(recorded: Recorded) -> None:
+    official = rest_calls(recorded, "official")
+    ours = rest_calls(recorded, "ours")
+    assert [(m, p) for m, p, _, _ in official] == [
+        ("POST", "/api/fabric/conversations/join"),
+        ("POST", "/api/fabric/messages"),
+        ("POST", "/api/fabric/messages"),
+        ("GET", "/api/fabric/conversations/{address_id}/messages"),
+    ]
+    assert [(m, p) for m, p, _, _ in ours] == [(m, p) for m, p, _, _ in official]
+    join, send, _, _ = official
+    assert join[3] == {"conversation_id": "{address_id}"}
+    assert send[3] == {"conversation_id": "{address_id}", "text": "parity"}
+    # Same bodies for the same calls without extras.
+    assert ours[0][3] == join[3]
+    assert ours[1][3] == send[3]
+    # Join and send carry no query string in either client.
+    assert [q for _, _, q, _ in official[:3]] == [{}, {}, {}]
+    assert [q for _, _, q, _ in ours[:3]] == [{}, {}, {}]
+
+
+def test_send_extras_are_our_addition(recorded: Recorded) -> None:
+    official_extras = rest_calls(recorded, "official")[2][3]
+    ours_extras = rest_calls(recorded, "ours")[2][3]
+    # 3.28.0 drops metadata and details; we send what the reference page documents.
+    assert official_extras == {"conversation_id": "{address_id}", "text": "extras"}
+    assert ours_extras == {"conversation_id": "{address_id}", "text": "extras", **EXTRAS}
+
+
+def test_history_query_differs_only_in_raw_page_size(recorded: Recorded) -> None:
+    official_query = rest_calls(recorded, "official")[3][2]
+    ours_query = rest_calls(recorded, "ours")[3][2]
+    assert official_query == {"page_size": ["3"]}
+    # Ours asks for larger raw pages (documented): same parameter, never a smaller value.
+    assert set(ours_query) == {"page_size"}
+    assert int(ours_query["page_size"][0]) >= 3
+
+
+def test_rest_auth_and_content_type_headers_match(recorded: Recorded) -> None:
+    for side in ("official", "ours"):
+        for entry in recorded.http(side):
+            headers = {k.lower(): v for k, v in entry["headers"].items()}
+            assert headers["authorization"] == "Bearer <redacted>", side
+            if entry["body"] is None:
+                assert "content-type" not in headers, (side, entry["path"])
+            else:
+                assert headers["content-type"] == "application/json", (side, entry["path"])
+
+
+def test_socket_open_matches(recorded: Recorded) -> None:
+    for side in ("official", "ours"):
+        (opened,) = [e for e in getattr(recorded, side) if e["kind"] == "ws_open"]
+        headers = {k.lower() for k in opened["headers"]}
+        assert opened["path"] == "/", side
+        assert "sec-websocket-protocol" not in headers, side
+        assert "authorization" not in headers, side
+
+
+def test_connect_params_match_apart_from_agent(recorded: Recorded) -> None:
+    official = recorded.frames("official", "ws_recv")[0]
+    ours = recorded.frames("ours", "ws_recv")[0]
+    for frame in (official, ours):
+        assert frame["jsonrpc"] == "2.0"
+        assert frame["method"] == "signalwire.connect"
+        assert UUID4.match(frame["id"]), frame["id"]
+    assert official["params"]["agent"] == "@signalwire/js/browser/3.28.0"
+    assert ours["params"]["agent"].startswith("signalwire-chat-python/")
+
+    def without_agent(params: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in params.items() if k != "agent"}
+
+    assert without_agent(ours["params"]) == without_agent(official["params"])
+    assert set(ours) == set(official)
+
+
+def acks(recorded: Recorded, side: str, method: str) -> list[tuple[dict[str, Any], Any]]:
+    """Pair every server request of `method` with the client's answer (None when missing)."""
+    answers: dict[str, list[dict[str, Any]]] = {}
+    for frame in recorded.frames(side, "ws_recv"):
+        if "method" not in frame:
+            answers.setdefault(frame["id"], []).append(frame)
+    pairs = []
+    for frame in recorded.frames(side, "ws_send"):
+        if frame.get("method") == method:
+            found = answers.get(frame["id"], [])
+            assert len(found) <= 1, f"{side} answered {frame['id']} {len(found)} times"
+            pairs.append((frame, found[0] if found else None))
+    return pairs
+
+
+def test_event_acknowledgements_match(recorded: Recorded) -> None:
+    shapes = {}
+    for side in ("official", "ours"):
+        pairs = acks(recorded, side, "signalwire.event")
+        event_types = {event["params"]["event_type"] for event, _ in pairs}
+        assert {"signalwire.authorization.state", "conversation.message"} <= event_types, side
+        for event, answer in pairs:
+            assert answer == {"jsonrpc": "2.0", "id": event["id"], "result": {}}, side
+        shapes[side] = sorted(answer.keys() for _, answer in pairs if answer is not None)
+    assert shapes["ours"][0] == shapes["official"][0]
+
+
+def test_ping_answers_match(recorded: Recorded) -> None:
+    for side in ("official", "ours"):
+        answered = [(ping, answer) for ping, answer in acks(recorded, side, "signalwire.ping")]
+        assert any(answer is not None for _, answer in answered), side
+        for ping, answer in answered:
+            if answer is None:  # the socket closed before this one could be answered
+                continue
+            assert answer == {
+                "jsonrpc": "2.0",
+                "id": ping["id"],
+                "result": {"timestamp": ping["params"]["timestamp"]},
+            }, side
+
+
+def test_client_sends_nothing_but_answers_after_connect(recorded: Recorded) -> None:
+    # Neither client sends a request of its own after connect in this run (no subscribe RPC,
+    # no goodbye on close): subscriptions are client-side filters.
+    for side in ("official", "ours"):
+        requests = [f["method"] for f in recorded.frames(side, "ws_recv") if "method" in f]
+        assert requests == ["signalwire.connect"], side
