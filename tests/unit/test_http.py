@@ -1,0 +1,504 @@
+"""REST transport against a real scripted HTTP server on loopback: errors, retries, links,
+percent-encoding, redaction. The server answers from a script and records every request."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from signalwire_chat import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ChatClient,
+    ClientClosedError,
+    ConnectError,
+    DecodeError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerError,
+    UnsafeLinkError,
+    ValidationError,
+)
+
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJzZWNyZXQtdG9rZW4ifQ.c2VjcmV0LXNpZ25hdHVyZQ"
+TOKEN2 = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJuZXctdG9rZW4ifQ.bmV3LXNpZ25hdHVyZQ"
+CHAT = {
+    "id": "m1",
+    "conversation_id": "room",
+    "user_id": "u",
+    "ts": 1.5,
+    "type": "message",
+    "subtype": "chat",
+    "text": "hi",
+    "details": {},
+}
+
+Reply = tuple[int, dict[str, str], bytes]
+
+
+def reply(status: int, body: Any = None, headers: dict[str, str] | None = None) -> Reply:
+    if isinstance(body, bytes):
+        raw = body
+    elif body is None:
+        raw = b""
+    else:
+        raw = json.dumps(body).encode()
+    return status, dict(headers or {}), raw
+
+
+class Server:
+    """A scripted HTTP server: answers queued replies in order, then a default."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.script: list[Reply] = []
+        self.default: Reply = reply(200, {"data": [], "links": {}})
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def handle_any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with outer.lock:
+                    outer.requests.append(
+                        {
+                            "method": self.command,
+                            "path": self.path,
+                            "headers": dict(self.headers),
+                            "body": body,
+                        }
+                    )
+                    status, headers, raw = outer.script.pop(0) if outer.script else outer.default
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                if "Content-Type" not in headers:
+                    self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            do_GET = handle_any
+            do_POST = handle_any
+
+        class Quiet(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a client that timed out and left is expected in some tests
+
+        self.httpd = Quiet(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="test-http-server"
+        )
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    with Server() as srv:
+        yield srv
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def client(server: Server, sleeps: list[float]) -> Iterator[ChatClient]:
+    with ChatClient(
+        TOKEN, rest_url=server.url, relay_url="ws://127.0.0.1:1/", _sleep=sleeps.append
+    ) as c:
+        yield c
+
+
+# --- error mapping ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (400, BadRequestError),
+        (401, AuthenticationError),
+        (403, PermissionDeniedError),
+        (404, NotFoundError),
+        (422, ValidationError),
+        (500, ServerError),
+        (418, APIError),
+    ],
+)
+def test_status_mapping_with_fabric_body(
+    server: Server, client: ChatClient, status: int, cls: type[APIError]
+) -> None:
+    body = {
+        "errors": [
+            {
+                "type": "validation_error",
+                "code": "missing_required_parameter",
+                "message": "text is required",
+                "attribute": "text",
+                "url": "https://docs",
+            }
+        ]
+    }
+    server.script.append(reply(status, body, {"X-Request-ID": "req-123"}))
+    with pytest.raises(cls) as info:
+        client.send_message("room", "hello")
+    err = info.value
+    assert type(err) is cls
+    assert err.status == status
+    assert err.code == "missing_required_parameter"
+    assert err.message == "text is required"
+    assert err.request_id == "req-123"
+    assert err.errors[0].attribute == "text"
+    assert err.method == "POST"
+    assert "req-123" in str(err)
+
+
+def test_html_502_body_does_not_crash(server: Server, client: ChatClient) -> None:
+    html = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+    server.script.append(reply(502, html, {"Content-Type": "text/html"}))
+    with pytest.raises(ServerError) as info:
+        client.send_message("room", "hello")
+    assert info.value.status == 502
+    assert "non-JSON" in info.value.message
+    assert info.value.body is not None
+    assert "Bad Gateway" in info.value.body
+
+
+def test_empty_error_body(server: Server, client: ChatClient) -> None:
+    server.script.append(reply(503, b""))
+    with pytest.raises(ServerError) as info:
+        client.join("room")
+    assert info.value.status == 503
+    assert info.value.errors == []
+
+
+def test_non_json_success_body_is_a_decode_error(server: Server, client: ChatClient) -> None:
+    server.script.append(reply(200, b"<html>", {"Content-Type": "text/html"}))
+    with pytest.raises(DecodeError):
+        client.get_subscriber_info()
+
+
+def test_token_is_redacted_from_error_bodies(server: Server, client: ChatClient) -> None:
+    server.script.append(reply(400, {"errors": [{"message": f"bad token {TOKEN}"}]}))
+    with pytest.raises(BadRequestError) as info:
+        client.join("room")
+    assert TOKEN not in str(info.value)
+    assert TOKEN not in (info.value.body or "")
+    assert TOKEN not in info.value.message
+
+
+# --- retries ---------------------------------------------------------------------------------
+
+
+def test_get_retries_502_503_504(server: Server, client: ChatClient, sleeps: list[float]) -> None:
+    server.script += [reply(502, b"<html>"), reply(503), reply(504)]
+    server.default = reply(200, {"id": "s"})
+    assert client.get_subscriber_info().id == "s"
+    assert len(server.requests) == 4
+    assert len(sleeps) == 3
+    assert all(0 <= s <= 8.0 for s in sleeps)
+
+
+def test_get_gives_up_after_max_retries(server: Server, sleeps: list[float]) -> None:
+    server.default = reply(503)
+    with (
+        ChatClient(
+            TOKEN,
+            rest_url=server.url,
+            relay_url="ws://127.0.0.1:1/",
+            max_retries=2,
+            _sleep=sleeps.append,
+        ) as c,
+        pytest.raises(ServerError),
+    ):
+        c.get_subscriber_info()
+    assert len(server.requests) == 3
+
+
+def test_post_is_not_retried_on_5xx(server: Server, client: ChatClient) -> None:
+    server.script.append(reply(503))
+    with pytest.raises(ServerError):
+        client.send_message("room", "hello")
+    assert len(server.requests) == 1
+
+
+def test_post_is_retried_on_429_honouring_retry_after(
+    server: Server, client: ChatClient, sleeps: list[float]
+) -> None:
+    server.script.append(reply(429, {"errors": []}, {"Retry-After": "2"}))
+    server.default = reply(201, {"table": {"conversation_id": "room", "text": "hello"}})
+    result = client.send_message("room", "hello")
+    assert result.text == "hello"
+    assert len(server.requests) == 2
+    assert sleeps == [2.0]
+
+
+def test_retry_after_is_capped(server: Server, client: ChatClient, sleeps: list[float]) -> None:
+    server.script.append(reply(429, None, {"Retry-After": "86400"}))
+    server.default = reply(200, {"id": "s"})
+    client.get_subscriber_info()
+    assert sleeps == [30.0]
+
+
+def test_429_exhausted_is_a_rate_limit_error(server: Server, sleeps: list[float]) -> None:
+    server.default = reply(429, None, {"Retry-After": "1"})
+    with (
+        ChatClient(
+            TOKEN,
+            rest_url=server.url,
+            relay_url="ws://127.0.0.1:1/",
+            max_retries=1,
+            _sleep=sleeps.append,
+        ) as c,
+        pytest.raises(RateLimitError) as info,
+    ):
+        c.get_subscriber_info()
+    assert info.value.retry_after == 1.0
+    assert len(server.requests) == 2
+
+
+def _closed_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return int(port)
+
+
+def test_post_is_retried_when_the_connection_is_refused(sleeps: list[float]) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    client = ChatClient(TOKEN, rest_url=url, relay_url="ws://127.0.0.1:1/", _sleep=sleeps.append)
+    with client, pytest.raises(ConnectError):
+        client.send_message("room", "hello")
+    assert len(sleeps) == 3  # retried: the request surely never left
+
+
+def test_read_timeout_get_retried_post_not(server: Server, sleeps: list[float]) -> None:
+    gate = threading.Event()
+    original = server.httpd.RequestHandlerClass.handle_any  # type: ignore[attr-defined]
+
+    def slow(self: Any) -> None:
+        gate.wait(5)
+        original(self)
+
+    server.httpd.RequestHandlerClass.do_POST = slow  # type: ignore[attr-defined]
+    try:
+        with ChatClient(
+            TOKEN,
+            rest_url=server.url,
+            relay_url="ws://127.0.0.1:1/",
+            timeout=(1.0, 0.2),
+            _sleep=sleeps.append,
+        ) as c:
+            with pytest.raises(RequestTimeoutError):
+                c.send_message("room", "hello")
+            assert sleeps == []  # a POST that may have been received is never resent
+    finally:
+        gate.set()
+
+
+def test_close_interrupts_a_retry_wait(server: Server) -> None:
+    server.default = reply(429, None, {"Retry-After": "20"})
+    client = ChatClient(TOKEN, rest_url=server.url, relay_url="ws://127.0.0.1:1/")
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def call() -> None:
+        try:
+            client.get_subscriber_info()
+        except BaseException as exc:
+            errors.append(exc)
+        done.set()
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not server.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    client.close()
+    assert done.wait(5)
+    thread.join(5)
+    assert time.monotonic() - started < 2
+    assert isinstance(errors[0], ClientClosedError)
+
+
+def test_401_with_a_token_source_refreshes_once(server: Server) -> None:
+    tokens = iter([TOKEN, TOKEN2, TOKEN2])
+    server.script.append(reply(401, {"errors": [{"code": "unauthorized"}]}))
+    server.default = reply(200, {"id": "s"})
+    with ChatClient(lambda: next(tokens), rest_url=server.url, relay_url="ws://127.0.0.1:1/") as c:
+        assert c.get_subscriber_info().id == "s"
+    auths = [r["headers"]["Authorization"] for r in server.requests]
+    assert auths == [f"Bearer {TOKEN}", f"Bearer {TOKEN2}"]
+
+
+def test_401_twice_gives_up(server: Server) -> None:
+    tokens = iter([TOKEN, TOKEN2, TOKEN])
+    server.default = reply(401)
+    client = ChatClient(lambda: next(tokens), rest_url=server.url, relay_url="ws://127.0.0.1:1/")
+    with client, pytest.raises(AuthenticationError):
+        client.get_subscriber_info()
+    assert len(server.requests) == 2
+
+
+# --- links -----------------------------------------------------------------------------------
+
+
+def test_relative_links_resolve_against_the_base(server: Server, client: ChatClient) -> None:
+    server.script += [
+        reply(
+            200,
+            {
+                "data": [CHAT],
+                "links": {"next": "/api/fabric/conversations/room/messages?page_token=2"},
+            },
+        ),
+        reply(200, {"data": [{**CHAT, "id": "m2"}], "links": {}}),
+    ]
+    assert [m.id for m in client.iter_messages("room")] == ["m1", "m2"]
+    assert server.requests[1]["path"] == "/api/fabric/conversations/room/messages?page_token=2"
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://evil.example/api/fabric/messages?page_token=2",
+        "//evil.example/api",
+        "http://127.0.0.2:1/x",
+        "http://user@127.0.0.1/x",
+    ],
+)
+def test_links_to_other_origins_are_refused(server: Server, client: ChatClient, link: str) -> None:
+    server.script.append(reply(200, {"data": [CHAT], "links": {"next": link}}))
+    with pytest.raises(UnsafeLinkError):
+        list(client.iter_messages("room"))
+    assert len(server.requests) == 1  # the token never went anywhere else
+
+
+def test_link_cycle_stops(server: Server, client: ChatClient) -> None:
+    loop = {"next": "/api/fabric/conversations?page_token=A"}
+    server.default = reply(200, {"data": [{"id": "c"}], "links": loop})
+    page = client.get_conversations()
+    with pytest.raises(UnsafeLinkError):
+        list(page.iter_items())
+    assert len(server.requests) <= 3
+
+
+def test_generic_page_navigation(server: Server, client: ChatClient) -> None:
+    server.script += [
+        reply(200, {"data": [{"id": "c1"}], "links": {"next": "/p2"}}),
+        reply(200, {"data": [{"id": "c2"}], "links": {"prev": "/p1"}}),
+        reply(200, {"data": [{"id": "c1"}], "links": {"next": "/p2"}}),
+    ]
+    first = client.get_conversations(page_size=1)
+    assert first.has_next
+    assert not first.has_prev
+    second = first.next_page()
+    assert second is not None
+    assert [c.id for c in second] == ["c2"]
+    assert second.next_page() is None
+    back = second.prev_page()
+    assert back is not None
+    assert [c.id for c in back.data] == ["c1"]
+    assert "Page(1 items" in repr(first)
+    assert "<table>" in first._repr_html_()
+
+
+# --- encoding and headers --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address_id", "segment"),
+    [
+        ("../../admin", "..%2F..%2Fadmin"),
+        ("a/b", "a%2Fb"),
+        ("a?x=1", "a%3Fx%3D1"),
+        ("a#frag", "a%23frag"),
+        ("100%", "100%25"),
+        ("é", "%C3%A9"),
+    ],
+)
+def test_address_id_is_one_path_segment(
+    server: Server, client: ChatClient, address_id: str, segment: str
+) -> None:
+    client.get_messages(address_id)
+    path = server.requests[0]["path"]
+    assert path.startswith(f"/api/fabric/conversations/{segment}/messages?page_size=")
+
+
+def test_send_body_and_headers(server: Server, client: ChatClient) -> None:
+    server.default = reply(201, {"table": {"conversation_id": "room", "text": "hé"}})
+    client.send_message("room", "hé")
+    client.send_message("room", "x", metadata={"a": 1}, details={"b": [True]})
+    first, second = server.requests
+    assert json.loads(first["body"]) == {"conversation_id": "room", "text": "hé"}
+    assert json.loads(second["body"]) == {
+        "conversation_id": "room",
+        "text": "x",
+        "metadata": {"a": 1},
+        "details": {"b": [True]},
+    }
+    assert first["headers"]["Content-Type"] == "application/json"
+    assert first["headers"]["Authorization"] == f"Bearer {TOKEN}"
+    assert first["path"] == "/api/fabric/messages"
+
+
+def test_join_request(server: Server, client: ChatClient) -> None:
+    server.default = reply(200, {"table": {"conversation_id": "room"}})
+    assert client.join("room").conversation_id == "room"
+    assert server.requests[0]["path"] == "/api/fabric/conversations/join"
+    assert json.loads(server.requests[0]["body"]) == {"conversation_id": "room"}
+
+
+# --- redaction -------------------------------------------------------------------------------
+
+
+def test_token_never_logged_even_at_debug(
+    server: Server, client: ChatClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.script += [reply(503), reply(200, {"id": "s"}), reply(401, {"errors": []})]
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("urllib3").setLevel(logging.DEBUG)
+        try:
+            client.get_subscriber_info()
+            with pytest.raises(AuthenticationError) as info:
+                client.send_message("room", "hello")
+        finally:
+            logging.getLogger("urllib3").setLevel(logging.NOTSET)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert any(r.name.startswith("urllib3") for r in caplog.records)
+    assert any(r.name.startswith("signalwire_chat") for r in caplog.records)
+    for secret in (TOKEN, TOKEN.split(".")[1], TOKEN.split(".")[2]):
+        assert secret not in text
+        assert secret not in str(info.value)
+        assert secret not in repr(info.value)
+    assert TOKEN not in repr(client)
