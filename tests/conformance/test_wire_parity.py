@@ -28,6 +28,8 @@ pytestmark = pytest.mark.conformance
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 WAIT = 10.0
 EXTRAS = {"metadata": {"lang": "en"}, "details": {"thread": "t1"}}
+# An address id that is not one path segment unless it is percent-encoded.
+AWKWARD_ID = "no/such?address#id"
 
 Entry = dict[str, Any]
 
@@ -96,6 +98,8 @@ def run_official(emu: Emulator, token: str, room_id: str, node: str, log: Path) 
             client.wait_for(obs_is("message"), start=mark, what="the pushed event")
             client.call("send", address_id=room_id, text="extras", **EXTRAS)
             client.call("get_messages", address_id=room_id, page_size=3)
+            refused = client.call_raw("get_messages", address_id=AWKWARD_ID, page_size=3)
+            assert not refused["ok"]
             wait_recorded(rec, is_ping_answer(rec), "an answer to a server ping")
         finally:
             client.close()
@@ -104,7 +108,7 @@ def run_official(emu: Emulator, token: str, room_id: str, node: str, log: Path) 
 
 
 def run_ours(emu: Emulator, token: str, room_id: str) -> list[Entry]:
-    from signalwire_chat import ChatClient, ConnectionState
+    from signalwire_chat import APIError, ChatClient, ConnectionState
 
     received = threading.Event()
     with emu.recording() as rec:
@@ -121,6 +125,8 @@ def run_ours(emu: Emulator, token: str, room_id: str) -> list[Entry]:
             assert received.wait(WAIT), "our subscriber never received its own message"
             ours.send_message(room_id, "extras", **EXTRAS)
             ours.get_messages(room_id, page_size=3)
+            with pytest.raises(APIError):
+                ours.get_messages(AWKWARD_ID, page_size=3)
             wait_recorded(rec, is_ping_answer(rec), "an answer to a server ping")
             handle.cancel()
         wait_recorded(rec, lambda e: e["kind"] == "ws_close", "the socket closing")
@@ -153,14 +159,14 @@ def rest_calls(recorded: Recorded, side: str) -> list[tuple[str, str, dict[str, 
 def test_rest_paths_and_bodies_match(recorded: Recorded) -> None:
     official = rest_calls(recorded, "official")
     ours = rest_calls(recorded, "ours")
-    assert [(m, p) for m, p, _, _ in official] == [
+    assert [(m, p) for m, p, _, _ in official[:4]] == [
         ("POST", "/api/fabric/conversations/join"),
         ("POST", "/api/fabric/messages"),
         ("POST", "/api/fabric/messages"),
         ("GET", "/api/fabric/conversations/{address_id}/messages"),
     ]
-    assert [(m, p) for m, p, _, _ in ours] == [(m, p) for m, p, _, _ in official]
-    join, send, _, _ = official
+    assert [(m, p) for m, p, _, _ in ours[:4]] == [(m, p) for m, p, _, _ in official[:4]]
+    join, send = official[:2]
     assert join[3] == {"conversation_id": "{address_id}"}
     assert send[3] == {"conversation_id": "{address_id}", "text": "parity"}
     # Same bodies for the same calls without extras.
@@ -186,6 +192,18 @@ def test_history_query_differs_only_in_raw_page_size(recorded: Recorded) -> None
     # Ours asks for larger raw pages (documented): same parameter, never a smaller value.
     assert set(ours_query) == {"page_size"}
     assert int(ours_query["page_size"][0]) >= 3
+
+
+def test_address_id_is_one_path_segment_only_in_ours(recorded: Recorded) -> None:
+    # The official client pastes the id into the path: "/" and "?" change the request.
+    official = recorded.http("official")[4]
+    assert official["path"] == "/api/fabric/conversations/no/such"
+    assert official["query"] == {"address": [""]}  # "#id/messages?page_size=3" became a fragment
+    # Ours percent-encodes it: the server sees the whole id as one segment (the recorded path
+    # is the decoded one) and the query is intact.
+    ours = recorded.http("ours")[4]
+    assert ours["path"] == f"/api/fabric/conversations/{AWKWARD_ID}/messages"
+    assert ours["query"] == recorded.http("ours")[3]["query"]
 
 
 def test_rest_auth_and_content_type_headers_match(recorded: Recorded) -> None:
