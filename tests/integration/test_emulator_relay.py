@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import requests
 import websocket
 from aiohttp import web
 
@@ -830,3 +831,136 @@ def test_plain_get_is_told_to_upgrade(server: RelayServer) -> None:
         urllib.request.urlopen(url, timeout=WAIT)
     assert info.value.code == 426
     info.value.close()
+
+
+# ---------------------------------------------------------------------------- through the Emulator
+
+
+@pytest.fixture
+def emu(emulator_factory: Callable[..., Any]) -> Any:
+    return emulator_factory(ping_interval=None)
+
+
+def rest_send(emu: Any, token: str, address_id: str, text: str) -> None:
+    reply = requests.post(
+        f"{emu.rest_url}/api/fabric/messages",
+        json={"conversation_id": address_id, "text": text},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=WAIT,
+    )
+    assert reply.status_code < 300, reply.text
+
+
+def test_rest_send_reaches_every_member_over_the_relay(emu: Any, peers: list[Peer]) -> None:
+    alice = emu.create_subscriber("alice@example.com", display_name="Alice")
+    bob = emu.create_subscriber("bob@example.com")
+    carol = emu.create_subscriber("carol@example.com")
+    room = emu.create_room("lobby", display_name="Lobby")
+    emu.join(bob, room.id)
+    sockets = {}
+    for who in (alice, bob, carol):
+        sockets[who.id] = Peer(emu.relay_url)
+        peers.append(sockets[who.id])
+        sockets[who.id].connect_ok(who.token)
+    rest_send(emu, alice.token, room.id, "hello lobby")
+    (stored,) = emu.messages(room.id)
+    for who in (alice, bob):
+        frame = sockets[who.id].recv_app()
+        assert frame["method"] == "signalwire.event"
+        event_params = frame["params"]
+        assert event_params["event_type"] == "conversation.message"
+        message = event_params["params"]
+        assert message["id"] == stored["id"]
+        assert message["text"] == "hello lobby"
+        assert message["conversation_id"] == room.id
+        assert message["subtype"] == "chat"
+        assert message["user_id"] == alice.id
+        assert message["user_name"] == "Alice"
+        assert message["conversation_name"]
+        assert message["hidden"] is False
+        sockets[who.id].ack(frame)
+    assert sockets[carol.id].barrier() == []  # not a member
+    assert emu.hub is not None
+
+
+def test_emulator_fault_hooks_drive_the_relay(emu: Any, peers: list[Peer]) -> None:
+    alice = emu.create_subscriber()
+    first = Peer(emu.relay_url)
+    peers.append(first)
+    result, _ = first.connect_ok(alice.token)
+    rest_send(emu, alice.token, alice.address_id, "one")
+    unacked = first.recv_app()
+    emu.drop_connections()
+    assert first.expect_close() is None
+    emu.refuse_connects(1)
+    refused = Peer(emu.relay_url)
+    peers.append(refused)
+    assert refused.connect(alice.token)["error"]["code"] == -32002
+    assert refused.expect_close() == 1008
+    second = Peer(emu.relay_url)
+    peers.append(second)
+    assert (
+        second.connect_ok(alice.token, protocol=result["protocol"])[0]["protocol"]
+        == (result["protocol"])
+    )
+    assert second.recv_app()["id"] == unacked["id"]
+    assert emu.connect_attempts == 3
+    emu.set_ping_interval(0.1)
+    assert second.recv()["method"] == "signalwire.ping"
+    with emu.half_open():
+        second.drain(0.5)
+        with pytest.raises(websocket.WebSocketTimeoutException):
+            second.recv(timeout=0.4)
+    assert second.recv()["method"] == "signalwire.ping"
+
+
+def test_real_token_expiry_ends_with_a_disconnect(emu: Any, peers: list[Peer]) -> None:
+    alice = emu.create_subscriber()
+    peer = Peer(emu.relay_url)
+    peers.append(peer)
+    result, _ = peer.connect_ok(emu.mint_token(alice, ttl=0.6))
+    frame = peer.recv_app()
+    assert frame["method"] == "signalwire.disconnect"
+    peer.ack(frame)
+    assert peer.expect_close() == 1000
+    again = Peer(emu.relay_url)
+    peers.append(again)
+    assert again.connect(emu.mint_token(alice, ttl=-1))["error"]["code"] == -32002
+    again = Peer(emu.relay_url)
+    peers.append(again)
+    assert (
+        again.connect_ok(alice.token, protocol=result["protocol"])[0]["protocol"]
+        == (result["protocol"])
+    )
+
+
+def test_emulator_stop_closes_relay_sockets_going_away(emu: Any, peers: list[Peer]) -> None:
+    alice = emu.create_subscriber()
+    peer = Peer(emu.relay_url)
+    peers.append(peer)
+    result, _ = peer.connect_ok(alice.token)
+    emu.stop()
+    assert peer.expect_close() == 1001
+    emu.start()
+    again = Peer(emu.relay_url)
+    peers.append(again)
+    # A restarted service has lost its sessions: a new protocol, nothing replayed.
+    assert (
+        again.connect_ok(alice.token, protocol=result["protocol"])[0]["protocol"]
+        != (result["protocol"])
+    )
+
+
+def test_emulator_recording_has_the_relay_frames_redacted(emu: Any, peers: list[Peer]) -> None:
+    alice = emu.create_subscriber()
+    with emu.recording() as rec:
+        peer = Peer(emu.relay_url)
+        peers.append(peer)
+        peer.connect_ok(alice.token)
+        peer.close()
+        wait_for(lambda: any(e["kind"] == "ws_close" for e in list(rec)))
+    entries = list(rec)
+    assert [e["kind"] for e in entries][:2] == ["ws_open", "ws_recv"]
+    assert alice.token not in json.dumps(entries)
+    connect = entries[1]["frame"]
+    assert connect["method"] == "signalwire.connect"
