@@ -208,6 +208,10 @@ def official_client(node_binary: str, tmp_path: Path) -> Iterator[Callable[..., 
     yield start
     for client in started:
         client.close()
+    # Every URL the SDK used must be one derived from the token's `ch` (or a page link naming
+    # the emulator itself): anything else means host derivation or a link is wrong.
+    strays = [o for c in started for o in c.observations if o.get("obs") == "unexpected_url"]
+    assert not strays, f"the official client reached for unexpected hosts: {strays}"
 
 
 Predicate = Callable[[dict[str, Any]], bool]

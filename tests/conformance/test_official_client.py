@@ -8,6 +8,7 @@ the cross tests), never something to work around in the harness.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -17,6 +18,16 @@ from .conftest import OfficialClient, obs_is
 pytestmark = pytest.mark.conformance
 
 RECONNECT_TIMEOUT = 12.0  # the SDK waits a random 1-4 s before reconnecting
+
+
+def wait_connected(ours: Any, timeout: float = 10.0) -> None:
+    from signalwire_chat import ConnectionState
+
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while ours.connection_state is not ConnectionState.CONNECTED:
+        assert time.monotonic() < deadline, f"our client is {ours.connection_state}"
+        pause.wait(0.02)
 
 
 def chat_texts(pages: list[dict[str, Any]]) -> list[list[str]]:
@@ -134,6 +145,8 @@ def test_subscribe_receives_messages_sent_by_our_client(
     client.call("join", address_id=room.id)
     client.call("subscribe", address_id=room.id)
     mark = len(client.observations)
+    # A non-chat message first: the SDK acknowledges it and its chat filter drops it.
+    emu.add_message(room.id, subtype="log", kind="call_started")
 
     with ChatClient(bob.token, rest_url=emu.rest_url, relay_url=emu.relay_url) as ours:
         ours.send_message(
@@ -148,6 +161,7 @@ def test_subscribe_receives_messages_sent_by_our_client(
     assert message["subtype"] == "chat"
     assert message["metadata"] == {"lang": "en"}
     assert message["details"] == {"thread": "t1"}
+    assert len(client.messages(mark)) == 1
 
 
 def test_our_subscriber_receives_messages_sent_by_the_official_client(
@@ -169,6 +183,9 @@ def test_our_subscriber_receives_messages_sent_by_the_official_client(
     with ChatClient(bob.token, rest_url=emu.rest_url, relay_url=emu.relay_url) as ours:
         ours.join(room.id)
         handle = ours.subscribe(room.id, on_message)
+        # subscribe() returns before the socket is up (the official client's SignalWire() only
+        # resolves once connected): wait for that point, as a user who must not miss a message.
+        wait_connected(ours)
         try:
             client: OfficialClient = official_client(emu, alice.token)
             client.call("send", address_id=room.id, text="hello from the official client")
@@ -213,3 +230,31 @@ def test_survives_a_dropped_connection(signalwire_emulator: Any, official_client
     )
     # Each delivered once and in order, although the session was resumed.
     assert [m["text"] for m in client.messages(mark)] == ["after the drop", "and once more"]
+
+
+def test_survives_an_emulator_restart(signalwire_emulator: Any, official_client: Any) -> None:
+    emu = signalwire_emulator
+    alice = emu.create_subscriber("alice@example.com")
+    room = emu.create_room("restarted")
+    client: OfficialClient = official_client(emu, alice.token)
+    client.call("subscribe", address_id=room.id)
+    client.call("join", address_id=room.id)
+
+    mark = len(client.observations)
+    emu.stop()
+    client.wait_for(obs_is("ws_close"), start=mark, what="the socket to close")
+    emu.start()  # same port, same data, no relay sessions
+    _, again = client.wait_for(
+        lambda o: o.get("obs") == "connected" and o["error"] is None,
+        start=mark,
+        timeout=2 * RECONNECT_TIMEOUT,
+        what="the reconnect",
+    )
+    # It asks to resume; the restarted server has no such session and starts a new one.
+    assert again["requested_protocol"] is not None
+    assert again["protocol"] != again["requested_protocol"]
+
+    mark = len(client.observations)
+    client.call("send", address_id=room.id, text="after the restart")
+    _, obs = client.wait_for(obs_is("message"), start=mark, what="the message after the restart")
+    assert obs["message"]["text"] == "after the restart"
