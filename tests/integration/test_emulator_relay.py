@@ -27,8 +27,11 @@ WAIT = 5.0
 class RelayServer:
     """A RelayHub on its own aiohttp app and event loop thread, bound to 127.0.0.1:0."""
 
-    def __init__(self, config: RelayConfig) -> None:
+    def __init__(
+        self, config: RelayConfig, record: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
         self.config = config
+        self._record_fn = record
         self.tokens: dict[str, SatClaims] = {}
         self.records: list[dict[str, Any]] = []
         self.hub: RelayHub | None = None
@@ -66,9 +69,8 @@ class RelayServer:
         self._loop.run_forever()
 
     async def _start(self) -> None:
-        self.hub = RelayHub(
-            verify_token=self.verify, config=self.config, record=self.records.append
-        )
+        record = self._record_fn or self.records.append
+        self.hub = RelayHub(verify_token=self.verify, config=self.config, record=record)
         app = web.Application()
         app.router.add_get("/", self.hub.handle)
         self._runner = web.AppRunner(app)
@@ -242,9 +244,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float = WAIT) -> Any:
 def make_server() -> Iterator[Callable[..., RelayServer]]:
     servers: list[RelayServer] = []
 
-    def make(**config: Any) -> RelayServer:
+    def make(record: Callable[[dict[str, Any]], None] | None = None, **config: Any) -> RelayServer:
         config.setdefault("ping_interval", None)
-        server = RelayServer(RelayConfig(**config)).__enter__()
+        server = RelayServer(RelayConfig(**config), record).__enter__()
         servers.append(server)
         return server
 
@@ -821,6 +823,21 @@ def test_record_sees_opens_frames_and_closes(server: RelayServer, peers: list[Pe
     assert sent[1]["method"] == "signalwire.event"
     assert token not in json.dumps([r for r in server.records if r["kind"] != "ws_recv"])
     assert {r["conn"] for r in server.records} == {1}
+
+
+def test_a_failing_record_callable_does_not_break_the_relay(
+    make_server: Callable[..., RelayServer], peers: list[Peer], caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(entry: dict[str, Any]) -> None:
+        raise RuntimeError("recorder is broken")
+
+    server = make_server(record=broken)
+    token, _ = server.mint()
+    peer = open_peer(server, peers)
+    peer.connect_ok(token)
+    publish(server, [ALICE], event(1))
+    assert peer.recv()["params"]["params"]["text"] == "message 1"
+    assert "record callable failed" in caplog.text
 
 
 def test_plain_get_is_told_to_upgrade(server: RelayServer) -> None:
