@@ -143,6 +143,11 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
         raise FabricHTTPError(400, "the body is not valid JSON", code="invalid_json") from None
     if not isinstance(data, dict):
         raise FabricHTTPError(400, "the body must be a JSON object", code="invalid_json")
+    try:
+        # A lone surrogate (e.g. "\\ud800") parses but is no text: refuse it up front.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise FabricHTTPError(400, "the body holds invalid unicode", code="invalid_json") from None
     return data
 
 

@@ -361,6 +361,12 @@ def test_body_errors(emu: Emulator, api: Api) -> None:
     assert_fabric_error(form, 415)
     plain = api.post(path, data=b"hello", headers={"Content-Type": "text/plain"})
     assert_fabric_error(plain, 415)
+    surrogate = api.post(
+        path,
+        data=b'{"conversation_id": "' + room.id.encode() + b'", "text": "\\ud800"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert_fabric_error(surrogate, 400)
     big = json.dumps({"conversation_id": room.id, "text": "x" * (1024 * 1024 + 10)})
     too_big = api.post(path, data=big, headers={"Content-Type": "application/json"})
     assert_fabric_error(too_big, 413)
@@ -675,3 +681,98 @@ def test_concurrent_sends_are_all_stored_once(emu: Emulator, alice: EmulatorSubs
     assert not errors
     stored = [m["text"] for m in emu.messages(room.id)]
     assert sorted(stored) == sorted(f"{n}-{i}" for n in range(4) for i in range(10))
+
+
+def test_delay_next_holds_a_request_then_serves_it(emu: Emulator, api: Api) -> None:
+    emu.delay_next(0.3, path_prefix="/api/fabric/subscriber/info")
+    started = time.monotonic()
+    response = api.get("/api/fabric/subscriber/info")
+    assert response.status_code == 200
+    assert time.monotonic() - started >= 0.3
+    started = time.monotonic()
+    assert api.get("/api/fabric/subscriber/info").status_code == 200
+
+
+def test_emulator_factory_passes_options(emulator_factory: Any) -> None:
+    emu = emulator_factory(project_id="my-project", api_token="my-token", max_text_length=5)
+    assert (emu.project_id, emu.api_token) == ("my-project", "my-token")
+    alice = emu.create_subscriber()
+    room = emu.create_room("short")
+    client = Api(emu, alice.token)
+    try:
+        assert client.send(room.id, "12345").status_code == 201
+        assert_fabric_error(client.send(room.id, "123456"), 422, "text")
+    finally:
+        client.close()
+
+
+JUNK_BODIES: list[bytes] = [
+    b"",
+    b"null",
+    b"true",
+    b'"text"',
+    b"[]",
+    b"{}",
+    b"\xff\xfe\x00",
+    b"[" * 100_000,
+    b'{"conversation_id": {"$ne": 1}, "text": ["x"]}',
+    b'{"conversation_id": "\\u0000", "text": "\\ud800"}',
+    b'{"conversation_id": "' + b"a" * 5000 + b'", "text": "x"}',
+    b'{"reference": 1e999, "expire_at": 1e999, "refresh_token": null, "name": ""}',
+    b'{"expire_at": true, "reference": "r@example.com"}',
+    b'{"expire_at": 99999999999999999999999999, "reference": "r@example.com"}',
+    b'{"name": "room", "display_name": 5}',
+]
+
+ENDPOINTS = [
+    ("POST", "/api/fabric/messages"),
+    ("POST", "/api/fabric/conversations/join"),
+    ("POST", "/api/fabric/subscribers/tokens"),
+    ("POST", "/api/fabric/subscribers/tokens/refresh"),
+    ("POST", "/api/fabric/resources/video_rooms"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), ENDPOINTS)
+def test_junk_never_makes_a_server_error(emu: Emulator, api: Api, method: str, path: str) -> None:
+    project = "Basic " + base64.b64encode(f"{emu.project_id}:{emu.api_token}".encode()).decode()
+    for auth in (f"Bearer {api.token}", project):
+        for body in JUNK_BODIES:
+            response = api.session.request(
+                method,
+                api.base + path,
+                data=body,
+                headers={"Authorization": auth, "Content-Type": "application/json"},
+                timeout=TIMEOUT,
+            )
+            assert response.status_code < 500, (path, body[:40], response.text)
+            if response.status_code >= 400:
+                assert_fabric_error(response, response.status_code)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "page_size=%00",
+        "page_size=99999999999999999999999",
+        "page_token=%FF%FE",
+        "page_token=" + "A" * 5000,
+        "page_token=WyJtZXNzYWdlcyIsIm5leHQiLCJ4IiwieCJd",
+        "page_token=WyJtZXNzYWdlcyIsInNpZGV3YXlzIiwxLDFd",
+        "sort_by=name&sort_by=created_at",
+        "type=&display_name=%25&name=%27",
+    ],
+)
+def test_junk_queries_never_make_a_server_error(emu: Emulator, api: Api, query: str) -> None:
+    room = emu.create_room("queries")
+    api.send(room.id, "x")
+    for path in (
+        "/api/fabric/messages",
+        "/api/fabric/conversations",
+        "/api/fabric/addresses",
+        f"/api/fabric/conversations/{room.id}/messages",
+    ):
+        response = api.get(f"{path}?{query}")
+        assert response.status_code < 500, (path, query, response.text)
+        if response.status_code >= 400:
+            assert_fabric_error(response, response.status_code)
