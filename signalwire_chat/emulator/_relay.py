@@ -22,8 +22,10 @@ official ``@signalwire/js`` 3.28.0 client expects it:
 * **Gaps are the client's to fill.** Events published while a session has no socket
   are *not* kept for it: a client that promises no gaps fetches the history over REST
   after a reconnect and drops what it already delivered (by message id).
-* **Acknowledgements and flow control.** Each ``signalwire.event`` has a fresh uuid4
-  id and is acknowledged by a response with the same id and a ``result``. At most
+* **Acknowledgements and flow control.** Each ``signalwire.event`` has a fresh id
+  (uuid4-shaped) and is acknowledged by a response with the same id and a ``result``.
+  A client that connects with ``event_acks: false`` is taken at its word: its events
+  count as delivered once written, and are neither held back nor replayed. At most
   ``RelayConfig.event_window`` events are in flight (sent, not yet acknowledged) per
   session; further events wait, in order, in that session's queue and go out one by
   one as acknowledgements arrive. This is what keeps a slow client's memory bounded:
@@ -238,6 +240,8 @@ class _Session:
         self.authorization: dict[str, Any] = {}
         self.conn: _Conn | None = None
         self.closed_at = 0.0
+        # Whether the client acknowledges events (``event_acks`` of its connect).
+        self.acks = True
         # id -> frame, in the order sent.
         self.unacked: dict[str, _Frame] = {}
         # Events waiting for room in the window.
@@ -785,6 +789,7 @@ class RelayHub:
             session.forget.cancel()
             session.forget = None
         session.conn = conn
+        session.acks = params.get("event_acks") is not False
         conn.session = session
         self._reply(
             conn,
@@ -929,7 +934,8 @@ class RelayHub:
             _EVENT_HEAD + eid + _EVENT_MID + body + "}",
             {"jsonrpc": "2.0", "id": eid, "method": "signalwire.event", "params": params},
         )
-        session.unacked[eid] = frame
+        if session.acks:
+            session.unacked[eid] = frame
         conn.push(frame)
 
     def _pump(self, session: _Session) -> None:

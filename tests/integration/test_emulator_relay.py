@@ -549,6 +549,24 @@ def test_window_holds_back_events_until_acks_arrive(
     assert (info.unacked, info.queued) == (0, 0)
 
 
+def test_a_client_without_event_acks_is_not_held_back(
+    make_server: Callable[..., RelayServer], peers: list[Peer]
+) -> None:
+    server = make_server(event_window=2)
+    hub = server.hub
+    assert hub is not None
+    token, _ = server.mint()
+    peer = open_peer(server, peers)
+    peer.connect_ok(token, event_acks=False)
+    for n in range(5):
+        publish(server, [ALICE], event(n))
+    assert [peer.recv()["params"]["params"]["text"] for _ in range(5)] == [
+        f"message {n}" for n in range(5)
+    ]
+    (info,) = server.call(hub.sessions)
+    assert (info.unacked, info.queued) == (0, 0)
+
+
 def test_a_consumer_that_stops_keeping_up_is_dropped(
     make_server: Callable[..., RelayServer], peers: list[Peer]
 ) -> None:
