@@ -285,8 +285,8 @@ def test_a_collected_hub_with_running_threads_warns(setup: Setup) -> None:
     hub = setup.hub()
     hub.subscribe(setup.room.id, lambda m: None)
     assert connected(hub)
-    del hub
-    with pytest.warns(ResourceWarning, match="close"):
+    with pytest.warns(ResourceWarning, match="close"):  # noqa: PT031 - the del is the point
+        del hub  # the last reference: the finalizer runs here (or at the collect)
         gc.collect()
     assert wait_until(
         lambda: not [t for t in threading.enumerate() if t.name.startswith("signalwire-chat")]
