@@ -347,13 +347,24 @@ def main() -> int:
     parser.add_argument("kind")
     parser.add_argument("--core", type=int, default=None)
     parser.add_argument("--params", required=True, help="JSON object of the case's parameters")
+    parser.add_argument(
+        "--profile", type=int, metavar="N", help="print the N costliest functions (cProfile)"
+    )
     args = parser.parse_args()
     if args.core is not None:
         _bench.pin(args.core)
     params = json.loads(args.params)
     params.setdefault("deadline", 120.0)
     try:
-        if args.case == "fanout":
+        if args.profile:
+            import cProfile
+            import pstats
+
+            profiler = cProfile.Profile()
+            result = profiler.runcall(CASES[args.case], args.kind, params)
+            stats = pstats.Stats(profiler, stream=sys.stderr)
+            stats.sort_stats("tottime").print_stats(args.profile)
+        elif args.case == "fanout":
             import fanout
 
             result = fanout.run(params)
