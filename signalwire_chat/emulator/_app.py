@@ -315,6 +315,13 @@ def _make_outer_middleware(
             response = await handler(request)
         if state.recorder.enabled and not _is_upgrade(request):
             await _record_http(state.recorder, request, response)
+        logger.debug(
+            "%s %s -> %s%s",
+            request.method,
+            request.path,
+            response.status,
+            " (injected)" if rule is not None and rule.status else "",
+        )
         return response
 
     return outer
@@ -344,6 +351,7 @@ async def _record_http(
             "body": _decode_for_record(raw, request.content_type),
             "status": response.status,
             "response": out,
+            "response_headers": dict(response.headers),
         }
     )
 
