@@ -378,7 +378,12 @@ class RelayHub:
             subscriber_ids: The members who receive the event.
             params: The message object, with ``user_name``, ``conversation_name`` and
                 ``hidden``.
+
+        Raises:
+            TypeError: ``subscriber_ids`` is a single string, not a collection of ids.
         """
+        if isinstance(subscriber_ids, str):
+            raise TypeError("subscriber_ids must be a collection of ids, not one string")
         if self._closed:
             return
         conversation_id = params.get("conversation_id")

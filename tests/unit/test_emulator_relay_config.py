@@ -66,6 +66,8 @@ def test_a_new_hub_has_nothing_and_starts_nothing() -> None:
     assert hub.sessions() == []
     assert hub.connect_attempts == 0
     hub.publish(["nobody"], {"id": "m"})  # no sessions, no loop needed
+    with pytest.raises(TypeError, match="collection"):
+        hub.publish("nobody", {"id": "m"})
     assert "closed=False" in repr(hub)
 
 
