@@ -153,11 +153,11 @@ class OfficialClient:
         """Return the chat.subscribe callbacks' payloads observed from index start."""
         return [o["message"] for o in self.observations[start:] if o.get("obs") == "message"]
 
-    def close(self) -> None:
-        """Ask the client to disconnect and exit; kill it if it does not within the deadline."""
+    def close(self, *, disconnect: bool = True) -> None:
+        """Ask the client to disconnect (unless told not to) and exit; kill it after a deadline."""
         try:
             if self._proc.poll() is None and not self._eof:
-                self._write({"op": "exit"})
+                self._write({"op": "exit", "disconnect": disconnect})
         except (BrokenPipeError, OSError):
             pass
         try:

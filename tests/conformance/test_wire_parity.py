@@ -290,3 +290,43 @@ def test_client_sends_nothing_but_answers_after_connect(recorded: Recorded) -> N
     for side in ("official", "ours"):
         requests = [f["method"] for f in recorded.frames(side, "ws_recv") if "method" in f]
         assert requests == ["signalwire.connect"], side
+
+
+def test_disconnect_answers_match(emulator_factory: Any, official_client: Any) -> None:
+    """When the SAT expires the server sends signalwire.disconnect; both answer alike."""
+    from signalwire_chat import ChatClient, ConnectionState
+
+    emu = emulator_factory(token_ttl=3.0)
+    alice = emu.create_subscriber("alice@example.com")
+    room = emu.create_room("expiring")
+    with emu.recording() as rec:
+        client: OfficialClient = official_client(emu, alice.token)
+        with ChatClient(alice.token, rest_url=emu.rest_url, relay_url=emu.relay_url) as ours:
+            handle = ours.subscribe(room.id, lambda message: None)
+            deadline = time.monotonic() + WAIT
+            while ours.connection_state is not ConnectionState.CONNECTED:
+                assert time.monotonic() < deadline, "our client never connected"
+                threading.Event().wait(0.02)
+
+            def answered(conn: int) -> Callable[[Entry], bool]:
+                def match(entry: Entry) -> bool:
+                    if entry["kind"] != "ws_recv" or entry["conn"] != conn:
+                        return False
+                    asked = {
+                        e["frame"]["id"]
+                        for e in rec.entries("ws_send")
+                        if e["conn"] == conn and e["frame"].get("method") == "signalwire.disconnect"
+                    }
+                    return entry["frame"].get("id") in asked
+
+                return match
+
+            conns = sorted({e["conn"] for e in rec.entries("ws_open")})
+            assert len(conns) == 2
+            answers = [wait_recorded(rec, answered(c), f"an answer on socket {c}") for c in conns]
+            handle.cancel()
+        # The server closed the socket: the SDK's disconnect() would wait for nothing.
+        client.close(disconnect=False)
+    for answer in answers:
+        assert set(answer["frame"]) == {"jsonrpc", "id", "result"}
+        assert answer["frame"]["result"] == {}

@@ -187,8 +187,14 @@ async function main() {
     const next = await iterator.next()
     const command = next.done ? { op: 'exit' } : JSON.parse(next.value)
     if (command.op === 'exit') {
-      await client.disconnect()
-      emit({ obs: 'result', seq: command.seq ?? null, op: 'exit', ok: true, value: null })
+      // disconnect() can wait forever when the server already closed the socket (it only
+      // resolves on a close it initiated itself): bound it, and say whether it resolved.
+      let disconnected = false
+      if (command.disconnect !== false) {
+        const bound = new Promise((resolve) => setTimeout(resolve, 2000))
+        await Promise.race([client.disconnect().then(() => (disconnected = true)), bound])
+      }
+      emit({ obs: 'result', seq: command.seq ?? null, op: 'exit', ok: true, value: { disconnected } })
       process.exit(0)
     }
     // Commands run concurrently: a slow call must not hold back the next one.
