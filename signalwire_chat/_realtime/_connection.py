@@ -392,6 +392,7 @@ class Connection:
         refresh_at: float | None = None
         reauth_id: str | None = None
         mute_deadline = 0.0
+        probed = False
         state = _SessionState(self, sock, connect_id, reconnect)
 
         while True:
@@ -457,6 +458,22 @@ class Connection:
                         options.ping_timeout,
                     )
                     return connected_at
+                # A relay may not ping at all: after half the timeout in silence, ask it
+                # with a signalwire.ping of our own; any frame back proves the link alive.
+                probe_at = last_rx + options.ping_timeout / 2
+                if not probed and reading:
+                    if now >= probe_at:
+                        probed = True
+                        self._send(
+                            sock,
+                            [
+                                _frames.request(
+                                    str(uuid.uuid4()), "signalwire.ping", {"timestamp": time.time()}
+                                )
+                            ],
+                        )
+                    else:
+                        timeout = probe_at - now
                 if refresh_at is not None:
                     timeout = min(timeout, max(refresh_at - now, 0.0))
             if not (reading and ssl_pending is not None and ssl_pending()):
@@ -485,6 +502,7 @@ class Connection:
                 logger.info("realtime: the relay closed the connection")
                 return connected_at
             last_rx = time.monotonic()
+            probed = False
             if self._muted:
                 continue  # after signalwire.disconnect: nothing is answered or delivered
             state.held = held

@@ -307,3 +307,54 @@ def test_chat_client_delegates(setup: Setup) -> None:
     client.close()
     assert client.connection_state is ConnectionState.CLOSED
     assert list(stream) == []
+
+
+def test_close_from_inside_a_callback(setup: Setup) -> None:
+    hub = setup.hub()
+    closed = threading.Event()
+
+    def on_message(message) -> None:
+        hub.close()
+        closed.set()
+
+    hub.subscribe(setup.room.id, on_message)
+    assert connected(hub)
+    setup.send("close now")
+    assert closed.wait(5)
+    assert hub.state is ConnectionState.CLOSED
+    assert wait_until(
+        lambda: not [t for t in threading.enumerate() if t.name.startswith("signalwire-chat")]
+    )
+
+
+def test_ctrl_c_while_waiting_on_a_stream_cancels_it(setup: Setup, hub: RealtimeHub) -> None:
+    import os
+    import signal
+
+    stream = hub.stream(setup.room.id)
+    assert connected(hub)
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            next(stream)
+    finally:
+        timer.join()
+    assert hub.state is ConnectionState.IDLE
+    assert list(stream) == []
+
+
+def test_a_relay_that_never_pings_is_probed_not_dropped(setup: Setup) -> None:
+    setup.emu.set_ping_interval(None)
+    hub = setup.hub(ping_timeout=0.6)
+    got = Collector()
+    try:
+        hub.subscribe(setup.room.id, got.on_message)
+        assert connected(hub)
+        # Several ping_timeouts of silence from the relay: our own pings keep it alive.
+        assert not wait_until(lambda: setup.emu.connect_attempts > 1, timeout=2.0)
+        setup.send("alive")
+        assert got.wait_for(1) == ["alive"]
+        assert setup.emu.connect_attempts == 1
+    finally:
+        hub.close()

@@ -70,6 +70,7 @@ class Setup:
 
     def __init__(self, emu: Any) -> None:
         self.emu = emu
+        emu.set_ping_interval(0.3)  # well under the tests' ping_timeout
         self.me = emu.create_subscriber()
         self.other = emu.create_subscriber()
         self.room = emu.create_room(f"room-{id(self)}")
