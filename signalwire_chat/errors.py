@@ -34,7 +34,7 @@ No exception message, ``repr`` or attribute ever contains the token.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional
+from typing import Any
 
 __all__ = [
     "APIError",
@@ -97,9 +97,7 @@ class TransportError(ChatError):
         url: The URL without its query string.
     """
 
-    def __init__(
-        self, message: str, *, method: Optional[str] = None, url: Optional[str] = None
-    ) -> None:
+    def __init__(self, message: str, *, method: str | None = None, url: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.method = method
@@ -121,7 +119,7 @@ class DecodeError(ChatError, ValueError):
         field: The dotted path of the offending field, when one is known.
     """
 
-    def __init__(self, message: str, *, field: Optional[str] = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
@@ -147,11 +145,11 @@ class FabricErrorDetail:
     def __init__(
         self,
         *,
-        type: Optional[str] = None,  # noqa: A002 - the wire's own name
-        code: Optional[str] = None,
-        message: Optional[str] = None,
-        attribute: Optional[str] = None,
-        url: Optional[str] = None,
+        type: str | None = None,
+        code: str | None = None,
+        message: str | None = None,
+        attribute: str | None = None,
+        url: str | None = None,
     ) -> None:
         self.type = type
         self.code = code
@@ -163,7 +161,7 @@ class FabricErrorDetail:
     def from_wire(cls, obj: Mapping[str, Any]) -> FabricErrorDetail:
         """Build one from a wire dict, keeping only string-valued known fields."""
 
-        def text(key: str) -> Optional[str]:
+        def text(key: str) -> str | None:
             value = obj.get(key)
             return value if isinstance(value, str) else None
 
@@ -209,10 +207,10 @@ class APIError(ChatError):
         *,
         status: int,
         errors: Sequence[FabricErrorDetail] = (),
-        request_id: Optional[str] = None,
-        method: Optional[str] = None,
-        url: Optional[str] = None,
-        body: Optional[str] = None,
+        request_id: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+        body: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -263,7 +261,7 @@ class RateLimitError(APIError):
         retry_after: Seconds the service asked to wait, if it said.
     """
 
-    def __init__(self, message: str, *, retry_after: Optional[float] = None, **kwargs: Any) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
 
@@ -286,7 +284,7 @@ class RealtimeAuthenticationError(RealtimeError, AuthenticationError):
         rpc_code: The JSON-RPC error code, e.g. -32002.
     """
 
-    def __init__(self, message: str, *, rpc_code: Optional[int] = None) -> None:
+    def __init__(self, message: str, *, rpc_code: int | None = None) -> None:
         AuthenticationError.__init__(self, message, status=401)
         self.rpc_code = rpc_code
 
@@ -304,7 +302,7 @@ class MessagesMayBeMissingError(RealtimeError):
     """
 
     def __init__(
-        self, message: str, *, address_id: str, last_message_id: Optional[str] = None
+        self, message: str, *, address_id: str, last_message_id: str | None = None
     ) -> None:
         super().__init__(message)
         self.address_id = address_id
