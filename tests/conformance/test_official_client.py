@@ -204,21 +204,39 @@ def test_survives_a_dropped_connection(signalwire_emulator: Any, official_client
     emu = signalwire_emulator
     alice = emu.create_subscriber(reference="alice@example.com")
     room = emu.create_room("flaky")
-    client: OfficialClient = official_client(emu, alice.token)
-    client.call("join", address_id=room.id)
-    client.call("subscribe", address_id=room.id)
-    _, first = client.wait_for(obs_is("connected"))
+    with emu.recording() as rec:
+        client: OfficialClient = official_client(emu, alice.token)
+        client.call("join", address_id=room.id)
+        client.call("subscribe", address_id=room.id)
+        _, first = client.wait_for(obs_is("connected"))
 
-    mark = len(client.observations)
-    emu.drop_connections()
-    client.wait_for(obs_is("ws_close"), start=mark, what="the socket to close")
-    _, again = client.wait_for(
-        obs_is("connected"), start=mark, timeout=RECONNECT_TIMEOUT, what="the reconnect"
-    )
+        mark = len(client.observations)
+        emu.drop_connections()
+        client.wait_for(obs_is("ws_close"), start=mark, what="the socket to close")
+        _, again = client.wait_for(
+            obs_is("connected"), start=mark, timeout=RECONNECT_TIMEOUT, what="the reconnect"
+        )
     # The SDK resumes: it sends back the previous protocol and the server continues that session.
     assert again["error"] is None
     assert again["requested_protocol"] == first["protocol"]
     assert again["protocol"] == first["protocol"]
+    # It also sends back the authorization state the server pushed on the first socket.
+    first_conn = rec.entries("ws_open")[0]["conn"]
+    states = [
+        e["frame"]["params"]["params"]["authorization_state"]
+        for e in rec.entries("ws_send")
+        if e["conn"] == first_conn
+        and e["frame"].get("params", {}).get("event_type") == "signalwire.authorization.state"
+    ]
+    connects = [
+        e["frame"]["params"]
+        for e in rec.entries("ws_recv")
+        if e["frame"].get("method") == "signalwire.connect"
+    ]
+    assert len(connects) == 2
+    assert states
+    assert connects[1]["authorization_state"] == states[-1]
+    assert "authorization_state" not in connects[0]
 
     mark = len(client.observations)
     client.call("send", address_id=room.id, text="after the drop")
