@@ -1,4 +1,11 @@
-"""The realtime side: one websocket per hub, subscriptions, dispatch, reconnect, backfill."""
+"""The realtime side: one websocket per hub, subscriptions, dispatch, reconnect, backfill.
+
+Modules: ``_frames`` (RFC 6455 framing and the JSON-RPC messages), ``_connection`` (the
+connection thread), ``_dispatcher`` (callbacks and the slow-callback watchdog),
+``_subscriptions`` (handles, duplicate filtering, backfill), ``_stream`` (the blocking
+iterator), ``_hub`` (``RealtimeHub``; its docstring describes the threads, the flow control
+and the no-gap guarantee), ``_options``.
+"""
 
 from __future__ import annotations
 
