@@ -32,9 +32,10 @@ def main() -> int:
         print(f"created subscribers alice and bob, and room {room.name!r} ({room.id})")
 
         urls = {"rest_url": emu.rest_url, "relay_url": emu.relay_url}
-        with ChatClient(alice_token.token, **urls) as alice, ChatClient(
-            bob_token.token, **urls
-        ) as bob:
+        with (
+            ChatClient(alice_token.token, **urls) as alice,
+            ChatClient(bob_token.token, **urls) as bob,
+        ):
             me = bob.get_subscriber_info()
             print(f"bob is {me.display_name!r}, address {me.fabric_addresses[0].id}")
 
