@@ -171,6 +171,8 @@ class Connection:
         self._ws: websocket.WebSocket | None = None
         self._sock: socket.socket | None = None
         self._muted = False
+        #: When the relay accepted the current socket's connect (monotonic), if it did.
+        self._accepted_at: float | None = None
         # Resumption state, kept across sockets.
         self.protocol: str | None = resume[0] if resume else None
         self.authorization_state: str | None = resume[1] if resume else None
@@ -241,9 +243,8 @@ class Connection:
                     ConnectionState.RECONNECTING if ever_connected else ConnectionState.CONNECTING
                 )
                 attempts += 1
-                connected_at: float | None = None
                 try:
-                    connected_at = self._session(reconnect=attempts > 1)
+                    self._session(reconnect=attempts > 1, first=not ever_connected)
                 except _AuthRefused as refused:
                     if self._stop.is_set():
                         break
@@ -259,6 +260,8 @@ class Connection:
                     logger.info("realtime: connection to the relay failed: %s", _describe(exc))
                 if self._stop.is_set():
                     break
+                # Also when the session ended in an exception after it was accepted.
+                connected_at = self._accepted_at
                 if connected_at is not None:
                     ever_connected = True
                     refreshed = False
@@ -306,8 +309,13 @@ class Connection:
         )
         self._refresh_thread.start()
 
-    def _session(self, *, reconnect: bool) -> float | None:
-        """One socket, from connect to its end; returns when it was accepted, if it was."""
+    def _session(self, *, reconnect: bool, first: bool) -> float | None:
+        """One socket, from connect to its end; returns when it was accepted, if it was.
+
+        ``reconnect``: not the first attempt (resumption parameters are sent);
+        ``first``: no attempt of this thread was accepted yet.
+        """
+        self._accepted_at = None
         # The first fetch from a token source runs here: no socket is open yet, so
         # there is no ping to answer meanwhile.
         try:
@@ -329,7 +337,7 @@ class Connection:
             if sock is None or self._stop.is_set():
                 return None
             self._sock = sock
-            return self._speak(sock, reconnect)
+            return self._speak(sock, reconnect, first)
         finally:
             self._sock = None
             self._ws = None
@@ -367,7 +375,7 @@ class Connection:
                 continue
             view = view[sent:]
 
-    def _speak(self, sock: socket.socket, reconnect: bool) -> float | None:
+    def _speak(self, sock: socket.socket, reconnect: bool, first: bool) -> float | None:
         options = self._options
         dispatcher = self._dispatcher
         sock.setblocking(False)
@@ -393,7 +401,7 @@ class Connection:
         reauth_id: str | None = None
         mute_deadline = 0.0
         probed = False
-        state = _SessionState(self, sock, connect_id, reconnect)
+        state = _SessionState(self, sock, connect_id, reconnect, first)
 
         while True:
             if self._stop.is_set():
@@ -508,10 +516,8 @@ class Connection:
             state.held = held
             outcome = state.handle(reader.feed(data))
             if state.connected and connected_at is None:
-                connected_at = time.monotonic()
+                connected_at = self._accepted_at = time.monotonic()
                 refresh_at = self._refresh_time()
-                self._on_state(ConnectionState.CONNECTED)
-                self._on_connected(reconnect)
             if state.reauthenticated:
                 state.reauthenticated = False
                 refresh_at = self._refresh_time()
@@ -557,12 +563,13 @@ class _SessionState:
     """The per-socket protocol logic: what to do with each batch of frames."""
 
     def __init__(
-        self, conn: Connection, sock: socket.socket, connect_id: str, reconnect: bool
+        self, conn: Connection, sock: socket.socket, connect_id: str, reconnect: bool, first: bool
     ) -> None:
         self.conn = conn
         self.sock = sock
         self.connect_id = connect_id
         self.reconnect = reconnect
+        self.first = first
         self.connected = False
         self.reauth_id: str | None = None
         self.reauthenticated = False
@@ -685,6 +692,9 @@ class _SessionState:
             conn.authorization = authorization if isinstance(authorization, dict) else None
             self.connected = True
             logger.info("realtime: connected to the relay")
+            # Now, before the frames that follow the answer in this batch: the backfills
+            # this queues must come before the live events the relay sends after it.
+            conn._on_connected(self.first)
         elif rpc_id is not None and rpc_id == self.reauth_id:
             self.reauth_id = None
             result = msg.get("result")

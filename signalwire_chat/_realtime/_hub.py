@@ -30,11 +30,27 @@ per subscription is queued behind the messages already received: it reads the
 history, newest first, back to the last delivered message, and delivers what is
 missing oldest first. Live messages that arrive meanwhile wait behind it, and those
 the backfill delivered are dropped as duplicates.
+
+Nothing lost after ``subscribe()`` returns: when the hub is not connected,
+``subscribe()`` waits (at most ``connect_timeout``) until the relay has accepted
+``signalwire.connect``; the subscription is in the routing table before that, so
+every event of a message created after it returns is routed to it. A refusal of
+the credentials is raised from ``subscribe()``. Should the wait time out (or
+should ``subscribe()`` run on one of the hub's own threads, where it never waits),
+the subscription is marked for a backfill on the first connect, anchored at the
+time it was made (less a small clock tolerance; duplicates are dropped by id); a
+403 or 404 on that backfill means not a member, and is only logged at DEBUG.
+
+Notebook cells: a subscription whose callback was defined in an interactive cell
+replaces a live one on the same address whose callback has the same qualified
+name and comes from the same session (see ``_interactive``), so a re-run cell does
+not deliver everything twice.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -59,9 +75,39 @@ from ._subscriptions import Subscription
 if TYPE_CHECKING:
     from ..models import ConversationChatMessage
 
-__all__ = ["CredentialsLike", "RealtimeHub", "Subscription"]
+__all__ = ["CredentialsLike", "RealtimeHub", "Subscription", "on_realtime_thread", "run_detached"]
 
 logger = logging.getLogger(__name__)
+
+#: Every thread a hub started (connection, dispatcher, watchdog, closers).
+_OWN_THREADS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+def on_realtime_thread() -> bool:
+    """Whether the calling thread is one of the realtime threads (of any hub)."""
+    return threading.current_thread() in _OWN_THREADS
+
+
+def run_detached(fn: Callable[[], None], name: str = "signalwire-chat-closer") -> None:
+    """Run ``fn`` on a short-lived thread of its own; for finalizers.
+
+    A finalizer runs wherever the garbage collector happens to run, possibly on a
+    thread that holds one of our locks (or a stream's), so it must neither block
+    nor take a lock: the closing happens on this thread instead. Failures are logged.
+    """
+
+    def body() -> None:
+        try:
+            fn()
+        except Exception:
+            logger.warning("realtime: closing after garbage collection failed", exc_info=True)
+
+    thread = threading.Thread(target=body, name=name, daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # interpreter shutdown: the daemon threads die with it anyway
+        return
+    _OWN_THREADS.add(thread)
 
 
 class CredentialsLike(Protocol):
@@ -87,6 +133,8 @@ class _Run:
         self.dispatcher = Dispatcher(queue_size=options.queue_size)
         self.watchdog = Watchdog(self.dispatcher, slow_after=options.slow_callback_after)
         self.failed = False
+        #: Why the relay refused us, while ``failed``.
+        self.error: RealtimeAuthenticationError | None = None
         self.connection = self._new_connection(core)
 
     def _new_connection(
@@ -101,12 +149,13 @@ class _Run:
             dispatcher=self.dispatcher,
             routes=core.routes,
             on_state=lambda state: core._connection_state(self, state),
-            on_connected=lambda reconnect: core._connected(self, reconnect),
+            on_connected=lambda first: core._connected(self, first),
             on_failed=lambda error: core._failed(self, error),
             resume=resume,
         )
 
     def start(self) -> None:
+        _OWN_THREADS.update(self.threads())
         self.dispatcher.start()
         self.watchdog.start()
         self.connection.start()
@@ -115,8 +164,10 @@ class _Run:
         """After a refusal, try once more (a new subscription asked for it)."""
         old = self.connection
         self.failed = False
+        self.error = None
         self.connection = self._new_connection(core)
         old.join(0.0)
+        _OWN_THREADS.add(self.connection.thread)
         self.connection.start()
 
     def stop(self) -> None:
@@ -160,6 +211,8 @@ class _Core:
         self.sslopt = sslopt
         self.routes = Routes()
         self._lock = threading.RLock()
+        #: Notified (under ``_lock``) on every state change, refusal and end of a run.
+        self._cond = threading.Condition(self._lock)
         self._subs: list[Subscription] = []
         self._run: _Run | None = None
         self._retired: list[_Run] = []
@@ -186,6 +239,7 @@ class _Core:
         if on_error is not None and not callable(on_error):
             raise InvalidArgumentTypeError("on_error must be callable or None")
         self._check_fork()
+        may_wait = not on_realtime_thread()
         with self._lock:
             if self._closed:
                 raise ClientClosedError("the realtime hub is closed")
@@ -198,6 +252,12 @@ class _Core:
                 report_slow=report_slow,
             )
             sub.on_end = on_end
+            origin = sub.cell_origin
+            replaced = [
+                old
+                for old in self._subs
+                if origin is not None and old.cell_origin == origin and old.address_id == address_id
+            ]
             self._subs.append(sub)
             self._rebuild_routes()
             run = self._run
@@ -206,8 +266,65 @@ class _Core:
                 run = self._run = _Run(self)
                 run.start()
             elif run.failed:
+                for other in self._subs:
+                    other.pending_backfill = True  # they missed what came since the refusal
                 run.restart_connection(self)
+            connected = self._state is ConnectionState.CONNECTED
+            sub.pending_backfill = not connected
+            sub.waiting = may_wait and not connected
+        for old in replaced:
+            # The new subscription is registered first, so the socket stays open.
+            logger.info(
+                "realtime: the subscription to %s with %s (from a notebook cell) replaces the "
+                "older one with a callback of that name",
+                address_id,
+                sub.callback_name,
+            )
+            old.cancel()
+        if sub.waiting:
+            self._await_connection(sub, run)
         return sub
+
+    def _await_connection(self, sub: Subscription, run: _Run) -> None:
+        """Wait until ``run`` is connected, for at most ``connect_timeout`` seconds.
+
+        Raises the relay's refusal (the subscription is cancelled first). On a
+        timeout the subscription stays active and the first connect backfills it.
+        """
+        timeout = self.options.connect_timeout
+        deadline = time.monotonic() + timeout
+        error: RealtimeAuthenticationError | None = None
+        try:
+            with self._cond:
+                try:
+                    while sub.active and self._run is run:
+                        if run.error is not None:
+                            error = run.error
+                            break
+                        if self._state is ConnectionState.CONNECTED:
+                            break
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            logger.info(
+                                "realtime: not connected after %.1f s; the subscription to %s "
+                                "is kept, and what it misses meanwhile is fetched on connect",
+                                timeout,
+                                sub.address_id,
+                            )
+                            break
+                        self._cond.wait(remaining)
+                finally:
+                    sub.waiting = False
+        except BaseException:  # Ctrl-C while waiting: nobody holds the handle, so end it
+            sub.cancel()
+            raise
+        if error is not None:
+            sub.cancel()
+            raise RealtimeAuthenticationError(error.message, rpc_code=error.rpc_code) from error
+
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        with self._lock:
+            return tuple(self._subs)
 
     def _cancel(self, sub: Subscription) -> None:
         notify = False
@@ -224,6 +341,7 @@ class _Core:
                 run.stop()
                 self._retired.append(run)
                 notify = self._set_state(ConnectionState.IDLE)
+                self._cond.notify_all()
         if notify:
             self._notify(ConnectionState.IDLE)
 
@@ -244,19 +362,30 @@ class _Core:
                 return
         run.dispatcher.put_task(lambda: self._notify(state))
 
-    def _connected(self, run: _Run, reconnect: bool) -> None:
-        if not reconnect:
-            return
+    def _connected(self, run: _Run, first: bool) -> None:
+        """The relay accepted ``signalwire.connect`` (on the connection thread).
+
+        State and backfill decisions are made under one lock: a subscribe() still
+        waiting needs no backfill (all it promises comes live from now on).
+        """
         with self._lock:
             if run is not self._run:
                 return
-            subs = list(self._subs)
+            changed = self._set_state(ConnectionState.CONNECTED)
+            if first:
+                subs = [s for s in self._subs if s.pending_backfill and not s.waiting]
+            else:
+                subs = [s for s in self._subs if not s.waiting]
+            for sub in self._subs:
+                sub.pending_backfill = False
         dispatcher = run.dispatcher
+        if changed:
+            dispatcher.put_task(lambda: self._notify(ConnectionState.CONNECTED))
         history = self.history
         limit = self.options.backfill_limit
         for sub in subs:
             dispatcher.put_task(
-                lambda sub=sub: sub._backfill(history, dispatcher, limit)  # type: ignore[misc]
+                functools.partial(sub._backfill, history, dispatcher, limit, first=first)
             )
 
     def _failed(self, run: _Run, error: RealtimeAuthenticationError) -> None:
@@ -264,8 +393,10 @@ class _Core:
             if run is not self._run:
                 return
             run.failed = True
-            subs = list(self._subs)
+            run.error = error
+            subs = [s for s in self._subs if not s.waiting]  # those raise it from subscribe()
             changed = self._set_state(ConnectionState.FAILED)
+            self._cond.notify_all()
 
         def report() -> None:
             if changed:
@@ -288,6 +419,7 @@ class _Core:
             return False
         logger.debug("realtime: state %s -> %s", self._state.name, state.name)
         self._state = state
+        self._cond.notify_all()
         return True
 
     def _notify(self, state: ConnectionState) -> None:
@@ -326,6 +458,7 @@ class _Core:
             self._run = None
             self._retired = []
             notify = self._set_state(ConnectionState.CLOSED)
+            self._cond.notify_all()
         for sub in subs:
             sub._deactivate()
         for run in runs:
@@ -361,7 +494,8 @@ class _Core:
                 ResourceWarning,
                 stacklevel=1,
             )
-            core.close(0.0)
+            timeout = core.options.close_timeout
+            run_detached(lambda: core.close(timeout))
 
     # --- fork ------------------------------------------------------------------------------
 
@@ -372,6 +506,7 @@ class _Core:
     def _forked(self) -> None:
         """In a forked child: forget the parent's socket and threads without touching them."""
         self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
         for sub in self._subs:
             sub._active = False
         self._subs = []
@@ -456,9 +591,19 @@ class RealtimeHub:
     ) -> Subscription:
         """Deliver every chat message of ``address_id`` to ``on_message``.
 
+        Every chat message of the address created after this returns is delivered
+        exactly once, in order, across reconnects (gaps are filled from the
+        history). When the hub is not connected yet, this waits until it is, at
+        most ``connect_timeout`` seconds; if that passes (the network is down), the
+        subscription is returned active all the same, and the messages created
+        meanwhile are fetched from the history once connected (anchored at the
+        time of this call on this machine's clock, with a small tolerance). Called
+        from a callback (or another of the hub's threads), it never waits.
+
         Callbacks run on the hub's dispatcher thread, one at a time, in arrival
-        order; each message is delivered once, across reconnects (gaps are
-        filled from the history).
+        order. A callback defined in a notebook cell replaces a live subscription
+        to the same address whose callback has the same qualified name and was
+        also defined in a cell (so a re-run cell does not deliver twice).
 
         Args:
             address_id: The address (conversation) to follow.
@@ -476,6 +621,8 @@ class RealtimeHub:
             InvalidArgumentError: ``address_id`` is empty or not a string.
             InvalidArgumentTypeError: a callback is not callable.
             ClientClosedError: the hub was closed.
+            RealtimeAuthenticationError: the relay refused the credentials while
+                this call waited (the subscription is not left active).
         """
         return self._core.subscribe(address_id, on_message, on_error)
 
@@ -484,11 +631,13 @@ class RealtimeHub:
     ) -> Iterator[ConversationChatMessage]:
         """Iterate over the chat messages of ``address_id`` as they arrive.
 
-        The subscription starts at once (messages sent after this call are all
-        yielded). The iterator ends when the hub is closed, when it is closed
-        (``close()``, or leaving its ``with`` block), or after ``timeout`` seconds
-        without a message; it raises ``RealtimeAuthenticationError`` when the relay
-        refuses the credentials for good. Ctrl-C while waiting cancels the
+        The subscription starts at once: as with :meth:`subscribe`, this waits
+        for the connection (at most ``connect_timeout``), and every message
+        created after it returns is yielded. The iterator ends when the hub is
+        closed, when it is closed (``close()``, or leaving its ``with`` block), or
+        after ``timeout`` seconds without a message; it raises
+        ``RealtimeAuthenticationError`` when the relay refuses the credentials for
+        good. Ctrl-C while waiting cancels the
         subscription and propagates ``KeyboardInterrupt``.
 
         Args:
@@ -501,6 +650,8 @@ class RealtimeHub:
         Raises:
             InvalidArgumentError: bad ``address_id`` or ``timeout``.
             ClientClosedError: the hub was closed.
+            RealtimeAuthenticationError: the relay refused the credentials while
+                this call waited.
         """
         if timeout is not None:
             if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
@@ -518,6 +669,17 @@ class RealtimeHub:
     def state(self) -> ConnectionState:
         """The connection's current :class:`ConnectionState`."""
         return self._core.state
+
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        """The live subscriptions (streams' included), oldest first."""
+        return self._core.subscriptions()
+
+    @property
+    def running(self) -> bool:
+        """Whether any thread of the hub is still running (in this process)."""
+        core = self._core
+        return os.getpid() == core._pid and bool(core.alive_threads())
 
     def add_state_listener(self, cb: Callable[[ConnectionState], None]) -> Callable[[], None]:
         """Call ``cb`` with every new state, off the connection thread.

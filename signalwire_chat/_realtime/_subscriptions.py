@@ -9,7 +9,14 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from .._convert import structure_chat_message
-from ..errors import CallbackError, DecodeError, MessagesMayBeMissingError
+from ..errors import (
+    CallbackError,
+    DecodeError,
+    MessagesMayBeMissingError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from ._interactive import callback_name, cell_origin
 
 if TYPE_CHECKING:
     from ..models import ConversationChatMessage
@@ -18,6 +25,11 @@ if TYPE_CHECKING:
 __all__ = ["Subscription"]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds subtracted from the subscribe-time anchor of a subscription that has received
+#: nothing yet: the anchor is on this machine's clock, the history's ``ts`` on the service's,
+#: and a message of the small overlap is dropped as a duplicate if it came live too.
+CLOCK_TOLERANCE = 2.0
 
 
 class _Owner(Protocol):
@@ -28,7 +40,8 @@ class Subscription:
     """A handle on one subscription: cancel it (or leave its ``with`` block) to stop delivery.
 
     Made by ``ChatClient.subscribe``; ``on_message`` then gets every chat message
-    of the address exactly once and in order, across reconnects.
+    of the address created after ``subscribe()`` returned, exactly once and in
+    order, across reconnects.
     """
 
     def __init__(
@@ -55,6 +68,13 @@ class Subscription:
         self.report_slow = report_slow
         #: Called once when the subscription ends (cancel or hub close); used by streams.
         self.on_end: Callable[[], None] | None = None
+        #: ``(origin, qualname)`` when the callback comes from a notebook cell.
+        self.cell_origin = cell_origin(on_message)
+        # Kept by the hub under its lock: subscribe() is still waiting for the connection
+        # (its subscription needs no backfill, everything after it returns comes live);
+        # created while disconnected, so the next connect must backfill it.
+        self.waiting = False
+        self.pending_backfill = False
 
     @property
     def address_id(self) -> str:
@@ -86,9 +106,16 @@ class Subscription:
     def __exit__(self, *exc_info: object) -> None:
         self.cancel()
 
+    @property
+    def callback_name(self) -> str:
+        """The qualified name of ``on_message`` (for logs and the repr)."""
+        return callback_name(self._on_message)
+
     def __repr__(self) -> str:
         state = "active" if self._active else "cancelled"
-        return f"<Subscription address_id={self._address_id!r} {state}>"
+        return (
+            f"<Subscription address_id={self._address_id!r} {state} callback={self.callback_name}>"
+        )
 
     # --- used by the hub and the dispatcher ------------------------------------------
 
@@ -158,16 +185,23 @@ class Subscription:
         history: Callable[[str], Iterator[ConversationChatMessage]],
         dispatcher: Dispatcher,
         limit: int,
+        *,
+        first: bool = False,
     ) -> None:
         """Deliver, oldest first, the messages missed since the last delivered one.
 
         Reads ``history`` (newest first) back to the last delivered id, or to a
-        message older than its ``ts``. Runs on the dispatcher: live messages that
-        arrive meanwhile wait behind it, and the ids it delivers are dropped from them.
+        message older than its ``ts``; before any delivery, to the time of
+        subscribing less :data:`CLOCK_TOLERANCE`. Runs on the dispatcher: live
+        messages that arrive meanwhile wait behind it, and the ids it delivers are
+        dropped from them. ``first``: the first connect of the subscription, where a
+        403 or 404 (not a member: no live event can come either) is no gap to report.
         """
         if not self._active:
             return
         anchor_id, anchor_ts = self.last_id, self.last_ts
+        if anchor_id is None:
+            anchor_ts -= CLOCK_TOLERANCE
         missing: list[ConversationChatMessage] = []
         failure: BaseException | None = None
         try:
@@ -185,11 +219,24 @@ class Subscription:
                     and message.conversation_id == self._address_id
                 ):
                     missing.append(message)
+        except (PermissionDeniedError, NotFoundError) as exc:
+            if not first:
+                failure = exc
+            else:
+                logger.debug(
+                    "realtime: no history of %s on the first connect (%s); nothing to backfill",
+                    self._address_id,
+                    exc,
+                )
+                return
         except Exception as exc:  # noqa: BLE001 - any failure of the history call is a gap
             failure = exc
         if failure is not None:
             logger.warning(
-                "realtime: could not backfill %s after a reconnect: %s", self._address_id, failure
+                "realtime: could not backfill %s after a %s: %s",
+                self._address_id,
+                "connect" if first else "reconnect",
+                failure,
             )
             gap = MessagesMayBeMissingError(
                 "messages sent while disconnected could not be fetched",

@@ -112,15 +112,42 @@ def test_a_refused_token_fails_once_without_a_reconnect_storm(setup: Setup) -> N
     hub = setup.hub(token=expired)
     got = Collector()
     try:
-        hub.subscribe(setup.room.id, got.on_message, got.on_error)
-        error = got.wait_error(RealtimeAuthenticationError)
+        with pytest.raises(RealtimeAuthenticationError) as raised:
+            hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        error = raised.value
         assert error.rpc_code == -32002
         assert expired not in str(error)
         assert expired not in repr(error)
-        assert wait_until(lambda: hub.state is ConnectionState.FAILED)
+        assert hub.subscriptions == ()
+        assert hub.state is ConnectionState.IDLE  # the refused subscription was the only one
         # Give a storm the chance to show itself: it must not.
         assert not wait_until(lambda: setup.emu.connect_attempts > 1, timeout=1.5)
         assert setup.emu.connect_attempts == 1
+        assert got.errors == []  # raised, not also reported
+    finally:
+        hub.close()
+
+
+def test_a_refusal_after_subscribe_returned_goes_to_on_error(setup: Setup) -> None:
+    hub = setup.hub()
+    got = Collector()
+    try:
+        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        assert hub.state is ConnectionState.CONNECTED
+        setup.emu.refuse_connects(1)
+        setup.emu.drop_connections()
+        error = got.wait_error(RealtimeAuthenticationError)
+        assert error.rpc_code == -32002
+        assert wait_until(lambda: hub.state is ConnectionState.FAILED)
+        # A new subscription tries again (once), and the old one is backfilled on success.
+        setup.send("while failed")
+        later = Collector()
+        hub.subscribe(setup.room.id, later.on_message, later.on_error)
+        assert hub.state is ConnectionState.CONNECTED
+        assert got.wait_for(1) == ["while failed"]
+        setup.send("after")
+        assert got.wait_for(2) == ["while failed", "after"]
+        assert later.wait_for(1) == ["after"]
     finally:
         hub.close()
 
@@ -150,11 +177,11 @@ def test_a_refused_connect_with_a_token_source_refreshes_once(setup: Setup) -> N
     got = Collector()
     before = setup.emu.connect_attempts
     try:
-        hub.subscribe(setup.room.id, got.on_message, got.on_error)
-        got.wait_error(RealtimeAuthenticationError)
+        with pytest.raises(RealtimeAuthenticationError):
+            hub.subscribe(setup.room.id, got.on_message, got.on_error)
         assert not wait_until(lambda: setup.emu.connect_attempts > before + 2, timeout=1.0)
         assert setup.emu.connect_attempts == before + 2
-        assert hub.state is ConnectionState.FAILED
+        assert hub.subscriptions == ()
     finally:
         hub.close()
         setup.emu.refuse_connects(0)
