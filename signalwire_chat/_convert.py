@@ -5,12 +5,28 @@ would become ``"1"``. Every primitive hook here checks instead: a wire mistake i
 :class:`~signalwire_chat.errors.DecodeError` naming the field, never silent corruption. The one
 allowed widening is an int where a float is expected (JSON has a single number type).
 
-Model hooks are generated once per class at import. Each keeps the wire fields it does not know
-in the model's ``extra`` mapping (never rejected) and names a missing required field.
+Each model class has two decoders, both built lazily, once, on first use (under a lock, so
+threads may race to the first message safely), which keeps ``import signalwire_chat`` cheap:
+
+- the *precise* decoder walks the wire object key by key. It keeps the wire fields it does not
+  know in the model's ``extra`` mapping (never rejected), names a missing required field and
+  gives every error its full field path (``fabric_addresses[0].locked``);
+- the *fast* decoder is Python source generated from the class's fields and compiled: one
+  ``dict.get`` and one inline exact-type check per field, then a single call of the attrs class.
+  It handles the well-formed case only. When any check fails it hands the whole object to the
+  precise decoder, which raises the precise error (or, for the int-for-float widening it does not
+  inline, simply converts). It therefore accepts exactly what the precise decoder accepts and
+  builds an equal model; the unit tests check both on the same inputs.
+
+The converter's hooks for the model classes are registered at import, before any use; they call
+the lazily built fast decoders. Read a generated decoder with :func:`decoder_source`.
 """
 
 from __future__ import annotations
 
+import linecache
+import threading
+import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, Union
@@ -33,8 +49,11 @@ from .models import (
 
 __all__ = [
     "converter",
+    "decoder",
+    "decoder_source",
     "is_chat_for",
     "structure",
+    "structure_chat_message",
     "structure_join_result",
     "structure_message",
     "structure_send_result",
@@ -98,58 +117,80 @@ def _strict_object(value: Any, _type: Any = dict) -> dict[str, Any]:
     raise _fail("an object", value)
 
 
-# --- model hooks -----------------------------------------------------------------------------
+# --- field specs, shared by both decoders ----------------------------------------------------
 
-_NEVER = type("_Never", (), {})  # a type no wire value has: forces the slow path
+_NEVER = type("_Never", (), {})  # a type no wire value has: always goes through ``convert``
 
 
 class _FieldSpec:
     """How one wire key becomes one constructor argument."""
 
-    __slots__ = ("convert", "exact", "name", "nullable")
+    __slots__ = ("convert", "default", "exact", "kind", "name", "nested", "nullable")
 
     def __init__(
-        self, name: str, exact: type, nullable: bool, convert: Callable[[Any], Any] | None
+        self,
+        name: str,
+        kind: str,
+        exact: type,
+        nullable: bool,
+        convert: Callable[[Any], Any] | None,
+        nested: type | None = None,
     ) -> None:
         self.name = name
-        self.exact = exact  # a value of exactly this type is taken as is (the fast path)
+        self.kind = kind  # "exact", "float", "any", "model" or "tuple"
+        self.exact = exact  # a value of exactly this type is taken as is
         self.nullable = nullable  # None is taken as is
         self.convert = convert  # otherwise: converts or raises DecodeError; None = refuse
+        self.nested = nested  # the model class of a "model" or "tuple" field
+        self.default: Any = attrs.NOTHING  # the attrs default (NOTHING: required)
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
-    if typing.get_origin(tp) is Union:
+    if typing.get_origin(tp) in (Union, types.UnionType):  # Optional[X] or X | None
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if len(args) == 1 and len(typing.get_args(tp)) == 2:
             return args[0], True
     return tp, False
 
 
+def _identity(value: Any) -> Any:
+    return value
+
+
 def _spec_for(name: str, tp: Any) -> _FieldSpec:
     inner, nullable = _unwrap_optional(tp)
-    if inner is str:
-        return _FieldSpec(name, str, nullable, None)
-    if inner is bool:
-        return _FieldSpec(name, bool, nullable, None)
-    if inner is int:
-        return _FieldSpec(name, int, nullable, None)
+    if inner in (str, bool, int):
+        return _FieldSpec(name, "exact", inner, nullable, None)
     if inner is float:
-        return _FieldSpec(name, float, nullable, _strict_float)
+        return _FieldSpec(name, "float", float, nullable, _strict_float)
     if inner is Any:
-        return _FieldSpec(name, _NEVER, True, lambda v: v)
+        return _FieldSpec(name, "any", _NEVER, True, _identity)
     origin = typing.get_origin(inner)
     if origin in (Mapping, dict, typing.Mapping, typing.Dict):  # noqa: UP006 - runtime check
-        return _FieldSpec(name, dict, nullable, None)
+        return _FieldSpec(name, "exact", dict, nullable, None)
     if origin is tuple:
         (item_type, _ellipsis) = typing.get_args(inner)
-        return _FieldSpec(name, _NEVER, nullable, _list_hook(item_type))
+        hook = _list_hook(item_type)
+        return _FieldSpec(name, "tuple", _NEVER, nullable, hook, nested=item_type)
     if attrs.has(inner):
-        return _FieldSpec(name, _NEVER, nullable, _model_hook(inner))
-    raise TypeError(f"no strict hook for field {name!r} of type {tp!r}")  # a bug, at import
+        return _FieldSpec(name, "model", _NEVER, nullable, _LazySlow(inner), nested=inner)
+    raise TypeError(f"no strict hook for field {name!r} of type {tp!r}")  # a bug in models.py
+
+
+class _LazySlow:
+    """The precise decoder of a nested model class, looked up when first needed."""
+
+    __slots__ = ("cls",)
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+
+    def __call__(self, value: Any) -> Any:
+        return _precise(self.cls)(value)
 
 
 def _list_hook(item_type: type[T]) -> Callable[[Any], tuple[T, ...]]:
-    item = _model_hook(item_type)
+    item = _LazySlow(item_type)
 
     def convert(value: Any) -> tuple[T, ...]:
         if type(value) is not list:
@@ -176,27 +217,29 @@ def _nest(exc: DecodeError, prefix: str) -> DecodeError:
     return DecodeError(message, field=field)
 
 
-_HOOKS: dict[type, Callable[[Any], Any]] = {}
-
-
-def _model_hook(cls: type[T]) -> Callable[[Any], T]:
-    """Build (once) the function turning a wire object into ``cls``."""
-    cached = _HOOKS.get(cls)
-    if cached is not None:
-        return cached
+def _specs(cls: type) -> dict[str, _FieldSpec]:
+    """The wire fields of ``cls`` in attrs order (``extra`` is not one: it collects the rest)."""
     hints = typing.get_type_hints(cls)
     specs: dict[str, _FieldSpec] = {}
-    required: list[str] = []
-    for field in attrs.fields(cls):  # type: ignore[arg-type]  # every caller passes a model
+    for field in attrs.fields(cls):
         if field.name == "extra":
             continue  # a wire key "extra" is itself an unknown field, kept in extra
-        specs[field.name] = _spec_for(field.name, hints[field.name])
-        if field.default is attrs.NOTHING:
-            required.append(field.name)
-    name = cls.__name__
-    required_tuple = tuple(required)
+        spec = _spec_for(field.name, hints[field.name])
+        spec.default = field.default  # no model uses a Factory: the default is the value
+        specs[field.name] = spec
+    return specs
 
-    def hook(obj: Any) -> T:
+
+# --- the precise decoder ---------------------------------------------------------------------
+
+
+def _build_precise(cls: type[T]) -> Callable[[Any], T]:
+    """The key-by-key decoder: every rule, precise errors; the reference for the fast one."""
+    specs = _specs(cls)
+    name = cls.__name__
+    required = tuple(k for k, spec in specs.items() if spec.default is attrs.NOTHING)
+
+    def precise(obj: Any) -> T:
         if type(obj) is not dict:
             raise DecodeError(f"{name}: expected an object, got {_describe(obj)}")
         kwargs: dict[str, Any] = {}
@@ -218,15 +261,188 @@ def _model_hook(cls: type[T]) -> Callable[[Any], T]:
                 expected = _TYPE_NAMES.get(spec.exact, spec.exact.__name__)
                 raise _fail(expected, value, key)
         if len(kwargs) < len(specs):
-            for req in required_tuple:
+            for req in required:
                 if req not in kwargs:
                     raise DecodeError(f"{name}: missing required field {req!r}", field=req)
         if extra is not None:
             kwargs["extra"] = extra
         return cls(**kwargs)
 
-    _HOOKS[cls] = hook
+    return precise
+
+
+# --- the fast decoder: generated source ------------------------------------------------------
+
+_MISSING = type("_Missing", (), {"__repr__": lambda _self: "<missing>"})()
+_JSON_SCALARS = (type(None), bool, int, float, str)
+
+
+def _field_lines(spec: _FieldSpec, env: dict[str, Any]) -> list[str]:
+    """Source lines binding the local ``f_<name>`` to the checked value of one field.
+
+    Every failed check ends in ``return precise(obj)``: the precise decoder decides.
+    """
+    key, var = spec.name, f"f_{spec.name}"
+    default, kind = spec.default, spec.kind
+    lines: list[str] = []
+    unless: list[str] = []  # values taken as they are, without the check
+    if spec.nullable:
+        unless.append(f"{var} is not None")
+
+    # Fetch the value; decide what a missing key means.
+    if default is attrs.NOTHING:
+        lines.append(f"{var} = get({key!r}, MISSING)")
+        if kind not in ("exact", "float"):  # (MISSING fails their type checks anyway)
+            lines += [f"if {var} is MISSING:", "    return precise(obj)"]
+    elif default is None and (spec.nullable or kind == "any"):
+        lines.append(f"{var} = get({key!r})")  # a missing key and null mean the same
+    else:
+        env[f"D_{key}"] = default
+        if not isinstance(default, _JSON_SCALARS):  # no wire value is this very object
+            lines.append(f"{var} = get({key!r}, D_{key})")
+            unless.append(f"{var} is not D_{key}")
+        elif kind == "exact" and type(default) is spec.exact:
+            lines.append(f"{var} = get({key!r}, D_{key})")  # the default passes the check
+        else:  # a JSON-shaped default the check refuses: tell it apart from a wire value
+            lines += [f"{var} = get({key!r}, MISSING)", f"if {var} is MISSING:"]
+            lines += [f"    {var} = D_{key}", "else:"]
+            return lines + [f"    {line}" for line in _check_lines(spec, env, unless)]
+    return lines + _check_lines(spec, env, unless)
+
+
+def _check_lines(spec: _FieldSpec, env: dict[str, Any], unless: list[str]) -> list[str]:
+    """Source lines checking (or converting) the wire value of one field."""
+    var, kind = f"f_{spec.name}", spec.kind
+    if kind == "any":
+        return []  # every value is taken as is
+    if kind == "exact":
+        condition = " and ".join([f"type({var}) is not {spec.exact.__name__}", *unless])
+        return [f"if {condition}:", "    return precise(obj)"]
+    if kind == "float":
+        condition = " and ".join([f"type({var}) is not float", *unless])
+        return [
+            f"if {condition}:",
+            f"    if type({var}) is not int:",
+            "        return precise(obj)",
+            f"    {var} = float({var})",
+        ]
+    nested = spec.nested
+    assert nested is not None
+    convert = f"C_{spec.name}"
+    env[convert] = _LazyFast(nested) if kind == "model" else _tuple_of(nested)
+    lines = [
+        "try:",
+        f"    {var} = {convert}({var})",
+        "except DecodeError:",
+        "    return precise(obj)",
+    ]
+    if unless:
+        return [f"if {' and '.join(unless)}:", *(f"    {line}" for line in lines)]
+    return lines
+
+
+def _tuple_of(item_type: type) -> Callable[[Any], tuple[Any, ...]]:
+    item = _LazyFast(item_type)
+
+    def convert(value: Any) -> tuple[Any, ...]:
+        if type(value) is not list:
+            raise _fail("an array", value)
+        return tuple([item(entry) for entry in value])
+
+    return convert
+
+
+class _LazyFast:
+    """The fast decoder of a nested model class, looked up when first needed."""
+
+    __slots__ = ("cls",)
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+
+    def __call__(self, value: Any) -> Any:
+        return decoder(self.cls)(value)
+
+
+def _fast_source(cls: type) -> tuple[str, dict[str, Any]]:
+    """The source text of the fast decoder of ``cls`` and the names it uses."""
+    specs = _specs(cls)
+    env: dict[str, Any] = {"MISSING": _MISSING, "DecodeError": DecodeError, "EMPTY": EMPTY}
+    body = ["if type(obj) is not dict:", "    return precise(obj)", "get = obj.get"]
+    for spec in specs.values():
+        body += _field_lines(spec, env)
+    args = [f"    {name}=f_{name}," for name in specs]
+    body += [
+        "if KNOWN.issuperset(obj):",
+        "    extra = EMPTY",
+        "else:",
+        "    extra = {k: v for k, v in obj.items() if k not in KNOWN}",
+        "return cls(",
+        *args,
+        "    extra=extra,",
+        ")",
+    ]
+    env["KNOWN"] = frozenset(specs)
+    source = f"def decode_{cls.__name__}(obj):\n" + "".join(f"    {line}\n" for line in body)
+    return source, env
+
+
+def _build_fast(cls: type[T], precise: Callable[[Any], T]) -> Callable[[Any], T]:
+    source, env = _fast_source(cls)
+    env.update(cls=cls, precise=precise)
+    filename = f"<signalwire_chat fast decoder {cls.__qualname__}>"
+    # Register the text so tracebacks and debuggers show the generated lines.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), env)  # noqa: S102 - our own generated source
+    return env[f"decode_{cls.__name__}"]  # type: ignore[no-any-return]
+
+
+# --- lazily built, cached decoders -----------------------------------------------------------
+
+_LOCK = threading.RLock()  # re-entrant: building one decoder may build a nested one
+_PRECISE: dict[type, Callable[[Any], Any]] = {}
+_FAST: dict[type, Callable[[Any], Any]] = {}
+
+
+def _precise(cls: type[T]) -> Callable[[Any], T]:
+    """The precise decoder of ``cls`` (built on first use)."""
+    hook = _PRECISE.get(cls)
+    if hook is None:
+        with _LOCK:
+            hook = _PRECISE.get(cls)
+            if hook is None:
+                hook = _PRECISE[cls] = _build_precise(cls)
     return hook
+
+
+def decoder(cls: type[T]) -> Callable[[Any], T]:
+    """The function turning a wire object into ``cls`` (built once, on first use).
+
+    The function raises :class:`DecodeError` naming the field when the object is not valid.
+    """
+    hook = _FAST.get(cls)
+    if hook is None:
+        with _LOCK:
+            hook = _FAST.get(cls)
+            if hook is None:
+                hook = _FAST[cls] = _build_fast(cls, _precise(cls))
+    return hook
+
+
+def decoder_source(cls: type) -> str:
+    """The generated source of the fast decoder of ``cls`` (for reading and debugging)."""
+    return _fast_source(cls)[0]
+
+
+_MODELS = (
+    AddressChannels,
+    Address,
+    ConversationMessage,
+    ConversationChatMessage,
+    Conversation,
+    SubscriberInfo,
+    JoinResult,
+)
 
 
 def _make_converter() -> cattrs.Converter:
@@ -235,25 +451,13 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(int, _strict_int)
     conv.register_structure_hook(float, _strict_float)
     conv.register_structure_hook(bool, _strict_bool)
-    for cls in (
-        AddressChannels,
-        Address,
-        ConversationMessage,
-        ConversationChatMessage,
-        Conversation,
-        SubscriberInfo,
-        JoinResult,
-    ):
-        model = _model_hook(cls)
-        conv.register_structure_hook(cls, lambda obj, _cls, _model=model: _model(obj))
+    for cls in _MODELS:
+        conv.register_structure_hook(cls, lambda obj, model: decoder(model)(obj))
     conv.register_structure_hook(SendResult, lambda obj, _cls: structure_send_result(obj))
     return conv
 
 
 # --- public entry points ---------------------------------------------------------------------
-
-_message_hook = _model_hook(ConversationMessage)
-_chat_hook = _model_hook(ConversationChatMessage)
 
 
 def structure_message(obj: Any) -> ConversationMessage:
@@ -263,8 +467,8 @@ def structure_message(obj: Any) -> ConversationMessage:
         DecodeError: ``obj`` is not a valid message (the error names the field).
     """
     if type(obj) is dict and obj.get("subtype") == "chat":
-        return _chat_hook(obj)
-    return _message_hook(obj)
+        return decoder(ConversationChatMessage)(obj)
+    return decoder(ConversationMessage)(obj)
 
 
 def structure_chat_message(obj: Any) -> ConversationChatMessage:
@@ -273,7 +477,7 @@ def structure_chat_message(obj: Any) -> ConversationChatMessage:
     Raises:
         DecodeError: ``obj`` is not a valid chat message (the error names the field).
     """
-    return _chat_hook(obj)
+    return decoder(ConversationChatMessage)(obj)
 
 
 def is_chat_for(obj: Any, address_id: str) -> bool:
@@ -341,7 +545,7 @@ def structure_join_result(obj: Any) -> JoinResult:
     if type(obj) is not dict:
         raise DecodeError(f"join result: expected an object, got {_describe(obj)}")
     inner = obj.get("table", obj) if len(obj) == 1 else obj
-    return _model_hook(JoinResult)(inner)
+    return decoder(JoinResult)(inner)
 
 
 #: The one converter of the package, built once at import. Its hooks are strict.

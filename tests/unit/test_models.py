@@ -3,27 +3,41 @@
 from __future__ import annotations
 
 import datetime as dt
+import linecache
+import random
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
 
+import attrs
 import pytest
 
 from signalwire_chat import (
     Address,
+    AddressChannels,
     Conversation,
     ConversationChatMessage,
     ConversationMessage,
     DecodeError,
+    JoinResult,
     SubscriberInfo,
 )
 from signalwire_chat._convert import (
+    _build_fast,
+    _precise,
     converter,
+    decoder,
+    decoder_source,
     is_chat_for,
     structure,
+    structure_chat_message,
     structure_join_result,
     structure_message,
     structure_send_result,
 )
+from signalwire_chat.models import EMPTY
 
-CHAT = {
+CHAT: dict[str, Any] = {
     "id": "3c114417-5cc0-4d03-a30f-c90659028d73",
     "conversation_id": "9dbe9e94-c797-461e-b5a3-af6d095deaf4",
     "user_id": "cecbe021-ff86-4ac6-bdf3-399ca477ad6f",
@@ -183,3 +197,313 @@ def test_models_are_frozen_hashable_and_have_short_reprs() -> None:
     assert msg == structure_message(CHAT)
     assert "details" not in repr(msg)  # defaults are left out
     assert "text='hello'" in repr(msg)
+
+
+# --- the generated fast decoders against the precise ones ------------------------------------
+#
+# Every model has a fast decoder (generated source, the well-formed case only) that hands any
+# object it cannot take as is to the precise decoder. The tests below build fast decoders whose
+# fallback is recorded, so they show which path decided, and compare both paths on the same
+# inputs: equal models when valid, the same error (message and field path) when not.
+
+ADDRESS = {
+    "id": "a",
+    "name": "alice",
+    "type": "subscriber",
+    "display_name": "Alice",
+    "channels": {"audio": "/private/alice?channel=audio", "video": None},
+    "locked": False,
+    "created_at": "2024-01-01T00:00:00Z",
+}
+SUBSCRIBER = {"id": "s", "email": "a@b.c", "fabric_addresses": [ADDRESS], "app_settings": {}}
+CONVERSATION = {"id": "c", "address_id": "c", "name": "general", "created_at": 1}
+MODELS: tuple[type, ...] = (
+    ConversationMessage,
+    ConversationChatMessage,
+    Conversation,
+    Address,
+    AddressChannels,
+    SubscriberInfo,
+    JoinResult,
+)
+
+
+class _Recorded:
+    """A fast decoder of ``cls`` whose fallbacks to the precise decoder are counted."""
+
+    def __init__(self, cls: type) -> None:
+        self.fallbacks = 0
+        precise: Callable[[Any], Any] = _precise(cls)
+
+        def recorded(obj: Any) -> Any:
+            self.fallbacks += 1
+            return precise(obj)
+
+        self.precise = precise
+        self.fast: Callable[[Any], Any] = _build_fast(cls, recorded)
+
+
+def _outcome(decode: Callable[[Any], Any], obj: Any) -> tuple[str, Any]:
+    try:
+        return ("ok", decode(obj))
+    except DecodeError as exc:
+        return ("error", (exc.message, exc.field))
+
+
+def _varied_valid(rng: random.Random) -> list[tuple[type, dict[str, Any]]]:
+    """Valid wire objects: optional fields present, null or missing; ints for floats; extras."""
+    samples: list[tuple[type, dict[str, Any]]] = []
+    optional_message = [
+        "type",
+        "user_id",
+        "from_address_id",
+        "address_id",
+        "details",
+        "metadata",
+        "kind",
+        "user_name",
+        "conversation_name",
+        "hidden",
+    ]
+    for number in range(300):
+        raw: dict[str, Any] = {
+            "id": f"m-{number}",
+            "conversation_id": "c\u00e9",
+            "ts": rng.choice([1708192187.25 + number, 1708192187 + number, 0, 0.0, -1]),
+            "subtype": rng.choice(["chat", "log", ""]),
+        }
+        for key in optional_message:
+            choice = rng.random()
+            if choice < 0.3:
+                continue  # missing
+            if choice < 0.5 and key not in ("type", "details"):
+                raw[key] = None
+            elif key == "hidden":
+                raw[key] = rng.choice([True, False])
+            elif key in ("details", "metadata"):
+                raw[key] = rng.choice([{}, {"a": [1, None]}, {"nested": {"x": "y"}}])
+            else:
+                raw[key] = f"{key}-{number}"
+        raw["text"] = rng.choice([None, "", "hello \U0001f600"])
+        if rng.random() < 0.3:
+            raw["group_id"] = "g"
+        if rng.random() < 0.1:
+            raw["extra"] = {"x": 1}
+        keys = list(raw)
+        rng.shuffle(keys)
+        raw = {key: raw[key] for key in keys}
+        samples.append((ConversationMessage, raw))
+        if type(raw["text"]) is str:
+            samples.append((ConversationChatMessage, raw))
+    samples += [
+        (Address, ADDRESS),
+        (Address, {"id": "a", "name": "n", "type": "room"}),
+        (Address, {**ADDRESS, "channels": {}, "fax": 1}),
+        (AddressChannels, {}),
+        (AddressChannels, {"audio": None, "messaging": "/m", "fax": "x"}),
+        (SubscriberInfo, SUBSCRIBER),
+        (SubscriberInfo, {"id": "s", "fabric_addresses": []}),
+        (SubscriberInfo, {"id": "s", "fabric_addresses": [ADDRESS, ADDRESS], "new": [1]}),
+        (Conversation, CONVERSATION),
+        (Conversation, {"id": "c", "metadata": {"k": "v"}, "last_message_at": None}),
+        (JoinResult, {}),
+        (JoinResult, {"conversation_id": "c", "more": True}),
+    ]
+    return samples
+
+
+def test_fast_and_precise_decoders_give_equal_models_on_varied_inputs() -> None:
+    rng = random.Random(20261125)
+    recorded: dict[type, _Recorded] = {cls: _Recorded(cls) for cls in MODELS}
+    for cls, raw in _varied_valid(rng):
+        decode = recorded[cls]
+        fast, precise = decode.fast(raw), decode.precise(raw)
+        assert type(fast) is type(precise) is cls
+        assert fast == precise, raw
+        assert repr(fast) == repr(precise)
+        assert dict(fast.extra) == dict(precise.extra)
+        assert type(getattr(fast, "ts", 0.0)) is float
+    # Every valid object above was taken by the fast path: none needed the fallback.
+    assert {cls.__name__: r.fallbacks for cls, r in recorded.items()} == {
+        cls.__name__: 0 for cls in MODELS
+    }
+
+
+# (model, wire object, the field the error must name)
+INVALID: list[tuple[type, Any, str | None]] = [
+    # strings are strings: 1 is not "1"
+    (ConversationMessage, {**LOG, "id": 5}, "id"),
+    (ConversationMessage, {**LOG, "user_id": ["x"]}, "user_id"),
+    (ConversationMessage, {**LOG, "type": None}, "type"),
+    (ConversationChatMessage, {**CHAT, "text": 1}, "text"),
+    (ConversationChatMessage, {**CHAT, "text": None}, "text"),
+    # a wire "false" is not False; bool is not an int
+    (ConversationMessage, {**LOG, "hidden": "false"}, "hidden"),
+    (ConversationMessage, {**LOG, "hidden": 0}, "hidden"),
+    (Address, {**ADDRESS, "locked": 1}, "locked"),
+    (Address, {**ADDRESS, "locked": None}, "locked"),
+    (Conversation, {**CONVERSATION, "created_at": True}, "created_at"),
+    (Conversation, {**CONVERSATION, "created_at": 1.5}, "created_at"),
+    (Conversation, {**CONVERSATION, "created_at": "1"}, "created_at"),
+    # ints are accepted for floats, nothing else is
+    (ConversationMessage, {**LOG, "ts": True}, "ts"),
+    (ConversationMessage, {**LOG, "ts": "1708192187.5"}, "ts"),
+    (ConversationMessage, {**LOG, "ts": None}, "ts"),
+    # objects are objects
+    (ConversationMessage, {**LOG, "details": []}, "details"),
+    (ConversationMessage, {**LOG, "details": None}, "details"),
+    (ConversationMessage, {**LOG, "metadata": "x"}, "metadata"),
+    # nested paths
+    (Address, {**ADDRESS, "channels": None}, "channels"),
+    (Address, {**ADDRESS, "channels": {"audio": 5}}, "channels.audio"),
+    (SubscriberInfo, {**SUBSCRIBER, "fabric_addresses": {}}, "fabric_addresses"),
+    (SubscriberInfo, {**SUBSCRIBER, "fabric_addresses": [ADDRESS, 7]}, "fabric_addresses[1]"),
+    (
+        SubscriberInfo,
+        {**SUBSCRIBER, "fabric_addresses": [ADDRESS, {**ADDRESS, "locked": 1}]},
+        "fabric_addresses[1].locked",
+    ),
+    (
+        SubscriberInfo,
+        {**SUBSCRIBER, "fabric_addresses": [{**ADDRESS, "channels": {"video": False}}]},
+        "fabric_addresses[0].channels.video",
+    ),
+    # not an object at all
+    (ConversationMessage, [LOG], None),
+    (ConversationMessage, None, None),
+    (AddressChannels, "audio", None),
+]
+# a missing required field is named
+INVALID += [
+    (ConversationChatMessage, {k: v for k, v in CHAT.items() if k != field}, field)
+    for field in ("id", "conversation_id", "ts", "subtype", "text")
+]
+INVALID += [(Address, {k: v for k, v in ADDRESS.items() if k != "name"}, "name")]
+INVALID += [(SubscriberInfo, {"fabric_addresses": []}, "id")]
+INVALID += [(SubscriberInfo, {**SUBSCRIBER, "fabric_addresses": [{"id": "a", "name": "n"}]}, None)]
+
+
+@pytest.mark.parametrize(("cls", "raw", "field"), INVALID)
+def test_every_strictness_rule_holds_on_the_fast_path_and_the_fallback(
+    cls: type, raw: Any, field: str | None
+) -> None:
+    decode = _Recorded(cls)
+    fast = _outcome(decode.fast, raw)
+    assert decode.fallbacks == 1  # the fast path saw the problem and handed over
+    precise = _outcome(decode.precise, raw)
+    assert fast == precise
+    assert fast[0] == "error"
+    message, named = fast[1]
+    if field is not None:
+        assert named == field
+        assert repr(field) in message
+    # and through the public entry points, which use the fast decoders
+    with pytest.raises(DecodeError) as info:
+        structure(raw, cls)
+    assert info.value.field == named
+
+
+def test_missing_nested_required_field_names_the_path() -> None:
+    raw = {**SUBSCRIBER, "fabric_addresses": [{"id": "a", "name": "n"}]}
+    with pytest.raises(DecodeError) as info:
+        structure(raw, SubscriberInfo)
+    assert info.value.field == "fabric_addresses[0].type"
+
+
+def test_fast_path_keeps_unknown_fields_and_widens_int_to_float() -> None:
+    decode = _Recorded(ConversationChatMessage)
+    msg = decode.fast({**CHAT, "ts": 1708192187, "group_id": "g", "extra": {"x": 1}})
+    assert decode.fallbacks == 0
+    assert msg.ts == 1708192187.0
+    assert type(msg.ts) is float
+    assert msg.extra == {"group_id": "g", "extra": {"x": 1}}
+    assert decode.fast(CHAT).extra == {}
+
+
+def test_chat_subtype_selects_the_chat_class() -> None:
+    assert type(structure_message(CHAT)) is ConversationChatMessage
+    assert type(structure_message({**CHAT, "subtype": "log"})) is ConversationMessage
+    assert type(structure_message({**CHAT, "subtype": "chat "})) is ConversationMessage
+    assert type(structure_chat_message(CHAT)) is ConversationChatMessage
+    with pytest.raises(DecodeError) as info:
+        structure_message({**CHAT, "text": None})  # a chat message must have text
+    assert info.value.field == "text"
+
+
+def test_decoders_are_built_once_and_safely_from_many_threads() -> None:
+    # The fast decoders are built lazily; racing first uses must all get the same function.
+    start = threading.Barrier(8)
+    got: list[Callable[[Any], Any]] = []
+
+    def first_use() -> None:
+        start.wait(timeout=10)
+        got.append(decoder(JoinResult))
+
+    threads = [threading.Thread(target=first_use) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert len(got) == 8
+    assert all(hook is got[0] for hook in got)
+    assert decoder(JoinResult) is got[0]
+
+
+def test_generated_source_is_readable_and_shown_in_tracebacks() -> None:
+    source = decoder_source(ConversationChatMessage)
+    assert source.startswith("def decode_ConversationChatMessage(obj):")
+    assert "if type(f_hidden) is not bool and f_hidden is not None:" in source
+    compile(source, "<test>", "exec")
+    hook = decoder(ConversationChatMessage)
+    assert linecache.getline(hook.__code__.co_filename, 1).startswith("def decode_")
+
+
+@attrs.frozen(kw_only=True)
+class _Odd:
+    """A test-only model with the field kinds the public models do not use (yet)."""
+
+    anything: Any
+    maybe_anything: Any = None
+    ratio: float | None = None
+    weight: float = 1
+    label: str = None  # type: ignore[assignment]  # a default the strict check refuses
+    count: int = 0
+    channels: AddressChannels | None = None
+    addresses: tuple[Address, ...] | None = None
+    extra: Mapping[str, Any] = EMPTY
+
+
+def test_field_kinds_unused_by_the_public_models_agree_on_both_paths() -> None:
+    decode = _Recorded(_Odd)
+    valid = [
+        {"anything": None},
+        {"anything": [1, {"a": None}], "maybe_anything": "x", "ratio": None, "weight": 2},
+        {"anything": 0, "ratio": 3, "label": "l", "count": -5, "channels": None},
+        {"anything": 0, "ratio": 0.5, "channels": {"audio": "/a"}, "addresses": [ADDRESS]},
+        {"anything": 0, "addresses": None, "new": 1},
+    ]
+    for raw in valid:
+        fast, precise = _outcome(decode.fast, raw), _outcome(decode.precise, raw)
+        assert fast == precise
+        assert fast[0] == "ok"
+    assert decode.fallbacks == 0
+    assert _outcome(decode.fast, {"anything": 1})[1].label is None  # the default, untouched
+    assert type(_outcome(decode.fast, {"anything": 1, "weight": 2})[1].weight) is float
+    invalid = [
+        ({}, "anything"),
+        ({"anything": 1, "ratio": True}, "ratio"),
+        ({"anything": 1, "weight": None}, "weight"),
+        ({"anything": 1, "label": None}, "label"),
+        ({"anything": 1, "label": 5}, "label"),
+        ({"anything": 1, "count": False}, "count"),
+        ({"anything": 1, "channels": {"audio": 1}}, "channels.audio"),
+        ({"anything": 1, "addresses": [ADDRESS, {**ADDRESS, "id": 2}]}, "addresses[1].id"),
+        ({"anything": 1, "addresses": "a"}, "addresses"),
+    ]
+    for raw, field in invalid:
+        before = decode.fallbacks
+        fast, precise = _outcome(decode.fast, raw), _outcome(decode.precise, raw)
+        assert decode.fallbacks == before + 1
+        assert fast == precise
+        assert fast[0] == "error"
+        assert fast[1][1] == field
