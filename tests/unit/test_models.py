@@ -317,11 +317,12 @@ def test_fast_and_precise_decoders_give_equal_models_on_varied_inputs() -> None:
     recorded: dict[type, _Recorded] = {cls: _Recorded(cls) for cls in MODELS}
     for cls, raw in _varied_valid(rng):
         decode = recorded[cls]
-        fast, precise = decode.fast(raw), decode.precise(raw)
+        fast: Any = decode.fast(raw)
+        precise: Any = decode.precise(raw)
+        assert dict(fast.extra) == dict(precise.extra)
         assert type(fast) is type(precise) is cls
         assert fast == precise, raw
         assert repr(fast) == repr(precise)
-        assert dict(fast.extra) == dict(precise.extra)
         assert type(getattr(fast, "ts", 0.0)) is float
     # Every valid object above was taken by the fast path: none needed the fallback.
     assert {cls.__name__: r.fallbacks for cls, r in recorded.items()} == {
