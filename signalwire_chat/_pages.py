@@ -15,12 +15,11 @@ messages of a conversation are not chat messages.
 
 from __future__ import annotations
 
-import html
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from ._convert import is_chat_for, structure_chat_message
+from ._convert import decoder
 from ._http import HttpTransport
 from .errors import DecodeError, UnsafeLinkError
 from .models import ConversationChatMessage
@@ -105,6 +104,8 @@ class _PrettyMixin:
                 printer.pretty(item)
 
     def _repr_html_(self) -> str:
+        import html  # only notebooks need it: kept out of the package import
+
         rows = "".join(
             f"<tr><td>{index}</td><td><code>{html.escape(repr(item))}</code></td></tr>"
             for index, item in enumerate(self.data)
@@ -257,18 +258,26 @@ class _ChatHistory:
         self.raw_requests += 1
         next_url = self.transport.resolve_link(links.get("next"))
         address_id = self.address_id
+        decode = decoder(ConversationChatMessage)
+        ids, messages = self._ids, self.messages
         for index, raw in enumerate(data):
-            if not is_chat_for(raw, address_id):
+            # ``is_chat_for``, inlined: this line runs for every message of the history.
+            if (
+                type(raw) is not dict
+                or raw.get("subtype") != "chat"
+                or raw.get("conversation_id") != address_id
+            ):
                 continue
             try:
-                message = structure_chat_message(raw)
+                message = decode(raw)
             except DecodeError as exc:
                 field = f"data[{index}]" + (f".{exc.field}" if exc.field else "")
                 raise DecodeError(f"{field}: {exc.message}", field=field) from None
-            if message.id in self._ids:
+            message_id = message.id
+            if message_id in ids:
                 continue  # shifted across a raw page boundary by a newer message
-            self._ids.add(message.id)
-            self.messages.append(message)
+            ids.add(message_id)
+            messages.append(message)
         # An empty raw page with a next link would loop forever on a broken server.
         self._next_url = next_url if data else None
 
@@ -371,17 +380,18 @@ def iter_chat_messages(
     if limit is not None and limit <= 0:
         return
     history = _ChatHistory(transport, address_id, first_url)
-    count = 0
-    index = 0
+    remaining = limit
     while True:
-        if index >= len(history.messages):
-            history.messages.clear()  # keep memory flat: only the current raw page is held
-            index = 0
-            history.ensure(1)
-            if not history.messages:
-                return
-        yield history.messages[index]
-        index += 1
-        count += 1
-        if limit is not None and count >= limit:
+        history.ensure(1)
+        batch = history.messages
+        if not batch:
             return
+        history.messages = []  # keep memory flat: only the current raw page is held
+        if remaining is None:
+            yield from batch
+            continue
+        if len(batch) >= remaining:
+            yield from batch[:remaining]
+            return
+        yield from batch
+        remaining -= len(batch)
