@@ -8,6 +8,8 @@ import math
 import os
 import random
 import threading
+import warnings
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -33,7 +35,13 @@ from ._pages import (
     iter_chat_messages,
     raw_page_size,
 )
-from ._realtime import ConnectionState, RealtimeHub, RealtimeOptions, Subscription
+from ._realtime import (
+    ConnectionState,
+    RealtimeHub,
+    RealtimeOptions,
+    Subscription,
+    run_detached,
+)
 from ._token import check_url, derive_urls, read_token_header
 from .errors import (
     ChatError,
@@ -254,6 +262,7 @@ class ChatClient:
         self._transport: HttpTransport | None = None
         self._hub: RealtimeHub | None = None
         self._hub_pid = -1
+        self._hub_finalizer: weakref.finalize[Any, ChatClient] | None = None
         # Check explicit URLs now; derive from a fixed token now (a source is called lazily).
         if rest_url is not None:
             self._rest_url = check_url(rest_url, kind="rest", allow_insecure=allow_insecure)
@@ -571,15 +580,28 @@ class ChatClient:
                 self._hub = None
             if self._hub is None:
                 relay_url = self.relay_url
-                self._hub = RealtimeHub(
+                hub = RealtimeHub(
                     relay_url=relay_url,
                     credentials=self._credentials,
                     agent=USER_AGENT,
-                    history=self._history,
+                    history=_weak_history(self),
                     options=self._realtime_options,
                     on_state_change=self._on_state_change,
                     sslopt=_sslopt(self._http().tls_settings()),
                 )
+                if self._hub_finalizer is not None:
+                    self._hub_finalizer.detach()
+                # The hub holds the client only weakly, so a client nobody closed can be
+                # collected; this then stops its threads.
+                self._hub_finalizer = weakref.finalize(
+                    self,
+                    _collected_with_hub,
+                    hub,
+                    self._transport,
+                    self._realtime_options.close_timeout,
+                )
+                self._hub_finalizer.atexit = False
+                self._hub = hub
                 self._hub_pid = pid
             return self._hub
 
@@ -595,8 +617,23 @@ class ChatClient:
     ) -> Subscription:
         """Call ``on_message`` with every new chat message of ``address_id``.
 
-        The realtime connection starts with the first subscription. Subscriptions survive
+        Every chat message of the address created after this returns is delivered exactly
+        once, in order. The realtime connection starts with the first subscription, and this
+        call waits until it is established (at most ``RealtimeOptions.connect_timeout``
+        seconds). If that time passes (e.g. the network is down) the subscription is still
+        returned, active: once connected, the messages created meanwhile are fetched from the
+        history (anchored at the time of this call on this machine's clock, with a small
+        tolerance). Called from inside a callback, it does not wait. Subscriptions survive
         reconnects; messages missed while disconnected are fetched from the history.
+
+        A callback defined in a notebook cell (Jupyter, IPython) replaces a live subscription
+        to the same address whose callback has the same name and was also defined in a
+        cell, so re-running the cell does not deliver every message twice.
+
+        The client is held only weakly by its realtime threads: a client that is dropped
+        without :meth:`close` is closed when garbage-collected (with a ``ResourceWarning``).
+        A callback that refers to the client (a closure, a bound method of an object that
+        holds it) keeps it alive, and the subscription with it, until :meth:`close`.
 
         Args:
             address_id: The address of the conversation.
@@ -609,6 +646,8 @@ class ChatClient:
         Raises:
             InvalidArgumentError: A bad ``address_id`` or a callback that is not callable.
             ClientClosedError: The client is closed.
+            RealtimeAuthenticationError: The relay refused the credentials while this call
+                waited (the subscription is not left active).
         """
         address_id = _check_address_id(address_id)
         if not callable(on_message):
@@ -622,6 +661,9 @@ class ChatClient:
     ) -> Iterator[ConversationChatMessage]:
         """Iterate over new chat messages of ``address_id`` as they arrive.
 
+        Like :meth:`subscribe`, this waits for the connection (at most ``connect_timeout``),
+        and every chat message created after it returns is yielded.
+
         Args:
             address_id: The address of the conversation.
             timeout: Stop after this many seconds without a message (``None``: never).
@@ -629,6 +671,8 @@ class ChatClient:
         Raises:
             InvalidArgumentError: A bad ``address_id`` or ``timeout``.
             ClientClosedError: The client is closed.
+            RealtimeAuthenticationError: The relay refused the credentials while this call
+                waited.
         """
         address_id = _check_address_id(address_id)
         if timeout is not None:
@@ -637,6 +681,14 @@ class ChatClient:
             if not (math.isfinite(timeout) and timeout > 0):
                 raise InvalidArgumentError("timeout must be finite and > 0")
         return self._realtime_hub().stream(address_id, timeout=timeout)
+
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        """The live subscriptions (those of :meth:`stream_messages` included), oldest first."""
+        hub = self._hub
+        if self._closed or hub is None or self._hub_pid != os.getpid():
+            return ()
+        return hub.subscriptions
 
     @property
     def connection_state(self) -> ConnectionState:
@@ -662,6 +714,8 @@ class ChatClient:
             self._closed = True
             hub, self._hub = self._hub, None
             transport = self._transport
+            if self._hub_finalizer is not None:
+                self._hub_finalizer.detach()
         if hub is not None and self._hub_pid == os.getpid():
             try:
                 hub.close(self._realtime_options.close_timeout)
@@ -684,3 +738,41 @@ class ChatClient:
         state = "closed" if self._closed else "open"
         rest = self._rest_url or "<not resolved yet>"
         return f"<ChatClient {state} rest_url={rest!r}>"
+
+
+def _weak_history(client: ChatClient) -> Callable[[str], Iterator[ConversationChatMessage]]:
+    """The client's history reader for backfills, holding the client only weakly."""
+    method = weakref.WeakMethod(client._history)
+
+    def history(address_id: str) -> Iterator[ConversationChatMessage]:
+        bound = method()
+        if bound is None:
+            raise ClientClosedError("the client was garbage-collected")
+        return bound(address_id)
+
+    return history
+
+
+def _collected_with_hub(
+    hub: RealtimeHub, transport: HttpTransport | None, close_timeout: float
+) -> None:
+    """Finalizer of a ChatClient collected without close(): warn, then close in the background.
+
+    It runs wherever the garbage collector ran (possibly on a realtime thread, or on a
+    thread holding a lock the closing needs), so the closing and the joins happen on a
+    short-lived thread of their own.
+    """
+    if hub.running:
+        warnings.warn(
+            "ChatClient was not closed: it was garbage-collected with its realtime "
+            "connection running; call close() or use it in a with block",
+            ResourceWarning,
+            stacklevel=2,
+        )
+
+    def close() -> None:
+        hub.close(close_timeout)
+        if transport is not None:
+            transport.close()
+
+    run_detached(close)
