@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import linecache
 import random
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -508,3 +510,15 @@ def test_field_kinds_unused_by_the_public_models_agree_on_both_paths() -> None:
         assert fast == precise
         assert fast[0] == "error"
         assert fast[1][1] == field
+
+
+def test_import_builds_no_decoder_and_leaves_html_out() -> None:
+    # Decoders are built on first use, and html is only for notebooks (Page._repr_html_).
+    code = (
+        "import sys, signalwire_chat, signalwire_chat._convert as c; "
+        "print(len(c._FAST), len(c._PRECISE), 'html' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert done.stdout.split() == ["0", "0", "False"]
