@@ -146,3 +146,94 @@ def test_backfill_delivers_the_gap_oldest_first_and_stops_at_the_last_delivered(
     sub._backfill(lazy, dispatcher, limit=100)
     assert got == [f"t{i}" for i in range(8)]
     assert consumed[-1] == "id2"  # stopped at the last delivered message
+
+
+def _cell_function(filename: str, module: str = "__main__", src: str | None = None) -> object:
+    namespace: dict[str, object] = {"__name__": module}
+    source = src or "def show(message):\n    return message\n"
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace["show"]
+
+
+def test_cell_origin_recognises_ipython_and_ipykernel_cells_only() -> None:
+    from signalwire_chat._realtime._interactive import cell_origin
+
+    assert cell_origin(_cell_function("<ipython-input-3-1a2b>")) == ("ipython", "show")
+    assert cell_origin(_cell_function("/tmp/ipykernel_1234/123456.py")) == (
+        "/tmp/ipykernel_1234",
+        "show",
+    )
+    assert cell_origin(_cell_function("C:\\Temp\\ipykernel_99\\42.py")) is not None
+    # Not a cell: a script's __main__, a module, a notebook-looking name in a module.
+    assert cell_origin(_cell_function("/home/me/script.py")) is None
+    assert cell_origin(_cell_function("<stdin>")) is None
+    assert cell_origin(_cell_function("<ipython-input-3-1a2b>", module="mymod")) is None
+    assert cell_origin(_cell_function("/tmp/ipykernel_1234/notes.py")) is None
+    assert cell_origin(print) is None
+    assert cell_origin(lambda m: m) is None  # defined in this test module
+
+
+def test_cell_origin_of_bound_methods_uses_the_function() -> None:
+    from signalwire_chat._realtime._interactive import cell_origin
+
+    src = (
+        "class Printer:\n"
+        "    def show(self, message):\n"
+        "        return message\n"
+        "show = Printer().show\n"
+    )
+    bound = _cell_function("<ipython-input-7-ff>", src=src)
+    assert cell_origin(bound) == ("ipython", "Printer.show")
+
+
+def test_subscription_repr_names_the_address_state_and_callback() -> None:
+    def show(message: object) -> None:
+        return None
+
+    sub = Subscription(_Owner(), "room-1", show, None, recent_ids=10)
+    text = repr(sub)
+    assert "room-1" in text
+    assert "active" in text
+    assert "show" in text
+    sub.cancel()
+    assert "cancelled" in repr(sub)
+    assert "callback=" in repr(Subscription(_Owner(), "r", print, None, recent_ids=1))
+
+
+def test_backfill_before_any_delivery_starts_at_subscribe_time_less_the_tolerance() -> None:
+    from signalwire_chat._convert import structure_chat_message
+    from signalwire_chat._realtime._subscriptions import CLOCK_TOLERANCE
+
+    got: list[str] = []
+    sub = Subscription(_Owner(), "conv", lambda m: got.append(m.text), None, recent_ids=100)
+    now = sub.last_ts
+
+    def at(i: int, ts: float) -> object:
+        wire = {**_wire(i), "ts": ts}
+        return structure_chat_message(wire)
+
+    history = [
+        at(3, now + 1.0),
+        at(2, now - CLOCK_TOLERANCE / 2),  # within the tolerance: a clock skew, kept
+        at(1, now - CLOCK_TOLERANCE - 1.0),  # well before subscribing
+        at(0, now - 100.0),
+    ]
+    sub._backfill(lambda _a: iter(history), Dispatcher(queue_size=10), limit=100, first=True)
+    assert got == ["t2", "t3"]
+
+
+def test_a_first_backfill_refused_as_not_a_member_is_not_a_gap() -> None:
+    from signalwire_chat.errors import MessagesMayBeMissingError, PermissionDeniedError
+
+    errors: list[BaseException] = []
+    sub = Subscription(_Owner(), "conv", lambda m: None, errors.append, recent_ids=10)
+
+    def denied(_address: str):
+        raise PermissionDeniedError("not a member", status=403, method="GET", url="u")
+        yield  # pragma: no cover - a generator
+
+    sub._backfill(denied, Dispatcher(queue_size=10), limit=10, first=True)
+    assert errors == []
+    sub._backfill(denied, Dispatcher(queue_size=10), limit=10)  # after a reconnect: a gap
+    assert len(errors) == 1
+    assert isinstance(errors[0], MessagesMayBeMissingError)
