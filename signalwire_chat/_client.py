@@ -599,6 +599,7 @@ class ChatClient:
                     hub,
                     self._transport,
                     self._realtime_options.close_timeout,
+                    pid,
                 )
                 self._hub_finalizer.atexit = False
                 self._hub = hub
@@ -754,7 +755,7 @@ def _weak_history(client: ChatClient) -> Callable[[str], Iterator[ConversationCh
 
 
 def _collected_with_hub(
-    hub: RealtimeHub, transport: HttpTransport | None, close_timeout: float
+    hub: RealtimeHub, transport: HttpTransport | None, close_timeout: float, pid: int
 ) -> None:
     """Finalizer of a ChatClient collected without close(): warn, then close in the background.
 
@@ -762,6 +763,8 @@ def _collected_with_hub(
     thread holding a lock the closing needs), so the closing and the joins happen on a
     short-lived thread of their own.
     """
+    if os.getpid() != pid:
+        return  # a forked child: the sockets are the parent's (a TLS close would be sent)
     if hub.running:
         warnings.warn(
             "ChatClient was not closed: it was garbage-collected with its realtime "
