@@ -364,6 +364,23 @@ class _LazyFast:
         return decoder(self.cls)(value)
 
 
+def _init_only_stores(cls: type) -> bool:
+    """Whether attrs' ``__init__`` of ``cls`` does nothing but store each argument.
+
+    True only for a dict-backed class (not slotted) with no validator, converter, alias,
+    ``init=False`` field or pre/post-init hook; then filling ``__dict__`` directly builds
+    an instance equal in every way to one made by calling the class.
+    """
+    if "__slots__" in cls.__dict__:
+        return False
+    if hasattr(cls, "__attrs_pre_init__") or hasattr(cls, "__attrs_post_init__"):
+        return False
+    return all(
+        f.init and f.validator is None and f.converter is None and f.alias == f.name
+        for f in attrs.fields(cls)
+    )
+
+
 def _fast_source(cls: type) -> tuple[str, dict[str, Any]]:
     """The source text of the fast decoder of ``cls`` and the names it uses."""
     specs = _specs(cls)
@@ -371,17 +388,22 @@ def _fast_source(cls: type) -> tuple[str, dict[str, Any]]:
     body = ["if type(obj) is not dict:", "    return precise(obj)", "get = obj.get"]
     for spec in specs.values():
         body += _field_lines(spec, env)
-    args = [f"    {name}=f_{name}," for name in specs]
     body += [
         "if KNOWN.issuperset(obj):",
         "    extra = EMPTY",
         "else:",
         "    extra = {k: v for k, v in obj.items() if k not in KNOWN}",
-        "return cls(",
-        *args,
-        "    extra=extra,",
-        ")",
     ]
+    if _init_only_stores(cls) and {f.name for f in attrs.fields(cls)} == {*specs, "extra"}:
+        # attrs' __init__ would only store each value (checked above); storing the
+        # instance dict in one step costs a third of the call (0.37 against 1.1 us).
+        env.update(NEW=object.__new__, SETATTR=object.__setattr__)
+        items = [f"    {name!r}: f_{name}," for name in specs]
+        body += ["inst = NEW(cls)", "SETATTR(inst, '__dict__', {", *items, "    'extra': extra,"]
+        body += ["})", "return inst"]
+    else:
+        args = [f"    {name}=f_{name}," for name in specs]
+        body += ["return cls(", *args, "    extra=extra,", ")"]
     env["KNOWN"] = frozenset(specs)
     source = f"def decode_{cls.__name__}(obj):\n" + "".join(f"    {line}\n" for line in body)
     return source, env

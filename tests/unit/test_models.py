@@ -522,3 +522,42 @@ def test_import_builds_no_decoder_and_leaves_html_out() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
     )
     assert done.stdout.split() == ["0", "0", "False"]
+
+
+@attrs.frozen(kw_only=True, slots=False)
+class _Checked:
+    """A dict-backed model whose __init__ does more than store: it must still be called."""
+
+    name: str = attrs.field(validator=attrs.validators.min_len(2))
+    extra: Mapping[str, Any] = EMPTY
+
+
+@attrs.frozen(kw_only=True, slots=False)
+class _PostInit:
+    name: str
+    extra: Mapping[str, Any] = EMPTY
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "name", self.name.upper())
+
+
+def test_fast_path_stores_fields_directly_only_where_init_would_do_nothing_more() -> None:
+    # The public models: the instance dict is filled in one step, and the result is the
+    # same object, field for field, as calling the class.
+    assert "SETATTR(inst, '__dict__'" in decoder_source(ConversationChatMessage)
+    built = decoder(ConversationChatMessage)(dict(CHAT))
+    called = ConversationChatMessage(
+        **{f.name: getattr(built, f.name) for f in attrs.fields(ConversationChatMessage)}
+    )
+    assert built == called
+    assert vars(built) == vars(called)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        built.text = "changed"  # type: ignore[misc]
+    # A validator or a post-init hook means the class must be called.
+    assert "return cls(" in decoder_source(_Checked)
+    with pytest.raises(ValueError, match="name"):
+        decoder(_Checked)({"name": "x"})
+    assert "return cls(" in decoder_source(_PostInit)
+    assert decoder(_PostInit)({"name": "ab"}).name == "AB"
+    # A slotted class has no instance dict to fill.
+    assert "return cls(" in decoder_source(_Odd)
