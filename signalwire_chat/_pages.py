@@ -84,13 +84,43 @@ class _Fetcher(Generic[T]):
         )
 
 
-class _PrettyMixin:
-    """Notebook-friendly display shared by the page types."""
+class _PageBase(Generic[T]):
+    """What both page types share: a sequence of ``data``, walking on, notebook display."""
 
-    data: list[Any]
+    __slots__ = ()
+
+    data: list[T]
 
     def _summary(self) -> str:
         raise NotImplementedError
+
+    def iter_pages(self) -> Iterator[_PageBase[T]]:
+        raise NotImplementedError
+
+    def iter_items(self, limit: int | None = None) -> Iterator[T]:
+        """Yield the items of this page and of every following one, lazily.
+
+        Args:
+            limit: Stop after this many items (``None``: all).
+        """
+        if limit is not None and limit <= 0:
+            return
+        count = 0
+        for page in self.iter_pages():
+            for item in page.data:
+                yield item
+                count += 1
+                if limit is not None and count >= limit:
+                    return
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> T:
+        return self.data[index]
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         if cycle:
@@ -119,7 +149,7 @@ class _PrettyMixin:
         return self._summary()
 
 
-class Page(_PrettyMixin, Generic[T]):
+class Page(_PageBase[T]):
     """One page of a paginated listing, as the service cut it.
 
     Iterating a page, or taking its ``len``, covers this page only; :meth:`iter_items` and
@@ -199,31 +229,6 @@ class Page(_PrettyMixin, Generic[T]):
             seen.add(url)
             page = page._fetcher.fetch(url)
 
-    def iter_items(self, limit: int | None = None) -> Iterator[T]:
-        """Yield the items of this page and of every following one, lazily.
-
-        Args:
-            limit: Stop after this many items (``None``: all).
-        """
-        if limit is not None and limit <= 0:
-            return
-        count = 0
-        for page in self.iter_pages():
-            for item in page.data:
-                yield item
-                count += 1
-                if limit is not None and count >= limit:
-                    return
-
-    def __iter__(self) -> Iterator[T]:
-        return iter(self.data)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int) -> T:
-        return self.data[index]
-
     def _summary(self) -> str:
         return f"Page({len(self.data)} items, has_next={self.has_next}, has_prev={self.has_prev})"
 
@@ -282,7 +287,7 @@ class _ChatHistory:
         self._next_url = next_url if data else None
 
 
-class ChatPage(_PrettyMixin):
+class ChatPage(_PageBase[ConversationChatMessage]):
     """A page of chat messages of one address, newest first (what ``get_messages`` returns).
 
     ``has_next`` / ``has_prev`` are true iff at least one more chat message exists in that
@@ -337,31 +342,6 @@ class ChatPage(_PrettyMixin):
         while page is not None:
             yield page
             page = page.next_page()
-
-    def iter_items(self, limit: int | None = None) -> Iterator[ConversationChatMessage]:
-        """Yield the messages of this page and of every older one, lazily.
-
-        Args:
-            limit: Stop after this many messages (``None``: all).
-        """
-        if limit is not None and limit <= 0:
-            return
-        count = 0
-        for page in self.iter_pages():
-            for item in page.data:
-                yield item
-                count += 1
-                if limit is not None and count >= limit:
-                    return
-
-    def __iter__(self) -> Iterator[ConversationChatMessage]:
-        return iter(self.data)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int) -> ConversationChatMessage:
-        return self.data[index]
 
     def _summary(self) -> str:
         return (
