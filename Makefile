@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 NODE_DIR := tests/conformance/js
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
-.PHONY: demo test unit lint bench bench-quick emulator clean
+.PHONY: demo test unit lint versions bench bench-quick emulator clean
 
 $(STAMP): setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,20 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check signalwire_chat tests examples benchmarks
 	$(VENV)/bin/mypy signalwire_chat
 
+# The unit and integration suites on the oldest and newest supported Pythons, each in a
+# venv of its own; a version this machine lacks is reported and skipped.
+VERSIONS ?= 3.10 3.13
+versions:
+	@for v in $(VERSIONS); do \
+	  py=$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v.*/bin/python 2>/dev/null | tail -n 1); \
+	  [ -n "$$py" ] || py=$$(command -v python$$v || true); \
+	  if [ -z "$$py" ] || ! $$py -c pass 2>/dev/null; then echo "python$$v: not on this machine, skipped"; continue; fi; \
+	  echo "== python$$v ($$py)"; \
+	  [ -x .venv-$$v/bin/python ] || $$py -m venv .venv-$$v || exit 1; \
+	  .venv-$$v/bin/python -m pip install --quiet -e '.[test]' || exit 1; \
+	  .venv-$$v/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/integration || exit 1; \
+	done
+
 bench: $(STAMP) $(NODE_STAMP)
 	$(PY) benchmarks/run.py --write BENCHMARKS.md
 
@@ -42,4 +56,4 @@ emulator: $(STAMP)
 	$(PY) -m signalwire_chat.emulator --port 0
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info $(NODE_DIR)/node_modules
+	rm -rf $(VENV) .venv-3.* build dist *.egg-info $(NODE_DIR)/node_modules

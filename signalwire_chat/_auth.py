@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Union
 
 from ._token import token_shape_ok
 from .errors import AuthenticationError, InvalidArgumentTypeError, TokenError
@@ -21,7 +20,7 @@ __all__ = ["Credentials", "TokenLike"]
 logger = logging.getLogger(__name__)
 
 #: What the client accepts as a token: the token itself, or a callable returning one.
-TokenLike = Union[str, Callable[[], str]]
+TokenLike = str | Callable[[], str]
 
 
 def _check_token(token: object, origin: str) -> str:

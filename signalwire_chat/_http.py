@@ -28,7 +28,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Union
+from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
@@ -92,7 +92,7 @@ _REQUEST_ID_HEADERS = (
 )
 
 #: A timeout: seconds for both phases, or a ``(connect, read)`` pair.
-TimeoutLike = Union[float, tuple[float, float]]
+TimeoutLike = float | tuple[float, float]
 
 
 def normalise_timeout(timeout: object, what: str = "timeout") -> tuple[float, float]:

@@ -13,7 +13,7 @@ Assigning or deleting an attribute still raises ``attrs.exceptions.FrozenInstanc
 import datetime as _dt
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Optional
+from typing import Any
 
 import attrs
 
@@ -82,16 +82,16 @@ class ConversationMessage:
     ts: float
     subtype: str
     type: str = "message"
-    user_id: Optional[str] = None
-    from_address_id: Optional[str] = None
-    address_id: Optional[str] = None
-    text: Optional[str] = None
+    user_id: str | None = None
+    from_address_id: str | None = None
+    address_id: str | None = None
+    text: str | None = None
     details: Mapping[str, Any] = EMPTY
-    metadata: Optional[Mapping[str, Any]] = None
-    kind: Optional[str] = None
-    user_name: Optional[str] = None
-    conversation_name: Optional[str] = None
-    hidden: Optional[bool] = None
+    metadata: Mapping[str, Any] | None = None
+    kind: str | None = None
+    user_name: str | None = None
+    conversation_name: str | None = None
+    hidden: bool | None = None
     extra: Mapping[str, Any] = EMPTY
 
     @property
@@ -136,15 +136,15 @@ class Conversation:
     """
 
     id: str
-    address_id: Optional[str] = None
-    name: Optional[str] = None
-    created_at: Optional[int] = None
-    last_message_at: Optional[int] = None
+    address_id: str | None = None
+    name: str | None = None
+    created_at: int | None = None
+    last_message_at: int | None = None
     metadata: Mapping[str, Any] = EMPTY
     extra: Mapping[str, Any] = EMPTY
 
     @property
-    def last_message_datetime(self) -> Optional[_dt.datetime]:
+    def last_message_datetime(self) -> _dt.datetime | None:
         """``last_message_at`` as an aware UTC ``datetime``, or ``None``."""
         return None if self.last_message_at is None else _utc(self.last_message_at)
 
@@ -163,9 +163,9 @@ class AddressChannels:
         extra: Channels this version does not know, kept as received.
     """
 
-    audio: Optional[str] = None
-    video: Optional[str] = None
-    messaging: Optional[str] = None
+    audio: str | None = None
+    video: str | None = None
+    messaging: str | None = None
     extra: Mapping[str, Any] = EMPTY
 
     __repr__ = _short_repr
@@ -195,13 +195,13 @@ class Address:
     id: str
     name: str
     type: str
-    display_name: Optional[str] = None
-    resource_id: Optional[str] = None
-    cover_url: Optional[str] = None
-    preview_url: Optional[str] = None
+    display_name: str | None = None
+    resource_id: str | None = None
+    cover_url: str | None = None
+    preview_url: str | None = None
     channels: AddressChannels = AddressChannels()
     locked: bool = False
-    created_at: Optional[str] = None
+    created_at: str | None = None
     extra: Mapping[str, Any] = EMPTY
 
     __repr__ = _short_repr
@@ -229,15 +229,15 @@ class SubscriberInfo:
     """
 
     id: str
-    email: Optional[str] = None
-    first_name: Optional[str] = None
-    last_name: Optional[str] = None
-    display_name: Optional[str] = None
-    job_title: Optional[str] = None
-    time_zone: Optional[str] = None
-    country: Optional[str] = None
-    region: Optional[str] = None
-    company_name: Optional[str] = None
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    display_name: str | None = None
+    job_title: str | None = None
+    time_zone: str | None = None
+    country: str | None = None
+    region: str | None = None
+    company_name: str | None = None
     app_settings: Mapping[str, Any] = EMPTY
     fabric_addresses: tuple[Address, ...] = ()
     extra: Mapping[str, Any] = EMPTY
@@ -260,9 +260,9 @@ class SendResult:
         extra: Wire fields this version does not know, kept as received.
     """
 
-    conversation_id: Optional[str] = None
-    text: Optional[str] = None
-    message: Optional[ConversationMessage] = None
+    conversation_id: str | None = None
+    text: str | None = None
+    message: ConversationMessage | None = None
     extra: Mapping[str, Any] = EMPTY
 
     __repr__ = _short_repr
@@ -280,7 +280,7 @@ class JoinResult:
         extra: Wire fields this version does not know, kept as received.
     """
 
-    conversation_id: Optional[str] = None
+    conversation_id: str | None = None
     extra: Mapping[str, Any] = EMPTY
 
     __repr__ = _short_repr

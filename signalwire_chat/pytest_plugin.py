@@ -10,8 +10,8 @@ stopped after the test) or ``emulator_factory`` (start more emulators, with opti
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 

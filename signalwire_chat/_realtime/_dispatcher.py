@@ -15,7 +15,8 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SlowCallbackError
 
@@ -27,7 +28,7 @@ __all__ = ["Dispatcher", "Watchdog"]
 logger = logging.getLogger(__name__)
 
 #: One queue entry: (subscriptions, wire message) or (None, task).
-Item = tuple[Optional[tuple["Subscription", ...]], Any]
+Item = tuple[tuple["Subscription", ...] | None, Any]
 
 
 class Dispatcher:

@@ -57,8 +57,8 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import (
     ClientClosedError,

@@ -17,8 +17,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Mapping
-from typing import Any, Callable, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import attrs
 from aiohttp import web

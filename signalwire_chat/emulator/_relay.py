@@ -63,8 +63,8 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Collection, Coroutine
-from typing import Any, Callable
+from collections.abc import Callable, Collection, Coroutine
+from typing import Any
 
 import attrs
 from aiohttp import WSCloseCode, WSMsgType, web

@@ -14,7 +14,8 @@ import json
 import math
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 from joserfc import jwe, jwt

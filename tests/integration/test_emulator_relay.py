@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 import time
@@ -426,7 +427,7 @@ def test_server_pings_at_the_interval_and_accepts_answers(
         peer.send({"jsonrpc": "2.0", "id": frame["id"], "result": frame["params"]})
     assert stamps == sorted(stamps)
     assert abs(stamps[-1] - time.time()) < 5
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert all(0.1 < gap < 1.0 for gap in gaps), gaps
 
 

@@ -432,7 +432,7 @@ def test_pages_walk_back_in_time_and_prev_is_the_exact_inverse(emu: Emulator, ap
     assert [texts(p) for p in pages] == [["m6", "m5", "m4"], ["m3", "m2", "m1"], ["m0"]]
     assert "next" not in pages[-1]["links"]
     # Walking back with prev gives exactly the pages before, in newest-first order.
-    for later, earlier in zip(reversed(pages[1:]), reversed(pages[:-1])):
+    for later, earlier in zip(reversed(pages[1:]), reversed(pages[:-1]), strict=False):
         back = api.get(later["links"]["prev"]).json()
         assert back["data"] == earlier["data"]
     assert "prev" not in api.get(pages[1]["links"]["prev"]).json()["links"]

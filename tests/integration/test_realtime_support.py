@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from signalwire_chat._auth import Credentials
 from signalwire_chat._client import ChatClient
