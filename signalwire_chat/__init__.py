@@ -1,6 +1,7 @@
 """signalwire_chat: a synchronous client for the chat namespace of SignalWire's Call Fabric."""
 
 import logging
+import typing as _typing
 
 from ._backend import (
     SubscriberToken,
@@ -10,7 +11,6 @@ from ._backend import (
 )
 from ._client import ChatClient
 from ._pages import ChatPage, Page
-from ._realtime import ConnectionState, RealtimeOptions, Subscription
 from ._version import __version__
 from .errors import (
     APIError,
@@ -96,5 +96,27 @@ __all__ = [
     "mint_subscriber_token",
     "refresh_subscriber_token",
 ]
+
+if _typing.TYPE_CHECKING:
+    from ._realtime import ConnectionState, RealtimeOptions, Subscription
+
+# The realtime side (and websocket-client under it) loads on first use: a process that
+# only calls REST, such as a web worker, never pays for it.
+_REALTIME_NAMES = frozenset({"ConnectionState", "RealtimeOptions", "Subscription"})
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name in _REALTIME_NAMES:
+        from . import _realtime
+
+        value = getattr(_realtime, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _REALTIME_NAMES)
+
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

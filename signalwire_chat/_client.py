@@ -11,7 +11,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import requests
@@ -35,13 +35,6 @@ from ._pages import (
     iter_chat_messages,
     raw_page_size,
 )
-from ._realtime import (
-    ConnectionState,
-    RealtimeHub,
-    RealtimeOptions,
-    Subscription,
-    run_detached,
-)
 from ._token import check_url, derive_urls, read_token_header
 from .errors import (
     ChatError,
@@ -59,6 +52,11 @@ from .models import (
     SendResult,
     SubscriberInfo,
 )
+
+if TYPE_CHECKING:
+    # The realtime side (and websocket-client under it) is imported on first use, so a
+    # process that only calls REST, such as a web worker, never pays for loading it.
+    from ._realtime import ConnectionState, RealtimeHub, RealtimeOptions, Subscription
 
 __all__ = ["ChatClient"]
 
@@ -240,8 +238,11 @@ class ChatClient:
             raise InvalidArgumentTypeError("session must be a requests.Session or None")
         if not isinstance(allow_insecure, bool):
             raise InvalidArgumentTypeError("allow_insecure must be a bool")
-        if realtime is not None and not isinstance(realtime, RealtimeOptions):
-            raise InvalidArgumentTypeError("realtime must be a RealtimeOptions or None")
+        if realtime is not None:
+            from ._realtime import RealtimeOptions
+
+            if not isinstance(realtime, RealtimeOptions):
+                raise InvalidArgumentTypeError("realtime must be a RealtimeOptions or None")
         if on_state_change is not None and not callable(on_state_change):
             raise InvalidArgumentTypeError("on_state_change must be callable or None")
         self._host = host
@@ -250,7 +251,7 @@ class ChatClient:
         self._allow_insecure = allow_insecure
         self._session = session
         self._max_retries = max_retries
-        self._realtime_options = realtime or RealtimeOptions()
+        self._realtime_options = realtime  # the defaults are made with the hub
         self._on_state_change = on_state_change
         self._sleep = _sleep
         self._rng = _rng
@@ -579,13 +580,16 @@ class ChatClient:
                 # touched: drop the hub without closing it and make a new one.
                 self._hub = None
             if self._hub is None:
+                from ._realtime import RealtimeHub, RealtimeOptions, run_detached
+
                 relay_url = self.relay_url
+                options = self._realtime_options = self._realtime_options or RealtimeOptions()
                 hub = RealtimeHub(
                     relay_url=relay_url,
                     credentials=self._credentials,
                     agent=USER_AGENT,
                     history=_weak_history(self),
-                    options=self._realtime_options,
+                    options=options,
                     on_state_change=self._on_state_change,
                     sslopt=_sslopt(self._http().tls_settings()),
                 )
@@ -598,8 +602,9 @@ class ChatClient:
                     _collected_with_hub,
                     hub,
                     self._transport,
-                    self._realtime_options.close_timeout,
+                    options.close_timeout,
                     pid,
+                    run_detached,
                 )
                 self._hub_finalizer.atexit = False
                 self._hub = hub
@@ -694,6 +699,8 @@ class ChatClient:
     @property
     def connection_state(self) -> ConnectionState:
         """The realtime connection's state (``IDLE`` before the first subscription)."""
+        from ._realtime import ConnectionState
+
         if self._closed:
             return ConnectionState.CLOSED
         hub = self._hub
@@ -719,7 +726,8 @@ class ChatClient:
                 self._hub_finalizer.detach()
         if hub is not None and self._hub_pid == os.getpid():
             try:
-                hub.close(self._realtime_options.close_timeout)
+                options = self._realtime_options
+                hub.close(options.close_timeout if options is not None else 2.0)
             except Exception:  # each cleanup runs even if another fails
                 logger.warning("closing the realtime hub failed", exc_info=True)
         if transport is not None:
@@ -755,7 +763,11 @@ def _weak_history(client: ChatClient) -> Callable[[str], Iterator[ConversationCh
 
 
 def _collected_with_hub(
-    hub: RealtimeHub, transport: HttpTransport | None, close_timeout: float, pid: int
+    hub: RealtimeHub,
+    transport: HttpTransport | None,
+    close_timeout: float,
+    pid: int,
+    run_detached: Callable[[Callable[[], None]], Any],
 ) -> None:
     """Finalizer of a ChatClient collected without close(): warn, then close in the background.
 

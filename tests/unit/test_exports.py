@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import signalwire_chat
 from signalwire_chat import errors, models
@@ -37,3 +39,24 @@ def test_version_and_null_handler() -> None:
     assert signalwire_chat.__version__ == __version__
     handlers = logging.getLogger("signalwire_chat").handlers
     assert any(isinstance(h, logging.NullHandler) for h in handlers)
+
+
+def test_realtime_side_loads_only_on_first_use() -> None:
+    # A web worker that only calls REST never loads the websocket side; the realtime names
+    # are still importable from the package, and `import *` still gives them.
+    code = (
+        "import sys, signalwire_chat as s\n"
+        "c = s.ChatClient('a.b.c', rest_url='http://127.0.0.1:9', relay_url='ws://127.0.0.1:9/')\n"
+        "m = sys.modules\n"
+        "loaded = lambda: ('signalwire_chat._realtime' in m, 'websocket' in m)\n"
+        "print(*loaded(), c.connection_state.name)\n"
+        "from signalwire_chat import *\n"
+        "print(*loaded(), Subscription.__name__, 'RealtimeOptions' in dir(s))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert done.stdout.split("\n")[:2] == [
+        "False False IDLE",
+        "True True Subscription True",
+    ]
