@@ -19,6 +19,7 @@ import requests
 from ._auth import Credentials, TokenLike
 from ._convert import structure, structure_join_result, structure_send_result
 from ._http import (
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     USER_AGENT,
@@ -196,6 +197,8 @@ class ChatClient:
         session: A ``requests.Session`` to send through (its adapters, hooks and cookies are
             used; it is not closed by :meth:`close`).
         max_retries: Retries after the first attempt (see the retry rules in the README).
+        max_connections: REST connections kept open for reuse: how many threads sharing this
+            client can send at once without opening a new connection each.
         allow_insecure: Allow plain ``http://`` / ``ws://`` to non-loopback hosts.
         realtime: Tuning of the realtime connection.
         on_state_change: Called with each new :class:`ConnectionState` of the realtime side.
@@ -217,6 +220,7 @@ class ChatClient:
         timeout: TimeoutLike = DEFAULT_TIMEOUT,
         session: requests.Session | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         allow_insecure: bool = False,
         realtime: RealtimeOptions | None = None,
         on_state_change: Callable[[ConnectionState], None] | None = None,
@@ -234,6 +238,12 @@ class ChatClient:
             raise InvalidArgumentTypeError("max_retries must be an int")
         if not 0 <= max_retries <= 20:
             raise InvalidArgumentError(f"max_retries must be between 0 and 20, got {max_retries}")
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise InvalidArgumentTypeError("max_connections must be an int")
+        if not 1 <= max_connections <= 1000:
+            raise InvalidArgumentError(
+                f"max_connections must be between 1 and 1000, got {max_connections}"
+            )
         if session is not None and not isinstance(session, requests.Session):
             raise InvalidArgumentTypeError("session must be a requests.Session or None")
         if not isinstance(allow_insecure, bool):
@@ -251,6 +261,7 @@ class ChatClient:
         self._allow_insecure = allow_insecure
         self._session = session
         self._max_retries = max_retries
+        self._max_connections = max_connections
         self._realtime_options = realtime  # the defaults are made with the hub
         self._on_state_change = on_state_change
         self._sleep = _sleep
@@ -343,6 +354,7 @@ class ChatClient:
                     credentials=self._credentials,
                     timeout=self._timeout,
                     max_retries=self._max_retries,
+                    max_connections=self._max_connections,
                     session=self._session,
                     sleep=self._sleep,
                     rng=self._rng,

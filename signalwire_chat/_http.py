@@ -77,6 +77,7 @@ USER_AGENT = f"signalwire-chat-python/{__version__}"
 #: (connect, read) seconds. The connect phase is short so a dead host fails fast; the read
 #: timeout matches the official SDK's 30 s request timeout.
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
+DEFAULT_MAX_CONNECTIONS = 32
 DEFAULT_MAX_RETRIES = 3
 BACKOFF_BASE = 0.5  # seconds; attempt n waits uniform(0, min(BACKOFF_MAX, BASE * 2**n))
 BACKOFF_MAX = 8.0
@@ -293,6 +294,8 @@ class HttpTransport:
         credentials: The token holder.
         timeout: ``(connect, read)`` seconds.
         max_retries: Retries after the first attempt (0 disables retrying).
+        max_connections: Connections kept open to the REST host for reuse, which is how many
+            threads can send at once without opening a connection each (our own session only).
         session: A caller's ``requests.Session`` to send through (never closed here).
         sleep: A test hook replacing the interruptible wait between retries.
         rng: A test hook: the random source of the jitter.
@@ -305,6 +308,7 @@ class HttpTransport:
         credentials: Credentials,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] | None = None,
         rng: random.Random | None = None,
@@ -315,6 +319,7 @@ class HttpTransport:
         self._credentials = credentials
         self._timeout = _Urllib3Timeout(connect=timeout[0], read=timeout[1])
         self._max_retries = max_retries
+        self._max_connections = max_connections
         self._user_session = session
         self._sleep_hook = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
@@ -377,7 +382,12 @@ class HttpTransport:
             self._adapter = None  # a caller's session: go through session.send (hooks, cookies)
         else:
             session = requests.Session()
-            self._adapter = session.get_adapter(self.base_url)
+            # requests keeps 10 connections per host; a web app shares one client across
+            # more threads than that, and urllib3 would drop (and warn about) the rest.
+            adapter = requests.adapters.HTTPAdapter(pool_maxsize=self._max_connections)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+            self._adapter = adapter
         if forked:
             logger.debug("process forked: opened a fresh connection pool")
         settings = session.merge_environment_settings(self.base_url, {}, None, None, None)
