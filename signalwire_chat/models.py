@@ -11,8 +11,7 @@ Assigning or deleting an attribute still raises ``attrs.exceptions.FrozenInstanc
 """
 
 import datetime as _dt
-from collections.abc import Mapping
-from types import MappingProxyType
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -28,8 +27,34 @@ __all__ = [
     "SubscriberInfo",
 ]
 
+
+class _EmptyMapping(Mapping[str, Any]):
+    """A read-only empty mapping that pickles (``MappingProxyType`` does not).
+
+    Models travel through multiprocessing queues and caches; this default must not stop
+    them. It pickles by reference, so the unpickled default is the same object again.
+    """
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "{}"
+
+    def __reduce__(self) -> str:
+        return "EMPTY"
+
+
 #: The shared, read-only empty mapping used as the default of mapping fields.
-EMPTY: Mapping[str, Any] = MappingProxyType({})
+EMPTY: Mapping[str, Any] = _EmptyMapping()
 
 
 def _short_repr(self: Any) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import linecache
+import pickle
 import random
 import subprocess
 import sys
@@ -561,3 +563,32 @@ def test_fast_path_stores_fields_directly_only_where_init_would_do_nothing_more(
     assert decoder(_PostInit)({"name": "ab"}).name == "AB"
     # A slotted class has no instance dict to fill.
     assert "return cls(" in decoder_source(_Odd)
+
+
+@pytest.mark.parametrize(
+    ("raw", "cls"),
+    [
+        (CHAT, ConversationChatMessage),
+        ({**CHAT, "subtype": "log", "kind": "call_started", "text": None}, ConversationMessage),
+        (ADDRESS, Address),
+        (SUBSCRIBER, SubscriberInfo),
+        (CONVERSATION, Conversation),
+        ({**CHAT, "brand_new_field": {"nested": [1, 2]}}, ConversationChatMessage),
+    ],
+)
+def test_models_pickle_and_deep_copy(raw: dict[str, Any], cls: type) -> None:
+    # Messages go through multiprocessing queues and caches: they must survive the trip.
+    model = structure(raw, cls)
+    for copied in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        assert copied == model
+        assert type(copied) is type(model)
+        assert copied.extra == model.extra
+
+
+def test_the_shared_empty_default_survives_pickling_as_itself() -> None:
+    bare = structure({k: v for k, v in CHAT.items() if k != "details"}, ConversationChatMessage)
+    assert bare.details is EMPTY
+    assert pickle.loads(pickle.dumps(bare)).details is EMPTY
+    assert pickle.loads(pickle.dumps(EMPTY)) is EMPTY
+    assert EMPTY == {}
+    assert repr(EMPTY) == "{}"
