@@ -27,7 +27,6 @@ import socket
 import ssl
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -385,7 +384,7 @@ class Connection:
         poller.register(self._wake_r, select.POLLIN)
         ssl_pending = getattr(sock, "pending", None)
         reader = FrameReader()
-        connect_id = str(uuid.uuid4())
+        connect_id = _frames.new_rpc_id()
         params: dict[str, Any] = {"token": self._token, "agent": self._agent}
         if reconnect:
             params["protocol"] = self.protocol
@@ -431,7 +430,7 @@ class Connection:
                 self._refresh_result = None
                 if token is not None and connected_at is not None and not self._muted:
                     self._token = token
-                    reauth_id = str(uuid.uuid4())
+                    reauth_id = _frames.new_rpc_id()
                     project = (self.authorization or {}).get("project_id")
                     self._send(
                         sock,
@@ -477,7 +476,9 @@ class Connection:
                             sock,
                             [
                                 _frames.request(
-                                    str(uuid.uuid4()), "signalwire.ping", {"timestamp": time.time()}
+                                    _frames.new_rpc_id(),
+                                    "signalwire.ping",
+                                    {"timestamp": time.time()},
                                 )
                             ],
                         )

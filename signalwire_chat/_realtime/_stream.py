@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import RealtimeAuthenticationError
@@ -20,7 +20,7 @@ __all__ = ["MessageStream"]
 logger = logging.getLogger(__name__)
 
 
-class MessageStream(Iterator["ConversationChatMessage"]):
+class MessageStream:
     """Chat messages of one address, as an iterator; a context manager that cancels on exit.
 
     The iterator ends (``StopIteration``) when the hub is closed, when :meth:`close`

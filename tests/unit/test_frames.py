@@ -157,3 +157,15 @@ def test_reauthenticate_request() -> None:
     msg = json.loads(_frames.reauthenticate_request("r", project="p1", token="T2"))
     assert msg["method"] == "signalwire.reauthenticate"
     assert msg["params"] == {"authentication": {"project": "p1", "jwt_token": "T2"}}
+
+
+def test_rpc_ids_are_random_uuid4_strings() -> None:
+    import uuid
+
+    ids = {_frames.new_rpc_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for rpc_id in list(ids)[:50]:
+        parsed = uuid.UUID(rpc_id)
+        assert str(parsed) == rpc_id
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
