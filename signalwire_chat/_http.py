@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -78,6 +79,8 @@ USER_AGENT = f"signalwire-chat-python/{__version__}"
 #: timeout matches the official SDK's 30 s request timeout.
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
 DEFAULT_MAX_CONNECTIONS = 32
+#: What a pagination link may not contain: control characters, spaces, backslashes.
+_UNSAFE_IN_LINK = re.compile(r"[\x00-\x20\\]")
 DEFAULT_MAX_RETRIES = 3
 BACKOFF_BASE = 0.5  # seconds; attempt n waits uniform(0, min(BACKOFF_MAX, BASE * 2**n))
 BACKOFF_MAX = 8.0
@@ -421,7 +424,7 @@ class HttpTransport:
             return None
         if not isinstance(link, str):
             raise DecodeError("pagination link: expected a string", field="links")
-        if any(ch in link for ch in "\\\r\n\t ") or any(ord(ch) < 32 for ch in link):
+        if _UNSAFE_IN_LINK.search(link):
             raise UnsafeLinkError("refusing a pagination link with whitespace or backslashes")
         absolute = urljoin(self.base_url + "/", link)
         try:
