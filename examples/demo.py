@@ -62,7 +62,12 @@ def main() -> int:
                 if not all_in.wait(timeout=10):
                     print(f"only {len(received)} of {len(texts)} messages arrived live")
                     return 1
-            print(f"bob received all {len(received)} messages live, in order")
+            if [m.text for m in received] != texts:
+                print(f"out of order or duplicated: {[m.text for m in received]}")
+                return 1
+            print(f"bob received all {len(received)} messages live, once each, in order")
+            logs = sum(1 for m in emu.messages(room.id) if m.get("subtype") != "chat")
+            print(f"({logs} call-log entries in the same conversation were filtered out)")
 
             print("history, 3 chat messages a page, newest first:")
             page = alice.get_messages(room.id, page_size=3)
