@@ -157,6 +157,13 @@ def _check_choice(value: object, name: str, choices: tuple[str, ...]) -> str | N
     return value
 
 
+def _history_url(http: HttpTransport, address_id: str, page_size: int) -> str:
+    """The first page of a conversation's messages, ``page_size`` raw messages to a page."""
+    return http.url_for(
+        f"/api/fabric/conversations/{_segment(address_id)}/messages", {"page_size": page_size}
+    )
+
+
 def _dumps(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
@@ -398,10 +405,7 @@ class ChatClient:
         page_size = _check_page_size(page_size)
         self._check_open()
         http = self._http()
-        first = http.url_for(
-            f"/api/fabric/conversations/{_segment(address_id)}/messages",
-            {"page_size": raw_page_size(page_size)},
-        )
+        first = _history_url(http, address_id, raw_page_size(page_size))
         return ChatPage(_ChatHistory(http, address_id, first), 0, page_size)
 
     def iter_messages(
@@ -425,10 +429,7 @@ class ChatClient:
         limit = _check_limit(limit)
         self._check_open()
         http = self._http()
-        first = http.url_for(
-            f"/api/fabric/conversations/{_segment(address_id)}/messages",
-            {"page_size": page_size},
-        )
+        first = _history_url(http, address_id, page_size)
         return iter_chat_messages(http, address_id, first, limit)
 
     def send_message(
