@@ -22,6 +22,7 @@ import urllib3.exceptions
 from ._http import (
     USER_AGENT,
     TimeoutLike,
+    decode_json,
     error_from_response,
     normalise_timeout,
     translate_exception,
@@ -112,10 +113,7 @@ def _post(
         logger.debug("POST %s -> %d", url, response.status_code)
         if response.status_code >= 300:
             raise error_from_response(response, method="POST", url=url, secrets=secrets)
-        try:
-            body = response.json()
-        except ValueError:
-            raise DecodeError(f"POST {url}: the answer is not JSON") from None
+        body = decode_json(response, "POST", url)
     finally:
         if session is None:
             sender.close()

@@ -510,7 +510,7 @@ class HttpTransport:
                     (time.perf_counter() - started) * 1000,
                 )
             if status < 300:
-                return _decode_json(response, method, url)
+                return decode_json(response, method, url)
             if status == 401 and not refreshed and self._credentials.can_refresh:
                 refreshed = True
                 logger.debug("401 from %s: refreshing the token once", _strip_query(url))
@@ -603,7 +603,8 @@ def _origin(scheme: str, host: str | None, port: int | None) -> tuple[str, str, 
     return (scheme, (host or "").lower(), port if port is not None else default)
 
 
-def _decode_json(response: requests.Response, method: str, url: str) -> Any:
+def decode_json(response: requests.Response, method: str, url: str) -> Any:
+    """A success body as JSON (``None`` when empty); ``DecodeError`` when it is not JSON."""
     content = response.content
     if not content or not content.strip():
         return None

@@ -11,6 +11,7 @@ from signalwire_chat import (
     AuthenticationError,
     BadRequestError,
     ChatClient,
+    DecodeError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -159,6 +160,33 @@ def test_backend_helpers(signalwire_emulator: Emulator) -> None:
     with pytest.raises(AuthenticationError) as info:
         mint_subscriber_token(emu.rest_url, emu.project_id, "wrong-api-token", "x@example.test")
     assert "wrong-api-token" not in str(info.value)
+
+
+def test_backend_helpers_refuse_a_success_that_is_not_a_token(
+    signalwire_emulator: Emulator,
+) -> None:
+    # A proxy answering 201 with an HTML page, then a JSON body without a token.
+    emu = signalwire_emulator
+    prefix = "/api/fabric/subscribers/tokens"
+    emu.fail_next(
+        201,
+        method="POST",
+        path_prefix=prefix,
+        body="<html>ok</html>",
+        headers={"Content-Type": "text/html"},
+    )
+    with pytest.raises(DecodeError, match=r"201 with a body that is not JSON \(text/html\)"):
+        mint_subscriber_token(emu.rest_url, emu.project_id, emu.api_token, "a@example.test")
+    emu.fail_next(
+        201,
+        method="POST",
+        path_prefix=prefix,
+        body='{"ok": true}',
+        headers={"Content-Type": "application/json"},
+    )
+    with pytest.raises(DecodeError, match="string 'token'") as info:
+        mint_subscriber_token(emu.rest_url, emu.project_id, emu.api_token, "a@example.test")
+    assert info.value.field == "token"
 
 
 def test_subscriber_token_source(signalwire_emulator: Emulator) -> None:
