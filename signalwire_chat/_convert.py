@@ -51,7 +51,6 @@ __all__ = [
     "converter",
     "decoder",
     "decoder_source",
-    "is_chat_for",
     "structure",
     "structure_chat_message",
     "structure_join_result",
@@ -500,15 +499,6 @@ def structure_chat_message(obj: Any) -> ConversationChatMessage:
         DecodeError: ``obj`` is not a valid chat message (the error names the field).
     """
     return decoder(ConversationChatMessage)(obj)
-
-
-def is_chat_for(obj: Any, address_id: str) -> bool:
-    """Whether a raw wire message is a chat message of the conversation ``address_id``."""
-    return (
-        type(obj) is dict
-        and obj.get("subtype") == "chat"
-        and obj.get("conversation_id") == address_id
-    )
 
 
 def structure(obj: Any, cls: type[T]) -> T:

@@ -266,7 +266,7 @@ class _ChatHistory:
         decode = decoder(ConversationChatMessage)
         ids, messages = self._ids, self.messages
         for index, raw in enumerate(data):
-            # ``is_chat_for``, inlined: this line runs for every message of the history.
+            # Chat messages of this conversation only (inline: it runs for every message).
             if (
                 type(raw) is not dict
                 or raw.get("subtype") != "chat"

@@ -32,7 +32,6 @@ from signalwire_chat._convert import (
     converter,
     decoder,
     decoder_source,
-    is_chat_for,
     structure,
     structure_chat_message,
     structure_join_result,
@@ -184,13 +183,6 @@ def test_send_result_accepts_table_and_plain_message() -> None:
 def test_join_result_shapes() -> None:
     assert structure_join_result({"table": {"conversation_id": "c"}}).conversation_id == "c"
     assert structure_join_result(None).conversation_id is None
-
-
-def test_is_chat_for() -> None:
-    assert is_chat_for(CHAT, CHAT["conversation_id"])
-    assert not is_chat_for(CHAT, "other")
-    assert not is_chat_for(LOG, CHAT["conversation_id"])
-    assert not is_chat_for("junk", "x")
 
 
 def test_models_are_frozen_hashable_and_have_short_reprs() -> None:
