@@ -82,10 +82,6 @@ class Credentials:
                 self._token = self._call_source()
             return self._token
 
-    def peek(self) -> str | None:
-        """The current token if one is already known, without calling the source."""
-        return self._token
-
     def refresh(self, stale: str | None = None) -> str:
         """Fetch a new token from the source.
 

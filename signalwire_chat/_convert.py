@@ -110,12 +110,6 @@ def _strict_bool(value: Any, _type: Any = bool) -> bool:
     raise _fail("a boolean", value)
 
 
-def _strict_object(value: Any, _type: Any = dict) -> dict[str, Any]:
-    if type(value) is dict:
-        return value
-    raise _fail("an object", value)
-
-
 # --- field specs, shared by both decoders ----------------------------------------------------
 
 _NEVER = type("_Never", (), {})  # a type no wire value has: always goes through ``convert``

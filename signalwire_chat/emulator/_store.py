@@ -180,11 +180,6 @@ class Store:
 
     # -- meta ---------------------------------------------------------------------------
 
-    def get_meta(self, key: str) -> str | None:
-        """Return a stored setting, or None."""
-        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
-        return str(rows[0]["value"]) if rows else None
-
     def setdefault_meta(self, key: str, value: str) -> str:
         """Store ``value`` under ``key`` unless a value is there; return the stored one."""
         with self._write() as conn:
