@@ -10,7 +10,7 @@ import random
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
@@ -40,8 +40,10 @@ from ._token import check_url, derive_urls, read_token_header
 from .errors import (
     ChatError,
     ClientClosedError,
+    DecodeError,
     InvalidArgumentError,
     InvalidArgumentTypeError,
+    NoAddressError,
     NotFoundError,
     TokenError,
 )
@@ -49,6 +51,7 @@ from .models import (
     Address,
     Conversation,
     ConversationChatMessage,
+    Group,
     JoinResult,
     SendResult,
     SubscriberInfo,
@@ -57,7 +60,7 @@ from .models import (
 if TYPE_CHECKING:
     # The realtime side (and websocket-client under it) is imported on first use, so a
     # process that only calls REST, such as a web worker, never pays for loading it.
-    from ._realtime import ConnectionState, RealtimeHub, RealtimeOptions, Subscription
+    from ._realtime import ConnectionState, RealtimeHub, RealtimeOptions, Route, Subscription
 
 __all__ = ["ChatClient"]
 
@@ -69,6 +72,10 @@ _ADDRESS_TYPES = ("app", "call", "room", "subscriber")
 _SORT_BY = ("name", "created_at")
 _SORT_ORDER = ("asc", "desc")
 _HISTORY_PAGE_SIZE = 100
+_DIALECTS = ("group", "address")
+
+#: What the chat methods take: an address id, or a :class:`Group` of the group dialect.
+Target = str | Group
 
 
 # --- argument checks (all raise before anything is sent) -------------------------------------
@@ -157,11 +164,37 @@ def _check_choice(value: object, name: str, choices: tuple[str, ...]) -> str | N
     return value
 
 
-def _history_url(http: HttpTransport, address_id: str, page_size: int) -> str:
-    """The first page of a conversation's messages, ``page_size`` raw messages to a page."""
+def _history_url(http: HttpTransport, conversation: str | None, page_size: int) -> str:
+    """The URL of the first page of a conversation's (or a group's) messages.
+
+    ``page_size`` raw messages to a page; with ``conversation`` None, the messages of every
+    conversation of the subscriber (the inbox).
+    """
+    if conversation is None:
+        return http.url_for("/api/fabric/messages", {"page_size": page_size})
     return http.url_for(
-        f"/api/fabric/conversations/{_segment(address_id)}/messages", {"page_size": page_size}
+        f"/api/fabric/conversations/{_segment(conversation)}/messages", {"page_size": page_size}
     )
+
+
+class _Flight:
+    """One join under way; threads that need the same group wait for it instead of joining."""
+
+    __slots__ = ("done", "error", "group_id")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.group_id: str | None = None
+        self.error: BaseException | None = None
+
+
+def _check_timeout(timeout: object) -> None:
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise InvalidArgumentTypeError("timeout must be a number or None")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise InvalidArgumentError("timeout must be finite and > 0")
 
 
 def _dumps(payload: Mapping[str, Any]) -> bytes:
@@ -185,6 +218,13 @@ def _sslopt(settings: Mapping[str, Any]) -> dict[str, Any] | None:
 class ChatClient:
     """A blocking client for the chat namespace of SignalWire's Call Fabric.
 
+    The public API is address-based (``send_message(address_id, ...)``); underneath, the client
+    speaks the wire SignalWire's current clients speak, the *group dialect* (join a group of
+    addresses, then send and read by ``group_id``), or on request the older *address dialect*
+    of ``@signalwire/js`` 3.28 (``dialect="address"``). In the group dialect the client speaks
+    as "my address": ``from_address_id=``, or the subscriber's first address, fetched once;
+    the group of each address is joined on first use and cached.
+
     The REST base and relay URL are derived from the token's header ``ch`` (or from ``host``)
     as the official SDK does; ``rest_url`` / ``relay_url`` override them (e.g. to point the
     client at the emulator). Nothing is connected in the constructor: REST requests open a
@@ -207,6 +247,10 @@ class ChatClient:
         max_connections: REST connections kept open for reuse: how many threads sharing this
             client can send at once without opening a new connection each.
         allow_insecure: Allow plain ``http://`` / ``ws://`` to non-loopback hosts.
+        dialect: ``"group"`` (the default: what the service speaks today) or ``"address"``
+            (the wire of ``@signalwire/js`` 3.28, for services or emulators that still speak it).
+        from_address_id: In the group dialect, the address to speak as; by default the
+            subscriber's first address (``get_subscriber_info().fabric_addresses[0]``).
         realtime: Tuning of the realtime connection.
         on_state_change: Called with each new :class:`ConnectionState` of the realtime side.
 
@@ -229,6 +273,8 @@ class ChatClient:
         max_retries: int = DEFAULT_MAX_RETRIES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         allow_insecure: bool = False,
+        dialect: str = "address",
+        from_address_id: str | None = None,
         realtime: RealtimeOptions | None = None,
         on_state_change: Callable[[ConnectionState], None] | None = None,
         _sleep: Callable[[float], None] | None = None,
@@ -255,6 +301,13 @@ class ChatClient:
             raise InvalidArgumentTypeError("session must be a requests.Session or None")
         if not isinstance(allow_insecure, bool):
             raise InvalidArgumentTypeError("allow_insecure must be a bool")
+        dialect = _check_choice(dialect, "dialect", _DIALECTS) or ""
+        if not dialect:
+            raise InvalidArgumentError("dialect must be one of group, address; got None")
+        if from_address_id is not None:
+            from_address_id = _check_address_id(from_address_id, "from_address_id")
+            if dialect == "address":
+                raise InvalidArgumentError("from_address_id is for the group dialect only")
         if realtime is not None:
             from ._realtime import RealtimeOptions
 
@@ -266,6 +319,14 @@ class ChatClient:
         self._rest_override = rest_url
         self._relay_override = relay_url
         self._allow_insecure = allow_insecure
+        self._dialect = dialect
+        # "My address" (group dialect): given, or fetched once under its lock.
+        self._me: str | None = from_address_id
+        self._me_lock = threading.Lock()
+        # address id -> group id, and the joins under way (one per address at a time).
+        self._groups: dict[str, str] = {}
+        self._flights: dict[str, _Flight] = {}
+        self._groups_lock = threading.Lock()
         self._session = session
         self._max_retries = max_retries
         self._max_connections = max_connections
@@ -341,6 +402,11 @@ class ChatClient:
             return self._relay_url
 
     @property
+    def dialect(self) -> str:
+        """The wire dialect spoken: ``"group"`` or ``"address"``."""
+        return self._dialect
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
         return self._closed
@@ -379,17 +445,212 @@ class ChatClient:
         fetcher: _Fetcher[T] = _Fetcher(http, lambda obj: structure(obj, cls))
         return fetcher.fetch(http.url_for(path, params))
 
+    # -- the group dialect: my address, groups --
+
+    def my_address_id(self) -> str:
+        """The address this client speaks as in the group dialect.
+
+        ``from_address_id=`` when given; otherwise the subscriber's first address, fetched
+        with ``get_subscriber_info()`` on first need and kept for the life of the client (a
+        token source renews the token of one subscriber, so its addresses stay).
+
+        Raises:
+            NoAddressError: The subscriber has no address.
+            APIError: The service refused.
+            TransportError: The request failed at the network level.
+        """
+        me = self._me
+        if me is not None:
+            return me
+        with self._me_lock:  # one lookup, whatever the number of threads asking at once
+            if self._me is None:
+                addresses = self.get_subscriber_info().fabric_addresses
+                if not addresses:
+                    raise NoAddressError(
+                        "the subscriber has no fabric address to send from; "
+                        "pass from_address_id= to ChatClient"
+                    )
+                self._me = addresses[0].id
+            return self._me
+
+    def _require_group_dialect(self, what: str) -> None:
+        if self._dialect != "group":
+            raise InvalidArgumentError(f"{what} needs dialect='group' (this client speaks address)")
+
+    def _check_not_me(self, address_id: str, me: str, what: str) -> None:
+        if address_id == me:
+            raise InvalidArgumentError(
+                f"{what} your own address {address_id!r}: the group dialect has no conversation "
+                "of one address (the service answers 422); use subscribe_inbox() or "
+                "iter_inbox() for everything sent to you"
+            )
+
+    def _post_join(self, me: str, address_ids: list[str]) -> JoinResult:
+        body = _dumps({"from_fabric_address_id": me, "fabric_address_ids": address_ids})
+        self._check_open()
+        http = self._http()
+        url = http.base_url + "/api/fabric/conversations/join"
+        # Joining is idempotent (the same set always gives the same group), so it is
+        # retried like a GET.
+        result = structure_join_result(http.request("POST", url, body, idempotent=True))
+        if result.group_id is None:
+            raise DecodeError("the join answer has no group_id", field="group_id")
+        return result
+
+    def _group_for(self, address_id: str) -> str:
+        """The group of this client's address and ``address_id``: cached, else joined once."""
+        with self._groups_lock:
+            group_id = self._groups.get(address_id)
+            if group_id is not None:
+                return group_id
+            flight = self._flights.get(address_id)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[address_id] = _Flight()
+        if not leader:
+            # Bounded by the leader's request, whose timeouts and retries are finite.
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            assert flight.group_id is not None
+            return flight.group_id
+        try:
+            me = self.my_address_id()
+            self._check_not_me(address_id, me, "cannot talk to")
+            result = self._post_join(me, [address_id, me])
+            assert result.group_id is not None
+            flight.group_id = result.group_id
+            with self._groups_lock:
+                self._groups[address_id] = result.group_id
+            return result.group_id
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._groups_lock:
+                self._flights.pop(address_id, None)
+            flight.done.set()
+
+    def _forget_group(self, address_id: str, group_id: str) -> None:
+        with self._groups_lock:
+            if self._groups.get(address_id) == group_id:
+                del self._groups[address_id]
+
+    def _target(self, target: object, name: str = "address_id") -> str | Group:
+        """Check a chat method's target (nothing is sent): an address id or a Group."""
+        if isinstance(target, Group):
+            self._require_group_dialect("a Group")
+            _check_address_id(target.id, "group.id")
+            if target.from_address_id is not None:
+                _check_address_id(target.from_address_id, "group.from_address_id")
+            return target
+        if not isinstance(target, str):
+            raise InvalidArgumentTypeError(
+                f"{name} must be a str (an address id) or a Group, not {type(target).__name__}"
+            )
+        return _check_address_id(target, name)
+
+    def _route(self, target: str | Group) -> Route:
+        """Where a target's messages live (may look up my address and join its group)."""
+        from ._realtime import Route
+
+        if isinstance(target, Group):
+            return Route.group(target.id)
+        if self._dialect == "address":
+            return Route.address(target)
+        return Route.group(self._group_for(target), target)
+
     # -- chat --
 
-    def get_messages(self, address_id: str, *, page_size: int = 10) -> ChatPage:
+    def join(self, address_id: str) -> JoinResult:
+        """Join the conversation with ``address_id`` without sending a message.
+
+        In the group dialect this joins (or creates) the group of this client's address and
+        ``address_id``, always with a request, and caches it for the other chat methods.
+
+        Args:
+            address_id: The address to talk to.
+
+        Returns:
+            What the service answered: ``group_id`` (group dialect; also ``result.group``),
+            the group's ``address_ids`` and ``from_address_id``.
+
+        Raises:
+            InvalidArgumentError: A bad ``address_id``, or your own address in the group
+                dialect (nothing is sent).
+            NoAddressError: The subscriber has no address to speak as.
+            ClientClosedError: The client is closed.
+            APIError: The service refused.
+            TransportError: The request failed at the network level.
+        """
+        address_id = _check_address_id(address_id)
+        if self._dialect == "address":
+            body = _dumps({"conversation_id": address_id})
+            self._check_open()
+            http = self._http()
+            url = http.base_url + "/api/fabric/conversations/join"
+            return structure_join_result(http.request("POST", url, body))
+        self._check_open()
+        me = self.my_address_id()
+        self._check_not_me(address_id, me, "cannot join")
+        result = self._post_join(me, [address_id, me])
+        assert result.group_id is not None
+        with self._groups_lock:
+            self._groups[address_id] = result.group_id
+        return result
+
+    def join_group(self, address_ids: Iterable[str]) -> Group:
+        """Join (or create) the group chat of several addresses and this client's address.
+
+        The same set of addresses always gives the same group. Pass the result to
+        ``send_message``, ``get_messages``, ``iter_messages``, ``subscribe`` or
+        ``stream_messages`` in place of an address id. Group dialect only.
+
+        Args:
+            address_ids: The other addresses of the group (at least one; this client's
+                own address is added; duplicates are ignored).
+
+        Returns:
+            The group.
+
+        Raises:
+            InvalidArgumentError: Bad or no addresses, or the address dialect.
+            NoAddressError: The subscriber has no address to speak as.
+            APIError: The service refused.
+            TransportError: The request failed at the network level.
+        """
+        self._require_group_dialect("join_group")
+        if isinstance(address_ids, (str, bytes)) or not isinstance(address_ids, Iterable):
+            raise InvalidArgumentTypeError("address_ids must be an iterable of address ids")
+        ids: list[str] = []
+        for index, address_id in enumerate(address_ids):
+            address_id = _check_address_id(address_id, f"address_ids[{index}]")
+            if address_id not in ids:
+                ids.append(address_id)
+        if not ids:
+            raise InvalidArgumentError("address_ids must name at least one address")
+        self._check_open()
+        me = self.my_address_id()
+        others = [address_id for address_id in ids if address_id != me]
+        if not others:
+            self._check_not_me(me, me, "cannot form a group of only")
+        result = self._post_join(me, [*others, me])
+        group = result.group
+        assert group is not None
+        if group.from_address_id is None:
+            group = Group(id=group.id, address_ids=group.address_ids, from_address_id=me)
+        return group
+
+    def get_messages(self, address_id: Target, *, page_size: int = 10) -> ChatPage:
         """The newest chat messages exchanged with ``address_id``, one page of ``page_size``.
 
         Only chat messages (``subtype == "chat"``) of that conversation are kept, gathered
         across raw pages as needed. ``next_page()`` walks back in time; ``prev_page()`` is its
-        exact inverse.
+        exact inverse. In the group dialect the group of ``address_id`` is resolved first
+        (joined once if this client has not joined it yet: the join is idempotent).
 
         Args:
-            address_id: The address of the conversation.
+            address_id: The address of the conversation, or a :class:`Group`.
             page_size: Chat messages per page, 1 to 1000.
 
         Returns:
@@ -401,20 +662,22 @@ class ChatClient:
             APIError: The service refused (e.g. PermissionDeniedError for a non-member).
             TransportError: The request failed at the network level.
         """
-        address_id = _check_address_id(address_id)
+        target = self._target(address_id)
         page_size = _check_page_size(page_size)
         self._check_open()
+        route = self._route(target)
         http = self._http()
-        first = _history_url(http, address_id, raw_page_size(page_size))
-        return ChatPage(_ChatHistory(http, address_id, first), 0, page_size)
+        first = _history_url(http, route.value, raw_page_size(page_size))
+        history = _ChatHistory(http, first, route.field, route.value, route.address_id)
+        return ChatPage(history, 0, page_size)
 
     def iter_messages(
-        self, address_id: str, *, page_size: int = _HISTORY_PAGE_SIZE, limit: int | None = None
+        self, address_id: Target, *, page_size: int = _HISTORY_PAGE_SIZE, limit: int | None = None
     ) -> Iterator[ConversationChatMessage]:
         """Iterate lazily over the whole chat history of ``address_id``, newest first.
 
         Args:
-            address_id: The address of the conversation.
+            address_id: The address of the conversation, or a :class:`Group`.
             page_size: Messages per request (1 to 1000); it does not change what is yielded.
             limit: Stop after this many chat messages (``None``: all of them).
 
@@ -424,26 +687,59 @@ class ChatClient:
         Raises:
             InvalidArgumentError: Bad arguments (raised at once, before iterating).
         """
-        address_id = _check_address_id(address_id)
+        target = self._target(address_id)
         page_size = _check_page_size(page_size)
         limit = _check_limit(limit)
         self._check_open()
-        http = self._http()
-        first = _history_url(http, address_id, page_size)
-        return iter_chat_messages(http, address_id, first, limit)
+        return self._iter_route(lambda: self._route(target), page_size, limit)
+
+    def iter_inbox(
+        self, *, page_size: int = _HISTORY_PAGE_SIZE, limit: int | None = None
+    ) -> Iterator[ConversationChatMessage]:
+        """Iterate lazily over the chat messages of every conversation of the subscriber.
+
+        Newest first, from ``GET /api/fabric/messages``, in either dialect.
+
+        Args:
+            page_size: Messages per request (1 to 1000).
+            limit: Stop after this many chat messages (``None``: all of them).
+
+        Raises:
+            InvalidArgumentError: Bad arguments (raised at once, before iterating).
+        """
+        from ._realtime import Route
+
+        page_size = _check_page_size(page_size)
+        limit = _check_limit(limit)
+        self._check_open()
+        return self._iter_route(Route.inbox, page_size, limit)
+
+    def _iter_route(
+        self, route_of: Callable[[], Route], page_size: int, limit: int | None
+    ) -> Iterator[ConversationChatMessage]:
+        route: Route | None = None
+        if limit != 0:
+            route = route_of()  # on the first next(): an iterator requests nothing before
+            http = self._http()
+            first = _history_url(http, route.value, page_size)
+            yield from iter_chat_messages(http, first, route.field, route.value, limit)
 
     def send_message(
         self,
-        address_id: str,
+        address_id: Target,
         text: str,
         *,
         metadata: Mapping[str, Any] | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> SendResult:
-        """Send a chat message to ``address_id`` (joining its conversation if needed).
+        """Send a chat message to ``address_id`` (or to a :class:`Group`).
+
+        In the group dialect the first send to an address joins its group (one join, even
+        when many threads send at once); every later send is one request. A send is never
+        retried once it may have reached the service, so a message is never sent twice.
 
         Args:
-            address_id: The address to send to.
+            address_id: The address to send to, or a :class:`Group`.
             text: The message text (not empty).
             metadata: A JSON object sent along with the message (omitted when ``None``).
             details: A JSON object of extra event details (omitted when ``None``).
@@ -452,46 +748,40 @@ class ChatClient:
             What the service answered.
 
         Raises:
-            InvalidArgumentError: Bad arguments (nothing is sent).
+            InvalidArgumentError: Bad arguments, or your own address in the group dialect
+                (nothing is sent).
+            NoAddressError: The subscriber has no address to speak as.
             ClientClosedError: The client is closed.
             APIError: The service refused (e.g. ValidationError).
             TransportError: The request failed at the network level.
         """
-        address_id = _check_address_id(address_id)
+        target = self._target(address_id)
         text = _check_str(text, "text")
-        payload: dict[str, Any] = {"conversation_id": address_id, "text": text}
+        extras: dict[str, Any] = {}
         if metadata is not None:
-            payload["metadata"] = _check_json_object(metadata, "metadata")
+            extras["metadata"] = _check_json_object(metadata, "metadata")
         if details is not None:
-            payload["details"] = _check_json_object(details, "details")
+            extras["details"] = _check_json_object(details, "details")
+        self._check_open()
+        if self._dialect == "address":
+            assert isinstance(target, str)
+            payload: dict[str, Any] = {"conversation_id": target, "text": text, **extras}
+        else:
+            if isinstance(target, Group):
+                group_id, me = target.id, target.from_address_id or self.my_address_id()
+            else:
+                group_id, me = self._group_for(target), self.my_address_id()
+            payload = {"group_id": group_id, "from_fabric_address_id": me, "text": text, **extras}
         body = _dumps(payload)
-        self._check_open()
         http = self._http()
-        return structure_send_result(
-            http.request("POST", http.base_url + "/api/fabric/messages", body)
-        )
-
-    def join(self, address_id: str) -> JoinResult:
-        """Join the conversation of ``address_id`` without sending a message.
-
-        Args:
-            address_id: The address whose conversation to join.
-
-        Returns:
-            What the service answered.
-
-        Raises:
-            InvalidArgumentError: A bad ``address_id`` (nothing is sent).
-            ClientClosedError: The client is closed.
-            APIError: The service refused.
-            TransportError: The request failed at the network level.
-        """
-        address_id = _check_address_id(address_id)
-        body = _dumps({"conversation_id": address_id})
-        self._check_open()
-        http = self._http()
-        url = http.base_url + "/api/fabric/conversations/join"
-        return structure_join_result(http.request("POST", url, body))
+        try:
+            return structure_send_result(
+                http.request("POST", http.base_url + "/api/fabric/messages", body)
+            )
+        except NotFoundError:
+            if isinstance(target, str) and self._dialect == "group":
+                self._forget_group(target, payload["group_id"])  # joined anew next time
+            raise
 
     # -- other listings --
 
@@ -605,6 +895,7 @@ class ChatClient:
                     options=options,
                     on_state_change=self._on_state_change,
                     sslopt=_sslopt(self._http().tls_settings()),
+                    drop_stale=self._dialect == "group",
                 )
                 if self._hub_finalizer is not None:
                     self._hub_finalizer.detach()
@@ -624,29 +915,50 @@ class ChatClient:
                 self._hub_pid = pid
             return self._hub
 
-    def _history(self, address_id: str) -> Iterator[ConversationChatMessage]:
-        return self.iter_messages(address_id, page_size=_HISTORY_PAGE_SIZE)
+    def _history(self, route: Route) -> Iterator[ConversationChatMessage]:
+        """The history a subscription's gaps are filled from, newest first."""
+        self._check_open()
+        http = self._http()
+        first = _history_url(http, route.value, _HISTORY_PAGE_SIZE)
+        return iter_chat_messages(http, first, route.field, route.value, None)
+
+    def _check_callbacks(self, **callbacks: object) -> None:
+        for name, callback in callbacks.items():
+            if callback is None and name != "on_message":
+                continue
+            if not callable(callback):
+                qualifier = "" if name == "on_message" else " or None"
+                raise InvalidArgumentTypeError(f"{name} must be callable{qualifier}")
+
+    def _subscribe_route(self, target: str | Group) -> Route:
+        """The route of a subscription target; refuses my own address in the group dialect."""
+        if isinstance(target, str) and self._dialect == "group":
+            self._check_not_me(target, self.my_address_id(), "cannot subscribe to")
+        return self._route(target)
 
     def subscribe(
         self,
-        address_id: str,
+        address_id: Target,
         on_message: Callable[[ConversationChatMessage], None],
-        *,
         on_error: Callable[[BaseException], None] | None = None,
+        *,
+        on_update: Callable[[ConversationChatMessage], None] | None = None,
     ) -> Subscription:
         """Call ``on_message`` with every new chat message of ``address_id``.
 
-        Every chat message of the address created after this returns is delivered exactly
-        once, in order. The realtime connection starts with the first subscription, and this
-        call waits until it is established (at most ``RealtimeOptions.connect_timeout``
-        seconds). If that time passes (e.g. the network is down) the subscription is still
-        returned, active: once connected, the messages created meanwhile are fetched from the
-        history (anchored at the time of this call on this machine's clock, with a small
-        tolerance). Called from inside a callback, it does not wait. Subscriptions survive
-        reconnects; messages missed while disconnected are fetched from the history.
+        Every chat message of the conversation created after this returns is delivered
+        exactly once, in order. In the group dialect the group of ``address_id`` is resolved
+        first (a REST call; its failure is raised here). The realtime connection starts with
+        the first subscription, and this call waits until it is established (at most
+        ``RealtimeOptions.connect_timeout`` seconds). If that time passes (e.g. the network
+        is down) the subscription is still returned, active: once connected, the messages
+        created meanwhile are fetched from the history (anchored at the time of this call on
+        this machine's clock, with a small tolerance). Called from inside a callback, it does
+        not wait. Subscriptions survive reconnects; messages missed while disconnected are
+        fetched from the history.
 
         A callback defined in a notebook cell (Jupyter, IPython) replaces a live subscription
-        to the same address whose callback has the same name and was also defined in a
+        to the same conversation whose callback has the same name and was also defined in a
         cell, so re-running the cell does not deliver every message twice.
 
         The client is held only weakly by its realtime threads: a client that is dropped
@@ -655,9 +967,12 @@ class ChatClient:
         holds it) keeps it alive, and the subscription with it, until :meth:`close`.
 
         Args:
-            address_id: The address of the conversation.
-            on_message: Called on the dispatcher thread with each chat message.
+            address_id: The address of the conversation, or a :class:`Group`. Your own
+                address in the group dialect is refused: use :meth:`subscribe_inbox`.
+            on_message: Called on the dispatcher thread with each new chat message.
             on_error: Called with errors of this subscription (a raising callback, a gap).
+            on_update: Called with a message each time it is edited
+                (``conversation.message.updated``); edits never reach ``on_message``.
 
         Returns:
             A handle: ``cancel()``, ``active``, and a context manager.
@@ -665,41 +980,89 @@ class ChatClient:
         Raises:
             InvalidArgumentError: A bad ``address_id`` or a callback that is not callable.
             ClientClosedError: The client is closed.
+            APIError: Resolving the group failed (e.g. PermissionDeniedError).
+            TransportError: Resolving the group failed at the network level.
             RealtimeAuthenticationError: The relay refused the credentials while this call
                 waited (the subscription is not left active).
         """
-        address_id = _check_address_id(address_id)
-        if not callable(on_message):
-            raise InvalidArgumentTypeError("on_message must be callable")
-        if on_error is not None and not callable(on_error):
-            raise InvalidArgumentTypeError("on_error must be callable or None")
-        return self._realtime_hub().subscribe(address_id, on_message, on_error)
+        target = self._target(address_id)
+        self._check_callbacks(on_message=on_message, on_error=on_error, on_update=on_update)
+        self._check_open()
+        route = self._subscribe_route(target)
+        return self._realtime_hub().subscribe(route, on_message, on_error, on_update=on_update)
 
-    def stream_messages(
-        self, address_id: str, *, timeout: float | None = None
-    ) -> Iterator[ConversationChatMessage]:
-        """Iterate over new chat messages of ``address_id`` as they arrive.
+    def subscribe_inbox(
+        self,
+        on_message: Callable[[ConversationChatMessage], None],
+        on_error: Callable[[BaseException], None] | None = None,
+        *,
+        on_update: Callable[[ConversationChatMessage], None] | None = None,
+    ) -> Subscription:
+        """Call ``on_message`` with every new chat message of every conversation of yours.
 
-        Like :meth:`subscribe`, this waits for the connection (at most ``connect_timeout``),
-        and every chat message created after it returns is yielded.
+        This is what subscribing to one's own address meant in the address dialect. The
+        same promises as :meth:`subscribe`; gaps are filled from the history of all the
+        subscriber's messages (``GET /api/fabric/messages``). Messages you send arrive too
+        (``message.is_author`` tells them apart on live messages).
 
         Args:
-            address_id: The address of the conversation.
+            on_message: Called on the dispatcher thread with each new chat message.
+            on_error: Called with errors of this subscription.
+            on_update: Called with each edited message.
+
+        Raises:
+            InvalidArgumentError: A callback that is not callable.
+            ClientClosedError: The client is closed.
+            RealtimeAuthenticationError: The relay refused the credentials while this call
+                waited.
+        """
+        from ._realtime import Route
+
+        self._check_callbacks(on_message=on_message, on_error=on_error, on_update=on_update)
+        self._check_open()
+        return self._realtime_hub().subscribe(
+            Route.inbox(), on_message, on_error, on_update=on_update
+        )
+
+    def stream_messages(
+        self, address_id: Target, *, timeout: float | None = None
+    ) -> Iterator[ConversationChatMessage]:
+        """Iterate over new chat messages of ``address_id`` (or a :class:`Group`) as they arrive.
+
+        Like :meth:`subscribe`, this resolves the group, waits for the connection (at most
+        ``connect_timeout``), and every chat message created after it returns is yielded.
+
+        Args:
+            address_id: The address of the conversation, or a :class:`Group`.
             timeout: Stop after this many seconds without a message (``None``: never).
 
         Raises:
             InvalidArgumentError: A bad ``address_id`` or ``timeout``.
             ClientClosedError: The client is closed.
+            APIError: Resolving the group failed.
             RealtimeAuthenticationError: The relay refused the credentials while this call
                 waited.
         """
-        address_id = _check_address_id(address_id)
-        if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-                raise InvalidArgumentTypeError("timeout must be a number or None")
-            if not (math.isfinite(timeout) and timeout > 0):
-                raise InvalidArgumentError("timeout must be finite and > 0")
-        return self._realtime_hub().stream(address_id, timeout=timeout)
+        target = self._target(address_id)
+        _check_timeout(timeout)
+        self._check_open()
+        return self._realtime_hub().stream(self._subscribe_route(target), timeout=timeout)
+
+    def stream_inbox(self, *, timeout: float | None = None) -> Iterator[ConversationChatMessage]:
+        """Iterate over new chat messages of every conversation of the subscriber.
+
+        Args:
+            timeout: Stop after this many seconds without a message (``None``: never).
+
+        Raises:
+            InvalidArgumentError: A bad ``timeout``.
+            ClientClosedError: The client is closed.
+        """
+        from ._realtime import Route
+
+        _check_timeout(timeout)
+        self._check_open()
+        return self._realtime_hub().stream(Route.inbox(), timeout=timeout)
 
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
@@ -762,15 +1125,15 @@ class ChatClient:
         return f"<ChatClient {state} rest_url={rest!r}>"
 
 
-def _weak_history(client: ChatClient) -> Callable[[str], Iterator[ConversationChatMessage]]:
+def _weak_history(client: ChatClient) -> Callable[[Route], Iterator[ConversationChatMessage]]:
     """The client's history reader for backfills, holding the client only weakly."""
     method = weakref.WeakMethod(client._history)
 
-    def history(address_id: str) -> Iterator[ConversationChatMessage]:
+    def history(route: Route) -> Iterator[ConversationChatMessage]:
         bound = method()
         if bound is None:
             raise ClientClosedError("the client was garbage-collected")
-        return bound(address_id)
+        return bound(route)
 
     return history
 

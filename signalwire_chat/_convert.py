@@ -118,7 +118,7 @@ _NEVER = type("_Never", (), {})  # a type no wire value has: always goes through
 class _FieldSpec:
     """How one wire key becomes one constructor argument."""
 
-    __slots__ = ("convert", "default", "exact", "kind", "name", "nested", "nullable")
+    __slots__ = ("convert", "default", "exact", "keys", "kind", "name", "nested", "nullable")
 
     def __init__(
         self,
@@ -136,6 +136,7 @@ class _FieldSpec:
         self.convert = convert  # otherwise: converts or raises DecodeError; None = refuse
         self.nested = nested  # the model class of a "model" or "tuple" field
         self.default: Any = attrs.NOTHING  # the attrs default (NOTHING: required)
+        self.keys: tuple[str, ...] = (name,)  # the wire keys, first present wins
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
@@ -163,6 +164,8 @@ def _spec_for(name: str, tp: Any) -> _FieldSpec:
         return _FieldSpec(name, "exact", dict, nullable, None)
     if origin is tuple:
         (item_type, _ellipsis) = typing.get_args(inner)
+        if item_type is str:
+            return _FieldSpec(name, "tuple", _NEVER, nullable, _str_tuple)
         hook = _list_hook(item_type)
         return _FieldSpec(name, "tuple", _NEVER, nullable, hook, nested=item_type)
     if attrs.has(inner):
@@ -180,6 +183,15 @@ class _LazySlow:
 
     def __call__(self, value: Any) -> Any:
         return _precise(self.cls)(value)
+
+
+def _str_tuple(value: Any) -> tuple[str, ...]:
+    if type(value) is not list:
+        raise _fail("an array", value)
+    for index, item in enumerate(value):
+        if type(item) is not str:
+            raise _fail("a string", item, f"[{index}]")
+    return tuple(value)
 
 
 def _list_hook(item_type: type[T]) -> Callable[[Any], tuple[T, ...]]:
@@ -219,6 +231,7 @@ def _specs(cls: type) -> dict[str, _FieldSpec]:
             continue  # a wire key "extra" is itself an unknown field, kept in extra
         spec = _spec_for(field.name, hints[field.name])
         spec.default = field.default  # no model uses a Factory: the default is the value
+        spec.keys = field.metadata.get("wire_keys", spec.keys)
         specs[field.name] = spec
     return specs
 
@@ -230,35 +243,34 @@ def _build_precise(cls: type[T]) -> Callable[[Any], T]:
     """The key-by-key decoder: every rule, precise errors; the reference for the fast one."""
     specs = _specs(cls)
     name = cls.__name__
-    required = tuple(k for k, spec in specs.items() if spec.default is attrs.NOTHING)
+
+    known = frozenset(key for spec in specs.values() for key in spec.keys)
 
     def precise(obj: Any) -> T:
         if type(obj) is not dict:
             raise DecodeError(f"{name}: expected an object, got {_describe(obj)}")
         kwargs: dict[str, Any] = {}
-        extra: dict[str, Any] | None = None
-        for key, value in obj.items():
-            spec = specs.get(key)
-            if spec is None:
-                if extra is None:
-                    extra = {}
-                extra[key] = value
-            elif type(value) is spec.exact or (value is None and spec.nullable):
-                kwargs[key] = value
+        for field, spec in specs.items():
+            for key in spec.keys:
+                if key in obj:
+                    break
+            else:
+                if spec.default is attrs.NOTHING:
+                    raise DecodeError(f"{name}: missing required field {field!r}", field=field)
+                continue
+            value = obj[key]
+            if type(value) is spec.exact or (value is None and spec.nullable):
+                kwargs[field] = value
             elif spec.convert is not None:
                 try:
-                    kwargs[key] = spec.convert(value)
+                    kwargs[field] = spec.convert(value)
                 except DecodeError as exc:
                     raise _nest(exc, key) from None
             else:
                 expected = _TYPE_NAMES.get(spec.exact, spec.exact.__name__)
                 raise _fail(expected, value, key)
-        if len(kwargs) < len(specs):
-            for req in required:
-                if req not in kwargs:
-                    raise DecodeError(f"{name}: missing required field {req!r}", field=req)
-        if extra is not None:
-            kwargs["extra"] = extra
+        if not known.issuperset(obj):
+            kwargs["extra"] = {k: v for k, v in obj.items() if k not in known}
         return cls(**kwargs)
 
     return precise
@@ -281,6 +293,20 @@ def _field_lines(spec: _FieldSpec, env: dict[str, Any]) -> list[str]:
     unless: list[str] = []  # values taken as they are, without the check
     if spec.nullable:
         unless.append(f"{var} is not None")
+    if spec.keys != (key,):
+        # Read from the first wire key present (a field the service spells two ways).
+        first, *rest = spec.keys
+        lines.append(f"{var} = get({first!r}, MISSING)")
+        for other in rest:
+            lines += [f"if {var} is MISSING:", f"    {var} = get({other!r}, MISSING)"]
+        lines.append(f"if {var} is MISSING:")
+        if default is attrs.NOTHING:
+            lines.append("    return precise(obj)")
+        else:
+            env[f"D_{key}"] = default
+            lines.append(f"    {var} = D_{key}")
+        lines.append("else:")
+        return lines + [f"    {line}" for line in _check_lines(spec, env, unless)]
 
     # Fetch the value; decide what a missing key means.
     if default is attrs.NOTHING:
@@ -299,7 +325,7 @@ def _field_lines(spec: _FieldSpec, env: dict[str, Any]) -> list[str]:
         else:  # a JSON-shaped default the check refuses: tell it apart from a wire value
             lines += [f"{var} = get({key!r}, MISSING)", f"if {var} is MISSING:"]
             lines += [f"    {var} = D_{key}", "else:"]
-            return lines + [f"    {line}" for line in _check_lines(spec, env, unless)]
+            return lines + [f"    {line}" for line in _check_lines(spec, env, unless) or ["pass"]]
     return lines + _check_lines(spec, env, unless)
 
 
@@ -320,9 +346,12 @@ def _check_lines(spec: _FieldSpec, env: dict[str, Any], unless: list[str]) -> li
             f"    {var} = float({var})",
         ]
     nested = spec.nested
-    assert nested is not None
     convert = f"C_{spec.name}"
-    env[convert] = _LazyFast(nested) if kind == "model" else _tuple_of(nested)
+    if nested is None:  # a tuple of strings: the precise hook is as fast as it gets
+        assert spec.convert is not None
+        env[convert] = spec.convert
+    else:
+        env[convert] = _LazyFast(nested) if kind == "model" else _tuple_of(nested)
     lines = [
         "try:",
         f"    {var} = {convert}({var})",
@@ -397,7 +426,7 @@ def _fast_source(cls: type) -> tuple[str, dict[str, Any]]:
     else:
         args = [f"    {name}=f_{name}," for name in specs]
         body += ["return cls(", *args, "    extra=extra,", ")"]
-    env["KNOWN"] = frozenset(specs)
+    env["KNOWN"] = frozenset(key for spec in specs.values() for key in spec.keys)
     source = f"def decode_{cls.__name__}(obj):\n" + "".join(f"    {line}\n" for line in body)
     return source, env
 
@@ -510,7 +539,7 @@ def structure(obj: Any, cls: type[T]) -> T:
 
 
 def structure_send_result(obj: Any) -> SendResult:
-    """Build a :class:`SendResult` from ``{"table": {...}}`` or from a plain message object.
+    """Build a :class:`SendResult` from a message, ``{group_id, text, ...}`` or ``{"table": ...}``.
 
     Raises:
         DecodeError: ``obj`` is neither shape.
@@ -526,18 +555,25 @@ def structure_send_result(obj: Any) -> SendResult:
             message = structure_message(inner)
         except DecodeError as exc:
             raise DecodeError(f"send result: {exc.message}", field=exc.field) from None
-    conversation_id = inner.get("conversation_id")
-    text = inner.get("text")
-    if conversation_id is not None and type(conversation_id) is not str:
-        raise _fail("a string", conversation_id, "conversation_id")
-    if text is not None and type(text) is not str:
-        raise _fail("a string", text, "text")
-    extra = {k: v for k, v in inner.items() if k not in ("conversation_id", "text")}
-    if message is not None:
-        extra = {}
-    return SendResult(
-        conversation_id=conversation_id, text=text, message=message, extra=extra or EMPTY
-    )
+    values: dict[str, str | None] = {}
+    for field, keys in _SEND_RESULT_KEYS:
+        value = next((inner[key] for key in keys if key in inner), None)
+        if value is not None and type(value) is not str:
+            raise _fail("a string", value, keys[0])
+        values[field] = value
+    extra: dict[str, Any] = {}
+    if message is None:
+        extra = {k: v for k, v in inner.items() if k not in _SEND_RESULT_KNOWN}
+    return SendResult(**values, message=message, extra=extra or EMPTY)
+
+
+_SEND_RESULT_KEYS = (
+    ("group_id", ("group_id",)),
+    ("conversation_id", ("conversation_id",)),
+    ("text", ("text",)),
+    ("from_address_id", ("from_fabric_address_id", "from_address_id")),
+)
+_SEND_RESULT_KNOWN = frozenset(key for _field, keys in _SEND_RESULT_KEYS for key in keys)
 
 
 def structure_join_result(obj: Any) -> JoinResult:

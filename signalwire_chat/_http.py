@@ -453,13 +453,17 @@ class HttpTransport:
             self._header_token = token
         return self._get_headers, self._post_headers
 
-    def request(self, method: str, url: str, body: bytes | None = None) -> Any:
+    def request(
+        self, method: str, url: str, body: bytes | None = None, *, idempotent: bool | None = None
+    ) -> Any:
         """Send a request and return its decoded JSON body (``None`` when empty).
 
         Args:
             method: ``"GET"`` or ``"POST"``.
             url: An absolute URL (from :meth:`url_for` or :meth:`resolve_link`).
             body: The JSON body, already serialised.
+            idempotent: Whether sending it twice does no harm, so it is retried like a GET
+                (default: only GETs are).
 
         Raises:
             ClientClosedError: The transport is closed (or was closed during a retry wait).
@@ -467,7 +471,8 @@ class HttpTransport:
             APIError: The service answered an error status (after retries).
             DecodeError: A success body that is not JSON.
         """
-        idempotent = method == "GET"
+        if idempotent is None:
+            idempotent = method == "GET"
         refreshed = False
         attempt = 0
         while True:

@@ -234,10 +234,27 @@ class Page(_PageBase[T]):
 
 
 class _ChatHistory:
-    """The chat messages of one address read so far, newest first, and the raw cursor."""
+    """The chat messages of one conversation read so far, newest first, and the raw cursor.
 
-    def __init__(self, transport: HttpTransport, address_id: str, first_url: str) -> None:
+    A raw message is kept when it is chat and its ``field`` (``"group_id"`` or
+    ``"conversation_id"``) is ``value``; a group's history may leave ``group_id`` out (the
+    path said which group it is), an address conversation's must carry ``conversation_id``.
+    With ``field`` None (the inbox) every chat message is kept.
+    """
+
+    def __init__(
+        self,
+        transport: HttpTransport,
+        first_url: str,
+        field: str | None,
+        value: str | None,
+        address_id: str | None = None,
+    ) -> None:
         self.transport = transport
+        self.field = field
+        self.value = value
+        # What a message without the field counts as: a match for groups only.
+        self._absent = value if field == "group_id" else None
         self.address_id = address_id
         self.messages: list[ConversationChatMessage] = []
         self._ids: set[str] = set()
@@ -262,7 +279,7 @@ class _ChatHistory:
         data, links = parse_page(self.transport.request("GET", url))
         self.raw_requests += 1
         next_url = self.transport.resolve_link(links.get("next"))
-        address_id = self.address_id
+        field, value, absent = self.field, self.value, self._absent
         decode = decoder(ConversationChatMessage)
         ids, messages = self._ids, self.messages
         for index, raw in enumerate(data):
@@ -270,7 +287,7 @@ class _ChatHistory:
             if (
                 type(raw) is not dict
                 or raw.get("subtype") != "chat"
-                or raw.get("conversation_id") != address_id
+                or (field is not None and raw.get(field, absent) != value)
             ):
                 continue
             try:
@@ -310,9 +327,15 @@ class ChatPage(_PageBase[ConversationChatMessage]):
         self.data = history.messages[start : start + page_size]
 
     @property
-    def address_id(self) -> str:
-        """The address whose chat messages these are."""
+    def address_id(self) -> str | None:
+        """The address whose chat messages these are (``None`` for a :class:`Group`'s)."""
         return self._history.address_id
+
+    @property
+    def group_id(self) -> str | None:
+        """The group whose chat messages these are, in the group dialect."""
+        history = self._history
+        return history.value if history.field == "group_id" else None
 
     @property
     def has_next(self) -> bool:
@@ -345,21 +368,26 @@ class ChatPage(_PageBase[ConversationChatMessage]):
 
     def _summary(self) -> str:
         return (
-            f"ChatPage({len(self.data)} messages of {self.address_id!r}, "
+            f"ChatPage({len(self.data)} messages of {self.address_id or self.group_id!r}, "
             f"has_next={self.has_next}, has_prev={self.has_prev})"
         )
 
 
 def iter_chat_messages(
-    transport: HttpTransport, address_id: str, first_url: str, limit: int | None
+    transport: HttpTransport,
+    first_url: str,
+    field: str | None,
+    value: str | None,
+    limit: int | None,
 ) -> Iterator[ConversationChatMessage]:
-    """Yield the chat messages of ``address_id`` from ``first_url`` on, newest first, lazily.
+    """Yield the chat messages from ``first_url`` on, newest first, lazily.
 
-    Nothing is requested until the first item is asked for.
+    Kept: those whose ``field`` is ``value`` (see :class:`_ChatHistory`). Nothing is
+    requested until the first item is asked for.
     """
     if limit is not None and limit <= 0:
         return
-    history = _ChatHistory(transport, address_id, first_url)
+    history = _ChatHistory(transport, first_url, field, value)
     remaining = limit
     while True:
         history.ensure(1)

@@ -8,6 +8,7 @@ handlers keep working (``except ValueError``, ``except TimeoutError``)::
     ├── InvalidArgumentError (ValueError)     bad input, refused before anything was sent
     │   └── InvalidArgumentTypeError (TypeError)
     ├── TokenError (ValueError)               a token whose header cannot be read, no host to use
+    ├── NoAddressError (LookupError)          the subscriber has no address to send from
     ├── InsecureURLError (ValueError)         http:// or ws:// to a non-loopback host without opt-in
     ├── TransportError                        the request did not complete at the network level
     │   ├── ConnectError (ConnectionError)    could not connect; the request surely was not sent
@@ -50,6 +51,7 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidArgumentTypeError",
     "MessagesMayBeMissingError",
+    "NoAddressError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -83,6 +85,14 @@ class InvalidArgumentTypeError(InvalidArgumentError, TypeError):
 
 class TokenError(ChatError, ValueError):
     """The token cannot be used: its header is unreadable and no host was given."""
+
+
+class NoAddressError(ChatError, LookupError):
+    """The subscriber has no fabric address, so the group dialect has nothing to speak as.
+
+    Raised before any chat request; pass ``from_address_id=`` to :class:`ChatClient`, or give
+    the subscriber an address.
+    """
 
 
 class InsecureURLError(ChatError, ValueError):
@@ -297,12 +307,12 @@ class MessagesMayBeMissingError(RealtimeError):
     """After a reconnect, the history since the last delivered message could not be fetched.
 
     Attributes:
-        address_id: The subscription's address.
+        address_id: The subscription's address (``None`` for a group or the inbox).
         last_message_id: The id of the last message delivered before the gap, if any.
     """
 
     def __init__(
-        self, message: str, *, address_id: str, last_message_id: str | None = None
+        self, message: str, *, address_id: str | None, last_message_id: str | None = None
     ) -> None:
         super().__init__(message)
         self.address_id = address_id
@@ -313,11 +323,12 @@ class SlowCallbackError(RealtimeError):
     """A callback has been running longer than the configured threshold.
 
     Attributes:
-        address_id: The subscription whose callback is slow.
+        address_id: The address of the subscription whose callback is slow (``None`` for a
+            group or the inbox).
         elapsed: Seconds it had been running when reported.
     """
 
-    def __init__(self, message: str, *, address_id: str, elapsed: float) -> None:
+    def __init__(self, message: str, *, address_id: str | None, elapsed: float) -> None:
         super().__init__(message)
         self.address_id = address_id
         self.elapsed = elapsed
@@ -327,9 +338,10 @@ class CallbackError(RealtimeError):
     """A user callback raised; the original exception is ``__cause__``.
 
     Attributes:
-        address_id: The subscription whose callback raised.
+        address_id: The address of the subscription whose callback raised (``None`` for a
+            group or the inbox).
     """
 
-    def __init__(self, message: str, *, address_id: str) -> None:
+    def __init__(self, message: str, *, address_id: str | None) -> None:
         super().__init__(message)
         self.address_id = address_id

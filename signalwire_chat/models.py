@@ -10,6 +10,8 @@ makes decoding a message about a third cheaper, and saves building each class tw
 Assigning or deleting an attribute still raises ``attrs.exceptions.FrozenInstanceError``.
 """
 
+from __future__ import annotations
+
 import datetime as _dt
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -22,6 +24,7 @@ __all__ = [
     "Conversation",
     "ConversationChatMessage",
     "ConversationMessage",
+    "Group",
     "JoinResult",
     "SendResult",
     "SubscriberInfo",
@@ -75,6 +78,20 @@ def _hash_by_id(self: Any) -> int:
     return hash((type(self), self.id))
 
 
+def _wire(*keys: str) -> dict[str, tuple[str, ...]]:
+    """Field metadata: the wire keys a field is read from, in order of preference.
+
+    The converter takes the first of them present in the object; all of them are known
+    keys (none lands in ``extra``). Used where the service spells one field two ways.
+    """
+    return {"wire_keys": keys}
+
+
+#: The sender, as the group dialect (``from_fabric_address_id``) or 0.0.1 and the address
+#: dialect (``from_address_id``) spell it; the newer spelling wins when both are present.
+_SENDER = _wire("from_fabric_address_id", "from_address_id")
+
+
 def _utc(seconds: float) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
 
@@ -85,12 +102,18 @@ class ConversationMessage:
 
     Attributes:
         id: Unique id of the message.
-        conversation_id: The address id of the conversation it belongs to.
         ts: When it was created, in Unix epoch seconds with a fraction (the wire's float).
         subtype: ``"chat"`` for chat messages; ``"log"`` and others for call events and the like.
+        group_id: The group (conversation) it belongs to, in the group dialect (what the
+            service speaks today).
+        conversation_id: The address id of the conversation it belongs to, in the older
+            address dialect (``dialect="address"``); ``None`` in the group dialect.
         type: The message type, ``"message"``.
         user_id: The sending subscriber, when known.
-        from_address_id: The sender's address, when known.
+        from_address_id: The sender's address, when known (read from the wire's
+            ``from_fabric_address_id``, or from the older spelling ``from_address_id``).
+        is_author: On a live message: whether this subscriber sent it (``None`` when the
+            wire does not say, as in history pages).
         address_id: An address the service attaches to some messages.
         text: The text (``None`` for most non-chat subtypes).
         details: Extra event details (an empty mapping by default).
@@ -103,12 +126,14 @@ class ConversationMessage:
     """
 
     id: str
-    conversation_id: str
     ts: float
     subtype: str
+    group_id: str | None = None
+    conversation_id: str | None = None
     type: str = "message"
     user_id: str | None = None
-    from_address_id: str | None = None
+    from_address_id: str | None = attrs.field(default=None, metadata=_SENDER)
+    is_author: bool | None = None
     address_id: str | None = None
     text: str | None = None
     details: Mapping[str, Any] = EMPTY
@@ -151,8 +176,12 @@ class Conversation:
     """A conversation the subscriber belongs to.
 
     Attributes:
-        id: The conversation id.
-        address_id: The address of the conversation.
+        id: The conversation id (the wire's ``id``, or its ``group_id`` when it has no ``id``,
+            as group-dialect listings do).
+        group_id: The group, in the group dialect; pass :attr:`group` to the chat methods.
+        from_address_id: The subscriber's own address in this conversation (the wire's
+            ``from_fabric_address_id``), in the group dialect.
+        address_id: The address of the conversation (address dialect).
         name: Its name.
         created_at: Creation time, Unix epoch seconds.
         last_message_at: Time of the last message, Unix epoch seconds.
@@ -160,13 +189,22 @@ class Conversation:
         extra: Wire fields this version does not know, kept as received.
     """
 
-    id: str
+    id: str = attrs.field(metadata=_wire("id", "group_id"))
+    group_id: str | None = None
+    from_address_id: str | None = attrs.field(default=None, metadata=_SENDER)
     address_id: str | None = None
     name: str | None = None
     created_at: int | None = None
     last_message_at: int | None = None
     metadata: Mapping[str, Any] = EMPTY
     extra: Mapping[str, Any] = EMPTY
+
+    @property
+    def group(self) -> Group | None:
+        """The group to pass to ``send_message``, ``get_messages`` or ``subscribe``, if any."""
+        if self.group_id is None:
+            return None
+        return Group(id=self.group_id, from_address_id=self.from_address_id)
 
     @property
     def last_message_datetime(self) -> _dt.datetime | None:
@@ -271,44 +309,88 @@ class SubscriberInfo:
     __hash__ = _hash_by_id
 
 
+@attrs.frozen(kw_only=True, slots=False, repr=False)
+class Group:
+    """A group conversation of the group dialect: a set of addresses sharing one chat thread.
+
+    ``join_group`` returns one; ``send_message``, ``get_messages``, ``iter_messages`` and
+    ``subscribe`` accept it wherever they take an address id. A group id seen elsewhere (a
+    conversation listing, a message's ``group_id``) makes one too: ``Group(id=...)``.
+
+    Attributes:
+        id: The group id, opaque (the wire's ``group_id``).
+        address_ids: The addresses of the group, as the service listed them (may be empty).
+        from_address_id: The address this client speaks as in the group, when known.
+    """
+
+    id: str
+    address_ids: tuple[str, ...] = ()
+    from_address_id: str | None = None
+
+    __repr__ = _short_repr
+
+    def __hash__(self) -> int:
+        return hash((Group, self.id))
+
+
 @attrs.frozen(kw_only=True, slots=False, repr=False, unsafe_hash=False)
 class SendResult:
     """What the service answered to ``send_message``.
 
-    The service answers either ``{"table": {"conversation_id": ..., "text": ...}}`` or a full
-    message object; both are accepted.
+    The service answers a full message object, ``{"group_id", "text",
+    "from_fabric_address_id"}``, or (older) ``{"table": {"conversation_id": ..., "text":
+    ...}}``; each is accepted.
 
     Attributes:
-        conversation_id: The conversation the message went to.
+        group_id: The group the message went to (group dialect).
+        conversation_id: The conversation the message went to (address dialect).
         text: The text sent, as echoed by the service.
+        from_address_id: The sender's address, as echoed by the service.
         message: The full message, when the service returned one.
         extra: Wire fields this version does not know, kept as received.
     """
 
+    group_id: str | None = None
     conversation_id: str | None = None
     text: str | None = None
+    from_address_id: str | None = None
     message: ConversationMessage | None = None
     extra: Mapping[str, Any] = EMPTY
 
     __repr__ = _short_repr
 
     def __hash__(self) -> int:
-        return hash((self.conversation_id, self.text, self.message))
+        return hash((self.group_id, self.conversation_id, self.text, self.message))
 
 
 @attrs.frozen(kw_only=True, slots=False, repr=False, unsafe_hash=False)
 class JoinResult:
-    """What the service answered to ``join``.
+    """What the service answered to ``join`` / ``join_group``.
 
     Attributes:
-        conversation_id: The conversation joined.
+        group_id: The group joined (group dialect).
+        address_ids: The group's addresses (the wire's ``fabric_address_ids``).
+        from_address_id: The address that joined (the wire's ``from_fabric_address_id``).
+        conversation_id: The conversation joined (address dialect).
         extra: Wire fields this version does not know, kept as received.
     """
 
+    group_id: str | None = None
+    address_ids: tuple[str, ...] = attrs.field(default=(), metadata=_wire("fabric_address_ids"))
+    from_address_id: str | None = attrs.field(default=None, metadata=_SENDER)
     conversation_id: str | None = None
     extra: Mapping[str, Any] = EMPTY
+
+    @property
+    def group(self) -> Group | None:
+        """The joined group, to pass to the chat methods (``None`` in the address dialect)."""
+        if self.group_id is None:
+            return None
+        return Group(
+            id=self.group_id, address_ids=self.address_ids, from_address_id=self.from_address_id
+        )
 
     __repr__ = _short_repr
 
     def __hash__(self) -> int:
-        return hash(self.conversation_id)
+        return hash((self.group_id, self.conversation_id))

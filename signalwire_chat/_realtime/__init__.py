@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from ._hub import CredentialsLike, RealtimeHub, run_detached
 from ._options import ConnectionState, RealtimeOptions
-from ._subscriptions import Subscription
+from ._subscriptions import Route, Subscription
 
 __all__ = [
     "ConnectionState",
     "CredentialsLike",
     "RealtimeHub",
     "RealtimeOptions",
+    "Route",
     "Subscription",
     "run_detached",
 ]

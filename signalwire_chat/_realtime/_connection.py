@@ -57,12 +57,42 @@ _AUTH_WORDS = ("auth", "token", "requester", "expired", "credential", "jwt")
 
 
 class Routes:
-    """Which subscriptions want the chat messages of which address (copy-on-write)."""
+    """Which subscriptions want which chat messages (copy-on-write: replaced, never mutated).
 
-    __slots__ = ("table",)
+    ``groups`` maps a ``group_id`` (group dialect) and ``conversations`` a
+    ``conversation_id`` (address dialect) to its subscriptions; ``inbox`` takes every chat
+    message. ``drop_stale``: drop events whose ``event_channel`` does not name this session
+    (the group dialect's rule, as SignalWire's v4 client applies it).
+    """
 
-    def __init__(self) -> None:
-        self.table: dict[str, tuple[Subscription, ...]] = {}
+    __slots__ = ("conversations", "drop_stale", "groups", "inbox")
+
+    def __init__(self, *, drop_stale: bool = False) -> None:
+        self.groups: dict[str, tuple[Subscription, ...]] = {}
+        self.conversations: dict[str, tuple[Subscription, ...]] = {}
+        self.inbox: tuple[Subscription, ...] = ()
+        self.drop_stale = drop_stale
+
+    def clear(self) -> None:
+        """Route nothing any more."""
+        self.groups, self.conversations, self.inbox = {}, {}, ()
+
+    def lookup(self, message: dict[str, Any]) -> tuple[Subscription, ...]:
+        """The subscriptions a live chat message goes to (values of a wrong type match none)."""
+        subs: tuple[Subscription, ...] = ()
+        if self.groups:
+            key = message.get("group_id")
+            if type(key) is str:
+                subs = self.groups.get(key, ())
+        if self.conversations:
+            key = message.get("conversation_id")
+            if type(key) is str:
+                more = self.conversations.get(key)
+                if more:
+                    subs = subs + more if subs else more
+        if self.inbox:
+            subs = subs + self.inbox if subs else self.inbox
+        return subs
 
 
 class Backoff:
@@ -557,6 +587,9 @@ class Connection:
             sock.send(_frames.close_frame(self._masks.take()))
 
 
+#: The events carrying a message: a new one, and an edit of an earlier one.
+_MESSAGE_EVENTS = frozenset({"conversation.message", "conversation.message.updated"})
+
 _CLOSE = object()
 _MUTE = object()
 
@@ -581,7 +614,7 @@ class _SessionState:
         """Process complete frames; send the replies at once; say if the socket ends."""
         conn = self.conn
         dispatcher = conn._dispatcher
-        table = conn._routes.table
+        routes = conn._routes
         held = self.held
         room = dispatcher.queue_size - dispatcher.pending()
         batch: list[Item] = []
@@ -619,15 +652,22 @@ class _SessionState:
                 rpc_id = msg.get("id")
                 if type(params) is dict:
                     event_type = params.get("event_type")
-                    if event_type == "conversation.message":
+                    if routes.drop_stale and self._stale(params, event_type):
+                        replies.append(ack(rpc_id))
+                        continue
+                    if event_type in _MESSAGE_EVENTS:
                         inner = params.get("params")
                         if type(inner) is dict and inner.get("subtype") == "chat":
-                            subs = table.get(inner.get("conversation_id"))  # type: ignore[arg-type]
+                            subs = routes.lookup(inner)
                             if subs:
+                                author = params.get("is_author")
+                                if type(author) is bool:
+                                    inner["is_author"] = author  # the envelope says it
+                                item = (subs, inner, event_type != "conversation.message")
                                 if held or room <= 0:
-                                    held.append((ack(rpc_id), (subs, inner)))
+                                    held.append((ack(rpc_id), item))
                                     continue
-                                batch.append((subs, inner))
+                                batch.append(item)
                                 room -= 1
                     elif event_type == "signalwire.authorization.state":
                         inner = params.get("params")
@@ -659,6 +699,15 @@ class _SessionState:
                 )
         self._flush(batch, replies)
         return outcome
+
+    def _stale(self, params: dict[str, Any], event_type: object) -> bool:
+        """Whether an event is for an older session: its channel does not name ours."""
+        channel = params.get("event_channel")
+        protocol = self.conn.protocol
+        if type(channel) is not str or not channel or not protocol or protocol in channel:
+            return False
+        logger.debug("realtime: stale event dropped (%s, channel of another session)", event_type)
+        return True
 
     def _flush(self, batch: list[Item], replies: list[bytes]) -> None:
         if batch:

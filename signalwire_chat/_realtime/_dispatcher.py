@@ -27,8 +27,9 @@ __all__ = ["Dispatcher", "Watchdog"]
 
 logger = logging.getLogger(__name__)
 
-#: One queue entry: (subscriptions, wire message) or (None, task).
-Item = tuple[tuple["Subscription", ...] | None, Any]
+#: One queue entry: (subscriptions, wire message, whether it is an edit of an earlier
+#: message) or (None, task, False).
+Item = tuple[tuple["Subscription", ...] | None, Any, bool]
 
 
 class Dispatcher:
@@ -72,7 +73,7 @@ class Dispatcher:
     def put_task(self, task: Callable[[], None]) -> None:
         """Queue an internal task; it runs after everything queued before it."""
         with self._cond:
-            self._items.append((None, task))
+            self._items.append((None, task, False))
             self._cond.notify()
 
     def stop(self) -> None:
@@ -104,7 +105,7 @@ class Dispatcher:
         while batch:
             if self._stopping:
                 return
-            subs, payload = popleft()
+            subs, payload, update = popleft()
             if subs is None:
                 try:
                     payload()
@@ -112,7 +113,13 @@ class Dispatcher:
                     logger.exception("realtime: internal task failed")
                 continue
             for sub in subs:
-                sub._deliver_wire(payload, self)
+                try:
+                    if update:
+                        sub._deliver_update(payload, self)
+                    else:
+                        sub._deliver_wire(payload, self)
+                except Exception:  # a bug of ours must not end delivery for every subscription
+                    logger.exception("realtime: delivering a message to %s failed", sub.route)
             self.done += 1
             if self.want_space and self.enqueued - self.done <= self._low_water:
                 self.want_space = False
@@ -175,7 +182,7 @@ class Watchdog:
                 continue
             logger.warning(
                 "realtime: the callback of the subscription to %s has been running for %.1f s",
-                sub.address_id,
+                sub.route,
                 elapsed,
             )
             sub._report(

@@ -70,12 +70,19 @@ from ._connection import Connection, Routes
 from ._dispatcher import Dispatcher, Watchdog
 from ._options import ConnectionState, RealtimeOptions
 from ._stream import MessageStream
-from ._subscriptions import Subscription
+from ._subscriptions import Route, Subscription
 
 if TYPE_CHECKING:
     from ..models import ConversationChatMessage
 
-__all__ = ["CredentialsLike", "RealtimeHub", "Subscription", "on_realtime_thread", "run_detached"]
+__all__ = [
+    "CredentialsLike",
+    "RealtimeHub",
+    "Route",
+    "Subscription",
+    "on_realtime_thread",
+    "run_detached",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -199,9 +206,10 @@ class _Core:
         relay_url: str,
         credentials: CredentialsLike,
         agent: str,
-        history: Callable[[str], Iterator[ConversationChatMessage]],
+        history: Callable[[Route], Iterator[ConversationChatMessage]],
         options: RealtimeOptions,
         sslopt: dict[str, Any] | None,
+        drop_stale: bool = False,
     ) -> None:
         self.relay_url = relay_url
         self.credentials = credentials
@@ -209,7 +217,8 @@ class _Core:
         self.history = history
         self.options = options
         self.sslopt = sslopt
-        self.routes = Routes()
+        self.drop_stale = drop_stale
+        self.routes = Routes(drop_stale=drop_stale)
         self._lock = threading.RLock()
         #: Notified (under ``_lock``) on every state change, refusal and end of a run.
         self._cond = threading.Condition(self._lock)
@@ -226,18 +235,19 @@ class _Core:
 
     def subscribe(
         self,
-        address_id: str,
+        route: Route,
         on_message: Callable[[ConversationChatMessage], None],
         on_error: Callable[[BaseException], None] | None,
         *,
         report_slow: bool = True,
         on_end: Callable[[], None] | None = None,
+        on_update: Callable[[ConversationChatMessage], None] | None = None,
     ) -> Subscription:
-        _check_address(address_id)
         if not callable(on_message):
             raise InvalidArgumentTypeError("on_message must be callable")
-        if on_error is not None and not callable(on_error):
-            raise InvalidArgumentTypeError("on_error must be callable or None")
+        for name, hook in (("on_error", on_error), ("on_update", on_update)):
+            if hook is not None and not callable(hook):
+                raise InvalidArgumentTypeError(f"{name} must be callable or None")
         self._check_fork()
         may_wait = not on_realtime_thread()
         with self._lock:
@@ -245,18 +255,19 @@ class _Core:
                 raise ClientClosedError("the realtime hub is closed")
             sub = Subscription(
                 self,
-                address_id,
+                route,
                 on_message,
                 on_error,
                 recent_ids=self.options.recent_ids,
                 report_slow=report_slow,
+                on_update=on_update,
             )
             sub.on_end = on_end
             origin = sub.cell_origin
             replaced = [
                 old
                 for old in self._subs
-                if origin is not None and old.cell_origin == origin and old.address_id == address_id
+                if origin is not None and old.cell_origin == origin and old.route == route
             ]
             self._subs.append(sub)
             self._rebuild_routes()
@@ -277,7 +288,7 @@ class _Core:
             logger.info(
                 "realtime: the subscription to %s with %s (from a notebook cell) replaces the "
                 "older one with a callback of that name",
-                address_id,
+                route,
                 sub.callback_name,
             )
             old.cancel()
@@ -309,7 +320,7 @@ class _Core:
                                 "realtime: not connected after %.1f s; the subscription to %s "
                                 "is kept, and what it misses meanwhile is fetched on connect",
                                 timeout,
-                                sub.address_id,
+                                sub.route,
                             )
                             break
                         self._cond.wait(remaining)
@@ -346,10 +357,19 @@ class _Core:
             self._notify(ConnectionState.IDLE)
 
     def _rebuild_routes(self) -> None:
-        table: dict[str, tuple[Subscription, ...]] = {}
+        groups: dict[str, tuple[Subscription, ...]] = {}
+        conversations: dict[str, tuple[Subscription, ...]] = {}
+        inbox: list[Subscription] = []
         for sub in self._subs:
-            table[sub.address_id] = (*table.get(sub.address_id, ()), sub)
-        self.routes.table = table
+            route = sub.route
+            if route.value is None:
+                inbox.append(sub)
+                continue
+            table = groups if route.field == "group_id" else conversations
+            table[route.value] = (*table.get(route.value, ()), sub)
+        routes = self.routes
+        # Each attribute is replaced whole; the connection thread reads them without a lock.
+        routes.groups, routes.conversations, routes.inbox = groups, conversations, tuple(inbox)
 
     def _prune_retired(self) -> None:
         self._retired = [r for r in self._retired if any(t.is_alive() for t in r.threads())]
@@ -451,7 +471,7 @@ class _Core:
             first = not self._closed
             self._closed = True
             subs, self._subs = self._subs, []
-            self.routes.table = {}
+            self.routes.clear()
             runs = list(self._retired)
             if self._run is not None:
                 runs.append(self._run)
@@ -510,7 +530,7 @@ class _Core:
         for sub in self._subs:
             sub._active = False
         self._subs = []
-        self.routes = Routes()
+        self.routes = Routes(drop_stale=self.drop_stale)
         self._run = None
         self._retired = []
         self._state = ConnectionState.IDLE if not self._closed else ConnectionState.CLOSED
@@ -530,11 +550,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _check_address(address_id: Any) -> None:
-    if not isinstance(address_id, str):
-        raise InvalidArgumentTypeError(f"address_id must be a str, not {type(address_id).__name__}")
-    if not address_id or address_id != address_id.strip():
+def _route(target: Any) -> Route:
+    """A :class:`Route` as given, or the address dialect's route of an address id."""
+    if isinstance(target, Route):
+        return target
+    if not isinstance(target, str):
+        raise InvalidArgumentTypeError(f"address_id must be a str, not {type(target).__name__}")
+    if not target or target != target.strip():
         raise InvalidArgumentError("address_id must be a non-empty string without spaces")
+    return Route.address(target)
 
 
 class RealtimeHub:
@@ -561,10 +585,11 @@ class RealtimeHub:
         relay_url: str,
         credentials: CredentialsLike,
         agent: str,
-        history: Callable[[str], Iterator[ConversationChatMessage]],
+        history: Callable[[Route], Iterator[ConversationChatMessage]],
         options: RealtimeOptions,
         on_state_change: Callable[[ConnectionState], None] | None = None,
         sslopt: dict[str, Any] | None = None,
+        drop_stale: bool = False,
     ) -> None:
         if not isinstance(options, RealtimeOptions):
             raise InvalidArgumentTypeError("options must be a RealtimeOptions")
@@ -577,6 +602,7 @@ class RealtimeHub:
             history=history,
             options=options,
             sslopt=sslopt,
+            drop_stale=drop_stale,
         )
         if on_state_change is not None:
             self._core.add_state_listener(on_state_change)
@@ -585,11 +611,13 @@ class RealtimeHub:
 
     def subscribe(
         self,
-        address_id: str,
+        address_id: str | Route,
         on_message: Callable[[ConversationChatMessage], None],
         on_error: Callable[[BaseException], None] | None = None,
+        *,
+        on_update: Callable[[ConversationChatMessage], None] | None = None,
     ) -> Subscription:
-        """Deliver every chat message of ``address_id`` to ``on_message``.
+        """Deliver every chat message of ``address_id`` (or of a :class:`Route`) to ``on_message``.
 
         Every chat message of the address created after this returns is delivered
         exactly once, in order, across reconnects (gaps are filled from the
@@ -606,8 +634,10 @@ class RealtimeHub:
         also defined in a cell (so a re-run cell does not deliver twice).
 
         Args:
-            address_id: The address (conversation) to follow.
+            address_id: The address (conversation, address dialect) to follow, or a
+                :class:`Route` (a group, the inbox).
             on_message: Called with each :class:`ConversationChatMessage`.
+            on_update: Called with each edited message (``conversation.message.updated``).
             on_error: Called with ``CallbackError`` (``on_message`` raised),
                 ``SlowCallbackError`` (it runs too long; called from the watchdog
                 thread), ``MessagesMayBeMissingError`` (a gap could not be filled)
@@ -624,10 +654,10 @@ class RealtimeHub:
             RealtimeAuthenticationError: the relay refused the credentials while
                 this call waited (the subscription is not left active).
         """
-        return self._core.subscribe(address_id, on_message, on_error)
+        return self._core.subscribe(_route(address_id), on_message, on_error, on_update=on_update)
 
     def stream(
-        self, address_id: str, *, timeout: float | None = None
+        self, address_id: str | Route, *, timeout: float | None = None
     ) -> Iterator[ConversationChatMessage]:
         """Iterate over the chat messages of ``address_id`` as they arrive.
 
@@ -658,10 +688,11 @@ class RealtimeHub:
                 raise InvalidArgumentTypeError("timeout must be a number or None")
             if not timeout > 0:
                 raise InvalidArgumentError("timeout must be positive")
+        route = _route(address_id)
         stream = MessageStream(self._core.options.queue_size, timeout)
         on_message, on_error = stream.callbacks
         stream.subscription = self._core.subscribe(
-            address_id, on_message, on_error, report_slow=False, on_end=stream.shut
+            route, on_message, on_error, report_slow=False, on_end=stream.shut
         )
         return stream
 

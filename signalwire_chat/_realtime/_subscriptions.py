@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ..models import ConversationChatMessage
     from ._dispatcher import Dispatcher
 
-__all__ = ["Subscription"]
+__all__ = ["Route", "Subscription"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,72 @@ logger = logging.getLogger(__name__)
 #: nothing yet: the anchor is on this machine's clock, the history's ``ts`` on the service's,
 #: and a message of the small overlap is dropped as a duplicate if it came live too.
 CLOCK_TOLERANCE = 2.0
+
+
+class Route:
+    """What a subscription follows: which live events are its, and which history fills its gaps.
+
+    ``field`` is the message field that names the conversation (``"group_id"`` in the group
+    dialect, ``"conversation_id"`` in the address dialect) and ``value`` its value; an
+    *inbox* route (``field`` None) takes every chat message of every conversation the
+    subscriber belongs to. ``address_id`` is the address the user subscribed to, when it was
+    one (for the repr, logs and errors).
+    """
+
+    __slots__ = ("address_id", "field", "value")
+
+    def __init__(self, field: str | None, value: str | None, address_id: str | None = None):
+        self.field = field
+        self.value = value
+        self.address_id = address_id
+
+    @classmethod
+    def address(cls, address_id: str) -> Route:
+        """The conversation of ``address_id`` in the address dialect."""
+        return cls("conversation_id", address_id, address_id)
+
+    @classmethod
+    def group(cls, group_id: str, address_id: str | None = None) -> Route:
+        """The group ``group_id`` (reached from ``address_id``, if given)."""
+        return cls("group_id", group_id, address_id)
+
+    @classmethod
+    def inbox(cls) -> Route:
+        """Every chat message of every conversation of the subscriber."""
+        return cls(None, None)
+
+    @property
+    def is_inbox(self) -> bool:
+        """Whether this route takes every conversation."""
+        return self.field is None
+
+    def matches(self, message: ConversationChatMessage) -> bool:
+        """Whether a history message belongs to this route."""
+        if self.field is None:
+            return True
+        value = getattr(message, self.field)
+        # A group-dialect message without group_id came from the group's own history.
+        return value == self.value or (value is None and self.field == "group_id")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Route):
+            return NotImplemented
+        return (self.field, self.value) == (other.field, other.value)
+
+    def __hash__(self) -> int:
+        return hash((self.field, self.value))
+
+    def __str__(self) -> str:
+        if self.field is None:
+            return "the inbox"
+        if self.field == "group_id":
+            if self.address_id is not None:
+                return f"{self.address_id} (group {self.value})"
+            return f"group {self.value}"
+        return str(self.value)
+
+    def __repr__(self) -> str:
+        return f"Route({self.field!r}, {self.value!r}, {self.address_id!r})"
 
 
 class _Owner(Protocol):
@@ -47,17 +113,20 @@ class Subscription:
     def __init__(
         self,
         owner: _Owner,
-        address_id: str,
+        route: Route,
         on_message: Callable[[ConversationChatMessage], None],
         on_error: Callable[[BaseException], None] | None,
         *,
         recent_ids: int,
         report_slow: bool = True,
+        on_update: Callable[[ConversationChatMessage], None] | None = None,
     ) -> None:
         self._owner: _Owner | None = owner
-        self._address_id = address_id
+        self.route = route
+        self._address_id = route.address_id
         self._on_message = on_message
         self._on_error = on_error
+        self._on_update = on_update
         self._active = True
         self._recent: set[str] = set()
         self._recent_order: deque[str] = deque()
@@ -77,9 +146,20 @@ class Subscription:
         self.pending_backfill = False
 
     @property
-    def address_id(self) -> str:
-        """The address (conversation) this subscription follows."""
+    def address_id(self) -> str | None:
+        """The address this subscription follows (``None`` for a group or the inbox)."""
         return self._address_id
+
+    @property
+    def group_id(self) -> str | None:
+        """The group this subscription follows, in the group dialect (``None`` otherwise)."""
+        route = self.route
+        return route.value if route.field == "group_id" else None
+
+    @property
+    def inbox(self) -> bool:
+        """Whether this subscription takes every chat message of every conversation."""
+        return self.route.is_inbox
 
     @property
     def active(self) -> bool:
@@ -113,9 +193,13 @@ class Subscription:
 
     def __repr__(self) -> str:
         state = "active" if self._active else "cancelled"
-        return (
-            f"<Subscription address_id={self._address_id!r} {state} callback={self.callback_name}>"
-        )
+        if self.route.is_inbox:
+            target = "inbox"
+        elif self.route.field == "group_id":
+            target = f"address_id={self._address_id!r} group_id={self.route.value!r}"
+        else:
+            target = f"address_id={self._address_id!r}"
+        return f"<Subscription {target} {state} callback={self.callback_name}>"
 
     # --- used by the hub and the dispatcher ------------------------------------------
 
@@ -131,17 +215,40 @@ class Subscription:
 
     def _deliver_wire(self, wire: dict[str, Any], dispatcher: Dispatcher) -> None:
         """Decode and deliver one live message, unless it was delivered already."""
-        if not self._active or wire.get("id") in self._recent:
+        if not self._active:
+            return
+        mid = wire.get("id")
+        if type(mid) is str and mid in self._recent:
+            return
+        message = self._decode(wire)
+        if message is not None:
+            self._deliver(message, dispatcher)
+
+    def _deliver_update(self, wire: dict[str, Any], dispatcher: Dispatcher) -> None:
+        """Decode and hand an edited message to ``on_update`` (never to ``on_message``)."""
+        handler = self._on_update
+        if not self._active or handler is None:
+            return
+        message = self._decode(wire)
+        if message is None:
             return
         try:
-            message = structure_chat_message(wire)
-        except DecodeError as exc:
-            logger.warning(
-                "realtime: undecodable chat message for %s dropped: %s", self._address_id, exc
+            dispatcher.call(self, handler, message)
+        except BaseException as exc:
+            logger.exception("realtime: on_update of the subscription to %s raised", self.route)
+            error = CallbackError(
+                f"on_update raised {type(exc).__name__}", address_id=self._address_id
             )
+            error.__cause__ = exc
+            self._report(error)
+
+    def _decode(self, wire: dict[str, Any]) -> ConversationChatMessage | None:
+        try:
+            return structure_chat_message(wire)
+        except DecodeError as exc:
+            logger.warning("realtime: undecodable chat message for %s dropped: %s", self.route, exc)
             self._report(exc)
-            return
-        self._deliver(message, dispatcher)
+            return None
 
     def _deliver(self, message: ConversationChatMessage, dispatcher: Dispatcher) -> None:
         mid = message.id
@@ -157,9 +264,7 @@ class Subscription:
         try:
             dispatcher.call(self, self._on_message, message)
         except BaseException as exc:
-            logger.exception(
-                "realtime: the callback of the subscription to %s raised", self._address_id
-            )
+            logger.exception("realtime: the callback of the subscription to %s raised", self.route)
             error = CallbackError(
                 f"on_message raised {type(exc).__name__}", address_id=self._address_id
             )
@@ -171,18 +276,16 @@ class Subscription:
         handler = self._on_error
         if handler is None:
             if not isinstance(error, CallbackError):  # already logged with its traceback
-                logger.error("realtime: subscription to %s: %s", self._address_id, error)
+                logger.error("realtime: subscription to %s: %s", self.route, error)
             return
         try:
             handler(error)
         except Exception:
-            logger.exception(
-                "realtime: on_error of the subscription to %s raised", self._address_id
-            )
+            logger.exception("realtime: on_error of the subscription to %s raised", self.route)
 
     def _backfill(
         self,
-        history: Callable[[str], Iterator[ConversationChatMessage]],
+        history: Callable[[Route], Iterator[ConversationChatMessage]],
         dispatcher: Dispatcher,
         limit: int,
         *,
@@ -205,7 +308,8 @@ class Subscription:
         missing: list[ConversationChatMessage] = []
         failure: BaseException | None = None
         try:
-            for count, message in enumerate(history(self._address_id)):
+            route = self.route
+            for count, message in enumerate(history(route)):
                 if message.id == anchor_id or message.ts < anchor_ts:
                     break
                 if count >= limit:
@@ -216,7 +320,7 @@ class Subscription:
                 if (
                     message.id not in self._recent
                     and message.subtype == "chat"
-                    and message.conversation_id == self._address_id
+                    and route.matches(message)
                 ):
                     missing.append(message)
         except (PermissionDeniedError, NotFoundError) as exc:
@@ -225,7 +329,7 @@ class Subscription:
             else:
                 logger.debug(
                     "realtime: no history of %s on the first connect (%s); nothing to backfill",
-                    self._address_id,
+                    self.route,
                     exc,
                 )
                 return
@@ -234,7 +338,7 @@ class Subscription:
         if failure is not None:
             logger.warning(
                 "realtime: could not backfill %s after a %s: %s",
-                self._address_id,
+                self.route,
                 "connect" if first else "reconnect",
                 failure,
             )
@@ -246,7 +350,7 @@ class Subscription:
             gap.__cause__ = failure
             self._report(gap)
         if missing:
-            logger.debug("realtime: backfilling %d messages of %s", len(missing), self._address_id)
+            logger.debug("realtime: backfilling %d messages of %s", len(missing), self.route)
         for message in reversed(missing):
             if dispatcher.stopping or not self._active:
                 return

@@ -100,7 +100,7 @@ class Setup:
             relay_url=self.emu.relay_url,
             credentials=Credentials(token),
             agent="signalwire-chat-python/test",
-            history=history_client.iter_messages,
+            history=history_client._history,
             options=RealtimeOptions(**{**FAST, **options}),
             on_state_change=on_state_change,
         )

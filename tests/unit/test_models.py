@@ -54,6 +54,23 @@ CHAT: dict[str, Any] = {
     "text": "hello",
 }
 LOG = {**CHAT, "id": "log-1", "subtype": "log", "kind": "call_ended", "text": None}
+# A chat message as the group dialect carries it (protocol-group.md, the event payload).
+GROUP_CHAT: dict[str, Any] = {
+    "id": "6f1d3c2e-0000-4000-8000-000000000001",
+    "type": "message",
+    "subtype": "chat",
+    "kind": None,
+    "hidden": False,
+    "group_id": "a0bc8a30-0000-4000-8000-0000000000aa",
+    "from_fabric_address_id": "aaaaaaaa-0000-0000-0000-00000000a001",
+    "from_address_id": "aaaaaaaa-0000-0000-0000-00000000a001",
+    "ts": 1708192187.6779745,
+    "metadata": {},
+    "details": {},
+    "text": "hi",
+    "conversation_name": "Alice",
+    "user_name": "Bob",
+}
 
 
 def test_chat_message_from_the_reference_example() -> None:
@@ -74,8 +91,8 @@ def test_non_chat_message_is_a_plain_message() -> None:
 
 
 def test_unknown_fields_are_kept_in_extra() -> None:
-    msg = structure_message({**CHAT, "group_id": "g1", "extra": {"x": 1}})
-    assert msg.extra == {"group_id": "g1", "extra": {"x": 1}}
+    msg = structure_message({**CHAT, "channel_id": "g1", "extra": {"x": 1}})
+    assert msg.extra == {"channel_id": "g1", "extra": {"x": 1}}
     assert structure_message(CHAT).extra == {}
 
 
@@ -105,7 +122,7 @@ def test_strict_primitives_name_the_field(field: str, value: object) -> None:
     assert field in str(info.value)
 
 
-@pytest.mark.parametrize("field", ["id", "conversation_id", "ts", "subtype", "text"])
+@pytest.mark.parametrize("field", ["id", "ts", "subtype", "text"])
 def test_missing_required_field_is_named(field: str) -> None:
     raw = dict(CHAT)
     del raw[field]
@@ -304,6 +321,11 @@ def _varied_valid(rng: random.Random) -> list[tuple[type, dict[str, Any]]]:
         (Conversation, {"id": "c", "metadata": {"k": "v"}, "last_message_at": None}),
         (JoinResult, {}),
         (JoinResult, {"conversation_id": "c", "more": True}),
+        (JoinResult, {"group_id": "g", "fabric_address_ids": ["a", "b"], "from_address_id": "a"}),
+        (Conversation, {"group_id": "g", "from_fabric_address_id": "a", "name": "n"}),
+        (ConversationChatMessage, GROUP_CHAT),
+        (ConversationChatMessage, {**GROUP_CHAT, "from_fabric_address_id": None}),
+        (ConversationChatMessage, {k: v for k, v in GROUP_CHAT.items() if "from" not in k}),
     ]
     return samples
 
@@ -373,7 +395,7 @@ INVALID: list[tuple[type, Any, str | None]] = [
 # a missing required field is named
 INVALID += [
     (ConversationChatMessage, {k: v for k, v in CHAT.items() if k != field}, field)
-    for field in ("id", "conversation_id", "ts", "subtype", "text")
+    for field in ("id", "ts", "subtype", "text")
 ]
 INVALID += [(Address, {k: v for k, v in ADDRESS.items() if k != "name"}, "name")]
 INVALID += [(SubscriberInfo, {"fabric_addresses": []}, "id")]
@@ -409,11 +431,11 @@ def test_missing_nested_required_field_names_the_path() -> None:
 
 def test_fast_path_keeps_unknown_fields_and_widens_int_to_float() -> None:
     decode = _Recorded(ConversationChatMessage)
-    msg = decode.fast({**CHAT, "ts": 1708192187, "group_id": "g", "extra": {"x": 1}})
+    msg = decode.fast({**CHAT, "ts": 1708192187, "channel_id": "g", "extra": {"x": 1}})
     assert decode.fallbacks == 0
     assert msg.ts == 1708192187.0
     assert type(msg.ts) is float
-    assert msg.extra == {"group_id": "g", "extra": {"x": 1}}
+    assert msg.extra == {"channel_id": "g", "extra": {"x": 1}}
     assert decode.fast(CHAT).extra == {}
 
 
@@ -584,3 +606,64 @@ def test_the_shared_empty_default_survives_pickling_as_itself() -> None:
     assert pickle.loads(pickle.dumps(EMPTY)) is EMPTY
     assert EMPTY == {}
     assert repr(EMPTY) == "{}"
+
+
+def test_group_dialect_message_fields() -> None:
+    msg = structure_message(GROUP_CHAT)
+    assert isinstance(msg, ConversationChatMessage)
+    assert msg.group_id == GROUP_CHAT["group_id"]
+    assert msg.conversation_id is None
+    assert msg.from_address_id == GROUP_CHAT["from_fabric_address_id"]
+    assert msg.extra == {}  # both sender spellings are known fields
+    assert msg.is_author is None  # history pages do not say
+
+
+def test_sender_is_read_from_either_spelling_the_newer_winning() -> None:
+    only_new = {k: v for k, v in GROUP_CHAT.items() if k != "from_address_id"}
+    only_old = {k: v for k, v in GROUP_CHAT.items() if k != "from_fabric_address_id"}
+    assert structure_message(only_new).from_address_id == GROUP_CHAT["from_fabric_address_id"]
+    assert structure_message(only_old).from_address_id == GROUP_CHAT["from_address_id"]
+    both = {**GROUP_CHAT, "from_fabric_address_id": "new", "from_address_id": "old"}
+    assert structure_message(both).from_address_id == "new"
+    assert _precise(ConversationChatMessage)(both).from_address_id == "new"
+    with pytest.raises(DecodeError) as info:
+        structure_message({**only_new, "from_fabric_address_id": 7})
+    assert info.value.field == "from_fabric_address_id"
+
+
+def test_is_author_is_strict() -> None:
+    assert structure_message({**GROUP_CHAT, "is_author": True}).is_author is True
+    with pytest.raises(DecodeError) as info:
+        structure_message({**GROUP_CHAT, "is_author": "true"})
+    assert info.value.field == "is_author"
+
+
+def test_group_conversation_takes_its_id_from_group_id() -> None:
+    conv = structure({"group_id": "g", "from_fabric_address_id": "a", "name": "n"}, Conversation)
+    assert (conv.id, conv.group_id, conv.from_address_id) == ("g", "g", "a")
+    assert conv.group is not None and conv.group.id == "g"
+    assert structure({"id": "c", "address_id": "x"}, Conversation).group is None
+    with pytest.raises(DecodeError) as info:
+        structure({"name": "n"}, Conversation)
+    assert info.value.field == "id"
+
+
+def test_join_and_send_results_of_the_group_dialect() -> None:
+    joined = structure_join_result(
+        {"group_id": "g", "fabric_address_ids": ["b", "a"], "from_fabric_address_id": "a"}
+    )
+    assert joined.group is not None
+    assert (joined.group.id, joined.group.address_ids, joined.group.from_address_id) == (
+        "g",
+        ("b", "a"),
+        "a",
+    )
+    with pytest.raises(DecodeError) as info:
+        structure_join_result({"group_id": "g", "fabric_address_ids": ["b", 1]})
+    assert info.value.field == "fabric_address_ids[1]"
+    sent = structure_send_result({"group_id": "g", "text": "t", "from_fabric_address_id": "a"})
+    assert (sent.group_id, sent.text, sent.from_address_id, sent.message) == ("g", "t", "a", None)
+    full = structure_send_result(GROUP_CHAT)
+    assert full.message is not None and full.message.group_id == GROUP_CHAT["group_id"]
+    with pytest.raises(DecodeError):
+        structure_send_result({"group_id": 5, "text": "t"})

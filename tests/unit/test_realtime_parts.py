@@ -10,7 +10,7 @@ import pytest
 from signalwire_chat._realtime import RealtimeOptions
 from signalwire_chat._realtime._connection import Backoff, is_auth_error, parse_expires_at
 from signalwire_chat._realtime._dispatcher import Dispatcher
-from signalwire_chat._realtime._subscriptions import Subscription
+from signalwire_chat._realtime._subscriptions import Route, Subscription
 from signalwire_chat.errors import CallbackError, InvalidArgumentError, InvalidArgumentTypeError
 
 
@@ -100,10 +100,10 @@ def test_dispatcher_delivers_in_order_drops_duplicates_and_survives_raising_call
         if message.text == "t9":
             done.set()
 
-    sub = Subscription(_Owner(), "conv", on_message, errors.append, recent_ids=100)
+    sub = Subscription(_Owner(), Route.address("conv"), on_message, errors.append, recent_ids=100)
     dispatcher.start()
     try:
-        items = [((sub,), _wire(i)) for i in range(10)]
+        items = [((sub,), _wire(i), False) for i in range(10)]
         dispatcher.put_messages(items[:6] + items[2:4] + items[6:])  # t2, t3 redelivered
         assert done.wait(5)
         assert got == ["t0", "t1", "t2", "t4", "t5", "t6", "t7", "t8", "t9"]
@@ -118,7 +118,7 @@ def test_dispatcher_delivers_in_order_drops_duplicates_and_survives_raising_call
 
 
 def test_recent_ids_are_bounded() -> None:
-    sub = Subscription(_Owner(), "conv", lambda m: None, None, recent_ids=5)
+    sub = Subscription(_Owner(), Route.address("conv"), lambda m: None, None, recent_ids=5)
     dispatcher = Dispatcher(queue_size=10)
     for i in range(20):
         sub._deliver_wire(_wire(i), dispatcher)
@@ -130,15 +130,15 @@ def test_backfill_delivers_the_gap_oldest_first_and_stops_at_the_last_delivered(
     from signalwire_chat._convert import structure_chat_message
 
     got: list[str] = []
-    sub = Subscription(_Owner(), "conv", lambda m: got.append(m.text), None, recent_ids=100)
+    sub = Subscription(_Owner(), Route.address("conv"), lambda m: got.append(m.text), None, recent_ids=100)
     dispatcher = Dispatcher(queue_size=10)
     for i in range(3):
         sub._deliver_wire(_wire(i), dispatcher)
     history = [structure_chat_message(_wire(i)) for i in reversed(range(8))]  # newest first
     consumed: list[str] = []
 
-    def lazy(address_id: str):
-        assert address_id == "conv"
+    def lazy(route: Route):
+        assert route == Route.address("conv")
         for message in history:
             consumed.append(message.id)
             yield message
@@ -190,14 +190,14 @@ def test_subscription_repr_names_the_address_state_and_callback() -> None:
     def show(message: object) -> None:
         return None
 
-    sub = Subscription(_Owner(), "room-1", show, None, recent_ids=10)
+    sub = Subscription(_Owner(), Route.address("room-1"), show, None, recent_ids=10)
     text = repr(sub)
     assert "room-1" in text
     assert "active" in text
     assert "show" in text
     sub.cancel()
     assert "cancelled" in repr(sub)
-    assert "callback=" in repr(Subscription(_Owner(), "r", print, None, recent_ids=1))
+    assert "callback=" in repr(Subscription(_Owner(), Route.address("r"), print, None, recent_ids=1))
 
 
 def test_backfill_before_any_delivery_starts_at_subscribe_time_less_the_tolerance() -> None:
@@ -205,7 +205,7 @@ def test_backfill_before_any_delivery_starts_at_subscribe_time_less_the_toleranc
     from signalwire_chat._realtime._subscriptions import CLOCK_TOLERANCE
 
     got: list[str] = []
-    sub = Subscription(_Owner(), "conv", lambda m: got.append(m.text), None, recent_ids=100)
+    sub = Subscription(_Owner(), Route.address("conv"), lambda m: got.append(m.text), None, recent_ids=100)
     now = sub.last_ts
 
     def at(i: int, ts: float) -> object:
@@ -226,7 +226,7 @@ def test_a_first_backfill_refused_as_not_a_member_is_not_a_gap() -> None:
     from signalwire_chat.errors import MessagesMayBeMissingError, PermissionDeniedError
 
     errors: list[BaseException] = []
-    sub = Subscription(_Owner(), "conv", lambda m: None, errors.append, recent_ids=10)
+    sub = Subscription(_Owner(), Route.address("conv"), lambda m: None, errors.append, recent_ids=10)
 
     def denied(_address: str):
         raise PermissionDeniedError("not a member", status=403, method="GET", url="u")
