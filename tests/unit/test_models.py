@@ -641,7 +641,8 @@ def test_is_author_is_strict() -> None:
 def test_group_conversation_takes_its_id_from_group_id() -> None:
     conv = structure({"group_id": "g", "from_fabric_address_id": "a", "name": "n"}, Conversation)
     assert (conv.id, conv.group_id, conv.from_address_id) == ("g", "g", "a")
-    assert conv.group is not None and conv.group.id == "g"
+    assert conv.group is not None
+    assert conv.group.id == "g"
     assert structure({"id": "c", "address_id": "x"}, Conversation).group is None
     with pytest.raises(DecodeError) as info:
         structure({"name": "n"}, Conversation)
@@ -664,6 +665,7 @@ def test_join_and_send_results_of_the_group_dialect() -> None:
     sent = structure_send_result({"group_id": "g", "text": "t", "from_fabric_address_id": "a"})
     assert (sent.group_id, sent.text, sent.from_address_id, sent.message) == ("g", "t", "a", None)
     full = structure_send_result(GROUP_CHAT)
-    assert full.message is not None and full.message.group_id == GROUP_CHAT["group_id"]
+    assert full.message is not None
+    assert full.message.group_id == GROUP_CHAT["group_id"]
     with pytest.raises(DecodeError):
         structure_send_result({"group_id": 5, "text": "t"})

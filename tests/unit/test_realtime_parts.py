@@ -130,7 +130,9 @@ def test_backfill_delivers_the_gap_oldest_first_and_stops_at_the_last_delivered(
     from signalwire_chat._convert import structure_chat_message
 
     got: list[str] = []
-    sub = Subscription(_Owner(), Route.address("conv"), lambda m: got.append(m.text), None, recent_ids=100)
+    sub = Subscription(
+        _Owner(), Route.address("conv"), lambda m: got.append(m.text), None, recent_ids=100
+    )
     dispatcher = Dispatcher(queue_size=10)
     for i in range(3):
         sub._deliver_wire(_wire(i), dispatcher)
@@ -197,7 +199,9 @@ def test_subscription_repr_names_the_address_state_and_callback() -> None:
     assert "show" in text
     sub.cancel()
     assert "cancelled" in repr(sub)
-    assert "callback=" in repr(Subscription(_Owner(), Route.address("r"), print, None, recent_ids=1))
+    assert "callback=" in repr(
+        Subscription(_Owner(), Route.address("r"), print, None, recent_ids=1)
+    )
 
 
 def test_backfill_before_any_delivery_starts_at_subscribe_time_less_the_tolerance() -> None:
@@ -205,7 +209,9 @@ def test_backfill_before_any_delivery_starts_at_subscribe_time_less_the_toleranc
     from signalwire_chat._realtime._subscriptions import CLOCK_TOLERANCE
 
     got: list[str] = []
-    sub = Subscription(_Owner(), Route.address("conv"), lambda m: got.append(m.text), None, recent_ids=100)
+    sub = Subscription(
+        _Owner(), Route.address("conv"), lambda m: got.append(m.text), None, recent_ids=100
+    )
     now = sub.last_ts
 
     def at(i: int, ts: float) -> object:
@@ -226,7 +232,9 @@ def test_a_first_backfill_refused_as_not_a_member_is_not_a_gap() -> None:
     from signalwire_chat.errors import MessagesMayBeMissingError, PermissionDeniedError
 
     errors: list[BaseException] = []
-    sub = Subscription(_Owner(), Route.address("conv"), lambda m: None, errors.append, recent_ids=10)
+    sub = Subscription(
+        _Owner(), Route.address("conv"), lambda m: None, errors.append, recent_ids=10
+    )
 
     def denied(_address: str):
         raise PermissionDeniedError("not a member", status=403, method="GET", url="u")
