@@ -13,6 +13,10 @@ from collections.abc import Sequence
 #: The conversation every realtime bench subscribes to and every REST bench reads or writes.
 ADDRESS_ID = "cccccccc-0000-4000-8000-00000000c001"
 SUBSCRIBER_ID = "aaaaaaaa-0000-4000-8000-000000000001"
+#: The bench subscriber's own address ("my address" of the group dialect).
+MY_ADDRESS_ID = "aaaaaaaa-0000-4000-8000-00000000a001"
+#: The group of MY_ADDRESS_ID and ADDRESS_ID (what the bench REST server's join answers).
+GROUP_ID = "99999999-0000-4000-8000-0000000000aa"
 
 
 def cores() -> tuple[int, int]:

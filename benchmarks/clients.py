@@ -105,11 +105,50 @@ def send_requests(p: dict[str, Any]) -> dict[str, Any]:
     url = p["rest_url"] + "/api/fabric/messages"
 
     def op(i: int) -> None:
-        reply = session.post(url, json={"conversation_id": _bench.ADDRESS_ID, "text": f"hi {i}"})
+        reply = session.post(url, json=_send_body(_bench.GROUP_ID, f"hi {i}"))
         reply.raise_for_status()
         reply.json()
 
     return run_ops(op, p)
+
+
+def _send_body(group_id: str, text: str) -> dict[str, Any]:
+    return {"group_id": group_id, "from_fabric_address_id": _bench.MY_ADDRESS_ID, "text": text}
+
+
+def _new_address(i: int) -> str:
+    return f"dddddddd-0000-4000-8000-{i:012d}"
+
+
+def first_send_requests(p: dict[str, Any]) -> dict[str, Any]:
+    """A first message to a new address, by hand: the join, then the send."""
+    import requests
+
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {p['token']}"
+    join_url = p["rest_url"] + "/api/fabric/conversations/join"
+    send_url = p["rest_url"] + "/api/fabric/messages"
+
+    def op(i: int) -> None:
+        members = [_new_address(i), _bench.MY_ADDRESS_ID]
+        body = {"from_fabric_address_id": _bench.MY_ADDRESS_ID, "fabric_address_ids": members}
+        joined = session.post(join_url, json=body)
+        joined.raise_for_status()
+        sent = session.post(send_url, json=_send_body(joined.json()["group_id"], f"hi {i}"))
+        sent.raise_for_status()
+        sent.json()
+
+    return run_ops(op, p)
+
+
+def first_send_ours(p: dict[str, Any]) -> dict[str, Any]:
+    """A first message to a new address with our client: it joins, caches, sends."""
+    client = our_client_class()(p["token"], rest_url=p["rest_url"], relay_url=p["relay_url"])
+    try:
+        client.my_address_id()  # once per client, not per address: outside the measure
+        return run_ops(lambda i: client.send_message(_new_address(i), f"hi {i}"), p)
+    finally:
+        client.close()
 
 
 def send_httpclient(p: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +157,7 @@ def send_httpclient(p: dict[str, Any]) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {p['token']}", "Content-Type": "application/json"}
 
     def op(i: int) -> None:
-        body = json.dumps({"conversation_id": _bench.ADDRESS_ID, "text": f"hi {i}"}).encode()
+        body = json.dumps(_send_body(_bench.GROUP_ID, f"hi {i}")).encode()
         connection.request("POST", "/api/fabric/messages", body, headers)
         reply = connection.getresponse()
         data = reply.read()
@@ -153,7 +192,7 @@ def iter_requests(p: dict[str, Any]) -> dict[str, Any]:
 
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {p['token']}"
-    first = f"{p['rest_url']}/api/fabric/conversations/{_bench.ADDRESS_ID}/messages"
+    first = f"{p['rest_url']}/api/fabric/conversations/{_bench.GROUP_ID}/messages"
 
     def read_all(_: int) -> None:
         seen = 0
@@ -333,6 +372,10 @@ CASES: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
         "requests": send_requests,
         "httpclient": send_httpclient,
         "ours": send_ours,
+    }[kind](p),
+    "first_send": lambda kind, p: {
+        "requests": first_send_requests,
+        "ours": first_send_ours,
     }[kind](p),
     "iter": lambda kind, p: {"requests": iter_requests, "ours": iter_ours}[kind](p),
     "stream": rt_stream,

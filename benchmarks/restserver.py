@@ -1,9 +1,11 @@
 """Minimal fast REST server for the send and history benches (asyncio, HTTP/1.1 keep-alive).
 
-It answers the three fabric calls the benches make, with the shapes of protocol.md:
-``POST /api/fabric/messages`` (201, the ``table`` body the service returns),
-``GET /api/fabric/conversations/{address}/messages?page_size=N[&page_token=K]`` (pages of a
-fixed history, newest first, with absolute ``links``) and ``GET /api/fabric/subscriber/info``.
+It answers the fabric calls the benches make, in the group dialect of protocol-group.md:
+``POST /api/fabric/conversations/join`` (the group of the addresses: ``GROUP_ID`` for the
+bench conversation, a name-based id for any other set), ``POST /api/fabric/messages`` (201,
+``{group_id, text, from_fabric_address_id}``), ``GET
+/api/fabric/conversations/{group}/messages?page_size=N[&page_token=K]`` (pages of a fixed
+history, newest first, with absolute ``links``) and ``GET /api/fabric/subscriber/info``.
 A missing bearer token gets 401. Prints one JSON line with its URL, serves until stdin closes.
 """
 
@@ -13,11 +15,12 @@ import argparse
 import asyncio
 import json
 import sys
+import uuid
 from urllib.parse import parse_qs, urlsplit
 
 import _bench
 
-HISTORY_PATH = f"/api/fabric/conversations/{_bench.ADDRESS_ID}/messages"
+HISTORY_PATH = f"/api/fabric/conversations/{_bench.GROUP_ID}/messages"
 
 
 def history(count: int) -> list[bytes]:
@@ -26,9 +29,10 @@ def history(count: int) -> list[bytes]:
     for number in range(count, 0, -1):
         message = {
             "id": f"20000000-0000-4000-8000-{number:012d}",
-            "conversation_id": _bench.ADDRESS_ID,
+            "group_id": _bench.GROUP_ID,
             "user_id": _bench.SUBSCRIBER_ID,
-            "from_address_id": "aaaaaaaa-0000-4000-8000-00000000a001",
+            "from_fabric_address_id": _bench.MY_ADDRESS_ID,
+            "from_address_id": _bench.MY_ADDRESS_ID,
             "ts": 1_708_192_187.6779745 + number,
             "details": {},
             "metadata": {},
@@ -56,15 +60,29 @@ class Fabric:
         url = urlsplit(target)
         if method == "POST" and url.path == "/api/fabric/messages":
             sent = json.loads(body)
-            table = {"conversation_id": sent["conversation_id"], "text": sent["text"]}
-            return response(201, json.dumps({"table": table}).encode())
+            answer = {
+                "group_id": sent["group_id"],
+                "text": sent["text"],
+                "from_fabric_address_id": sent["from_fabric_address_id"],
+            }
+            return response(201, json.dumps(answer).encode())
+        if method == "POST" and url.path == "/api/fabric/conversations/join":
+            sent = json.loads(body)
+            members = sorted({*sent["fabric_address_ids"], sent["from_fabric_address_id"]})
+            if members == sorted({_bench.ADDRESS_ID, _bench.MY_ADDRESS_ID}):
+                group_id = _bench.GROUP_ID
+            else:
+                group_id = str(uuid.uuid5(uuid.NAMESPACE_URL, ",".join(members)))
+            answer = {"group_id": group_id, **sent}
+            return response(200, json.dumps(answer).encode())
         if method == "GET" and url.path == HISTORY_PATH:
             query = parse_qs(url.query)
             size = int(query.get("page_size", ["10"])[0])
             start = int(query.get("page_token", ["0"])[0])
             return response(200, self.page(size, start))
         if method == "GET" and url.path == "/api/fabric/subscriber/info":
-            info = {"id": _bench.SUBSCRIBER_ID, "fabric_addresses": [{"id": _bench.ADDRESS_ID}]}
+            address = {"id": _bench.MY_ADDRESS_ID, "name": "bench", "type": "subscriber"}
+            info = {"id": _bench.SUBSCRIBER_ID, "fabric_addresses": [address]}
             return response(200, json.dumps(info).encode())
         return response(404, b'{"errors":[{"type":"not_found","message":"not found"}]}')
 

@@ -273,7 +273,7 @@ class ChatClient:
         max_retries: int = DEFAULT_MAX_RETRIES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         allow_insecure: bool = False,
-        dialect: str = "address",
+        dialect: str = "group",
         from_address_id: str | None = None,
         realtime: RealtimeOptions | None = None,
         on_state_change: Callable[[ConnectionState], None] | None = None,
@@ -499,6 +499,9 @@ class ChatClient:
 
     def _group_for(self, address_id: str) -> str:
         """The group of this client's address and ``address_id``: cached, else joined once."""
+        group_id = self._groups.get(address_id)  # the steady state: no lock (dict reads are atomic)
+        if group_id is not None:
+            return group_id
         with self._groups_lock:
             group_id = self._groups.get(address_id)
             if group_id is not None:
