@@ -521,7 +521,9 @@ class Emulator:
             kind: The kind of a non-chat message (e.g. ``"call_started"``).
             text: The text (None for none).
             user_id: The sending subscriber. In an address conversation it joins, as
-                when it sends. Without one the message comes from a system user.
+                when it sends. Without one the message comes from a system user (in a
+                group, attributed to the address that created the group: every group
+                message names a sender address, which v4 looks up).
             details: The ``details`` object.
             metadata: The ``metadata`` object.
             from_address_id: The sender address of a group message (the sender's
@@ -539,6 +541,11 @@ class Emulator:
             group_id = target
             if from_address_id is None and user_id is not None:
                 from_address_id = state.store.member_address(target, user_id)
+            if from_address_id is None:
+                # Every group message names a sender address (v4 looks each one up).
+                group = state.store.get_group(target)
+                assert group is not None
+                from_address_id = group["from_address_id"]
         elif state.store.get_address(target) is None:
             raise KeyError(f"no group or address {target!r}")
 

@@ -456,6 +456,7 @@ def test_group_helpers(
     # add_message: a log by default, into a group or an address conversation.
     log = emu.add_message(expected, kind="call_started", details={"status": "started"})
     assert (log["subtype"], log["group_id"], log["text"]) == ("log", expected, None)
+    assert log["from_fabric_address_id"] == alice.address_id  # the group's creator, not None
     assert [m["text"] for m in emu.messages(expected)] == ["direct", None]
     assert [m["text"] for m in emu.messages(bob.address_id)] == ["address dialect"]
     with pytest.raises(KeyError):
