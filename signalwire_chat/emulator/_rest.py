@@ -531,7 +531,7 @@ def _send_to_group(state: EmulatorState, claims: SatClaims, body: dict[str, Any]
     store = state.store
     if not store.is_group(group_id):
         raise FabricHTTPError(404, "group not found", attribute="group_id")
-    _require_own_address(state, claims, from_address_id, spelling)
+    _require_own_address(state, claims.subscriber_id, from_address_id, spelling)
     if not store.is_member(group_id, claims.subscriber_id):
         raise FabricHTTPError(403, "you are not a member of this group", attribute="group_id")
     message = state.post_message(
@@ -547,9 +547,9 @@ def _send_to_group(state: EmulatorState, claims: SatClaims, body: dict[str, Any]
 
 
 def _require_own_address(
-    state: EmulatorState, claims: SatClaims, address_id: str, attribute: str
+    state: EmulatorState, subscriber_id: str, address_id: str, attribute: str
 ) -> None:
-    if address_id not in state.store.address_ids_of(claims.subscriber_id):
+    if address_id not in state.store.address_ids_of(subscriber_id):
         raise FabricHTTPError(
             403,
             f"{attribute} is not an address of the calling subscriber",
@@ -640,13 +640,7 @@ def join_group_as(
             422 fewer than two addresses or two rooms.
     """
     room_id = room_of(state, address_ids)
-    if from_address_id not in state.store.address_ids_of(subscriber_id):
-        raise FabricHTTPError(
-            403,
-            "from_fabric_address_id is not an address of the calling subscriber",
-            code=NOT_SUBSCRIBERS_ADDRESS,
-            attribute="from_fabric_address_id",
-        )
+    _require_own_address(state, subscriber_id, from_address_id, "from_fabric_address_id")
     if len(address_ids) < 2:
         raise _invalid("fabric_address_ids", "you can't message your own address")
     return state.store.join_group(
