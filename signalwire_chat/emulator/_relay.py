@@ -255,6 +255,10 @@ class _Session:
 
     def __init__(self, protocol: str, claims: SatClaims) -> None:
         self.protocol = protocol
+        # The event_channel of the session's events, and its JSON (encoded once: publish
+        # splices it into every event it sends this session).
+        self.channel = _channel(protocol)
+        self.channel_json = _dumps(self.channel)
         self.subscriber_id = claims.subscriber_id
         self.project_id = claims.project_id
         self.claims = claims
@@ -428,25 +432,19 @@ class RelayHub:
             if not sessions:
                 continue
             is_author = subscriber_id == author
+            authorship = ',"is_author":true' if is_author else ',"is_author":false'
             for session in list(sessions.values()):
                 conn = session.conn
                 if conn is None or conn.closing:
                     continue
-                channel = _channel(session.protocol)
                 event = {
                     "event_type": event_type,
-                    "event_channel": channel,
+                    "event_channel": session.channel,
                     "is_author": is_author,
                     "timestamp": timestamp,
                     "params": params,
                 }
-                body: _Event = (
-                    head
-                    + _dumps(channel)
-                    + (',"is_author":true' if is_author else ',"is_author":false')
-                    + tail,
-                    event,
-                )
+                body: _Event = ("".join((head, session.channel_json, authorship, tail)), event)
                 if session.queue or len(session.unacked) >= window:
                     if len(session.queue) >= limit:
                         self._drop_slow_consumer(session, conn)
@@ -857,7 +855,7 @@ class RelayHub:
                 "method": "signalwire.event",
                 "params": {
                     "event_type": "signalwire.authorization.state",
-                    "event_channel": _channel(session.protocol),
+                    "event_channel": session.channel,
                     "timestamp": time.time(),
                     "params": {"authorization_state": secrets.token_urlsafe(48)},
                 },
@@ -978,7 +976,7 @@ class RelayHub:
         eid = self._frame_id()
         body, params = event
         frame = (
-            _EVENT_HEAD + eid + _EVENT_MID + body + "}",
+            "".join((_EVENT_HEAD, eid, _EVENT_MID, body, "}")),
             {"jsonrpc": "2.0", "id": eid, "method": "signalwire.event", "params": params},
         )
         if session.acks:
