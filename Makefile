@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-NODE_DIR := tests/conformance/js
-NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+# One folder per official SDK, each with its own package.json and package-lock.json.
+NODE_DIRS := tests/conformance/js tests/conformance/sdk-client-0.0.1 tests/conformance/sdk-js-4.0.0-beta.12
+NODE_STAMPS := $(addsuffix /node_modules/.installed,$(NODE_DIRS))
 
 .PHONY: demo test unit lint versions bench bench-quick emulator clean
 
@@ -14,14 +15,14 @@ $(STAMP): setup.cfg setup.py pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
-	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
-	touch $(NODE_STAMP)
+%/node_modules/.installed: %/package.json %/package-lock.json
+	cd $* && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMPS)
 	$(PY) -m pytest
 
 unit: $(STAMP)
@@ -46,14 +47,14 @@ versions:
 	  .venv-$$v/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/integration || exit 1; \
 	done
 
-bench: $(STAMP) $(NODE_STAMP)
+bench: $(STAMP) $(NODE_STAMPS)
 	$(PY) benchmarks/run.py --write BENCHMARKS.md
 
-bench-quick: $(STAMP) $(NODE_STAMP)
+bench-quick: $(STAMP) $(NODE_STAMPS)
 	$(PY) benchmarks/run.py --quick
 
 emulator: $(STAMP)
 	$(PY) -m signalwire_chat.emulator --port 0
 
 clean:
-	rm -rf $(VENV) .venv-3.* build dist *.egg-info $(NODE_DIR)/node_modules
+	rm -rf $(VENV) .venv-3.* build dist *.egg-info $(addsuffix /node_modules,$(NODE_DIRS))

@@ -13,6 +13,20 @@ named ``signalwire-emulator-...``, stores everything in sqlite3, and mints token
 the real shape. ``stop()`` followed by ``start()`` brings it back on the same port
 with the same data (a "server restart"); fault hooks break things on purpose.
 
+Both wire dialects are served at once, told apart by each request's body: the
+*address* dialect of ``@signalwire/js`` 3.28/3.29 (``conversation_id``; protocol.md) and
+the *group* dialect of ``@signalwire/client`` 0.0.1 and ``@signalwire/js`` 4.x
+(``group_id``, ``from_fabric_address_id``, ``fabric_address_ids``; protocol-group.md).
+A group's id is a uuid5 of its sorted set of addresses (:meth:`Emulator.group_id_for`);
+a set holding a room address maps to the room's one group. A group's members are the
+subscribers owning an address of its set, plus whoever joined it.
+
+History by a bare address id (``GET /api/fabric/conversations/{address_id}/messages``)
+in the group era: the address-dialect conversation of that address when the caller is a
+member of it (what 3.28 clients read); otherwise the caller's group with that address
+(a room's group, or the group of exactly that address and one of the caller's);
+otherwise 403 for a known address and 404 for an unknown one.
+
 This package needs the ``emulator`` extra (aiohttp, joserfc); the client package never
 imports it.
 """
@@ -27,15 +41,16 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
-from ._app import EmulatorState, FaultRule, RestFaults, ServerThread, build_app
+from ._app import EmulatorState, FabricHTTPError, FaultRule, RestFaults, ServerThread, build_app
 from ._record import Recording, TrafficRecorder
-from ._store import DuplicateNameError, Store
+from ._rest import join_group_as, room_of
+from ._store import DuplicateNameError, Store, group_id_of
 from ._tokens import InvalidTokenError, SatClaims, TokenAuthority, generate_key
 
 try:
@@ -421,9 +436,69 @@ class Emulator:
         state = self._open_state()
         state.store.join(address_id, _subscriber_id(subscriber), now=state.clock())
 
+    def group_id_for(self, *address_ids: str) -> str:
+        """Return the group id of a set of addresses, as the join call would give it.
+
+        Pure: nothing is created. Order and duplicates do not matter; a set holding a
+        room address gives the room's one group.
+
+        Args:
+            *address_ids: The addresses of the set (include the caller's own).
+
+        Returns:
+            The group id.
+
+        Raises:
+            ValueError: fewer than two distinct addresses, or more than one room.
+            KeyError: an unknown address.
+        """
+        ids = list(dict.fromkeys(address_ids))
+        if len(ids) < 2:
+            raise ValueError("a group needs at least two distinct addresses")
+        try:
+            room_id = room_of(self._open_state(), ids)
+        except FabricHTTPError as exc:
+            raise _helper_error(exc) from None
+        return group_id_of(ids, room_id)
+
+    def join_group(
+        self,
+        subscriber: str | EmulatorSubscriber,
+        address_ids: Sequence[str],
+        *,
+        from_address_id: str | None = None,
+    ) -> str:
+        """Join a group as a subscriber, as ``POST /api/fabric/conversations/join`` does.
+
+        Args:
+            subscriber: The joining subscriber (or its id).
+            address_ids: The other addresses of the group (the from-address is added).
+            from_address_id: The subscriber's address to join with; its primary address
+                when None.
+
+        Returns:
+            The group id (the same for the same set, every time).
+
+        Raises:
+            KeyError: an unknown address or subscriber.
+            PermissionError: ``from_address_id`` is not the subscriber's.
+            ValueError: fewer than two distinct addresses (a self-join), or two rooms.
+        """
+        if isinstance(address_ids, str):
+            raise TypeError("address_ids must be a sequence of ids, not one string")
+        state = self._open_state()
+        sub_id = _subscriber_id(subscriber)
+        from_id = from_address_id or self._primary_address(sub_id)
+        ids = list(dict.fromkeys([*address_ids, from_id]))
+        try:
+            group = join_group_as(state, sub_id, from_id, ids)
+        except FabricHTTPError as exc:
+            raise _helper_error(exc) from None
+        return str(group["group_id"])
+
     def add_message(
         self,
-        address_id: str,
+        target: str,
         *,
         subtype: str = "log",
         kind: str | None = None,
@@ -431,25 +506,54 @@ class Emulator:
         user_id: str | None = None,
         details: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        from_address_id: str | None = None,
     ) -> dict[str, Any]:
-        """Insert a message into a conversation and push it to its members.
+        """Insert a message into a conversation or group and push it to its members.
 
-        With a subscriber's ``user_id`` the sender joins the conversation, as when it
-        sends. Without one the message comes from a system user.
+        The default ``subtype`` is ``"log"`` (a non-chat entry, such as a call log); pass
+        ``subtype="chat"`` for a chat message.
+
+        Args:
+            target: A group id (the message goes to that group, in the group dialect's
+                shape), or an address id (the address-dialect conversation of that
+                address).
+            subtype: The message subtype; ``"log"`` by default.
+            kind: The kind of a non-chat message (e.g. ``"call_started"``).
+            text: The text (None for none).
+            user_id: The sending subscriber. In an address conversation it joins, as
+                when it sends. Without one the message comes from a system user (in a
+                group, attributed to the address that created the group: every group
+                message names a sender address, which v4 looks up).
+            details: The ``details`` object.
+            metadata: The ``metadata`` object.
+            from_address_id: The sender address of a group message (the sender's
+                address in the group, or its primary one, when None).
 
         Returns:
             The stored message object.
 
         Raises:
-            KeyError: unknown address.
+            KeyError: ``target`` is neither a group nor an address.
         """
         state = self._open_state()
-        if state.store.get_address(address_id) is None:
-            raise KeyError(f"no address {address_id!r}")
+        group_id: str | None = None
+        if state.store.is_group(target):
+            group_id = target
+            if from_address_id is None and user_id is not None:
+                from_address_id = state.store.member_address(target, user_id)
+            if from_address_id is None:
+                # Every group message names a sender address (v4 looks each one up).
+                group = state.store.get_group(target)
+                assert group is not None
+                from_address_id = group["from_address_id"]
+        elif state.store.get_address(target) is None:
+            raise KeyError(f"no group or address {target!r}")
 
         def post() -> dict[str, Any]:
             return state.post_message(
-                conversation_id=address_id,
+                conversation_id=target,
+                group_id=group_id,
+                from_address_id=from_address_id,
                 user_id=user_id or SYSTEM_USER_ID,
                 text=text,
                 subtype=subtype,
@@ -464,29 +568,126 @@ class Emulator:
     def send_as(
         self,
         subscriber: str | EmulatorSubscriber,
-        address_id: str,
+        address_id: str | None,
         text: str,
         *,
         metadata: Mapping[str, Any] | None = None,
         details: Mapping[str, Any] | None = None,
+        group_id: str | None = None,
+        dialect: Literal["group", "address"] = "group",
     ) -> dict[str, Any]:
         """Send a chat message as a subscriber (what ``POST /api/fabric/messages`` does).
 
+        In the group dialect (the default) the subscriber joins the group of
+        ``[address_id, its own address]`` and posts there, as the current official
+        clients do; with ``group_id`` it posts to that group directly (``address_id``
+        may then be None). With ``dialect="address"`` the message goes to the
+        address-dialect conversation of ``address_id`` (the sender joins it).
+
+        Args:
+            subscriber: The sender (or its id).
+            address_id: The address to message (ignored with ``group_id``).
+            text: The text.
+            metadata: The ``metadata`` object.
+            details: The ``details`` object.
+            group_id: A group the subscriber is in, to post to directly.
+            dialect: ``"group"`` or ``"address"``.
+
         Returns:
             The stored message object.
+
+        Raises:
+            KeyError: an unknown address, group or subscriber.
+            PermissionError: the subscriber is not in the group.
+            ValueError: a message to the subscriber's own address in the group dialect,
+                or a bad ``dialect``.
         """
+        sub_id = _subscriber_id(subscriber)
+        if dialect == "address" and group_id is None:
+            if address_id is None:
+                raise ValueError("the address dialect needs an address_id")
+            return self.add_message(
+                address_id,
+                subtype="chat",
+                text=text,
+                user_id=sub_id,
+                details=details,
+                metadata=metadata,
+            )
+        if dialect not in ("group", "address"):
+            raise ValueError(f"dialect must be 'group' or 'address', not {dialect!r}")
+        state = self._open_state()
+        if group_id is None:
+            if address_id is None:
+                raise ValueError("give an address_id or a group_id")
+            group_id = self.join_group(sub_id, [address_id])
+        elif not state.store.is_group(group_id):
+            raise KeyError(f"no group {group_id!r}")
+        from_id = state.store.member_address(group_id, sub_id)
+        if from_id is None:
+            raise PermissionError("the subscriber is not a member of that group")
         return self.add_message(
-            address_id,
+            group_id,
             subtype="chat",
             text=text,
-            user_id=_subscriber_id(subscriber),
+            user_id=sub_id,
             details=details,
             metadata=metadata,
+            from_address_id=from_id,
         )
 
-    def messages(self, address_id: str) -> list[dict[str, Any]]:
-        """Return every message of a conversation, oldest first (for assertions)."""
-        return self._open_state().store.all_messages(address_id)
+    def messages(self, target: str) -> list[dict[str, Any]]:
+        """Return every message of a group or an address conversation, oldest first.
+
+        Args:
+            target: A group id or an address id (its address-dialect conversation).
+        """
+        return self._open_state().store.all_messages(target)
+
+    def edit_message(
+        self,
+        message_id: str,
+        *,
+        text: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Change a stored message and push ``conversation.message.updated`` to its members.
+
+        Args:
+            message_id: The message's id.
+            text: The new text (None keeps it).
+            metadata: The new ``metadata`` (None keeps it).
+            details: The new ``details`` (None keeps them).
+
+        Returns:
+            The updated message object.
+
+        Raises:
+            KeyError: no such message.
+        """
+        state = self._open_state()
+
+        def edit() -> dict[str, Any]:
+            message = state.store.update_message(
+                message_id,
+                text=text,
+                metadata=dict(metadata) if metadata is not None else None,
+                details=dict(details) if details is not None else None,
+            )
+            if message is None:
+                raise KeyError(f"no message {message_id!r}")
+            state.publish(message, event_type="conversation.message.updated")
+            return message
+
+        updated: dict[str, Any] = self._on_loop(edit)
+        return updated
+
+    def _primary_address(self, subscriber_id: str) -> str:
+        ids = self._open_state().store.address_ids_of(subscriber_id)
+        if not ids:
+            raise KeyError(f"no subscriber {subscriber_id!r} (or it has no address)")
+        return ids[0]
 
     # -- REST faults ----------------------------------------------------------------------
 
@@ -704,6 +905,15 @@ class Emulator:
         if self.running:
             return self._server.call(fn)
         return fn()
+
+
+def _helper_error(exc: FabricHTTPError) -> Exception:
+    """Turn the REST rules' error into the builtin a Python caller expects."""
+    if exc.status == 404:
+        return KeyError(exc.message)
+    if exc.status == 403:
+        return PermissionError(exc.message)
+    return ValueError(exc.message)
 
 
 def _subscriber_id(subscriber: str | EmulatorSubscriber) -> str:

@@ -215,10 +215,21 @@ class EmulatorState:
     clock: Callable[[], float] = time.time
     hub: Any = None
 
-    def publish(self, message: dict[str, Any]) -> None:
-        """Push a stored message to every member's sessions; call on the loop thread."""
+    def publish(self, message: dict[str, Any], *, event_type: str = "conversation.message") -> None:
+        """Push a stored message to every member's sessions; call on the loop thread.
+
+        Args:
+            message: The stored message object.
+            event_type: ``conversation.message``, or ``conversation.message.updated``
+                after an edit.
+        """
         hub = self.hub
         if hub is None:
+            return
+        group_id = message.get("group_id")
+        if isinstance(group_id, str):
+            # A group message already carries its names (REST and events alike).
+            hub.publish(self.store.member_ids(group_id), dict(message), event_type=event_type)
             return
         members = self.store.member_ids(message["conversation_id"])
         params = dict(message)
@@ -226,7 +237,7 @@ class EmulatorState:
         params["user_name"] = sender["display_name"] if sender else "System"
         params["conversation_name"] = self.store.conversation_name(message["conversation_id"])
         params["hidden"] = False
-        hub.publish(members, params)
+        hub.publish(members, params, event_type=event_type)
 
     def post_message(
         self,
@@ -238,12 +249,21 @@ class EmulatorState:
         kind: str | None = None,
         details: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
+        group_id: str | None = None,
+        from_address_id: str | None = None,
     ) -> dict[str, Any]:
-        """Store a message (the sender joins) and publish it; call on the loop thread."""
+        """Store a message and publish it; call on the loop thread.
+
+        In the address dialect (``group_id`` None) the sender joins the conversation of
+        ``conversation_id`` and its primary address is the sender address. For a group
+        message, membership is the caller's to check; ``from_address_id`` is the sender
+        address (the sender's primary address when None).
+        """
         sender = self.store.get_subscriber(user_id)
-        from_address_id = sender["fabric_addresses"][0]["id"] if sender else None
+        if from_address_id is None and sender is not None:
+            from_address_id = sender["fabric_addresses"][0]["id"]
         message = self.store.insert_message(
-            conversation_id=conversation_id,
+            conversation_id=group_id or conversation_id,
             user_id=user_id,
             from_address_id=from_address_id,
             now=self.clock(),
@@ -252,7 +272,8 @@ class EmulatorState:
             kind=kind,
             details=details,
             metadata=metadata,
-            join_sender=sender is not None,
+            join_sender=sender is not None and group_id is None,
+            group_id=group_id,
         )
         self.publish(message)
         return message

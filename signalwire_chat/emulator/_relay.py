@@ -38,10 +38,23 @@ official ``@signalwire/js`` 3.28.0 client expects it:
 * **Pings.** Every ``ping_interval`` seconds the server sends ``signalwire.ping``
   (the official client reconnects after 15 s without one, so the interval must stay
   well under that). A client's own ``signalwire.ping`` is answered with its timestamp.
+  Any ``result`` answers a server ping: the v4 client answers with its own clock, not
+  an echo of the timestamp.
+* **Events.** Every event's ``event_channel`` contains the session's ``protocol``
+  (``signalwire.<protocol>``): the v4 client drops events whose channel does not.
+  Conversation events (``conversation.message``, and ``conversation.message.updated``
+  after an edit) carry ``is_author``, true for the sender's own sessions, and a float
+  ``timestamp``.
+* **Extra connect fields.** ``contexts``, ``eventing``, ``topics`` and ``dpop_token``
+  on connect, and ``dpop_token`` on reauthenticate (sent by v4), are accepted and
+  ignored: a plain SAT needs no proof of possession.
+* **Presence.** ``subscriber.online`` and ``subscriber.offline`` are answered with
+  ``{"code": "200", "message": "OK"}``; they change nothing.
 * **Reauthenticate and expiry.** ``signalwire.reauthenticate`` with a valid token of
   the same subscriber replaces the session's authorization. When the token of the
   session expires, the server sends ``signalwire.disconnect``, waits briefly for the
-  answer, and closes the socket; the session stays resumable with a fresh token.
+  answer (v4 sends none, so it is not required), and closes the socket; the session
+  stays resumable with a fresh token.
 * **Bad frames.** Invalid JSON is answered with error -32700, a frame that is not a
   JSON-RPC object with -32600, an unknown method with -32601; the socket stays open.
 
@@ -111,6 +124,14 @@ def _dumps(obj: Any) -> str:
 
 def _new_id() -> str:
     return str(uuid.uuid4())
+
+
+def _channel(protocol: str) -> str:
+    """The ``event_channel`` of a session's events: it contains the session's protocol.
+
+    The v4 client drops every event whose channel does not contain its ``protocol``.
+    """
+    return f"signalwire.{protocol}"
 
 
 class _FrameIds:
@@ -234,6 +255,10 @@ class _Session:
 
     def __init__(self, protocol: str, claims: SatClaims) -> None:
         self.protocol = protocol
+        # The event_channel of the session's events, and its JSON (encoded once: publish
+        # splices it into every event it sends this session).
+        self.channel = _channel(protocol)
+        self.channel_json = _dumps(self.channel)
         self.subscriber_id = claims.subscriber_id
         self.project_id = claims.project_id
         self.claims = claims
@@ -368,16 +393,26 @@ class RelayHub:
             await self._finish(conn)
         return ws
 
-    def publish(self, subscriber_ids: Collection[str], params: dict[str, Any]) -> None:
-        """Push a ``conversation.message`` event to every live session of each subscriber.
+    def publish(
+        self,
+        subscriber_ids: Collection[str],
+        params: dict[str, Any],
+        *,
+        event_type: str = "conversation.message",
+    ) -> None:
+        """Push a conversation event to every live session of each subscriber.
 
-        The event's JSON is encoded once; each session gets it under its own id.
-        Sessions without a socket are skipped (their client backfills over REST).
+        The message's JSON is encoded once; each session gets it in an envelope of its
+        own: its ``event_channel`` (which contains the session's ``protocol``, as the
+        v4 client requires), ``is_author`` (whether the session's subscriber sent it)
+        and the event id. Sessions without a socket are skipped (their client backfills
+        over REST).
 
         Args:
             subscriber_ids: The members who receive the event.
             params: The message object, with ``user_name``, ``conversation_name`` and
                 ``hidden``.
+            event_type: ``conversation.message`` or ``conversation.message.updated``.
 
         Raises:
             TypeError: ``subscriber_ids`` is a single string, not a collection of ids.
@@ -386,29 +421,30 @@ class RelayHub:
             raise TypeError("subscriber_ids must be a collection of ids, not one string")
         if self._closed:
             return
-        conversation_id = params.get("conversation_id")
-        channel = (
-            f"conversation.{conversation_id}"
-            if isinstance(conversation_id, str)
-            else "conversation"
-        )
-        event = {
-            "event_type": "conversation.message",
-            "event_channel": channel,
-            "timestamp": time.time(),
-            "params": params,
-        }
-        body: _Event = (_dumps(event), event)
+        author = params.get("user_id")
+        timestamp = time.time()
+        head = '{"event_type":' + _dumps(event_type) + ',"event_channel":'
+        tail = ',"timestamp":' + _dumps(timestamp) + ',"params":' + _dumps(params) + "}"
         window = self._config.event_window
         limit = self._config.queue_limit
         for subscriber_id in dict.fromkeys(subscriber_ids):
             sessions = self._by_subscriber.get(subscriber_id)
             if not sessions:
                 continue
+            is_author = subscriber_id == author
+            authorship = ',"is_author":true' if is_author else ',"is_author":false'
             for session in list(sessions.values()):
                 conn = session.conn
                 if conn is None or conn.closing:
                     continue
+                event = {
+                    "event_type": event_type,
+                    "event_channel": session.channel,
+                    "is_author": is_author,
+                    "timestamp": timestamp,
+                    "params": params,
+                }
+                body: _Event = ("".join((head, session.channel_json, authorship, tail)), event)
                 if session.queue or len(session.unacked) >= window:
                     if len(session.queue) >= limit:
                         self._drop_slow_consumer(session, conn)
@@ -726,6 +762,10 @@ class RelayHub:
             self._reply(conn, rid, {"timestamp": params.get("timestamp", time.time())})
         elif method == "signalwire.reauthenticate":
             self._on_reauthenticate(conn, session, rid, params)
+        elif method in ("subscriber.online", "subscriber.offline"):
+            # Presence (v4 sends subscriber.online after every connect); chat needs
+            # nothing from it, but the client waits for an answer.
+            self._reply(conn, rid, {"code": "200", "message": "OK"})
         elif method == "signalwire.connect":
             self._reply_error(conn, rid, INVALID_REQUEST, "Already connected")
         else:
@@ -815,7 +855,7 @@ class RelayHub:
                 "method": "signalwire.event",
                 "params": {
                     "event_type": "signalwire.authorization.state",
-                    "event_channel": f"signalwire.{session.protocol}",
+                    "event_channel": session.channel,
                     "timestamp": time.time(),
                     "params": {"authorization_state": secrets.token_urlsafe(48)},
                 },
@@ -936,7 +976,7 @@ class RelayHub:
         eid = self._frame_id()
         body, params = event
         frame = (
-            _EVENT_HEAD + eid + _EVENT_MID + body + "}",
+            "".join((_EVENT_HEAD, eid, _EVENT_MID, body, "}")),
             {"jsonrpc": "2.0", "id": eid, "method": "signalwire.event", "params": params},
         )
         if session.acks:

@@ -12,6 +12,35 @@ Project endpoints take HTTP Basic ``project_id:api_token``; subscriber endpoints
   emulator's ``max_text_length``, 10,000 characters by default), ``metadata`` or
   ``details`` that are not objects, ``page_size`` outside 1..1000, a bad ``page_token``.
 
+Two dialects (protocol.md and protocol-group.md) are served at once, told apart by the
+request body:
+
+- ``POST /api/fabric/conversations/join``: ``{"conversation_id"}`` joins an address's
+  conversation (address dialect, answered ``{"table": ...}``);
+  ``{"from_fabric_address_id", "fabric_address_ids"}`` joins the group of the set
+  ``fabric_address_ids`` plus the from-address (group dialect). The group id is a uuid5 of
+  the sorted set, so the same set always gives the same group; a set holding a room
+  address is the room's one group, which grows with each join. 422 when the set has
+  fewer than two addresses (a self-join) or a field is missing or ill-typed; 404 for an
+  unknown address; 403 (code ``from_fabric_address_id_does_not_match_subscriber``)
+  when the from-address is not the caller's. 200 ``{group_id, fabric_address_ids,
+  from_fabric_address_id}``; joining again is harmless.
+- ``POST /api/fabric/messages``: a body with ``group_id`` posts to a group (sender
+  address ``from_fabric_address_id``, or 0.0.1's ``from_address_id``; the former wins):
+  404 unknown group, 403 a from-address not the caller's or a caller not in the group,
+  201 with the message object. Otherwise ``conversation_id`` as before.
+- ``GET /api/fabric/conversations/{id}/messages``: ``{id}`` is a group id or an address
+  id. For an address id the address-dialect conversation is served when the caller is
+  a member of it (what 3.28 clients read); otherwise the caller's group with that
+  address (for a room, the room's group; else the group of exactly that address and one
+  of the caller's); otherwise 403 (a known address) or 404.
+
+Group messages carry ``group_id``, ``from_fabric_address_id`` and ``from_address_id``
+(the same value), ``user_name``, ``conversation_name``, ``hidden``, ``kind`` and ``text``
+(null when absent); address-dialect messages keep their shape. The conversations list
+gives groups as ``{id, group_id, from_fabric_address_id, from_address_id, name,
+created_at, last_message_at, metadata}`` (the from-address is the caller's own in it).
+
 Pages are ``{"data": [...], "links": {"first", "self", "next"?, "prev"?}}`` with absolute
 links built from the request's scheme and Host; a link is omitted when there is no such
 page. ``page_token`` is opaque: it encodes the listing, a direction and the sort key of
@@ -37,13 +66,23 @@ from ._tokens import InvalidTokenError, SatClaims
 if TYPE_CHECKING:
     from ._app import EmulatorState
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "add_routes", "video_room_resource"]
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "NOT_SUBSCRIBERS_ADDRESS",
+    "add_routes",
+    "join_group_as",
+    "room_of",
+    "video_room_resource",
+]
 
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 1000
 _ADDRESS_TYPES = ("app", "call", "room", "subscriber")
 _ROOM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _MAX_FIELD = 255
+_MAX_GROUP_ADDRESSES = 100
+NOT_SUBSCRIBERS_ADDRESS = "from_fabric_address_id_does_not_match_subscriber"
 
 _STATE_KEY: web.AppKey[EmulatorState] = web.AppKey("signalwire_emulator_state")
 
@@ -61,7 +100,7 @@ def add_routes(app: web.Application, state: EmulatorState) -> None:
     r.add_get("/api/fabric/addresses/{address_id}", get_address)
     r.add_get("/api/fabric/conversations", list_conversations)
     r.add_post("/api/fabric/conversations/join", join_conversation)
-    r.add_get("/api/fabric/conversations/{address_id}/messages", conversation_messages)
+    r.add_get("/api/fabric/conversations/{conversation_id}/messages", conversation_messages)
     r.add_get("/api/fabric/messages", list_messages)
     r.add_post("/api/fabric/messages", send_message)
 
@@ -263,6 +302,15 @@ async def create_token(request: web.Request) -> web.Response:
     reference = _required_str(body, "reference")
     _optional_str(body, "password")
     names = {k: _optional_str(body, k) for k in ("display_name", "first_name", "last_name")}
+    # Sent by v4-era callers (client-bound SATs); accepted and not acted on.
+    for name in ("fingerprint", "application_id"):
+        _optional_str(body, name)
+    scope = body.get("scope")
+    if scope is not None and not (
+        isinstance(scope, str)
+        or (isinstance(scope, list) and all(isinstance(x, str) for x in scope))
+    ):
+        raise _invalid("scope", "scope must be a string or a list of strings")
     expire_at = body.get("expire_at")
     if expire_at is not None:
         if isinstance(expire_at, bool) or not isinstance(expire_at, (int, float)):
@@ -406,18 +454,30 @@ async def list_conversations(request: web.Request) -> web.Response:
 
 
 async def conversation_messages(request: web.Request) -> web.Response:
-    """GET /api/fabric/conversations/{address_id}/messages: history, newest first."""
+    """GET /api/fabric/conversations/{id}/messages: history, newest first.
+
+    ``{id}`` is a group id, or an address id (see the module docstring for how an
+    address id resolves).
+    """
     claims, _ = _require_subscriber(request)
     state = _state(request)
-    address_id = request.match_info["address_id"]
-    if state.store.get_address(address_id) is None:
+    store = state.store
+    key = request.match_info["conversation_id"]
+    if store.is_group(key):
+        if not store.is_member(key, claims.subscriber_id):
+            raise FabricHTTPError(403, "you are not a member of this conversation")
+    elif store.get_address(key) is not None:
+        if not store.is_member(key, claims.subscriber_id):
+            group_id = store.pair_group(claims.subscriber_id, key)
+            if group_id is None:
+                raise FabricHTTPError(403, "you are not a member of this conversation")
+            key = group_id
+    else:
         raise FabricHTTPError(404, "conversation not found")
-    if not state.store.is_member(address_id, claims.subscriber_id):
-        raise FabricHTTPError(403, "you are not a member of this conversation")
     page_size = _page_size(request)
-    listing = "messages:" + address_id
-    page = state.store.list_conversation_messages(
-        address_id, page_size=page_size, cursor=_cursor(request, listing)
+    listing = "messages:" + key
+    page = store.list_conversation_messages(
+        key, page_size=page_size, cursor=_cursor(request, listing)
     )
     return _page_response(request, listing, page)
 
@@ -434,10 +494,12 @@ async def list_messages(request: web.Request) -> web.Response:
 
 
 async def send_message(request: web.Request) -> web.Response:
-    """POST /api/fabric/messages: send a chat message; the sender joins the conversation."""
+    """POST /api/fabric/messages: send a chat message (either dialect, by the body)."""
     claims, _ = _require_subscriber(request)
     state = _state(request)
     body = await _json_body(request)
+    if "group_id" in body:
+        return _send_to_group(state, claims, body)
     conversation_id = _required_str(body, "conversation_id")
     text = _required_str(body, "text", max_length=state.max_text_length)
     metadata = _optional_object(body, "metadata")
@@ -456,12 +518,135 @@ async def send_message(request: web.Request) -> web.Response:
     )
 
 
+def _send_to_group(state: EmulatorState, claims: SatClaims, body: dict[str, Any]) -> web.Response:
+    group_id = _required_str(body, "group_id")
+    text = _required_str(body, "text", max_length=state.max_text_length)
+    # 0.0.1 spells the sender from_address_id; later clients from_fabric_address_id.
+    spelling = "from_fabric_address_id" if "from_fabric_address_id" in body else "from_address_id"
+    if spelling not in body:
+        raise _missing("from_fabric_address_id")
+    from_address_id = _required_str(body, spelling)
+    metadata = _optional_object(body, "metadata")
+    details = _optional_object(body, "details")
+    store = state.store
+    if not store.is_group(group_id):
+        raise FabricHTTPError(404, "group not found", attribute="group_id")
+    _require_own_address(state, claims.subscriber_id, from_address_id, spelling)
+    if not store.is_member(group_id, claims.subscriber_id):
+        raise FabricHTTPError(403, "you are not a member of this group", attribute="group_id")
+    message = state.post_message(
+        conversation_id=group_id,
+        group_id=group_id,
+        from_address_id=from_address_id,
+        user_id=claims.subscriber_id,
+        text=text,
+        metadata=metadata,
+        details=details,
+    )
+    return web.json_response(message, status=201)
+
+
+def _require_own_address(
+    state: EmulatorState, subscriber_id: str, address_id: str, attribute: str
+) -> None:
+    if address_id not in state.store.address_ids_of(subscriber_id):
+        raise FabricHTTPError(
+            403,
+            f"{attribute} is not an address of the calling subscriber",
+            code=NOT_SUBSCRIBERS_ADDRESS,
+            attribute=attribute,
+        )
+
+
 async def join_conversation(request: web.Request) -> web.Response:
-    """POST /api/fabric/conversations/join: become a member without sending."""
+    """POST /api/fabric/conversations/join: join an address's conversation or a group."""
     claims, _ = _require_subscriber(request)
     state = _state(request)
     body = await _json_body(request)
+    if "conversation_id" not in body and (
+        "fabric_address_ids" in body or "from_fabric_address_id" in body
+    ):
+        return _join_group(state, claims, body)
     conversation_id = _required_str(body, "conversation_id")
     _known_address(request, conversation_id)
     state.store.join(conversation_id, claims.subscriber_id, now=state.clock())
     return web.json_response({"table": {"conversation_id": conversation_id}})
+
+
+def _group_addresses(body: dict[str, Any]) -> tuple[str, list[str]]:
+    """Validate a group join body; return the from-address and the set (from included)."""
+    from_address_id = _required_str(body, "from_fabric_address_id")
+    ids = body.get("fabric_address_ids")
+    if ids is None:
+        raise _missing("fabric_address_ids")
+    if not isinstance(ids, list) or not ids:
+        raise _invalid("fabric_address_ids", "fabric_address_ids must be a non-empty list")
+    if len(ids) > _MAX_GROUP_ADDRESSES:
+        raise _invalid(
+            "fabric_address_ids", f"fabric_address_ids holds more than {_MAX_GROUP_ADDRESSES}"
+        )
+    for item in ids:
+        if not isinstance(item, str) or not item.strip() or len(item) > _MAX_FIELD:
+            raise _invalid("fabric_address_ids", "fabric_address_ids must hold address ids")
+    return from_address_id, list(dict.fromkeys([*ids, from_address_id]))
+
+
+def _join_group(state: EmulatorState, claims: SatClaims, body: dict[str, Any]) -> web.Response:
+    from_address_id, address_ids = _group_addresses(body)
+    group = join_group_as(state, claims.subscriber_id, from_address_id, address_ids)
+    return web.json_response(
+        {
+            "group_id": group["group_id"],
+            "fabric_address_ids": group["address_ids"],
+            "from_fabric_address_id": from_address_id,
+        }
+    )
+
+
+def room_of(state: EmulatorState, address_ids: list[str]) -> str | None:
+    """Return the room address of a set (None without one).
+
+    Raises:
+        FabricHTTPError: 404 for an unknown address, 422 for a set with two rooms.
+    """
+    rooms = []
+    for address_id in address_ids:
+        address = state.store.get_address(address_id)
+        if address is None:
+            raise FabricHTTPError(404, "address not found", attribute="fabric_address_ids")
+        if address["type"] == "room":
+            rooms.append(address_id)
+    if len(rooms) > 1:
+        raise _invalid("fabric_address_ids", "a group holds at most one room address")
+    return rooms[0] if rooms else None
+
+
+def join_group_as(
+    state: EmulatorState, subscriber_id: str, from_address_id: str, address_ids: list[str]
+) -> dict[str, Any]:
+    """Join the group of a set of addresses as a subscriber, with the REST call's rules.
+
+    Args:
+        state: The emulator's state.
+        subscriber_id: The caller.
+        from_address_id: The caller's address.
+        address_ids: The set, the from-address included, duplicates removed.
+
+    Returns:
+        The group (``group_id``, ``name``, ``from_address_id``, ``address_ids``).
+
+    Raises:
+        FabricHTTPError: 404 unknown address, 403 a from-address not the caller's,
+            422 fewer than two addresses or two rooms.
+    """
+    room_id = room_of(state, address_ids)
+    _require_own_address(state, subscriber_id, from_address_id, "from_fabric_address_id")
+    if len(address_ids) < 2:
+        raise _invalid("fabric_address_ids", "you can't message your own address")
+    return state.store.join_group(
+        subscriber_id=subscriber_id,
+        from_address_id=from_address_id,
+        address_ids=address_ids,
+        room_id=room_id,
+        now=state.clock(),
+    )

@@ -6,6 +6,13 @@ the wire shape of protocol.md (messages, addresses, conversations, subscribers).
 
 Pagination is keyset based: a page is asked for relative to the sort key of a row
 (``Cursor``), never by offset, so concurrent inserts never shift a page.
+
+Two dialects share the tables. An address-dialect conversation is keyed by the address
+id; a group (the group dialect of protocol-group.md) is a conversation row keyed by its
+group id, with ``group_id`` set, its address set in ``group_addresses``, and its members
+in ``members`` like any conversation. A group message stores its group id both as
+``conversation_id`` (the conversation key) and as ``group_id`` (which selects its wire
+shape).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -88,11 +95,55 @@ CREATE TABLE IF NOT EXISTS messages (
     kind TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation_id, seq);
+CREATE TABLE IF NOT EXISTS group_addresses (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id TEXT NOT NULL,
+    address_id TEXT NOT NULL,
+    UNIQUE (group_id, address_id)
+);
 """
+
+# Columns added for the group dialect; a database written by an older emulator gets them
+# on open (ALTER TABLE ... ADD COLUMN keeps its rows).
+_ADDED_COLUMNS = {
+    "conversations": (
+        ("group_id", "TEXT"),
+        ("from_address_id", "TEXT"),
+        ("name", "TEXT"),
+    ),
+    "members": (("via_address_id", "TEXT"),),
+    "messages": (("group_id", "TEXT"),),
+}
+
+# uuid5 namespace of group ids: the same set of addresses always gives the same id.
+GROUP_NAMESPACE = uuid.UUID("6f1d2c1e-3b7a-5e0f-9c44-51a7e0c9b8d2")
+
+# A message row with the names a group message carries (sender and conversation names).
+_MESSAGE_SELECT = (
+    "SELECT m.*, s.display_name AS sender_name, c.name AS group_name FROM messages m"
+    " LEFT JOIN subscribers s ON s.id = m.user_id"
+    " LEFT JOIN conversations c ON c.address_id = m.conversation_id"
+)
 
 
 class DuplicateNameError(ValueError):
     """An address with that name already exists."""
+
+
+def group_id_of(address_ids: Iterable[str], room_id: str | None = None) -> str:
+    """Return the deterministic group id of a set of addresses.
+
+    Args:
+        address_ids: The addresses (order and duplicates do not matter).
+        room_id: The room address in the set, if any: a room has one group whatever
+            else is in the set.
+
+    Returns:
+        A uuid5 string.
+    """
+    if room_id is not None:
+        return str(uuid.uuid5(GROUP_NAMESPACE, "room:" + room_id))
+    return str(uuid.uuid5(GROUP_NAMESPACE, "|".join(sorted(set(address_ids)))))
 
 
 @attrs.frozen
@@ -151,6 +202,7 @@ class Store:
             self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.executescript(_SCHEMA)
+        self._migrate()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -162,6 +214,17 @@ class Store:
             if not self._closed:
                 self._closed = True
                 self._conn.close()
+
+    def _migrate(self) -> None:
+        for table, columns in _ADDED_COLUMNS.items():
+            # Table and column names come from the constant above, never from input.
+            have = {r["name"] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns:
+                if name not in have:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        self._conn.execute(
+            "CREATE INDEX IF NOT EXISTS conversations_by_group ON conversations (group_id)"
+        )
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -402,6 +465,134 @@ class Store:
         )
         return [str(r["subscriber_id"]) for r in rows]
 
+    # -- groups (the group dialect) -----------------------------------------------------
+
+    def address_ids_of(self, subscriber_id: str) -> list[str]:
+        """Return the ids of a subscriber's own addresses, primary first."""
+        rows = self._query(
+            "SELECT id FROM addresses WHERE subscriber_id = ? ORDER BY seq", (subscriber_id,)
+        )
+        return [str(r["id"]) for r in rows]
+
+    def join_group(
+        self,
+        *,
+        subscriber_id: str,
+        from_address_id: str,
+        address_ids: Sequence[str],
+        room_id: str | None,
+        now: float,
+    ) -> dict[str, Any]:
+        """Create (or find) the group of a set of addresses and make the caller a member.
+
+        The members are the owners of the set's subscriber addresses and the caller; a
+        room's group grows with each join. The caller must have checked that every
+        address exists, that ``from_address_id`` is the caller's and is in the set.
+
+        Args:
+            subscriber_id: The joining subscriber.
+            from_address_id: The caller's address.
+            address_ids: The set, in the caller's order, duplicates removed.
+            room_id: The room address of the set, if any.
+            now: Unix time.
+
+        Returns:
+            The group (see :meth:`get_group`).
+        """
+        group_id = group_id_of(address_ids, room_id)
+        with self._write() as conn:
+            if not conn.execute(
+                "SELECT 1 FROM conversations WHERE address_id = ?", (group_id,)
+            ).fetchone():
+                names = [self._display_name(conn, a) for a in address_ids]
+                name = self._display_name(conn, room_id) if room_id else ", ".join(names)
+                conn.execute(
+                    "INSERT INTO conversations (address_id, created_at, last_message_at,"
+                    " group_id, from_address_id, name) VALUES (?, ?, ?, ?, ?, ?)",
+                    (group_id, now, now, group_id, from_address_id, name),
+                )
+            for address_id in address_ids:
+                conn.execute(
+                    "INSERT OR IGNORE INTO group_addresses (group_id, address_id) VALUES (?, ?)",
+                    (group_id, address_id),
+                )
+                owner = conn.execute(
+                    "SELECT subscriber_id FROM addresses WHERE id = ?", (address_id,)
+                ).fetchone()
+                if owner is not None and owner["subscriber_id"] is not None:
+                    self._join(conn, group_id, str(owner["subscriber_id"]), now, address_id)
+            self._join(conn, group_id, subscriber_id, now, from_address_id)
+        group = self.get_group(group_id)
+        assert group is not None
+        return group
+
+    def get_group(self, group_id: str) -> dict[str, Any] | None:
+        """Return ``{group_id, name, from_address_id, address_ids}`` of a group, or None."""
+        with self._lock:
+            rows = self._query(
+                "SELECT * FROM conversations WHERE address_id = ? AND group_id IS NOT NULL",
+                (group_id,),
+            )
+            if not rows:
+                return None
+            addresses = self._query(
+                "SELECT address_id FROM group_addresses WHERE group_id = ? ORDER BY seq",
+                (group_id,),
+            )
+        row = rows[0]
+        return {
+            "group_id": row["group_id"],
+            "name": row["name"] or "",
+            "from_address_id": row["from_address_id"],
+            "address_ids": [str(a["address_id"]) for a in addresses],
+        }
+
+    def member_address(self, group_id: str, subscriber_id: str) -> str | None:
+        """Return the address through which a subscriber is in a group (None: not a member)."""
+        rows = self._query(
+            "SELECT via_address_id FROM members WHERE address_id = ? AND subscriber_id = ?",
+            (group_id, subscriber_id),
+        )
+        if not rows:
+            return None
+        return str(rows[0]["via_address_id"] or "") or None
+
+    def pair_group(self, subscriber_id: str, address_id: str) -> str | None:
+        """Return the group a subscriber has with an address, or None.
+
+        For a room address that is the room's group, if the subscriber is in it; for
+        any other address the group of exactly {that address, one of the subscriber's}.
+        """
+        with self._lock:
+            room = self._query(
+                "SELECT 1 FROM addresses WHERE id = ? AND type = 'room'", (address_id,)
+            )
+            if room:
+                group_id = group_id_of((), address_id)
+                return group_id if self.is_member(group_id, subscriber_id) else None
+            rows = self._query(
+                "SELECT ga.group_id AS group_id FROM group_addresses ga"
+                " WHERE ga.address_id = ?"
+                " AND (SELECT COUNT(*) FROM group_addresses g2"
+                "      WHERE g2.group_id = ga.group_id) = 2"
+                " AND EXISTS (SELECT 1 FROM group_addresses g3"
+                "      JOIN addresses a ON a.id = g3.address_id"
+                "      WHERE g3.group_id = ga.group_id AND g3.address_id != ga.address_id"
+                "      AND a.subscriber_id = ?)"
+                " ORDER BY ga.seq LIMIT 1",
+                (address_id, subscriber_id),
+            )
+        return str(rows[0]["group_id"]) if rows else None
+
+    def is_group(self, key: str) -> bool:
+        """Tell whether a conversation key names a group."""
+        return bool(
+            self._query(
+                "SELECT 1 FROM conversations WHERE address_id = ? AND group_id IS NOT NULL",
+                (key,),
+            )
+        )
+
     # -- messages -----------------------------------------------------------------------
 
     def insert_message(
@@ -417,8 +608,13 @@ class Store:
         details: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
         join_sender: bool = True,
+        group_id: str | None = None,
     ) -> dict[str, Any]:
         """Store a message (and, with ``join_sender``, the sender's membership) atomically.
+
+        ``conversation_id`` is the conversation key (an address id, or the group id);
+        ``group_id`` is set for a group message (its wire shape is then the group
+        dialect's) and None in the address dialect.
 
         Returns:
             The message object.
@@ -430,8 +626,8 @@ class Store:
                 self._join(conn, conversation_id, user_id, now)
             cur = conn.execute(
                 "INSERT INTO messages (id, conversation_id, user_id, from_address_id, ts, text,"
-                " details, metadata, type, subtype, kind)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'message', ?, ?)",
+                " details, metadata, type, subtype, kind, group_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'message', ?, ?, ?)",
                 (
                     message_id,
                     conversation_id,
@@ -443,6 +639,7 @@ class Store:
                     json.dumps(metadata or {}),
                     subtype,
                     kind,
+                    group_id,
                 ),
             )
             conn.execute(
@@ -450,23 +647,58 @@ class Store:
                 " WHERE address_id = ?",
                 (now, cur.lastrowid, conversation_id),
             )
-            row = conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
-        return _message(row)
+        message = self.get_message(message_id)
+        assert message is not None
+        return message
+
+    def get_message(self, message_id: str) -> dict[str, Any] | None:
+        """Return one message object, or None."""
+        rows = self._query(_MESSAGE_SELECT + " WHERE m.id = ?", (message_id,))
+        return _message(rows[0]) if rows else None
+
+    def update_message(
+        self,
+        message_id: str,
+        *,
+        text: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """Change a stored message's text, metadata or details (None keeps a field).
+
+        Returns:
+            The updated message object, or None when there is no such message.
+        """
+        with self._write() as conn:
+            if text is not None:
+                conn.execute("UPDATE messages SET text = ? WHERE id = ?", (text, message_id))
+            if metadata is not None:
+                conn.execute(
+                    "UPDATE messages SET metadata = ? WHERE id = ?",
+                    (json.dumps(metadata), message_id),
+                )
+            if details is not None:
+                conn.execute(
+                    "UPDATE messages SET details = ? WHERE id = ?",
+                    (json.dumps(details), message_id),
+                )
+        return self.get_message(message_id)
 
     def list_conversation_messages(
         self, address_id: str, *, page_size: int, cursor: Cursor | None
     ) -> Page:
         """Return one page of a conversation's messages, newest first."""
         return self._page(
-            "SELECT * FROM messages",
-            ["conversation_id = ?"],
+            _MESSAGE_SELECT,
+            ["m.conversation_id = ?"],
             [address_id],
-            sort_expr="seq",
-            seq_expr="seq",
+            sort_expr="m.seq",
+            seq_expr="m.seq",
             descending=True,
             page_size=page_size,
             cursor=cursor,
             convert=_message,
+            key_columns=("seq", "seq"),
         )
 
     def list_subscriber_messages(
@@ -474,21 +706,22 @@ class Store:
     ) -> Page:
         """Return one page of the messages of every conversation of a subscriber."""
         return self._page(
-            "SELECT * FROM messages",
-            ["conversation_id IN (SELECT address_id FROM members WHERE subscriber_id = ?)"],
+            _MESSAGE_SELECT,
+            ["m.conversation_id IN (SELECT address_id FROM members WHERE subscriber_id = ?)"],
             [subscriber_id],
-            sort_expr="seq",
-            seq_expr="seq",
+            sort_expr="m.seq",
+            seq_expr="m.seq",
             descending=True,
             page_size=page_size,
             cursor=cursor,
             convert=_message,
+            key_columns=("seq", "seq"),
         )
 
     def all_messages(self, address_id: str) -> list[dict[str, Any]]:
         """Return every message of a conversation, oldest first (for assertions)."""
         rows = self._query(
-            "SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq", (address_id,)
+            _MESSAGE_SELECT + " WHERE m.conversation_id = ? ORDER BY m.seq", (address_id,)
         )
         return [_message(r) for r in rows]
 
@@ -497,6 +730,13 @@ class Store:
         rows = self._query("SELECT display_name FROM addresses WHERE id = ?", (address_id,))
         return str(rows[0]["display_name"]) if rows else ""
 
+    @staticmethod
+    def _display_name(conn: sqlite3.Connection, address_id: str) -> str:
+        row = conn.execute(
+            "SELECT display_name FROM addresses WHERE id = ?", (address_id,)
+        ).fetchone()
+        return str(row["display_name"]) if row else ""
+
     def list_conversations(
         self, subscriber_id: str, *, page_size: int, cursor: Cursor | None
     ) -> Page:
@@ -504,7 +744,8 @@ class Store:
         return self._page(
             "SELECT c.seq AS seq, c.address_id AS address_id, c.created_at AS created_at,"
             " c.last_message_at AS last_message_at, c.last_message_seq AS last_message_seq,"
-            " a.display_name AS name FROM conversations c"
+            " c.group_id AS group_id, m.via_address_id AS via_address_id,"
+            " COALESCE(c.name, a.display_name) AS name FROM conversations c"
             " JOIN members m ON m.address_id = c.address_id"
             " LEFT JOIN addresses a ON a.id = c.address_id",
             ["m.subscriber_id = ?"],
@@ -585,10 +826,17 @@ class Store:
         )
 
     @staticmethod
-    def _join(conn: sqlite3.Connection, address_id: str, subscriber_id: str, now: float) -> bool:
+    def _join(
+        conn: sqlite3.Connection,
+        address_id: str,
+        subscriber_id: str,
+        now: float,
+        via_address_id: str | None = None,
+    ) -> bool:
         cur = conn.execute(
-            "INSERT OR IGNORE INTO members (address_id, subscriber_id, joined_at) VALUES (?, ?, ?)",
-            (address_id, subscriber_id, now),
+            "INSERT OR IGNORE INTO members (address_id, subscriber_id, joined_at, via_address_id)"
+            " VALUES (?, ?, ?, ?)",
+            (address_id, subscriber_id, now, via_address_id),
         )
         return cur.rowcount > 0
 
@@ -627,6 +875,8 @@ def _address(row: sqlite3.Row) -> dict[str, Any]:
 
 
 def _message(row: sqlite3.Row) -> dict[str, Any]:
+    if row["group_id"] is not None:
+        return _group_message(row)
     message: dict[str, Any] = {
         "id": row["id"],
         "conversation_id": row["conversation_id"],
@@ -646,7 +896,39 @@ def _message(row: sqlite3.Row) -> dict[str, Any]:
     return message
 
 
+def _group_message(row: sqlite3.Row) -> dict[str, Any]:
+    """A message of a group, in the group dialect's shape (both sender spellings)."""
+    return {
+        "id": row["id"],
+        "type": row["type"],
+        "subtype": row["subtype"],
+        "kind": row["kind"],
+        "hidden": False,
+        "group_id": row["group_id"],
+        "from_fabric_address_id": row["from_address_id"],
+        "from_address_id": row["from_address_id"],
+        "user_id": row["user_id"],
+        "ts": row["ts"],
+        "metadata": json.loads(row["metadata"]),
+        "details": json.loads(row["details"]),
+        "text": row["text"],
+        "conversation_name": row["group_name"] or "",
+        "user_name": row["sender_name"] or "System",
+    }
+
+
 def _conversation(row: sqlite3.Row) -> dict[str, Any]:
+    if row["group_id"] is not None:
+        return {
+            "id": row["group_id"],
+            "group_id": row["group_id"],
+            "from_fabric_address_id": row["via_address_id"],
+            "from_address_id": row["via_address_id"],
+            "name": row["name"] or "",
+            "created_at": int(row["created_at"]),
+            "last_message_at": int(row["last_message_at"]),
+            "metadata": {},
+        }
     return {
         "id": row["address_id"],
         "address_id": row["address_id"],

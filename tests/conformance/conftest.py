@@ -1,4 +1,10 @@
-"""Fixtures that run the official @signalwire/js client (tests/conformance/js) in Node."""
+"""Fixtures that run the official SignalWire browser SDKs in Node against the emulator.
+
+Each SDK has a folder of its own with pinned dependencies (``npm ci``) and a harness:
+``js/`` (``@signalwire/js`` 3.28.0, the address dialect), ``sdk-client-0.0.1/``
+(``@signalwire/client`` 0.0.1) and ``sdk-js-4.0.0-beta.12/`` (``@signalwire/js``
+4.0.0-beta.12), both of the group dialect.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +20,12 @@ from typing import Any
 
 import pytest
 
-JS_DIR = Path(__file__).parent / "js"
+HERE = Path(__file__).parent
+JS_DIR = HERE / "js"
 HARNESS = JS_DIR / "harness.mjs"
 SDK_DIR = JS_DIR / "node_modules" / "@signalwire" / "js"
+CLIENT_001_DIR = HERE / "sdk-client-0.0.1"
+JS_V4_DIR = HERE / "sdk-js-4.0.0-beta.12"
 
 # Each official client run should take seconds; these bound every wait.
 START_TIMEOUT = 15.0
@@ -42,7 +51,14 @@ class OfficialClient:
     Observations the harness prints are kept in order; tests wait on them with deadlines.
     """
 
-    def __init__(self, node: str, config: dict[str, Any], stderr_path: Path) -> None:
+    def __init__(
+        self,
+        node: str,
+        config: dict[str, Any],
+        stderr_path: Path,
+        *,
+        harness: Path = HARNESS,
+    ) -> None:
         self._stderr_path = stderr_path
         self._stderr = stderr_path.open("wb")
         self._lock = threading.Condition()
@@ -50,8 +66,8 @@ class OfficialClient:
         self._seq = 0
         self._eof = False
         self._proc = subprocess.Popen(
-            [node, str(HARNESS)],
-            cwd=JS_DIR,
+            [node, str(harness)],
+            cwd=harness.parent,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -184,9 +200,17 @@ def node_binary() -> str:
     return node
 
 
-@pytest.fixture
-def official_client(node_binary: str, tmp_path: Path) -> Iterator[Callable[..., OfficialClient]]:
-    """Factory: `official_client(emulator, token)` starts a connected official client."""
+def _require_installed(folder: Path, package: str) -> None:
+    if (
+        not (folder / "node_modules" / package).is_dir()
+        or not (folder / "node_modules" / "ws").is_dir()
+    ):
+        pytest.fail(f"run npm ci in {folder.relative_to(HERE.parent.parent)} (or `make test`)")
+
+
+def _client_factory(
+    node: str, tmp_path: Path, harness: Path
+) -> tuple[Callable[..., OfficialClient], list[OfficialClient]]:
     started: list[OfficialClient] = []
 
     def start(emulator: Any, token: str, *, wait: bool = True) -> OfficialClient:
@@ -199,19 +223,49 @@ def official_client(node_binary: str, tmp_path: Path) -> Iterator[Callable[..., 
             "relay_origin": relay_origin,
             "log_level": "warn",
         }
-        client = OfficialClient(node_binary, config, tmp_path / f"node-{len(started)}.log")
+        log = tmp_path / f"node-{harness.parent.name}-{len(started)}.log"
+        client = OfficialClient(node, config, log, harness=harness)
         started.append(client)
         if wait:
             client.wait_ready()
         return client
 
-    yield start
+    return start, started
+
+
+def _finish(started: list[OfficialClient]) -> None:
     for client in started:
         client.close()
     # Every URL the SDK used must be one derived from the token's `ch` (or a page link naming
     # the emulator itself): anything else means host derivation or a link is wrong.
     strays = [o for c in started for o in c.observations if o.get("obs") == "unexpected_url"]
     assert not strays, f"the official client reached for unexpected hosts: {strays}"
+
+
+@pytest.fixture
+def official_client(node_binary: str, tmp_path: Path) -> Iterator[Callable[..., OfficialClient]]:
+    """Factory: `official_client(emulator, token)` starts a connected @signalwire/js 3.28.0."""
+    start, started = _client_factory(node_binary, tmp_path, HARNESS)
+    yield start
+    _finish(started)
+
+
+@pytest.fixture
+def client_001(node_binary: str, tmp_path: Path) -> Iterator[Callable[..., OfficialClient]]:
+    """Factory: `client_001(emulator, token)` starts a connected @signalwire/client 0.0.1."""
+    _require_installed(CLIENT_001_DIR, "@signalwire/client")
+    start, started = _client_factory(node_binary, tmp_path, CLIENT_001_DIR / "harness.mjs")
+    yield start
+    _finish(started)
+
+
+@pytest.fixture
+def js_v4(node_binary: str, tmp_path: Path) -> Iterator[Callable[..., OfficialClient]]:
+    """Factory: `js_v4(emulator, token)` starts a connected @signalwire/js 4.0.0-beta.12."""
+    _require_installed(JS_V4_DIR, "@signalwire/js")
+    start, started = _client_factory(node_binary, tmp_path, JS_V4_DIR / "harness.cjs")
+    yield start
+    _finish(started)
 
 
 Predicate = Callable[[dict[str, Any]], bool]

@@ -254,7 +254,7 @@ def test_add_message_and_send_as_publish(
     room = emu.create_room("r")
     emu.join(alice, room.id)
     relay = open_relay(relays, emu, alice)
-    sent = emu.send_as(bob, room.id, "from bob", metadata={"k": "v"})
+    sent = emu.send_as(bob, room.id, "from bob", metadata={"k": "v"}, dialect="address")
     event = relay.next_message()
     assert event["id"] == sent["id"]
     assert event["user_name"] == "Bob"

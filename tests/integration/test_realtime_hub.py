@@ -46,7 +46,14 @@ def test_filter_delivers_only_chat_messages_of_the_address_with_every_field(
     assert connected(hub)
     setup.send("elsewhere", other_room.id)
     setup.emu.add_message(setup.room.id, subtype="log", kind="call_started")
-    setup.emu.send_as(setup.other, setup.room.id, "hello", details={"k": 1}, metadata={"m": "v"})
+    setup.emu.send_as(
+        setup.other,
+        setup.room.id,
+        "hello",
+        details={"k": 1},
+        metadata={"m": "v"},
+        dialect="address",
+    )
     setup.send("last")
     assert got.wait_for(2) == ["hello", "last"]
     first = got.messages[0]

@@ -106,7 +106,7 @@ class Setup:
         )
 
     def send(self, text: str, address_id: str | None = None) -> None:
-        self.emu.send_as(self.other, address_id or self.room.id, text)
+        self.emu.send_as(self.other, address_id or self.room.id, text, dialect="address")
 
     def close(self) -> None:
         for client in self.clients:
