@@ -41,9 +41,8 @@ def _records(name: str) -> list[dict[str, Any]]:
 class Replayer:
     """Sends a capture's HTTP requests to an emulator, as one subscriber, translating ids."""
 
-    def __init__(self, emu: Emulator, client: str) -> None:
+    def __init__(self, emu: Emulator) -> None:
         self.emu = emu
-        self.client = client
         me = emu.create_subscriber("me@example.com", display_name="Me")
         other = emu.create_subscriber("other@example.com", display_name="Other")
         target = emu.create_subscriber("target@example.com", display_name="Target")
@@ -156,7 +155,7 @@ class Replayer:
 
 
 def replay_capture(emu: Emulator, name: str) -> list[str]:
-    replayer = Replayer(emu, name)
+    replayer = Replayer(emu)
     for record in _records(name):
         if record["kind"] != "http":
             continue

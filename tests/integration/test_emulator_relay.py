@@ -494,6 +494,38 @@ def test_event_reaches_every_session_of_each_member_only(
     assert bob.barrier() == []
 
 
+def test_events_name_each_sessions_protocol_authorship_and_type(
+    server: RelayServer, peers: list[Peer]
+) -> None:
+    # v4 drops every event whose event_channel does not contain its session's protocol.
+    sessions = []
+    for who in (ALICE, ALICE, BOB):
+        token, _ = server.mint(who)
+        peer = open_peer(server, peers)
+        result, _ = peer.connect_ok(token)
+        sessions.append((peer, result["protocol"], who == ALICE))
+    message = event(1)  # from ALICE
+    publish(server, [ALICE, BOB], message)
+    hub = server.hub
+    assert hub is not None
+    server.call(lambda: hub.publish([BOB], message, event_type="conversation.message.updated"))
+    for peer, protocol, author in sessions:
+        frame = peer.recv()
+        params = frame["params"]
+        assert protocol in params["event_channel"]
+        assert params["event_type"] == "conversation.message"
+        assert params["is_author"] is author
+        assert params["params"] == message
+        peer.ack(frame)
+    _, protocol, _ = sessions[2]
+    updated = sessions[2][0].recv()
+    assert updated["params"]["event_type"] == "conversation.message.updated"
+    assert protocol in updated["params"]["event_channel"]
+    assert updated["params"]["is_author"] is False
+    for peer, _, _ in sessions[:2]:
+        assert peer.barrier() == []
+
+
 def test_acks_are_tracked_per_session(server: RelayServer, peers: list[Peer]) -> None:
     hub = server.hub
     assert hub is not None
@@ -615,6 +647,7 @@ def test_resume_replays_unacked_events_in_order_and_skips_the_gap(
     replayed = [second.recv(), second.recv()]
     assert [f["id"] for f in replayed] == [frames[1]["id"], frames[2]["id"]]
     assert replayed[0]["params"] == frames[1]["params"]
+    assert result["protocol"] in replayed[0]["params"]["event_channel"]
     publish(server, [ALICE], event(4))
     fresh = second.recv()
     assert fresh["params"]["params"]["text"] == "message 4"
