@@ -148,7 +148,9 @@ def test_subscribe_receives_messages_sent_by_our_client(
     # A non-chat message first: the SDK acknowledges it and its chat filter drops it.
     emu.add_message(room.id, subtype="log", kind="call_started")
 
-    with ChatClient(bob.token, rest_url=emu.rest_url, relay_url=emu.relay_url) as ours:
+    with ChatClient(
+        bob.token, rest_url=emu.rest_url, relay_url=emu.relay_url, dialect="address"
+    ) as ours:
         ours.send_message(
             room.id, "hello from python", metadata={"lang": "en"}, details={"thread": "t1"}
         )
@@ -180,7 +182,9 @@ def test_our_subscriber_receives_messages_sent_by_the_official_client(
         received.append(message)
         arrived.set()
 
-    with ChatClient(bob.token, rest_url=emu.rest_url, relay_url=emu.relay_url) as ours:
+    with ChatClient(
+        bob.token, rest_url=emu.rest_url, relay_url=emu.relay_url, dialect="address"
+    ) as ours:
         ours.join(room.id)
         handle = ours.subscribe(room.id, on_message)
         # subscribe() returns before the socket is up (the official client's SignalWire() only

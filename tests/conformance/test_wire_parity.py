@@ -112,7 +112,9 @@ def run_ours(emu: Emulator, token: str, room_id: str) -> list[Entry]:
 
     received = threading.Event()
     with emu.recording() as rec:
-        with ChatClient(token, rest_url=emu.rest_url, relay_url=emu.relay_url) as ours:
+        with ChatClient(
+            token, rest_url=emu.rest_url, relay_url=emu.relay_url, dialect="address"
+        ) as ours:
             handle = ours.subscribe(room_id, lambda message: received.set())
             # subscribe() returns before the socket is up; the official SignalWire() resolves
             # only once connected. Wait for the same point before sending.
@@ -301,7 +303,9 @@ def test_disconnect_answers_match(emulator_factory: Any, official_client: Any) -
     room = emu.create_room("expiring")
     with emu.recording() as rec:
         client: OfficialClient = official_client(emu, alice.token)
-        with ChatClient(alice.token, rest_url=emu.rest_url, relay_url=emu.relay_url) as ours:
+        with ChatClient(
+            alice.token, rest_url=emu.rest_url, relay_url=emu.relay_url, dialect="address"
+        ) as ours:
             handle = ours.subscribe(room.id, lambda message: None)
             deadline = time.monotonic() + WAIT
             while ours.connection_state is not ConnectionState.CONNECTED:

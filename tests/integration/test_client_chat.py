@@ -1,9 +1,11 @@
-"""ChatClient against the emulator over loopback: every method, and chat paging both ways."""
+"""ChatClient against the emulator over loopback: every method in both wire dialects, and chat
+paging both ways."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import pytest
 
@@ -12,6 +14,7 @@ from signalwire_chat import (
     ChatClient,
     Conversation,
     ConversationChatMessage,
+    Group,
     NotFoundError,
     PermissionDeniedError,
     SubscriberInfo,
@@ -19,34 +22,55 @@ from signalwire_chat import (
 from signalwire_chat.emulator import Emulator
 
 
-@pytest.fixture
-def alice(signalwire_emulator: Emulator) -> Iterator[tuple[Emulator, ChatClient, str]]:
+class Alice(NamedTuple):
+    emu: Emulator
+    client: ChatClient
+    own: str  # alice's own address
+    dialect: str
+
+    def conversation(self, address_id: str) -> str:
+        """Where the emulator keeps alice's conversation with ``address_id``."""
+        if self.dialect == "address":
+            return address_id
+        return self.emu.group_id_for(address_id, self.own)
+
+
+@pytest.fixture(params=["group", "address"])
+def alice(signalwire_emulator: Emulator, request: pytest.FixtureRequest) -> Iterator[Alice]:
     emu = signalwire_emulator
     sub = emu.create_subscriber(reference="alice@example.test")
-    with ChatClient(sub.token, rest_url=emu.rest_url, relay_url=emu.relay_url) as client:
-        yield emu, client, sub.address_id
+    with ChatClient(
+        sub.token, rest_url=emu.rest_url, relay_url=emu.relay_url, dialect=request.param
+    ) as client:
+        yield Alice(emu, client, sub.address_id, request.param)
 
 
-def _fill(emu: Emulator, client: ChatClient, room: str, chats: int, noise: int) -> list[str]:
+def _fill(alice: Alice, room: str, chats: int, noise: int) -> list[str]:
     """Send `chats` chat messages with `noise` non-chat messages after each; newest first."""
     texts = []
     for i in range(chats):
-        client.send_message(room, f"chat {i}")
+        alice.client.send_message(room, f"chat {i}")
         texts.append(f"chat {i}")
         for _ in range(noise):
-            emu.add_message(room, subtype="log", kind="call_started")
+            alice.emu.add_message(alice.conversation(room), subtype="log", kind="call_started")
     return texts[::-1]
 
 
-def test_every_method(alice: tuple[Emulator, ChatClient, str]) -> None:
-    emu, client, own_address = alice
+def test_every_method(alice: Alice) -> None:
+    emu, client, own_address, dialect = alice
     room = emu.create_room("general", display_name="General")
     joined = client.join(room.id)
-    assert joined.conversation_id == room.id
+    conversation = alice.conversation(room.id)
+    if dialect == "group":
+        assert joined.group_id == conversation
+        assert set(joined.address_ids) == {room.id, own_address}
+        assert joined.from_address_id == own_address
+    else:
+        assert joined.conversation_id == room.id
     sent = client.send_message(room.id, "hello", metadata={"m": 1}, details={"d": [1]})
-    assert sent.conversation_id == room.id
+    assert (sent.group_id or sent.conversation_id) == conversation
     assert sent.text == "hello"
-    stored = emu.messages(room.id)[-1]
+    stored = emu.messages(conversation)[-1]
     assert stored["metadata"] == {"m": 1}
     assert stored["details"] == {"d": [1]}
     page = client.get_messages(room.id)
@@ -59,7 +83,7 @@ def test_every_method(alice: tuple[Emulator, ChatClient, str]) -> None:
     assert page.prev_page() is None
     conversations = client.get_conversations()
     assert all(isinstance(c, Conversation) for c in conversations)
-    assert room.id in {c.id for c in conversations.iter_items()}
+    assert conversation in {c.id for c in conversations.iter_items()}
     rooms = client.get_addresses(type="room", sort_by="name", sort_order="asc")
     assert [a.name for a in rooms] == ["general"]
     assert isinstance(rooms.data[0], Address)
@@ -71,35 +95,49 @@ def test_every_method(alice: tuple[Emulator, ChatClient, str]) -> None:
     assert [a.id for a in info.fabric_addresses] == [own_address]
 
 
-def test_metadata_and_details_are_omitted_when_not_given(
-    alice: tuple[Emulator, ChatClient, str],
-) -> None:
-    emu, client, _ = alice
+def test_metadata_and_details_are_omitted_when_not_given(alice: Alice) -> None:
+    emu, client, own, dialect = alice
     room = emu.create_room("quiet")
     with emu.recording(redact=True) as rec:
         client.send_message(room.id, "plain")
     bodies = [e.get("body") for e in rec.entries("http") if e.get("method") == "POST"]
-    assert bodies == [{"conversation_id": room.id, "text": "plain"}]
+    if dialect == "address":
+        assert bodies == [{"conversation_id": room.id, "text": "plain"}]
+    else:
+        group = alice.conversation(room.id)
+        assert bodies == [
+            {"from_fabric_address_id": own, "fabric_address_ids": [room.id, own]},
+            {"group_id": group, "from_fabric_address_id": own, "text": "plain"},
+        ]
 
 
-def test_unknown_address_and_non_member(alice: tuple[Emulator, ChatClient, str]) -> None:
-    emu, client, _ = alice
+def test_unknown_address_and_non_member(alice: Alice) -> None:
+    emu, client, _, dialect = alice
     with pytest.raises(NotFoundError):
         client.get_address(id="no-such-address")
     with pytest.raises(NotFoundError):
         client.get_address(name="no-such-name")
-    room = emu.create_room("private")
+    if dialect == "address":
+        room = emu.create_room("private")
+        with pytest.raises(PermissionDeniedError):
+            client.get_messages(room.id)
+        return
+    # The group dialect: a group of two other subscribers is theirs alone.
+    bob, carol = emu.create_subscriber(), emu.create_subscriber()
+    theirs = Group(id=emu.join_group(bob, [carol.address_id]))
     with pytest.raises(PermissionDeniedError):
-        client.get_messages(room.id)
+        client.get_messages(theirs)
+    with pytest.raises(PermissionDeniedError):
+        client.send_message(theirs, "let me in")
+    with pytest.raises(NotFoundError):
+        client.send_message("no-such-address", "hi")
 
 
 @pytest.mark.parametrize(("page_size", "noise"), [(1, 0), (3, 5), (7, 2), (10, 9), (25, 1)])
-def test_chat_pages_walk_both_ways(
-    alice: tuple[Emulator, ChatClient, str], page_size: int, noise: int
-) -> None:
-    emu, client, _ = alice
+def test_chat_pages_walk_both_ways(alice: Alice, page_size: int, noise: int) -> None:
+    emu, client = alice.emu, alice.client
     room = emu.create_room(f"r{page_size}-{noise}")
-    expected = _fill(emu, client, room.id, 23, noise)
+    expected = _fill(alice, room.id, 23, noise)
     forward = []
     page = client.get_messages(room.id, page_size=page_size)
     assert not page.has_prev
@@ -128,13 +166,12 @@ def test_chat_pages_walk_both_ways(
     assert not backward[0].has_prev
 
 
-def test_has_next_is_false_when_only_non_chat_remains(
-    alice: tuple[Emulator, ChatClient, str],
-) -> None:
-    emu, client, _ = alice
+def test_has_next_is_false_when_only_non_chat_remains(alice: Alice) -> None:
+    emu, client = alice.emu, alice.client
     room = emu.create_room("tail")
+    client.join(room.id)
     for _ in range(30):
-        emu.add_message(room.id, subtype="log")
+        emu.add_message(alice.conversation(room.id), subtype="log")
     client.send_message(room.id, "one")
     client.send_message(room.id, "two")
     page = client.get_messages(room.id, page_size=2)
@@ -142,10 +179,10 @@ def test_has_next_is_false_when_only_non_chat_remains(
     assert not page.has_next
 
 
-def test_raw_pages_are_larger_than_chat_pages(alice: tuple[Emulator, ChatClient, str]) -> None:
-    emu, client, _ = alice
+def test_raw_pages_are_larger_than_chat_pages(alice: Alice) -> None:
+    emu, client = alice.emu, alice.client
     room = emu.create_room("sparse")
-    _fill(emu, client, room.id, 12, 9)  # 120 messages, 1 in 10 is chat
+    _fill(alice, room.id, 12, 9)  # 120 messages, 1 in 10 is chat
     with emu.recording() as rec:
         page = client.get_messages(room.id, page_size=3)
         while page is not None:
@@ -155,10 +192,10 @@ def test_raw_pages_are_larger_than_chat_pages(alice: tuple[Emulator, ChatClient,
     assert len(gets) <= 3
 
 
-def test_iter_messages_is_lazy_and_complete(alice: tuple[Emulator, ChatClient, str]) -> None:
-    emu, client, _ = alice
+def test_iter_messages_is_lazy_and_complete(alice: Alice) -> None:
+    emu, client = alice.emu, alice.client
     room = emu.create_room("iter")
-    expected = _fill(emu, client, room.id, 15, 2)
+    expected = _fill(alice, room.id, 15, 2)
     with emu.recording() as rec:
         iterator = client.iter_messages(room.id, page_size=4)
         assert rec.entries("http") == []
@@ -167,19 +204,19 @@ def test_iter_messages_is_lazy_and_complete(alice: tuple[Emulator, ChatClient, s
     assert list(client.iter_messages(room.id, limit=0)) == []
 
 
-def test_only_chat_messages_of_that_address(alice: tuple[Emulator, ChatClient, str]) -> None:
-    emu, client, _ = alice
+def test_only_chat_messages_of_that_address(alice: Alice) -> None:
+    emu, client = alice.emu, alice.client
     room = emu.create_room("mixed")
     other = emu.create_room("other")
     client.send_message(other.id, "elsewhere")
     client.send_message(room.id, "here")
-    emu.add_message(room.id, subtype="log", text="a log with text")
+    emu.add_message(alice.conversation(room.id), subtype="log", text="a log with text")
     assert [m.text for m in client.iter_messages(room.id)] == ["here"]
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_forked_child_uses_a_fresh_pool(alice: tuple[Emulator, ChatClient, str]) -> None:
-    _, client, own = alice
+def test_a_forked_child_uses_a_fresh_pool(alice: Alice) -> None:
+    client, own = alice.client, alice.own
     client.get_subscriber_info()
     transport = client._transport
     assert transport is not None

@@ -28,13 +28,21 @@ MESSAGES = "/api/fabric/messages"
 
 @pytest.fixture
 def setup(signalwire_emulator: Emulator) -> Iterator[tuple[Emulator, ChatClient, str, list[float]]]:
+    """(emulator, client, a room to talk to, the client's retry sleeps)."""
     emu = signalwire_emulator
     sub = emu.create_subscriber()
+    room = emu.create_room("errors")
     sleeps: list[float] = []
     with ChatClient(
         sub.token, rest_url=emu.rest_url, relay_url=emu.relay_url, _sleep=sleeps.append
     ) as client:
-        yield emu, client, sub.address_id, sleeps
+        client.my_address_id()  # resolved up front: the tests count the chat requests only
+        yield emu, client, room.id, sleeps
+
+
+def _texts(emu: Emulator, client: ChatClient, room: str) -> list[str]:
+    """The texts stored in the client's conversation with ``room``."""
+    return [m["text"] for m in emu.messages(emu.group_id_for(room, client.my_address_id()))]
 
 
 def _count(rec: object, method: str, prefix: str) -> int:
@@ -72,21 +80,23 @@ def test_every_error_class(
 
 def test_html_and_empty_bodies(setup: tuple[Emulator, ChatClient, str, list[float]]) -> None:
     emu, client, address, _ = setup
-    emu.fail_next(502, body="<html><h1>Bad gateway</h1></html>", method="POST")
+    emu.fail_next(502, body="<html><h1>Bad gateway</h1></html>", method="POST", times=10)
     with pytest.raises(ServerError) as info:
         client.join(address)
     assert info.value.body is not None
     assert "Bad gateway" in info.value.body
-    emu.fail_next(503, body=b"", method="POST")
+    emu.clear_faults()
+    emu.fail_next(503, body=b"", method="POST", times=10)  # a join is retried: fail them all
     with pytest.raises(ServerError):
         client.join(address)
 
 
 def test_get_retries_then_succeeds(setup: tuple[Emulator, ChatClient, str, list[float]]) -> None:
-    emu, client, address, sleeps = setup
+    emu, client, _, sleeps = setup
     emu.fail_next(503, method="GET", path_prefix="/api/fabric/subscriber", times=2)
     with emu.recording() as rec:
-        assert client.get_subscriber_info().fabric_addresses[0].id == address
+        info = client.get_subscriber_info()
+        assert info.fabric_addresses[0].id == client.my_address_id()
     assert _count(rec, "GET", "/api/fabric/subscriber") == 3
     assert len(sleeps) == 2
 
@@ -98,7 +108,7 @@ def test_post_not_retried_on_5xx(setup: tuple[Emulator, ChatClient, str, list[fl
         client.send_message(address, "once")
     assert _count(rec, "POST", MESSAGES) == 1
     assert sleeps == []
-    assert [m["text"] for m in emu.messages(address)] == []
+    assert _texts(emu, client, address) == []
 
 
 def test_post_retried_on_429(setup: tuple[Emulator, ChatClient, str, list[float]]) -> None:
@@ -108,7 +118,7 @@ def test_post_retried_on_429(setup: tuple[Emulator, ChatClient, str, list[float]
         client.send_message(address, "after 429")
     assert _count(rec, "POST", MESSAGES) == 2
     assert sleeps == [1.0]
-    assert [m["text"] for m in emu.messages(address)] == ["after 429"]
+    assert _texts(emu, client, address) == ["after 429"]
 
 
 def test_request_id_is_carried(setup: tuple[Emulator, ChatClient, str, list[float]]) -> None:

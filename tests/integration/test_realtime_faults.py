@@ -13,9 +13,9 @@ from signalwire_chat._realtime import ConnectionState, RealtimeHub, RealtimeOpti
 from signalwire_chat.errors import MessagesMayBeMissingError, RealtimeAuthenticationError
 
 
-@pytest.fixture
-def setup(signalwire_emulator) -> Iterator[Setup]:
-    s = Setup(signalwire_emulator)
+@pytest.fixture(params=["group", "address"])
+def setup(signalwire_emulator, request: pytest.FixtureRequest) -> Iterator[Setup]:
+    s = Setup(signalwire_emulator, request.param)
     yield s
     s.close()
 
@@ -29,7 +29,7 @@ def test_reconnect_after_a_drop_delivers_everything_once(setup: Setup) -> None:
     hub = setup.hub()
     got = Collector()
     try:
-        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        hub.subscribe(setup.target, got.on_message, got.on_error)
         assert connected(hub)
         setup.send("before")
         assert got.wait_for(1) == ["before"]
@@ -50,7 +50,7 @@ def test_messages_sent_while_disconnected_are_backfilled_in_order(setup: Setup) 
     hub = setup.hub(reconnect_max_delay=0.2)
     got = Collector()
     try:
-        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        hub.subscribe(setup.target, got.on_message, got.on_error)
         assert connected(hub)
         setup.send("live")
         assert got.wait_for(1) == ["live"]
@@ -74,7 +74,7 @@ def test_reconnect_after_a_half_open_link(setup: Setup) -> None:
     hub = setup.hub(ping_timeout=1.0)
     got = Collector()
     try:
-        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        hub.subscribe(setup.target, got.on_message, got.on_error)
         assert connected(hub)
         setup.send("before")
         assert got.wait_for(1) == ["before"]
@@ -93,7 +93,7 @@ def test_server_disconnect_then_resume(setup: Setup) -> None:
     hub = setup.hub()
     got = Collector()
     try:
-        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        hub.subscribe(setup.target, got.on_message, got.on_error)
         assert connected(hub)
         setup.send("one")
         assert got.wait_for(1) == ["one"]
@@ -113,7 +113,7 @@ def test_a_refused_token_fails_once_without_a_reconnect_storm(setup: Setup) -> N
     got = Collector()
     try:
         with pytest.raises(RealtimeAuthenticationError) as raised:
-            hub.subscribe(setup.room.id, got.on_message, got.on_error)
+            hub.subscribe(setup.target, got.on_message, got.on_error)
         error = raised.value
         assert error.rpc_code == -32002
         assert expired not in str(error)
@@ -132,7 +132,7 @@ def test_a_refusal_after_subscribe_returned_goes_to_on_error(setup: Setup) -> No
     hub = setup.hub()
     got = Collector()
     try:
-        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        hub.subscribe(setup.target, got.on_message, got.on_error)
         assert hub.state is ConnectionState.CONNECTED
         setup.emu.refuse_connects(1)
         setup.emu.drop_connections()
@@ -142,7 +142,7 @@ def test_a_refusal_after_subscribe_returned_goes_to_on_error(setup: Setup) -> No
         # A new subscription tries again (once), and the old one is backfilled on success.
         setup.send("while failed")
         later = Collector()
-        hub.subscribe(setup.room.id, later.on_message, later.on_error)
+        hub.subscribe(setup.target, later.on_message, later.on_error)
         assert hub.state is ConnectionState.CONNECTED
         assert got.wait_for(1) == ["while failed"]
         setup.send("after")
@@ -163,7 +163,7 @@ def test_a_refused_connect_with_a_token_source_refreshes_once(setup: Setup) -> N
     hub = setup.hub(token=source)
     got = Collector()
     try:
-        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        hub.subscribe(setup.target, got.on_message, got.on_error)
         assert connected(hub)
         assert setup.emu.connect_attempts == 2
         assert len(calls) >= 2  # the first token, the refresh (and the history client's own)
@@ -178,7 +178,7 @@ def test_a_refused_connect_with_a_token_source_refreshes_once(setup: Setup) -> N
     before = setup.emu.connect_attempts
     try:
         with pytest.raises(RealtimeAuthenticationError):
-            hub.subscribe(setup.room.id, got.on_message, got.on_error)
+            hub.subscribe(setup.target, got.on_message, got.on_error)
         assert not wait_until(lambda: setup.emu.connect_attempts > before + 2, timeout=1.0)
         assert setup.emu.connect_attempts == before + 2
         assert hub.subscriptions == ()
@@ -197,7 +197,7 @@ def test_short_lived_tokens_are_refreshed_on_the_open_connection(setup: Setup) -
     hub = setup.hub(token=source)
     got = Collector()
     try:
-        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        hub.subscribe(setup.target, got.on_message, got.on_error)
         assert connected(hub)
         assert wait_until(lambda: len(calls) >= 3, timeout=10)  # two refreshes at least
         setup.send("still here")
@@ -213,7 +213,7 @@ def test_expiry_without_a_token_source_is_reported(setup: Setup) -> None:
     hub = setup.hub(token=short)
     got = Collector()
     try:
-        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        hub.subscribe(setup.target, got.on_message, got.on_error)
         assert connected(hub)
         got.wait_error(RealtimeAuthenticationError, timeout=10)
         assert hub.state is ConnectionState.FAILED
@@ -227,7 +227,7 @@ def test_a_failed_backfill_is_reported(setup: Setup) -> None:
     hub = setup.hub()
     got = Collector()
     try:
-        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        hub.subscribe(setup.target, got.on_message, got.on_error)
         assert connected(hub)
         setup.emu.fail_next(500, method="GET", path_prefix="/api/fabric/conversations", times=50)
         setup.emu.drop_connections()
@@ -244,7 +244,7 @@ def test_fork_child_starts_afresh_and_parent_is_unaffected(setup: Setup) -> None
     hub = setup.hub()
     got = Collector()
     try:
-        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        hub.subscribe(setup.target, got.on_message, got.on_error)
         assert connected(hub)
         setup.send("before fork")
         assert got.wait_for(1) == ["before fork"]
@@ -256,7 +256,7 @@ def test_fork_child_starts_afresh_and_parent_is_unaffected(setup: Setup) -> None
                 os.close(ready_r)
                 child = Collector()
                 ok = hub.state is ConnectionState.IDLE
-                hub.subscribe(setup.room.id, child.on_message)
+                hub.subscribe(setup.target, child.on_message)
                 ok = ok and connected(hub)
                 os.write(ready_w, b"1")
                 ok = ok and child.wait_for(1) == ["from parent"]
@@ -301,7 +301,7 @@ def test_no_thread_or_socket_left_after_many_cycles(setup: Setup) -> None:
             history=client.iter_messages,
             options=options,
         )
-        hub.subscribe(setup.room.id, lambda m: None)
+        hub.subscribe(setup.target, lambda m: None)
         if i % 2:
             assert connected(hub)
         hub.close()

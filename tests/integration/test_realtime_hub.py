@@ -14,9 +14,9 @@ from signalwire_chat._realtime import ConnectionState, RealtimeHub
 from signalwire_chat.errors import CallbackError, ClientClosedError, SlowCallbackError
 
 
-@pytest.fixture
-def setup(signalwire_emulator) -> Iterator[Setup]:
-    s = Setup(signalwire_emulator)
+@pytest.fixture(params=["group", "address"])
+def setup(signalwire_emulator, request: pytest.FixtureRequest) -> Iterator[Setup]:
+    s = Setup(signalwire_emulator, request.param)
     yield s
     s.close()
 
@@ -40,29 +40,37 @@ def test_filter_delivers_only_chat_messages_of_the_address_with_every_field(
     setup: Setup, hub: RealtimeHub
 ) -> None:
     other_room = setup.emu.create_room("elsewhere")
-    setup.emu.join(setup.me, other_room.id)
+    if setup.dialect == "group":
+        setup.emu.join_group(setup.me, [other_room.id])
+    else:
+        setup.emu.join(setup.me, other_room.id)
     got = Collector()
-    hub.subscribe(setup.room.id, got.on_message, got.on_error)
+    hub.subscribe(setup.target, got.on_message, got.on_error)
     assert connected(hub)
     setup.send("elsewhere", other_room.id)
-    setup.emu.add_message(setup.room.id, subtype="log", kind="call_started")
+    setup.emu.add_message(setup.conversation, subtype="log", kind="call_started")
     setup.emu.send_as(
         setup.other,
         setup.room.id,
         "hello",
         details={"k": 1},
         metadata={"m": "v"},
-        dialect="address",
+        dialect=setup.dialect,
     )
     setup.send("last")
     assert got.wait_for(2) == ["hello", "last"]
     first = got.messages[0]
-    assert first.conversation_id == setup.room.id
+    if setup.dialect == "group":
+        assert first.group_id == setup.conversation
+        assert first.from_address_id == setup.other.address_id
+        assert first.is_author is False  # the envelope says the listener did not send it
+    else:
+        assert first.conversation_id == setup.room.id
     assert first.subtype == "chat"
     assert first.user_id == setup.other.id
     assert dict(first.details) == {"k": 1}
     assert dict(first.metadata) == {"m": "v"}
-    stored = setup.emu.messages(setup.room.id)
+    stored = setup.emu.messages(setup.conversation)
     assert first.id in {m["id"] for m in stored}
     # Realtime-only fields are kept too.
     assert "user_name" in first.extra or getattr(first, "user_name", None) is not None
@@ -74,8 +82,8 @@ def test_order_is_kept_and_one_socket_serves_every_subscription(
     setup: Setup, hub: RealtimeHub
 ) -> None:
     first, second = Collector(), Collector()
-    hub.subscribe(setup.room.id, first.on_message)
-    hub.subscribe(setup.room.id, second.on_message)
+    hub.subscribe(setup.target, first.on_message)
+    hub.subscribe(setup.target, second.on_message)
     assert connected(hub)
     texts = [f"m{i}" for i in range(150)]
     for text in texts:
@@ -89,8 +97,8 @@ def test_cancel_stops_delivery_and_the_last_cancel_closes_the_socket(
     setup: Setup, hub: RealtimeHub
 ) -> None:
     kept, cancelled = Collector(), Collector()
-    sub_kept = hub.subscribe(setup.room.id, kept.on_message)
-    sub_cancelled = hub.subscribe(setup.room.id, cancelled.on_message)
+    sub_kept = hub.subscribe(setup.target, kept.on_message)
+    sub_cancelled = hub.subscribe(setup.target, cancelled.on_message)
     assert connected(hub)
     setup.send("before")
     assert cancelled.wait_for(1) == ["before"]
@@ -108,7 +116,7 @@ def test_cancel_stops_delivery_and_the_last_cancel_closes_the_socket(
     )
     # A later subscription starts it again.
     again = Collector()
-    hub.subscribe(setup.room.id, again.on_message)
+    hub.subscribe(setup.target, again.on_message)
     assert connected(hub)
     setup.send("again")
     assert again.wait_for(1) == ["again"]
@@ -123,7 +131,7 @@ def test_cancel_from_inside_the_callback(setup: Setup, hub: RealtimeHub) -> None
         got.on_message(message)
         holder[0].cancel()
 
-    holder.append(hub.subscribe(setup.room.id, on_message))
+    holder.append(hub.subscribe(setup.target, on_message))
     assert connected(hub)
     setup.send("one")
     setup.send("two")
@@ -135,7 +143,7 @@ def test_cancel_from_inside_the_callback(setup: Setup, hub: RealtimeHub) -> None
 def test_close_stops_delivery_and_joins_every_thread(setup: Setup) -> None:
     hub = setup.hub()
     got = Collector()
-    sub = hub.subscribe(setup.room.id, got.on_message)
+    sub = hub.subscribe(setup.target, got.on_message)
     assert connected(hub)
     setup.send("one")
     assert got.wait_for(1) == ["one"]
@@ -148,7 +156,7 @@ def test_close_stops_delivery_and_joins_every_thread(setup: Setup) -> None:
     setup.send("two")
     hub.close()  # idempotent
     with pytest.raises(ClientClosedError):
-        hub.subscribe(setup.room.id, got.on_message)
+        hub.subscribe(setup.target, got.on_message)
     assert got.texts == ["one"]
 
 
@@ -161,7 +169,7 @@ def test_a_raising_callback_is_reported_and_delivery_goes_on(
         got.on_message(message)
 
     got = Collector()
-    hub.subscribe(setup.room.id, explode, got.on_error)
+    hub.subscribe(setup.target, explode, got.on_error)
     assert connected(hub)
     for text in ("a", "bad", "b"):
         setup.send(text)
@@ -184,7 +192,7 @@ def test_a_blocking_callback_does_not_cost_the_connection(setup: Setup) -> None:
 
     got = Collector(on_each=block)
     try:
-        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        hub.subscribe(setup.target, got.on_message, got.on_error)
         assert connected(hub)
         setup.send("slow")
         error = got.wait_error(SlowCallbackError)
@@ -217,7 +225,7 @@ def test_bounded_queue_with_a_slow_callback_loses_nothing(signalwire_emulator) -
 
     got = Collector(on_each=slow)
     try:
-        hub.subscribe(setup.room.id, got.on_message, got.on_error)
+        hub.subscribe(setup.target, got.on_message, got.on_error)
         assert connected(hub)
         texts = [f"m{i}" for i in range(400)]
         for text in texts:
@@ -234,7 +242,7 @@ def test_bounded_queue_with_a_slow_callback_loses_nothing(signalwire_emulator) -
 def test_stream_yields_messages_and_ends_on_timeout_close_and_hub_close(
     setup: Setup, hub: RealtimeHub
 ) -> None:
-    stream = hub.stream(setup.room.id, timeout=5)
+    stream = hub.stream(setup.target, timeout=5)
     assert connected(hub)
     setup.send("s1")
     setup.send("s2")
@@ -244,12 +252,12 @@ def test_stream_yields_messages_and_ends_on_timeout_close_and_hub_close(
     assert list(stream) == []
     assert hub.state is ConnectionState.IDLE
 
-    short = hub.stream(setup.room.id, timeout=0.3)
+    short = hub.stream(setup.target, timeout=0.3)
     started = time.monotonic()
     assert list(short) == []
     assert time.monotonic() - started < 3
 
-    endless = hub.stream(setup.room.id)
+    endless = hub.stream(setup.target)
     done = threading.Event()
     seen: list[str] = []
 
@@ -273,7 +281,7 @@ def test_state_listeners_run_off_the_connection_thread(setup: Setup) -> None:
     extra: list[ConnectionState] = []
     remove = hub.add_state_listener(extra.append)
     got = Collector()
-    hub.subscribe(setup.room.id, got.on_message)
+    hub.subscribe(setup.target, got.on_message)
     assert connected(hub)
     remove()
     remove()
@@ -290,7 +298,7 @@ def test_state_listeners_run_off_the_connection_thread(setup: Setup) -> None:
 
 def test_a_collected_hub_with_running_threads_warns(setup: Setup) -> None:
     hub = setup.hub()
-    hub.subscribe(setup.room.id, lambda m: None)
+    hub.subscribe(setup.target, lambda m: None)
     assert connected(hub)
     with pytest.warns(ResourceWarning, match="close"):  # noqa: PT031 - the del is the point
         del hub  # the last reference: the finalizer runs here (or at the collect)
@@ -324,7 +332,7 @@ def test_close_from_inside_a_callback(setup: Setup) -> None:
         hub.close()
         closed.set()
 
-    hub.subscribe(setup.room.id, on_message)
+    hub.subscribe(setup.target, on_message)
     assert connected(hub)
     setup.send("close now")
     assert closed.wait(5)
@@ -338,7 +346,7 @@ def test_ctrl_c_while_waiting_on_a_stream_cancels_it(setup: Setup, hub: Realtime
     import os
     import signal
 
-    stream = hub.stream(setup.room.id)
+    stream = hub.stream(setup.target)
     assert connected(hub)
     timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
@@ -356,7 +364,7 @@ def test_a_relay_that_never_pings_is_probed_not_dropped(setup: Setup) -> None:
     hub = setup.hub(ping_timeout=0.6)
     got = Collector()
     try:
-        hub.subscribe(setup.room.id, got.on_message)
+        hub.subscribe(setup.target, got.on_message)
         assert connected(hub)
         # Several ping_timeouts of silence from the relay: our own pings keep it alive.
         assert not wait_until(lambda: setup.emu.connect_attempts > 1, timeout=2.0)

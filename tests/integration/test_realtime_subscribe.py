@@ -12,9 +12,14 @@ from typing import Any
 import pytest
 from test_realtime_support import FAST, Collector, Setup, wait_until
 
-from signalwire_chat import ChatClient
+from signalwire_chat import ChatClient, Group
 from signalwire_chat._realtime import ConnectionState, RealtimeOptions
-from signalwire_chat.errors import MessagesMayBeMissingError, RealtimeAuthenticationError
+from signalwire_chat.errors import (
+    AuthenticationError,
+    ConnectError,
+    MessagesMayBeMissingError,
+    RealtimeAuthenticationError,
+)
 
 
 @pytest.fixture
@@ -83,8 +88,13 @@ def test_subscribe_with_a_refused_token_raises_and_leaves_nothing_behind(setup: 
     expired = setup.emu.mint_token(setup.me, ttl=-60)
     client = _client(setup, expired, connect_timeout=5.0)
     got = Collector()
-    with pytest.raises(RealtimeAuthenticationError) as raised:
+    # Resolving the room's group is a REST call: its refusal is raised before any socket.
+    with pytest.raises(AuthenticationError):
         client.subscribe(setup.room.id, got.on_message, on_error=got.on_error)
+    assert setup.emu.connect_attempts == 0
+    # A group needs no REST call: the relay's refusal is raised.
+    with pytest.raises(RealtimeAuthenticationError) as raised:
+        client.subscribe(Group(id=setup.conversation), got.on_message, on_error=got.on_error)
     assert raised.value.rpc_code == -32002
     assert expired not in str(raised.value)
     assert setup.emu.connect_attempts == 1
@@ -122,8 +132,11 @@ def test_subscribe_with_the_relay_down_returns_then_delivers_what_came_meanwhile
     setup: Setup,
 ) -> None:
     client = _client(setup, connect_timeout=0.5)
+    client.join(setup.room.id)  # the group is known: subscribing needs no REST call
     setup.emu.stop()
     got = Collector()
+    with pytest.raises(ConnectError):  # a group it cannot resolve is an error, not silence
+        client.subscribe(setup.other.address_id, got.on_message, on_error=got.on_error)
     started = time.monotonic()
     sub = client.subscribe(setup.room.id, got.on_message, on_error=got.on_error)
     assert 0.4 <= time.monotonic() - started < 2.0
@@ -141,13 +154,14 @@ def test_subscribe_with_the_relay_down_returns_then_delivers_what_came_meanwhile
 def test_a_first_connect_backfill_refused_403_is_only_logged_at_debug(
     setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
-    stranger_room = setup.emu.create_room("not-joined")
-    setup.emu.join(setup.other, stranger_room.id)
+    # A group of two others: its history refuses this client (403).
+    third = setup.emu.create_subscriber()
+    theirs = Group(id=setup.emu.join_group(setup.other, [third.address_id]))
     setup.emu.refuse_connects(10_000, code=-32603, message="try again later")
     client = _client(setup, connect_timeout=0.3)
     got = Collector()
     caplog.set_level(logging.DEBUG, logger="signalwire_chat._realtime")
-    sub = client.subscribe(stranger_room.id, got.on_message, on_error=got.on_error)
+    sub = client.subscribe(theirs, got.on_message, on_error=got.on_error)
     setup.emu.refuse_connects(0)
     assert wait_until(lambda: "no history of" in caplog.text)
     assert sub.active

@@ -9,7 +9,7 @@ from typing import Any
 
 from signalwire_chat._auth import Credentials
 from signalwire_chat._client import ChatClient
-from signalwire_chat._realtime import ConnectionState, RealtimeHub, RealtimeOptions
+from signalwire_chat._realtime import ConnectionState, RealtimeHub, RealtimeOptions, Route
 from signalwire_chat.models import ConversationChatMessage
 
 FAST = {"ping_timeout": 1.5, "reconnect_max_delay": 0.3, "close_timeout": 2.0}
@@ -67,16 +67,30 @@ class Collector:
 
 
 class Setup:
-    """An emulator with a listener (``me``), a sender (``other``) and a shared room."""
+    """An emulator with a listener (``me``), a sender (``other``) and a shared room.
 
-    def __init__(self, emu: Any) -> None:
+    ``dialect`` says which wire the clients speak and where the room's messages live:
+    the room's group (group dialect) or the room's own conversation (address dialect).
+    ``target`` is what a hub subscribes to (a group :class:`Route`, or the room's id),
+    ``conversation`` the emulator's key of the room's messages.
+    """
+
+    def __init__(self, emu: Any, dialect: str = "group") -> None:
         self.emu = emu
+        self.dialect = dialect
         emu.set_ping_interval(0.3)  # well under the tests' ping_timeout
         self.me = emu.create_subscriber()
         self.other = emu.create_subscriber()
         self.room = emu.create_room(f"room-{id(self)}")
-        emu.join(self.me, self.room.id)
-        emu.join(self.other, self.room.id)
+        self.target: Any
+        if dialect == "group":
+            self.conversation = emu.join_group(self.me, [self.room.id])
+            assert emu.join_group(self.other, [self.room.id]) == self.conversation
+            self.target = Route.group(self.conversation, self.room.id)
+        else:
+            emu.join(self.me, self.room.id)
+            emu.join(self.other, self.room.id)
+            self.conversation = self.target = self.room.id
         self.clients: list[ChatClient] = []
 
     def client(self, token: Any = None) -> ChatClient:
@@ -84,6 +98,7 @@ class Setup:
             token if token is not None else self.me.token,
             rest_url=self.emu.rest_url,
             relay_url=self.emu.relay_url,
+            dialect=self.dialect,
         )
         self.clients.append(client)
         return client
@@ -103,10 +118,12 @@ class Setup:
             history=history_client._history,
             options=RealtimeOptions(**{**FAST, **options}),
             on_state_change=on_state_change,
+            drop_stale=self.dialect == "group",
         )
 
     def send(self, text: str, address_id: str | None = None) -> None:
-        self.emu.send_as(self.other, address_id or self.room.id, text, dialect="address")
+        """Send as ``other`` to the room (or to ``address_id``), in the setup's dialect."""
+        self.emu.send_as(self.other, address_id or self.room.id, text, dialect=self.dialect)
 
     def close(self) -> None:
         for client in self.clients:

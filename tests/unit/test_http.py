@@ -22,6 +22,7 @@ from signalwire_chat import (
     ClientClosedError,
     ConnectError,
     DecodeError,
+    InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -132,8 +133,25 @@ def sleeps() -> list[float]:
 
 @pytest.fixture
 def client(server: Server, sleeps: list[float]) -> Iterator[ChatClient]:
+    # The HTTP layer is the same in both dialects; these scripts answer the address dialect.
     with ChatClient(
-        TOKEN, rest_url=server.url, relay_url="ws://127.0.0.1:1/", _sleep=sleeps.append
+        TOKEN,
+        rest_url=server.url,
+        relay_url="ws://127.0.0.1:1/",
+        dialect="address",
+        _sleep=sleeps.append,
+    ) as c:
+        yield c
+
+
+@pytest.fixture
+def group_client(server: Server, sleeps: list[float]) -> Iterator[ChatClient]:
+    with ChatClient(
+        TOKEN,
+        rest_url=server.url,
+        relay_url="ws://127.0.0.1:1/",
+        from_address_id="me",
+        _sleep=sleeps.append,
     ) as c:
         yield c
 
@@ -316,6 +334,7 @@ def test_read_timeout_get_retried_post_not(server: Server, sleeps: list[float]) 
             rest_url=server.url,
             relay_url="ws://127.0.0.1:1/",
             timeout=(1.0, 0.2),
+            dialect="address",
             _sleep=sleeps.append,
         ) as c:
             with pytest.raises(RequestTimeoutError):
@@ -502,3 +521,88 @@ def test_token_never_logged_even_at_debug(
         assert secret not in str(info.value)
         assert secret not in repr(info.value)
     assert TOKEN not in repr(client)
+
+
+# --- the group dialect's requests ------------------------------------------------------------
+
+JOINED = {"group_id": "g/1", "fabric_address_ids": ["room", "me"], "from_fabric_address_id": "me"}
+
+
+def test_group_send_joins_once_then_sends_by_group(
+    server: Server, group_client: ChatClient
+) -> None:
+    server.script = [reply(200, JOINED), reply(201, {"group_id": "g/1", "text": "a"})]
+    server.default = reply(201, {"group_id": "g/1", "text": "b", "from_fabric_address_id": "me"})
+    first = group_client.send_message("room", "a")
+    second = group_client.send_message("room", "b", metadata={"k": 1})
+    assert (first.group_id, second.from_address_id) == ("g/1", "me")
+    join, send_a, send_b = server.requests
+    assert join["path"] == "/api/fabric/conversations/join"
+    assert json.loads(join["body"]) == {
+        "from_fabric_address_id": "me",
+        "fabric_address_ids": ["room", "me"],
+    }
+    assert json.loads(send_a["body"]) == {
+        "group_id": "g/1",
+        "from_fabric_address_id": "me",
+        "text": "a",
+    }
+    assert json.loads(send_b["body"])["metadata"] == {"k": 1}
+    assert send_b["path"] == "/api/fabric/messages"
+
+
+def test_group_history_path_is_one_encoded_segment(
+    server: Server, group_client: ChatClient
+) -> None:
+    server.script = [reply(200, JOINED)]
+    page = group_client.get_messages("room", page_size=3)
+    assert page.group_id == "g/1"
+    assert page.address_id == "room"
+    assert server.requests[1]["path"].startswith("/api/fabric/conversations/g%2F1/messages?")
+
+
+def test_join_is_retried_like_a_get_but_a_send_is_not(
+    server: Server, group_client: ChatClient, sleeps: list[float]
+) -> None:
+    server.script = [reply(503, {}), reply(200, JOINED), reply(503, {})]
+    with pytest.raises(ServerError):
+        group_client.send_message("room", "once")
+    paths = [r["path"] for r in server.requests]
+    assert paths == [
+        "/api/fabric/conversations/join",
+        "/api/fabric/conversations/join",
+        "/api/fabric/messages",
+    ]
+    assert len(sleeps) == 1  # the one retry, of the join
+
+
+def test_a_404_on_send_forgets_the_cached_group(server: Server, group_client: ChatClient) -> None:
+    server.script = [reply(200, JOINED), reply(404, {}), reply(200, JOINED)]
+    server.default = reply(201, {"group_id": "g/1", "text": "x"})
+    with pytest.raises(NotFoundError):
+        group_client.send_message("room", "x")
+    group_client.send_message("room", "x")
+    paths = [r["path"].rsplit("/", 1)[-1] for r in server.requests]
+    assert paths == ["join", "messages", "join", "messages"]
+
+
+def test_group_dialect_refuses_my_own_address_before_sending(
+    server: Server, group_client: ChatClient
+) -> None:
+    for call in (
+        lambda: group_client.join("me"),
+        lambda: group_client.send_message("me", "hi"),
+        lambda: group_client.get_messages("me"),
+        lambda: group_client.join_group(["me"]),
+    ):
+        with pytest.raises(InvalidArgumentError, match="own address"):
+            call()
+    assert server.requests == []
+
+
+def test_a_join_answer_without_group_id_is_a_decode_error(
+    server: Server, group_client: ChatClient
+) -> None:
+    server.script = [reply(200, {"table": {"conversation_id": "room"}})]
+    with pytest.raises(DecodeError, match="group_id"):
+        group_client.join("room")
