@@ -218,6 +218,7 @@ class FrameReader:
         "_frag_len",
         "_frag_op",
         "_frags",
+        "_have",
         "_max_fragments",
         "_max_message",
         "_need",
@@ -229,9 +230,11 @@ class FrameReader:
     ) -> None:
         self._max_message = max_message_size
         self._max_fragments = max_fragments
-        #: Bytes of a frame that is not complete yet, from its first byte on.
-        self._pending = bytearray()
-        #: How many bytes ``_pending`` must hold before parsing is worth trying again.
+        #: The reads holding a frame that is not complete yet, from its first byte on.
+        self._pending: list[bytes] = []
+        #: How many bytes they hold, and how many the frame needs before parsing is worth
+        #: trying again.
+        self._have = 0
         self._need = 0
         self._frag_op: int | None = None
         self._frags: list[Any] = []
@@ -244,7 +247,7 @@ class FrameReader:
     @property
     def buffered(self) -> int:
         """Bytes received and not yet part of a complete frame."""
-        return len(self._pending)
+        return self._have if self._pending else 0
 
     @property
     def closed(self) -> bool:
@@ -262,34 +265,40 @@ class FrameReader:
             raise self._fail(self._failed.reason, self._failed.close_code, [])
         if self._closed:
             return []
+        out: list[Message] = []
         pending = self._pending
         if pending:
-            pending += data
-            if len(pending) < self._need:
-                return []
-            buf = bytes(pending)
+            pending.append(data)
+            self._have += len(data)
+            if self._have < self._need:
+                return out  # the frame cannot be complete yet: no parsing
+            data = b"".join(pending)  # each byte joins once
             pending.clear()
-        else:
-            buf = data
-        out: list[Message] = []
-        try:
-            pos = self._parse(buf, out)
-        except ProtocolViolation as exc:
-            raise self._fail(exc.reason, exc.close_code, out) from None
-        if pos < len(buf) and not self._closed:
-            self._pending += memoryview(buf)[pos:]
+        # Big payloads are sliced out of a view, so they are copied once, into the message.
+        with memoryview(data) as view:
+            try:
+                pos = self._parse(view if len(data) > _VIEW_FROM else data, out)
+            except ProtocolViolation as exc:
+                raise self._fail(exc.reason, exc.close_code, out) from None
+            if pos < len(data):
+                # The start of a frame that is not complete: at most one read's worth.
+                pending.append(bytes(view[pos:]))
+                self._have = len(data) - pos
         return out
 
     def _fail(self, reason: str, code: int, out: list[Message]) -> ProtocolViolation:
-        self._pending = bytearray()
+        self._pending = []
         self._frags = []
         violation = ProtocolViolation(reason, code)
         violation.messages = out
         self._failed = violation
         return violation
 
-    def _parse(self, buf: bytes, out: list[Message]) -> int:
-        """Parse the complete frames of ``buf`` into ``out``; return the bytes consumed."""
+    def _parse(self, buf: bytes | memoryview, out: list[Message]) -> int:
+        """Parse the complete frames of ``buf`` into ``out``; return the bytes consumed.
+
+        After a close frame everything is consumed: nothing that follows it is read.
+        """
         end = len(buf)
         pos = 0
         append = out.append
@@ -329,7 +338,7 @@ class FrameReader:
                     self._need = stop - pos
                     return pos
                 try:
-                    text = buf[start:stop].decode()
+                    text = str(buf[start:stop], "utf-8")
                 except UnicodeDecodeError:
                     raise ProtocolViolation("text that is not UTF-8", CLOSE_INVALID_DATA) from None
                 append((OP_TEXT, text))
@@ -375,19 +384,20 @@ class FrameReader:
         if length > self._max_message:
             raise ProtocolViolation("message too big", CLOSE_TOO_BIG)
 
-    def _frame(self, b0: int, payload: bytes, append: Any) -> None:
+    def _frame(self, b0: int, payload: bytes | memoryview, append: Any) -> None:
         """Handle one complete frame whose header passed ``_check_header``."""
         opcode = b0 & 0x0F
         fin = b0 & 0x80
         if opcode >= 0x8:
+            data = bytes(payload)
             if opcode == OP_CLOSE:
-                _check_close(payload)
+                _check_close(data)
                 self._closed = True
-            append((opcode, payload))
+            append((opcode, data))
             return
         if opcode != OP_CONT:
             if fin:
-                append((opcode, _text(payload) if opcode == OP_TEXT else payload))
+                append((opcode, _text(payload) if opcode == OP_TEXT else bytes(payload)))
                 return
             self._frag_op = opcode
             self._frag_count = 0
@@ -403,7 +413,7 @@ class FrameReader:
             except UnicodeDecodeError:
                 raise ProtocolViolation("text that is not UTF-8", CLOSE_INVALID_DATA) from None
         elif payload:
-            self._frags.append(payload)
+            self._frags.append(bytes(payload))
         if fin:
             joined: str | bytes = (
                 "".join(self._frags) if decoder is not None else b"".join(self._frags)
@@ -415,11 +425,14 @@ class FrameReader:
 
 
 _UTF8 = codecs.getincrementaldecoder("utf-8")
+#: Reads longer than this are parsed through a memoryview (slicing a view copies nothing;
+#: for small reads, slicing the bytes is faster than making the view's slices).
+_VIEW_FROM = 1 << 20
 
 
-def _text(payload: bytes) -> str:
+def _text(payload: bytes | memoryview) -> str:
     try:
-        return payload.decode()
+        return str(payload, "utf-8")
     except UnicodeDecodeError:
         raise ProtocolViolation("text that is not UTF-8", CLOSE_INVALID_DATA) from None
 
