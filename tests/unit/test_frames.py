@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websocket import ABNF
 
-from signalwire_chat._realtime import _frames
+from signalwire_chat._realtime import RealtimeOptions, _frames
 from signalwire_chat._realtime._frames import (
     OP_BINARY,
     OP_CLOSE,
@@ -24,7 +24,7 @@ from signalwire_chat._realtime._frames import (
     MaskPool,
     ProtocolViolation,
 )
-from signalwire_chat.errors import RealtimeError
+from signalwire_chat.errors import InvalidArgumentError, InvalidArgumentTypeError, RealtimeError
 
 #: SIGNALWIRE_HYPOTHESIS_EXAMPLES=5000 for a deeper run than the suite's.
 PROPERTY = settings(
@@ -288,8 +288,18 @@ binaries = st.binary(max_size=300)
 def streams(draw: st.DrawFn) -> tuple[bytes, list[tuple[int, object]]]:
     """A valid stream of messages (some fragmented, with control frames between the fragments)
     and the messages a reader must return for it."""
+    data, expected, _shapes = draw(shaped_streams())
+    return data, expected
+
+
+@st.composite
+def shaped_streams(
+    draw: st.DrawFn,
+) -> tuple[bytes, list[tuple[int, object]], list[tuple[int, int]]]:
+    """As ``streams``, with the (bytes, frames) of each data message."""
     data = b""
     expected: list[tuple[int, object]] = []
+    shapes: list[tuple[int, int]] = []
     for _ in range(draw(st.integers(0, 8))):
         kind = draw(st.sampled_from(["text", "binary", "ping", "pong"]))
         if kind in ("ping", "pong"):
@@ -317,11 +327,12 @@ def streams(draw: st.DrawFn) -> tuple[bytes, list[tuple[int, object]]]:
                 controls.append((OP_PING, ping))
         expected.extend(controls)
         expected.append((opcode, value))
+        shapes.append((len(raw), len(pieces)))
     if draw(st.booleans()):
         close = struct.pack("!H", draw(st.sampled_from([1000, 1001, 1011, 4000])))
         data += server_frame(close, OP_CLOSE)
         expected.append((OP_CLOSE, close))
-    return data, expected
+    return data, expected, shapes
 
 
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -341,6 +352,59 @@ def test_any_split_of_the_stream_gives_the_same_messages(
         out.extend(reader.feed(piece))
     assert out == expected
     assert reader.buffered == 0
+
+
+@PROPERTY
+@given(
+    shaped_streams(),
+    st.integers(1, 400),
+    st.integers(1, 6),
+    st.lists(st.integers(0, 1 << 20), max_size=10),
+)
+def test_caps_refuse_exactly_the_messages_over_them(
+    stream: tuple[bytes, list[tuple[int, object]], list[tuple[int, int]]],
+    max_size: int,
+    max_fragments: int,
+    cuts: list[int],
+) -> None:
+    data, expected, shapes = stream
+    over = any(size > max_size or frames > max_fragments for size, frames in shapes)
+    reader = FrameReader(max_message_size=max_size, max_fragments=max_fragments)
+    out: list[tuple[int, object]] = []
+    code = None
+    try:
+        for piece in split(data, cuts):
+            out.extend(reader.feed(piece))
+    except ProtocolViolation as exc:
+        out.extend(exc.messages)
+        code = exc.close_code
+    if over:
+        assert code == 1009
+        assert out == expected[: len(out)]
+        assert len(out) < len(expected)
+    else:
+        assert code is None
+        assert out == expected
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error"),
+    [
+        ("max_message_size", 0, InvalidArgumentError),
+        ("max_message_size", 1.5, InvalidArgumentTypeError),
+        ("max_fragments", 0, InvalidArgumentError),
+        ("max_fragments", True, InvalidArgumentTypeError),
+    ],
+)
+def test_cap_options_are_checked(option: str, value: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        RealtimeOptions(**{option: value})  # type: ignore[arg-type]
+
+
+def test_cap_options_default_to_the_documented_values() -> None:
+    options = RealtimeOptions()
+    assert options.max_message_size == 16 * 1024 * 1024
+    assert options.max_fragments == 4096
 
 
 @st.composite
