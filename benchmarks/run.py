@@ -597,6 +597,61 @@ def bench_fanout(ctx: Context) -> None:
     ctx.rows.append(Row(what, fmt(result["per_s"], "/s"), "", None, "report", "report", note))
 
 
+def bench_frames(ctx: Context) -> None:
+    """The frame layer alone (benchmarks/frames.py), in a fresh process on the client core."""
+    argv = [PYTHON, str(HERE / "frames.py"), "--core", str(ctx.client_core)]
+    if ctx.counts is QUICK:
+        argv.append("--quick")
+    what = "frame layer: 16 MiB message in 16 KiB reads vs the same in 256 KiB reads"
+    if ctx.counts is QUICK:
+        what = what.replace("16 MiB", "4 MiB")
+    try:
+        result = finish(argv, timeout=600)
+    except Failed as exc:
+        ctx.failures.append(f"frames: {exc}")
+        ctx.rows.append(Row(what, "FAILED", "", None, "<= 2.0", "FAILED", str(exc)[-300:]))
+        return
+    size = f"{result['big_bytes'] // (1024 * 1024)} MiB"
+    rows = [
+        (what, result["big_16k"]["ours"], result["big_256k"]["ours"], "ms", "<= 2.0"),
+        (
+            "  (context) frame layer CPU/event (~700 B text, UTF-8 checked): wsproto vs ours",
+            result["events"]["wsproto"],
+            result["events"]["ours"],
+            "us",
+            "report",
+        ),
+        (
+            "  (context) frame layer CPU/event: websocket-client _abnf vs ours",
+            result["events"]["websocket-client"],
+            result["events"]["ours"],
+            "us",
+            "report",
+        ),
+        (
+            f"  (context) {size} in 4 KiB fragments: websocket-client _abnf vs ours",
+            result["fragmented"]["websocket-client"],
+            result["fragmented"]["ours"],
+            "ms",
+            "report",
+        ),
+    ]
+    per_event = 1e6 / result["event_count"]
+    for label, ours_value, base_value, unit, target in rows:
+        scale = per_event if unit == "us" else 1000.0
+        ours_scaled = ours_value * scale if ours_value is not None else None
+        base_scaled = base_value * scale if base_value is not None else None
+        ratio = ours_scaled / base_scaled if ours_scaled is not None and base_scaled else None
+        verdict = "n/a" if ratio is None else "report"
+        if ratio is not None and target != "report":
+            verdict = "met" if ratio <= float(target.split()[1]) else "MISSED"
+        note = "" if ours_scaled is not None and base_scaled is not None else "not installed"
+        ctx.rows.append(
+            Row(label, fmt(ours_scaled, unit), fmt(base_scaled, unit), ratio, target, verdict, note)
+        )
+    ctx.rows[-4].note = ctx.rows[-4].note or "CPU of the reader alone, text UTF-8 checked"
+
+
 BENCHES: dict[str, Callable[[Context], None]] = {
     "send": bench_send,
     "iter": bench_iter,
@@ -605,6 +660,7 @@ BENCHES: dict[str, Callable[[Context], None]] = {
     "import": bench_import,
     "memory": bench_memory,
     "fanout": bench_fanout,
+    "frames": bench_frames,
 }
 
 

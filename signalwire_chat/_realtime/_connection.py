@@ -29,13 +29,23 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import websocket
 
 from ..errors import AuthenticationError, RealtimeAuthenticationError
 from . import _frames
-from ._frames import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, FrameReader, MaskPool
+from ._frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    BadMessage,
+    FrameReader,
+    MaskPool,
+    ProtocolViolation,
+)
 from ._options import ConnectionState, RealtimeOptions
 
 if TYPE_CHECKING:
@@ -413,7 +423,9 @@ class Connection:
         poller.register(sock, select.POLLIN)
         poller.register(self._wake_r, select.POLLIN)
         ssl_pending = getattr(sock, "pending", None)
-        reader = FrameReader()
+        reader = FrameReader(
+            max_message_size=options.max_message_size, max_fragments=options.max_fragments
+        )
         connect_id = _frames.new_rpc_id()
         params: dict[str, Any] = {"token": self._token, "agent": self._agent}
         if reconnect:
@@ -546,7 +558,13 @@ class Connection:
             if self._muted:
                 continue  # after signalwire.disconnect: nothing is answered or delivered
             state.held = held
-            outcome = state.handle(reader.feed(data))
+            violation: ProtocolViolation | None = None
+            try:
+                messages = reader.feed(data)
+            except ProtocolViolation as exc:
+                # What came before the fault in this read is valid: handle it first.
+                messages, violation = exc.messages, exc
+            outcome = state.handle(messages)
             if state.connected and connected_at is None:
                 connected_at = self._accepted_at = time.monotonic()
                 refresh_at = self._refresh_time()
@@ -554,6 +572,15 @@ class Connection:
                 state.reauthenticated = False
                 refresh_at = self._refresh_time()
             if outcome is _CLOSE:
+                return connected_at
+            if violation is not None:
+                logger.warning(
+                    "realtime: the relay broke the websocket protocol (%s); closing with %d "
+                    "and reconnecting",
+                    violation.reason,
+                    violation.close_code,
+                )
+                self._goodbye(sock, violation.close_code)
                 return connected_at
             if outcome is _MUTE:
                 self._muted = True
@@ -579,12 +606,12 @@ class Connection:
         delay = max(remaining - self._options.refresh_margin, remaining / 2, _MIN_REFRESH_DELAY)
         return time.monotonic() + delay
 
-    def _goodbye(self, sock: socket.socket) -> None:
+    def _goodbye(self, sock: socket.socket, code: int = 1000) -> None:
         """Best-effort close frame on the way out (never blocks)."""
         if self._muted:
             return
         with contextlib.suppress(OSError, ValueError):
-            sock.send(_frames.close_frame(self._masks.take()))
+            sock.send(_frames.close_frame(self._masks.take(), code))
 
 
 #: The events carrying a message: a new one, and an edit of an earlier one.
@@ -610,7 +637,7 @@ class _SessionState:
         self.reauthenticated = False
         self.held: deque[tuple[bytes, Item]] = deque()
 
-    def handle(self, frames: list[tuple[int, bytes]]) -> object | None:
+    def handle(self, frames: list[_frames.Message]) -> object | None:
         """Process complete frames; send the replies at once; say if the socket ends."""
         conn = self.conn
         dispatcher = conn._dispatcher
@@ -620,31 +647,40 @@ class _SessionState:
         batch: list[Item] = []
         replies: list[bytes] = []
         ack = _frames.ack
-        loads = json.loads
+        decode = _frames.decode_message
         outcome: object | None = None
         for opcode, payload in frames:
             if opcode != OP_TEXT:
                 if opcode == OP_PING:
+                    # A ping's payload is opaque (RFC 6455 5.5.2): echoed, never parsed.
                     self._flush(batch, replies)
                     batch, replies = [], []
                     conn._send_raw(
-                        self.sock, _frames.encode_frame(payload, conn._masks.take(), 0xA)
+                        self.sock,
+                        _frames.encode_frame(cast(bytes, payload), conn._masks.take(), OP_PONG),
                     )
-                elif opcode == OP_CLOSE:
+                    continue
+                if opcode == OP_CLOSE:
                     self._flush(batch, replies)
-                    code = payload[:2] if len(payload) >= 2 else b"\x03\xe8"
-                    conn._send_raw(
-                        self.sock, _frames.encode_frame(code, conn._masks.take(), OP_CLOSE)
-                    )
+                    # The reader checked the code; a close without one is answered with 1000.
+                    code = _frames.close_code(cast(bytes, payload))
+                    logger.info("realtime: the relay closed the websocket (code %s)", code)
+                    conn._send_raw(self.sock, _frames.close_frame(conn._masks.take(), code or 1000))
                     return _CLOSE
-                elif opcode != OP_BINARY:
+                if opcode != OP_BINARY:
                     continue  # pong
+            # Each message on its own: a bad one is skipped, the rest of the read goes on.
             try:
-                msg = loads(payload)
-            except ValueError:
-                logger.warning("realtime: a frame from the relay is not JSON; ignored")
-                continue
-            if type(msg) is not dict:
+                msg = decode(payload)
+            except BadMessage as bad:
+                logger.warning(
+                    "realtime: skipped a message from the relay (length %d): %s",
+                    len(payload),
+                    bad.reason,
+                )
+                if bad.method == "signalwire.event" and bad.rpc_id is not None:
+                    # Unacknowledged, the relay would send it again on every resume.
+                    replies.append(ack(bad.rpc_id))
                 continue
             method = msg.get("method")
             if method == "signalwire.event":

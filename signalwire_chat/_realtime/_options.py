@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 
 from ..errors import InvalidArgumentError, InvalidArgumentTypeError
+from ._frames import MAX_FRAGMENTS, MAX_MESSAGE_SIZE
 
 __all__ = ["ConnectionState", "RealtimeOptions"]
 
@@ -72,6 +73,12 @@ class RealtimeOptions:
             to drop duplicates (redeliveries after a resume, backfill overlap).
         backfill_limit: The most history messages read per subscription after a
             reconnect; beyond that the gap is reported as ``MessagesMayBeMissingError``.
+        max_message_size: The largest websocket message, in bytes, accepted from the
+            relay (16 MiB; a chat event is a few KB). A bigger one is refused from its
+            header: the connection is closed with code 1009 and made again.
+        max_fragments: The most frames one websocket message may span (4,096, empty
+            continuation frames included); beyond that the connection is closed with
+            code 1009 and made again.
     """
 
     ping_timeout: float = attrs.field(default=15.0, validator=_positive)
@@ -81,5 +88,7 @@ class RealtimeOptions:
     connect_timeout: float = attrs.field(default=10.0, validator=_positive)
     close_timeout: float = attrs.field(default=2.0, validator=_positive)
     refresh_margin: float = attrs.field(default=60.0, validator=_positive)
-    recent_ids: int = attrs.field(default=4096, validator=_positive_int)
+    recent_ids: int = attrs.field(default=MAX_FRAGMENTS, validator=_positive_int)
     backfill_limit: int = attrs.field(default=10_000, validator=_positive_int)
+    max_message_size: int = attrs.field(default=MAX_MESSAGE_SIZE, validator=_positive_int)
+    max_fragments: int = attrs.field(default=MAX_FRAGMENTS, validator=_positive_int)
