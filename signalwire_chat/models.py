@@ -16,6 +16,8 @@ from typing import Any
 
 import attrs
 
+from ._display import Displayable
+
 __all__ = [
     "Address",
     "AddressChannels",
@@ -80,7 +82,7 @@ def _utc(seconds: float) -> _dt.datetime:
 
 
 @attrs.frozen(kw_only=True, slots=False, repr=False, unsafe_hash=False)
-class ConversationMessage:
+class ConversationMessage(Displayable):
     """One message of a conversation, of any subtype (``"chat"``, ``"log"``, ...).
 
     Attributes:
@@ -147,7 +149,7 @@ class ConversationChatMessage(ConversationMessage):
 
 
 @attrs.frozen(kw_only=True, slots=False, repr=False, unsafe_hash=False)
-class Conversation:
+class Conversation(Displayable):
     """A conversation the subscriber belongs to.
 
     Attributes:
@@ -178,7 +180,7 @@ class Conversation:
 
 
 @attrs.frozen(kw_only=True, slots=False, repr=False)
-class AddressChannels:
+class AddressChannels(Displayable):
     """The channels an address can be reached on (each a resource path, when present).
 
     Attributes:
@@ -200,7 +202,7 @@ class AddressChannels:
 
 
 @attrs.frozen(kw_only=True, slots=False, repr=False, unsafe_hash=False)
-class Address:
+class Address(Displayable):
     """A fabric address: a subscriber, room, app or call target.
 
     Attributes:
@@ -234,7 +236,7 @@ class Address:
 
 
 @attrs.frozen(kw_only=True, slots=False, repr=False, unsafe_hash=False)
-class SubscriberInfo:
+class SubscriberInfo(Displayable):
     """The subscriber the token belongs to.
 
     Attributes:
@@ -272,7 +274,7 @@ class SubscriberInfo:
 
 
 @attrs.frozen(kw_only=True, slots=False, repr=False, unsafe_hash=False)
-class SendResult:
+class SendResult(Displayable):
     """What the service answered to ``send_message``.
 
     The service answers either ``{"table": {"conversation_id": ..., "text": ...}}`` or a full
@@ -297,7 +299,7 @@ class SendResult:
 
 
 @attrs.frozen(kw_only=True, slots=False, repr=False, unsafe_hash=False)
-class JoinResult:
+class JoinResult(Displayable):
     """What the service answered to ``join``.
 
     Attributes:

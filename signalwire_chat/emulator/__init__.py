@@ -608,6 +608,42 @@ class Emulator:
         """
         return self._recorder.start(redact=redact)
 
+    # -- a client for tests ---------------------------------------------------------------
+
+    def client_for(self, subscriber: str | EmulatorSubscriber, **kwargs: Any) -> Any:
+        """A ``signalwire_chat.ChatClient`` for ``subscriber``, pointed at this emulator.
+
+        The emulator shares no code with the client; the client is imported here, when
+        this method is called, never when the emulator is imported.
+
+        Args:
+            subscriber: A subscriber from :meth:`create_subscriber` (its token is used), or a
+                subscriber id (a fresh token is minted).
+            **kwargs: More ``ChatClient`` options (``timeout=``, ``realtime=``, ...).
+
+        Returns:
+            An open ``ChatClient``; close it (or use ``with``).
+
+        Raises:
+            KeyError: no subscriber with that id.
+        """
+        import importlib
+
+        token = (
+            subscriber.token
+            if isinstance(subscriber, EmulatorSubscriber)
+            else self.mint_token(subscriber)
+        )
+        client_class = importlib.import_module("signalwire_chat").ChatClient
+        kwargs.setdefault("rest_url", self.rest_url)
+        kwargs.setdefault("relay_url", self.relay_url)
+        return client_class(token, **kwargs)
+
+    @property
+    def space_url(self) -> str:
+        """What ``mint_subscriber_token`` takes as ``space_url`` (the REST base here)."""
+        return self.rest_url
+
     # -- internals ------------------------------------------------------------------------
 
     def _open_state(self) -> EmulatorState:
