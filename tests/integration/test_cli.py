@@ -544,3 +544,46 @@ def test_emulator_command_is_the_standalone_emulator(script: str) -> None:
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_history_progress_bar_only_on_a_terminal(
+    script: str, signalwire_emulator: Emulator, token_file: str, room: str
+) -> None:
+    import pty
+
+    bob = signalwire_emulator.create_subscriber("bob@example.com")
+    for i in range(5):
+        signalwire_emulator.send_as(bob, room, f"m{i}")
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [script, "history", room, "--json", "--token-file", token_file],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+            timeout=TIMEOUT,
+            env=env_for(signalwire_emulator),
+            check=False,
+        )
+        os.close(follower)
+        follower = -1
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        if follower != -1:
+            os.close(follower)
+        os.close(leader)
+    assert proc.returncode == 0
+    assert [json.loads(line)["text"] for line in proc.stdout.splitlines()] == [
+        f"m{i}" for i in range(4, -1, -1)
+    ]  # stdout is untouched by the bar
+    assert b"reading history" in drawn
+    # It disappears when done: the last thing drawn moves up and erases its line.
+    assert drawn.endswith(b"\x1b[1A\x1b[2K")
