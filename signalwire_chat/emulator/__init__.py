@@ -434,6 +434,10 @@ class Emulator:
     ) -> dict[str, Any]:
         """Insert a message into a conversation and push it to its members.
 
+        The default ``subtype`` is ``"log"``: a non-chat entry (a call event, say), which
+        chat reads and subscriptions skip. For a chat message pass ``subtype="chat"`` and
+        ``text``, or use :meth:`send_as`.
+
         With a subscriber's ``user_id`` the sender joins the conversation, as when it
         sends. Without one the message comes from a system user.
 
