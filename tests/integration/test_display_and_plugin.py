@@ -79,17 +79,6 @@ def test_client_for_points_a_client_at_the_emulator(signalwire_emulator: Emulato
         emu.client_for("no-such-subscriber")
 
 
-def test_the_session_emulator_is_shared(
-    signalwire_emulator_session: Emulator, request: pytest.FixtureRequest
-) -> None:
-    emu = signalwire_emulator_session
-    assert emu.running
-    assert request.getfixturevalue("signalwire_emulator_session") is emu
-    sub = emu.create_subscriber()  # unique reference: tests share the data
-    with emu.client_for(sub) as client:
-        assert client.get_subscriber_info().id == sub.id
-
-
 def test_the_plugin_is_a_pytest11_entry_point(pytestconfig: pytest.Config) -> None:
     points = metadata.entry_points(group="pytest11")
     assert "signalwire_chat.pytest_plugin" in {p.value for p in points}
@@ -97,7 +86,9 @@ def test_the_plugin_is_a_pytest11_entry_point(pytestconfig: pytest.Config) -> No
     assert pytestconfig.pluginmanager.get_plugin("signalwire_chat.pytest_plugin") is not None
 
 
-def test_a_project_without_conftest_gets_the_fixtures(tmp_path: Path) -> None:
+def test_a_project_without_conftest_gets_the_fixtures_and_a_shared_session_emulator(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "test_user.py").write_text(
         "from signalwire_chat import ChatClient\n"
         "\n"
@@ -108,8 +99,17 @@ def test_a_project_without_conftest_gets_the_fixtures(tmp_path: Path) -> None:
         "        client.send_message(room.id, 'hi')\n"
         "    assert [m['text'] for m in signalwire_emulator.messages(room.id)] == ['hi']\n"
         "\n"
-        "def test_shared(signalwire_emulator_session):\n"
+        "PORTS = []\n"
+        "\n"
+        "def test_shared_1(signalwire_emulator_session):\n"
+        "    PORTS.append(signalwire_emulator_session.port)\n"
+        "    sub = signalwire_emulator_session.create_subscriber()\n"
+        "    with signalwire_emulator_session.client_for(sub) as client:\n"
+        "        assert client.get_subscriber_info().id == sub.id\n"
+        "\n"
+        "def test_shared_2(signalwire_emulator_session):\n"
         "    assert signalwire_emulator_session.running\n"
+        "    assert PORTS == [signalwire_emulator_session.port]  # the same emulator\n"
     )
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
@@ -120,4 +120,4 @@ def test_a_project_without_conftest_gets_the_fixtures(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "2 passed" in proc.stdout
+    assert "3 passed" in proc.stdout
