@@ -587,3 +587,21 @@ def test_history_progress_bar_only_on_a_terminal(
     assert b"reading history" in drawn
     # It disappears when done: the last thing drawn moves up and erases its line.
     assert drawn.endswith(b"\x1b[1A\x1b[2K")
+
+
+def test_tail_idle_timeout_exits_0(
+    script: str, signalwire_emulator: Emulator, token_file: str, room: str
+) -> None:
+    proc = run(
+        script,
+        signalwire_emulator,
+        "tail",
+        room,
+        "--idle-timeout",
+        "0.5",
+        "--token-file",
+        token_file,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    assert "connected" in proc.stderr
