@@ -127,6 +127,9 @@ class Subscription:
         from .._display import local_time
 
         state = "active" if self._active else "cancelled"
+        connection = getattr(getattr(self._owner, "state", None), "value", None)
+        if self._active and isinstance(connection, str):
+            state += f" ({connection})"  # the client's connection: connected, reconnecting...
         last = f", last at {local_time(self.last_ts)}" if self.last_id is not None else ""
         return state, f"{self._delivered} delivered{last}"
 

@@ -61,6 +61,7 @@ def test_a_live_subscription_displays_its_state_and_count(signalwire_emulator: E
         assert got.wait(TIMEOUT)
         assert sub.delivered == 2
         assert "2 delivered" in sub._repr_html_()
+        assert "active (connected)" in sub._repr_html_()
         assert "show" in sub._repr_html_()
         sub.cancel()
         assert "cancelled" in sub._repr_html_()
