@@ -204,13 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(run=_send)
 
     sub = command("join", "join a conversation without sending anything")
-    sub.add_argument("address_id")
+    sub.add_argument("address_id", help="the address (conversation) to join")
     sub.set_defaults(run=_join)
 
     sub = command("history", "a conversation's chat messages (newest first)")
-    sub.add_argument("address_id")
+    sub.add_argument("address_id", help="the address (conversation) to read")
     sub.add_argument("--limit", type=_positive_int, help="at most this many messages")
-    sub.add_argument("--since", type=parse_time, metavar="TIME", help="none older than TIME")
+    when = "TIME: 2h, 3d (ago), Unix seconds, or 2026-12-01T09:30 (local unless +HH:MM or Z)"
+    sub.add_argument("--since", type=parse_time, metavar="TIME", help="none older; " + when)
     sub.add_argument("--until", type=parse_time, metavar="TIME", help="none newer than TIME")
     sub.add_argument(
         "--oldest-first", action="store_true", help="print in time order (reads all first)"
@@ -218,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(run=_history)
 
     sub = command("tail", "print new chat messages as they arrive, until Ctrl-C")
-    sub.add_argument("address_id")
+    sub.add_argument("address_id", help="the address (conversation) to follow")
     sub.add_argument(
         "--history", type=_positive_int, default=0, metavar="N", help="first print the last N"
     )
