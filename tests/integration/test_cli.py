@@ -605,3 +605,31 @@ def test_tail_idle_timeout_exits_0(
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
     assert "connected" in proc.stderr
+
+
+def test_json_output_works_without_rich_and_tables_name_the_extra(
+    signalwire_emulator: Emulator, token_file: str
+) -> None:
+    # As if the `cli` extra were not installed: `import rich` fails.
+    code = (
+        "import sys; sys.modules['rich'] = None\n"
+        "from signalwire_chat.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+
+    def without_rich(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", code, *args, "--token-file", token_file],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env=env_for(signalwire_emulator),
+            check=False,
+        )
+
+    proc = without_rich("addresses", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json_lines(proc.stdout)[0]["name"] == "alice"
+    proc = without_rich("addresses")
+    assert proc.returncode == ExitCode.ERROR
+    assert "signalwire-chat[cli]" in proc.stderr
