@@ -43,7 +43,8 @@ class ExitCode(enum.IntEnum):
     URL); ``AUTH`` 3 (token unreadable or refused, 401); ``PERMISSION`` 4 (403, e.g. not a
     member); ``NOT_FOUND`` 5 (404); ``NETWORK`` 6 (could not connect, timed out);
     ``SERVICE`` 7 (the service failed or answered nonsense: 400, 422, 429, 5xx, a bad
-    body); ``INTERRUPTED`` 130 (Ctrl-C); ``BROKEN_PIPE`` 141 (stdout closed, e.g. ``| head``).
+    body); ``INTERRUPTED`` 130 (Ctrl-C); ``BROKEN_PIPE`` 141 (stdout closed, e.g. ``| head``);
+    ``TERMINATED`` 143 (SIGTERM, except for ``tail``, whose normal end it is: 0).
     """
 
     OK = 0
@@ -56,6 +57,7 @@ class ExitCode(enum.IntEnum):
     SERVICE = 7
     INTERRUPTED = 130
     BROKEN_PIPE = 141
+    TERMINATED = 143
 
 
 class UsageError(Exception):
@@ -146,7 +148,8 @@ $SIGNALWIRE_HOST, $SIGNALWIRE_REST_URL, $SIGNALWIRE_RELAY_URL) override them.
 $SIGNALWIRE_PROJECT_ID and $SIGNALWIRE_API_TOKEN.
 
 exit codes: 0 ok, 1 other error, 2 usage, 3 authentication, 4 permission denied (not a
-member), 5 not found, 6 network, 7 service error, 130 interrupted (Ctrl-C), 141 stdout closed.
+member), 5 not found, 6 network, 7 service error, 130 interrupted (Ctrl-C), 141 stdout closed,
+143 terminated (SIGTERM; `tail` exits 0 on SIGTERM instead).
 """
 
 
@@ -528,7 +531,7 @@ def _token_refresh(args: argparse.Namespace, out: Output) -> ExitCode:
 
 
 class _Terminated(Exception):
-    """SIGTERM arrived: stop as cleanly as for Ctrl-C, but it was asked for (exit 0)."""
+    """SIGTERM arrived: stop as cleanly as for Ctrl-C."""
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -562,7 +565,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.status("interrupted")
         return ExitCode.INTERRUPTED
     except _Terminated:
-        return ExitCode.OK
+        # For `tail` a stop from a process manager is its normal end; anything else was cut
+        # short, and a script must not take a partial export for a whole one.
+        return ExitCode.OK if args.command == "tail" else ExitCode.TERMINATED
     except BrokenPipeError:
         # The reader went away (`| head`): stop writing, and keep Python's flush at exit quiet.
         devnull = os.open(os.devnull, os.O_WRONLY)
