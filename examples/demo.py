@@ -67,7 +67,11 @@ def main() -> int:
                 return 1
             print(f"bob received all {len(received)} messages live, once each, in order")
             logs = sum(1 for m in emu.messages(room.id) if m.get("subtype") != "chat")
-            print(f"({logs} call-log entries in the same conversation were filtered out)")
+            print(
+                f"({logs} call-log entries filtered out: a conversation also holds non-chat\n"
+                f" entries such as 'call started' events; the emulator added {logs} here, and\n"
+                " the chat API skips them, live and in history, so you see only chat messages)"
+            )
 
             print("history, 3 chat messages a page, newest first:")
             page = alice.get_messages(room.id, page_size=3)

@@ -33,6 +33,7 @@ from typing import Any, TypeVar, Union
 
 import attrs
 import cattrs
+from cattrs.gen import make_dict_unstructure_fn, override
 
 from .errors import DecodeError
 from .models import (
@@ -56,6 +57,7 @@ __all__ = [
     "structure_join_result",
     "structure_message",
     "structure_send_result",
+    "unstructure",
 ]
 
 T = TypeVar("T")
@@ -498,7 +500,38 @@ def _make_converter() -> cattrs.Converter:
     for cls in _MODELS:
         conv.register_structure_hook(cls, lambda obj, model: decoder(model)(obj))
     conv.register_structure_hook(SendResult, lambda obj, _cls: structure_send_result(obj))
+    _register_unstructure(conv)
     return conv
+
+
+def _register_unstructure(conv: cattrs.Converter) -> None:
+    """Models to JSON-ready dicts: the wire's field names, ``extra`` merged back in.
+
+    The result structures back into an equal model (``structure(unstructure(m), type(m))``),
+    tuples become lists and the read-only mappings plain dicts, so ``json.dumps`` takes it.
+    """
+    models = frozenset((*_MODELS, SendResult))
+
+    def factory(cls: Any) -> Callable[[Any], dict[str, Any]]:
+        # A field read from other wire keys than its name is written under the first of them.
+        renames: dict[str, Any] = {
+            field.name: override(rename=field.metadata["wire_keys"][0])
+            for field in attrs.fields(cls)
+            if field.name not in field.metadata.get("wire_keys", (field.name,))
+        }
+        fields = make_dict_unstructure_fn(cls, conv, **renames)
+
+        def unstructure_model(obj: Any) -> dict[str, Any]:
+            out: dict[str, Any] = fields(obj)
+            extra = out.pop("extra", None)
+            if extra:
+                for key, value in extra.items():
+                    out.setdefault(key, value)
+            return out
+
+        return unstructure_model
+
+    conv.register_unstructure_hook_factory(lambda cls: cls in models, factory)
 
 
 # --- public entry points ---------------------------------------------------------------------
@@ -588,6 +621,12 @@ def structure_join_result(obj: Any) -> JoinResult:
         raise DecodeError(f"join result: expected an object, got {_describe(obj)}")
     inner = obj.get("table", obj) if len(obj) == 1 else obj
     return decoder(JoinResult)(inner)
+
+
+def unstructure(model: Any) -> dict[str, Any]:
+    """A model as a JSON-ready dict (the wire's field names; unknown wire fields included)."""
+    out: dict[str, Any] = converter.unstructure(model)
+    return out
 
 
 #: The one converter of the package, built once at import. Its hooks are strict.

@@ -123,6 +123,8 @@ class _PageBase(Generic[T]):
         return self.data[index]
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        from ._display import one_line
+
         if cycle:
             printer.text(f"{type(self).__name__}(...)")
             return
@@ -131,19 +133,13 @@ class _PageBase(Generic[T]):
                 if index:
                     printer.text(",")
                 printer.breakable()
-                printer.pretty(item)
+                printer.text(one_line(item))
 
     def _repr_html_(self) -> str:
-        import html  # only notebooks need it: kept out of the package import
+        from ._display import html_table, rows_for
 
-        rows = "".join(
-            f"<tr><td>{index}</td><td><code>{html.escape(repr(item))}</code></td></tr>"
-            for index, item in enumerate(self.data)
-        )
-        return (
-            f"<div><strong>{html.escape(self._summary())}</strong>"
-            f"<table><tbody>{rows}</tbody></table></div>"
-        )
+        headers, rows = rows_for(self.data)
+        return html_table(headers, rows, caption=self._summary())
 
     def __repr__(self) -> str:
         return self._summary()

@@ -18,6 +18,8 @@ from typing import Any
 
 import attrs
 
+from ._display import Displayable
+
 __all__ = [
     "Address",
     "AddressChannels",
@@ -97,7 +99,7 @@ def _utc(seconds: float) -> _dt.datetime:
 
 
 @attrs.frozen(kw_only=True, slots=False, repr=False, unsafe_hash=False)
-class ConversationMessage:
+class ConversationMessage(Displayable):
     """One message of a conversation, of any subtype (``"chat"``, ``"log"``, ...).
 
     Attributes:
@@ -172,7 +174,7 @@ class ConversationChatMessage(ConversationMessage):
 
 
 @attrs.frozen(kw_only=True, slots=False, repr=False, unsafe_hash=False)
-class Conversation:
+class Conversation(Displayable):
     """A conversation the subscriber belongs to.
 
     Attributes:
@@ -216,7 +218,7 @@ class Conversation:
 
 
 @attrs.frozen(kw_only=True, slots=False, repr=False)
-class AddressChannels:
+class AddressChannels(Displayable):
     """The channels an address can be reached on (each a resource path, when present).
 
     Attributes:
@@ -238,7 +240,7 @@ class AddressChannels:
 
 
 @attrs.frozen(kw_only=True, slots=False, repr=False, unsafe_hash=False)
-class Address:
+class Address(Displayable):
     """A fabric address: a subscriber, room, app or call target.
 
     Attributes:
@@ -272,7 +274,7 @@ class Address:
 
 
 @attrs.frozen(kw_only=True, slots=False, repr=False, unsafe_hash=False)
-class SubscriberInfo:
+class SubscriberInfo(Displayable):
     """The subscriber the token belongs to.
 
     Attributes:
@@ -334,7 +336,7 @@ class Group:
 
 
 @attrs.frozen(kw_only=True, slots=False, repr=False, unsafe_hash=False)
-class SendResult:
+class SendResult(Displayable):
     """What the service answered to ``send_message``.
 
     The service answers a full message object, ``{"group_id", "text",
@@ -364,7 +366,7 @@ class SendResult:
 
 
 @attrs.frozen(kw_only=True, slots=False, repr=False, unsafe_hash=False)
-class JoinResult:
+class JoinResult(Displayable):
     """What the service answered to ``join`` / ``join_group``.
 
     Attributes:

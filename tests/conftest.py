@@ -1,4 +1,4 @@
-"""Shared test set-up: the emulator fixtures, and a check that no thread outlives a test."""
+"""Shared test set-up: a check that no thread outlives a test (fixtures: the pytest plugin)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["signalwire_chat.pytest_plugin"]
+# The emulator fixtures come from the package's pytest11 entry point (no pytest_plugins line).
 
 _OWNED_PREFIXES = ("signalwire-chat", "signalwire-emulator")
 _GRACE_SECONDS = 3.0

@@ -144,6 +144,7 @@ class Subscription:
         # created while disconnected, so the next connect must backfill it.
         self.waiting = False
         self.pending_backfill = False
+        self._delivered = 0
 
     @property
     def address_id(self) -> str | None:
@@ -200,6 +201,32 @@ class Subscription:
         else:
             target = f"address_id={self._address_id!r}"
         return f"<Subscription {target} {state} callback={self.callback_name}>"
+
+    @property
+    def delivered(self) -> int:
+        """How many messages were handed to ``on_message`` so far."""
+        return self._delivered
+
+    def _display_state(self) -> tuple[str, str]:
+        from .._display import local_time
+
+        state = "active" if self._active else "cancelled"
+        connection = getattr(getattr(self._owner, "state", None), "value", None)
+        if self._active and isinstance(connection, str):
+            state += f" ({connection})"  # the client's connection: connected, reconnecting...
+        last = f", last at {local_time(self.last_ts)}" if self.last_id is not None else ""
+        return state, f"{self._delivered} delivered{last}"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        state, count = self._display_state()
+        printer.text(f"Subscription({self.route} {state}, {count}, {self.callback_name})")
+
+    def _repr_html_(self) -> str:
+        from .._display import html_table
+
+        state, count = self._display_state()
+        rows = [[str(self.route), state, count, self.callback_name]]
+        return html_table(("follows", "state", "messages", "callback"), rows, "Subscription")
 
     # --- used by the hub and the dispatcher ------------------------------------------
 
@@ -261,6 +288,7 @@ class Subscription:
             self._recent.discard(order.popleft())
         self.last_id = mid
         self.last_ts = message.ts
+        self._delivered += 1
         try:
             dispatcher.call(self, self._on_message, message)
         except BaseException as exc:

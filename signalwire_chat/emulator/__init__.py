@@ -510,8 +510,9 @@ class Emulator:
     ) -> dict[str, Any]:
         """Insert a message into a conversation or group and push it to its members.
 
-        The default ``subtype`` is ``"log"`` (a non-chat entry, such as a call log); pass
-        ``subtype="chat"`` for a chat message.
+        The default ``subtype`` is ``"log"``: a non-chat entry (a call event, say), which
+        chat reads and subscriptions skip. For a chat message pass ``subtype="chat"`` and
+        ``text``, or use :meth:`send_as`.
 
         Args:
             target: A group id (the message goes to that group, in the group dialect's
@@ -639,10 +640,22 @@ class Emulator:
     def messages(self, target: str) -> list[dict[str, Any]]:
         """Return every message of a group or an address conversation, oldest first.
 
+        A room has one chat thread: for a room's address this is the room's thread in both
+        dialects (its group's messages and its address-dialect conversation's, in the order
+        they were stored), so ``emu.messages(room.id)`` shows what was said in the room
+        whichever dialect the clients speak.
+
         Args:
-            target: A group id or an address id (its address-dialect conversation).
+            target: A group id, a room's address id, or another address id (its
+                address-dialect conversation).
         """
-        return self._open_state().store.all_messages(target)
+        store = self._open_state().store
+        messages = store.all_messages(target)
+        address = store.get_address(target)
+        if address is not None and address.get("type") == "room":
+            messages += store.all_messages(group_id_of([target], target))
+            messages.sort(key=lambda message: (message["ts"], message["id"]))
+        return messages
 
     def edit_message(
         self,
@@ -808,6 +821,42 @@ class Emulator:
             redact: Replace tokens with ``"<redacted>"`` in the entries.
         """
         return self._recorder.start(redact=redact)
+
+    # -- a client for tests ---------------------------------------------------------------
+
+    def client_for(self, subscriber: str | EmulatorSubscriber, **kwargs: Any) -> Any:
+        """A ``signalwire_chat.ChatClient`` for ``subscriber``, pointed at this emulator.
+
+        The emulator shares no code with the client; the client is imported here, when
+        this method is called, never when the emulator is imported.
+
+        Args:
+            subscriber: A subscriber from :meth:`create_subscriber` (its token is used), or a
+                subscriber id (a fresh token is minted).
+            **kwargs: More ``ChatClient`` options (``timeout=``, ``realtime=``, ...).
+
+        Returns:
+            An open ``ChatClient``; close it (or use ``with``).
+
+        Raises:
+            KeyError: no subscriber with that id.
+        """
+        import importlib
+
+        token = (
+            subscriber.token
+            if isinstance(subscriber, EmulatorSubscriber)
+            else self.mint_token(subscriber)
+        )
+        client_class = importlib.import_module("signalwire_chat").ChatClient
+        kwargs.setdefault("rest_url", self.rest_url)
+        kwargs.setdefault("relay_url", self.relay_url)
+        return client_class(token, **kwargs)
+
+    @property
+    def space_url(self) -> str:
+        """What ``mint_subscriber_token`` takes as ``space_url`` (the REST base here)."""
+        return self.rest_url
 
     # -- internals ------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Command line: ``python -m signalwire_chat.emulator``, the emulator as a process.
 
-Prints one JSON line on stdout once listening (``rest_url``, ``relay_url``,
+Prints one JSON line on stdout once listening (``rest_url``, ``space_url``, ``relay_url``,
 ``project_id``, ``api_token``, ``space_host``, ``port``, ``db``), logs on stderr, and
 exits with status 0 on SIGINT or SIGTERM. With the same ``--db`` file, project
 credentials, token keys, subscribers and messages survive restarts.
@@ -31,10 +31,10 @@ def _interval(text: str) -> float | None:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser of the command line."""
+def build_parser(prog: str = "python -m signalwire_chat.emulator") -> argparse.ArgumentParser:
+    """Return the argument parser of the command line (``prog`` names it in usage lines)."""
     parser = argparse.ArgumentParser(
-        prog="python -m signalwire_chat.emulator",
+        prog=prog,
         description="A local stand-in for SignalWire's chat service (REST and relay).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind")
@@ -56,9 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the emulator until SIGINT or SIGTERM; return the exit status."""
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """Run the emulator until SIGINT or SIGTERM; return the exit status.
+
+    Args:
+        argv: The arguments (``sys.argv[1:]`` when None).
+        prog: The program name for usage lines (``signalwire-chat emulator`` reuses this).
+    """
+    parser = build_parser(prog) if prog is not None else build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
         stream=sys.stderr,
@@ -94,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         info = {
             "rest_url": emulator.rest_url,
+            # What mint_subscriber_token takes as its space_url: the REST base here.
+            "space_url": emulator.rest_url,
             "relay_url": emulator.relay_url,
             "project_id": emulator.project_id,
             "api_token": emulator.api_token,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -194,6 +195,8 @@ def node_binary() -> str:
     """The `node` executable; skips the conformance suite only when Node is not installed."""
     node = shutil.which("node")
     if node is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("node is not installed, and CI must run the conformance suite")
         pytest.skip("node is not installed: the conformance suite runs the official JS client")
     if not SDK_DIR.is_dir() or not (JS_DIR / "node_modules" / "ws").is_dir():
         pytest.fail("run npm ci in tests/conformance/js (or `make test`): node_modules is missing")

@@ -1,0 +1,68 @@
+"""The two views, and the mapping of our exceptions to HTTP answers (``http_errors``)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_POST
+from http_errors import http_error
+
+from signalwire_chat import ChatError, InvalidArgumentError, mint_subscriber_token
+
+from . import chat
+
+View = Callable[..., JsonResponse]
+
+
+def chat_errors(view: View) -> View:
+    """Answer a ChatError raised by ``view`` with the status of the shared mapping."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except ChatError as exc:
+            status, headers, body = http_error(exc)
+            response = JsonResponse(body, status=status)
+            for name, value in headers.items():
+                response[name] = value
+            return response
+
+    return wrapper
+
+
+def current_user_email(request: HttpRequest) -> str:
+    """Who is asking: ``request.user.email`` in a real project (with auth); a header here."""
+    email = request.headers.get("X-User-Email", "").strip()
+    if not email:
+        raise InvalidArgumentError("log in first (X-User-Email header)")
+    return email
+
+
+@require_POST
+@chat_errors
+def token(request: HttpRequest) -> JsonResponse:
+    """A subscriber token for the logged-in user's browser."""
+    cfg = chat.config()
+    sat = mint_subscriber_token(
+        cfg["SPACE_URL"], cfg["PROJECT_ID"], cfg["API_TOKEN"], current_user_email(request)
+    )
+    return JsonResponse({"token": sat.token})
+
+
+@require_POST
+@chat_errors
+def send(request: HttpRequest) -> JsonResponse:
+    """Send the JSON body's ``text`` to ``address_id`` as the bot."""
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    result = chat.client().send_message(body.get("address_id"), body.get("text"))
+    return JsonResponse({"group_id": result.group_id, "text": result.text}, status=201)

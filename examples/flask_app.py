@@ -1,0 +1,92 @@
+"""A Flask app: mint a subscriber token for the browser, send as a bot, map errors to HTTP.
+
+Run it under gunicorn's pre-fork model (the client is created once, before the fork; each
+worker then opens its own connections):
+
+    SIGNALWIRE_SPACE_URL=... SIGNALWIRE_PROJECT_ID=... SIGNALWIRE_API_TOKEN=... \\
+        gunicorn --preload --workers 4 --bind 127.0.0.1:8000 'flask_app:create_app()'
+
+Settings (a mapping given to ``create_app``, or the environment): ``SIGNALWIRE_SPACE_URL``,
+``SIGNALWIRE_PROJECT_ID``, ``SIGNALWIRE_API_TOKEN`` (the project credentials, which never
+leave the server), ``SIGNALWIRE_BOT`` (the reference the server sends as), and, to point at
+the emulator, ``SIGNALWIRE_REST_URL`` / ``SIGNALWIRE_RELAY_URL``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, jsonify, request
+from http_errors import http_error
+
+from signalwire_chat import (
+    ChatClient,
+    ChatError,
+    InvalidArgumentError,
+    SubscriberTokenSource,
+    mint_subscriber_token,
+)
+
+KEYS = (
+    "SIGNALWIRE_SPACE_URL",
+    "SIGNALWIRE_PROJECT_ID",
+    "SIGNALWIRE_API_TOKEN",
+    "SIGNALWIRE_BOT",
+    "SIGNALWIRE_REST_URL",
+    "SIGNALWIRE_RELAY_URL",
+)
+
+
+def current_user_email() -> str:
+    """Who is asking. A real app takes this from its session after login; the example trusts
+    a header so that it stays short. Never mint tokens for unauthenticated callers."""
+    email = request.headers.get("X-User-Email", "").strip()
+    if not email:
+        raise InvalidArgumentError("log in first (X-User-Email header)")
+    return email
+
+
+def create_app(settings: Mapping[str, str] | None = None) -> Flask:
+    """Build the app; its one ChatClient is shared by every request thread of the process."""
+    config = dict(settings) if settings is not None else {k: os.environ.get(k, "") for k in KEYS}
+    space = config["SIGNALWIRE_SPACE_URL"]
+    project, api_token = config["SIGNALWIRE_PROJECT_ID"], config["SIGNALWIRE_API_TOKEN"]
+    urls = {
+        "rest_url": config.get("SIGNALWIRE_REST_URL") or None,
+        "relay_url": config.get("SIGNALWIRE_RELAY_URL") or None,
+    }
+    bot = SubscriberTokenSource(
+        space, project, api_token, config.get("SIGNALWIRE_BOT") or "bot@example.com"
+    )
+    client = ChatClient(bot, **urls)
+    atexit.register(client.close)
+    # Fail at start, not at the first request, if the credentials are wrong. Under
+    # `gunicorn --preload` this runs in the master, before the fork: each worker then
+    # opens connections of its own (the client notices the fork).
+    client.get_subscriber_info()
+
+    app = Flask(__name__)
+    app.extensions["signalwire_chat"] = client
+
+    @app.errorhandler(ChatError)
+    def chat_error(exc: ChatError) -> Any:
+        status, headers, body = http_error(exc)
+        return jsonify(body), status, headers
+
+    @app.post("/token")
+    def token() -> Any:
+        """A subscriber token for the logged-in user's browser."""
+        sat = mint_subscriber_token(space, project, api_token, current_user_email())
+        return jsonify({"token": sat.token})
+
+    @app.post("/messages")
+    def send() -> Any:
+        """Send the JSON body's ``text`` to ``address_id`` as the bot."""
+        body = request.get_json(silent=True) or {}
+        result = client.send_message(body.get("address_id"), body.get("text"))
+        return jsonify({"group_id": result.group_id, "text": result.text}), 201
+
+    return app

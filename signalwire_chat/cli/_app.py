@@ -1,0 +1,602 @@
+"""The parser, the commands and the exit codes of ``signalwire-chat``.
+
+argparse (the standard library) parses: the commands are few and flat, the emulator's own
+command line already uses it (``signalwire-chat emulator`` reuses that parser unchanged), and
+it adds nothing to start-up time. Every failure of ours becomes one line on stderr and an
+:class:`ExitCode`; the token is read from a file or the environment and never written anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import enum
+import math
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from .. import errors
+from .._version import __version__
+from ._output import MissingExtraError, Output
+
+if TYPE_CHECKING:
+    from .._client import ChatClient
+    from ..models import ConversationChatMessage
+
+__all__ = ["ExitCode", "build_parser", "main"]
+
+PROG = "signalwire-chat"
+TOKEN_ENV = "SIGNALWIRE_TOKEN"  # noqa: S105 - the name of a variable, not a secret
+
+
+class ExitCode(enum.IntEnum):
+    """The exit status of ``signalwire-chat``: scripts can branch on it.
+
+    ``OK`` 0; ``ERROR`` 1 (anything else); ``USAGE`` 2 (bad arguments, no token, a bad
+    URL); ``AUTH`` 3 (token unreadable or refused, 401); ``PERMISSION`` 4 (403, e.g. not a
+    member); ``NOT_FOUND`` 5 (404); ``NETWORK`` 6 (could not connect, timed out);
+    ``SERVICE`` 7 (the service failed or answered nonsense: 400, 422, 429, 5xx, a bad
+    body); ``INTERRUPTED`` 130 (Ctrl-C); ``BROKEN_PIPE`` 141 (stdout closed, e.g. ``| head``);
+    ``TERMINATED`` 143 (SIGTERM, except for ``tail``, whose normal end it is: 0).
+    """
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    AUTH = 3
+    PERMISSION = 4
+    NOT_FOUND = 5
+    NETWORK = 6
+    SERVICE = 7
+    INTERRUPTED = 130
+    BROKEN_PIPE = 141
+    TERMINATED = 143
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called (exit code 2)."""
+
+
+def exit_code_for(exc: BaseException) -> ExitCode:
+    """The exit code that stands for ``exc`` (see :class:`ExitCode`)."""
+    checks: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], ExitCode], ...] = (
+        ((UsageError, errors.InvalidArgumentError, errors.InsecureURLError), ExitCode.USAGE),
+        ((errors.TokenError, errors.AuthenticationError), ExitCode.AUTH),
+        (errors.PermissionDeniedError, ExitCode.PERMISSION),
+        (errors.NotFoundError, ExitCode.NOT_FOUND),
+        (errors.TransportError, ExitCode.NETWORK),
+        ((errors.APIError, errors.DecodeError, errors.UnsafeLinkError), ExitCode.SERVICE),
+    )
+    for kinds, code in checks:
+        if isinstance(exc, kinds):
+            return code
+    return ExitCode.ERROR
+
+
+# --- argument types -------------------------------------------------------------------------
+
+_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_time(text: str, *, now: Callable[[], float] = time.time) -> float:
+    """A point in time as Unix seconds, from ``text``.
+
+    Accepted: a duration ago (``90s``, ``15m``, ``2h``, ``3d``, ``1w``), Unix seconds
+    (``1764600000``), or ISO 8601 (``2026-12-01``, ``2026-12-01T09:30``, with an offset or
+    ``Z``; without one it is local time).
+
+    Raises:
+        argparse.ArgumentTypeError: None of these.
+    """
+    value = text.strip()
+    match = _RELATIVE.fullmatch(value)
+    if match:
+        return now() - float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(seconds):
+            return seconds
+    try:
+        when = _dt.datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (use 2h, 3d, Unix seconds or 2026-12-01T09:30)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.astimezone()  # a naive time is local time
+    return when.timestamp()
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError("must be a positive number")
+    return value
+
+
+# --- the parser -----------------------------------------------------------------------------
+
+_EPILOG = """\
+The token (a Subscriber Access Token) is read from --token-file, or from $SIGNALWIRE_TOKEN; it
+is never printed. Hosts are derived from the token; --host, --rest-url and --relay-url (or
+$SIGNALWIRE_HOST, $SIGNALWIRE_REST_URL, $SIGNALWIRE_RELAY_URL) override them.
+`token mint` and `token refresh` use the project credentials in $SIGNALWIRE_SPACE_URL,
+$SIGNALWIRE_PROJECT_ID and $SIGNALWIRE_API_TOKEN.
+
+exit codes: 0 ok, 1 other error, 2 usage, 3 authentication, 4 permission denied (not a
+member), 5 not found, 6 network, 7 service error, 130 interrupted (Ctrl-C), 141 stdout closed,
+143 terminated (SIGTERM; `tail` exits 0 on SIGTERM instead).
+"""
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """Options every command takes, before or after the command name."""
+    # On sub-commands the defaults are SUPPRESS, so an option given before the command is
+    # not overwritten by the sub-parser's default.
+    default: Any = None if top else argparse.SUPPRESS
+    group = parser.add_argument_group("connection")
+    group.add_argument(
+        "--token-file",
+        metavar="PATH",
+        default=default,
+        help=f"read the token from PATH ('-': stdin); default ${TOKEN_ENV}",
+    )
+    group.add_argument("--host", default=default, help="realtime host to derive URLs from")
+    group.add_argument("--rest-url", default=default, help="REST base URL")
+    group.add_argument("--relay-url", default=default, help="relay websocket URL")
+    group.add_argument(
+        "--dialect",
+        choices=("group", "address"),
+        default=default,
+        help="wire dialect: group (default; what the service speaks today) or address "
+        "(@signalwire/js 3.28); also $SIGNALWIRE_DIALECT",
+    )
+    group.add_argument(
+        "--from-address",
+        metavar="ADDRESS_ID",
+        default=default,
+        help="group dialect: the address to speak as (default: your first address)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=default,
+        metavar="SECONDS",
+        help="connect and read timeout of each request (default 5 and 30)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="write JSON (one object per line) instead of text and tables",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``signalwire-chat`` (the ``emulator`` command is parsed apart)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Send, read and follow SignalWire Call Fabric chat from the command line.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _common(parser, top=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        _common(sub, top=False)
+        return sub
+
+    sub = command("send", "send a chat message")
+    sub.add_argument("address_id", help="the address (conversation) to send to")
+    sub.add_argument("text", help="the text ('-': read it from stdin)")
+    sub.add_argument("--metadata", metavar="JSON", help="a JSON object sent along")
+    sub.set_defaults(run=_send)
+
+    sub = command("join", "join a conversation without sending anything")
+    sub.add_argument("address_id", help="the address (conversation) to join")
+    sub.set_defaults(run=_join)
+
+    sub = command("history", "a conversation's chat messages (newest first)")
+    sub.add_argument("address_id", help="the address (conversation) to read")
+    sub.add_argument("--limit", type=_positive_int, help="at most this many messages")
+    when = "TIME: 2h, 3d (ago), Unix seconds, or 2026-12-01T09:30 (local unless +HH:MM or Z)"
+    sub.add_argument("--since", type=parse_time, metavar="TIME", help="none older; " + when)
+    sub.add_argument("--until", type=parse_time, metavar="TIME", help="none newer than TIME")
+    sub.add_argument(
+        "--oldest-first", action="store_true", help="print in time order (reads all first)"
+    )
+    sub.set_defaults(run=_history)
+
+    sub = command("tail", "print new chat messages as they arrive, until Ctrl-C")
+    sub.add_argument("address_id", help="the address (conversation) to follow")
+    sub.add_argument(
+        "--history", type=_positive_int, default=0, metavar="N", help="first print the last N"
+    )
+    sub.add_argument("--count", type=_positive_int, help="exit 0 after this many new messages")
+    sub.add_argument(
+        "--idle-timeout", type=_positive_float, metavar="SECONDS", help="exit 0 after silence"
+    )
+    sub.set_defaults(run=_tail)
+
+    sub = command("whoami", "the subscriber the token belongs to")
+    sub.set_defaults(run=_whoami)
+
+    sub = command("addresses", "addresses visible to the subscriber")
+    sub.add_argument("--type", choices=("app", "call", "room", "subscriber"))
+    sub.add_argument("--display-name", help="only addresses with this display name")
+    sub.add_argument("--limit", type=_positive_int, help="at most this many")
+    sub.set_defaults(run=_addresses)
+
+    sub = command("conversations", "the conversations the subscriber belongs to")
+    sub.add_argument("--limit", type=_positive_int, help="at most this many")
+    sub.set_defaults(run=_conversations)
+
+    token = commands.add_parser("token", help="mint or refresh subscriber tokens (project creds)")
+    token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    sub = token_commands.add_parser("mint", help="mint a subscriber token (prints the token)")
+    _common(sub, top=False)
+    sub.add_argument("reference", help="the subscriber's reference, e.g. an email address")
+    sub.add_argument("--display-name")
+    sub.add_argument("--first-name")
+    sub.add_argument("--last-name")
+    sub.add_argument("--ttl", type=_positive_int, metavar="SECONDS", help="token lifetime")
+    sub.add_argument("--space-url", help="default $SIGNALWIRE_SPACE_URL")
+    sub.set_defaults(run=_token_mint)
+    sub = token_commands.add_parser("refresh", help="exchange a refresh token for a new token")
+    _common(sub, top=False)
+    sub.add_argument(
+        "--refresh-token-file",
+        metavar="PATH",
+        help="read the refresh token from PATH; default $SIGNALWIRE_REFRESH_TOKEN",
+    )
+    sub.add_argument("--space-url", help="default $SIGNALWIRE_SPACE_URL")
+    sub.set_defaults(run=_token_refresh)
+
+    commands.add_parser(
+        "emulator",
+        help="run the local emulator (the options of python -m signalwire_chat.emulator)",
+        add_help=False,
+    )
+    return parser
+
+
+# --- the token and the client ---------------------------------------------------------------
+
+
+def _read_secret_file(path: str, what: str) -> str:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read the {what} file {path!r}: {exc.strerror}") from None
+    value = text.strip()
+    if not value:
+        raise UsageError(f"the {what} file {path!r} is empty")
+    return value
+
+
+def read_token(args: argparse.Namespace) -> str:
+    """The token from ``--token-file`` or ``$SIGNALWIRE_TOKEN``, surrounding whitespace removed.
+
+    Raises:
+        UsageError: Neither is given, or the file cannot be read or is empty.
+    """
+    if getattr(args, "token_file", None):
+        return _read_secret_file(args.token_file, "token")
+    value = os.environ.get(TOKEN_ENV, "").strip()
+    if not value:
+        raise UsageError(f"no token: give --token-file PATH or set ${TOKEN_ENV}")
+    return value
+
+
+def _option(args: argparse.Namespace, name: str, env: str) -> str | None:
+    value = getattr(args, name, None)
+    return value if value else (os.environ.get(env) or None)
+
+
+def make_client(args: argparse.Namespace, **kwargs: Any) -> ChatClient:
+    """A ChatClient from the parsed options (token, hosts, timeout)."""
+    from .._client import ChatClient
+
+    if getattr(args, "timeout", None) is not None:
+        kwargs["timeout"] = args.timeout
+    dialect = _option(args, "dialect", "SIGNALWIRE_DIALECT") or "group"
+    if dialect not in ("group", "address"):
+        raise UsageError(f"SIGNALWIRE_DIALECT must be group or address, not {dialect!r}")
+    return ChatClient(
+        read_token(args),
+        host=_option(args, "host", "SIGNALWIRE_HOST"),
+        rest_url=_option(args, "rest_url", "SIGNALWIRE_REST_URL"),
+        relay_url=_option(args, "relay_url", "SIGNALWIRE_RELAY_URL"),
+        dialect=dialect,
+        from_address_id=getattr(args, "from_address", None),
+        **kwargs,
+    )
+
+
+# --- the commands ---------------------------------------------------------------------------
+
+
+def _send(args: argparse.Namespace, out: Output) -> ExitCode:
+    import json
+
+    text = sys.stdin.read().rstrip("\n") if args.text == "-" else args.text
+    metadata = None
+    if args.metadata is not None:
+        try:
+            metadata = json.loads(args.metadata)
+        except ValueError as exc:
+            raise UsageError(f"--metadata is not JSON: {exc}") from None
+    with make_client(args) as client:
+        result = client.send_message(args.address_id, text, metadata=metadata)
+    out.item(result, text=f"sent to {args.address_id}")
+    return ExitCode.OK
+
+
+def _join(args: argparse.Namespace, out: Output) -> ExitCode:
+    with make_client(args) as client:
+        result = client.join(args.address_id)
+    out.item(result, text=f"joined {args.address_id}")
+    return ExitCode.OK
+
+
+def _window(
+    messages: Iterator[ConversationChatMessage],
+    since: float | None,
+    until: float | None,
+    limit: int | None,
+) -> Iterator[ConversationChatMessage]:
+    """Newest-first messages within ``[since, until]``, at most ``limit`` of them."""
+    count = 0
+    for message in messages:
+        if until is not None and message.ts > until:
+            continue
+        if since is not None and message.ts < since:
+            return  # the history is newest first: everything after is older still
+        yield message
+        count += 1
+        if limit is not None and count >= limit:
+            return
+
+
+class _Names:
+    """Display names of senders, looked up once per address (people's output only)."""
+
+    def __init__(self, client: ChatClient) -> None:
+        self._client = client
+        self._names: dict[str, str | None] = {}
+
+    def __call__(self, message: Any) -> Any:
+        import attrs
+
+        address_id = message.from_address_id
+        if message.user_name is not None or address_id is None:
+            return message
+        if address_id not in self._names:
+            try:
+                address = self._client.get_address(id=address_id)
+            except errors.ChatError:  # a name is a nicety: the id is shown instead
+                self._names[address_id] = None
+            else:
+                self._names[address_id] = address.display_name or address.name
+        name = self._names[address_id]
+        return message if name is None else attrs.evolve(message, user_name=name)
+
+
+def _history(args: argparse.Namespace, out: Output) -> ExitCode:
+    if args.since is not None and args.until is not None and args.since > args.until:
+        raise UsageError("--since is later than --until")
+    with make_client(args) as client:
+        messages: Iterator[Any] = _window(
+            client.iter_messages(args.address_id), args.since, args.until, args.limit
+        )
+        messages = out.progress(messages, what="reading history", total=args.limit)
+        if args.oldest_first:
+            messages = iter(list(messages)[::-1])
+        if not out.as_json:
+            messages = map(_Names(client), messages)
+        out.items(messages, title=f"chat history of {args.address_id}")
+    return ExitCode.OK
+
+
+def _tail(args: argparse.Namespace, out: Output) -> ExitCode:
+    from .._realtime import ConnectionState
+
+    def on_state(state: ConnectionState) -> None:
+        if state is ConnectionState.RECONNECTING:
+            out.status("connection lost; reconnecting...")
+        elif state is ConnectionState.CONNECTED:
+            out.status(f"connected; following {args.address_id} (Ctrl-C to stop)")
+        elif state is ConnectionState.FAILED:
+            out.status("the relay refused the token; giving up")
+
+    with make_client(args, on_state_change=on_state) as client:
+        names: Callable[[Any], Any] = (lambda message: message) if out.as_json else _Names(client)
+        stream = client.stream_messages(args.address_id, timeout=args.idle_timeout)
+        printed: set[str] = set()
+        if args.history:
+            # Subscribed first, then read: nothing falls between; shown ids are skipped live.
+            recent = list(client.iter_messages(args.address_id, limit=args.history))
+            for message in reversed(recent):
+                out.message_line(names(message))
+                printed.add(message.id)
+        count = 0
+        for message in stream:
+            if message.id in printed:
+                continue
+            out.message_line(names(message))
+            count += 1
+            if args.count is not None and count >= args.count:
+                break
+    return ExitCode.OK
+
+
+def _whoami(args: argparse.Namespace, out: Output) -> ExitCode:
+    with make_client(args) as client:
+        info = client.get_subscriber_info()
+    name = info.display_name or info.email or info.id
+    addresses = ", ".join(a.id for a in info.fabric_addresses)
+    out.item(info, text=f"{name} (subscriber {info.id}; addresses: {addresses or 'none'})")
+    return ExitCode.OK
+
+
+def _addresses(args: argparse.Namespace, out: Output) -> ExitCode:
+    with make_client(args) as client:
+        page = client.get_addresses(type=args.type, display_name=args.display_name, page_size=100)
+        out.items(page.iter_items(limit=args.limit), title="addresses")
+    return ExitCode.OK
+
+
+def _conversations(args: argparse.Namespace, out: Output) -> ExitCode:
+    with make_client(args) as client:
+        page = client.get_conversations(page_size=100)
+        out.items(page.iter_items(limit=args.limit), title="conversations")
+    return ExitCode.OK
+
+
+def _project(args: argparse.Namespace) -> tuple[str, str, str]:
+    missing = [
+        name
+        for name in ("SIGNALWIRE_PROJECT_ID", "SIGNALWIRE_API_TOKEN")
+        if not os.environ.get(name, "").strip()
+    ]
+    space = args.space_url or os.environ.get("SIGNALWIRE_SPACE_URL", "").strip()
+    if not space:
+        missing.insert(0, "SIGNALWIRE_SPACE_URL (or --space-url)")
+    if missing:
+        raise UsageError("project credentials missing: set " + ", ".join(missing))
+    return (
+        space,
+        os.environ["SIGNALWIRE_PROJECT_ID"].strip(),
+        os.environ["SIGNALWIRE_API_TOKEN"].strip(),
+    )
+
+
+def _token_out(out: Output, token: Any) -> None:
+    record = {
+        "token": token.token,
+        "refresh_token": token.refresh_token,
+        "issued_at": token.issued_at,
+    }
+    # The token is what was asked for: alone on stdout, so `> token.txt` makes a token file.
+    out.item(record, text=token.token)
+
+
+def _token_mint(args: argparse.Namespace, out: Output) -> ExitCode:
+    from .._backend import mint_subscriber_token
+
+    space, project, api_token = _project(args)
+    options: dict[str, Any] = {
+        "display_name": args.display_name,
+        "first_name": args.first_name,
+        "last_name": args.last_name,
+    }
+    if args.ttl is not None:
+        options["expire_at"] = int(time.time()) + args.ttl
+    if getattr(args, "timeout", None) is not None:
+        options["timeout"] = args.timeout
+    token = mint_subscriber_token(space, project, api_token, args.reference, **options)
+    _token_out(out, token)
+    return ExitCode.OK
+
+
+def _token_refresh(args: argparse.Namespace, out: Output) -> ExitCode:
+    from .._backend import refresh_subscriber_token
+
+    space, project, api_token = _project(args)
+    if args.refresh_token_file:
+        refresh = _read_secret_file(args.refresh_token_file, "refresh token")
+    else:
+        refresh = os.environ.get("SIGNALWIRE_REFRESH_TOKEN", "").strip()
+        if not refresh:
+            raise UsageError(
+                "no refresh token: give --refresh-token-file or set $SIGNALWIRE_REFRESH_TOKEN"
+            )
+    options: dict[str, Any] = {}
+    if getattr(args, "timeout", None) is not None:
+        options["timeout"] = args.timeout
+    _token_out(out, refresh_subscriber_token(space, project, api_token, refresh, **options))
+    return ExitCode.OK
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived: stop as cleanly as for Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
+
+
+def _run_emulator(argv: Sequence[str]) -> int:
+    try:
+        from ..emulator.__main__ import main as emulator_main
+    except ImportError:
+        sys.stderr.write(
+            f"{PROG}: error: the emulator needs the 'emulator' extra:"
+            " pip install 'signalwire-chat[emulator]'\n"
+        )
+        return ExitCode.ERROR
+    return emulator_main(list(argv), prog=f"{PROG} emulator")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``signalwire-chat`` with ``argv`` (``sys.argv[1:]`` when None); return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["emulator"]:
+        return _run_emulator(argv[1:])
+    args = build_parser().parse_args(argv)
+    out = Output(as_json=args.json)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        code: ExitCode = args.run(args, out)
+        return code
+    except KeyboardInterrupt:
+        out.status("interrupted")
+        return ExitCode.INTERRUPTED
+    except _Terminated:
+        # For `tail` a stop from a process manager is its normal end; anything else was cut
+        # short, and a script must not take a partial export for a whole one.
+        return ExitCode.OK if args.command == "tail" else ExitCode.TERMINATED
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop writing, and keep Python's flush at exit quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return ExitCode.BROKEN_PIPE
+    except (UsageError, errors.ChatError) as exc:
+        out.error(str(exc))
+        return exit_code_for(exc)
+    except MissingExtraError as exc:
+        out.error(str(exc))
+        return ExitCode.ERROR
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,153 @@
+"""What the command line writes: JSON lines for scripts, tables and lines for people.
+
+Everything meant for a program goes to stdout; status, progress and errors go to stderr.
+Tables and the progress bar use ``rich`` (the ``cli`` extra), imported only when a person
+is the reader: ``--json`` runs never load it. The progress bar is drawn only when stderr is a
+terminal and is removed when it finishes (``transient``), so logs and pipes never see it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from typing import IO, Any
+
+from .._display import local_time, rows_for, sender
+
+__all__ = ["Output"]
+
+
+def _need_rich() -> Any:
+    try:
+        import rich  # checked here so the message can name the extra
+    except ImportError as exc:
+        raise MissingExtraError(
+            "tables and progress bars need the 'cli' extra: pip install 'signalwire-chat[cli]'"
+            " (or use --json)"
+        ) from exc
+    return rich
+
+
+class MissingExtraError(RuntimeError):
+    """A feature needs an optional dependency that is not installed."""
+
+
+def _jsonable(item: Any) -> Any:
+    to_dict = getattr(item, "to_dict", None)
+    return to_dict() if callable(to_dict) else item
+
+
+class Output:
+    """Writes results in the chosen form (``json`` or human) to the given streams."""
+
+    def __init__(
+        self, *, as_json: bool, stdout: IO[str] | None = None, stderr: IO[str] | None = None
+    ) -> None:
+        self.as_json = as_json
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+
+    # -- for programs and people ------------------------------------------------------
+
+    def json_line(self, item: Any) -> None:
+        """One JSON object on one line (models through ``to_dict``)."""
+        self.stdout.write(json.dumps(_jsonable(item), ensure_ascii=False) + "\n")
+
+    def item(self, item: Any, *, text: str) -> None:
+        """One result: a JSON line with ``--json``, else ``text``."""
+        if self.as_json:
+            self.json_line(item)
+        else:
+            self.stdout.write(text + "\n")
+        self.stdout.flush()
+
+    def items(self, items: Iterable[Any], *, title: str = "") -> int:
+        """Many results: JSON lines as they come with ``--json``, else one table at the end.
+
+        Returns:
+            How many were written.
+        """
+        if self.as_json:
+            count = 0
+            for item in items:
+                self.json_line(item)
+                count += 1
+            self.stdout.flush()
+            return count
+        rows = list(items)
+        self.table(rows, title=title)
+        return len(rows)
+
+    def table(self, rows: Sequence[Any], *, title: str = "") -> None:
+        """A table of models (messages, conversations, addresses) for a person."""
+        _need_rich()
+        from rich.console import Console
+        from rich.table import Table
+
+        headers, cells = rows_for(rows)
+        table = Table(title=title or None, title_justify="left", show_lines=False)
+        for header in headers:
+            table.add_column(header, overflow="fold", no_wrap=header in ("time", "id"))
+        for row in cells:
+            table.add_row(*row)
+        console = Console(file=self.stdout, highlight=False, soft_wrap=False)
+        if not rows:
+            console.print("(none)", markup=False)
+            return
+        console.print(table)
+
+    def message_line(self, message: Any) -> None:
+        """A live message: a JSON line, or ``time  sender: text`` for a person."""
+        if self.as_json:
+            self.json_line(message)
+        else:
+            text = message.text if message.text is not None else f"({message.subtype})"
+            self.stdout.write(f"{local_time(message.ts)}  {sender(message)}: {text}\n")
+        self.stdout.flush()
+
+    # -- for people only, on stderr ---------------------------------------------------
+
+    def status(self, text: str) -> None:
+        """A status line on stderr (never on stdout, so pipes stay clean)."""
+        self.stderr.write(text + "\n")
+        self.stderr.flush()
+
+    def error(self, text: str) -> None:
+        """An error line on stderr."""
+        self.status(f"signalwire-chat: error: {text}")
+
+    def progress(
+        self, items: Iterable[Any], *, what: str, total: int | None = None
+    ) -> Iterator[Any]:
+        """Yield ``items`` while a progress bar on stderr counts them (terminals only)."""
+        if not self.stderr.isatty():
+            yield from items
+            return
+        try:
+            _need_rich()
+        except MissingExtraError:
+            yield from items
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        columns: list[Any] = [SpinnerColumn(), TextColumn(what)]
+        if total is not None:
+            columns += [BarColumn(), MofNCompleteColumn()]
+        else:
+            columns.append(TextColumn("{task.completed}"))
+        columns.append(TimeElapsedColumn())
+        console = Console(file=self.stderr)
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task(what, total=total)
+            for item in items:
+                bar.advance(task)
+                yield item

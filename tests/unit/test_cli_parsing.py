@@ -1,0 +1,96 @@
+"""The command line's pure parts: times, exit codes, the parser's shape."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+import pytest
+
+from signalwire_chat import errors
+from signalwire_chat.cli import ExitCode, build_parser
+from signalwire_chat.cli._app import UsageError, exit_code_for, parse_time
+
+NOW = 1_800_000_000.0
+
+
+def fixed_now() -> float:
+    return NOW
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90s", NOW - 90),
+        ("15m", NOW - 900),
+        ("2h", NOW - 7200),
+        ("1.5d", NOW - 1.5 * 86400),
+        ("1w", NOW - 604800),
+        ("1764600000", 1764600000.0),
+        ("1764600000.25", 1764600000.25),
+        (
+            "2026-12-01T09:30:00Z",
+            dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.timezone.utc).timestamp(),
+        ),
+        (
+            "2026-12-01T09:30+02:00",
+            dt.datetime(2026, 12, 1, 7, 30, tzinfo=dt.timezone.utc).timestamp(),
+        ),
+    ],
+)
+def test_parse_time(text: str, expected: float) -> None:
+    assert parse_time(text, now=fixed_now) == pytest.approx(expected)
+
+
+def test_a_naive_time_is_local_time() -> None:
+    local = dt.datetime(2026, 12, 1, 9, 30).astimezone()
+    assert parse_time("2026-12-01T09:30") == local.timestamp()
+    assert parse_time("2026-12-01") == dt.datetime(2026, 12, 1).astimezone().timestamp()
+
+
+@pytest.mark.parametrize("text", ["yesterday", "5x", "", "nan", "inf", "-2h"])
+def test_parse_time_refuses_nonsense(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_time(text)
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (UsageError("x"), ExitCode.USAGE),
+        (errors.InvalidArgumentError("x"), ExitCode.USAGE),
+        (errors.InsecureURLError("x"), ExitCode.USAGE),
+        (errors.TokenError("x"), ExitCode.AUTH),
+        (errors.AuthenticationError("x", status=401), ExitCode.AUTH),
+        (errors.RealtimeAuthenticationError("x", rpc_code=-32002), ExitCode.AUTH),
+        (errors.PermissionDeniedError("x", status=403), ExitCode.PERMISSION),
+        (errors.NotFoundError("x", status=404), ExitCode.NOT_FOUND),
+        (errors.ConnectError("x"), ExitCode.NETWORK),
+        (errors.RequestTimeoutError("x"), ExitCode.NETWORK),
+        (errors.RateLimitError("x", status=429), ExitCode.SERVICE),
+        (errors.ServerError("x", status=503), ExitCode.SERVICE),
+        (errors.DecodeError("x"), ExitCode.SERVICE),
+        (errors.ClientClosedError("x"), ExitCode.ERROR),
+    ],
+)
+def test_exit_codes(exc: BaseException, code: ExitCode) -> None:
+    assert exit_code_for(exc) is code
+
+
+def test_exit_codes_are_distinct_and_documented_in_the_help() -> None:
+    values = [code.value for code in ExitCode]
+    assert len(values) == len(set(values))
+    epilog = build_parser().epilog or ""
+    for code in ExitCode:
+        assert f"{code.value} " in epilog
+
+
+def test_common_options_go_before_or_after_the_command() -> None:
+    parser = build_parser()
+    before = parser.parse_args(["--json", "--rest-url", "http://127.0.0.1:1", "whoami"])
+    after = parser.parse_args(["whoami", "--json", "--rest-url", "http://127.0.0.1:1"])
+    plain = parser.parse_args(["whoami"])
+    assert before.json is after.json is True
+    assert before.rest_url == after.rest_url == "http://127.0.0.1:1"
+    assert plain.json is False
+    assert plain.rest_url is None
