@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from ._token import token_shape_ok
+from ._validate import check_token as _check_token
 from .errors import AuthenticationError, InvalidArgumentTypeError, TokenError
 
 __all__ = ["Credentials", "TokenLike"]
@@ -21,17 +21,6 @@ logger = logging.getLogger(__name__)
 
 #: What the client accepts as a token: the token itself, or a callable returning one.
 TokenLike = str | Callable[[], str]
-
-
-def _check_token(token: object, origin: str) -> str:
-    if not isinstance(token, str):
-        raise InvalidArgumentTypeError(f"{origin} must be a str, not {type(token).__name__}")
-    if not token_shape_ok(token):
-        raise TokenError(
-            f"{origin} does not look like a token: expected a compact JWE (5 dot-separated "
-            f"base64url parts) or JWS (3 parts), got {len(token.split('.'))} part(s)"
-        )
-    return token
 
 
 class Credentials:

@@ -28,11 +28,11 @@ from ._http import (
     translate_exception,
 )
 from ._token import check_url
+from ._validate import check_str as _check
 from .errors import (
     AuthenticationError,
     BadRequestError,
     DecodeError,
-    InvalidArgumentError,
     InvalidArgumentTypeError,
     ValidationError,
 )
@@ -68,14 +68,6 @@ class SubscriberToken:
 
     def __repr__(self) -> str:
         return "SubscriberToken(token=<redacted>, refresh_token=<redacted>)"
-
-
-def _check(value: object, name: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidArgumentTypeError(f"{name} must be a str, not {type(value).__name__}")
-    if not value.strip():
-        raise InvalidArgumentError(f"{name} must not be empty")
-    return value
 
 
 def _space_base(space_url: object) -> str:

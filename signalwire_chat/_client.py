@@ -28,7 +28,6 @@ from ._http import (
     normalise_timeout,
 )
 from ._pages import (
-    MAX_PAGE_SIZE,
     ChatPage,
     Page,
     _ChatHistory,
@@ -37,6 +36,12 @@ from ._pages import (
     raw_page_size,
 )
 from ._token import check_url, derive_urls, read_token_header
+from ._validate import check_address_id as _check_address_id
+from ._validate import check_choice as _check_choice
+from ._validate import check_json_object as _check_json_object
+from ._validate import check_limit as _check_limit
+from ._validate import check_page_size as _check_page_size
+from ._validate import check_str as _check_str
 from .errors import (
     ChatError,
     ClientClosedError,
@@ -71,90 +76,9 @@ _SORT_ORDER = ("asc", "desc")
 _HISTORY_PAGE_SIZE = 100
 
 
-# --- argument checks (all raise before anything is sent) -------------------------------------
-
-
-def _check_str(value: object, name: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidArgumentTypeError(f"{name} must be a str, not {type(value).__name__}")
-    if not value.strip():
-        raise InvalidArgumentError(f"{name} must not be empty")
-    return value
-
-
-def _check_address_id(value: object, name: str = "address_id") -> str:
-    value = _check_str(value, name)
-    if value in (".", ".."):
-        raise InvalidArgumentError(f"{name} must not be {value!r} (a path segment of its own)")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise InvalidArgumentError(f"{name} must not contain control characters")
-    return value
-
-
 def _segment(value: str) -> str:
     # One path segment, always: "/", "?", "#", "%" and ".." can never change the request.
     return quote(value, safe="")
-
-
-def _check_page_size(value: object, name: str = "page_size") -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgumentTypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not 1 <= value <= MAX_PAGE_SIZE:
-        raise InvalidArgumentError(f"{name} must be between 1 and {MAX_PAGE_SIZE}, got {value}")
-    return value
-
-
-def _check_limit(value: object) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgumentTypeError(f"limit must be an int or None, not {type(value).__name__}")
-    if value < 0:
-        raise InvalidArgumentError(f"limit must be >= 0, got {value}")
-    return value
-
-
-def _check_json_value(value: object, path: str) -> None:
-    if value is None or isinstance(value, (str, bool, int)):
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidArgumentError(f"{path} is {value!r}, which JSON cannot carry")
-        return
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidArgumentTypeError(
-                    f"{path} has a key of type {type(key).__name__}; JSON keys are strings"
-                )
-            _check_json_value(item, f"{path}[{key!r}]")
-        return
-    if isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            _check_json_value(item, f"{path}[{index}]")
-        return
-    raise InvalidArgumentTypeError(
-        f"{path} is a {type(value).__name__}, which is not JSON-serialisable"
-    )
-
-
-def _check_json_object(value: object, name: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise InvalidArgumentTypeError(
-            f"{name} must be a JSON object (a dict), not {type(value).__name__}"
-        )
-    _check_json_value(value, name)
-    return value
-
-
-def _check_choice(value: object, name: str, choices: tuple[str, ...]) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidArgumentTypeError(f"{name} must be a str, not {type(value).__name__}")
-    if value not in choices:
-        raise InvalidArgumentError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-    return value
 
 
 def _history_url(http: HttpTransport, address_id: str, page_size: int) -> str:

@@ -21,15 +21,13 @@ from typing import Any, Generic, TypeVar
 
 from ._convert import decoder
 from ._http import HttpTransport
+from ._validate import MAX_PAGE_SIZE
 from .errors import DecodeError, UnsafeLinkError
 from .models import ConversationChatMessage
 
 __all__ = ["MAX_PAGE_SIZE", "ChatPage", "Page", "iter_chat_messages", "raw_page_size"]
 
 T = TypeVar("T")
-
-#: The largest ``page_size`` the service accepts.
-MAX_PAGE_SIZE = 1000
 
 
 def raw_page_size(page_size: int) -> int:

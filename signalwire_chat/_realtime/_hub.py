@@ -60,6 +60,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._validate import check_address_id as _check_address
 from ..errors import (
     ClientClosedError,
     InvalidArgumentError,
@@ -528,13 +529,6 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _check_address(address_id: Any) -> None:
-    if not isinstance(address_id, str):
-        raise InvalidArgumentTypeError(f"address_id must be a str, not {type(address_id).__name__}")
-    if not address_id or address_id != address_id.strip():
-        raise InvalidArgumentError("address_id must be a non-empty string without spaces")
 
 
 class RealtimeHub:
