@@ -19,12 +19,16 @@ import requests
 from ._auth import Credentials, TokenLike
 from ._convert import structure, structure_join_result, structure_send_result
 from ._http import (
+    DEFAULT_DEADLINE,
     DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     USER_AGENT,
     HttpTransport,
     TimeoutLike,
+    normalise_deadline,
+    normalise_max_response_bytes,
     normalise_timeout,
 )
 from ._pages import (
@@ -125,6 +129,10 @@ class ChatClient:
         rest_url: The REST base URL, e.g. ``https://fabric.signalwire.com``.
         relay_url: The relay websocket URL, e.g. ``wss://puc.signalwire.com/``.
         timeout: Seconds, or ``(connect, read)`` seconds; default ``(5, 30)``.
+        deadline: Seconds one REST request may take in all, retries and their waits
+            included; default 120. Past it, ``RequestTimeoutError``.
+        max_response_bytes: The largest (decoded) response body read; default 64 MiB.
+            Past it, ``ResponseTooLargeError``.
         session: A ``requests.Session`` to send through (its adapters, hooks and cookies are
             used; it is not closed by :meth:`close`).
         max_retries: Retries after the first attempt (see the retry rules in the README).
@@ -149,6 +157,8 @@ class ChatClient:
         rest_url: str | None = None,
         relay_url: str | None = None,
         timeout: TimeoutLike = DEFAULT_TIMEOUT,
+        deadline: float = DEFAULT_DEADLINE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         session: requests.Session | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
@@ -165,6 +175,8 @@ class ChatClient:
                     f"{name} must be a str or None, not {type(value).__name__}"
                 )
         self._timeout = normalise_timeout(timeout)
+        self._deadline = normalise_deadline(deadline)
+        self._max_response_bytes = normalise_max_response_bytes(max_response_bytes)
         if isinstance(max_retries, bool) or not isinstance(max_retries, int):
             raise InvalidArgumentTypeError("max_retries must be an int")
         if not 0 <= max_retries <= 20:
@@ -284,6 +296,8 @@ class ChatClient:
                     base_url=self.rest_url,
                     credentials=self._credentials,
                     timeout=self._timeout,
+                    deadline=self._deadline,
+                    max_response_bytes=self._max_response_bytes,
                     max_retries=self._max_retries,
                     max_connections=self._max_connections,
                     session=self._session,

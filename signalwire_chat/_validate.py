@@ -38,6 +38,7 @@ __all__ = [
     "check_str",
     "check_token",
     "json_depth_exceeds",
+    "token_problem",
 ]
 
 #: The deepest nesting of ``metadata`` / ``details`` (the object itself is level 1, so
@@ -137,20 +138,16 @@ def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str | No
     return str(value)
 
 
-def check_token(token: object, origin: str) -> str:
-    """A token of the shape of a compact JWE (5 parts) or JWS (3 parts); nothing is verified.
+def token_problem(token: object, origin: str) -> str | None:
+    """What is wrong with a token's shape (``None``: nothing); the text never quotes it.
 
+    A token has the shape of a compact JWE (5 parts) or JWS (3 parts); nothing is verified.
     Whitespace anywhere, a trailing newline included, is refused: it is never part of a token.
-    The message tells what is wrong, never the token.
-
-    Raises:
-        InvalidArgumentTypeError: Not a ``str``.
-        TokenError: Not of that shape.
     """
     if not isinstance(token, str):
-        raise InvalidArgumentTypeError(f"{origin} must be a str, not {type(token).__name__}")
+        return f"{origin} must be a str, not {type(token).__name__}"
     if _TOKEN.fullmatch(token):
-        return str(token)
+        return None
     if token != token.strip():
         hint = "it starts or ends with whitespace (a newline read from a file or variable?)"
     elif any(ch.isspace() for ch in token):
@@ -158,10 +155,27 @@ def check_token(token: object, origin: str) -> str:
     else:
         parts = token.split(".")
         hint = f"got {len(parts)} part(s)" if len(parts) not in (3, 5) else "bad characters"
-    raise TokenError(
+    return (
         f"{origin} does not look like a token: expected a compact JWE (5 dot-separated "
         f"base64url parts) or JWS (3 parts); {hint}"
     )
+
+
+def check_token(token: object, origin: str) -> str:
+    """A token of the right shape (see :func:`token_problem`), returned as a plain ``str``.
+
+    Raises:
+        InvalidArgumentTypeError: Not a ``str``.
+        TokenError: Not of that shape.
+    """
+    problem = token_problem(token, origin)
+    if problem is None:
+        return str(token)
+    wrong_type = not isinstance(token, str)
+    del token  # not left in this frame's locals for traceback tools to show
+    if wrong_type:
+        raise InvalidArgumentTypeError(problem)
+    raise TokenError(problem)
 
 
 def check_json_object(value: object, name: str) -> dict[str, Any]:
