@@ -337,8 +337,7 @@ def decode_body(
         raise DecodeError(f"{method} {_strip_query(url)}: {exc.message}") from None
     except RecursionError:
         raise DecodeError(
-            f"{method} {_strip_query(url)} answered {status} with JSON nested too deeply to "
-            "decode"
+            f"{method} {_strip_query(url)} answered {status} with JSON nested too deeply to decode"
         ) from None
     except ValueError:
         kind = _server_text(content_type, ()) or "unknown"
