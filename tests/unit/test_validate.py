@@ -256,3 +256,20 @@ def test_localhost_itself_and_loopback_addresses_are(client: ChatClient) -> None
     for url in ("http://localhost:1", "http://127.0.0.2:1", "http://[::1]:1"):
         with ChatClient(TOKEN, rest_url=url, relay_url="ws://localhost:1/"):
             pass
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error"),
+    [
+        ("deadline", 0, InvalidArgumentError),
+        ("deadline", float("inf"), InvalidArgumentError),
+        ("deadline", "60", InvalidArgumentTypeError),
+        ("deadline", True, InvalidArgumentTypeError),
+        ("max_response_bytes", 100, InvalidArgumentError),
+        ("max_response_bytes", 1.5e6, InvalidArgumentTypeError),
+        ("max_response_bytes", None, InvalidArgumentTypeError),
+    ],
+)
+def test_deadline_and_body_cap_options(option: str, value: Any, error: type[Exception]) -> None:
+    with pytest.raises(error, match=option):
+        ChatClient(TOKEN, rest_url=_closed_port_url(), **{option: value})
