@@ -762,6 +762,7 @@ class HttpTransport:
         left = deadline - time.monotonic()
         if left >= self._slowest:
             return self._timeout
+        left = max(left, 0.001)  # the deadline may pass between the caller's check and here
         return _Urllib3Timeout(
             connect=min(self._connect_timeout, left), read=min(self._read_timeout, left)
         )
@@ -811,11 +812,12 @@ class HttpTransport:
         ) as exc:
             error = translate_exception(exc, method=method, url=url)
             tls = isinstance(exc, requests.exceptions.SSLError)
-            decoding = isinstance(error, DecodeError)
+            # A broken content-encoding or a refused header value fails the same way again.
+            lasting = isinstance(error, DecodeError) or isinstance(exc, ValueError)
             raise _Failed(
                 error,
                 never_sent=_never_sent(exc) and not tls,
-                retryable=not (tls or decoding),
+                retryable=not (tls or lasting),
             ) from _forget_frames(exc)
 
     def _read_body(self, raw: Any, deadline: float) -> bytes:
@@ -826,7 +828,9 @@ class HttpTransport:
         compressed body at most a piece at a time.
         """
         limit = self._max_bytes
-        read1 = raw.read1
+        read1 = getattr(raw, "read1", None)
+        if read1 is None:  # a caller's adapter with a raw of its own: read pieces of it
+            read1 = _ReadPieces(raw)
         first = read1(_READ_PIECE, decode_content=True)
         if not first:
             return b""
@@ -863,6 +867,18 @@ class HttpTransport:
             return
         if self._closed.wait(delay):
             raise ClientClosedError("the client was closed while waiting to retry")
+
+
+class _ReadPieces:
+    """``read1`` for a raw body that only has ``read(amt)`` (a caller's own adapter)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    def __call__(self, amount: int, decode_content: bool = True) -> bytes:
+        return bytes(self.raw.read(amount))
 
 
 class _BodyFailure(Exception):

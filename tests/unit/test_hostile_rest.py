@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from signalwire_chat import (
     AuthenticationError,
@@ -671,3 +672,15 @@ def test_backend_helpers_retry_a_429(serve: Callable[[Handler], RawServer]) -> N
     server = serve(handler)
     assert mint_subscriber_token(server.url, "p", API_TOKEN, "a@b.c").token == TOKEN
     assert len(server.requests) == 2
+
+
+def test_the_cap_holds_through_a_callers_session(serve: Callable[[Handler], RawServer]) -> None:
+    def handler(conn: Conn, request: Request) -> bool:
+        conn.respond(200, b" " * (3 * 1024 * 1024))
+        return True
+
+    server = serve(handler)
+    with requests.Session() as session:
+        with client_for(server, session=session, max_response_bytes=1024 * 1024) as client:
+            error, _peak = _peak_while(lambda: client.get_messages(ROOM))
+        assert isinstance(error, ResponseTooLargeError)
