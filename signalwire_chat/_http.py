@@ -17,10 +17,12 @@ Retry rules:
 Bounds on what a server can make a call cost:
 
 - a total deadline per call (``deadline``, retries and waits included): no retry wait runs past
-  it, every socket timeout is capped by what is left of it, and the body is read piece by piece
-  (``read1``) with the deadline checked between pieces, so a server dripping its body byte by
-  byte is cut off. What it does not cover: a server dripping its *headers* (http.client reads
-  them in one call) is bounded only by the read timeout per byte;
+  it, every socket timeout is capped by what is left of it, the body is read piece by piece
+  (``read1``) with the deadline checked between pieces, and while the headers arrive (http.client
+  reads them in one call) the socket is watched by the transport's deadline watchdog
+  (``_deadline``), which cuts it off at the deadline. So a server dripping its headers or its body
+  byte by byte is cut off. (A caller's own ``session`` keeps its adapters: there, the headers are
+  bounded by the read timeout per byte only.);
 - a cap on the decoded body (``max_response_bytes``), enforced while reading: a gzip bomb is cut
   off after the cap, not after it is inflated (urllib3 >= 2.6 bounds each decompression step);
 - a JSON nesting depth the decoder survives: a ``RecursionError`` becomes a ``DecodeError``, and
@@ -56,9 +58,12 @@ from urllib.parse import quote, urlencode, urljoin, urlsplit
 import requests
 import requests.adapters
 import requests.exceptions
+import urllib3.connection
+import urllib3.connectionpool
 import urllib3.exceptions
 from urllib3.util import Timeout as _Urllib3Timeout
 
+from ._deadline import Watchdog
 from ._version import __version__
 from .errors import (
     APIError,
@@ -422,6 +427,49 @@ def _forget_frames(exc: BaseException | None) -> BaseException | None:
     return exc
 
 
+# --- the deadline while the headers arrive ---------------------------------------------------
+
+#: The watchdog and deadline of the request this thread is sending (set by ``_send_once``).
+_SENDING = threading.local()
+
+
+class _WatchedHeaders:
+    """urllib3 connections whose wait for the response headers is watched against the deadline."""
+
+    sock: Any
+
+    def getresponse(self) -> Any:
+        sending = getattr(_SENDING, "value", None)
+        if sending is None or self.sock is None:
+            return super().getresponse()  # type: ignore[misc]
+        watchdog, deadline = sending
+        key = watchdog.watch(self.sock, deadline)
+        try:
+            response = super().getresponse()  # type: ignore[misc]
+        finally:
+            cut = watchdog.unwatch(key)
+        if cut:  # http.client took the cut for the end of the headers: the response is not one
+            response.close()
+            raise TimeoutError("the deadline passed while the response headers were arriving")
+        return response
+
+
+class _HTTPConnection(_WatchedHeaders, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_WatchedHeaders, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
 # --- the transport ---------------------------------------------------------------------------
 
 
@@ -537,6 +585,7 @@ class HttpTransport:
         self._adapter: requests.adapters.BaseAdapter | None = None
         self._send_kwargs: dict[str, Any] = {}
         self._auth: _AuthHeaders | None = None
+        self._watchdog = Watchdog()  # its thread starts with the first request, not here
 
     def __repr__(self) -> str:
         return f"<HttpTransport {self.base_url!r}{' closed' if self.closed else ''}>"
@@ -554,6 +603,7 @@ class HttpTransport:
         with self._lock:
             session, self._session = self._session, None
             self._adapter = None
+        self._watchdog.close()
         if session is not None and session is not self._user_session:
             session.close()
 
@@ -593,6 +643,9 @@ class HttpTransport:
             # requests keeps 10 connections per host; a web app shares one client across
             # more threads than that, and urllib3 would drop (and warn about) the rest.
             adapter = requests.adapters.HTTPAdapter(pool_maxsize=self._max_connections)
+            # urllib3's documented way to customise a PoolManager's pools: ours watch the wait
+            # for the response headers against the call's deadline.
+            adapter.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             self._adapter = adapter
@@ -781,12 +834,16 @@ class HttpTransport:
         try:
             adapter = self._adapter
             if adapter is not None:
-                response = adapter.send(
-                    _prepare(method, url, auth, body),
-                    stream=True,
-                    timeout=self._timeouts(deadline),  # type: ignore[arg-type]  # urllib3 Timeout
-                    **self._send_kwargs,
-                )
+                _SENDING.value = (self._watchdog, deadline)
+                try:
+                    response = adapter.send(
+                        _prepare(method, url, auth, body),
+                        stream=True,
+                        timeout=self._timeouts(deadline),  # type: ignore[arg-type]  # urllib3
+                        **self._send_kwargs,
+                    )
+                finally:
+                    _SENDING.value = None
             else:
                 response = session.send(
                     _prepare(method, url, auth, body),
@@ -810,6 +867,10 @@ class HttpTransport:
             OSError,
             ValueError,  # http.client's refusal of a header value quotes the value
         ) as exc:
+            if time.monotonic() >= deadline:  # the watchdog cut it off, or a timeout at the end
+                raise _Failed(
+                    self._late(method, url), never_sent=False, retryable=False
+                ) from _forget_frames(exc)
             error = translate_exception(exc, method=method, url=url)
             tls = isinstance(exc, requests.exceptions.SSLError)
             # A broken content-encoding or a refused header value fails the same way again.

@@ -373,6 +373,27 @@ def test_a_dripping_body_is_cut_off_at_the_deadline(serve: Callable[[Handler], R
     assert_no_token_anywhere(info.value)
 
 
+def test_dripping_headers_are_cut_off_at_the_deadline(
+    serve: Callable[[Handler], RawServer],
+) -> None:
+    headers = b"X-Slow: " + b"a" * 20_000 + b"\r\nContent-Length: 2\r\n\r\n{}"
+
+    def handler(conn: Conn, request: Request) -> bool:
+        conn.send(b"HTTP/1.1 200 OK\r\n")
+        conn.drip(headers, every=0.01)  # each byte well within the read timeout
+        return False
+
+    server = serve(handler)
+    with (
+        client_for(server, timeout=(3, 3), deadline=1.0) as client,
+        pytest.raises(RequestTimeoutError, match="deadline") as info,
+    ):
+        client.get_messages(ROOM)
+    assert not server.drip_finished.is_set()
+    assert len(server.requests) == 1
+    assert_no_token_anywhere(info.value)
+
+
 def test_no_retry_wait_runs_past_the_deadline(serve: Callable[[Handler], RawServer]) -> None:
     waits: list[float] = []
 
