@@ -47,10 +47,15 @@ class Watchdog:
 
     def watch(self, sock: socket.socket, deadline: float) -> int:
         """Register ``sock`` until :meth:`unwatch`; returns the key to unwatch it with."""
+        if self._pid != os.getpid():
+            # A forked child: the parent's thread is not here, and the lock may have been
+            # copied while held. Start afresh.
+            self._lock = threading.Lock()
+            self._wake = threading.Condition(self._lock)
+            self._thread, self._watches, self._fired = None, {}, set()
+            self._sleeping_until = float("inf")
+            self._pid = os.getpid()
         with self._lock:
-            if self._pid != os.getpid():  # a forked child: the parent's thread is not here
-                self._thread, self._watches, self._pid = None, {}, os.getpid()
-                self._fired = set()
             key = self._next_key
             self._next_key += 1
             self._watches[key] = (deadline, sock)

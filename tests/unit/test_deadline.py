@@ -60,3 +60,28 @@ def test_no_thread_before_the_first_watch_and_none_after_close() -> None:
     finally:
         left.close()
         right.close()
+
+
+def test_a_forked_child_starts_afresh() -> None:
+    import os
+
+    watchdog = Watchdog()
+    left, right = socket.socketpair()
+    try:
+        watchdog.watch(left, time.monotonic() + 60)
+        pid = os.fork()
+        if pid == 0:  # the child: a watch must work (no inherited lock or thread)
+            code = 1
+            try:
+                a, _peer = socket.socketpair()
+                a.settimeout(10)
+                watchdog.watch(a, time.monotonic() + 0.1)
+                code = 0 if a.recv(1) == b"" else 2
+            finally:
+                os._exit(code)
+        _pid, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        watchdog.close()
+        left.close()
+        right.close()
