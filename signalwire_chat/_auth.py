@@ -8,30 +8,21 @@ second gets the token the first one fetched, without calling the source again.
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 from collections.abc import Callable
 
-from ._token import token_shape_ok
-from .errors import AuthenticationError, InvalidArgumentTypeError, TokenError
+from ._validate import check_token as _check_token
+from ._validate import token_problem
+from .errors import AuthenticationError, InvalidArgumentTypeError
 
-__all__ = ["Credentials", "TokenLike"]
+__all__ = ["BasicCredentials", "Credentials", "TokenLike"]
 
 logger = logging.getLogger(__name__)
 
 #: What the client accepts as a token: the token itself, or a callable returning one.
 TokenLike = str | Callable[[], str]
-
-
-def _check_token(token: object, origin: str) -> str:
-    if not isinstance(token, str):
-        raise InvalidArgumentTypeError(f"{origin} must be a str, not {type(token).__name__}")
-    if not token_shape_ok(token):
-        raise TokenError(
-            f"{origin} does not look like a token: expected a compact JWE (5 dot-separated "
-            f"base64url parts) or JWS (3 parts), got {len(token.split('.'))} part(s)"
-        )
-    return token
 
 
 class Credentials:
@@ -46,6 +37,9 @@ class Credentials:
     """
 
     __slots__ = ("__weakref__", "_lock", "_source", "_token")
+
+    #: The HTTP authorization scheme of :attr:`token`.
+    scheme = "Bearer"
 
     def __init__(self, token: TokenLike) -> None:
         self._lock = threading.Lock()
@@ -112,17 +106,24 @@ class Credentials:
     def _call_source(self) -> str:
         assert self._source is not None
         try:
-            token = self._source()
+            fresh = self._source()
         except AuthenticationError:
             raise
         except Exception as exc:  # any failure of user code becomes one error (re-raised)
             raise AuthenticationError(
                 f"the token source failed: {type(exc).__name__}", status=401
             ) from exc
-        try:
-            return _check_token(token, "the token source's result")
-        except (InvalidArgumentTypeError, TokenError) as exc:
-            raise AuthenticationError(str(exc), status=401) from None
+        problem = token_problem(fresh, "the token source's result")
+        if problem is None:
+            return str(fresh)
+        del fresh  # raised from a frame that does not hold the (near-)token
+        raise AuthenticationError(problem, status=401)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What to redact from anything a server sends back: the current token, if known."""
+        token = self._token
+        return () if token is None else (token,)
 
     def __repr__(self) -> str:
         kind = "source" if self._source is not None else "fixed"
@@ -131,3 +132,48 @@ class Credentials:
 
     def __reduce__(self) -> str:
         raise TypeError("Credentials cannot be pickled (they hold a secret)")
+
+
+class BasicCredentials:
+    """Project credentials for HTTP Basic auth (the backend helpers); the repr never shows them.
+
+    It offers the interface :class:`Credentials` offers the transport, so the token-minting
+    helpers go through the same transport (pooling, retries, redaction) as the client.
+
+    Args:
+        user: The project id.
+        password: The project's API token.
+    """
+
+    __slots__ = ("_password", "_token")
+
+    scheme = "Basic"
+    can_refresh = False
+
+    def __init__(self, user: str, password: str) -> None:
+        self._password = password
+        self._token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+    @property
+    def token(self) -> str:
+        """The ``user:password`` pair, base64-encoded for the Authorization header."""
+        return self._token
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What to redact from anything a server sends back."""
+        return (self._password, self._token)
+
+    def refresh(self, stale: str | None = None) -> str:
+        """Refused: project credentials cannot be refreshed.
+
+        Raises:
+            AuthenticationError: Always.
+        """
+        raise AuthenticationError("the project credentials were refused", status=401)
+
+    def __repr__(self) -> str:
+        return "<BasicCredentials (redacted)>"
+
+    def __reduce__(self) -> str:
+        raise TypeError("BasicCredentials cannot be pickled (they hold a secret)")

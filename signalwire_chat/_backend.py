@@ -1,8 +1,10 @@
 """Server-side helpers: mint and refresh Subscriber Access Tokens with project credentials.
 
 For Django/Flask back ends that hold a project id and API token: mint a SAT for one of your
-users and hand it to the browser or to a :class:`~signalwire_chat.ChatClient`. HTTP failures
-are translated by the same function as the client's (``_http.error_from_response``).
+users and hand it to the browser or to a :class:`~signalwire_chat.ChatClient`. The requests
+go through the client's own transport (``_http.HttpTransport``): the same retry rules, deadline,
+body cap, error translation and redaction; a :class:`SubscriberTokenSource` keeps one pooled
+transport for all its calls.
 """
 
 from __future__ import annotations
@@ -16,23 +18,20 @@ from typing import Any
 
 import attrs
 import requests
-import requests.exceptions
-import urllib3.exceptions
 
+from ._auth import BasicCredentials
 from ._http import (
-    USER_AGENT,
+    DEFAULT_MAX_RETRIES,
+    HttpTransport,
     TimeoutLike,
-    decode_json,
-    error_from_response,
     normalise_timeout,
-    translate_exception,
 )
 from ._token import check_url
+from ._validate import check_str as _check
 from .errors import (
     AuthenticationError,
     BadRequestError,
     DecodeError,
-    InvalidArgumentError,
     InvalidArgumentTypeError,
     ValidationError,
 )
@@ -70,14 +69,6 @@ class SubscriberToken:
         return "SubscriberToken(token=<redacted>, refresh_token=<redacted>)"
 
 
-def _check(value: object, name: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidArgumentTypeError(f"{name} must be a str, not {type(value).__name__}")
-    if not value.strip():
-        raise InvalidArgumentError(f"{name} must not be empty")
-    return value
-
-
 def _space_base(space_url: object) -> str:
     url = _check(space_url, "space_url").strip()
     if "://" not in url:
@@ -85,44 +76,83 @@ def _space_base(space_url: object) -> str:
     return check_url(url, kind="rest")
 
 
-def _post(
-    url: str,
-    auth: tuple[str, str],
-    payload: Mapping[str, Any],
+def _transport(
+    base: str,
+    project_id: str,
+    api_token: str,
     timeout: tuple[float, float],
     session: requests.Session | None,
+) -> HttpTransport:
+    if session is not None and not isinstance(session, requests.Session):
+        raise InvalidArgumentTypeError("session must be a requests.Session or None")
+    return HttpTransport(
+        base_url=base,
+        credentials=BasicCredentials(project_id, api_token),
+        timeout=timeout,
+        max_retries=DEFAULT_MAX_RETRIES,
+        session=session,
+    )
+
+
+def _post(
+    transport: HttpTransport,
+    path: str,
+    payload: Mapping[str, Any],
     secrets: tuple[str, ...],
 ) -> SubscriberToken:
-    sender = session or requests.Session()
-    try:
-        try:
-            response = sender.post(
-                url,
-                data=json.dumps(payload).encode("utf-8"),
-                headers={
-                    "Content-Type": "application/json",
-                    "Accept": "application/json",
-                    "User-Agent": USER_AGENT,
-                },
-                auth=auth,
-                timeout=timeout,
-                allow_redirects=False,
-            )
-        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise translate_exception(exc, method="POST", url=url) from exc
-        logger.debug("POST %s -> %d", url, response.status_code)
-        if response.status_code >= 300:
-            raise error_from_response(response, method="POST", url=url, secrets=secrets)
-        body = decode_json(response, "POST", url)
-    finally:
-        if session is None:
-            sender.close()
-    if not isinstance(body, dict) or not isinstance(body.get("token"), str):
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    answer = transport.request("POST", transport.base_url + path, body, secrets=secrets)
+    if not isinstance(answer, dict) or not isinstance(answer.get("token"), str):
         raise DecodeError("token answer: expected an object with a string 'token'", field="token")
-    refresh = body.get("refresh_token")
+    refresh = answer.get("refresh_token")
     if refresh is not None and not isinstance(refresh, str):
         raise DecodeError("token answer: 'refresh_token' must be a string", field="refresh_token")
-    return SubscriberToken(token=body["token"], refresh_token=refresh)
+    return SubscriberToken(token=answer["token"], refresh_token=refresh)
+
+
+def _one_off(
+    space_url: object,
+    project_id: object,
+    api_token: object,
+    timeout: TimeoutLike,
+    session: requests.Session | None,
+) -> HttpTransport:
+    base = _space_base(space_url)
+    return _transport(
+        base,
+        _check(project_id, "project_id"),
+        _check(api_token, "api_token"),
+        normalise_timeout(timeout),
+        session,
+    )
+
+
+def _mint_payload(
+    reference: object,
+    password: object,
+    display_name: object,
+    first_name: object,
+    last_name: object,
+    expire_at: object,
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {"reference": _check(reference, "reference")}
+    for name, value in (
+        ("password", password),
+        ("display_name", display_name),
+        ("first_name", first_name),
+        ("last_name", last_name),
+    ):
+        if value is not None:
+            payload[name] = _check(value, name)
+    if expire_at is not None:
+        if isinstance(expire_at, bool) or not isinstance(expire_at, int):
+            raise InvalidArgumentTypeError("expire_at must be an int (Unix seconds) or None")
+        payload["expire_at"] = int(expire_at)
+    return payload
+
+
+_MINT_PATH = "/api/fabric/subscribers/tokens"
+_REFRESH_PATH = "/api/fabric/subscribers/tokens/refresh"
 
 
 def mint_subscriber_token(
@@ -164,31 +194,12 @@ def mint_subscriber_token(
         APIError: Any other error status.
         TransportError: The request failed at the network level.
     """
-    base = _space_base(space_url)
-    auth = (_check(project_id, "project_id"), _check(api_token, "api_token"))
-    payload: dict[str, Any] = {"reference": _check(reference, "reference")}
-    for name, value in (
-        ("password", password),
-        ("display_name", display_name),
-        ("first_name", first_name),
-        ("last_name", last_name),
-    ):
-        if value is not None:
-            if not isinstance(value, str):
-                raise InvalidArgumentTypeError(f"{name} must be a str or None")
-            payload[name] = value
-    if expire_at is not None:
-        if isinstance(expire_at, bool) or not isinstance(expire_at, int):
-            raise InvalidArgumentTypeError("expire_at must be an int (Unix seconds) or None")
-        payload["expire_at"] = expire_at
-    return _post(
-        base + "/api/fabric/subscribers/tokens",
-        auth,
-        payload,
-        normalise_timeout(timeout),
-        session,
-        (api_token, password or ""),
-    )
+    transport = _one_off(space_url, project_id, api_token, timeout, session)
+    payload = _mint_payload(reference, password, display_name, first_name, last_name, expire_at)
+    try:
+        return _post(transport, _MINT_PATH, payload, (password or "",))
+    finally:
+        transport.close()
 
 
 def refresh_subscriber_token(
@@ -219,17 +230,12 @@ def refresh_subscriber_token(
         APIError: Any other error status.
         TransportError: The request failed at the network level.
     """
-    base = _space_base(space_url)
-    auth = (_check(project_id, "project_id"), _check(api_token, "api_token"))
+    transport = _one_off(space_url, project_id, api_token, timeout, session)
     refresh_token = _check(refresh_token, "refresh_token")
-    return _post(
-        base + "/api/fabric/subscribers/tokens/refresh",
-        auth,
-        {"refresh_token": refresh_token},
-        normalise_timeout(timeout),
-        session,
-        (api_token, refresh_token),
-    )
+    try:
+        return _post(transport, _REFRESH_PATH, {"refresh_token": refresh_token}, (refresh_token,))
+    finally:
+        transport.close()
 
 
 class SubscriberTokenSource:
@@ -258,10 +264,6 @@ class SubscriberTokenSource:
         reference: str,
         **mint_options: Any,
     ) -> None:
-        _space_base(space_url)
-        _check(project_id, "project_id")
-        _check(api_token, "api_token")
-        _check(reference, "reference")
         allowed = {
             "password",
             "display_name",
@@ -274,16 +276,42 @@ class SubscriberTokenSource:
         unknown = set(mint_options) - allowed
         if unknown:
             raise InvalidArgumentTypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        self._base = _space_base(space_url)
         self._space_url = space_url
-        self._project_id = project_id
-        self._api_token = api_token
-        self._reference = reference
-        self._mint_options = mint_options
+        self._project_id = _check(project_id, "project_id")
+        self._api_token = _check(api_token, "api_token")
+        self._payload = _mint_payload(
+            reference,
+            mint_options.get("password"),
+            mint_options.get("display_name"),
+            mint_options.get("first_name"),
+            mint_options.get("last_name"),
+            mint_options.get("expire_at"),
+        )
+        self._password = mint_options.get("password") or ""
+        self._timeout = normalise_timeout(mint_options.get("timeout", _DEFAULT_TIMEOUT))
+        self._session = mint_options.get("session")
+        if self._session is not None and not isinstance(self._session, requests.Session):
+            raise InvalidArgumentTypeError("session must be a requests.Session or None")
         self._lock = threading.Lock()
         self._last: SubscriberToken | None = None
+        self._http: HttpTransport | None = None  # made on first use, pooled across calls
+
+    def _transport(self) -> HttpTransport:
+        if self._http is None or self._http.closed:
+            self._http = _transport(
+                self._base, self._project_id, self._api_token, self._timeout, self._session
+            )
+        return self._http
 
     def __call__(self) -> str:
-        """Return a fresh SAT (refreshing when possible, else minting)."""
+        """Return a fresh SAT (refreshing when possible, else minting).
+
+        Raises:
+            AuthenticationError: The project credentials were refused.
+            APIError: Any other error status.
+            TransportError: The request failed at the network level.
+        """
         with self._lock:
             last = self._last
             now = time.time()
@@ -293,25 +321,33 @@ class SubscriberTokenSource:
                 and now - last.issued_at < REFRESH_TOKEN_LIFETIME - _REFRESH_MARGIN
             ):
                 try:
-                    self._last = refresh_subscriber_token(
-                        self._space_url,
-                        self._project_id,
-                        self._api_token,
-                        last.refresh_token,
-                        timeout=self._mint_options.get("timeout", _DEFAULT_TIMEOUT),
-                        session=self._mint_options.get("session"),
+                    self._last = _post(
+                        self._transport(),
+                        _REFRESH_PATH,
+                        {"refresh_token": last.refresh_token},
+                        (last.refresh_token,),
                     )
                     return self._last.token
                 except (AuthenticationError, BadRequestError, ValidationError):
                     logger.info("refresh token refused; minting a new subscriber token")
-            self._last = mint_subscriber_token(
-                self._space_url,
-                self._project_id,
-                self._api_token,
-                self._reference,
-                **self._mint_options,
-            )
+            self._last = _post(self._transport(), _MINT_PATH, self._payload, (self._password,))
             return self._last.token
+
+    def close(self) -> None:
+        """Close the pooled connections (a caller's ``session`` is left open). Idempotent.
+
+        A later call opens a fresh pool.
+        """
+        with self._lock:
+            transport, self._http = self._http, None
+        if transport is not None:
+            transport.close()
+
+    def __enter__(self) -> SubscriberTokenSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"SubscriberTokenSource(space_url={self._space_url!r}, reference=<redacted>)"

@@ -19,16 +19,19 @@ import requests
 from ._auth import Credentials, TokenLike
 from ._convert import structure, structure_join_result, structure_send_result
 from ._http import (
+    DEFAULT_DEADLINE,
     DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     USER_AGENT,
     HttpTransport,
     TimeoutLike,
+    normalise_deadline,
+    normalise_max_response_bytes,
     normalise_timeout,
 )
 from ._pages import (
-    MAX_PAGE_SIZE,
     ChatPage,
     Page,
     _ChatHistory,
@@ -37,6 +40,12 @@ from ._pages import (
     raw_page_size,
 )
 from ._token import check_url, derive_urls, read_token_header
+from ._validate import check_address_id as _check_address_id
+from ._validate import check_choice as _check_choice
+from ._validate import check_json_object as _check_json_object
+from ._validate import check_limit as _check_limit
+from ._validate import check_page_size as _check_page_size
+from ._validate import check_str as _check_str
 from .errors import (
     ChatError,
     ClientClosedError,
@@ -78,90 +87,9 @@ _DIALECTS = ("group", "address")
 Target = str | Group
 
 
-# --- argument checks (all raise before anything is sent) -------------------------------------
-
-
-def _check_str(value: object, name: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidArgumentTypeError(f"{name} must be a str, not {type(value).__name__}")
-    if not value.strip():
-        raise InvalidArgumentError(f"{name} must not be empty")
-    return value
-
-
-def _check_address_id(value: object, name: str = "address_id") -> str:
-    value = _check_str(value, name)
-    if value in (".", ".."):
-        raise InvalidArgumentError(f"{name} must not be {value!r} (a path segment of its own)")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise InvalidArgumentError(f"{name} must not contain control characters")
-    return value
-
-
 def _segment(value: str) -> str:
     # One path segment, always: "/", "?", "#", "%" and ".." can never change the request.
     return quote(value, safe="")
-
-
-def _check_page_size(value: object, name: str = "page_size") -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgumentTypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not 1 <= value <= MAX_PAGE_SIZE:
-        raise InvalidArgumentError(f"{name} must be between 1 and {MAX_PAGE_SIZE}, got {value}")
-    return value
-
-
-def _check_limit(value: object) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgumentTypeError(f"limit must be an int or None, not {type(value).__name__}")
-    if value < 0:
-        raise InvalidArgumentError(f"limit must be >= 0, got {value}")
-    return value
-
-
-def _check_json_value(value: object, path: str) -> None:
-    if value is None or isinstance(value, (str, bool, int)):
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidArgumentError(f"{path} is {value!r}, which JSON cannot carry")
-        return
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidArgumentTypeError(
-                    f"{path} has a key of type {type(key).__name__}; JSON keys are strings"
-                )
-            _check_json_value(item, f"{path}[{key!r}]")
-        return
-    if isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            _check_json_value(item, f"{path}[{index}]")
-        return
-    raise InvalidArgumentTypeError(
-        f"{path} is a {type(value).__name__}, which is not JSON-serialisable"
-    )
-
-
-def _check_json_object(value: object, name: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise InvalidArgumentTypeError(
-            f"{name} must be a JSON object (a dict), not {type(value).__name__}"
-        )
-    _check_json_value(value, name)
-    return value
-
-
-def _check_choice(value: object, name: str, choices: tuple[str, ...]) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidArgumentTypeError(f"{name} must be a str, not {type(value).__name__}")
-    if value not in choices:
-        raise InvalidArgumentError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-    return value
 
 
 def _history_url(http: HttpTransport, conversation: str | None, page_size: int) -> str:
@@ -241,6 +169,10 @@ class ChatClient:
         rest_url: The REST base URL, e.g. ``https://fabric.signalwire.com``.
         relay_url: The relay websocket URL, e.g. ``wss://puc.signalwire.com/``.
         timeout: Seconds, or ``(connect, read)`` seconds; default ``(5, 30)``.
+        deadline: Seconds one REST request may take in all, retries and their waits
+            included; default 120. Past it, ``RequestTimeoutError``.
+        max_response_bytes: The largest (decoded) response body read; default 64 MiB.
+            Past it, ``ResponseTooLargeError``.
         session: A ``requests.Session`` to send through (its adapters, hooks and cookies are
             used; it is not closed by :meth:`close`).
         max_retries: Retries after the first attempt (see the retry rules in the README).
@@ -269,6 +201,8 @@ class ChatClient:
         rest_url: str | None = None,
         relay_url: str | None = None,
         timeout: TimeoutLike = DEFAULT_TIMEOUT,
+        deadline: float = DEFAULT_DEADLINE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         session: requests.Session | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
@@ -287,6 +221,8 @@ class ChatClient:
                     f"{name} must be a str or None, not {type(value).__name__}"
                 )
         self._timeout = normalise_timeout(timeout)
+        self._deadline = normalise_deadline(deadline)
+        self._max_response_bytes = normalise_max_response_bytes(max_response_bytes)
         if isinstance(max_retries, bool) or not isinstance(max_retries, int):
             raise InvalidArgumentTypeError("max_retries must be an int")
         if not 0 <= max_retries <= 20:
@@ -426,6 +362,8 @@ class ChatClient:
                     base_url=self.rest_url,
                     credentials=self._credentials,
                     timeout=self._timeout,
+                    deadline=self._deadline,
+                    max_response_bytes=self._max_response_bytes,
                     max_retries=self._max_retries,
                     max_connections=self._max_connections,
                     session=self._session,

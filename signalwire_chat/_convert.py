@@ -35,6 +35,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_unstructure_fn, override
 
+from ._validate import MAX_JSON_DEPTH, json_depth_exceeds
 from .errors import DecodeError
 from .models import (
     EMPTY,
@@ -106,6 +107,25 @@ def _strict_float(value: Any, _type: Any = float) -> float:
     raise _fail("a number", value)
 
 
+#: The range of a float on the wire: every one is a time in Unix seconds (``ts``), and
+#: ``datetime`` spans the years 1 to 9999. NaN, infinities and 1e300 are refused here rather
+#: than failing later in ``msg.datetime``.
+FLOAT_MIN = -62135596800.0
+FLOAT_MAX = 253402300799.0
+
+
+def _ranged_float(value: Any, _type: Any = float) -> float:
+    number = _strict_float(value)
+    if not FLOAT_MIN <= number <= FLOAT_MAX:  # False for NaN too
+        raise DecodeError(f"expected a time in Unix seconds (years 1 to 9999), got {number!r}")
+    return number
+
+
+def _shallow_enough(value: Any) -> None:
+    if json_depth_exceeds(value, MAX_JSON_DEPTH):
+        raise DecodeError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+
+
 def _strict_bool(value: Any, _type: Any = bool) -> bool:
     if type(value) is bool:
         return value
@@ -120,7 +140,17 @@ _NEVER = type("_Never", (), {})  # a type no wire value has: always goes through
 class _FieldSpec:
     """How one wire key becomes one constructor argument."""
 
-    __slots__ = ("convert", "default", "exact", "keys", "kind", "name", "nested", "nullable")
+    __slots__ = (
+        "check",
+        "convert",
+        "default",
+        "exact",
+        "keys",
+        "kind",
+        "name",
+        "nested",
+        "nullable",
+    )
 
     def __init__(
         self,
@@ -137,6 +167,7 @@ class _FieldSpec:
         self.nullable = nullable  # None is taken as is
         self.convert = convert  # otherwise: converts or raises DecodeError; None = refuse
         self.nested = nested  # the model class of a "model" or "tuple" field
+        self.check: Callable[[Any], None] | None = None  # run on a value taken as is
         self.default: Any = attrs.NOTHING  # the attrs default (NOTHING: required)
         self.keys: tuple[str, ...] = (name,)  # the wire keys, first present wins
 
@@ -158,12 +189,15 @@ def _spec_for(name: str, tp: Any) -> _FieldSpec:
     if inner in (str, bool, int):
         return _FieldSpec(name, "exact", inner, nullable, None)
     if inner is float:
-        return _FieldSpec(name, "float", float, nullable, _strict_float)
+        # No exact type: the precise decoder always converts, and so checks the range.
+        return _FieldSpec(name, "float", _NEVER, nullable, _ranged_float)
     if inner is Any:
         return _FieldSpec(name, "any", _NEVER, True, _identity)
     origin = typing.get_origin(inner)
     if origin in (Mapping, dict, typing.Mapping, typing.Dict):  # noqa: UP006 - runtime check
-        return _FieldSpec(name, "exact", dict, nullable, None)
+        spec = _FieldSpec(name, "exact", dict, nullable, None)
+        spec.check = _shallow_enough
+        return spec
     if origin is tuple:
         (item_type, _ellipsis) = typing.get_args(inner)
         if item_type is str:
@@ -262,6 +296,11 @@ def _build_precise(cls: type[T]) -> Callable[[Any], T]:
                 continue
             value = obj[key]
             if type(value) is spec.exact or (value is None and spec.nullable):
+                if spec.check is not None and value is not None:
+                    try:
+                        spec.check(value)
+                    except DecodeError as exc:
+                        raise _nest(exc, key) from None
                 kwargs[field] = value
             elif spec.convert is not None:
                 try:
@@ -272,7 +311,13 @@ def _build_precise(cls: type[T]) -> Callable[[Any], T]:
                 expected = _TYPE_NAMES.get(spec.exact, spec.exact.__name__)
                 raise _fail(expected, value, key)
         if not known.issuperset(obj):
-            kwargs["extra"] = {k: v for k, v in obj.items() if k not in known}
+            extra = {k: v for k, v in obj.items() if k not in known}
+            for key, value in extra.items():
+                try:
+                    _shallow_enough(value)
+                except DecodeError as exc:
+                    raise _nest(exc, key) from None
+            kwargs["extra"] = extra
         return cls(**kwargs)
 
     return precise
@@ -338,14 +383,24 @@ def _check_lines(spec: _FieldSpec, env: dict[str, Any], unless: list[str]) -> li
         return []  # every value is taken as is
     if kind == "exact":
         condition = " and ".join([f"type({var}) is not {spec.exact.__name__}", *unless])
-        return [f"if {condition}:", "    return precise(obj)"]
+        lines = [f"if {condition}:", "    return precise(obj)"]
+        if spec.check is not None:  # a non-empty dict: the depth limit (precise names it)
+            env["DEEP"] = json_depth_exceeds
+            env["MAX_DEPTH"] = MAX_JSON_DEPTH
+            deep = f"type({var}) is dict and {var} and DEEP({var}, MAX_DEPTH)"
+            lines += [f"if {deep}:", "    return precise(obj)"]
+        return lines
     if kind == "float":
+        env.update(FLOAT_MIN=FLOAT_MIN, FLOAT_MAX=FLOAT_MAX)
         condition = " and ".join([f"type({var}) is not float", *unless])
+        out_of_range = " and ".join([*unless, f"not FLOAT_MIN <= {var} <= FLOAT_MAX"])
         return [
             f"if {condition}:",
             f"    if type({var}) is not int:",
             "        return precise(obj)",
             f"    {var} = float({var})",
+            f"if {out_of_range}:",  # NaN fails every comparison, so lands here too
+            "    return precise(obj)",
         ]
     nested = spec.nested
     convert = f"C_{spec.name}"
@@ -408,7 +463,13 @@ def _init_only_stores(cls: type) -> bool:
 def _fast_source(cls: type) -> tuple[str, dict[str, Any]]:
     """The source text of the fast decoder of ``cls`` and the names it uses."""
     specs = _specs(cls)
-    env: dict[str, Any] = {"MISSING": _MISSING, "DecodeError": DecodeError, "EMPTY": EMPTY}
+    env: dict[str, Any] = {
+        "MISSING": _MISSING,
+        "DecodeError": DecodeError,
+        "EMPTY": EMPTY,
+        "DEEP": json_depth_exceeds,
+        "MAX_DEPTH": MAX_JSON_DEPTH,
+    }
     body = ["if type(obj) is not dict:", "    return precise(obj)", "get = obj.get"]
     for spec in specs.values():
         body += _field_lines(spec, env)
@@ -417,6 +478,9 @@ def _fast_source(cls: type) -> tuple[str, dict[str, Any]]:
         "    extra = EMPTY",
         "else:",
         "    extra = {k: v for k, v in obj.items() if k not in KNOWN}",
+        # extra is one level above its values
+        "    if DEEP(extra, MAX_DEPTH + 1):",
+        "        return precise(obj)",
     ]
     if _init_only_stores(cls) and {f.name for f in attrs.fields(cls)} == {*specs, "extra"}:
         # attrs' __init__ would only store each value (checked above); storing the

@@ -1,16 +1,39 @@
 """The one place requests is used: base URL, auth header, timeouts, retries, link safety, errors.
 
-Every failure of requests/urllib3 is caught at one call site (:meth:`HttpTransport._send_once`)
-and re-raised as this library's own exception; every HTTP error status is translated by one
-function (:func:`error_from_response`), shared with the backend helpers.
+Every failure of requests/urllib3, while sending or while reading the body, is caught at one
+call site (:meth:`HttpTransport._send_once`) and re-raised as this library's own exception;
+every HTTP error status is translated by one function (:func:`error_from_response`). The
+backend helpers (token minting) send through this same transport.
 
 Retry rules:
 
-- GET (idempotent): connection failures, read timeouts, 429 and 502/503/504 are retried with
-  exponential back-off and full jitter (a 429's ``Retry-After`` is honoured, capped).
+- GET (idempotent): connection failures, read timeouts and broken bodies, 429 and 502/503/504
+  are retried with exponential back-off and full jitter (a 429's ``Retry-After`` is honoured,
+  capped).
 - POST: retried only when the request surely never reached the server (the connection could
   not be made) or the server answered 429 (it did not process it).
 - A 401 with a token source: the token is refreshed once and the request sent once more.
+
+Bounds on what a server can make a call cost:
+
+- a total deadline per call (``deadline``, retries and waits included): no retry wait runs past
+  it, every socket timeout is capped by what is left of it, the body is read piece by piece
+  (``read1``) with the deadline checked between pieces, and while the headers arrive (http.client
+  reads them in one call) the socket is watched by the transport's deadline watchdog
+  (``_deadline``), which cuts it off at the deadline. So a server dripping its headers or its body
+  byte by byte is cut off. (A caller's own ``session`` keeps its adapters: there, the headers are
+  bounded by the read timeout per byte only.);
+- a cap on the decoded body (``max_response_bytes``), enforced while reading: a gzip bomb is cut
+  off after the cap, not after it is inflated (urllib3 >= 2.6 bounds each decompression step);
+- a JSON nesting depth the decoder survives: a ``RecursionError`` becomes a ``DecodeError``, and
+  NaN/Infinity (not JSON) are refused.
+
+Secrets: everything a server sends back that ends in an exception or a log line (the reason
+phrase, the request id, the body, the content type) has the token and the other credentials
+redacted, control characters replaced and its length capped. No frame of a raised exception's
+traceback holds the token in a plain local: the headers live in :class:`_AuthHeaders`, whose
+repr is redacted, and the tracebacks of the requests/urllib3 exceptions chained as causes (whose
+frames hold the headers) are dropped; the exceptions themselves are kept.
 
 The wait between retries is an ``Event.wait`` that :meth:`HttpTransport.close` interrupts.
 What requests would otherwise read from the environment on every call (proxies, CA bundle,
@@ -28,22 +51,25 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
-from urllib.parse import urlencode, urljoin, urlsplit
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import requests
 import requests.adapters
 import requests.exceptions
+import urllib3.connection
+import urllib3.connectionpool
 import urllib3.exceptions
 from urllib3.util import Timeout as _Urllib3Timeout
 
-from ._auth import Credentials
+from ._deadline import Watchdog
 from ._version import __version__
 from .errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
+    ChatError,
     ClientClosedError,
     ConnectError,
     DecodeError,
@@ -54,6 +80,7 @@ from .errors import (
     PermissionDeniedError,
     RateLimitError,
     RequestTimeoutError,
+    ResponseTooLargeError,
     ServerError,
     TransportError,
     UnsafeLinkError,
@@ -61,13 +88,19 @@ from .errors import (
 )
 
 __all__ = [
+    "DEFAULT_DEADLINE",
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_TIMEOUT",
     "USER_AGENT",
     "HttpTransport",
     "TimeoutLike",
+    "decode_body",
     "error_from_response",
+    "normalise_deadline",
+    "normalise_max_response_bytes",
     "normalise_timeout",
+    "redact",
     "translate_exception",
 ]
 
@@ -78,6 +111,11 @@ USER_AGENT = f"signalwire-chat-python/{__version__}"
 #: (connect, read) seconds. The connect phase is short so a dead host fails fast; the read
 #: timeout matches the official SDK's 30 s request timeout.
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
+#: Seconds one REST call may take in all, its retries and their waits included.
+DEFAULT_DEADLINE = 120.0
+#: The largest decoded response body read (bytes). A raw history page of 1,000 messages each
+#: carrying the largest metadata and details the service takes (2 x 16 KiB) stays under it.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_CONNECTIONS = 32
 #: What a pagination link may not contain: control characters, spaces, backslashes.
 _UNSAFE_IN_LINK = re.compile(r"[\x00-\x20\\]")
@@ -86,6 +124,8 @@ BACKOFF_BASE = 0.5  # seconds; attempt n waits uniform(0, min(BACKOFF_MAX, BASE 
 BACKOFF_MAX = 8.0
 RETRY_AFTER_MAX = 30.0  # a longer Retry-After is capped to this
 _BODY_KEEP = 2000
+_TEXT_KEEP = 200  # a reason phrase, request id or content type: more is not diagnosis
+_READ_PIECE = 64 * 1024  # the most one read1 returns: the deadline is checked between pieces
 _RETRY_STATUSES_GET = frozenset((429, 502, 503, 504))
 _REQUEST_ID_HEADERS = (
     "X-Request-Id",
@@ -94,6 +134,7 @@ _REQUEST_ID_HEADERS = (
     "X-Correlation-Id",
     "X-Trace-Id",
 )
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 #: A timeout: seconds for both phases, or a ``(connect, read)`` pair.
 TimeoutLike = float | tuple[float, float]
@@ -126,14 +167,57 @@ def normalise_timeout(timeout: object, what: str = "timeout") -> tuple[float, fl
     return (out[0], out[1])
 
 
-# --- translation of failures -----------------------------------------------------------------
+def normalise_deadline(deadline: object) -> float:
+    """Check a total deadline in seconds (finite, > 0)."""
+    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
+        raise InvalidArgumentTypeError(
+            f"deadline must be a number of seconds, not {type(deadline).__name__}"
+        )
+    if not (math.isfinite(deadline) and deadline > 0):
+        raise InvalidArgumentError(f"deadline must be finite and > 0, got {deadline!r}")
+    return float(deadline)
 
 
-def _redact(text: str, secrets: tuple[str, ...]) -> str:
+def normalise_max_response_bytes(value: object) -> int:
+    """Check a body cap in bytes (an int >= 1024)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentTypeError(
+            f"max_response_bytes must be an int, not {type(value).__name__}"
+        )
+    if value < 1024:
+        raise InvalidArgumentError(f"max_response_bytes must be >= 1024, got {value}")
+    return int(value)
+
+
+# --- what a server sends back: redacted, cleaned, capped ------------------------------------
+
+
+def _secret_forms(secrets: Iterable[str]) -> list[str]:
+    """Each secret, its percent-encoded form, and each long dot-separated part of a token."""
+    forms: set[str] = set()
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
+        if not secret:
+            continue
+        forms.add(secret)
+        forms.add(quote(secret, safe=""))
+        forms.update(part for part in secret.split(".") if len(part) >= 16)
+    return sorted(forms, key=len, reverse=True)  # the whole before its parts
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret (and each long part of a token) replaced by ``[redacted]``."""
+    for form in _secret_forms(secrets):
+        if form in text:
+            text = text.replace(form, "[redacted]")
     return text
+
+
+def _server_text(value: object, secrets: Iterable[str], keep: int = _TEXT_KEEP) -> str | None:
+    """A short piece of server text fit for a message or a log line, or ``None``."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = _CONTROL.sub("?", redact(value, secrets))
+    return text if len(text) <= keep else text[: keep - 3] + "..."
 
 
 def _strip_query(url: str) -> str:
@@ -150,7 +234,7 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
         seconds = when.timestamp() - time.time()
     if not math.isfinite(seconds):
@@ -169,51 +253,49 @@ _STATUS_ERRORS: dict[int, type[APIError]] = {
 
 
 def error_from_response(
-    response: requests.Response,
+    status: int,
+    reason: object,
+    headers: Mapping[str, str],
+    content: bytes,
     *,
     method: str,
     url: str,
-    secrets: tuple[str, ...] = (),
+    secrets: Iterable[str] = (),
 ) -> APIError:
     """Translate an error response into the matching :class:`~signalwire_chat.APIError`.
 
-    Never fails on the body: JSON fabric errors are parsed, anything else (HTML, empty, binary)
-    is kept, truncated, in ``body``. ``secrets`` are redacted from every text kept.
+    Never fails on the body: JSON fabric errors are parsed, anything else (HTML, empty, binary,
+    nested too deep) is kept, truncated, in ``body``. ``secrets`` are redacted from every piece
+    of server text kept (body, messages, reason phrase, request id, content type).
     """
-    status = response.status_code
-    try:
-        text = response.content.decode("utf-8", errors="replace")
-    except (requests.exceptions.RequestException, OSError):
-        text = ""
-    text = _redact(text, secrets)
+    secrets = tuple(secrets)
+    text = redact(content.decode("utf-8", errors="replace"), secrets)
     errors: list[FabricErrorDetail] = []
-    message = ""
+    message: str | None = None
     body: Any = None
     if text.strip():
         try:
-            body = json.loads(text)
-        except ValueError:
+            body = _JSON.decode(text)
+        except (ValueError, RecursionError):
             body = None
     if isinstance(body, dict):
         raw_errors = body.get("errors")
         if isinstance(raw_errors, list):
             errors = [FabricErrorDetail.from_wire(e) for e in raw_errors if isinstance(e, dict)]
-        message = next((e.message for e in errors if e.message), "")
+        message = _server_text(next((e.message for e in errors if e.message), None), secrets, 500)
         if not message:
             for key in ("message", "error_description", "error", "detail"):
-                value = body.get(key)
-                if isinstance(value, str) and value:
-                    message = value
+                message = _server_text(body.get(key), secrets, 500)
+                if message:
                     break
     if not message:
-        reason = response.reason if isinstance(response.reason, str) else ""
-        message = reason or "HTTP error"
+        message = _server_text(reason, secrets) or "HTTP error"
         if text.strip() and body is None:
-            kind = response.headers.get("Content-Type", "unknown content type").split(";")[0]
-            message = f"{message} (non-JSON body, {kind})"
+            kind = _server_text(headers.get("Content-Type"), secrets) or "unknown content type"
+            message = f"{message} (non-JSON body, {kind.split(';')[0]})"
     request_id = None
     for header in _REQUEST_ID_HEADERS:
-        request_id = response.headers.get(header)
+        request_id = _server_text(headers.get(header), secrets)
         if request_id:
             break
     kwargs: dict[str, Any] = {
@@ -225,11 +307,52 @@ def error_from_response(
         "body": text[:_BODY_KEEP],
     }
     if status == 429:
-        return RateLimitError(message, retry_after=_retry_after(response.headers), **kwargs)
+        return RateLimitError(message, retry_after=_retry_after(headers), **kwargs)
     cls = _STATUS_ERRORS.get(status)
     if cls is None:
         cls = ServerError if status >= 500 else APIError
     return cls(message, **kwargs)
+
+
+# --- decoding a success body -----------------------------------------------------------------
+
+
+def _not_json_constant(name: str) -> Any:
+    raise DecodeError(f"the body holds {name}, which is not JSON")
+
+
+#: One decoder, built once: the C scanner, refusing NaN/Infinity (Python's json accepts them).
+_JSON = json.JSONDecoder(parse_constant=_not_json_constant)
+
+
+def decode_body(
+    content: bytes, *, method: str, url: str, status: int = 200, content_type: object = None
+) -> Any:
+    """A success body as JSON (``None`` when empty).
+
+    Raises:
+        DecodeError: Not UTF-8 JSON, NaN or Infinity in it, an integer too long to convert,
+            or nesting too deep for the decoder on this thread's stack.
+    """
+    if not content or content.isspace():
+        return None
+    try:
+        return _JSON.decode(content.decode("utf-8"))
+    except DecodeError as exc:
+        raise DecodeError(f"{method} {_strip_query(url)}: {exc.message}") from None
+    except RecursionError:
+        raise DecodeError(
+            f"{method} {_strip_query(url)} answered {status} with JSON nested too deeply to decode"
+        ) from None
+    except ValueError:
+        kind = _server_text(content_type, ()) or "unknown"
+        raise DecodeError(
+            f"{method} {_strip_query(url)} answered {status} with a body that is not JSON "
+            f"({kind.split(';')[0]})"
+        ) from None
+
+
+# --- translation of failures -----------------------------------------------------------------
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -267,23 +390,144 @@ def _never_sent(exc: BaseException) -> bool:
     return False
 
 
-def translate_exception(exc: Exception, *, method: str, url: str) -> TransportError:
-    """Translate a requests/urllib3 failure into a :class:`~signalwire_chat.TransportError`."""
+def translate_exception(exc: Exception, *, method: str, url: str) -> ChatError:
+    """Translate a requests/urllib3 failure into one of this library's errors.
+
+    Only type names of the underlying errors are quoted: their messages may hold server text.
+    """
     where = _strip_query(url)
     cause = _root_cause(exc)
     detail = f"{type(cause).__name__}"
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return RequestTimeoutError(f"connecting to {where} timed out", method=method, url=where)
-    if isinstance(exc, requests.exceptions.ReadTimeout):
+    if isinstance(
+        exc, (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError)
+    ) or isinstance(cause, TimeoutError):
         return RequestTimeoutError(f"no response from {where} in time", method=method, url=where)
     if isinstance(exc, requests.exceptions.SSLError):
         return ConnectError(f"TLS failure talking to {where}: {detail}", method=method, url=where)
+    if isinstance(exc, urllib3.exceptions.DecodeError):
+        return DecodeError(f"{method} {where}: the body's content-encoding is broken ({detail})")
     if _never_sent(exc):
         return ConnectError(f"could not connect to {where}: {detail}", method=method, url=where)
     return TransportError(f"{method} {where} failed: {detail}", method=method, url=where)
 
 
+def _forget_frames(exc: BaseException | None) -> BaseException | None:
+    """Drop the tracebacks of ``exc`` and of what it chains (their frames hold the headers)."""
+    seen: set[int] = set()
+    current = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException) and id(reason) not in seen:
+            _forget_frames(reason)
+        current = current.__cause__ or current.__context__
+    return exc
+
+
+# --- the deadline while the headers arrive ---------------------------------------------------
+
+#: The watchdog and deadline of the request this thread is sending (set by ``_send_once``).
+_SENDING = threading.local()
+
+
+class _WatchedHeaders:
+    """urllib3 connections whose wait for the response headers is watched against the deadline."""
+
+    sock: Any
+
+    def getresponse(self) -> Any:
+        sending = getattr(_SENDING, "value", None)
+        if sending is None or self.sock is None:
+            return super().getresponse()  # type: ignore[misc]
+        watchdog, deadline = sending
+        key = watchdog.watch(self.sock, deadline)
+        try:
+            response = super().getresponse()  # type: ignore[misc]
+        finally:
+            cut = watchdog.unwatch(key)
+        if cut:  # http.client took the cut for the end of the headers: the response is not one
+            response.close()
+            raise TimeoutError("the deadline passed while the response headers were arriving")
+        return response
+
+
+class _HTTPConnection(_WatchedHeaders, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_WatchedHeaders, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
 # --- the transport ---------------------------------------------------------------------------
+
+
+class CredentialsLike(Protocol):
+    """What the transport needs of a credential (``_auth.Credentials``, ``BasicCredentials``)."""
+
+    scheme: str
+
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def can_refresh(self) -> bool: ...
+
+    @property
+    def secrets(self) -> tuple[str, ...]: ...
+
+    def refresh(self, stale: str | None = None) -> str: ...
+
+
+class _AuthHeaders:
+    """The request headers of one token; not a mapping, and its repr is redacted.
+
+    Tools that capture traceback locals (Sentry, rich) so never print the token held here.
+    """
+
+    __slots__ = ("get", "post", "secrets", "token")
+
+    def __init__(self, scheme: str, token: str, secrets: tuple[str, ...]) -> None:
+        self.token = token
+        self.secrets = secrets
+        self.get = {
+            "Authorization": f"{scheme} {token}",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        self.post = {**self.get, "Content-Type": "application/json"}
+
+    def __repr__(self) -> str:
+        return "<auth headers (redacted)>"
+
+    def __reduce__(self) -> str:
+        raise TypeError("auth headers cannot be pickled (they hold a secret)")
+
+
+class _Reply:
+    """A response whose body was read in full, within the cap and the deadline."""
+
+    __slots__ = ("content", "headers", "reason", "status")
+
+    def __init__(self, status: int, reason: object, headers: Mapping[str, str], content: bytes):
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.content = content
+
+    def __repr__(self) -> str:
+        return f"<reply {self.status}, {len(self.content)} bytes>"
 
 
 class HttpTransport:
@@ -294,8 +538,10 @@ class HttpTransport:
 
     Args:
         base_url: The REST base, already checked (``https://fabric.example.com``).
-        credentials: The token holder.
+        credentials: The token holder (bearer) or project credentials (basic).
         timeout: ``(connect, read)`` seconds.
+        deadline: Seconds one call of :meth:`request` may take in all, retries included.
+        max_response_bytes: The largest decoded body read.
         max_retries: Retries after the first attempt (0 disables retrying).
         max_connections: Connections kept open to the REST host for reuse, which is how many
             threads can send at once without opening a connection each (our own session only).
@@ -308,8 +554,10 @@ class HttpTransport:
         self,
         *,
         base_url: str,
-        credentials: Credentials,
+        credentials: CredentialsLike,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        deadline: float = DEFAULT_DEADLINE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_retries: int = DEFAULT_MAX_RETRIES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         session: requests.Session | None = None,
@@ -320,7 +568,11 @@ class HttpTransport:
         parts = urlsplit(self.base_url)
         self._origin = _origin(parts.scheme, parts.hostname, parts.port)
         self._credentials = credentials
+        self._connect_timeout, self._read_timeout = timeout
         self._timeout = _Urllib3Timeout(connect=timeout[0], read=timeout[1])
+        self._slowest = max(timeout)
+        self._deadline = deadline
+        self._max_bytes = max_response_bytes
         self._max_retries = max_retries
         self._max_connections = max_connections
         self._user_session = session
@@ -332,9 +584,11 @@ class HttpTransport:
         self._session: requests.Session | None = None
         self._adapter: requests.adapters.BaseAdapter | None = None
         self._send_kwargs: dict[str, Any] = {}
-        self._header_token: str | None = None
-        self._get_headers: dict[str, str] = {}
-        self._post_headers: dict[str, str] = {}
+        self._auth: _AuthHeaders | None = None
+        self._watchdog = Watchdog()  # its thread starts with the first request, not here
+
+    def __repr__(self) -> str:
+        return f"<HttpTransport {self.base_url!r}{' closed' if self.closed else ''}>"
 
     # -- lifecycle --
 
@@ -349,6 +603,7 @@ class HttpTransport:
         with self._lock:
             session, self._session = self._session, None
             self._adapter = None
+        self._watchdog.close()
         if session is not None and session is not self._user_session:
             session.close()
 
@@ -388,6 +643,9 @@ class HttpTransport:
             # requests keeps 10 connections per host; a web app shares one client across
             # more threads than that, and urllib3 would drop (and warn about) the rest.
             adapter = requests.adapters.HTTPAdapter(pool_maxsize=self._max_connections)
+            # urllib3's documented way to customise a PoolManager's pools: ours watch the wait
+            # for the response headers against the call's deadline.
+            adapter.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             self._adapter = adapter
@@ -433,28 +691,32 @@ class HttpTransport:
         except ValueError:
             raise UnsafeLinkError("refusing a malformed pagination link") from None
         if parts.username is not None or parts.password is not None or origin != self._origin:
+            host = _server_text(parts.hostname, self._credentials.secrets, 100)
             raise UnsafeLinkError(
-                f"refusing to follow a pagination link to {parts.scheme}://{parts.hostname}: "
+                f"refusing to follow a pagination link to {parts.scheme}://{host}: "
                 "only the REST base's own origin receives the token"
             )
         return absolute
 
     # -- requests --
 
-    def _headers(self, token: str) -> tuple[dict[str, str], dict[str, str]]:
-        if token is not self._header_token:
-            base = {
-                "Authorization": f"Bearer {token}",
-                "Accept": "application/json",
-                "User-Agent": USER_AGENT,
-            }
-            self._get_headers = base
-            self._post_headers = {**base, "Content-Type": "application/json"}
-            self._header_token = token
-        return self._get_headers, self._post_headers
+    def _auth_headers(self) -> _AuthHeaders:
+        # No local holds the token here or in request(): only the _AuthHeaders object does.
+        auth = self._auth
+        if auth is None or auth.token is not self._credentials.token:
+            auth = self._auth = _AuthHeaders(
+                self._credentials.scheme, self._credentials.token, self._credentials.secrets
+            )
+        return auth
 
     def request(
-        self, method: str, url: str, body: bytes | None = None, *, idempotent: bool | None = None
+        self,
+        method: str,
+        url: str,
+        body: bytes | None = None,
+        *,
+        idempotent: bool | None = None,
+        secrets: Iterable[str] = (),
     ) -> Any:
         """Send a request and return its decoded JSON body (``None`` when empty).
 
@@ -464,13 +726,18 @@ class HttpTransport:
             body: The JSON body, already serialised.
             idempotent: Whether sending it twice does no harm, so it is retried like a GET
                 (default: only GETs are).
+            secrets: More strings to redact from what the server sends back (the credentials'
+                own are always redacted).
 
         Raises:
             ClientClosedError: The transport is closed (or was closed during a retry wait).
-            TransportError: The request failed at the network level (after retries).
+            TransportError: The request failed at the network level (after retries), or the
+                deadline passed (``RequestTimeoutError``).
             APIError: The service answered an error status (after retries).
-            DecodeError: A success body that is not JSON.
+            DecodeError: A success body that is not JSON, or one larger than the cap
+                (``ResponseTooLargeError``).
         """
+        deadline = time.monotonic() + self._deadline
         if idempotent is None:
             idempotent = method == "GET"
         refreshed = False
@@ -479,33 +746,29 @@ class HttpTransport:
             if self._closed.is_set():
                 raise ClientClosedError("the client is closed")
             session = self._ensure_session()
-            token = self._credentials.token
-            get_headers, post_headers = self._headers(token)
-            if body is None:
-                headers = get_headers
-            else:
-                headers = {**post_headers, "Content-Length": str(len(body))}
+            auth = self._auth_headers()
             started = time.perf_counter()
             try:
-                response = self._send_once(session, method, url, headers, body)
+                reply = self._send_once(session, method, url, auth, body, deadline)
             except _Failed as failed:
                 retryable = failed.never_sent or (idempotent and failed.retryable)
                 if retryable and attempt < self._max_retries:
                     delay = self._backoff(attempt)
-                    logger.info(
-                        "%s %s failed (%s); retry %d/%d in %.2fs",
-                        method,
-                        _strip_query(url),
-                        type(failed.error).__name__,
-                        attempt + 1,
-                        self._max_retries,
-                        delay,
-                    )
-                    self._wait(delay)
-                    attempt += 1
-                    continue
+                    if time.monotonic() + delay < deadline:
+                        logger.info(
+                            "%s %s failed (%s); retry %d/%d in %.2fs",
+                            method,
+                            _strip_query(url),
+                            type(failed.error).__name__,
+                            attempt + 1,
+                            self._max_retries,
+                            delay,
+                        )
+                        self._wait(delay)
+                        attempt += 1
+                        continue
                 raise failed.error from failed.__cause__
-            status = response.status_code
+            status = reply.status
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "%s %s -> %d in %.1f ms",
@@ -515,69 +778,153 @@ class HttpTransport:
                     (time.perf_counter() - started) * 1000,
                 )
             if status < 300:
-                return decode_json(response, method, url)
+                return decode_body(
+                    reply.content,
+                    method=method,
+                    url=url,
+                    status=status,
+                    content_type=reply.headers.get("Content-Type"),
+                )
             if status == 401 and not refreshed and self._credentials.can_refresh:
                 refreshed = True
                 logger.debug("401 from %s: refreshing the token once", _strip_query(url))
-                self._credentials.refresh(token)
+                self._credentials.refresh(auth.token)
                 continue
             retry_status = status in _RETRY_STATUSES_GET if idempotent else status == 429
             if retry_status and attempt < self._max_retries:
-                retry_after = _retry_after(response.headers) if status == 429 else None
+                retry_after = _retry_after(reply.headers) if status == 429 else None
                 if retry_after is not None:
                     delay = min(retry_after, RETRY_AFTER_MAX)
                 else:
                     delay = self._backoff(attempt)
-                logger.info(
-                    "%s %s answered %d; retry %d/%d in %.2fs",
-                    method,
-                    _strip_query(url),
-                    status,
-                    attempt + 1,
-                    self._max_retries,
-                    delay,
-                )
-                response.close()
-                self._wait(delay)
-                attempt += 1
-                continue
-            raise error_from_response(response, method=method, url=url, secrets=(token,))
+                if time.monotonic() + delay < deadline:
+                    logger.info(
+                        "%s %s answered %d; retry %d/%d in %.2fs",
+                        method,
+                        _strip_query(url),
+                        status,
+                        attempt + 1,
+                        self._max_retries,
+                        delay,
+                    )
+                    self._wait(delay)
+                    attempt += 1
+                    continue
+            raise error_from_response(
+                status,
+                reply.reason,
+                reply.headers,
+                reply.content,
+                method=method,
+                url=url,
+                secrets=(*auth.secrets, *secrets),
+            )
+
+    def _timeouts(self, deadline: float) -> _Urllib3Timeout:
+        left = deadline - time.monotonic()
+        if left >= self._slowest:
+            return self._timeout
+        left = max(left, 0.001)  # the deadline may pass between the caller's check and here
+        return _Urllib3Timeout(
+            connect=min(self._connect_timeout, left), read=min(self._read_timeout, left)
+        )
 
     def _send_once(
         self,
         session: requests.Session,
         method: str,
         url: str,
-        headers: dict[str, str],
+        auth: _AuthHeaders,
         body: bytes | None,
-    ) -> requests.Response:
-        prepared = requests.PreparedRequest()
-        prepared.method = method
-        prepared.url = url
-        prepared.headers = headers  # type: ignore[assignment]  # any mapping works downstream
-        prepared.body = body
+        deadline: float,
+    ) -> _Reply:
+        if time.monotonic() >= deadline:
+            raise _Failed(self._late(method, url), never_sent=False, retryable=False)
         try:
             adapter = self._adapter
             if adapter is not None:
-                return adapter.send(
-                    prepared,
-                    stream=False,
-                    timeout=self._timeout,  # type: ignore[arg-type]  # urllib3 Timeout is accepted
+                _SENDING.value = (self._watchdog, deadline)
+                try:
+                    response = adapter.send(
+                        _prepare(method, url, auth, body),
+                        stream=True,
+                        timeout=self._timeouts(deadline),  # type: ignore[arg-type]  # urllib3
+                        **self._send_kwargs,
+                    )
+                finally:
+                    _SENDING.value = None
+            else:
+                response = session.send(
+                    _prepare(method, url, auth, body),
+                    stream=True,
+                    timeout=self._timeouts(deadline),  # type: ignore[arg-type]  # urllib3 Timeout
+                    allow_redirects=False,
                     **self._send_kwargs,
                 )
-            return session.send(
-                prepared,
-                stream=False,
-                timeout=self._timeout,  # type: ignore[arg-type]  # urllib3 Timeout is accepted
-                allow_redirects=False,
-                **self._send_kwargs,
-            )
-        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            try:
+                content = self._read_body(response.raw, deadline)
+            except BaseException:
+                response.close()  # the body was not read to its end: drop the connection
+                raise
+            return _Reply(response.status_code, response.reason, response.headers, content)
+        except _BodyFailure as failure:
+            error = failure.error(method, _strip_query(url), self._max_bytes, self._deadline)
+            raise _Failed(error, never_sent=False, retryable=False) from None
+        except (
+            requests.exceptions.RequestException,
+            urllib3.exceptions.HTTPError,
+            OSError,
+            ValueError,  # http.client's refusal of a header value quotes the value
+        ) as exc:
+            if time.monotonic() >= deadline:  # the watchdog cut it off, or a timeout at the end
+                raise _Failed(
+                    self._late(method, url), never_sent=False, retryable=False
+                ) from _forget_frames(exc)
             error = translate_exception(exc, method=method, url=url)
             tls = isinstance(exc, requests.exceptions.SSLError)
+            # A broken content-encoding or a refused header value fails the same way again.
+            lasting = isinstance(error, DecodeError) or isinstance(exc, ValueError)
             raise _Failed(
-                error, never_sent=_never_sent(exc) and not tls, retryable=not tls
-            ) from exc
+                error,
+                never_sent=_never_sent(exc) and not tls,
+                retryable=not (tls or lasting),
+            ) from _forget_frames(exc)
+
+    def _read_body(self, raw: Any, deadline: float) -> bytes:
+        """Read and decode the whole body, within the byte cap and the deadline.
+
+        ``read1`` returns what one read of the socket gave (at most a piece), so the checks
+        run between pieces however slowly the server sends; urllib3 (>= 2.6) inflates a
+        compressed body at most a piece at a time.
+        """
+        limit = self._max_bytes
+        read1 = getattr(raw, "read1", None)
+        if read1 is None:  # a caller's adapter with a raw of its own: read pieces of it
+            read1 = _ReadPieces(raw)
+        first = read1(_READ_PIECE, decode_content=True)
+        if not first:
+            return b""
+        pieces = [first]
+        total = len(first)
+        while True:
+            if total > limit:
+                raise _BodyFailure("size")
+            if time.monotonic() > deadline:
+                raise _BodyFailure("deadline")
+            piece = read1(_READ_PIECE, decode_content=True)
+            if not piece:
+                break
+            pieces.append(piece)
+            total += len(piece)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def _late(self, method: str, url: str) -> RequestTimeoutError:
+        return RequestTimeoutError(
+            f"{method} {_strip_query(url)} did not complete within its deadline of "
+            f"{self._deadline:g} s",
+            method=method,
+            url=_strip_query(url),
+        )
 
     def _backoff(self, attempt: int) -> float:
         return self._rng.uniform(0.0, min(BACKOFF_MAX, BACKOFF_BASE * (2**attempt)))
@@ -592,32 +939,64 @@ class HttpTransport:
             raise ClientClosedError("the client was closed while waiting to retry")
 
 
-class _Failed(Exception):
-    """Internal: a translated transport failure and whether it may be retried."""
+class _ReadPieces:
+    """``read1`` for a raw body that only has ``read(amt)`` (a caller's own adapter)."""
 
-    def __init__(self, error: TransportError, *, never_sent: bool, retryable: bool) -> None:
-        super().__init__(error.message)
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    def __call__(self, amount: int, decode_content: bool = True) -> bytes:
+        return bytes(self.raw.read(amount))
+
+
+class _BodyFailure(Exception):
+    """Internal: reading the body stopped at the size cap or at the deadline."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+    def error(self, method: str, where: str, limit: int, deadline: float) -> ChatError:
+        if self.kind == "size":
+            return ResponseTooLargeError(
+                f"{method} {where}: the response body is larger than the limit of {limit} "
+                "bytes (max_response_bytes)",
+                limit=limit,
+            )
+        return RequestTimeoutError(
+            f"{method} {where} did not complete within its deadline of {deadline:g} s "
+            "(the body was still arriving)",
+            method=method,
+            url=where,
+        )
+
+
+class _Failed(Exception):
+    """Internal: a translated failure and whether it may be retried."""
+
+    def __init__(self, error: ChatError, *, never_sent: bool, retryable: bool) -> None:
+        super().__init__(str(error))
         self.error = error
         self.never_sent = never_sent
         self.retryable = retryable
+
+
+def _prepare(method: str, url: str, auth: _AuthHeaders, body: bytes | None) -> Any:
+    """The request to send; made here so no frame of ``_send_once`` holds it (or the headers)."""
+    prepared = requests.PreparedRequest()
+    prepared.method = method
+    prepared.url = url
+    if body is None:
+        prepared.headers = auth.get  # type: ignore[assignment]  # any mapping works downstream
+    else:
+        prepared.headers = {**auth.post, "Content-Length": str(len(body))}  # type: ignore[assignment]
+    prepared.body = body
+    return prepared
 
 
 def _origin(scheme: str, host: str | None, port: int | None) -> tuple[str, str, int]:
     scheme = scheme.lower()
     default = {"https": 443, "http": 80}.get(scheme, -1)
     return (scheme, (host or "").lower(), port if port is not None else default)
-
-
-def decode_json(response: requests.Response, method: str, url: str) -> Any:
-    """A success body as JSON (``None`` when empty); ``DecodeError`` when it is not JSON."""
-    content = response.content
-    if not content or not content.strip():
-        return None
-    try:
-        return json.loads(content)
-    except ValueError:
-        kind = response.headers.get("Content-Type", "unknown").split(";")[0]
-        raise DecodeError(
-            f"{method} {_strip_query(url)} answered {response.status_code} with a body that is "
-            f"not JSON ({kind})"
-        ) from None

@@ -11,6 +11,11 @@ inverse of ``next_page()`` (same items, same order, none skipped) and costs no r
 message beyond the page is always looked for, so ``has_next`` is true iff another chat message
 exists. Raw pages are requested larger than the chat page, which saves requests when most
 messages of a conversation are not chat messages.
+
+A server could hand out fresh ``next`` cursors forever with no chat message of the address on
+them. One call (``get_messages``, ``next_page``) or one step of an iteration therefore walks at
+most :data:`MAX_RAW_PAGES_PER_STEP` raw pages before raising :class:`PageLimitError`; the
+generic :meth:`Page.iter_pages` allows as many empty pages in a row.
 """
 
 from __future__ import annotations
@@ -21,15 +26,25 @@ from typing import Any, Generic, TypeVar
 
 from ._convert import decoder
 from ._http import HttpTransport
-from .errors import DecodeError, UnsafeLinkError
+from ._validate import MAX_PAGE_SIZE
+from .errors import DecodeError, PageLimitError, UnsafeLinkError
 from .models import ConversationChatMessage
 
-__all__ = ["MAX_PAGE_SIZE", "ChatPage", "Page", "iter_chat_messages", "raw_page_size"]
+__all__ = [
+    "MAX_PAGE_SIZE",
+    "MAX_RAW_PAGES_PER_STEP",
+    "ChatPage",
+    "Page",
+    "iter_chat_messages",
+    "raw_page_size",
+]
 
 T = TypeVar("T")
 
-#: The largest ``page_size`` the service accepts.
-MAX_PAGE_SIZE = 1000
+#: The most raw pages one call or one iteration step reads while looking for chat messages
+#: (100 pages of up to 1,000 messages: a conversation would need 100,000 non-chat messages in
+#: a row to reach it).
+MAX_RAW_PAGES_PER_STEP = 100
 
 
 def raw_page_size(page_size: int) -> int:
@@ -212,16 +227,24 @@ class Page(_PageBase[T]):
 
         Raises:
             UnsafeLinkError: The ``next`` links loop.
+            PageLimitError: :data:`MAX_RAW_PAGES_PER_STEP` empty pages in a row.
         """
         page: Page[T] | None = self
         seen = {self._url}
+        empty = 0
         while page is not None:
             yield page
+            empty = 0 if page.data else empty + 1
             url = page._next_url
             if url is None:
                 return
             if url in seen:
                 raise UnsafeLinkError("the pagination links loop; stopped")
+            if empty >= MAX_RAW_PAGES_PER_STEP:
+                raise PageLimitError(
+                    f"{empty} empty pages in a row and the server still announces more; stopped",
+                    limit=MAX_RAW_PAGES_PER_STEP,
+                )
             seen.add(url)
             page = page._fetcher.fetch(url)
 
@@ -260,10 +283,23 @@ class _ChatHistory:
         self.raw_requests = 0
 
     def ensure(self, count: int) -> None:
-        """Read raw pages until ``count`` chat messages are known or the history ends."""
+        """Read raw pages until ``count`` chat messages are known or the history ends.
+
+        Raises:
+            PageLimitError: :data:`MAX_RAW_PAGES_PER_STEP` raw pages were read and more are
+                announced, without reaching ``count``.
+        """
         with self._lock:
+            walked = 0
             while len(self.messages) < count and self._next_url is not None:
+                if walked >= MAX_RAW_PAGES_PER_STEP:
+                    raise PageLimitError(
+                        f"read {walked} raw pages of {self.address_id!r} in one step and the "
+                        "server still announces more without enough chat messages; stopped",
+                        limit=MAX_RAW_PAGES_PER_STEP,
+                    )
                 self._read_one()
+                walked += 1
 
     def _read_one(self) -> None:
         url = self._next_url
@@ -316,10 +352,13 @@ class ChatPage(_PageBase[ConversationChatMessage]):
     data: list[ConversationChatMessage]
 
     def __init__(self, history: _ChatHistory, start: int, page_size: int) -> None:
-        history.ensure(start + page_size + 1)  # +1: the look-ahead that decides has_next
+        # Every attribute is set before the fetch, so a repr taken while it fails (a
+        # traceback tool capturing locals) works.
         self._history = history
         self._start = start
         self.page_size = page_size
+        self.data = []
+        history.ensure(start + page_size + 1)  # +1: the look-ahead that decides has_next
         self.data = history.messages[start : start + page_size]
 
     @property

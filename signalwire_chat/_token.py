@@ -17,7 +17,8 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import InsecureURLError, InvalidArgumentError, TokenError
+from ._validate import check_token
+from .errors import InsecureURLError, InvalidArgumentError, InvalidArgumentTypeError, TokenError
 
 __all__ = [
     "DEFAULT_RELAY_URL",
@@ -32,7 +33,7 @@ __all__ = [
 DEFAULT_REST_URL = "https://fabric.signalwire.com"
 DEFAULT_RELAY_URL = "wss://relay.signalwire.com/"
 
-_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 # A host name or IPv4 literal with an optional port, or a bracketed IPv6 literal with one.
 _HOST = re.compile(
     r"^(?:(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
@@ -43,12 +44,14 @@ _HOST = re.compile(
 def token_shape_ok(token: str) -> bool:
     """Whether ``token`` looks like a compact JWS (3 parts) or JWE (5 parts).
 
-    Only the shape is checked: base64url parts, a non-empty header. Nothing is verified.
+    Only the shape is checked: base64url parts, a non-empty header, nothing else (no
+    whitespace, no trailing newline). Nothing is verified.
     """
-    parts = token.split(".")
-    if len(parts) not in (3, 5) or not parts[0]:
+    try:
+        check_token(token, "token")
+    except (TokenError, InvalidArgumentTypeError):
         return False
-    return all(_B64URL.match(part) for part in parts)
+    return True
 
 
 def read_token_header(token: str) -> dict[str, Any] | None:
@@ -62,7 +65,7 @@ def read_token_header(token: str) -> dict[str, Any] | None:
         bad base64url, not a JSON object).
     """
     parts = token.split(".") if isinstance(token, str) else []
-    if len(parts) not in (3, 5) or not parts[0] or not _B64URL.match(parts[0]):
+    if len(parts) not in (3, 5) or not parts[0] or not _B64URL.fullmatch(parts[0]):
         return None
     first = parts[0]
     try:
@@ -74,11 +77,16 @@ def read_token_header(token: str) -> dict[str, Any] | None:
 
 
 def is_loopback_host(host: str | None) -> bool:
-    """Whether ``host`` is ``localhost``, in 127.0.0.0/8 or ``::1``."""
+    """Whether ``host`` is ``localhost`` itself or a loopback address (127.0.0.0/8, ``::1``).
+
+    Names under ``.localhost`` do not count: RFC 6761 lets resolvers send them to loopback,
+    but many (glibc with a plain hosts file among them) ask DNS, so plain text could leave the
+    machine.
+    """
     if not host:
         return False
     host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -97,8 +105,6 @@ def check_url(url: str, *, kind: str, allow_insecure: bool = False) -> str:
             a query or a fragment.
         InsecureURLError: A plain-text scheme to a non-loopback host without ``allow_insecure``.
     """
-    from .errors import InvalidArgumentTypeError
-
     if not isinstance(url, str):
         raise InvalidArgumentTypeError(f"{kind}_url must be a string, not {type(url).__name__}")
     secure, plain = ("https", "http") if kind == "rest" else ("wss", "ws")
@@ -133,7 +139,7 @@ def check_url(url: str, *, kind: str, allow_insecure: bool = False) -> str:
 
 
 def _check_host(host: str, what: str) -> str:
-    if not isinstance(host, str) or not _HOST.match(host):
+    if not isinstance(host, str) or not _HOST.fullmatch(host):
         raise InvalidArgumentError(
             f"{what} must be a bare host name such as 'puc.signalwire.com' "
             "(no scheme, path or credentials)"

@@ -14,7 +14,9 @@ handlers keep working (``except ValueError``, ``except TimeoutError``)::
     │   ├── ConnectError (ConnectionError)    could not connect; the request surely was not sent
     │   └── RequestTimeoutError (TimeoutError)
     ├── DecodeError (ValueError)              a response body that is not what the protocol says
+    │   └── ResponseTooLargeError             a body larger than max_response_bytes
     ├── UnsafeLinkError                       a pagination link to another origin, or a link cycle
+    │   └── PageLimitError                    more raw pages than allowed walked in one step
     ├── APIError                              the service answered with an error status
     │   ├── BadRequestError                   400
     │   ├── AuthenticationError               401 (and a refused realtime connect)
@@ -53,11 +55,13 @@ __all__ = [
     "MessagesMayBeMissingError",
     "NoAddressError",
     "NotFoundError",
+    "PageLimitError",
     "PermissionDeniedError",
     "RateLimitError",
     "RealtimeAuthenticationError",
     "RealtimeError",
     "RequestTimeoutError",
+    "ResponseTooLargeError",
     "ServerError",
     "SlowCallbackError",
     "TokenError",
@@ -135,8 +139,35 @@ class DecodeError(ChatError, ValueError):
         self.field = field
 
 
+class ResponseTooLargeError(DecodeError):
+    """A response body grew past ``max_response_bytes`` (decoded); reading stopped there.
+
+    Attributes:
+        limit: The cap in bytes.
+    """
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
 class UnsafeLinkError(ChatError):
     """A pagination link names another origin than the REST base, or the links loop."""
+
+
+class PageLimitError(UnsafeLinkError):
+    """One call or iteration step walked more raw pages than allowed without being done.
+
+    A server that hands out fresh ``next`` cursors with no chat messages of the address would
+    otherwise keep the call going forever.
+
+    Attributes:
+        limit: The number of raw pages walked.
+    """
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class FabricErrorDetail:

@@ -60,6 +60,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._validate import check_address_id as _check_address
 from ..errors import (
     ClientClosedError,
     InvalidArgumentError,
@@ -554,11 +555,7 @@ def _route(target: Any) -> Route:
     """A :class:`Route` as given, or the address dialect's route of an address id."""
     if isinstance(target, Route):
         return target
-    if not isinstance(target, str):
-        raise InvalidArgumentTypeError(f"address_id must be a str, not {type(target).__name__}")
-    if not target or target != target.strip():
-        raise InvalidArgumentError("address_id must be a non-empty string without spaces")
-    return Route.address(target)
+    return Route.address(_check_address(target))
 
 
 class RealtimeHub:

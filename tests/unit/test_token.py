@@ -113,13 +113,16 @@ def test_bad_ch_in_header_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "host", ["localhost", "127.0.0.1", "127.5.6.7", "::1", "[::1]", "a.localhost"]
+    "host", ["localhost", "LocalHost", "127.0.0.1", "127.5.6.7", "::1", "[::1]"]
 )
 def test_loopback(host: str) -> None:
     assert is_loopback_host(host)
 
 
-@pytest.mark.parametrize("host", ["10.0.0.1", "example.com", "128.0.0.1", "", None])
+@pytest.mark.parametrize(
+    "host",
+    ["10.0.0.1", "example.com", "128.0.0.1", "", None, "a.localhost", "localhost.x"],
+)
 def test_not_loopback(host: str | None) -> None:
     assert not is_loopback_host(host)
 

@@ -1,0 +1,275 @@
+"""The one validation module: what each public entry refuses, and that they all agree.
+
+The client points at a closed port: a refused call raises our error; a call that got out would
+raise ConnectError instead, so "nothing was sent" is what these tests check.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import types
+from collections import UserDict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from signalwire_chat import (
+    AuthenticationError,
+    ChatClient,
+    ConnectError,
+    InsecureURLError,
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
+    TokenError,
+)
+from signalwire_chat._auth import Credentials
+from signalwire_chat._validate import (
+    MAX_JSON_BYTES,
+    MAX_JSON_DEPTH,
+    check_json_object,
+    json_depth_exceeds,
+)
+
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXNlY3JldA"
+
+
+def _closed_port_url() -> str:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def client() -> Iterator[ChatClient]:
+    with ChatClient(
+        TOKEN, rest_url=_closed_port_url(), relay_url="ws://127.0.0.1:1/", max_retries=0
+    ) as c:
+        yield c
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+def _at_stack_depth(headroom: int, fn: Callable[[], Any]) -> Any:
+    """Call ``fn`` with only ``headroom`` frames left before the recursion limit."""
+    target = sys.getrecursionlimit() - headroom
+
+    def dive(level: int) -> Any:
+        if level >= target:
+            return fn()
+        return dive(level + 1)
+
+    current = len(_stack())
+    return dive(current)
+
+
+def _stack() -> list[Any]:
+    frame = sys._getframe()
+    frames = []
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back  # type: ignore[assignment]
+    return frames
+
+
+# --- tokens (issue 10, item 1) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", ["\n", "\r\n", " ", "\t"])
+def test_token_with_trailing_whitespace_is_refused_at_construction(suffix: str) -> None:
+    with pytest.raises(TokenError) as info:
+        ChatClient(TOKEN + suffix, rest_url=_closed_port_url())
+    assert TOKEN not in str(info.value)
+    assert "whitespace" in str(info.value)
+    assert TOKEN.split(".")[2] not in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [" " + TOKEN, TOKEN.replace(".", ". ", 1), TOKEN + "\x00"])
+def test_token_with_whitespace_or_nul_inside_is_refused(bad: str) -> None:
+    with pytest.raises(TokenError) as info:
+        Credentials(bad)
+    assert TOKEN.split(".")[2] not in str(info.value)
+
+
+def test_token_source_returning_a_trailing_newline(client: ChatClient) -> None:
+    creds = Credentials(lambda: TOKEN + "\n")
+    with pytest.raises(AuthenticationError) as info:
+        _ = creds.token
+    assert TOKEN.split(".")[2] not in str(info.value)
+    assert "whitespace" in str(info.value)
+    with (
+        ChatClient(lambda: TOKEN + "\n", rest_url=_closed_port_url(), max_retries=0) as c,
+        pytest.raises(AuthenticationError),
+    ):
+        c.get_messages("room")
+
+
+# --- one set of rules for every entry (the "one validation module" item) --------------------
+
+REFUSED_IDS: list[tuple[Any, type[Exception]]] = [
+    (" room", InvalidArgumentError),
+    ("room ", InvalidArgumentError),
+    ("room\n", InvalidArgumentError),
+    ("a\x7fb", InvalidArgumentError),
+    ("x" * 257, InvalidArgumentError),
+    ("ro\ud800om", InvalidArgumentError),
+    ("..", InvalidArgumentError),
+    (None, InvalidArgumentTypeError),
+]
+
+
+@pytest.mark.parametrize(("address_id", "error"), REFUSED_IDS)
+def test_every_entry_gives_the_same_answer(
+    client: ChatClient, address_id: Any, error: type[Exception]
+) -> None:
+    calls: list[Callable[[], Any]] = [
+        lambda: client.get_messages(address_id),
+        lambda: client.iter_messages(address_id),
+        lambda: client.send_message(address_id, "hi"),
+        lambda: client.join(address_id),
+        lambda: client.subscribe(address_id, print),
+        lambda: client.stream_messages(address_id),
+    ]
+    if address_id is not None:
+        calls.append(lambda: client.get_address(id=address_id))
+    for call in calls:
+        with pytest.raises(error):
+            call()
+
+
+def test_an_accepted_id_is_sent(client: ChatClient) -> None:
+    # The control for the tests above: a good id does reach the (closed) port.
+    with pytest.raises(ConnectError):
+        client.get_messages("room with inner spaces")
+
+
+# --- bad input that escaped the error contract (issue 10, item 7) ---------------------------
+
+
+@pytest.mark.parametrize("text", ["\ud800", "a\udfffb", "\udc80" * 3])
+def test_lone_surrogates_in_text(client: ChatClient, text: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="surrogate"):
+        client.send_message("room", text)
+
+
+def test_lone_surrogates_in_metadata(client: ChatClient) -> None:
+    with pytest.raises(InvalidArgumentError, match="surrogate"):
+        client.send_message("room", "hi", metadata={"k": "\ud800"})
+    with pytest.raises(InvalidArgumentError, match="surrogate"):
+        client.send_message("room", "hi", metadata={"\udc00": 1})
+    with pytest.raises(InvalidArgumentError, match="surrogate"):
+        client.send_message("room", "hi", details={"k": ["ok", "\ud83d"]})
+
+
+def test_surrogates_in_filters_and_names(client: ChatClient) -> None:
+    with pytest.raises(InvalidArgumentError):
+        client.get_addresses(display_name="\ud800")
+    with pytest.raises(InvalidArgumentError):
+        client.get_address(name="x\ud800")
+
+
+def test_self_referencing_metadata(client: ChatClient) -> None:
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    with pytest.raises(InvalidArgumentError, match="cycle"):
+        client.send_message("room", "hi", metadata=loop)
+    listed: list[Any] = []
+    listed.append(listed)
+    with pytest.raises(InvalidArgumentError, match="cycle"):
+        client.send_message("room", "hi", details={"l": listed})
+
+
+def test_shared_but_acyclic_values_are_fine() -> None:
+    shared = {"x": 1}
+    assert check_json_object({"a": shared, "b": [shared, shared]}, "metadata") == {
+        "a": {"x": 1},
+        "b": [{"x": 1}, {"x": 1}],
+    }
+
+
+def test_deep_metadata_is_refused_even_from_a_deep_stack(client: ChatClient) -> None:
+    deep = _nested(960)
+
+    def call() -> None:
+        client.send_message("room", "hi", metadata=deep)
+
+    with pytest.raises(InvalidArgumentError, match="deeper than"):
+        _at_stack_depth(60, call)
+
+
+def test_depth_and_size_limits_are_the_documented_numbers(client: ChatClient) -> None:
+    assert check_json_object(_nested(MAX_JSON_DEPTH), "metadata")
+    with pytest.raises(InvalidArgumentError, match=f"deeper than {MAX_JSON_DEPTH}"):
+        check_json_object(_nested(MAX_JSON_DEPTH + 1), "metadata")
+    # {"k":"..."} is 8 bytes of framing around the value.
+    assert check_json_object({"k": "x" * (MAX_JSON_BYTES - 8)}, "details")
+    with pytest.raises(InvalidArgumentError, match=str(MAX_JSON_BYTES)):
+        check_json_object({"k": "x" * (MAX_JSON_BYTES - 7)}, "details")
+    # Multi-byte characters count as their UTF-8 bytes.
+    with pytest.raises(InvalidArgumentError):
+        check_json_object({"k": "é" * (MAX_JSON_BYTES // 2)}, "details")
+    with pytest.raises(InvalidArgumentError):
+        client.send_message("room", "hi", metadata=_nested(MAX_JSON_DEPTH + 1))
+
+
+def test_non_str_keys_and_unserialisable_values(client: ChatClient) -> None:
+    for bad in ({1: "x"}, {"a": {None: 1}}, {"a": b"x"}, {"a": {1, 2}}, {"a": object()}):
+        with pytest.raises(InvalidArgumentTypeError):
+            client.send_message("room", "hi", metadata=bad)
+
+
+def test_any_mapping_is_sent_as_a_plain_object(client: ChatClient) -> None:
+    proxy = types.MappingProxyType({"a": UserDict({"b": (1, 2.5, None, True)})})
+    assert check_json_object(proxy, "metadata") == {"a": {"b": [1, 2.5, None, True]}}
+    with pytest.raises(ConnectError):  # accepted, serialised, and sent (to the closed port)
+        client.send_message("room", "hi", metadata=proxy)
+
+
+def test_json_depth_exceeds_never_recurses() -> None:
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    assert json_depth_exceeds(deep)
+    assert not json_depth_exceeds(_nested(MAX_JSON_DEPTH))
+    assert json_depth_exceeds(_nested(MAX_JSON_DEPTH + 1))
+    assert not json_depth_exceeds("scalar")
+
+
+# --- loopback (issue 10, item 10) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["http://anything.localhost:8080", "http://localhost.evil.com"])
+def test_names_under_localhost_are_not_loopback(url: str) -> None:
+    with pytest.raises(InsecureURLError):
+        ChatClient(TOKEN, rest_url=url)
+
+
+def test_localhost_itself_and_loopback_addresses_are(client: ChatClient) -> None:
+    for url in ("http://localhost:1", "http://127.0.0.2:1", "http://[::1]:1"):
+        with ChatClient(TOKEN, rest_url=url, relay_url="ws://localhost:1/"):
+            pass
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error"),
+    [
+        ("deadline", 0, InvalidArgumentError),
+        ("deadline", float("inf"), InvalidArgumentError),
+        ("deadline", "60", InvalidArgumentTypeError),
+        ("deadline", True, InvalidArgumentTypeError),
+        ("max_response_bytes", 100, InvalidArgumentError),
+        ("max_response_bytes", 1.5e6, InvalidArgumentTypeError),
+        ("max_response_bytes", None, InvalidArgumentTypeError),
+    ],
+)
+def test_deadline_and_body_cap_options(option: str, value: Any, error: type[Exception]) -> None:
+    with pytest.raises(error, match=option):
+        ChatClient(TOKEN, rest_url=_closed_port_url(), **{option: value})
