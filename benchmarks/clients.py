@@ -252,7 +252,7 @@ def naive_loop(p: dict[str, Any], on_message: Callable[[dict[str, Any]], None]) 
                     message = params["params"]
                     if (
                         message.get("subtype") == "chat"
-                        and message.get("conversation_id") == _bench.ADDRESS_ID
+                        and message.get("group_id") == _bench.GROUP_ID
                     ):
                         on_message(message)
             elif method == "signalwire.ping":
@@ -295,7 +295,12 @@ def with_ours(p: dict[str, Any], on_message: Callable[[Any], None]) -> None:
         p["stop"].set()
 
     try:
-        subscription = client.subscribe(_bench.ADDRESS_ID, on_message, on_error=on_error)
+        # The group dialect's subscription to a known group: no REST call before the socket.
+        import signalwire_chat
+
+        group = getattr(signalwire_chat, "Group", None)
+        target = _bench.ADDRESS_ID if group is None else group(id=_bench.GROUP_ID)
+        subscription = client.subscribe(target, on_message, on_error=on_error)
         if not p["stop"].wait(p["deadline"]):
             raise TimeoutError("our client did not deliver the events in time")
         subscription.cancel()

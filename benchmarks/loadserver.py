@@ -30,15 +30,23 @@ import _wsproto
 
 ADDRESS = _bench.ADDRESS_ID.encode()
 SUBSCRIBER = _bench.SUBSCRIBER_ID.encode()
+GROUP = _bench.GROUP_ID.encode()
+#: Every session's protocol, so the pre-encoded events' channel names it (the group dialect's
+#: clients drop events whose channel does not name their session).
+PROTOCOL = "signalwire_bench_channel"
 
 EVENT_TEMPLATE = (
     b'{"jsonrpc":"2.0","id":"00000000-0000-4000-8000-%012d","method":"signalwire.event",'
     b'"params":{"event_type":"conversation.message","event_channel":"signalwire_bench_channel",'
-    b'"timestamp":%s,"params":{"id":"10000000-0000-4000-8000-%012d","conversation_id":"'
+    b'"timestamp":%s,"is_author":false,"params":{"id":"10000000-0000-4000-8000-%012d",'
+    b'"group_id":"'
+    + GROUP
+    + b'","conversation_id":"'
     + ADDRESS
     + b'","user_id":"'
     + SUBSCRIBER
-    + b'","from_address_id":"aaaaaaaa-0000-4000-8000-00000000a001","address_id":"'
+    + b'","from_fabric_address_id":"aaaaaaaa-0000-4000-8000-00000000a001"'
+    + b',"from_address_id":"aaaaaaaa-0000-4000-8000-00000000a001","address_id":"'
     + ADDRESS
     + b'","ts":%s,"details":{},"metadata":{},"type":"message","subtype":"chat","kind":null,'
     b'"text":"benchmark message number %012d","conversation_name":"Bench room",'
@@ -72,7 +80,7 @@ def connect_result(request_id: str) -> bytes:
                 "project_id": "11111111-2222-4333-8444-555555555555",
             },
         },
-        "protocol": f"signalwire_{jti}_{uuid.uuid4()}_{uuid.uuid4()}",
+        "protocol": PROTOCOL,
         "ice_servers": [],
     }
     body = {"jsonrpc": "2.0", "id": request_id, "result": result}
