@@ -513,3 +513,20 @@ def test_group_events_of_another_session_are_dropped_and_odd_values_route_nowher
         assert got.errors == []
     finally:
         hub.close()
+
+
+def test_an_event_whose_message_id_is_not_a_string_does_not_stop_delivery(
+    setup: Setup, relay: HostileRelay
+) -> None:
+    hub, got, peer = subscribed(setup, relay)
+    try:
+        bad = event(setup, "bad id", id=["not", "a", "string"])
+        bad["params"]["timestamp"] = "1700000000.5"  # v4's types say a string: accepted
+        peer.send(text(bad))
+        assert peer.next_json() == {"jsonrpc": "2.0", "id": bad["id"], "result": {}}
+        deliver_and_ack(setup, peer, got, "after the bad one", 1)
+        assert [type(e).__name__ for e in got.errors] == ["DecodeError"]
+        assert hub.state is ConnectionState.CONNECTED
+        deliver_and_ack(setup, peer, got, "and still alive", 2)
+    finally:
+        hub.close()
