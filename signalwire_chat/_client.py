@@ -602,6 +602,8 @@ class ChatClient:
             ClientClosedError: The client is closed.
             APIError: The service refused (e.g. PermissionDeniedError for a non-member).
             TransportError: The request failed at the network level.
+            PageLimitError: The service kept handing out pages without chat messages
+                (more raw pages than the bound allows for one page).
         """
         target = self._target(address_id)
         page_size = _check_page_size(page_size)
@@ -627,6 +629,8 @@ class ChatClient:
 
         Raises:
             InvalidArgumentError: Bad arguments (raised at once, before iterating).
+            PageLimitError: While iterating: the service kept handing out pages without
+                chat messages (more raw pages than the bound allows for one step).
         """
         target = self._target(address_id)
         page_size = _check_page_size(page_size)

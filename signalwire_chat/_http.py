@@ -212,7 +212,7 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def _server_text(value: object, secrets: Iterable[str], keep: int = _TEXT_KEEP) -> str | None:
+def server_text(value: object, secrets: Iterable[str], keep: int = _TEXT_KEEP) -> str | None:
     """A short piece of server text fit for a message or a log line, or ``None``."""
     if not isinstance(value, str) or not value:
         return None
@@ -282,20 +282,20 @@ def error_from_response(
         raw_errors = body.get("errors")
         if isinstance(raw_errors, list):
             errors = [FabricErrorDetail.from_wire(e) for e in raw_errors if isinstance(e, dict)]
-        message = _server_text(next((e.message for e in errors if e.message), None), secrets, 500)
+        message = server_text(next((e.message for e in errors if e.message), None), secrets, 500)
         if not message:
             for key in ("message", "error_description", "error", "detail"):
-                message = _server_text(body.get(key), secrets, 500)
+                message = server_text(body.get(key), secrets, 500)
                 if message:
                     break
     if not message:
-        message = _server_text(reason, secrets) or "HTTP error"
+        message = server_text(reason, secrets) or "HTTP error"
         if text.strip() and body is None:
-            kind = _server_text(headers.get("Content-Type"), secrets) or "unknown content type"
+            kind = server_text(headers.get("Content-Type"), secrets) or "unknown content type"
             message = f"{message} (non-JSON body, {kind.split(';')[0]})"
     request_id = None
     for header in _REQUEST_ID_HEADERS:
-        request_id = _server_text(headers.get(header), secrets)
+        request_id = server_text(headers.get(header), secrets)
         if request_id:
             break
     kwargs: dict[str, Any] = {
@@ -345,7 +345,7 @@ def decode_body(
             f"{method} {_strip_query(url)} answered {status} with JSON nested too deeply to decode"
         ) from None
     except ValueError:
-        kind = _server_text(content_type, ()) or "unknown"
+        kind = server_text(content_type, ()) or "unknown"
         raise DecodeError(
             f"{method} {_strip_query(url)} answered {status} with a body that is not JSON "
             f"({kind.split(';')[0]})"
@@ -691,7 +691,7 @@ class HttpTransport:
         except ValueError:
             raise UnsafeLinkError("refusing a malformed pagination link") from None
         if parts.username is not None or parts.password is not None or origin != self._origin:
-            host = _server_text(parts.hostname, self._credentials.secrets, 100)
+            host = server_text(parts.hostname, self._credentials.secrets, 100)
             raise UnsafeLinkError(
                 f"refusing to follow a pagination link to {parts.scheme}://{host}: "
                 "only the REST base's own origin receives the token"

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import websocket
 
+from .._http import server_text
 from ..errors import AuthenticationError, RealtimeAuthenticationError
 from . import _frames
 from ._frames import (
@@ -757,13 +758,18 @@ class _SessionState:
         if rpc_id == self.connect_id and not self.connected:
             error = msg.get("error")
             if error is not None:
-                message = error.get("message") if isinstance(error, dict) else None
+                # The relay's words are untrusted: redacted (it may echo the token), cleaned
+                # of control characters and cut short before they reach an error or a log.
+                secrets = (*conn._credentials.secrets, conn._token or "")
+                raw = error.get("message") if isinstance(error, dict) else None
+                message = server_text(raw, [s for s in secrets if s])
                 code = error.get("code") if isinstance(error, dict) else None
+                if type(code) is not int:
+                    code = None
                 if is_auth_error(error):
                     raise _AuthRefused(
                         RealtimeAuthenticationError(
-                            str(message or "signalwire.connect refused"),
-                            rpc_code=code if isinstance(code, int) else None,
+                            message or "signalwire.connect refused", rpc_code=code
                         )
                     )
                 raise _Dead(f"signalwire.connect failed: {message!r} (code {code!r})")

@@ -132,6 +132,10 @@ class CredentialsLike(Protocol):
     def refresh(self, stale: str | None = None) -> str:
         """Return a fresh token (raises ``AuthenticationError``)."""
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What to redact from anything the relay sends back."""
+
 
 class _Run:
     """The threads of one run, and the socket's resumption state they carry."""

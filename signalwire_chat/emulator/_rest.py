@@ -10,7 +10,8 @@ Project endpoints take HTTP Basic ``project_id:api_token``; subscriber endpoints
 - 415 a body that is not ``application/json``;
 - 422 validation: missing, empty (or blank) or too long ``text`` (the limit is the
   emulator's ``max_text_length``, 10,000 characters by default), ``metadata`` or
-  ``details`` that are not objects, ``page_size`` outside 1..1000, a bad ``page_token``.
+  ``details`` that are not objects, nested deeper than 32 levels or larger than 16 KiB of
+  JSON (the client's own limits), ``page_size`` outside 1..1000, a bad ``page_token``.
 
 Two dialects (protocol.md and protocol-group.md) are served at once, told apart by the
 request body:
@@ -224,12 +225,42 @@ def _optional_str(body: dict[str, Any], name: str) -> str | None:
     return value
 
 
+#: Limits on ``metadata`` and ``details``: an object is level 1 (``{"a": {}}`` is 2 deep),
+#: and the size is that of the compact UTF-8 JSON. The client refuses the same before sending.
+MAX_OBJECT_DEPTH = 32
+MAX_OBJECT_BYTES = 16 * 1024
+
+
+def _depth(value: Any) -> int:
+    """The nesting depth of a JSON value (iterative: a hostile body cannot recurse us deep)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_OBJECT_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def _optional_object(body: dict[str, Any], name: str) -> dict[str, Any] | None:
     value = body.get(name)
     if value is None:
         return None
     if not isinstance(value, dict):
         raise _invalid(name, f"{name} must be an object")
+    if _depth(value) > MAX_OBJECT_DEPTH:
+        raise _invalid(name, f"{name} is nested deeper than {MAX_OBJECT_DEPTH} levels")
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_OBJECT_BYTES:
+        raise _invalid(name, f"{name} is larger than {MAX_OBJECT_BYTES} bytes of JSON")
     return value
 
 

@@ -776,3 +776,32 @@ def test_junk_queries_never_make_a_server_error(emu: Emulator, api: Api, query: 
         assert response.status_code < 500, (path, query, response.text)
         if response.status_code >= 400:
             assert_fabric_error(response, response.status_code)
+
+
+def test_metadata_and_details_have_the_clients_depth_and_size_limits(
+    emu: Emulator, api: Api
+) -> None:
+    room = emu.create_room("limits")
+
+    def nested(depth: int) -> dict[str, Any]:
+        value: dict[str, Any] = {}
+        for _ in range(depth - 1):
+            value = {"k": value}
+        return value
+
+    body = {"conversation_id": room.id, "text": "deep"}
+    assert api.post("/api/fabric/messages", {**body, "metadata": nested(32)}).status_code == 201
+    for field in ("metadata", "details"):
+        too_deep = api.post("/api/fabric/messages", {**body, field: nested(33)})
+        assert_fabric_error(too_deep, 422)
+        assert field in too_deep.text
+        # 960 levels, as the poison message of the issue (written by hand: json.dumps of the
+        # test's own stack would recurse too deep).
+        raw = json.dumps(body)[:-1] + f', "{field}": ' + '{"k":' * 959 + "{}" + "}" * 959 + "}"
+        poison = api.post(
+            "/api/fabric/messages", data=raw, headers={"Content-Type": "application/json"}
+        )
+        assert_fabric_error(poison, 422)
+        too_big = api.post("/api/fabric/messages", {**body, field: {"x": "y" * 16_400}})
+        assert_fabric_error(too_big, 422)
+    assert [m["text"] for m in emu.messages(room.id)] == ["deep"]

@@ -28,6 +28,7 @@ from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from signalwire_chat._auth import Credentials
 from signalwire_chat._realtime import ConnectionState, RealtimeHub, RealtimeOptions, Route
+from signalwire_chat.errors import RealtimeAuthenticationError
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -81,9 +82,12 @@ class Peer:
         )
         self._feed(rest)
 
-    def answer_connect(self) -> None:
+    def answer_connect(self, error: dict[str, Any] | None = None) -> None:
         request = self.next_json()
         assert request["method"] == "signalwire.connect"
+        if error is not None:
+            self.send(text({"jsonrpc": "2.0", "id": request["id"], "error": error}))
+            return
         self.protocol = f"signalwire_hostile_{uuid.uuid4()}"
         self.send(
             text(
@@ -175,6 +179,8 @@ class HostileRelay:
         self._all: list[Peer] = []
         self._stop = threading.Event()
         self.errors: list[BaseException] = []
+        #: When set, every signalwire.connect is answered with this JSON-RPC error.
+        self.connect_error: dict[str, Any] | None = None
         self._thread = threading.Thread(target=self._accept, name="hostile-relay", daemon=True)
 
     def __enter__(self) -> HostileRelay:
@@ -203,7 +209,7 @@ class HostileRelay:
             self._all.append(peer)
             try:
                 peer.handshake()
-                peer.answer_connect()
+                peer.answer_connect(self.connect_error)
             except Exception as exc:
                 self.errors.append(exc)
                 continue
@@ -530,3 +536,25 @@ def test_an_event_whose_message_id_is_not_a_string_does_not_stop_delivery(
         deliver_and_ack(setup, peer, got, "and still alive", 2)
     finally:
         hub.close()
+
+
+def test_a_connect_refusal_echoing_the_token_is_redacted(
+    setup: Setup, relay: HostileRelay, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = setup.me.token
+    relay.connect_error = {"code": -32002, "message": f"invalid token {token}\x1b[2J" + "x" * 5000}
+    hub = make_hub(setup, relay)
+    caplog.set_level(logging.DEBUG)
+    try:
+        with pytest.raises(RealtimeAuthenticationError) as raised:
+            hub.subscribe(setup.target, Collector().on_message)
+        error = raised.value
+        assert error.rpc_code == -32002
+        assert "[redacted]" in str(error)
+        assert "\x1b" not in str(error)
+        assert len(str(error)) < 1000
+    finally:
+        hub.close()
+    for piece in (str(error), repr(error), caplog.text):
+        assert token not in piece
+        assert token.split(".")[0] not in piece  # not even its header
