@@ -40,6 +40,8 @@ EXTRAS = {"metadata": {"lang": "en"}, "details": {"thread": "t1"}}
 # namespace does not use; none of them is needed with a plain SAT (protocol-group.md §2).
 V4_ONLY_CONNECT = {"agent", "dpop_token", "contexts", "eventing", "topics"}
 SIDES = ("v4", "c001", "ours")
+# A group id that is not one path segment unless it is percent-encoded (group ids are opaque).
+AWKWARD_GROUP = "no/such?group#id"
 
 
 class Recorded:
@@ -119,7 +121,7 @@ def _wait_connected(client: Any) -> None:
 
 
 def run_ours(emu: Emulator, token: str, bob_address: str, received: list[Any]) -> list[Entry]:
-    from signalwire_chat import ChatClient
+    from signalwire_chat import APIError, ChatClient, Group
 
     arrived = threading.Event()
 
@@ -138,6 +140,8 @@ def run_ours(emu: Emulator, token: str, bob_address: str, received: list[Any]) -
             ours.send_message(bob_address, "extras", **EXTRAS)
             ours.get_messages(bob_address, page_size=3)
             ours.get_messages(bob_address, page_size=50)
+            with pytest.raises(APIError):
+                ours.get_messages(Group(id=AWKWARD_GROUP), page_size=3)
             wait_recorded(rec, is_ping_answer(rec), "an answer to a server ping")
             handle.cancel()
         wait_recorded(rec, lambda e: e["kind"] == "ws_close", "the socket closing")
@@ -184,6 +188,8 @@ def recorded(node_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             client.wait_for(obs_is("message"), start=mark, what="the pushed event")
             client.call("send", text="extras", **send, **EXTRAS)
             client.call("get_messages", group_id=rec.group_id, page_size=3)
+            refused = client.call_raw("get_messages", group_id=AWKWARD_GROUP, page_size=3)
+            assert not refused["ok"]
 
         rec.sides["v4"] = _run_official(
             emu, node_binary, JS_V4_DIR / "harness.cjs", alice.token, logs / "v4.log", v4_steps
@@ -315,6 +321,7 @@ def test_our_rest_calls_are_those_of_the_steps_and_no_more(recorded: Recorded) -
         ("POST", "/api/fabric/messages"),
         ("GET", recorded.history_path),
         ("GET", recorded.history_path),
+        ("GET", f"/api/fabric/conversations/{AWKWARD_GROUP}/messages"),
     ]
     assert ("GET", f"/api/fabric/addresses/{recorded.bob}") in [
         (e["method"], e["path"]) for e in recorded.http("v4")
@@ -322,6 +329,19 @@ def test_our_rest_calls_are_those_of_the_steps_and_no_more(recorded: Recorded) -
     assert ("GET", f"/api/fabric/addresses/{recorded.alice}") in [
         (e["method"], e["path"]) for e in recorded.http("c001")
     ]
+
+
+def test_group_id_is_one_path_segment_only_in_ours(recorded: Recorded) -> None:
+    # 0.0.1 pastes the group id into the path: "/" and "?" change the request. (v4 does not
+    # encode it either, protocol-group.md 1b H; its group ids come only from join answers.)
+    c001 = recorded.http("c001")[-1]
+    assert c001["path"] == "/api/fabric/conversations/no/such"
+    assert c001["query"] == {"group": [""]}  # "#id/messages?page_size=3" became a fragment
+    # Ours percent-encodes it: one segment (the recorded path is the decoded one), query intact.
+    ours = recorded.http("ours")[-1]
+    assert ours["path"] == f"/api/fabric/conversations/{AWKWARD_GROUP}/messages"
+    assert ours["query"] == {"page_size": ["100"]}
+    assert ours["status"] >= 400
 
 
 def test_rest_headers(recorded: Recorded) -> None:
