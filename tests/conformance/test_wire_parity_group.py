@@ -357,6 +357,15 @@ def test_rest_headers(recorded: Recorded) -> None:
             accept.setdefault(side, set()).add(headers.get("accept"))
     # v4 and ours ask for JSON on every request; 0.0.1 takes anything (Node's fetch default).
     assert accept == {"v4": {"application/json"}, "ours": {"application/json"}, "c001": {"*/*"}}
+    # The rest are transport defaults: Node's fetch, and ours.
+    for side in SIDES:
+        headers = {k.lower(): v for k, v in recorded.http(side)[0]["headers"].items()}
+        if side == "ours":
+            assert headers["user-agent"].startswith("signalwire-chat-python/")
+            assert headers["accept-encoding"] == "identity"
+        else:
+            assert headers["user-agent"] == "node", side
+            assert "gzip" in headers["accept-encoding"], side
 
 
 # -- realtime --------------------------------------------------------------------------------------
@@ -369,6 +378,11 @@ def test_socket_open_matches(recorded: Recorded) -> None:
         assert opened["path"] == "/", side
         assert "sec-websocket-protocol" not in headers, side
         assert "authorization" not in headers, side
+        offered = {k.lower(): v for k, v in opened["headers"].items()}.get(
+            "sec-websocket-extensions", ""
+        )
+        # The official clients (the ws package) offer compression; ours offers nothing.
+        assert offered.startswith("permessage-deflate") is (side != "ours"), (side, offered)
 
 
 def test_connect_params_match_apart_from_v4s_additions(recorded: Recorded) -> None:
@@ -459,6 +473,13 @@ def test_requests_of_the_client_after_connect(recorded: Recorded) -> None:
     }
     assert sent["ours"] == sent["c001"] == ["signalwire.connect"]
     assert sent["v4"] == ["signalwire.connect", "subscriber.online"]
+    # v4 opens the socket before it joins; ours joins in subscribe(), before the socket opens.
+    kinds = {
+        side: [e["kind"] for e in recorded.sides[side] if e["kind"] in ("http", "ws_open")]
+        for side in ("v4", "ours")
+    }
+    assert kinds["v4"][:2] == ["http", "ws_open"]  # subscriber/info, then the socket
+    assert kinds["ours"][:3] == ["http", "http", "ws_open"]  # subscriber/info, join, socket
 
 
 # -- live messages between the official clients and ours -------------------------------------------
