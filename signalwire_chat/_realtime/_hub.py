@@ -159,6 +159,7 @@ class _Run:
             on_state=lambda state: core._connection_state(self, state),
             on_connected=lambda first: core._connected(self, first),
             on_failed=lambda error: core._failed(self, error),
+            on_trouble=lambda error: core._trouble(self, error),
             resume=resume,
         )
 
@@ -422,6 +423,20 @@ class _Core:
         def report() -> None:
             if changed:
                 self._notify(ConnectionState.FAILED)
+            for sub in subs:
+                if sub.active:
+                    sub._report(error)
+
+        run.dispatcher.put_task(report)
+
+    def _trouble(self, run: _Run, error: BaseException) -> None:
+        """A transient failure (token source, relay): every subscription's ``on_error`` hears."""
+        with self._lock:
+            if run is not self._run:
+                return
+            subs = list(self._subs)
+
+        def report() -> None:
             for sub in subs:
                 if sub.active:
                     sub._report(error)

@@ -1,0 +1,78 @@
+"""Realtime through outages of what it depends on: the token source, the relay, the clocks.
+
+Each test here failed before the fix it guards (issue 9): a token-source outage ended
+delivery for good, a short session kept the back-off growing, clock disagreement lost
+messages, an unreachable relay was silent, close() during a stuck catch-up read left a
+thread and called back afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from test_realtime_support import FAST, Collector, Setup, wait_until
+
+from signalwire_chat import ChatClient, SubscriberTokenSource
+from signalwire_chat._realtime import ConnectionState, RealtimeOptions
+from signalwire_chat.errors import TokenUnavailableError
+
+TOKENS = "/api/fabric/subscribers/tokens"
+
+
+@pytest.fixture
+def short_tokens(emulator_factory) -> Iterator[Setup]:
+    s = Setup(emulator_factory(token_ttl=3.0), "group")
+    yield s
+    s.close()
+
+
+def _source_client(s: Setup, **options: object) -> ChatClient:
+    source = SubscriberTokenSource(
+        s.emu.space_url, s.emu.project_id, s.emu.api_token, s.me.reference
+    )
+    client = ChatClient(
+        source,
+        rest_url=s.emu.rest_url,
+        relay_url=s.emu.relay_url,
+        realtime=RealtimeOptions(**{**FAST, **options}),  # type: ignore[arg-type]
+    )
+    s.clients.append(client)
+    return client
+
+
+def test_a_token_source_outage_across_refresh_and_expiry_loses_nothing(
+    short_tokens: Setup,
+) -> None:
+    s = short_tokens
+    client = _source_client(s)
+    got = Collector()
+    sub = client.subscribe(s.room.id, got.on_message, got.on_error)
+    assert client.connection_state is ConnectionState.CONNECTED
+    expected = [f"before{i}" for i in range(3)]
+    for text in expected:
+        s.send(text)
+    assert got.wait_for(3) == expected
+    # The token endpoint answers 503 from now on: the refresh (at half the 3 s life) fails,
+    # the token expires, the relay ends the session, reconnects are refused until a fresh
+    # token comes.
+    s.emu.fail_next(503, path_prefix=TOKENS, times=100_000)
+    got.wait_error(TokenUnavailableError, timeout=10)
+    assert wait_until(lambda: client.connection_state is not ConnectionState.CONNECTED, 10)
+    for i in range(5):
+        text = f"down{i}"
+        s.send(text)
+        expected.append(text)
+    assert client.connection_state is not ConnectionState.FAILED
+    s.emu.clear_faults()  # the source recovers
+    assert wait_until(lambda: client.connection_state is ConnectionState.CONNECTED, 15)
+    for i in range(3):
+        text = f"after{i}"
+        s.send(text)
+        expected.append(text)
+    assert got.wait_for(len(expected), timeout=15) == expected
+    assert len({m.id for m in got.messages}) == len(expected)
+    outages = [e for e in got.errors if isinstance(e, TokenUnavailableError)]
+    assert len(outages) == 1, got.errors  # told once per outage
+    assert [e for e in got.errors if not isinstance(e, TokenUnavailableError)] == []
+    assert sub.active
