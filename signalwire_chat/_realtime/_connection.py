@@ -57,8 +57,6 @@ __all__ = ["Backoff", "Connection", "Routes", "is_auth_error", "parse_expires_at
 logger = logging.getLogger(__name__)
 
 _RECV_SIZE = 256 * 1024
-#: A connection that lived this long resets the back-off: the next retry is immediate.
-_STABLE_AFTER = 5.0
 _BACKOFF_BASE = 0.5
 #: Never refresh the token sooner than this after the previous refresh.
 _MIN_REFRESH_DELAY = 1.0

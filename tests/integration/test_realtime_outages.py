@@ -76,3 +76,53 @@ def test_a_token_source_outage_across_refresh_and_expiry_loses_nothing(
     assert len(outages) == 1, got.errors  # told once per outage
     assert [e for e in got.errors if not isinstance(e, TokenUnavailableError)] == []
     assert sub.active
+
+
+@pytest.fixture
+def setup(signalwire_emulator) -> Iterator[Setup]:
+    s = Setup(signalwire_emulator, "group")
+    yield s
+    s.close()
+
+
+def test_every_accepted_session_resets_the_back_off(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub = setup.hub(reconnect_max_delay=30.0)
+    got = Collector()
+    try:
+        hub.subscribe(setup.target, got.on_message, got.on_error)
+        caplog.set_level("INFO", logger="signalwire_chat._realtime._connection")
+        for round_ in range(6):  # sessions far shorter than a few seconds
+            before = setup.emu.connect_attempts
+            setup.emu.drop_connections()
+            assert wait_until(
+                lambda b=before: (
+                    setup.emu.connect_attempts > b  # type: ignore[misc]
+                    and hub.state is ConnectionState.CONNECTED
+                ),
+                10,
+            ), round_
+        delays = [r.getMessage() for r in caplog.records if "reconnecting in" in r.getMessage()]
+        assert delays == []  # each reconnect was immediate
+        setup.send("still")
+        assert got.wait_for(1) == ["still"]
+    finally:
+        hub.close()
+
+
+def test_a_relay_that_refuses_meets_a_growing_delay(setup: Setup) -> None:
+    hub = setup.hub(reconnect_max_delay=30.0, connect_timeout=0.5)
+    got = Collector()
+    try:
+        hub.subscribe(setup.target, got.on_message, got.on_error)
+        before = setup.emu.connect_attempts
+        setup.emu.refuse_connects(1000, code=-32000, message="overloaded")
+        setup.emu.drop_connections()
+        # Delays 0, <=0.5, <=1, <=2, <=4 ... : a storm would make dozens of attempts.
+        assert not wait_until(lambda: setup.emu.connect_attempts > before + 8, timeout=3.0)
+        assert hub.state is ConnectionState.RECONNECTING
+        setup.emu.refuse_connects(0)
+        assert wait_until(lambda: hub.state is ConnectionState.CONNECTED, 40)
+    finally:
+        hub.close()
