@@ -893,8 +893,8 @@ class ChatClient:
         the first subscription, and this call waits until it is established (at most
         ``RealtimeOptions.connect_timeout`` seconds). If that time passes (e.g. the network
         is down) the subscription is still returned, active: once connected, the messages
-        created meanwhile are fetched from the history (anchored at the time of this call on
-        this machine's clock, with a small tolerance). Called from inside a callback, it does
+        created meanwhile are fetched from the history (from its newest message id when this
+        ran: ids decide, never clocks). Called from inside a callback, it does
         not wait. Subscriptions survive reconnects; messages missed while disconnected are
         fetched from the history.
 

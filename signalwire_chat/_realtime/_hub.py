@@ -37,9 +37,11 @@ Nothing lost after ``subscribe()`` returns: when the hub is not connected,
 every event of a message created after it returns is routed to it. A refusal of
 the credentials is raised from ``subscribe()``. Should the wait time out (or
 should ``subscribe()`` run on one of the hub's own threads, where it never waits),
-the subscription is marked for a backfill on the first connect, anchored at the
-time it was made (less a small clock tolerance; duplicates are dropped by id); a
-403 or 404 on that backfill means not a member, and is only logged at DEBUG.
+the subscription is marked for a backfill on the first connect. Every catch-up
+read is anchored on ids, never on clocks: it stops at the last delivered id, or,
+before any delivery, at the newest id of the history read when ``subscribe()``
+ran, so no client or server clock step can lose or resurrect a message; a 403
+or 404 on the first connect's read means not a member, and is only logged at DEBUG.
 
 Notebook cells: a subscription whose callback was defined in an interactive cell
 replaces a live one on the same address whose callback has the same qualified
@@ -71,7 +73,7 @@ from ._connection import Connection, Routes
 from ._dispatcher import Dispatcher, Watchdog
 from ._options import ConnectionState, RealtimeOptions
 from ._stream import MessageStream
-from ._subscriptions import Route, Subscription
+from ._subscriptions import Anchor, Route, Subscription
 
 if TYPE_CHECKING:
     from ..models import ConversationChatMessage
@@ -252,6 +254,11 @@ class _Core:
                 raise InvalidArgumentTypeError(f"{name} must be callable or None")
         self._check_fork()
         may_wait = not on_realtime_thread()
+        if self._closed:
+            raise ClientClosedError("the realtime hub is closed")
+        # Where this subscription starts, in the service's terms (its history's newest id),
+        # read before it is routed: catch-up reads stop there, whatever the clocks say.
+        anchor = Anchor.read(self.history, route)
         with self._lock:
             if self._closed:
                 raise ClientClosedError("the realtime hub is closed")
@@ -265,6 +272,7 @@ class _Core:
                 on_update=on_update,
             )
             sub.on_end = on_end
+            sub.anchor = anchor
             origin = sub.cell_origin
             replaced = [
                 old
@@ -636,9 +644,10 @@ class RealtimeHub:
         history). When the hub is not connected yet, this waits until it is, at
         most ``connect_timeout`` seconds; if that passes (the network is down), the
         subscription is returned active all the same, and the messages created
-        meanwhile are fetched from the history once connected (anchored at the
-        time of this call on this machine's clock, with a small tolerance). Called
-        from a callback (or another of the hub's threads), it never waits.
+        meanwhile are fetched from the history once connected (from the newest
+        message id of the history when this ran: ids, never clocks, decide).
+        Called from a callback (or another of the hub's threads), it never waits
+        for the connection.
 
         Callbacks run on the hub's dispatcher thread, one at a time, in arrival
         order. A callback defined in a notebook cell replaces a live subscription

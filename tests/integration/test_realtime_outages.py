@@ -15,7 +15,7 @@ from test_realtime_support import FAST, Collector, Setup, wait_until
 
 from signalwire_chat import ChatClient, SubscriberTokenSource
 from signalwire_chat._realtime import ConnectionState, RealtimeOptions
-from signalwire_chat.errors import TokenUnavailableError
+from signalwire_chat.errors import MessagesMayBeMissingError, TokenUnavailableError
 
 TOKENS = "/api/fabric/subscribers/tokens"
 
@@ -124,5 +124,84 @@ def test_a_relay_that_refuses_meets_a_growing_delay(setup: Setup) -> None:
         assert hub.state is ConnectionState.RECONNECTING
         setup.emu.refuse_connects(0)
         assert wait_until(lambda: hub.state is ConnectionState.CONNECTED, 40)
+    finally:
+        hub.close()
+
+
+def _outage(s: Setup) -> None:
+    """Keep the client away: drop it and refuse (transiently) every reconnect."""
+    s.emu.refuse_connects(100_000, code=-32000, message="overloaded")
+    s.emu.drop_connections()
+
+
+def test_a_client_clock_ahead_loses_nothing_after_a_drop_right_after_subscribe(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time as real_time
+    import types
+
+    from signalwire_chat._realtime import _subscriptions
+
+    ahead = types.SimpleNamespace(
+        time=lambda: real_time.time() + 5.0, monotonic=real_time.monotonic
+    )
+    monkeypatch.setattr(_subscriptions, "time", ahead, raising=False)
+    hub = setup.hub()
+    got = Collector()
+    try:
+        hub.subscribe(setup.target, got.on_message, got.on_error)
+        assert hub.state is ConnectionState.CONNECTED
+        _outage(setup)
+        texts = [f"m{i}" for i in range(20)]
+        for text in texts:
+            setup.send(text)
+        setup.emu.refuse_connects(0)
+        assert got.wait_for(20, timeout=15) == texts
+        assert got.errors == [] or all(
+            not isinstance(e, MessagesMayBeMissingError) for e in got.errors
+        )
+    finally:
+        hub.close()
+
+
+def test_the_server_clock_stepping_back_during_an_outage_loses_nothing(
+    emulator_factory,
+) -> None:
+    import time as real_time
+
+    offset = [0.0]
+    s = Setup(emulator_factory(clock=lambda: real_time.time() + offset[0]), "group")
+    hub = s.hub()
+    got = Collector()
+    try:
+        hub.subscribe(s.target, got.on_message, got.on_error)
+        s.send("live")
+        assert got.wait_for(1) == ["live"]
+        _outage(s)
+        offset[0] = -1.0
+        texts = [f"m{i}" for i in range(20)]
+        for text in texts:
+            s.send(text)
+        s.emu.refuse_connects(0)
+        assert got.wait_for(21, timeout=15) == ["live", *texts]
+    finally:
+        hub.close()
+        s.close()
+
+
+def test_nothing_older_than_subscribe_is_delivered(setup: Setup) -> None:
+    for i in range(5):
+        setup.send(f"old{i}")
+    setup.emu.refuse_connects(100_000, code=-32000, message="overloaded")
+    hub = setup.hub(connect_timeout=0.5)
+    got = Collector()
+    try:
+        hub.subscribe(setup.target, got.on_message, got.on_error)  # returns unconnected
+        assert hub.state is not ConnectionState.CONNECTED
+        setup.send("new")
+        setup.emu.refuse_connects(0)
+        assert got.wait_for(1, timeout=15) == ["new"]
+        setup.send("newer")
+        assert got.wait_for(2) == ["new", "newer"]
     finally:
         hub.close()

@@ -139,7 +139,9 @@ def test_subscribe_with_the_relay_down_returns_then_delivers_what_came_meanwhile
         client.subscribe(setup.other.address_id, got.on_message, on_error=got.on_error)
     started = time.monotonic()
     sub = client.subscribe(setup.room.id, got.on_message, on_error=got.on_error)
-    assert 0.4 <= time.monotonic() - started < 2.0
+    # connect_timeout, after the one history read that anchors the subscription (it fails
+    # here, after the REST retries; the subscription then falls back on the time).
+    assert 0.4 <= time.monotonic() - started < 6.0
     assert sub.active
     setup.emu.start()
     texts = [f"meanwhile{i}" for i in range(5)]
