@@ -925,6 +925,9 @@ class ChatClient:
             TransportError: Resolving the group failed at the network level.
             RealtimeAuthenticationError: The relay refused the credentials while this call
                 waited (the subscription is not left active).
+            RealtimeConnectError: The first connect failed for a reason waiting will not
+                fix (name not resolved, connection refused, TLS, a 4xx upgrade answer); a
+                transient failure goes to ``on_error`` instead, once per outage.
         """
         target = self._target(address_id)
         self._check_callbacks(on_message=on_message, on_error=on_error, on_update=on_update)

@@ -33,7 +33,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import websocket
 
-from ..errors import AuthenticationError, RealtimeAuthenticationError, TokenUnavailableError
+from ..errors import (
+    AuthenticationError,
+    RealtimeAuthenticationError,
+    RealtimeConnectError,
+    RealtimeError,
+    TokenUnavailableError,
+)
 from . import _frames
 from ._frames import (
     OP_BINARY,
@@ -186,7 +192,7 @@ class Connection:
         routes: Routes,
         on_state: Callable[[ConnectionState], None],
         on_connected: Callable[[bool], None],
-        on_failed: Callable[[RealtimeAuthenticationError], None],
+        on_failed: Callable[[RealtimeError], None],
         on_trouble: Callable[[BaseException], None] = lambda _error: None,
         resume: tuple[str | None, str | None] | None = None,
         name: str = "signalwire-chat-connection",
@@ -204,6 +210,7 @@ class Connection:
         #: Transient trouble for ``on_error`` (a token-source or relay outage), once per outage.
         self._on_trouble = on_trouble
         self._token_outage = False
+        self._link_outage = False
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -319,6 +326,20 @@ class Connection:
                     self._token_trouble(exc)
                 except Exception as exc:  # noqa: BLE001 - any transport failure means reconnect
                     logger.info("realtime: connection to the relay failed: %s", _describe(exc))
+                    if self._accepted_at is None and not self._stop.is_set():
+                        if not ever_connected and _is_configuration_error(exc):
+                            # A wrong relay_url (or TLS setting) is not a quiet room: say so.
+                            logger.error("realtime: cannot connect: %s", _describe(exc))
+                            error = RealtimeConnectError(
+                                f"cannot connect to the relay: {_describe(exc)}", permanent=True
+                            )
+                            error.__cause__ = exc
+                            self._on_failed(error)
+                            return
+                        self._link_trouble(exc)
+                else:
+                    if self._accepted_at is None and not self._stop.is_set():
+                        self._link_trouble(None)  # closed before accepting the connect
                 if self._stop.is_set():
                     break
                 # Also when the session ended in an exception after it was accepted.
@@ -342,6 +363,16 @@ class Connection:
         if delay > 0:
             logger.info("realtime: reconnecting in %.2f s", delay)
         return delay
+
+    def _link_trouble(self, cause: BaseException | None) -> None:
+        """Tell ``on_error`` that connecting fails (transiently), once per outage."""
+        if self._link_outage:
+            return
+        self._link_outage = True
+        what = _describe(cause) if cause is not None else "the relay closed the socket"
+        error = RealtimeConnectError(f"cannot connect to the relay, retrying: {what}")
+        error.__cause__ = cause
+        self._on_trouble(error)
 
     def _token_trouble(self, error: BaseException) -> None:
         """Tell ``on_error`` about a token-source outage, once per outage."""
@@ -627,6 +658,7 @@ class Connection:
             outcome = state.handle(messages)
             if state.connected and connected_at is None:
                 connected_at = self._accepted_at = time.monotonic()
+                self._link_outage = self._token_outage = False
                 refresh_at = self._refresh_time()
             if state.reauthenticated:
                 state.reauthenticated = False
@@ -856,6 +888,27 @@ class _SessionState:
                     "realtime: signalwire.reauthenticate refused; the relay will disconnect "
                     "at expiry and the reconnect will use the new token"
                 )
+
+
+def _is_configuration_error(exc: BaseException) -> bool:
+    """Whether a failed first connect is a setting to fix rather than a moment to wait out.
+
+    A name that does not resolve, a refused TCP connection, a TLS failure (a certificate
+    not trusted, a protocol mismatch) and a 4xx answer to the HTTP upgrade are; timeouts,
+    resets, a 5xx upgrade answer and JSON-RPC errors are not.
+    """
+    if isinstance(exc, (websocket.WebSocketAddressException, socket.gaierror)):
+        return True
+    if isinstance(exc, ConnectionRefusedError):
+        return True
+    if isinstance(exc, ssl.SSLError) and not isinstance(
+        exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLWantReadError)
+    ):
+        return True
+    if isinstance(exc, websocket.WebSocketBadStatusException):
+        status = getattr(exc, "status_code", None)
+        return isinstance(status, int) and 400 <= status < 500
+    return False
 
 
 def _describe(exc: BaseException) -> str:

@@ -68,6 +68,8 @@ from ..errors import (
     InvalidArgumentError,
     InvalidArgumentTypeError,
     RealtimeAuthenticationError,
+    RealtimeConnectError,
+    RealtimeError,
 )
 from ._connection import Connection, Routes
 from ._dispatcher import Dispatcher, Watchdog
@@ -143,8 +145,8 @@ class _Run:
         self.dispatcher = Dispatcher(queue_size=options.queue_size)
         self.watchdog = Watchdog(self.dispatcher, slow_after=options.slow_callback_after)
         self.failed = False
-        #: Why the relay refused us, while ``failed``.
-        self.error: RealtimeAuthenticationError | None = None
+        #: Why the relay refused us (or could not be reached at all), while ``failed``.
+        self.error: RealtimeError | None = None
         self.connection = self._new_connection(core)
 
     def _new_connection(
@@ -314,7 +316,7 @@ class _Core:
         """
         timeout = self.options.connect_timeout
         deadline = time.monotonic() + timeout
-        error: RealtimeAuthenticationError | None = None
+        error: RealtimeError | None = None
         try:
             with self._cond:
                 try:
@@ -341,7 +343,9 @@ class _Core:
             raise
         if error is not None:
             sub.cancel()
-            raise RealtimeAuthenticationError(error.message, rpc_code=error.rpc_code) from error
+            if isinstance(error, RealtimeAuthenticationError):
+                raise RealtimeAuthenticationError(error.message, rpc_code=error.rpc_code) from error
+            raise RealtimeConnectError(str(error), permanent=True) from error
 
     def subscriptions(self) -> tuple[Subscription, ...]:
         with self._lock:
@@ -418,7 +422,7 @@ class _Core:
                 functools.partial(sub._backfill, history, dispatcher, limit, first=first)
             )
 
-    def _failed(self, run: _Run, error: RealtimeAuthenticationError) -> None:
+    def _failed(self, run: _Run, error: RealtimeError) -> None:
         with self._lock:
             if run is not self._run:
                 return
@@ -674,6 +678,9 @@ class RealtimeHub:
             ClientClosedError: the hub was closed.
             RealtimeAuthenticationError: the relay refused the credentials while
                 this call waited (the subscription is not left active).
+            RealtimeConnectError: the first connect failed for a reason waiting will
+                not fix (name not resolved, connection refused, TLS, a 4xx upgrade
+                answer); a transient failure goes to ``on_error``, once per outage.
         """
         return self._core.subscribe(_route(address_id), on_message, on_error, on_update=on_update)
 

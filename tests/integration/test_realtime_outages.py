@@ -205,3 +205,72 @@ def test_nothing_older_than_subscribe_is_delivered(setup: Setup) -> None:
         assert got.wait_for(2) == ["new", "newer"]
     finally:
         hub.close()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("where", ["refused", "dns", "handshake"])
+def test_a_relay_that_cannot_be_reached_on_the_first_connect_raises_from_subscribe(
+    setup: Setup, where: str
+) -> None:
+    from signalwire_chat._auth import Credentials
+    from signalwire_chat._realtime import RealtimeHub
+    from signalwire_chat.errors import RealtimeConnectError
+
+    relay_url = {
+        "refused": f"ws://127.0.0.1:{_closed_port()}/",
+        "dns": "ws://relay.does-not-exist.invalid/",
+        "handshake": setup.emu.relay_url,
+    }[where]
+    if where == "handshake":
+        setup.emu.fail_next(403, path_prefix="/", method="GET", times=1000)
+    history = setup.client()._history
+    hub = RealtimeHub(
+        relay_url=relay_url,
+        credentials=Credentials(setup.me.token),
+        agent="signalwire-chat-python/test",
+        history=history,
+        options=RealtimeOptions(**{**FAST, "connect_timeout": 5.0}),  # type: ignore[arg-type]
+        drop_stale=True,
+    )
+    got = Collector()
+    try:
+        with pytest.raises(RealtimeConnectError) as info:
+            hub.subscribe(setup.target, got.on_message, got.on_error)
+        assert info.value.permanent
+        assert isinstance(info.value, ConnectionError)
+        assert setup.me.token not in str(info.value)
+        assert hub.subscriptions == ()
+        assert hub.state is ConnectionState.IDLE  # its only subscription is gone
+    finally:
+        hub.close()
+        setup.emu.clear_faults()
+
+
+def test_a_transient_first_connect_failure_reaches_on_error_and_says_reconnecting(
+    setup: Setup,
+) -> None:
+    from signalwire_chat.errors import RealtimeConnectError
+
+    setup.emu.refuse_connects(100_000, code=-32000, message="overloaded")
+    hub = setup.hub(connect_timeout=0.5)
+    got = Collector()
+    try:
+        sub = hub.subscribe(setup.target, got.on_message, got.on_error)
+        assert sub.active  # returned after connect_timeout, still trying
+        error = got.wait_error(RealtimeConnectError)
+        assert not error.permanent  # type: ignore[attr-defined]
+        assert wait_until(lambda: hub.state is ConnectionState.RECONNECTING, 5)
+        setup.emu.refuse_connects(0)
+        assert wait_until(lambda: hub.state is ConnectionState.CONNECTED, 15)
+        setup.send("ok")
+        assert got.wait_for(1) == ["ok"]
+        assert len([e for e in got.errors if isinstance(e, RealtimeConnectError)]) == 1
+    finally:
+        hub.close()
