@@ -837,6 +837,7 @@ class ChatClient:
                     on_state_change=self._on_state_change,
                     sslopt=_sslopt(self._http().tls_settings()),
                     drop_stale=self._dialect == "group",
+                    interrupt=_weak_interrupt(self),
                 )
                 if self._hub_finalizer is not None:
                     self._hub_finalizer.detach()
@@ -1080,6 +1081,22 @@ def _weak_history(client: ChatClient) -> Callable[[Route], Iterator[Conversation
         return bound(route)
 
     return history
+
+
+def _weak_interrupt(client: ChatClient) -> Callable[[], None]:
+    """What the hub's close() calls to cut off a stuck history read: the transport's close.
+
+    The hub is closed only when the client is (or is collected), so its pool goes anyway.
+    """
+    ref = weakref.ref(client)
+
+    def interrupt() -> None:
+        owner = ref()
+        transport = owner._transport if owner is not None else None
+        if transport is not None:
+            transport.close()
+
+    return interrupt
 
 
 def _collected_with_hub(

@@ -598,8 +598,13 @@ class HttpTransport:
         return self._closed.is_set()
 
     def close(self) -> None:
-        """Close the pool (not a caller's session) and interrupt a retry wait. Idempotent."""
+        """Close the pool (not a caller's session) and end the calls in flight. Idempotent.
+
+        A retry wait is interrupted, and a request still waiting for its response headers
+        is cut off (it raises).
+        """
         self._closed.set()
+        self._watchdog.cut_all()
         with self._lock:
             session, self._session = self._session, None
             self._adapter = None

@@ -216,8 +216,11 @@ class _Core:
         options: RealtimeOptions,
         sslopt: dict[str, Any] | None,
         drop_stale: bool = False,
+        interrupt: Callable[[], None] | None = None,
     ) -> None:
         self.relay_url = relay_url
+        #: Ends the history reads in flight (a stuck catch-up read), called by close().
+        self.interrupt = interrupt
         self.credentials = credentials
         self.agent = agent
         self.history = history
@@ -511,6 +514,14 @@ class _Core:
             sub._deactivate()
         for run in runs:
             run.stop()
+        if runs and self.interrupt is not None:
+            # A catch-up read blocked in a REST call would keep the dispatcher past the
+            # deadline: cut it off (its failure is reported to nobody: the subscriptions
+            # are inactive already).
+            try:
+                self.interrupt()
+            except Exception:
+                logger.warning("realtime: interrupting the history reads failed", exc_info=True)
         stuck = [run for run in runs if not run.join(deadline)]
         if stuck:
             names = [t.name for run in stuck for t in run.threads() if t.is_alive()]
@@ -601,6 +612,9 @@ class RealtimeHub:
         options: Tuning; see :class:`RealtimeOptions`.
         on_state_change: Called with each new :class:`ConnectionState`.
         sslopt: TLS options passed to websocket-client.
+        drop_stale: Drop events of another session (the group dialect's rule).
+        interrupt: Called by :meth:`close` to end the history reads in flight (the REST
+            client's ``close``), so a stuck catch-up read cannot outlive it.
     """
 
     def __init__(
@@ -614,6 +628,7 @@ class RealtimeHub:
         on_state_change: Callable[[ConnectionState], None] | None = None,
         sslopt: dict[str, Any] | None = None,
         drop_stale: bool = False,
+        interrupt: Callable[[], None] | None = None,
     ) -> None:
         if not isinstance(options, RealtimeOptions):
             raise InvalidArgumentTypeError("options must be a RealtimeOptions")
@@ -627,6 +642,7 @@ class RealtimeHub:
             options=options,
             sslopt=sslopt,
             drop_stale=drop_stale,
+            interrupt=interrupt,
         )
         if on_state_change is not None:
             self._core.add_state_listener(on_state_change)

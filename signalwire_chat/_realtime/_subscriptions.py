@@ -330,6 +330,8 @@ class Subscription:
     def _report(self, error: BaseException) -> None:
         """Hand ``error`` to ``on_error`` (logged when there is none, or when it raises)."""
         handler = self._on_error
+        if not self._active:
+            return  # cancelled or closed: no callback runs after that returned
         if handler is None:
             if not isinstance(error, CallbackError):  # already logged with its traceback
                 logger.error("realtime: subscription to %s: %s", self.route, error)

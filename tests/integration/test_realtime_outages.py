@@ -274,3 +274,55 @@ def test_a_transient_first_connect_failure_reaches_on_error_and_says_reconnectin
         assert len([e for e in got.errors if isinstance(e, RealtimeConnectError)]) == 1
     finally:
         hub.close()
+
+
+def _in_backfill(thread_name: str) -> bool:
+    import sys
+    import threading
+    import traceback
+
+    for thread in threading.enumerate():
+        if thread.name == thread_name and thread.ident is not None:
+            frame = sys._current_frames().get(thread.ident)
+            if frame is not None and any(
+                f.name == "_backfill" for f in traceback.extract_stack(frame)
+            ):
+                return True
+    return False
+
+
+def test_close_during_a_stuck_catch_up_read_is_prompt_and_final(setup: Setup) -> None:
+    import threading
+    import time
+
+    client = ChatClient(
+        setup.me.token,
+        rest_url=setup.emu.rest_url,
+        relay_url=setup.emu.relay_url,
+        realtime=RealtimeOptions(**FAST),  # type: ignore[arg-type]
+    )
+    closed = threading.Event()
+    late: list[object] = []
+
+    def on_message(message: object) -> None:
+        if closed.is_set():
+            late.append(message)
+
+    def on_error(error: BaseException) -> None:
+        if closed.is_set():
+            late.append(error)
+
+    try:
+        client.subscribe(setup.room.id, on_message, on_error)
+        # The catch-up read after the next reconnect hangs (the service holds the answer).
+        setup.emu.delay_next(30.0, method="GET", path_prefix="/api/fabric/conversations")
+        setup.emu.drop_connections()
+        assert wait_until(lambda: _in_backfill("signalwire-chat-dispatcher"), 10)
+        started = time.monotonic()
+    finally:
+        client.close()
+    closed.set()
+    assert time.monotonic() - started < FAST["close_timeout"]
+    alive = [t.name for t in threading.enumerate() if t.name.startswith("signalwire-chat")]
+    assert alive == []
+    assert not wait_until(lambda: bool(late), timeout=1.0)  # nothing called back afterwards
