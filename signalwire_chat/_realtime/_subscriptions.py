@@ -16,6 +16,7 @@ from ..errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from ..models import _DELIVERY_CATCH_UP, _DELIVERY_LIVE, _set_delivery
 from ._interactive import callback_name, cell_origin
 
 if TYPE_CHECKING:
@@ -277,6 +278,7 @@ class Subscription:
             return
         message = self._decode(wire)
         if message is not None:
+            _set_delivery(message, _DELIVERY_LIVE)
             self._deliver(message, dispatcher)
 
     def _deliver_update(self, wire: dict[str, Any], dispatcher: Dispatcher) -> None:
@@ -287,6 +289,7 @@ class Subscription:
         message = self._decode(wire)
         if message is None:
             return
+        _set_delivery(message, _DELIVERY_LIVE)
         try:
             dispatcher.call(self, handler, message)
         except BaseException as exc:
@@ -419,4 +422,5 @@ class Subscription:
         for message in reversed(missing):
             if dispatcher.stopping or not self._active:
                 return
+            _set_delivery(message, _DELIVERY_CATCH_UP)
             self._deliver(message, dispatcher)

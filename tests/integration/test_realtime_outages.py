@@ -326,3 +326,22 @@ def test_close_during_a_stuck_catch_up_read_is_prompt_and_final(setup: Setup) ->
     alive = [t.name for t in threading.enumerate() if t.name.startswith("signalwire-chat")]
     assert alive == []
     assert not wait_until(lambda: bool(late), timeout=1.0)  # nothing called back afterwards
+
+
+def test_every_delivered_message_says_live_or_catch_up(setup: Setup) -> None:
+    hub = setup.hub()
+    got = Collector()
+    try:
+        hub.subscribe(setup.target, got.on_message, got.on_error)
+        setup.send("live0")
+        assert got.wait_for(1) == ["live0"]
+        _outage(setup)
+        setup.send("missed")
+        setup.emu.refuse_connects(0)
+        assert got.wait_for(2) == ["live0", "missed"]
+        assert wait_until(lambda: hub.state is ConnectionState.CONNECTED)
+        setup.send("live1")
+        assert got.wait_for(3) == ["live0", "missed", "live1"]
+        assert [m.delivery for m in got.messages] == ["live", "catch_up", "live"]
+    finally:
+        hub.close()

@@ -267,3 +267,21 @@ def test_a_first_backfill_refused_as_not_a_member_is_not_a_gap() -> None:
     sub._backfill(denied, Dispatcher(queue_size=10), limit=10)  # after a reconnect: a gap
     assert len(errors) == 1
     assert isinstance(errors[0], MessagesMayBeMissingError)
+
+
+def test_no_wire_key_can_say_how_a_message_was_delivered() -> None:
+    from signalwire_chat._convert import structure_chat_message, unstructure
+
+    wire = {**_wire(1), "_delivery": "catch_up", "delivery": "catch_up"}
+    message = structure_chat_message(wire)
+    assert message.delivery is None  # a REST read, whatever the wire says
+    assert message.extra["_delivery"] == "catch_up"  # kept as an unknown key, nothing more
+
+    got: list[object] = []
+    sub = Subscription(_Owner(), Route.address("conv"), got.append, None, recent_ids=10)
+    sub._deliver_wire(_wire(2), Dispatcher(queue_size=10))
+    live = got[0]
+    assert live.delivery == "live"  # type: ignore[attr-defined]
+    assert "_delivery" not in unstructure(live)
+    assert "delivery" not in unstructure(live)
+    assert live == structure_chat_message(_wire(2))  # equality ignores it
