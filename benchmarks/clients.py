@@ -267,7 +267,9 @@ def naive_loop(p: dict[str, Any], on_message: Callable[[dict[str, Any]], None]) 
 def open_ours(p: dict[str, Any]) -> Any:
     """Return our realtime side: ChatClient when it exists, else the RealtimeHub it delegates to."""
     try:
-        return our_client_class()(p["token"], rest_url=p["http_url"], relay_url=p["url"])
+        return our_client_class()(
+            p["token"], rest_url=p["http_url"], relay_url=p["url"], dialect="address"
+        )
     except Unavailable:
         try:
             from signalwire_chat._auth import Credentials
