@@ -821,8 +821,17 @@ class ChatClient:
             pid = os.getpid()
             if self._hub is not None and self._hub_pid != pid:
                 # After fork the parent's threads do not exist here and its socket must not be
-                # touched: drop the hub without closing it and make a new one.
+                # touched: drop the hub without closing it and make a new one. Its
+                # subscriptions stay behind: say so rather than drop them silently.
+                lost = self._hub.forked_away
                 self._hub = None
+                if lost:
+                    warnings.warn(
+                        f"{lost} subscription(s) made before os.fork() do not deliver in this "
+                        "child process; subscribe again here",
+                        RuntimeWarning,
+                        stacklevel=4,
+                    )
             if self._hub is None:
                 from ._realtime import RealtimeHub, RealtimeOptions, run_detached
 

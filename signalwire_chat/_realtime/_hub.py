@@ -238,6 +238,8 @@ class _Core:
         self._state = ConnectionState.IDLE
         self._listeners: list[Callable[[ConnectionState], None]] = []
         self._pid = os.getpid()
+        #: Subscriptions of a parent process that a fork left behind (not yet warned about).
+        self.forked_away = 0
         _CORES.add(self)
 
     # --- subscriptions ------------------------------------------------------------------
@@ -258,6 +260,7 @@ class _Core:
             if hook is not None and not callable(hook):
                 raise InvalidArgumentTypeError(f"{name} must be callable or None")
         self._check_fork()
+        self.warn_forked_away(stacklevel=4)
         may_wait = not on_realtime_thread()
         if self._closed:
             raise ClientClosedError("the realtime hub is closed")
@@ -310,6 +313,17 @@ class _Core:
         if sub.waiting:
             self._await_connection(sub, run)
         return sub
+
+    def warn_forked_away(self, stacklevel: int) -> None:
+        """Warn once about the parent's subscriptions a fork left behind, if any."""
+        lost, self.forked_away = self.forked_away, 0
+        if lost:
+            warnings.warn(
+                f"{lost} subscription(s) made before os.fork() do not deliver in this child "
+                "process; the new subscription starts afresh (subscribe again for the others)",
+                RuntimeWarning,
+                stacklevel=stacklevel,
+            )
 
     def _await_connection(self, sub: Subscription, run: _Run) -> None:
         """Wait until ``run`` is connected, for at most ``connect_timeout`` seconds.
@@ -563,11 +577,27 @@ class _Core:
             self._forked()
 
     def _forked(self) -> None:
-        """In a forked child: forget the parent's socket and threads without touching them."""
+        """In a forked child: forget the parent's socket and threads without touching them.
+
+        The parent's subscriptions do not follow into the child: that is logged now, and
+        the child's next ``subscribe()`` on this hub warns (``RuntimeWarning``), so code
+        that forks after subscribing learns it must subscribe again there.
+        """
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
+        lost = [sub for sub in self._subs if sub._active]
         for sub in self._subs:
             sub._active = False
+        if lost:
+            self.forked_away += len(lost)
+            # Logging is safe here (it re-creates its locks after a fork); warnings.warn is
+            # not (under -W error it would raise inside the fork hook): it comes later.
+            logger.warning(
+                "realtime: %d subscription(s) of the parent process do not deliver in this "
+                "forked child (pid %d); subscribe again here",
+                len(lost),
+                os.getpid(),
+            )
         self._subs = []
         self.routes = Routes(drop_stale=self.drop_stale)
         self._run = None
@@ -749,6 +779,11 @@ class RealtimeHub:
     def subscriptions(self) -> tuple[Subscription, ...]:
         """The live subscriptions (streams' included), oldest first."""
         return self._core.subscriptions()
+
+    @property
+    def forked_away(self) -> int:
+        """Subscriptions of a parent process that a fork left behind, not yet warned about."""
+        return self._core.forked_away
 
     @property
     def running(self) -> bool:

@@ -345,3 +345,28 @@ def test_every_delivered_message_says_live_or_catch_up(setup: Setup) -> None:
         assert [m.delivery for m in got.messages] == ["live", "catch_up", "live"]
     finally:
         hub.close()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_parents_subscriptions_after_fork_are_announced(setup: Setup) -> None:
+    import os
+
+    client = setup.client()
+    got = Collector()
+    client.subscribe(setup.room.id, got.on_message, got.on_error)
+    pid = os.fork()
+    if pid == 0:  # the child: only os._exit leaves it
+        code = 1
+        try:
+            child = Collector()
+            with pytest.warns(RuntimeWarning, match="before os.fork"):
+                sub = client.subscribe(setup.room.id, child.on_message)
+            code = 0 if sub.active else 2
+            client.close()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status)
+    assert os.WEXITSTATUS(status) == 0
+    setup.send("parent")
+    assert got.wait_for(1) == ["parent"]  # the parent's subscription is untouched
