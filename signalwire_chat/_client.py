@@ -7,12 +7,13 @@ import logging
 import math
 import os
 import random
+import ssl
 import threading
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import requests
 
@@ -129,11 +130,39 @@ def _dumps(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+#: A ``no_proxy`` entry that matches no host: it stops websocket-client from applying the
+#: environment's ``no_proxy`` a second time (requests has already decided).
+_NO_BYPASS = ["no-proxy-bypass.invalid"]
+
+
+def _ws_proxy(proxy_url: str | None) -> dict[str, Any]:
+    """websocket-client's connect options for the proxy requests chose (None: none at all)."""
+    if proxy_url is None:
+        return {"http_no_proxy": ["*"]}  # direct, whatever the environment says
+    parts = urlsplit(proxy_url if "://" in proxy_url else "http://" + proxy_url)
+    scheme = parts.scheme.lower()
+    options: dict[str, Any] = {
+        "http_proxy_host": parts.hostname,
+        "http_proxy_port": parts.port
+        or (443 if scheme == "https" else 1080 if scheme.startswith("socks") else 80),
+        "proxy_type": scheme if scheme.startswith("socks") else "http",
+        "http_no_proxy": _NO_BYPASS,
+    }
+    if parts.username is not None:
+        options["http_proxy_auth"] = (unquote(parts.username), unquote(parts.password or ""))
+    return options
+
+
 def _sslopt(settings: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The websocket's TLS options, from the CA bundle and client cert requests resolved."""
+    """The websocket's TLS options, from the verify / cert settings requests resolved."""
     opts: dict[str, Any] = {}
     verify = settings.get("verify")
-    if isinstance(verify, str):
+    if verify is False:
+        # The caller turned verification off for REST (session.verify = False): the
+        # websocket to the same service follows it, rather than fail where REST works.
+        opts["cert_reqs"] = ssl.CERT_NONE
+        opts["check_hostname"] = False
+    elif isinstance(verify, str):
         opts["ca_cert_path" if os.path.isdir(verify) else "ca_certs"] = verify
     cert = settings.get("cert")
     if isinstance(cert, str):
@@ -845,6 +874,7 @@ class ChatClient:
                     options=options,
                     on_state_change=self._on_state_change,
                     sslopt=_sslopt(self._http().tls_settings()),
+                    proxy=_ws_proxy(self._http().websocket_proxy(relay_url)),
                     drop_stale=self._dialect == "group",
                     interrupt=_weak_interrupt(self),
                 )

@@ -617,6 +617,18 @@ class HttpTransport:
         self._ensure_session()
         return dict(self._send_kwargs)
 
+    def websocket_proxy(self, relay_url: str) -> str | None:
+        """The proxy URL requests would use for ``relay_url`` (None: connect directly).
+
+        Resolved as for a REST call (the caller's session ``proxies``, then the environment
+        with its ``no_proxy``), with ``ws``/``wss`` read as ``http``/``https``.
+        """
+        session = self._ensure_session()
+        url = "http" + relay_url[2:] if relay_url.startswith("ws") else relay_url
+        settings = session.merge_environment_settings(url, {}, None, None, None)
+        proxy = requests.utils.select_proxy(url, settings.get("proxies") or {})
+        return proxy or None
+
     def _ensure_session(self) -> requests.Session:
         pid = os.getpid()
         session = self._session

@@ -189,6 +189,7 @@ class Connection:
         options: RealtimeOptions,
         sslopt: dict[str, Any] | None,
         dispatcher: Dispatcher,
+        proxy: dict[str, Any] | None = None,
         routes: Routes,
         on_state: Callable[[ConnectionState], None],
         on_connected: Callable[[bool], None],
@@ -202,6 +203,7 @@ class Connection:
         self._agent = agent
         self._options = options
         self._sslopt = sslopt
+        self._proxy = proxy or {}
         self._dispatcher = dispatcher
         self._routes = routes
         self._on_state = on_state
@@ -447,7 +449,10 @@ class Connection:
             if self._stop.is_set():
                 return None
             ws.connect(  # type: ignore[no-untyped-call]
-                self._url, timeout=self._options.connect_timeout, suppress_origin=True
+                self._url,
+                timeout=self._options.connect_timeout,
+                suppress_origin=True,
+                **self._proxy,
             )
             sock = ws.sock
             if sock is None or self._stop.is_set():

@@ -158,6 +158,7 @@ class _Run:
             agent=core.agent,
             options=core.options,
             sslopt=core.sslopt,
+            proxy=core.proxy,
             dispatcher=self.dispatcher,
             routes=core.routes,
             on_state=lambda state: core._connection_state(self, state),
@@ -217,8 +218,10 @@ class _Core:
         sslopt: dict[str, Any] | None,
         drop_stale: bool = False,
         interrupt: Callable[[], None] | None = None,
+        proxy: dict[str, Any] | None = None,
     ) -> None:
         self.relay_url = relay_url
+        self.proxy = proxy
         #: Ends the history reads in flight (a stuck catch-up read), called by close().
         self.interrupt = interrupt
         self.credentials = credentials
@@ -642,6 +645,9 @@ class RealtimeHub:
         options: Tuning; see :class:`RealtimeOptions`.
         on_state_change: Called with each new :class:`ConnectionState`.
         sslopt: TLS options passed to websocket-client.
+        proxy: Proxy options passed to websocket-client's ``connect`` (``http_proxy_host``,
+            ``http_proxy_port``, ``http_proxy_auth``, ``proxy_type``, ``http_no_proxy``), as
+            the REST side resolved them; None lets websocket-client read the environment.
         drop_stale: Drop events of another session (the group dialect's rule).
         interrupt: Called by :meth:`close` to end the history reads in flight (the REST
             client's ``close``), so a stuck catch-up read cannot outlive it.
@@ -659,6 +665,7 @@ class RealtimeHub:
         sslopt: dict[str, Any] | None = None,
         drop_stale: bool = False,
         interrupt: Callable[[], None] | None = None,
+        proxy: dict[str, Any] | None = None,
     ) -> None:
         if not isinstance(options, RealtimeOptions):
             raise InvalidArgumentTypeError("options must be a RealtimeOptions")
@@ -673,6 +680,7 @@ class RealtimeHub:
             sslopt=sslopt,
             drop_stale=drop_stale,
             interrupt=interrupt,
+            proxy=proxy,
         )
         if on_state_change is not None:
             self._core.add_state_listener(on_state_change)

@@ -370,3 +370,121 @@ def test_a_parents_subscriptions_after_fork_are_announced(setup: Setup) -> None:
     assert os.WEXITSTATUS(status) == 0
     setup.send("parent")
     assert got.wait_for(1) == ["parent"]  # the parent's subscription is untouched
+
+
+class _ConnectProxy:
+    """A real HTTP CONNECT proxy on loopback (tunnels to 127.0.0.1); records what it was asked."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.requests: list[str] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._threads: list[threading.Thread] = []
+        self._sockets: list[socket.socket] = []
+        self._accept = threading.Thread(target=self._serve, name="test-proxy", daemon=True)
+
+    def __enter__(self) -> _ConnectProxy:
+        self._accept.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        import contextlib
+        import socket
+
+        for sock in [self._listener, *self._sockets]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self._accept.join(5)
+        for thread in self._threads:
+            thread.join(5)
+
+    def _serve(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self._sockets.append(client)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+            line = head.split(b"\r\n", 1)[0].decode()
+            self.requests.append(line)
+            method, target, _version = line.split(" ", 2)
+            if method != "CONNECT":
+                client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+                continue
+            port = int(target.rsplit(":", 1)[1])
+            upstream = socket.create_connection(("127.0.0.1", port))
+            self._sockets.append(upstream)
+            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            for a, b in ((client, upstream), (upstream, client)):
+                thread = threading.Thread(target=_pipe, args=(a, b), daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+
+def _pipe(src: object, dst: object) -> None:
+    import contextlib
+    import socket
+
+    assert isinstance(src, socket.socket)
+    assert isinstance(dst, socket.socket)
+    with contextlib.suppress(OSError):
+        while data := src.recv(65536):
+            dst.sendall(data)
+    with contextlib.suppress(OSError):
+        dst.shutdown(socket.SHUT_WR)
+
+
+def test_the_websocket_goes_through_the_callers_session_proxy(setup: Setup) -> None:
+    import requests
+
+    relay_port = int(setup.emu.relay_url.rsplit(":", 1)[1].split("/", 1)[0])
+    relay_url = setup.emu.relay_url.replace("127.0.0.1", "localhost")
+    with _ConnectProxy() as proxy:
+        session = requests.Session()
+        session.trust_env = False
+        # Only the relay's host goes through the proxy (REST stays on 127.0.0.1).
+        session.proxies = {"http://localhost": f"http://127.0.0.1:{proxy.port}"}
+        client = ChatClient(
+            setup.me.token,
+            rest_url=setup.emu.rest_url,
+            relay_url=relay_url,
+            session=session,
+            realtime=RealtimeOptions(**FAST),  # type: ignore[arg-type]
+        )
+        try:
+            got = Collector()
+            client.subscribe(setup.room.id, got.on_message, got.on_error)
+            assert client.connection_state is ConnectionState.CONNECTED
+            setup.send("via proxy")
+            assert got.wait_for(1) == ["via proxy"]
+            assert proxy.requests == [f"CONNECT localhost:{relay_port} HTTP/1.1"]
+        finally:
+            client.close()
+            session.close()
+
+
+def test_the_websocket_follows_verify_false_of_the_rest_side() -> None:
+    import ssl
+
+    from signalwire_chat._client import _sslopt, _ws_proxy
+
+    assert _sslopt({"verify": False}) == {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
+    assert _sslopt({"verify": True}) is None
+    assert _ws_proxy(None) == {"http_no_proxy": ["*"]}
+    options = _ws_proxy("http://user:p%40ss@proxy.example:3128")
+    assert options["http_proxy_host"] == "proxy.example"
+    assert options["http_proxy_port"] == 3128
+    assert options["http_proxy_auth"] == ("user", "p@ss")
