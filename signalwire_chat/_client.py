@@ -938,9 +938,10 @@ class ChatClient:
         not wait. Subscriptions survive reconnects; messages missed while disconnected are
         fetched from the history.
 
-        A callback defined in a notebook cell (Jupyter, IPython) replaces a live subscription
-        to the same conversation whose callback has the same name and was also defined in a
-        cell, so re-running the cell does not deliver every message twice.
+        A subscription made by a re-run of a notebook cell replaces the one the cell's earlier
+        run made to the same conversation (keyed on Jupyter's cell id; in a terminal IPython,
+        on the callback's name, never a lambda's), so re-running the cell does not deliver
+        every message twice.
 
         The client is held only weakly by its realtime threads: a client that is dropped
         without :meth:`close` is closed when garbage-collected (with a ``ResourceWarning``).

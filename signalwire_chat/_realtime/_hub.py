@@ -43,10 +43,9 @@ before any delivery, at the newest id of the history read when ``subscribe()``
 ran, so no client or server clock step can lose or resurrect a message; a 403
 or 404 on the first connect's read means not a member, and is only logged at DEBUG.
 
-Notebook cells: a subscription whose callback was defined in an interactive cell
-replaces a live one on the same address whose callback has the same qualified
-name and comes from the same session (see ``_interactive``), so a re-run cell does
-not deliver everything twice.
+Notebook cells: a subscription made by a re-run of a notebook cell replaces the
+one the earlier run of that cell made on the same address (keyed on the cell's
+id, see ``_interactive``), so a re-run cell does not deliver everything twice.
 """
 
 from __future__ import annotations
@@ -288,7 +287,10 @@ class _Core:
             replaced = [
                 old
                 for old in self._subs
-                if origin is not None and old.cell_origin == origin and old.route == route
+                if origin is not None
+                and old.cell_origin == origin
+                and old.route == route
+                and (sub.cell_run is None or old.cell_run != sub.cell_run)
             ]
             self._subs.append(sub)
             self._rebuild_routes()
@@ -307,8 +309,8 @@ class _Core:
         for old in replaced:
             # The new subscription is registered first, so the socket stays open.
             logger.info(
-                "realtime: the subscription to %s with %s (from a notebook cell) replaces the "
-                "older one with a callback of that name",
+                "realtime: the subscription to %s with %s replaces the older one from an "
+                "earlier run of that notebook cell",
                 route,
                 sub.callback_name,
             )
@@ -708,9 +710,9 @@ class RealtimeHub:
         for the connection.
 
         Callbacks run on the hub's dispatcher thread, one at a time, in arrival
-        order. A callback defined in a notebook cell replaces a live subscription
-        to the same address whose callback has the same qualified name and was
-        also defined in a cell (so a re-run cell does not deliver twice).
+        order. A re-run notebook cell's subscription replaces the one its earlier
+        run made to the same address (keyed on the cell's id; see ``_interactive``),
+        so a re-run cell does not deliver twice.
 
         Args:
             address_id: The address (conversation, address dialect) to follow, or a

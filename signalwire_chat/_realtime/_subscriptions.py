@@ -166,8 +166,10 @@ class Subscription:
         self.report_slow = report_slow
         #: Called once when the subscription ends (cancel or hub close); used by streams.
         self.on_end: Callable[[], None] | None = None
-        #: ``(origin, qualname)`` when the callback comes from a notebook cell.
-        self.cell_origin = cell_origin(on_message)
+        #: The notebook identity (see ``_interactive.cell_origin``) and the cell's run.
+        identity = cell_origin(on_message)
+        self.cell_origin = identity[0] if identity is not None else None
+        self.cell_run = identity[1] if identity is not None else None
         # Kept by the hub under its lock: subscribe() is still waiting for the connection
         # (its subscription needs no backfill, everything after it returns comes live);
         # created while disconnected, so the next connect must backfill it.

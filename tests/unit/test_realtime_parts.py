@@ -161,10 +161,13 @@ def _cell_function(filename: str, module: str = "__main__", src: str | None = No
 def test_cell_origin_recognises_ipython_and_ipykernel_cells_only() -> None:
     from signalwire_chat._realtime._interactive import cell_origin
 
-    assert cell_origin(_cell_function("<ipython-input-3-1a2b>")) == ("ipython", "show")
+    assert cell_origin(_cell_function("<ipython-input-3-1a2b>")) == (
+        ("ipython", "name", "show"),
+        None,
+    )
     assert cell_origin(_cell_function("/tmp/ipykernel_1234/123456.py")) == (
-        "/tmp/ipykernel_1234",
-        "show",
+        ("/tmp/ipykernel_1234", "name", "show"),
+        None,
     )
     assert cell_origin(_cell_function("C:\\Temp\\ipykernel_99\\42.py")) is not None
     # Not a cell: a script's __main__, a module, a notebook-looking name in a module.
@@ -186,7 +189,7 @@ def test_cell_origin_of_bound_methods_uses_the_function() -> None:
         "show = Printer().show\n"
     )
     bound = _cell_function("<ipython-input-7-ff>", src=src)
-    assert cell_origin(bound) == ("ipython", "Printer.show")
+    assert cell_origin(bound) == (("ipython", "name", "Printer.show"), None)
 
 
 def test_subscription_repr_names_the_address_state_and_callback() -> None:
