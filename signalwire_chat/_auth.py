@@ -15,7 +15,12 @@ from collections.abc import Callable
 
 from ._validate import check_token as _check_token
 from ._validate import token_problem
-from .errors import AuthenticationError, InvalidArgumentTypeError
+from .errors import (
+    AuthenticationError,
+    InvalidArgumentTypeError,
+    PermissionDeniedError,
+    TokenUnavailableError,
+)
 
 __all__ = ["BasicCredentials", "Credentials", "TokenLike"]
 
@@ -66,7 +71,9 @@ class Credentials:
         """The current token; calls the source the first time when there is one.
 
         Raises:
-            AuthenticationError: The token source failed or returned something unusable.
+            AuthenticationError: The token source was refused (401/403) or returned
+                something unusable: final.
+            TokenUnavailableError: The token source failed otherwise (may pass).
         """
         token = self._token
         if token is not None:
@@ -87,7 +94,9 @@ class Credentials:
             The new current token.
 
         Raises:
-            AuthenticationError: There is no source (a fixed token), or the source failed.
+            AuthenticationError: There is no source (a fixed token), or the source was
+                refused (final).
+            TokenUnavailableError: The source failed for a reason that may pass.
         """
         with self._lock:
             current = self._token
@@ -108,10 +117,15 @@ class Credentials:
         try:
             fresh = self._source()
         except AuthenticationError:
-            raise
-        except Exception as exc:  # any failure of user code becomes one error (re-raised)
+            raise  # a refusal: final
+        except PermissionDeniedError as exc:
             raise AuthenticationError(
-                f"the token source failed: {type(exc).__name__}", status=401
+                "the token source was refused (403): the project credentials lack the right",
+                status=403,
+            ) from exc
+        except Exception as exc:  # anything else may pass: the caller retries
+            raise TokenUnavailableError(
+                f"the token source failed ({type(exc).__name__}); it may recover"
             ) from exc
         problem = token_problem(fresh, "the token source's result")
         if problem is None:

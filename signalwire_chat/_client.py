@@ -7,12 +7,13 @@ import logging
 import math
 import os
 import random
+import ssl
 import threading
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import requests
 
@@ -129,11 +130,39 @@ def _dumps(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+#: A ``no_proxy`` entry that matches no host: it stops websocket-client from applying the
+#: environment's ``no_proxy`` a second time (requests has already decided).
+_NO_BYPASS = ["no-proxy-bypass.invalid"]
+
+
+def _ws_proxy(proxy_url: str | None) -> dict[str, Any]:
+    """websocket-client's connect options for the proxy requests chose (None: none at all)."""
+    if proxy_url is None:
+        return {"http_no_proxy": ["*"]}  # direct, whatever the environment says
+    parts = urlsplit(proxy_url if "://" in proxy_url else "http://" + proxy_url)
+    scheme = parts.scheme.lower()
+    options: dict[str, Any] = {
+        "http_proxy_host": parts.hostname,
+        "http_proxy_port": parts.port
+        or (443 if scheme == "https" else 1080 if scheme.startswith("socks") else 80),
+        "proxy_type": scheme if scheme.startswith("socks") else "http",
+        "http_no_proxy": _NO_BYPASS,
+    }
+    if parts.username is not None:
+        options["http_proxy_auth"] = (unquote(parts.username), unquote(parts.password or ""))
+    return options
+
+
 def _sslopt(settings: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The websocket's TLS options, from the CA bundle and client cert requests resolved."""
+    """The websocket's TLS options, from the verify / cert settings requests resolved."""
     opts: dict[str, Any] = {}
     verify = settings.get("verify")
-    if isinstance(verify, str):
+    if verify is False:
+        # The caller turned verification off for REST (session.verify = False): the
+        # websocket to the same service follows it, rather than fail where REST works.
+        opts["cert_reqs"] = ssl.CERT_NONE
+        opts["check_hostname"] = False
+    elif isinstance(verify, str):
         opts["ca_cert_path" if os.path.isdir(verify) else "ca_certs"] = verify
     cert = settings.get("cert")
     if isinstance(cert, str):
@@ -825,8 +854,17 @@ class ChatClient:
             pid = os.getpid()
             if self._hub is not None and self._hub_pid != pid:
                 # After fork the parent's threads do not exist here and its socket must not be
-                # touched: drop the hub without closing it and make a new one.
+                # touched: drop the hub without closing it and make a new one. Its
+                # subscriptions stay behind: say so rather than drop them silently.
+                lost = self._hub.forked_away
                 self._hub = None
+                if lost:
+                    warnings.warn(
+                        f"{lost} subscription(s) made before os.fork() do not deliver in this "
+                        "child process; subscribe again here",
+                        RuntimeWarning,
+                        stacklevel=4,
+                    )
             if self._hub is None:
                 from ._realtime import RealtimeHub, RealtimeOptions, run_detached
 
@@ -840,7 +878,9 @@ class ChatClient:
                     options=options,
                     on_state_change=self._on_state_change,
                     sslopt=_sslopt(self._http().tls_settings()),
+                    proxy=_ws_proxy(self._http().websocket_proxy(relay_url)),
                     drop_stale=self._dialect == "group",
+                    interrupt=_weak_interrupt(self),
                 )
                 if self._hub_finalizer is not None:
                     self._hub_finalizer.detach()
@@ -897,14 +937,15 @@ class ChatClient:
         the first subscription, and this call waits until it is established (at most
         ``RealtimeOptions.connect_timeout`` seconds). If that time passes (e.g. the network
         is down) the subscription is still returned, active: once connected, the messages
-        created meanwhile are fetched from the history (anchored at the time of this call on
-        this machine's clock, with a small tolerance). Called from inside a callback, it does
+        created meanwhile are fetched from the history (from its newest message id when this
+        ran: ids decide, never clocks). Called from inside a callback, it does
         not wait. Subscriptions survive reconnects; messages missed while disconnected are
         fetched from the history.
 
-        A callback defined in a notebook cell (Jupyter, IPython) replaces a live subscription
-        to the same conversation whose callback has the same name and was also defined in a
-        cell, so re-running the cell does not deliver every message twice.
+        A subscription made by a re-run of a notebook cell replaces the one the cell's earlier
+        run made to the same conversation (keyed on Jupyter's cell id; in a terminal IPython,
+        on the callback's name, never a lambda's), so re-running the cell does not deliver
+        every message twice.
 
         The client is held only weakly by its realtime threads: a client that is dropped
         without :meth:`close` is closed when garbage-collected (with a ``ResourceWarning``).
@@ -929,6 +970,9 @@ class ChatClient:
             TransportError: Resolving the group failed at the network level.
             RealtimeAuthenticationError: The relay refused the credentials while this call
                 waited (the subscription is not left active).
+            RealtimeConnectError: The first connect failed for a reason waiting will not
+                fix (name not resolved, connection refused, TLS, a 4xx upgrade answer); a
+                transient failure goes to ``on_error`` instead, once per outage.
         """
         target = self._target(address_id)
         self._check_callbacks(on_message=on_message, on_error=on_error, on_update=on_update)
@@ -1081,6 +1125,22 @@ def _weak_history(client: ChatClient) -> Callable[[Route], Iterator[Conversation
         return bound(route)
 
     return history
+
+
+def _weak_interrupt(client: ChatClient) -> Callable[[], None]:
+    """What the hub's close() calls to cut off a stuck history read: the transport's close.
+
+    The hub is closed only when the client is (or is collected), so its pool goes anyway.
+    """
+    ref = weakref.ref(client)
+
+    def interrupt() -> None:
+        owner = ref()
+        transport = owner._transport if owner is not None else None
+        if transport is not None:
+            transport.close()
+
+    return interrupt
 
 
 def _collected_with_hub(

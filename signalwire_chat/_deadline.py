@@ -84,6 +84,16 @@ class Watchdog:
                 return True
             return False
 
+    def cut_all(self) -> None:
+        """Cut off every watched socket now (the transport is closing); their reads fail."""
+        if self._pid != os.getpid():
+            return  # the parent's sockets: never touched from a forked child
+        with self._lock:
+            watches, self._watches = self._watches, {}
+            self._fired.update(watches)
+        for _due, sock in watches.values():
+            _shut(sock)
+
     def close(self, timeout: float = 1.0) -> None:
         """Stop the thread (idempotent); watched reads are left to their own timeouts."""
         with self._lock:

@@ -598,8 +598,13 @@ class HttpTransport:
         return self._closed.is_set()
 
     def close(self) -> None:
-        """Close the pool (not a caller's session) and interrupt a retry wait. Idempotent."""
+        """Close the pool (not a caller's session) and end the calls in flight. Idempotent.
+
+        A retry wait is interrupted, and a request still waiting for its response headers
+        is cut off (it raises).
+        """
         self._closed.set()
+        self._watchdog.cut_all()
         with self._lock:
             session, self._session = self._session, None
             self._adapter = None
@@ -611,6 +616,18 @@ class HttpTransport:
         """The resolved ``verify`` / ``cert`` / ``proxies`` (also used for the websocket)."""
         self._ensure_session()
         return dict(self._send_kwargs)
+
+    def websocket_proxy(self, relay_url: str) -> str | None:
+        """The proxy URL requests would use for ``relay_url`` (None: connect directly).
+
+        Resolved as for a REST call (the caller's session ``proxies``, then the environment
+        with its ``no_proxy``), with ``ws``/``wss`` read as ``http``/``https``.
+        """
+        session = self._ensure_session()
+        url = "http" + relay_url[2:] if relay_url.startswith("ws") else relay_url
+        settings = session.merge_environment_settings(url, {}, None, None, None)
+        proxy = requests.utils.select_proxy(url, settings.get("proxies") or {})
+        return proxy or None
 
     def _ensure_session(self) -> requests.Session:
         pid = os.getpid()

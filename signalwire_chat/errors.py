@@ -27,6 +27,7 @@ handlers keep working (``except ValueError``, ``except TimeoutError``)::
     │   └── ServerError                       5xx
     └── RealtimeError                         the realtime (websocket) side
         ├── RealtimeAuthenticationError (AuthenticationError)  connect or reauthenticate refused
+        ├── RealtimeConnectError (ConnectionError)  relay unreachable, or it refused the socket
         ├── MessagesMayBeMissingError         a gap after a reconnect could not be backfilled
         ├── SlowCallbackError                 a callback has been running for too long
         └── CallbackError                     a user callback raised (the original is __cause__)
@@ -59,12 +60,14 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RealtimeAuthenticationError",
+    "RealtimeConnectError",
     "RealtimeError",
     "RequestTimeoutError",
     "ResponseTooLargeError",
     "ServerError",
     "SlowCallbackError",
     "TokenError",
+    "TokenUnavailableError",
     "TransportError",
     "UnsafeLinkError",
     "ValidationError",
@@ -101,6 +104,17 @@ class NoAddressError(ChatError, LookupError):
 
 class InsecureURLError(ChatError, ValueError):
     """A plain http:// or ws:// URL to a host that is not loopback, without opting in."""
+
+
+class TokenUnavailableError(ChatError, ConnectionError):
+    """The token source failed for a reason that may pass (5xx, network, timeout, a bug).
+
+    Only a refusal of the project's credentials (401/403 from the token endpoint) is
+    final, and is raised as :class:`AuthenticationError`. This one is transient: the
+    realtime side keeps retrying with back-off (telling ``on_error`` once per outage)
+    and resumes delivery, nothing lost, when the source recovers; a REST call raises it.
+    The source's own exception is ``__cause__``.
+    """
 
 
 class TransportError(ChatError):
@@ -332,6 +346,27 @@ class RealtimeAuthenticationError(RealtimeError, AuthenticationError):
     def __str__(self) -> str:
         code = f" (rpc code {self.rpc_code})" if self.rpc_code is not None else ""
         return f"realtime authentication failed: {self.message}{code}"
+
+
+class RealtimeConnectError(RealtimeError, ConnectionError):
+    """The relay could not be reached, or refused the websocket.
+
+    Raised from ``subscribe()`` when the very first connect fails for a reason that
+    will not pass by waiting (the host name does not resolve, the connection is
+    refused, TLS fails, the HTTP upgrade is refused with a 4xx): a wrong ``relay_url``
+    is never mistaken for a quiet room. Any later failure, and any transient one
+    (timeouts, a 5xx upgrade answer, a dropped socket), is passed to ``on_error``
+    once per outage while the client keeps reconnecting (``connection_state`` says
+    ``RECONNECTING``). The cause is ``__cause__``.
+
+    Attributes:
+        permanent: Whether the client gave up (True only for a first-connect failure).
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
 
 
 class MessagesMayBeMissingError(RealtimeError):

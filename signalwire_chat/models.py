@@ -8,6 +8,12 @@ The classes are frozen but not slotted (``slots=False``): attrs then builds an i
 writing its ``__dict__`` directly instead of calling ``object.__setattr__`` once per field, which
 makes decoding a message about a third cheaper, and saves building each class twice at import.
 Assigning or deleting an attribute still raises ``attrs.exceptions.FrozenInstanceError``.
+
+How a realtime subscription got a message (:attr:`ConversationMessage.delivery`) is not a
+field: the converter reads every field from the wire by name, so a wire key could set a field.
+It is kept under ``_delivery`` in the instance's ``__dict__``, a name the decoder never writes
+(unknown wire keys go to ``extra``), set by the subscription after decoding. Decoding is thus
+unchanged (``iter_messages`` pays nothing), equality, hashing and ``to_dict()`` ignore it.
 """
 
 from __future__ import annotations
@@ -155,6 +161,17 @@ class ConversationMessage(Displayable):
     def is_chat(self) -> bool:
         """Whether this is a chat message (``subtype == "chat"``)."""
         return self.subtype == "chat"
+
+    @property
+    def delivery(self) -> str | None:
+        """How a subscription got it: ``"live"`` (a relay event) or ``"catch_up"``.
+
+        ``"catch_up"``: read from the history after a (re)connect, because it was sent while
+        the connection was down. ``None`` for messages read by a REST call. No wire key can
+        set it (see the module docstring).
+        """
+        value: str | None = self.__dict__.get("_delivery")
+        return value
 
     __repr__ = _short_repr
     __hash__ = _hash_by_id
@@ -396,3 +413,13 @@ class JoinResult(Displayable):
 
     def __hash__(self) -> int:
         return hash((self.group_id, self.conversation_id))
+
+
+#: The values of :attr:`ConversationMessage.delivery` set by subscriptions.
+_DELIVERY_LIVE = "live"
+_DELIVERY_CATCH_UP = "catch_up"
+
+
+def _set_delivery(message: ConversationMessage, how: str) -> None:
+    """Record how a subscription got ``message`` (not a field: see the module docstring)."""
+    object.__setattr__(message, "_delivery", how)

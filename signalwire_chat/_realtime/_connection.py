@@ -34,7 +34,13 @@ from typing import TYPE_CHECKING, Any, cast
 import websocket
 
 from .._http import server_text
-from ..errors import AuthenticationError, RealtimeAuthenticationError
+from ..errors import (
+    AuthenticationError,
+    RealtimeAuthenticationError,
+    RealtimeConnectError,
+    RealtimeError,
+    TokenUnavailableError,
+)
 from . import _frames
 from ._frames import (
     OP_BINARY,
@@ -58,8 +64,6 @@ __all__ = ["Backoff", "Connection", "Routes", "is_auth_error", "parse_expires_at
 logger = logging.getLogger(__name__)
 
 _RECV_SIZE = 256 * 1024
-#: A connection that lived this long resets the back-off: the next retry is immediate.
-_STABLE_AFTER = 5.0
 _BACKOFF_BASE = 0.5
 #: Never refresh the token sooner than this after the previous refresh.
 _MIN_REFRESH_DELAY = 1.0
@@ -186,10 +190,12 @@ class Connection:
         options: RealtimeOptions,
         sslopt: dict[str, Any] | None,
         dispatcher: Dispatcher,
+        proxy: dict[str, Any] | None = None,
         routes: Routes,
         on_state: Callable[[ConnectionState], None],
         on_connected: Callable[[bool], None],
-        on_failed: Callable[[RealtimeAuthenticationError], None],
+        on_failed: Callable[[RealtimeError], None],
+        on_trouble: Callable[[BaseException], None] = lambda _error: None,
         resume: tuple[str | None, str | None] | None = None,
         name: str = "signalwire-chat-connection",
     ) -> None:
@@ -198,11 +204,16 @@ class Connection:
         self._agent = agent
         self._options = options
         self._sslopt = sslopt
+        self._proxy = proxy or {}
         self._dispatcher = dispatcher
         self._routes = routes
         self._on_state = on_state
         self._on_connected = on_connected
         self._on_failed = on_failed
+        #: Transient trouble for ``on_error`` (a token-source or relay outage), once per outage.
+        self._on_trouble = on_trouble
+        self._token_outage = False
+        self._link_outage = False
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -276,13 +287,30 @@ class Connection:
     def _run(self) -> None:
         backoff = Backoff(self._options.reconnect_max_delay)
         refreshed = False  # one token refresh per refused connect
+        need_refresh = False  # the relay refused the token: get a fresh one before connecting
         ever_connected = False
         attempts = 0
         try:
             while not self._stop.is_set():
                 self._on_state(
-                    ConnectionState.RECONNECTING if ever_connected else ConnectionState.CONNECTING
+                    ConnectionState.RECONNECTING if attempts else ConnectionState.CONNECTING
                 )
+                if need_refresh:
+                    outcome = self._refresh_blocking()
+                    if self._stop.is_set():
+                        break
+                    if isinstance(outcome, AuthenticationError):
+                        logger.error("realtime: the token source was refused; not reconnecting")
+                        self._on_failed(
+                            RealtimeAuthenticationError(f"no usable token: {outcome.message}")
+                        )
+                        return
+                    if outcome is None:
+                        need_refresh = False
+                    elif self._stop.wait(self._retry_delay(backoff)):
+                        break
+                    else:
+                        continue
                 attempts += 1
                 try:
                     self._session(reconnect=attempts > 1, first=not ever_connected)
@@ -290,45 +318,95 @@ class Connection:
                     if self._stop.is_set():
                         break
                     if not refreshed and self._credentials.can_refresh:
-                        refreshed = True
+                        refreshed = need_refresh = True
                         logger.info("realtime: connect refused; refreshing the token once")
-                        if self._refresh_blocking():
-                            continue
+                        continue
                     logger.error("realtime: %s; not reconnecting", refused.error)
                     self._on_failed(refused.error)
                     return
+                except TokenUnavailableError as exc:
+                    logger.warning("realtime: %s", _describe(exc))
+                    self._token_trouble(exc)
                 except Exception as exc:  # noqa: BLE001 - any transport failure means reconnect
                     logger.info("realtime: connection to the relay failed: %s", _describe(exc))
+                    if self._accepted_at is None and not self._stop.is_set():
+                        if not ever_connected and _is_configuration_error(exc):
+                            # A wrong relay_url (or TLS setting) is not a quiet room: say so.
+                            logger.error("realtime: cannot connect: %s", _describe(exc))
+                            error = RealtimeConnectError(
+                                f"cannot connect to the relay: {_describe(exc)}", permanent=True
+                            )
+                            error.__cause__ = exc
+                            self._on_failed(error)
+                            return
+                        self._link_trouble(exc)
+                else:
+                    if self._accepted_at is None and not self._stop.is_set():
+                        self._link_trouble(None)  # closed before accepting the connect
                 if self._stop.is_set():
                     break
                 # Also when the session ended in an exception after it was accepted.
-                connected_at = self._accepted_at
-                if connected_at is not None:
+                if self._accepted_at is not None:
                     ever_connected = True
                     refreshed = False
-                    if time.monotonic() - connected_at >= _STABLE_AFTER:
-                        backoff.reset()
-                delay = backoff.next_delay()
-                if delay > 0:
-                    logger.info("realtime: reconnecting in %.2f s", delay)
-                    if self._stop.wait(delay):
-                        break
+                    # An accepted session proves the relay and the credentials good: whatever
+                    # its length, the next attempt is immediate (a relay that refuses never
+                    # gets here, so it still meets a growing delay).
+                    backoff.reset()
+                if self._stop.wait(self._retry_delay(backoff)):
+                    break
         finally:
             for fd in (self._wake_r, self._wake_w):
                 with contextlib.suppress(OSError):
                     os.close(fd)
 
-    def _refresh_blocking(self) -> bool:
-        """Get a fresh token on a helper thread; True if one came."""
+    @staticmethod
+    def _retry_delay(backoff: Backoff) -> float:
+        delay = backoff.next_delay()
+        if delay > 0:
+            logger.info("realtime: reconnecting in %.2f s", delay)
+        return delay
+
+    def _link_trouble(self, cause: BaseException | None) -> None:
+        """Tell ``on_error`` that connecting fails (transiently), once per outage."""
+        if self._link_outage:
+            return
+        self._link_outage = True
+        what = _describe(cause) if cause is not None else "the relay closed the socket"
+        error = RealtimeConnectError(f"cannot connect to the relay, retrying: {what}")
+        error.__cause__ = cause
+        self._on_trouble(error)
+
+    def _token_trouble(self, error: BaseException) -> None:
+        """Tell ``on_error`` about a token-source outage, once per outage."""
+        if self._token_outage or self._stop.is_set():
+            return
+        self._token_outage = True
+        self._on_trouble(error)
+
+    def _refresh_blocking(self) -> BaseException | None:
+        """Get a fresh token on a helper thread; None if one came, else why not.
+
+        An ``AuthenticationError`` is a refusal (final); anything else is transient, and
+        reported to ``on_error`` once per outage.
+        """
         self._start_refresh()
         self._refresh_done.wait()
         result = self._refresh_result
         self._refresh_result = None
-        if self._stop.is_set() or result is None or result[0] is None:
-            if result is not None and result[1] is not None:
-                logger.error("realtime: token refresh failed: %s", _describe(result[1]))
-            return False
-        return True
+        if self._stop.is_set() or result is None:
+            return TokenUnavailableError("stopped")
+        token, error = result
+        if token is not None:
+            self._token_outage = False
+            return None
+        assert error is not None
+        if isinstance(error, AuthenticationError):
+            logger.error("realtime: token refresh refused: %s", _describe(error))
+            return error
+        logger.warning("realtime: token refresh failed, will retry: %s", _describe(error))
+        self._token_trouble(error)
+        return error
 
     def _start_refresh(self) -> None:
         stale = self._token
@@ -372,7 +450,10 @@ class Connection:
             if self._stop.is_set():
                 return None
             ws.connect(  # type: ignore[no-untyped-call]
-                self._url, timeout=self._options.connect_timeout, suppress_origin=True
+                self._url,
+                timeout=self._options.connect_timeout,
+                suppress_origin=True,
+                **self._proxy,
             )
             sock = ws.sock
             if sock is None or self._stop.is_set():
@@ -445,6 +526,7 @@ class Connection:
         mute_deadline = 0.0
         probed = False
         state = _SessionState(self, sock, connect_id, reconnect, first)
+        refresh_backoff = Backoff(max(self._options.reconnect_max_delay, _MIN_REFRESH_DELAY))
 
         while True:
             if self._stop.is_set():
@@ -471,6 +553,9 @@ class Connection:
             if self._refresh_done.is_set() and self._refresh_result is not None:
                 token, error = self._refresh_result
                 self._refresh_result = None
+                if token is not None:
+                    self._token_outage = False
+                    refresh_backoff.reset()
                 if token is not None and connected_at is not None and not self._muted:
                     self._token = token
                     reauth_id = _frames.new_rpc_id()
@@ -480,8 +565,19 @@ class Connection:
                         [_frames.reauthenticate_request(reauth_id, project=project, token=token)],
                     )
                     state.reauth_id = reauth_id
+                elif isinstance(error, AuthenticationError):
+                    # Final: the relay ends the session at expiry, and the reconnect fails.
+                    logger.error("realtime: token refresh refused: %s", _describe(error))
                 elif error is not None:
-                    logger.warning("realtime: token refresh failed: %s", _describe(error))
+                    # Transient: try again (back-off), also after the token has expired.
+                    delay = max(refresh_backoff.next_delay(), _MIN_REFRESH_DELAY)
+                    logger.warning(
+                        "realtime: token refresh failed, retrying in %.1f s: %s",
+                        delay,
+                        _describe(error),
+                    )
+                    self._token_trouble(error)
+                    refresh_at = now + delay
             if (
                 refresh_at is not None
                 and now >= refresh_at
@@ -568,6 +664,7 @@ class Connection:
             outcome = state.handle(messages)
             if state.connected and connected_at is None:
                 connected_at = self._accepted_at = time.monotonic()
+                self._link_outage = self._token_outage = False
                 refresh_at = self._refresh_time()
             if state.reauthenticated:
                 state.reauthenticated = False
@@ -802,6 +899,27 @@ class _SessionState:
                     "realtime: signalwire.reauthenticate refused; the relay will disconnect "
                     "at expiry and the reconnect will use the new token"
                 )
+
+
+def _is_configuration_error(exc: BaseException) -> bool:
+    """Whether a failed first connect is a setting to fix rather than a moment to wait out.
+
+    A name that does not resolve, a refused TCP connection, a TLS failure (a certificate
+    not trusted, a protocol mismatch) and a 4xx answer to the HTTP upgrade are; timeouts,
+    resets, a 5xx upgrade answer and JSON-RPC errors are not.
+    """
+    if isinstance(exc, (websocket.WebSocketAddressException, socket.gaierror)):
+        return True
+    if isinstance(exc, ConnectionRefusedError):
+        return True
+    if isinstance(exc, ssl.SSLError) and not isinstance(
+        exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLWantReadError)
+    ):
+        return True
+    if isinstance(exc, websocket.WebSocketBadStatusException):
+        status = getattr(exc, "status_code", None)
+        return isinstance(status, int) and 400 <= status < 500
+    return False
 
 
 def _describe(exc: BaseException) -> str:

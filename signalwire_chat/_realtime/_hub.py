@@ -37,14 +37,15 @@ Nothing lost after ``subscribe()`` returns: when the hub is not connected,
 every event of a message created after it returns is routed to it. A refusal of
 the credentials is raised from ``subscribe()``. Should the wait time out (or
 should ``subscribe()`` run on one of the hub's own threads, where it never waits),
-the subscription is marked for a backfill on the first connect, anchored at the
-time it was made (less a small clock tolerance; duplicates are dropped by id); a
-403 or 404 on that backfill means not a member, and is only logged at DEBUG.
+the subscription is marked for a backfill on the first connect. Every catch-up
+read is anchored on ids, never on clocks: it stops at the last delivered id, or,
+before any delivery, at the newest id of the history read when ``subscribe()``
+ran, so no client or server clock step can lose or resurrect a message; a 403
+or 404 on the first connect's read means not a member, and is only logged at DEBUG.
 
-Notebook cells: a subscription whose callback was defined in an interactive cell
-replaces a live one on the same address whose callback has the same qualified
-name and comes from the same session (see ``_interactive``), so a re-run cell does
-not deliver everything twice.
+Notebook cells: a subscription made by a re-run of a notebook cell replaces the
+one the earlier run of that cell made on the same address (keyed on the cell's
+id, see ``_interactive``), so a re-run cell does not deliver everything twice.
 """
 
 from __future__ import annotations
@@ -66,12 +67,14 @@ from ..errors import (
     InvalidArgumentError,
     InvalidArgumentTypeError,
     RealtimeAuthenticationError,
+    RealtimeConnectError,
+    RealtimeError,
 )
 from ._connection import Connection, Routes
 from ._dispatcher import Dispatcher, Watchdog
 from ._options import ConnectionState, RealtimeOptions
 from ._stream import MessageStream
-from ._subscriptions import Route, Subscription
+from ._subscriptions import Anchor, Route, Subscription
 
 if TYPE_CHECKING:
     from ..models import ConversationChatMessage
@@ -145,8 +148,8 @@ class _Run:
         self.dispatcher = Dispatcher(queue_size=options.queue_size)
         self.watchdog = Watchdog(self.dispatcher, slow_after=options.slow_callback_after)
         self.failed = False
-        #: Why the relay refused us, while ``failed``.
-        self.error: RealtimeAuthenticationError | None = None
+        #: Why the relay refused us (or could not be reached at all), while ``failed``.
+        self.error: RealtimeError | None = None
         self.connection = self._new_connection(core)
 
     def _new_connection(
@@ -158,11 +161,13 @@ class _Run:
             agent=core.agent,
             options=core.options,
             sslopt=core.sslopt,
+            proxy=core.proxy,
             dispatcher=self.dispatcher,
             routes=core.routes,
             on_state=lambda state: core._connection_state(self, state),
             on_connected=lambda first: core._connected(self, first),
             on_failed=lambda error: core._failed(self, error),
+            on_trouble=lambda error: core._trouble(self, error),
             resume=resume,
         )
 
@@ -215,8 +220,13 @@ class _Core:
         options: RealtimeOptions,
         sslopt: dict[str, Any] | None,
         drop_stale: bool = False,
+        interrupt: Callable[[], None] | None = None,
+        proxy: dict[str, Any] | None = None,
     ) -> None:
         self.relay_url = relay_url
+        self.proxy = proxy
+        #: Ends the history reads in flight (a stuck catch-up read), called by close().
+        self.interrupt = interrupt
         self.credentials = credentials
         self.agent = agent
         self.history = history
@@ -234,6 +244,8 @@ class _Core:
         self._state = ConnectionState.IDLE
         self._listeners: list[Callable[[ConnectionState], None]] = []
         self._pid = os.getpid()
+        #: Subscriptions of a parent process that a fork left behind (not yet warned about).
+        self.forked_away = 0
         _CORES.add(self)
 
     # --- subscriptions ------------------------------------------------------------------
@@ -254,7 +266,13 @@ class _Core:
             if hook is not None and not callable(hook):
                 raise InvalidArgumentTypeError(f"{name} must be callable or None")
         self._check_fork()
+        self.warn_forked_away(stacklevel=4)
         may_wait = not on_realtime_thread()
+        if self._closed:
+            raise ClientClosedError("the realtime hub is closed")
+        # Where this subscription starts, in the service's terms (its history's newest id),
+        # read before it is routed: catch-up reads stop there, whatever the clocks say.
+        anchor = Anchor.read(self.history, route)
         with self._lock:
             if self._closed:
                 raise ClientClosedError("the realtime hub is closed")
@@ -268,11 +286,15 @@ class _Core:
                 on_update=on_update,
             )
             sub.on_end = on_end
+            sub.anchor = anchor
             origin = sub.cell_origin
             replaced = [
                 old
                 for old in self._subs
-                if origin is not None and old.cell_origin == origin and old.route == route
+                if origin is not None
+                and old.cell_origin == origin
+                and old.route == route
+                and (sub.cell_run is None or old.cell_run != sub.cell_run)
             ]
             self._subs.append(sub)
             self._rebuild_routes()
@@ -291,8 +313,8 @@ class _Core:
         for old in replaced:
             # The new subscription is registered first, so the socket stays open.
             logger.info(
-                "realtime: the subscription to %s with %s (from a notebook cell) replaces the "
-                "older one with a callback of that name",
+                "realtime: the subscription to %s with %s replaces the older one from an "
+                "earlier run of that notebook cell",
                 route,
                 sub.callback_name,
             )
@@ -300,6 +322,17 @@ class _Core:
         if sub.waiting:
             self._await_connection(sub, run)
         return sub
+
+    def warn_forked_away(self, stacklevel: int) -> None:
+        """Warn once about the parent's subscriptions a fork left behind, if any."""
+        lost, self.forked_away = self.forked_away, 0
+        if lost:
+            warnings.warn(
+                f"{lost} subscription(s) made before os.fork() do not deliver in this child "
+                "process; the new subscription starts afresh (subscribe again for the others)",
+                RuntimeWarning,
+                stacklevel=stacklevel,
+            )
 
     def _await_connection(self, sub: Subscription, run: _Run) -> None:
         """Wait until ``run`` is connected, for at most ``connect_timeout`` seconds.
@@ -309,7 +342,7 @@ class _Core:
         """
         timeout = self.options.connect_timeout
         deadline = time.monotonic() + timeout
-        error: RealtimeAuthenticationError | None = None
+        error: RealtimeError | None = None
         try:
             with self._cond:
                 try:
@@ -336,7 +369,9 @@ class _Core:
             raise
         if error is not None:
             sub.cancel()
-            raise RealtimeAuthenticationError(error.message, rpc_code=error.rpc_code) from error
+            if isinstance(error, RealtimeAuthenticationError):
+                raise RealtimeAuthenticationError(error.message, rpc_code=error.rpc_code) from error
+            raise RealtimeConnectError(str(error), permanent=True) from error
 
     def subscriptions(self) -> tuple[Subscription, ...]:
         with self._lock:
@@ -413,7 +448,7 @@ class _Core:
                 functools.partial(sub._backfill, history, dispatcher, limit, first=first)
             )
 
-    def _failed(self, run: _Run, error: RealtimeAuthenticationError) -> None:
+    def _failed(self, run: _Run, error: RealtimeError) -> None:
         with self._lock:
             if run is not self._run:
                 return
@@ -426,6 +461,20 @@ class _Core:
         def report() -> None:
             if changed:
                 self._notify(ConnectionState.FAILED)
+            for sub in subs:
+                if sub.active:
+                    sub._report(error)
+
+        run.dispatcher.put_task(report)
+
+    def _trouble(self, run: _Run, error: BaseException) -> None:
+        """A transient failure (token source, relay): every subscription's ``on_error`` hears."""
+        with self._lock:
+            if run is not self._run:
+                return
+            subs = list(self._subs)
+
+        def report() -> None:
             for sub in subs:
                 if sub.active:
                     sub._report(error)
@@ -488,6 +537,14 @@ class _Core:
             sub._deactivate()
         for run in runs:
             run.stop()
+        if runs and self.interrupt is not None:
+            # A catch-up read blocked in a REST call would keep the dispatcher past the
+            # deadline: cut it off (its failure is reported to nobody: the subscriptions
+            # are inactive already).
+            try:
+                self.interrupt()
+            except Exception:
+                logger.warning("realtime: interrupting the history reads failed", exc_info=True)
         stuck = [run for run in runs if not run.join(deadline)]
         if stuck:
             names = [t.name for run in stuck for t in run.threads() if t.is_alive()]
@@ -529,11 +586,27 @@ class _Core:
             self._forked()
 
     def _forked(self) -> None:
-        """In a forked child: forget the parent's socket and threads without touching them."""
+        """In a forked child: forget the parent's socket and threads without touching them.
+
+        The parent's subscriptions do not follow into the child: that is logged now, and
+        the child's next ``subscribe()`` on this hub warns (``RuntimeWarning``), so code
+        that forks after subscribing learns it must subscribe again there.
+        """
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
+        lost = [sub for sub in self._subs if sub._active]
         for sub in self._subs:
             sub._active = False
+        if lost:
+            self.forked_away += len(lost)
+            # Logging is safe here (it re-creates its locks after a fork); warnings.warn is
+            # not (under -W error it would raise inside the fork hook): it comes later.
+            logger.warning(
+                "realtime: %d subscription(s) of the parent process do not deliver in this "
+                "forked child (pid %d); subscribe again here",
+                len(lost),
+                os.getpid(),
+            )
         self._subs = []
         self.routes = Routes(drop_stale=self.drop_stale)
         self._run = None
@@ -578,6 +651,12 @@ class RealtimeHub:
         options: Tuning; see :class:`RealtimeOptions`.
         on_state_change: Called with each new :class:`ConnectionState`.
         sslopt: TLS options passed to websocket-client.
+        proxy: Proxy options passed to websocket-client's ``connect`` (``http_proxy_host``,
+            ``http_proxy_port``, ``http_proxy_auth``, ``proxy_type``, ``http_no_proxy``), as
+            the REST side resolved them; None lets websocket-client read the environment.
+        drop_stale: Drop events of another session (the group dialect's rule).
+        interrupt: Called by :meth:`close` to end the history reads in flight (the REST
+            client's ``close``), so a stuck catch-up read cannot outlive it.
     """
 
     def __init__(
@@ -591,6 +670,8 @@ class RealtimeHub:
         on_state_change: Callable[[ConnectionState], None] | None = None,
         sslopt: dict[str, Any] | None = None,
         drop_stale: bool = False,
+        interrupt: Callable[[], None] | None = None,
+        proxy: dict[str, Any] | None = None,
     ) -> None:
         if not isinstance(options, RealtimeOptions):
             raise InvalidArgumentTypeError("options must be a RealtimeOptions")
@@ -604,6 +685,8 @@ class RealtimeHub:
             options=options,
             sslopt=sslopt,
             drop_stale=drop_stale,
+            interrupt=interrupt,
+            proxy=proxy,
         )
         if on_state_change is not None:
             self._core.add_state_listener(on_state_change)
@@ -625,14 +708,15 @@ class RealtimeHub:
         history). When the hub is not connected yet, this waits until it is, at
         most ``connect_timeout`` seconds; if that passes (the network is down), the
         subscription is returned active all the same, and the messages created
-        meanwhile are fetched from the history once connected (anchored at the
-        time of this call on this machine's clock, with a small tolerance). Called
-        from a callback (or another of the hub's threads), it never waits.
+        meanwhile are fetched from the history once connected (from the newest
+        message id of the history when this ran: ids, never clocks, decide).
+        Called from a callback (or another of the hub's threads), it never waits
+        for the connection.
 
         Callbacks run on the hub's dispatcher thread, one at a time, in arrival
-        order. A callback defined in a notebook cell replaces a live subscription
-        to the same address whose callback has the same qualified name and was
-        also defined in a cell (so a re-run cell does not deliver twice).
+        order. A re-run notebook cell's subscription replaces the one its earlier
+        run made to the same address (keyed on the cell's id; see ``_interactive``),
+        so a re-run cell does not deliver twice.
 
         Args:
             address_id: The address (conversation, address dialect) to follow, or a
@@ -654,6 +738,9 @@ class RealtimeHub:
             ClientClosedError: the hub was closed.
             RealtimeAuthenticationError: the relay refused the credentials while
                 this call waited (the subscription is not left active).
+            RealtimeConnectError: the first connect failed for a reason waiting will
+                not fix (name not resolved, connection refused, TLS, a 4xx upgrade
+                answer); a transient failure goes to ``on_error``, once per outage.
         """
         return self._core.subscribe(_route(address_id), on_message, on_error, on_update=on_update)
 
@@ -706,6 +793,11 @@ class RealtimeHub:
     def subscriptions(self) -> tuple[Subscription, ...]:
         """The live subscriptions (streams' included), oldest first."""
         return self._core.subscriptions()
+
+    @property
+    def forked_away(self) -> int:
+        """Subscriptions of a parent process that a fork left behind, not yet warned about."""
+        return self._core.forked_away
 
     @property
     def running(self) -> bool:

@@ -16,6 +16,7 @@ from ..errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from ..models import _DELIVERY_CATCH_UP, _DELIVERY_LIVE, _set_delivery
 from ._interactive import callback_name, cell_origin
 
 if TYPE_CHECKING:
@@ -26,10 +27,36 @@ __all__ = ["Route", "Subscription"]
 
 logger = logging.getLogger(__name__)
 
-#: Seconds subtracted from the subscribe-time anchor of a subscription that has received
-#: nothing yet: the anchor is on this machine's clock, the history's ``ts`` on the service's,
-#: and a message of the small overlap is dropped as a duplicate if it came live too.
-CLOCK_TOLERANCE = 2.0
+
+class Anchor:
+    """Where a subscription started, in the service's own terms: its history's newest id then.
+
+    Catch-up reads stop at an id, never at a time: the client's clock and the service's
+    may disagree, and the service's may step, so no ``ts`` comparison decides what is
+    missed. ``message_id`` None with ``known`` means the history was empty. Only when the
+    history could not be read at all at subscribe time (the service unreachable, or not a
+    member yet: ``known`` False) is there nothing the service said; the read then falls
+    back on ``ts``, this machine's time of subscribing, rather than lose what came since.
+    """
+
+    __slots__ = ("known", "message_id", "ts")
+
+    def __init__(self, message_id: str | None, *, known: bool = True) -> None:
+        self.message_id = message_id
+        self.known = known
+        self.ts = time.time()
+
+    @classmethod
+    def read(
+        cls, history: Callable[[Route], Iterator[ConversationChatMessage]], route: Route
+    ) -> Anchor:
+        """The newest message id of ``route``'s history now (unknown if it cannot be read)."""
+        try:
+            newest = next(iter(history(route)), None)
+        except Exception as exc:  # noqa: BLE001 - the subscription goes on, on the fallback
+            logger.info("realtime: could not read where %s starts (%s)", route, exc)
+            return cls(None, known=False)
+        return cls(newest.id if newest is not None else None)
 
 
 class Route:
@@ -131,14 +158,18 @@ class Subscription:
         self._recent: set[str] = set()
         self._recent_order: deque[str] = deque()
         self._recent_cap = recent_ids
-        #: The id and ``ts`` of the last message delivered, the anchor of backfills.
+        #: The id and ``ts`` of the last message delivered; the id anchors catch-up reads.
         self.last_id: str | None = None
-        self.last_ts: float = time.time()  # before any message: the time of subscribing
+        self.last_ts: float | None = None
+        #: Before any delivery, catch-up reads stop here (set by the hub at subscribe time).
+        self.anchor = Anchor(None, known=False)
         self.report_slow = report_slow
         #: Called once when the subscription ends (cancel or hub close); used by streams.
         self.on_end: Callable[[], None] | None = None
-        #: ``(origin, qualname)`` when the callback comes from a notebook cell.
-        self.cell_origin = cell_origin(on_message)
+        #: The notebook identity (see ``_interactive.cell_origin``) and the cell's run.
+        identity = cell_origin(on_message)
+        self.cell_origin = identity[0] if identity is not None else None
+        self.cell_run = identity[1] if identity is not None else None
         # Kept by the hub under its lock: subscribe() is still waiting for the connection
         # (its subscription needs no backfill, everything after it returns comes live);
         # created while disconnected, so the next connect must backfill it.
@@ -214,7 +245,7 @@ class Subscription:
         connection = getattr(getattr(self._owner, "state", None), "value", None)
         if self._active and isinstance(connection, str):
             state += f" ({connection})"  # the client's connection: connected, reconnecting...
-        last = f", last at {local_time(self.last_ts)}" if self.last_id is not None else ""
+        last = f", last at {local_time(self.last_ts)}" if self.last_ts is not None else ""
         return state, f"{self._delivered} delivered{last}"
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
@@ -249,6 +280,7 @@ class Subscription:
             return
         message = self._decode(wire)
         if message is not None:
+            _set_delivery(message, _DELIVERY_LIVE)
             self._deliver(message, dispatcher)
 
     def _deliver_update(self, wire: dict[str, Any], dispatcher: Dispatcher) -> None:
@@ -259,6 +291,7 @@ class Subscription:
         message = self._decode(wire)
         if message is None:
             return
+        _set_delivery(message, _DELIVERY_LIVE)
         try:
             dispatcher.call(self, handler, message)
         except BaseException as exc:
@@ -302,6 +335,8 @@ class Subscription:
     def _report(self, error: BaseException) -> None:
         """Hand ``error`` to ``on_error`` (logged when there is none, or when it raises)."""
         handler = self._on_error
+        if not self._active:
+            return  # cancelled or closed: no callback runs after that returned
         if handler is None:
             if not isinstance(error, CallbackError):  # already logged with its traceback
                 logger.error("realtime: subscription to %s: %s", self.route, error)
@@ -321,24 +356,31 @@ class Subscription:
     ) -> None:
         """Deliver, oldest first, the messages missed since the last delivered one.
 
-        Reads ``history`` (newest first) back to the last delivered id, or to a
-        message older than its ``ts``; before any delivery, to the time of
-        subscribing less :data:`CLOCK_TOLERANCE`. Runs on the dispatcher: live
-        messages that arrive meanwhile wait behind it, and the ids it delivers are
-        dropped from them. ``first``: the first connect of the subscription, where a
-        403 or 404 (not a member: no live event can come either) is no gap to report.
+        Reads ``history`` (newest first) back to the last delivered id; before any
+        delivery, back to the :class:`Anchor` read at subscribe time (the history's
+        newest id then). Ids only: no clock decides, so no clock step can lose or
+        resurrect a message. Runs on the dispatcher: live messages that arrive
+        meanwhile wait behind it, and the ids it delivers are dropped from them.
+        ``first``: the first connect of the subscription, where a 403 or 404 (not a
+        member: no live event can come either) is no gap to report.
         """
         if not self._active:
             return
-        anchor_id, anchor_ts = self.last_id, self.last_ts
+        anchor_id = self.last_id
+        anchor_ts: float | None = None
         if anchor_id is None:
-            anchor_ts -= CLOCK_TOLERANCE
+            anchor = self.anchor
+            anchor_id = anchor.message_id
+            if not anchor.known:
+                anchor_ts = anchor.ts  # the service said nothing at subscribe time
         missing: list[ConversationChatMessage] = []
         failure: BaseException | None = None
         try:
             route = self.route
             for count, message in enumerate(history(route)):
-                if message.id == anchor_id or message.ts < anchor_ts:
+                if anchor_id is not None and message.id == anchor_id:
+                    break
+                if anchor_ts is not None and message.ts < anchor_ts:
                     break
                 if count >= limit:
                     failure = RuntimeError(f"more than {limit} messages to backfill")
@@ -382,4 +424,5 @@ class Subscription:
         for message in reversed(missing):
             if dispatcher.stopping or not self._active:
                 return
+            _set_delivery(message, _DELIVERY_CATCH_UP)
             self._deliver(message, dispatcher)

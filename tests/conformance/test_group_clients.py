@@ -8,6 +8,8 @@ in a harness.
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -186,6 +188,13 @@ def test_js_v4_history_send_and_live_messages(signalwire_emulator: Any, js_v4: A
         wait_texts(
             client, bob.address_id, ["earlier, from bob", "from v4", "live from bob"], start=mark
         )
+        # v4 looks each sender up lazily, on its own time: wait for bob's lookup (it proves the
+        # emulator names the sender with from_fabric_address_id) before closing.
+        lookup = ("GET", f"/api/fabric/addresses/{bob.address_id}")
+        deadline = time.monotonic() + 10
+        while lookup not in [(e["method"], e["path"]) for e in rec.entries("http")]:
+            assert time.monotonic() < deadline, "v4 never looked bob up"
+            threading.Event().wait(0.05)
     client.close()
 
     mine = [m for m in emu.messages(group_id) if m["text"] == "from v4"]

@@ -294,7 +294,10 @@ def test_history_path_is_the_group_and_the_raw_page_size_is_documented(
     path = recorded.history_path
     (v4,) = recorded.calls("v4", "GET", path)
     (c001,) = recorded.calls("c001", "GET", path)
-    ours = recorded.calls("ours", "GET", path)
+    anchor, *ours = recorded.calls("ours", "GET", path)
+    # subscribe() reads where the subscription starts (the history's newest id): an
+    # iteration's first raw page.
+    assert anchor["query"] == {"page_size": ["100"]}
     assert [e["query"] for e in ours] == [
         {"page_size": ["100"]},  # get_messages(): chat page 10
         {"page_size": ["100"]},  # page_size=3
@@ -316,6 +319,7 @@ def test_our_rest_calls_are_those_of_the_steps_and_no_more(recorded: Recorded) -
     assert [(e["method"], e["path"]) for e in recorded.http("ours")] == [
         ("GET", "/api/fabric/subscriber/info"),
         ("POST", "/api/fabric/conversations/join"),
+        ("GET", recorded.history_path),  # subscribe(): where the subscription starts
         ("GET", recorded.history_path),
         ("POST", "/api/fabric/messages"),
         ("POST", "/api/fabric/messages"),
@@ -473,13 +477,15 @@ def test_requests_of_the_client_after_connect(recorded: Recorded) -> None:
     }
     assert sent["ours"] == sent["c001"] == ["signalwire.connect"]
     assert sent["v4"] == ["signalwire.connect", "subscriber.online"]
-    # v4 opens the socket before it joins; ours joins in subscribe(), before the socket opens.
+    # v4 opens the socket before it joins; ours joins in subscribe() and reads where the
+    # subscription starts, before the socket opens.
     kinds = {
         side: [e["kind"] for e in recorded.sides[side] if e["kind"] in ("http", "ws_open")]
         for side in ("v4", "ours")
     }
     assert kinds["v4"][:2] == ["http", "ws_open"]  # subscriber/info, then the socket
-    assert kinds["ours"][:3] == ["http", "http", "ws_open"]  # subscriber/info, join, socket
+    # subscriber/info, join, the history's newest id, then the socket
+    assert kinds["ours"][:4] == ["http", "http", "http", "ws_open"]
 
 
 # -- live messages between the official clients and ours -------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from signalwire_chat.errors import (
     ConnectError,
     MessagesMayBeMissingError,
     RealtimeAuthenticationError,
+    RealtimeConnectError,
 )
 
 
@@ -125,10 +127,12 @@ def test_subscribe_with_the_relay_refusing_returns_after_connect_timeout_then_ba
     setup.send("live")
     assert got.wait_for(6) == [*texts, "live"]
     assert len({m.id for m in got.messages}) == 6
-    assert got.errors == []
+    # Never silent: the outage was told once, as transient.
+    assert [type(e) for e in got.errors] == [RealtimeConnectError]
+    assert not got.errors[0].permanent  # type: ignore[attr-defined]
 
 
-def test_subscribe_with_the_relay_down_returns_then_delivers_what_came_meanwhile(
+def test_subscribe_with_the_service_down_raises_then_works_once_it_is_back(
     setup: Setup,
 ) -> None:
     client = _client(setup, connect_timeout=0.5)
@@ -137,17 +141,14 @@ def test_subscribe_with_the_relay_down_returns_then_delivers_what_came_meanwhile
     got = Collector()
     with pytest.raises(ConnectError):  # a group it cannot resolve is an error, not silence
         client.subscribe(setup.other.address_id, got.on_message, on_error=got.on_error)
-    started = time.monotonic()
-    sub = client.subscribe(setup.room.id, got.on_message, on_error=got.on_error)
-    assert 0.4 <= time.monotonic() - started < 2.0
-    assert sub.active
+    # The relay refuses the TCP connection on the first connect: raised, never a quiet room.
+    with pytest.raises(RealtimeConnectError):
+        client.subscribe(setup.room.id, got.on_message, on_error=got.on_error)
     setup.emu.start()
-    texts = [f"meanwhile{i}" for i in range(5)]
-    for text in texts:  # sent before the client is (probably) connected again
-        setup.send(text)
-    assert got.wait_for(5) == texts
+    sub = client.subscribe(setup.room.id, got.on_message, on_error=got.on_error)
+    assert sub.active
     setup.send("live")
-    assert got.wait_for(6) == [*texts, "live"]
+    assert got.wait_for(1) == ["live"]
     assert got.errors == []
 
 
@@ -165,7 +166,7 @@ def test_a_first_connect_backfill_refused_403_is_only_logged_at_debug(
     setup.emu.refuse_connects(0)
     assert wait_until(lambda: "no history of" in caplog.text)
     assert sub.active
-    assert got.errors == []
+    assert [type(e) for e in got.errors] == [RealtimeConnectError]  # the refusals, once
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
@@ -210,7 +211,7 @@ def test_subscribe_from_a_state_listener_does_not_wait(setup: Setup) -> None:
     setup.send("to both")
     assert main.wait_for(1) == ["to both"]
     assert got.wait_for(1) == ["to both"]
-    assert got.errors == []
+    assert all(isinstance(e, RealtimeConnectError) for e in got.errors)  # the refusals
 
 
 # --- 2. a client that is garbage-collected leaves no thread behind ----------------------------
@@ -338,3 +339,59 @@ def test_callbacks_from_modules_scripts_or_other_addresses_are_never_replaced(
     ]
     assert all(s.active for s in subs)
     assert client.subscriptions == tuple(subs)
+
+
+def test_lambdas_from_two_cells_are_two_subscriptions(setup: Setup) -> None:
+    client = _client(setup)
+    seen: list[Any] = []
+    cell_source = "handler = lambda message: seen.append((VERSION, message.text))\n"
+    subs = []
+    for version, filename in ((1, "<ipython-input-3-aa>"), (2, "<ipython-input-4-bb>")):
+        namespace: dict[str, Any] = {"__name__": "__main__", "seen": seen, "VERSION": version}
+        exec(compile(cell_source, filename, "exec"), namespace)
+        subs.append(client.subscribe(setup.room.id, namespace["handler"]))
+    assert all(s.active for s in subs)
+    setup.send("both")
+    assert wait_until(lambda: sorted(seen) == [(1, "both"), (2, "both")])
+
+
+class _Shell:
+    """What ipykernel's shell tells about the cell running now (IPython is not installed)."""
+
+    def __init__(self) -> None:
+        self.cell_id = "cell-a"
+        self.execution_count = 1
+
+    def get_parent(self) -> dict[str, Any]:
+        return {"metadata": {"cellId": self.cell_id}}
+
+
+def test_a_rerun_of_the_same_jupyter_cell_replaces_whatever_the_callback_is_called(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    shell = _Shell()
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
+    client = _client(setup)
+    seen: list[Any] = []
+    kernel_file = "/tmp/ipykernel_77/{}.py"
+    # Run 1 of cell a: two subscriptions, neither replaces the other.
+    first = client.subscribe(setup.room.id, _run_cell(kernel_file.format(1), 1, seen)["show"])
+    first_b = client.subscribe(setup.room.id, lambda m: seen.append(("lambda", m.text)))
+    # Cell b, another cell: kept too.
+    shell.cell_id, shell.execution_count = "cell-b", 2
+    other = client.subscribe(setup.room.id, _run_cell(kernel_file.format(2), 2, seen)["show"])
+    # Run 3 re-runs cell a, edited: its callback is now a lambda under another file name.
+    shell.cell_id, shell.execution_count = "cell-a", 3
+    namespace: dict[str, Any] = {"__name__": "__main__", "seen": seen}
+    exec(
+        compile("h = lambda m: seen.append(('edited', m.text))\n", kernel_file.format(3), "exec"),
+        namespace,
+    )
+    edited = client.subscribe(setup.room.id, namespace["h"])
+    assert not first.active
+    assert first_b.active  # not a cell's callback (defined here, in a module): never replaced
+    assert other.active
+    assert edited.active
+    assert client.subscriptions == (first_b, other, edited)

@@ -6,7 +6,13 @@ import threading
 
 import pytest
 
-from signalwire_chat import AuthenticationError, InvalidArgumentTypeError, TokenError
+from signalwire_chat import (
+    AuthenticationError,
+    InvalidArgumentTypeError,
+    PermissionDeniedError,
+    TokenError,
+    TokenUnavailableError,
+)
 from signalwire_chat._auth import Credentials
 
 T1 = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnMQ"
@@ -89,15 +95,28 @@ def test_concurrent_refreshes_call_the_source_once() -> None:
     assert len(calls) == 2
 
 
-def test_source_failure_is_an_authentication_error_without_the_message() -> None:
+def test_a_failing_source_is_transient_without_the_message() -> None:
     def source() -> str:
         raise RuntimeError(f"secret {T1}")
 
     creds = Credentials(source)
-    with pytest.raises(AuthenticationError) as info:
+    with pytest.raises(TokenUnavailableError) as info:
         _ = creds.token
+    assert not isinstance(info.value, AuthenticationError)  # may pass: retried, not final
     assert T1 not in str(info.value)
     assert isinstance(info.value.__cause__, RuntimeError)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_source_is_final(status: int) -> None:
+    kind = AuthenticationError if status == 401 else PermissionDeniedError
+
+    def source() -> str:
+        raise kind("refused", status=status, method="POST", url="u")
+
+    with pytest.raises(AuthenticationError) as info:
+        _ = Credentials(source).token
+    assert info.value.status == status
 
 
 def test_source_returning_garbage() -> None:

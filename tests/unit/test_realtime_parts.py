@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -160,10 +161,13 @@ def _cell_function(filename: str, module: str = "__main__", src: str | None = No
 def test_cell_origin_recognises_ipython_and_ipykernel_cells_only() -> None:
     from signalwire_chat._realtime._interactive import cell_origin
 
-    assert cell_origin(_cell_function("<ipython-input-3-1a2b>")) == ("ipython", "show")
+    assert cell_origin(_cell_function("<ipython-input-3-1a2b>")) == (
+        ("ipython", "name", "show"),
+        None,
+    )
     assert cell_origin(_cell_function("/tmp/ipykernel_1234/123456.py")) == (
-        "/tmp/ipykernel_1234",
-        "show",
+        ("/tmp/ipykernel_1234", "name", "show"),
+        None,
     )
     assert cell_origin(_cell_function("C:\\Temp\\ipykernel_99\\42.py")) is not None
     # Not a cell: a script's __main__, a module, a notebook-looking name in a module.
@@ -185,7 +189,7 @@ def test_cell_origin_of_bound_methods_uses_the_function() -> None:
         "show = Printer().show\n"
     )
     bound = _cell_function("<ipython-input-7-ff>", src=src)
-    assert cell_origin(bound) == ("ipython", "Printer.show")
+    assert cell_origin(bound) == (("ipython", "name", "Printer.show"), None)
 
 
 def test_subscription_repr_names_the_address_state_and_callback() -> None:
@@ -204,28 +208,49 @@ def test_subscription_repr_names_the_address_state_and_callback() -> None:
     )
 
 
-def test_backfill_before_any_delivery_starts_at_subscribe_time_less_the_tolerance() -> None:
+def test_backfill_before_any_delivery_stops_at_the_subscribe_time_anchor_whatever_the_ts() -> None:
     from signalwire_chat._convert import structure_chat_message
-    from signalwire_chat._realtime._subscriptions import CLOCK_TOLERANCE
+    from signalwire_chat._realtime._subscriptions import Anchor
 
     got: list[str] = []
     sub = Subscription(
         _Owner(), Route.address("conv"), lambda m: got.append(m.text), None, recent_ids=100
     )
-    now = sub.last_ts
 
     def at(i: int, ts: float) -> object:
-        wire = {**_wire(i), "ts": ts}
-        return structure_chat_message(wire)
+        return structure_chat_message({**_wire(i), "ts": ts})
 
-    history = [
-        at(3, now + 1.0),
-        at(2, now - CLOCK_TOLERANCE / 2),  # within the tolerance: a clock skew, kept
-        at(1, now - CLOCK_TOLERANCE - 1.0),  # well before subscribing
-        at(0, now - 100.0),
-    ]
-    sub._backfill(lambda _a: iter(history), Dispatcher(queue_size=10), limit=100, first=True)
+    # The service's clock stepped back after the anchor: ts must not decide anything.
+    history = [at(3, 5.0), at(2, 1.0), at(1, 10.0), at(0, 100.0)]
+    sub.anchor = Anchor.read(lambda _r: iter(history[2:]), sub.route)
+    assert sub.anchor.message_id == history[2].id  # type: ignore[attr-defined]
+    sub._backfill(lambda _a: iter(history), Dispatcher(queue_size=10), limit=100)
     assert got == ["t2", "t3"]
+
+
+def test_backfill_without_a_readable_history_at_subscribe_falls_back_on_the_time() -> None:
+    from signalwire_chat._convert import structure_chat_message
+    from signalwire_chat.errors import ConnectError
+
+    got: list[str] = []
+    sub = Subscription(
+        _Owner(), Route.address("conv"), lambda m: got.append(m.text), None, recent_ids=10
+    )
+
+    def down(_route: Route) -> Iterator[object]:
+        raise ConnectError("down")
+
+    from signalwire_chat._realtime._subscriptions import Anchor
+
+    sub.anchor = Anchor.read(down, sub.route)  # type: ignore[arg-type]
+    assert not sub.anchor.known
+    now = sub.anchor.ts
+    history = [
+        structure_chat_message({**_wire(1), "ts": now + 1.0}),
+        structure_chat_message({**_wire(0), "ts": now - 1.0}),
+    ]
+    sub._backfill(lambda _a: iter(history), Dispatcher(queue_size=10), limit=10)
+    assert got == ["t1"]
 
 
 def test_a_first_backfill_refused_as_not_a_member_is_not_a_gap() -> None:
@@ -245,3 +270,21 @@ def test_a_first_backfill_refused_as_not_a_member_is_not_a_gap() -> None:
     sub._backfill(denied, Dispatcher(queue_size=10), limit=10)  # after a reconnect: a gap
     assert len(errors) == 1
     assert isinstance(errors[0], MessagesMayBeMissingError)
+
+
+def test_no_wire_key_can_say_how_a_message_was_delivered() -> None:
+    from signalwire_chat._convert import structure_chat_message, unstructure
+
+    wire = {**_wire(1), "_delivery": "catch_up", "delivery": "catch_up"}
+    message = structure_chat_message(wire)
+    assert message.delivery is None  # a REST read, whatever the wire says
+    assert message.extra["_delivery"] == "catch_up"  # kept as an unknown key, nothing more
+
+    got: list[object] = []
+    sub = Subscription(_Owner(), Route.address("conv"), got.append, None, recent_ids=10)
+    sub._deliver_wire(_wire(2), Dispatcher(queue_size=10))
+    live = got[0]
+    assert live.delivery == "live"  # type: ignore[attr-defined]
+    assert "_delivery" not in unstructure(live)
+    assert "delivery" not in unstructure(live)
+    assert live == structure_chat_message(_wire(2))  # equality ignores it
