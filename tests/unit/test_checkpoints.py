@@ -132,3 +132,11 @@ def test_closed_store_is_an_error(store: SqliteCheckpointStore) -> None:
     store.close()
     with pytest.raises(ClientClosedError):
         store.load("k")
+
+
+def test_importing_the_package_does_not_load_redis() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, signalwire_chat; assert 'redis' not in sys.modules, 'redis loaded'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
