@@ -552,6 +552,9 @@ class RedisCheckpointStore:
         if not isinstance(answer, list) or len(answer) != 2 or answer[0] not in (0, 1):
             raise StoreError(f"Redis answered the save script with {answer!r}")
         if answer[0] == 0:
+            if self._lease is not None:
+                # Redis says the lease is not ours: stop believing it before the clock says so.
+                self._lease._lose(str(args[1]), "Redis refused a write fenced by it")
             raise FencedWriteError(
                 f"refused: fencing token {token} is no longer current for {key!r}",
                 fencing_token=token,
