@@ -175,7 +175,9 @@ class RedisLease:
             tenth of ``ttl``).
         owner: This holder's id, kept in the lease key (default: a random UUID); it must be
             unique among contenders.
-        on_lost: Called with no arguments when a held lease is lost (not on release).
+        on_lost: Called with no arguments when a held lease is lost (not on release): from
+            the renewal thread, or from the thread whose fenced write Redis refused. It must
+            not block for long.
     """
 
     def __init__(
@@ -191,10 +193,14 @@ class RedisLease:
     ) -> None:
         self.name = _check_name(name)
         self.ttl = _check_seconds("ttl", ttl)
-        self.renew_interval = _check_seconds("renew_interval", renew_interval or self.ttl / 3)
+        self.renew_interval = _check_seconds(
+            "renew_interval", self.ttl / 3 if renew_interval is None else renew_interval
+        )
         if self.renew_interval >= self.ttl:
             raise InvalidArgumentError("renew_interval must be shorter than ttl")
-        self.retry_interval = _check_seconds("retry_interval", retry_interval or self.ttl / 10)
+        self.retry_interval = _check_seconds(
+            "retry_interval", self.ttl / 10 if retry_interval is None else retry_interval
+        )
         self.owner = _check_name(owner) if owner is not None else uuid.uuid4().hex
         if " " in self.owner:
             raise InvalidArgumentError("owner must not contain a space")
@@ -263,6 +269,13 @@ class RedisLease:
         if answer == 0:
             return None
         token = answer
+        if self._closed.is_set():  # closed while the script ran: give it back at once
+            value = f"{token} {self.owner}"
+            _translate(
+                "releasing the lease",
+                lambda: self._release_script(keys=[self.key], args=[value]),
+            )
+            raise ClientClosedError("the lease was closed while acquiring it")
         with self._lock:
             self._token, self._value = token, f"{token} {self.owner}"
             self._valid_until = sent + self.ttl - self._drift

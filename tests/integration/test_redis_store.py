@@ -118,3 +118,19 @@ def test_save_through_a_lease_and_append_to_a_stream(
             store.save_and_append("k", _cp(4), stream="chat", fields={"id": "m-4"})
         assert raw.xlen("chat") == 1
         assert store.load("k") == _cp(2)
+
+
+def test_a_password_in_the_url_never_shows_in_errors(redis_server: RedisServer) -> None:
+    port = redis_server.port
+    redis_server.stop()
+    url = f"redis://:s3cret-pw@127.0.0.1:{port}/0"
+    with RedisCheckpointStore(url, timeout=1) as store:
+        with pytest.raises(StoreUnavailableError) as info:
+            store.load("k")
+        assert "s3cret-pw" not in str(info.value)
+        assert "s3cret-pw" not in repr(store)
+    with RedisLease(url, name="bot", ttl=1) as lease:
+        with pytest.raises(StoreUnavailableError) as info:
+            lease.try_acquire()
+        assert "s3cret-pw" not in str(info.value)
+        assert "s3cret-pw" not in repr(lease)
