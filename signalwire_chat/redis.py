@@ -321,8 +321,18 @@ class RedisLease:
                 raise ClientClosedError("the lease was closed while waiting for it")
 
     def wait_lost(self, timeout: float) -> bool:
-        """Block until a held lease is lost; return whether it was (``False`` on timeout)."""
-        return self._lost.wait(timeout)
+        """Block until a held lease is lost or this object is closed.
+
+        Args:
+            timeout: Seconds to wait at most (``math.inf`` for as long as it takes).
+
+        Returns:
+            ``True`` if it was lost or closed, ``False`` on timeout.
+        """
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+            raise InvalidArgumentError("timeout must be a non-negative number of seconds")
+        # Event.wait cannot take math.inf (OverflowError): None is "no limit" to it.
+        return self._lost.wait(None if math.isinf(timeout) else timeout)
 
     def release(self) -> None:
         """Stop renewing and delete the lease if it is still ours (idempotent).
@@ -351,6 +361,7 @@ class RedisLease:
         except StoreError:
             _log.warning("lease %s: release on close failed", self.name, exc_info=True)
         finally:
+            self._lost.set()  # wakes wait_lost
             if self._owns_client:
                 self._redis.close()
 

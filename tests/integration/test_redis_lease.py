@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import pytest
@@ -151,3 +152,20 @@ def test_close_wakes_a_standby(redis_server: RedisServer) -> None:
 def test_bad_options(redis_server: RedisServer, options: dict[str, object]) -> None:
     with pytest.raises(InvalidArgumentError):
         RedisLease(redis_server.url, name="bot", **options)  # type: ignore[arg-type]
+
+
+def test_wait_lost_without_limit_is_woken_by_close(redis_server: RedisServer) -> None:
+    lease = RedisLease(redis_server.url, name="bot", ttl=30)
+    lease.acquire(timeout=5)
+    woken = threading.Event()
+
+    def wait() -> None:
+        if lease.wait_lost(timeout=math.inf):
+            woken.set()
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    assert not lease.wait_lost(timeout=0.1)  # held: not lost
+    lease.close()
+    waiter.join(5)
+    assert woken.is_set()
