@@ -15,7 +15,7 @@ from signalwire_chat import (
     InvalidArgumentError,
     LeaseTimeoutError,
 )
-from signalwire_chat.pytest_plugin import RedisServer
+from signalwire_chat.pytest_plugin import RedisServer, RedisServerFactory
 from signalwire_chat.redis import RedisCheckpointStore, RedisLease
 
 
@@ -169,3 +169,23 @@ def test_wait_lost_without_limit_is_woken_by_close(redis_server: RedisServer) ->
     lease.close()
     waiter.join(5)
     assert woken.is_set()
+
+
+def test_a_short_restart_with_persistence_keeps_the_lease(
+    redis_server_factory: RedisServerFactory,
+) -> None:
+    server = redis_server_factory(persistence=True)
+    with (
+        RedisLease(server.url, name="bot", ttl=4) as a,
+        RedisLease(server.url, name="bot", ttl=4) as b,
+        RedisCheckpointStore(server.url, lease=a, timeout=1) as store,
+    ):
+        token = a.acquire(timeout=5)
+        store.save("k", _cp(1))
+        server.restart()  # the AOF keeps the key with its expiry: the holder waits it out
+        with pytest.raises(LeaseTimeoutError):
+            b.acquire(timeout=4)  # a full TTL: a's renewals resumed in time
+        assert not a.wait_lost(timeout=0)
+        assert a.token == token
+        store.save("k", _cp(2))
+        assert store.load("k") == _cp(2)
