@@ -25,12 +25,17 @@ handlers keep working (``except ValueError``, ``except TimeoutError``)::
     │   ├── ValidationError                   422, with the fabric ``errors`` list
     │   ├── RateLimitError                    429, with ``retry_after``
     │   └── ServerError                       5xx
-    └── RealtimeError                         the realtime (websocket) side
-        ├── RealtimeAuthenticationError (AuthenticationError)  connect or reauthenticate refused
-        ├── RealtimeConnectError (ConnectionError)  relay unreachable, or it refused the socket
-        ├── MessagesMayBeMissingError         a gap after a reconnect could not be backfilled
-        ├── SlowCallbackError                 a callback has been running for too long
-        └── CallbackError                     a user callback raised (the original is __cause__)
+    ├── RealtimeError                         the realtime (websocket) side
+    │   ├── RealtimeAuthenticationError (AuthenticationError)  connect or reauthenticate refused
+    │   ├── RealtimeConnectError (ConnectionError)  relay unreachable, or it refused the socket
+    │   ├── MessagesMayBeMissingError         a gap after a reconnect could not be backfilled
+    │   ├── SlowCallbackError                 a callback has been running for too long
+    │   └── CallbackError                     a user callback raised (the original is __cause__)
+    └── StoreError                            a checkpoint store or the lease's Redis failed
+        ├── StoreUnavailableError (ConnectionError)  the store could not be reached in time
+        ├── CorruptCheckpointError (ValueError)      a stored checkpoint that is not one of ours
+        ├── FencedWriteError (PermissionError)       refused: the fencing token is not current
+        └── LeaseTimeoutError (TimeoutError)         the lease was not acquired in time
 
 No exception message, ``repr`` or attribute ever contains the token.
 """
@@ -48,11 +53,14 @@ __all__ = [
     "ChatError",
     "ClientClosedError",
     "ConnectError",
+    "CorruptCheckpointError",
     "DecodeError",
     "FabricErrorDetail",
+    "FencedWriteError",
     "InsecureURLError",
     "InvalidArgumentError",
     "InvalidArgumentTypeError",
+    "LeaseTimeoutError",
     "MessagesMayBeMissingError",
     "NoAddressError",
     "NotFoundError",
@@ -66,6 +74,8 @@ __all__ = [
     "ResponseTooLargeError",
     "ServerError",
     "SlowCallbackError",
+    "StoreError",
+    "StoreUnavailableError",
     "TokenError",
     "TokenUnavailableError",
     "TransportError",
@@ -411,3 +421,42 @@ class CallbackError(RealtimeError):
     def __init__(self, message: str, *, address_id: str | None) -> None:
         super().__init__(message)
         self.address_id = address_id
+
+
+class StoreError(ChatError):
+    """A checkpoint store, or the Redis behind the lease, failed or refused a write."""
+
+
+class StoreUnavailableError(StoreError, ConnectionError):
+    """The store could not be reached, or did not answer in time (the original is ``__cause__``)."""
+
+
+class CorruptCheckpointError(StoreError, ValueError):
+    """What the store holds under a key is not a checkpoint this library wrote.
+
+    Attributes:
+        key: The checkpoint key.
+    """
+
+    def __init__(self, message: str, *, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class FencedWriteError(StoreError, PermissionError):
+    """A write was refused because its fencing token is no longer the current one.
+
+    The lease was lost (expired, taken over, or Redis lost it), so this process must stop
+    acting as the holder: nothing was written.
+
+    Attributes:
+        fencing_token: The token the refused write carried (``None`` when it had none).
+    """
+
+    def __init__(self, message: str, *, fencing_token: int | None) -> None:
+        super().__init__(message)
+        self.fencing_token = fencing_token
+
+
+class LeaseTimeoutError(StoreError, TimeoutError):
+    """``acquire(timeout=...)`` did not get the lease within the timeout."""

@@ -13,11 +13,31 @@ The package registers this module as a pytest plugin (a ``pytest11`` entry point
 ``emu.client_for(subscriber)`` returns a :class:`~signalwire_chat.ChatClient` pointed at the
 emulator. The emulator (and aiohttp) is imported only when a fixture is used, so installing
 the package without the ``emulator`` extra never breaks a test run.
+
+For the lease and the Redis checkpoint store (:mod:`signalwire_chat.redis`), a real
+``redis-server`` (never a fake):
+
+- ``redis_server``: a :class:`RedisServer` on a free port of 127.0.0.1, no persistence, fresh
+  for each test and stopped after it; ``.url`` for redis-py, ``.restart()`` for outage tests;
+- ``redis_server_factory``: start more, with options (``persistence=True`` for an append-only
+  file in a temporary directory that survives ``restart()``).
+
+When ``redis-server`` is not on ``PATH`` these tests are skipped with a loud reason, except
+under CI (environment ``CI=true``), where that is a failure. The server is driven with its own
+binary and a raw ``PING`` over a socket, so these fixtures need no Python package.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -25,7 +45,14 @@ import pytest
 if TYPE_CHECKING:
     from signalwire_chat.emulator import Emulator
 
-__all__ = ["emulator_factory", "signalwire_emulator", "signalwire_emulator_session"]
+__all__ = [
+    "RedisServer",
+    "emulator_factory",
+    "redis_server",
+    "redis_server_factory",
+    "signalwire_emulator",
+    "signalwire_emulator_session",
+]
 
 EmulatorFactory = Callable[..., "Emulator"]
 
@@ -88,3 +115,191 @@ def signalwire_emulator_session() -> Iterator[Emulator]:
         yield emulator
     finally:
         emulator.close()
+
+
+# --- a real redis-server ---------------------------------------------------------------------
+
+_REDIS_START_SECONDS = 10.0
+_REDIS_STOP_SECONDS = 5.0
+
+
+def _free_port() -> int:
+    # redis-server cannot report a port it chose itself (``--port 0`` turns TCP off), so take
+    # one from the kernel and hand it over; ``RedisServer.start`` retries if it was taken since.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """A ``redis-server`` child process on 127.0.0.1, for tests.
+
+    Nothing starts in the constructor: :meth:`start` launches it and waits (with a deadline)
+    until it answers ``PING``; :meth:`stop` ends it (SIGTERM, then SIGKILL after a deadline).
+
+    Args:
+        persistence: Keep an append-only file in a temporary directory, so data survives
+            :meth:`restart`. Without it (the default) a restart empties the server.
+        binary: The redis-server executable.
+    """
+
+    def __init__(self, *, persistence: bool = False, binary: str = "redis-server") -> None:
+        self.persistence = persistence
+        self.binary = binary
+        self.port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def url(self) -> str:
+        """The ``redis://`` URL of the server (database 0)."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> RedisServer:
+        """Start the server (on the port it had, after a :meth:`stop`) and wait for PING.
+
+        Returns:
+            The server itself.
+
+        Raises:
+            RuntimeError: It did not answer PING within the deadline, or kept exiting.
+        """
+        if self._process is not None:
+            raise RuntimeError("redis-server is already running")
+        if self._dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="signalwire-redis-")
+        reuse_port = self.port != 0
+        for _attempt in range(5):
+            port = self.port if reuse_port else _free_port()
+            args = [
+                self.binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                self._dir.name,
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if self.persistence else "no",
+                "--appendfsync",
+                "always",
+                "--protected-mode",
+                "yes",
+                "--loglevel",
+                "warning",
+                "--logfile",
+                str(Path(self._dir.name) / "redis.log"),
+            ]
+            process = subprocess.Popen(args, stdin=subprocess.DEVNULL)  # noqa: S603 - fixed argv
+            deadline = time.monotonic() + _REDIS_START_SECONDS
+            while time.monotonic() < deadline and process.poll() is None:
+                if _answers_ping(port):
+                    self._process, self.port = process, port
+                    return self
+                # A fresh process needs a few milliseconds; the deadline bounds the wait.
+                time.sleep(0.02)
+            _end(process)
+        raise RuntimeError(
+            f"redis-server did not answer PING within {_REDIS_START_SECONDS:.0f} s "
+            f"(log: {Path(self._dir.name) / 'redis.log'})"
+        )
+
+    def stop(self) -> None:
+        """Stop the server (idempotent); the port is kept for a later :meth:`start`."""
+        process, self._process = self._process, None
+        if process is not None:
+            _end(process)
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would (nothing is flushed)."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
+            process.wait(_REDIS_STOP_SECONDS)
+
+    def restart(self) -> None:
+        """Stop and start again on the same port (empty unless ``persistence``)."""
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        """Stop the server and remove its directory."""
+        self.stop()
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _end(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(_REDIS_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(_REDIS_STOP_SECONDS)
+
+
+def _require_redis_server() -> str:
+    binary = shutil.which("redis-server")
+    if binary is not None:
+        return binary
+    reason = (
+        "redis-server not found on PATH: SKIPPING the tests that need a real Redis "
+        "(install the Debian package redis-server, or run `make test`, which does)"
+    )
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail("CI=true but " + reason.replace(": SKIPPING", ", so CI cannot run"))
+    pytest.skip("#" * 8 + " " + reason)
+
+
+RedisServerFactory = Callable[..., RedisServer]
+
+
+@pytest.fixture
+def redis_server_factory() -> Iterator[RedisServerFactory]:
+    """Return a function that starts a :class:`RedisServer` with the given options.
+
+    Every server it started is stopped after the test, in reverse order.
+    """
+    binary = _require_redis_server()
+    started: list[RedisServer] = []
+
+    def make(**options: Any) -> RedisServer:
+        options.setdefault("binary", binary)
+        server = RedisServer(**options)
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in reversed(started):
+        server.close()
+
+
+@pytest.fixture
+def redis_server(redis_server_factory: RedisServerFactory) -> RedisServer:
+    """A started redis-server on a free port of 127.0.0.1, no persistence, one per test."""
+    return redis_server_factory()

@@ -1,0 +1,321 @@
+"""Checkpoints: the last message a subscription handled, kept where a restart finds it.
+
+When to use what (see also ``docs/guides/scaling.md``):
+
+- **Neither**: one process, and a message missed while it was down does not matter (a chat
+  display, a notebook). Live delivery already backfills reconnects within one run.
+- **A checkpoint** (:class:`SqliteCheckpointStore`): one process that must not lose messages
+  across restarts (a deploy, a crash). Save the checkpoint after the handler returned: delivery
+  across restarts is then at-least-once, and exactly-once for a handler that records its own
+  progress in the same store.
+- **The lease and a shared checkpoint** (:mod:`signalwire_chat.redis`): several replicas for
+  availability, exactly one of them acting at a time; the others stand by and take over from
+  the shared checkpoint when the holder dies.
+
+What each store guarantees:
+
+==================  ====================================  ====================================
+guarantee           :class:`SqliteCheckpointStore`        ``RedisCheckpointStore``
+==================  ====================================  ====================================
+atomic save         yes (one sqlite transaction)          yes (one Lua script)
+a returned save     survives a process crash (SIGKILL);   lives as long as Redis keeps it:
+                    ``synchronous=FULL`` also a power     lost in a restart without AOF/RDB
+                    loss                                  persistence
+shared by hosts     no (one file on one host)             yes
+fencing             a save with a token lower than the    a save with a token is refused
+                    highest seen for its key is refused   unless that token holds the lease
+                    (:class:`FencedWriteError`)           at that moment (checked in Lua)
+==================  ====================================  ====================================
+
+Not wired yet: ``subscribe(..., checkpoint=...)`` (the catch-up from a checkpoint before live
+events) and the Redis Streams bridge build on these stores in a later release; today a caller
+saves and loads checkpoints itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+
+from .errors import (
+    ClientClosedError,
+    CorruptCheckpointError,
+    FencedWriteError,
+    InvalidArgumentError,
+    StoreUnavailableError,
+)
+from .models import ConversationMessage
+
+__all__ = ["Checkpoint", "CheckpointStore", "SqliteCheckpointStore"]
+
+_ROUTE = re.compile(r"\A(?:inbox|(?:group|address):[^\x00-\x1f\x7f]{1,256})\Z")
+_MAX_KEY = 512
+_MAX_ID = 256
+
+
+def _check_route(_inst: object, _attr: object, value: Any) -> None:
+    if not isinstance(value, str) or not _ROUTE.match(value):
+        raise InvalidArgumentError(
+            f"route must be 'inbox', 'group:<group id>' or 'address:<address id>', got {value!r}"
+        )
+
+
+def _check_message_id(_inst: object, _attr: object, value: Any) -> None:
+    if not isinstance(value, str) or not 0 < len(value) <= _MAX_ID or not value.isprintable():
+        raise InvalidArgumentError(
+            f"message_id must be a non-empty printable string of at most {_MAX_ID} characters"
+        )
+
+
+def _check_ts(_inst: object, _attr: object, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, float) or not math.isfinite(value):
+        raise InvalidArgumentError(f"ts must be a finite float (epoch seconds), got {value!r}")
+
+
+def _to_float(value: Any) -> Any:
+    # An int timestamp is a float timestamp; anything else is left for the validator to refuse.
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+@attrs.frozen(kw_only=True)
+class Checkpoint:
+    """The last message a subscription handled.
+
+    Attributes:
+        route: Where the messages come from: ``"group:<group id>"``, ``"address:<address
+            id>"`` or ``"inbox"``.
+        message_id: The id of the last message handled.
+        ts: That message's ``ts`` (Unix epoch seconds with a fraction).
+
+    Raises:
+        InvalidArgumentError: A field is not of the shape above.
+    """
+
+    route: str = attrs.field(validator=_check_route)
+    message_id: str = attrs.field(validator=_check_message_id)
+    ts: float = attrs.field(converter=_to_float, validator=_check_ts)
+
+    @classmethod
+    def of(cls, message: ConversationMessage, *, route: str) -> Checkpoint:
+        """The checkpoint after ``message`` (its id and ts) on ``route``."""
+        return cls(route=route, message_id=message.id, ts=message.ts)
+
+
+def _encode(checkpoint: Checkpoint) -> str:
+    return json.dumps(
+        {"route": checkpoint.route, "message_id": checkpoint.message_id, "ts": checkpoint.ts},
+        separators=(",", ":"),
+    )
+
+
+def _decode(key: str, raw: bytes | str) -> Checkpoint:
+    """Parse what a store returned; anything but our own JSON is a CorruptCheckpointError."""
+    try:
+        data: Any = json.loads(raw)
+        if not isinstance(data, dict) or set(data) != {"route", "message_id", "ts"}:
+            raise ValueError("not an object with route, message_id and ts")
+        return Checkpoint(route=data["route"], message_id=data["message_id"], ts=data["ts"])
+    except (ValueError, UnicodeDecodeError) as exc:  # InvalidArgumentError is a ValueError
+        raise CorruptCheckpointError(
+            f"the checkpoint stored under {key!r} is not one this library wrote: {exc}", key=key
+        ) from None
+
+
+def _check_key(key: object) -> str:
+    if not isinstance(key, str) or not 0 < len(key) <= _MAX_KEY or not key.isprintable():
+        raise InvalidArgumentError(
+            f"a checkpoint key must be a non-empty printable string of at most {_MAX_KEY} "
+            "characters"
+        )
+    return key
+
+
+def _check_token(token: object) -> int | None:
+    if token is None:
+        return None
+    if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < 2**63:
+        raise InvalidArgumentError(f"fencing_token must be a non-negative int, got {token!r}")
+    return token
+
+
+@runtime_checkable
+class CheckpointStore(Protocol):
+    """Where checkpoints are kept, by key (one key per subscription, e.g. ``"bot:inbox"``)."""
+
+    def load(self, key: str) -> Checkpoint | None:
+        """Return the checkpoint saved under ``key``, or ``None`` if there is none.
+
+        Raises:
+            CorruptCheckpointError: What is stored is not a checkpoint.
+            StoreUnavailableError: The store could not be reached.
+        """
+        ...
+
+    def save(self, key: str, checkpoint: Checkpoint, *, fencing_token: int | None = None) -> None:
+        """Save ``checkpoint`` under ``key``, atomically; durable once this returns.
+
+        Args:
+            key: The subscription's key.
+            checkpoint: The last message handled.
+            fencing_token: The lease's token when the writer holds a lease; the write is
+                refused when the token is stale (what "stale" means is the store's).
+
+        Raises:
+            FencedWriteError: The token is stale; nothing was written.
+            StoreUnavailableError: The store could not be reached; the save may not have
+                happened.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the store's resources (idempotent)."""
+        ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS checkpoints (
+    key TEXT PRIMARY KEY NOT NULL,
+    body TEXT NOT NULL,
+    fencing_token INTEGER,
+    saved_at REAL NOT NULL
+)
+"""
+
+
+class SqliteCheckpointStore:
+    """Checkpoints in a local sqlite file: the embedded default.
+
+    Every save is one transaction in WAL mode with ``synchronous=FULL``: a save that returned
+    survives a crash of the process (and of the machine), and a crash during a save leaves the
+    previous checkpoint, never a torn one. Several processes on one host may share the file
+    (sqlite's locking; a writer waits up to ``timeout`` seconds for another).
+
+    Fencing: a save with ``fencing_token`` is refused (:class:`FencedWriteError`) when a save
+    with a higher token was already made under that key, so a writer whose lease was taken over
+    by a later holder cannot overwrite it. A save without a token is not fenced.
+
+    Args:
+        path: The database file (created with its directory if missing), or ``":memory:"``.
+        timeout: Seconds to wait for another process's write lock.
+    """
+
+    def __init__(self, path: str | Path, *, timeout: float = 5.0) -> None:
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+            raise InvalidArgumentError("timeout must be a positive number of seconds")
+        self.path = str(path)
+        self._lock = threading.Lock()
+        self._closed = False
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE) below.
+            self._db = sqlite3.connect(
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailableError(f"cannot open the checkpoint file {self.path}") from exc
+
+    def __repr__(self) -> str:
+        return f"SqliteCheckpointStore({self.path!r})"
+
+    def load(self, key: str) -> Checkpoint | None:
+        """Return the checkpoint saved under ``key``, or ``None``.
+
+        Raises:
+            CorruptCheckpointError: The row is not a checkpoint this library wrote.
+            StoreUnavailableError: The file could not be read.
+        """
+        key = _check_key(key)
+        with self._lock:
+            self._check_open()
+            try:
+                row = self._db.execute(
+                    "SELECT body FROM checkpoints WHERE key = ?", (key,)
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise StoreUnavailableError(f"cannot read {self.path}") from exc
+        if row is None:
+            return None
+        if not isinstance(row[0], str):
+            raise CorruptCheckpointError(f"the checkpoint under {key!r} is not text", key=key)
+        return _decode(key, row[0])
+
+    def save(self, key: str, checkpoint: Checkpoint, *, fencing_token: int | None = None) -> None:
+        """Save ``checkpoint`` under ``key`` in one transaction (durable when this returns).
+
+        Raises:
+            FencedWriteError: A save with a higher fencing token was made under ``key``.
+            StoreUnavailableError: The file could not be written (nothing was saved).
+        """
+        key = _check_key(key)
+        token = _check_token(fencing_token)
+        if not isinstance(checkpoint, Checkpoint):
+            raise InvalidArgumentError("checkpoint must be a Checkpoint")
+        body = _encode(checkpoint)
+        with self._lock:
+            self._check_open()
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    row = self._db.execute(
+                        "SELECT fencing_token FROM checkpoints WHERE key = ?", (key,)
+                    ).fetchone()
+                    highest = row[0] if row is not None else None
+                    if token is not None and isinstance(highest, int) and token < highest:
+                        raise FencedWriteError(
+                            f"refused: fencing token {token} is older than {highest}, "
+                            f"the highest saved under {key!r}",
+                            fencing_token=token,
+                        )
+                    kept = token if token is not None else highest
+                    self._db.execute(
+                        "INSERT INTO checkpoints (key, body, fencing_token, saved_at) "
+                        "VALUES (?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                        "body = excluded.body, fencing_token = excluded.fencing_token, "
+                        "saved_at = excluded.saved_at",
+                        (key, body, kept, time.time()),
+                    )
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreUnavailableError(f"cannot write {self.path}") from exc
+
+    def delete(self, key: str) -> None:
+        """Forget the checkpoint under ``key`` (and its fencing history)."""
+        key = _check_key(key)
+        with self._lock:
+            self._check_open()
+            try:
+                self._db.execute("DELETE FROM checkpoints WHERE key = ?", (key,))
+            except sqlite3.Error as exc:
+                raise StoreUnavailableError(f"cannot write {self.path}") from exc
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
+
+    def __enter__(self) -> SqliteCheckpointStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError("the checkpoint store is closed")

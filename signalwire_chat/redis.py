@@ -1,0 +1,610 @@
+"""One active process across replicas: a fenced lease and a checkpoint store in Redis.
+
+This module is the one place redis-py is used (the ``redis`` extra:
+``pip install 'signalwire-chat[redis]'``); ``import signalwire_chat`` does not load it.
+
+When to use what:
+
+- **Neither**: one process, and messages missed while it was down do not matter.
+- **A checkpoint only** (:class:`~signalwire_chat.SqliteCheckpointStore`): one process that must
+  not lose messages across restarts.
+- **The lease and** :class:`RedisCheckpointStore`: several replicas for availability, exactly
+  one acting at a time. Each replica calls :meth:`RedisLease.acquire`; one gets it, the others
+  wait (stand by). The holder renews it from a background thread; when the holder dies, the
+  lease expires and a standby takes over within the TTL, and continues from the shared
+  checkpoint.
+
+The lease is *fenced*. Each acquisition gets a fencing token from a counter (``INCR``), and
+every write made through the lease (:meth:`RedisCheckpointStore.save`,
+:meth:`RedisCheckpointStore.save_and_append`) runs in one Lua script that first checks that the
+lease key still holds that very acquisition; otherwise nothing is written and
+:class:`~signalwire_chat.FencedWriteError` is raised. So a holder that was paused (a GC pause,
+SIGSTOP, a stalled VM) and lost the lease meanwhile cannot act after it resumes, whatever its own
+clock believes.
+
+==============================  ================================================================
+guarantee                       how
+==============================  ================================================================
+at most one holder acts         a write is applied only if the lease key holds the writer's
+                                acquisition (token and owner) at that moment, checked in Lua
+takeover after a holder dies    within the TTL (plus the standby's retry interval)
+a renewal Redis did not see     the holder counts its lease lost at ``sent + ttl - drift``
+                                (``drift`` = 1% of the TTL + 2 ms) and stops renewing
+a release on close              deletes the key only if it is still ours
+checkpoint + stream append      one Lua script: both happen or neither does
+Redis restarted                 without persistence the lease and the checkpoints are gone: the
+                                holder's next renewal finds no key, it reports the lease lost
+                                and may acquire again; tokens restart at 1, but a stale holder
+                                is still refused because its owner id differs
+==============================  ================================================================
+
+Use one Redis server (or a primary with its replicas); Redis Cluster is not supported (the
+scripts touch several keys). Not wired yet: ``subscribe(..., checkpoint=...)`` and the bridge
+into Redis Streams build on these parts in a later release.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import redis as redis_py
+from redis.commands.core import Script
+
+from .checkpoints import Checkpoint, _check_key, _check_token, _decode, _encode
+from .errors import (
+    ClientClosedError,
+    CorruptCheckpointError,
+    FencedWriteError,
+    InvalidArgumentError,
+    LeaseTimeoutError,
+    StoreError,
+    StoreUnavailableError,
+)
+
+__all__ = ["RedisCheckpointStore", "RedisLease"]
+
+_log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+_PREFIX = "signalwire-chat"
+_JOIN_SECONDS = 5.0
+
+# KEYS: lease, fence counter. ARGV: owner, ttl in ms. Returns the new token, or 0 if held.
+_ACQUIRE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], token .. ' ' .. ARGV[1], 'PX', ARGV[2])
+return token
+"""
+# KEYS: lease. ARGV: our value, ttl in ms. 1 if renewed, 0 if the key is not ours (lost).
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+# KEYS: lease. ARGV: our value. Deletes only our own lease.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# KEYS: lease (or the checkpoint again), checkpoint [, stream].
+# ARGV: mode ('lease' | 'max' | 'none'), lease value, token, body [, field, value, ...].
+# Returns {1, stream entry id or ''} when written, {0, reason} when refused.
+_SAVE = """
+local mode = ARGV[1]
+if mode == 'lease' then
+  if redis.call('GET', KEYS[1]) ~= ARGV[2] then return {0, 'lease'} end
+elseif mode == 'max' then
+  local seen = redis.call('HGET', KEYS[2], 'token')
+  if seen and tonumber(seen) > tonumber(ARGV[3]) then return {0, seen} end
+end
+local entry = ''
+if #KEYS == 3 then entry = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 5)) end
+redis.call('HSET', KEYS[2], 'body', ARGV[4])
+if mode ~= 'none' then redis.call('HSET', KEYS[2], 'token', ARGV[3]) end
+return {1, entry}
+"""
+
+
+def _translate(what: str, call: Callable[[], _T]) -> _T:
+    """Run one redis-py call; its failures become our errors (the one translation point)."""
+    try:
+        return call()
+    except (redis_py.ConnectionError, redis_py.TimeoutError) as exc:
+        raise StoreUnavailableError(f"Redis unreachable while {what}: {exc}") from exc
+    except redis_py.RedisError as exc:
+        raise StoreError(f"Redis refused {what}: {exc}") from exc
+
+
+def _check_seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InvalidArgumentError(f"{name} must be a positive number of seconds")
+    if not math.isfinite(value):
+        raise InvalidArgumentError(f"{name} must be finite")
+    return float(value)
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or not 0 < len(name) <= 200 or not name.isprintable():
+        raise InvalidArgumentError("name must be a non-empty printable string (<= 200 chars)")
+    return name
+
+
+def _client(redis: str | redis_py.Redis, timeout: float) -> tuple[redis_py.Redis, bool]:
+    """A client from a URL (ours: timeouts set, closed by us) or the caller's own client."""
+    if isinstance(redis, redis_py.Redis):
+        return redis, False
+    if not isinstance(redis, str) or not redis.startswith(("redis://", "rediss://", "unix://")):
+        raise InvalidArgumentError("redis must be a redis:// URL or a redis.Redis client")
+    try:
+        client = redis_py.Redis.from_url(
+            redis, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+    except ValueError as exc:
+        raise InvalidArgumentError(f"not a usable Redis URL: {exc}") from None
+    return client, True
+
+
+class RedisLease:
+    """A fenced lease in Redis: at most one holder at a time among processes sharing ``name``.
+
+    Nothing starts in the constructor. :meth:`acquire` (or :meth:`try_acquire`) takes the
+    lease (set-if-absent with expiry) and starts a renewal thread owned by this object; it
+    renews every ``renew_interval`` seconds while Redis confirms the lease is still ours.
+    When Redis says it is not (expired, taken over, or gone in a restart), or Redis cannot be
+    reached until the lease would have expired, the lease is lost: :attr:`held` turns false,
+    :meth:`wait_lost` returns, ``on_lost`` is called (from the renewal thread) and the thread
+    ends. :meth:`release` and :meth:`close` stop the thread within a bounded time and delete
+    the key if it is still ours.
+
+    Args:
+        redis: A ``redis://`` URL (a client with timeouts is made and closed here) or a
+            ``redis.Redis`` client (set its ``socket_timeout``; it is not closed here).
+        name: The lease's name; processes with the same name contend for it.
+        ttl: Seconds the lease lasts without renewal: a dead holder is replaced after at most
+            this long.
+        renew_interval: Seconds between renewals (default: a third of ``ttl``).
+        retry_interval: Seconds between attempts of a standby in :meth:`acquire` (default: a
+            tenth of ``ttl``).
+        owner: This holder's id, kept in the lease key (default: a random UUID); it must be
+            unique among contenders.
+        on_lost: Called with no arguments when a held lease is lost (not on release): from
+            the renewal thread, or from the thread whose fenced write Redis refused. It must
+            not block for long.
+    """
+
+    def __init__(
+        self,
+        redis: str | redis_py.Redis,
+        *,
+        name: str,
+        ttl: float = 10.0,
+        renew_interval: float | None = None,
+        retry_interval: float | None = None,
+        owner: str | None = None,
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
+        self.name = _check_name(name)
+        self.ttl = _check_seconds("ttl", ttl)
+        self.renew_interval = _check_seconds(
+            "renew_interval", self.ttl / 3 if renew_interval is None else renew_interval
+        )
+        if self.renew_interval >= self.ttl:
+            raise InvalidArgumentError("renew_interval must be shorter than ttl")
+        self.retry_interval = _check_seconds(
+            "retry_interval", self.ttl / 10 if retry_interval is None else retry_interval
+        )
+        self.owner = _check_name(owner) if owner is not None else uuid.uuid4().hex
+        if " " in self.owner:
+            raise InvalidArgumentError("owner must not contain a space")
+        self._on_lost = on_lost
+        self._redis, self._owns_client = _client(redis, min(self.renew_interval, 5.0))
+        self.key = f"{_PREFIX}:lease:{self.name}"
+        self._fence_key = f"{_PREFIX}:lease:{self.name}:fence"
+        self._acquire_script = self._redis.register_script(_ACQUIRE)
+        self._renew_script = self._redis.register_script(_RENEW)
+        self._release_script = self._redis.register_script(_RELEASE)
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._lost = threading.Event()
+        self._stop_renewing = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._token: int | None = None
+        self._value: str | None = None  # "token owner" of the last acquisition, kept after loss
+        self._valid_until = 0.0
+        self._drift = self.ttl * 0.01 + 0.002
+
+    def __repr__(self) -> str:
+        state = f"held, token {self._token}" if self.held else "not held"
+        return f"RedisLease(name={self.name!r}, owner={self.owner!r}, {state})"
+
+    @property
+    def held(self) -> bool:
+        """Whether this process holds the lease, by its own clock (Redis has the last word)."""
+        with self._lock:
+            return self._token is not None and time.monotonic() < self._valid_until
+
+    @property
+    def token(self) -> int | None:
+        """The fencing token of the current acquisition (``None`` when not held)."""
+        with self._lock:
+            return self._token
+
+    def try_acquire(self) -> int | None:
+        """Take the lease if nobody holds it; return the fencing token, or ``None``.
+
+        Returns the current token if this object already holds it.
+
+        Raises:
+            StoreUnavailableError: Redis could not be reached.
+            ClientClosedError: The lease was closed.
+        """
+        if self._closed.is_set():
+            raise ClientClosedError("the lease is closed")
+        with self._lock:
+            token, value, expired = self._token, self._value, time.monotonic() >= self._valid_until
+        if token is not None and not expired:
+            return token
+        if token is not None and value is not None:
+            self._lose(value, "not renewed in time")
+        self._stop_renewing.set()
+        self._join_renewer()
+        ttl_ms = max(1, int(self.ttl * 1000))
+        sent = time.monotonic()
+        answer = _translate(
+            "acquiring the lease",
+            lambda: self._acquire_script(
+                keys=[self.key, self._fence_key], args=[self.owner, ttl_ms]
+            ),
+        )
+        if not isinstance(answer, int) or isinstance(answer, bool) or answer < 0:
+            raise StoreError(f"Redis answered the lease script with {answer!r}")
+        if answer == 0:
+            return None
+        token = answer
+        if self._closed.is_set():  # closed while the script ran: give it back at once
+            value = f"{token} {self.owner}"
+            _translate(
+                "releasing the lease",
+                lambda: self._release_script(keys=[self.key], args=[value]),
+            )
+            raise ClientClosedError("the lease was closed while acquiring it")
+        with self._lock:
+            self._token, self._value = token, f"{token} {self.owner}"
+            self._valid_until = sent + self.ttl - self._drift
+            self._lost.clear()
+            self._stop_renewing = threading.Event()
+            self._thread = threading.Thread(
+                target=self._renew_loop,
+                args=(self._stop_renewing, self._value),
+                name=f"signalwire-chat-lease-{self.name}",
+                daemon=True,
+            )
+            self._thread.start()
+        _log.info("lease %s acquired by %s with token %d", self.name, self.owner, token)
+        return token
+
+    def acquire(self, timeout: float) -> int:
+        """Wait until this process holds the lease (standing by meanwhile); return the token.
+
+        Redis being unreachable is waited through (logged) until the timeout.
+
+        Args:
+            timeout: Seconds to wait at most (``math.inf`` to stand by until it is free).
+
+        Raises:
+            LeaseTimeoutError: It was not acquired in time.
+            ClientClosedError: The lease was closed while waiting.
+        """
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+            raise InvalidArgumentError("timeout must be a non-negative number of seconds")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                token = self.try_acquire()
+            except StoreUnavailableError as exc:
+                _log.warning("lease %s: %s; retrying", self.name, exc)
+                token = None
+            if token is not None:
+                return token
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LeaseTimeoutError(f"lease {self.name!r} not acquired within {timeout} s")
+            if self._closed.wait(min(self.retry_interval, remaining)):
+                raise ClientClosedError("the lease was closed while waiting for it")
+
+    def wait_lost(self, timeout: float) -> bool:
+        """Block until a held lease is lost or this object is closed.
+
+        Args:
+            timeout: Seconds to wait at most (``math.inf`` for as long as it takes).
+
+        Returns:
+            ``True`` if it was lost or closed, ``False`` on timeout.
+        """
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+            raise InvalidArgumentError("timeout must be a non-negative number of seconds")
+        # Event.wait cannot take math.inf (OverflowError): None is "no limit" to it.
+        return self._lost.wait(None if math.isinf(timeout) else timeout)
+
+    def release(self) -> None:
+        """Stop renewing and delete the lease if it is still ours (idempotent).
+
+        Raises:
+            StoreUnavailableError: Redis could not be reached; the lease then expires by itself.
+        """
+        with self._lock:
+            value, self._token = self._value, None
+            self._stop_renewing.set()
+        self._join_renewer()
+        if value is not None:
+            _translate(
+                "releasing the lease",
+                lambda: self._release_script(keys=[self.key], args=[value]),
+            )
+            _log.info("lease %s released by %s", self.name, self.owner)
+
+    def close(self) -> None:
+        """Release the lease (best effort), stop the renewal thread, close our client."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        try:
+            self.release()
+        except StoreError:
+            _log.warning("lease %s: release on close failed", self.name, exc_info=True)
+        finally:
+            self._lost.set()  # wakes wait_lost
+            if self._owns_client:
+                self._redis.close()
+
+    def __enter__(self) -> RedisLease:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _join_renewer(self) -> None:
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(_JOIN_SECONDS)
+            if thread.is_alive():
+                _log.warning("lease %s: the renewal thread did not stop in time", self.name)
+
+    def _renew_loop(self, stop: threading.Event, value: str) -> None:
+        ttl_ms = max(1, int(self.ttl * 1000))
+        interval = self.renew_interval
+        while not stop.wait(interval):
+            if time.monotonic() >= self._valid_until:
+                self._lose(value, "not renewed in time (Redis unreachable or slow)")
+                return
+            sent = time.monotonic()
+            try:
+                renewed = _translate(
+                    "renewing the lease",
+                    lambda: self._renew_script(keys=[self.key], args=[value, ttl_ms]),
+                )
+            except StoreError as exc:
+                _log.warning("lease %s: %s", self.name, exc)
+                interval = min(self.renew_interval, self.retry_interval)  # try again sooner
+                continue
+            if renewed != 1:
+                self._lose(value, "Redis no longer has it (expired, taken over, or restarted)")
+                return
+            interval = self.renew_interval
+            with self._lock:
+                if self._value == value:
+                    self._valid_until = sent + self.ttl - self._drift
+
+    def _lose(self, value: str, why: str) -> None:
+        with self._lock:
+            if self._value != value or self._token is None:
+                return  # released meanwhile
+            self._token = None
+        _log.warning("lease %s lost by %s: %s", self.name, self.owner, why)
+        self._lost.set()
+        if self._on_lost is not None:
+            try:
+                self._on_lost()
+            except Exception:  # noqa: BLE001 - a failing callback must not kill the renewal thread
+                _log.exception("lease %s: the on_lost callback raised", self.name)
+
+    def _fence(self, token: int | None) -> tuple[str, str, int]:
+        """The lease key, the value a write must find there, and the token; before sending."""
+        with self._lock:
+            value = self._value
+        if value is None:
+            raise FencedWriteError("refused: this lease was never acquired", fencing_token=token)
+        current = int(value.split(" ", 1)[0])
+        if token is not None and token != current:
+            raise FencedWriteError(
+                f"refused: fencing token {token} is not this lease's ({current})",
+                fencing_token=token,
+            )
+        # The last acquisition's value is sent even when the lease looks lost locally: Redis,
+        # not this process's clock, decides.
+        return self.key, value, current
+
+
+class RedisCheckpointStore:
+    """Checkpoints in Redis (a hash per key), shared by every replica.
+
+    A save is one Lua script, so it is atomic. With ``lease``, every save is fenced by it:
+    applied only while the lease key holds this process's acquisition, else refused with
+    :class:`~signalwire_chat.FencedWriteError` and nothing written. Without a lease, a save
+    with ``fencing_token`` is refused when a higher token was saved under the key before (as
+    in the sqlite store), and a save without one is not fenced.
+
+    Durability is Redis's: without AOF or RDB persistence a Redis restart loses every
+    checkpoint (the next start then has none: catch-up from the beginning, or what the
+    caller decides).
+
+    Args:
+        redis: A ``redis://`` URL or a ``redis.Redis`` client (see :class:`RedisLease`).
+        lease: Fence every save by this lease (its Redis must be the same server).
+        prefix: The key prefix (keys are ``<prefix>:checkpoint:<key>``).
+        timeout: Socket timeout in seconds for a client made from a URL.
+    """
+
+    def __init__(
+        self,
+        redis: str | redis_py.Redis,
+        *,
+        lease: RedisLease | None = None,
+        prefix: str = _PREFIX,
+        timeout: float = 5.0,
+    ) -> None:
+        self.prefix = _check_name(prefix)
+        self._lease = lease
+        self._redis, self._owns_client = _client(redis, _check_seconds("timeout", timeout))
+        self._save_script: Script = self._redis.register_script(_SAVE)
+        self._closed = False
+
+    def __repr__(self) -> str:
+        fenced = f", lease={self._lease.name!r}" if self._lease is not None else ""
+        return f"RedisCheckpointStore(prefix={self.prefix!r}{fenced})"
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}:checkpoint:{_check_key(key)}"
+
+    def load(self, key: str) -> Checkpoint | None:
+        """Return the checkpoint saved under ``key``, or ``None``.
+
+        Raises:
+            CorruptCheckpointError: What Redis holds there is not a checkpoint of ours.
+            StoreUnavailableError: Redis could not be reached.
+        """
+        redis_key = self._key(key)
+        self._check_open()
+        try:
+            body = _translate("loading a checkpoint", lambda: self._redis.hget(redis_key, "body"))
+        except StoreError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, redis_py.ResponseError) and str(cause).startswith("WRONGTYPE"):
+                raise CorruptCheckpointError(f"{redis_key!r} is not a hash", key=key) from None
+            raise
+        if body is None:
+            kind = _translate("loading a checkpoint", lambda: self._redis.type(redis_key))
+            if kind in (b"none", "none"):
+                return None
+            raise CorruptCheckpointError(f"{redis_key!r} holds no checkpoint body", key=key)
+        if not isinstance(body, (bytes, str)):
+            raise CorruptCheckpointError(f"{redis_key!r} is not a checkpoint", key=key)
+        return _decode(key, body)
+
+    def save(self, key: str, checkpoint: Checkpoint, *, fencing_token: int | None = None) -> None:
+        """Save ``checkpoint`` under ``key`` atomically (fenced, see the class).
+
+        Raises:
+            FencedWriteError: The write is refused by the fence; nothing was written.
+            StoreUnavailableError: Redis could not be reached (the save may have happened).
+        """
+        self._run(key, checkpoint, fencing_token, None, None)
+
+    def save_and_append(
+        self,
+        key: str,
+        checkpoint: Checkpoint,
+        *,
+        stream: str,
+        fields: Mapping[str, str | bytes],
+        fencing_token: int | None = None,
+    ) -> str:
+        """Append ``fields`` to a Redis Stream and save ``checkpoint``, both or neither.
+
+        One Lua script does the fence check, the ``XADD`` and the save, so a failover never
+        appends an entry whose checkpoint advance was lost, nor the reverse.
+
+        Args:
+            key: The checkpoint key.
+            checkpoint: The checkpoint after this entry.
+            stream: The stream's key.
+            fields: The entry (at least one field).
+            fencing_token: As for :meth:`save`.
+
+        Returns:
+            The stream entry id.
+
+        Raises:
+            FencedWriteError: Refused by the fence; nothing appended, nothing saved.
+            StoreUnavailableError: Redis could not be reached (it may have happened).
+        """
+        if not isinstance(stream, str) or not stream:
+            raise InvalidArgumentError("stream must be a non-empty string")
+        if not isinstance(fields, Mapping) or not fields:
+            raise InvalidArgumentError("fields must be a non-empty mapping")
+        for name, value in fields.items():
+            if not isinstance(name, str) or not name or not isinstance(value, (str, bytes)):
+                raise InvalidArgumentError("fields must map non-empty str names to str or bytes")
+        entry = self._run(key, checkpoint, fencing_token, stream, fields)
+        assert entry is not None
+        return entry
+
+    def _run(
+        self,
+        key: str,
+        checkpoint: Checkpoint,
+        fencing_token: int | None,
+        stream: str | None,
+        fields: Mapping[str, str | bytes] | None,
+    ) -> str | None:
+        redis_key = self._key(key)
+        token = _check_token(fencing_token)
+        if not isinstance(checkpoint, Checkpoint):
+            raise InvalidArgumentError("checkpoint must be a Checkpoint")
+        self._check_open()
+        keys = [redis_key, redis_key]
+        args: list[Any] = ["none", "", 0, _encode(checkpoint)]
+        if self._lease is not None:
+            lease_key, value, token = self._lease._fence(token)
+            keys[0] = lease_key
+            args[:3] = ["lease", value, token]
+        elif token is not None:
+            args[:3] = ["max", "", token]
+        if stream is not None and fields is not None:
+            keys.append(stream)
+            for name, field_value in fields.items():
+                args.extend((name, field_value))
+        answer = _translate("saving a checkpoint", lambda: self._save_script(keys=keys, args=args))
+        if not isinstance(answer, list) or len(answer) != 2 or answer[0] not in (0, 1):
+            raise StoreError(f"Redis answered the save script with {answer!r}")
+        if answer[0] == 0:
+            if self._lease is not None:
+                # Redis says the lease is not ours: stop believing it before the clock says so.
+                self._lease._lose(str(args[1]), "Redis refused a write fenced by it")
+            raise FencedWriteError(
+                f"refused: fencing token {token} is no longer current for {key!r}",
+                fencing_token=token,
+            )
+        entry = answer[1]
+        if stream is None:
+            return None
+        if isinstance(entry, bytes):
+            entry = entry.decode("ascii", "replace")
+        if not isinstance(entry, str) or not entry:
+            raise StoreError(f"Redis answered XADD with {entry!r}")
+        return entry
+
+    def close(self) -> None:
+        """Close our client (idempotent); a client passed in is left open."""
+        if not self._closed:
+            self._closed = True
+            if self._owns_client:
+                self._redis.close()
+
+    def __enter__(self) -> RedisCheckpointStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError("the checkpoint store is closed")
