@@ -294,6 +294,8 @@ _TEMPLATES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     )
 )
 UNKNOWN_PATH = "/{unknown}"
+#: The templates without an id, found by one dict lookup (most calls: send, join, info).
+_EXACT = {template: template for _, template in _TEMPLATES if "{" not in template}
 
 
 def path_template(url: str, base_path: str = "") -> str:
@@ -314,6 +316,9 @@ def path_template(url: str, base_path: str = "") -> str:
     if base_path and path.startswith(base_path):
         path = path[len(base_path) :]
     path = path.rstrip("/") or "/"
+    exact = _EXACT.get(path)
+    if exact is not None:
+        return exact
     for pattern, template in _TEMPLATES:
         if pattern.fullmatch(path):
             return template
