@@ -1046,7 +1046,9 @@ class ChatClient:
         """A snapshot of what this client has done and where it stands.
 
         Cheap (it copies a few counters under a lock and sends nothing), so a web app's
-        health endpoint may call it on every request. Works on a closed client too.
+        health endpoint may call it on every request. Works on a closed client too. The
+        first call loads the realtime module for :class:`ConnectionState` if nothing has
+        loaded it yet (once, tens of milliseconds).
 
         Returns:
             A frozen :class:`~signalwire_chat.ClientHealth`.
