@@ -109,14 +109,16 @@ class RestCounters:
                 self.last_error = error
                 self.last_error_at = time.time()
 
-    def call(self, error: str | None, counted: bool) -> None:
+    def call(self, error: str | None, counted: bool, attempts: int) -> None:
         """One call ended; ``error`` is the name of what it raised.
 
         ``counted``: the error is the one its last attempt already reported; otherwise (a
         body that is not JSON, a refresh that failed, a closed client) it is a failure too.
+        ``attempts``: its attempts not yet reported through :meth:`attempt`.
         """
         with self._lock:
             self.calls += 1
+            self.attempts += attempts
             if error is not None:
                 self.calls_failed += 1
                 if not counted:

@@ -348,6 +348,7 @@ class RestCall:
 
     __slots__ = (
         "_attempt_started",
+        "_counted",
         "_registry",
         "_started",
         "attempts",
@@ -370,13 +371,17 @@ class RestCall:
         self.status: int | None = None
         self.request_id: str | None = None
         self.last_error: str | None = None
-        self._started = self._attempt_started = time.perf_counter()
+        self._counted = 0  # attempts already added to the counters
+        # Durations are for the hooks only: without any, no clock is read.
+        self._started = self._attempt_started = time.perf_counter() if registry.rest_hooks else 0.0
 
     def attempt(self) -> None:
         """An attempt is about to be sent."""
         self.attempts += 1
-        self._attempt_started = time.perf_counter()
         registry = self._registry
+        if not registry.rest_hooks:
+            return
+        self._attempt_started = time.perf_counter()
         if registry.on_request:
             event = RequestEvent(
                 call=self.call,
@@ -399,7 +404,11 @@ class RestCall:
         self.status = status if status is not None else self.status
         self.last_error = error
         registry = self._registry
-        registry.counters.attempt(error, retry_in is not None)
+        if error is not None or retry_in is not None:
+            # The rare path reaches the counters at once (a health check during a long
+            # retry sees it); a plain success is counted with the call, under one lock.
+            registry.counters.attempt(error, retry_in is not None)
+            self._counted += 1
         if not registry.on_response and not registry.on_call:
             return
         if request_id is not None:
@@ -424,7 +433,9 @@ class RestCall:
         """The call returned (``error`` None) or raised ``error``."""
         registry = self._registry
         kind = None if error is None else type(error).__name__
-        registry.counters.call(kind, kind is not None and kind == self.last_error)
+        registry.counters.call(
+            kind, kind is not None and kind == self.last_error, self.attempts - self._counted
+        )
         if registry.on_call:
             event = CallEvent(
                 call=self.call,
