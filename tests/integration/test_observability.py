@@ -14,6 +14,7 @@ from signalwire_chat import (
     ChatClient,
     ClientHealth,
     ConnectionState,
+    DecodeError,
     Hooks,
     RequestEvent,
     ResponseEvent,
@@ -222,3 +223,39 @@ def test_hooks_argument_is_checked() -> None:
         Hooks(on_call="not callable")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentTypeError):
         ChatClient("a.b.c", rest_url="https://x.test", hooks=[print])  # type: ignore[list-item]
+
+
+def test_a_401_refresh_is_a_resend_and_a_bad_body_a_failure(signalwire_emulator: Emulator) -> None:
+    emu = signalwire_emulator
+    sub = emu.create_subscriber()
+    rec = Recorder()
+    with ChatClient(
+        lambda: emu.mint_token(sub.id),
+        rest_url=emu.rest_url,
+        relay_url=emu.relay_url,
+        hooks=rec.hooks(),
+    ) as client:
+        emu.fail_next(401, method="GET", path_prefix="/api/fabric/subscriber")
+        client.get_subscriber_info()
+        responses = rec.of(ResponseEvent)
+        assert [(r.status, r.error, r.retry_in) for r in responses] == [
+            (401, "AuthenticationError", 0.0),
+            (200, None, None),
+        ]
+        [call] = rec.of(CallEvent)
+        assert call.attempts == 2
+        assert call.error is None
+        health = client.health()
+        assert health.rest_retries == 1
+        assert health.rest_attempts == 2
+        assert health.rest_failures == {"AuthenticationError": 1}
+
+        # A 200 whose body is not JSON: the attempt succeeded, the call failed.
+        emu.fail_next(200, method="GET", path_prefix="/api/fabric/subscriber", body="<html>")
+        with pytest.raises(DecodeError):
+            client.get_subscriber_info()
+        assert rec.of(CallEvent)[-1].error == "DecodeError"
+        health = client.health()
+        assert health.rest_calls_failed == 1
+        assert health.rest_failures == {"AuthenticationError": 1, "DecodeError": 1}
+        assert health.last_error == "DecodeError"
