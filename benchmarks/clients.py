@@ -176,6 +176,45 @@ def send_ours(p: dict[str, Any]) -> dict[str, Any]:
         client.close()
 
 
+def send_otel(p: dict[str, Any]) -> dict[str, Any]:
+    """send_message with OpenTelemetry on: the SDK records every span and metric.
+
+    Spans go through a SimpleSpanProcessor (on the calling thread, so its cost is measured)
+    to an exporter that drops them; metrics are aggregated by the SDK and read by nobody.
+    """
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            SimpleSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+
+        from signalwire_chat.otel import opentelemetry_hooks
+    except ImportError as exc:
+        raise Unavailable(f"opentelemetry-sdk: {exc}") from exc
+
+    class Drop(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(Drop()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    hooks = opentelemetry_hooks(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    client = our_client_class()(
+        p["token"], rest_url=p["rest_url"], relay_url=p["relay_url"], hooks=hooks
+    )
+    try:
+        return run_ops(lambda i: client.send_message(_bench.ADDRESS_ID, f"hi {i}"), p)
+    finally:
+        client.close()
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
+
+
 def run_ops(op: Callable[[int], object], p: dict[str, Any]) -> dict[str, Any]:
     meter = Meter(p["warmup"], p["count"])
     for i in range(p["warmup"] + p["count"]):
@@ -383,6 +422,7 @@ CASES: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
         "ours": first_send_ours,
     }[kind](p),
     "iter": lambda kind, p: {"requests": iter_requests, "ours": iter_ours}[kind](p),
+    "otel": lambda kind, p: {"off": send_ours, "on": send_otel}[kind](p),
     "stream": rt_stream,
     "paced": rt_paced,
     "memory": rt_memory,

@@ -290,6 +290,32 @@ def bench_send(ctx: Context) -> None:
     )
 
 
+def bench_otel(ctx: Context) -> None:
+    rest, relay = ctx.servers["rest"], ctx.servers["relay"]
+    params = {
+        **ctx.counts["send"],
+        "rest_url": rest["rest_url"],
+        "relay_url": relay["stream_url"],
+        "token": _bench.bench_token("relay.bench.test"),
+    }
+    results = interleave(
+        ctx,
+        {
+            "off": lambda: client(ctx, "otel", "off", params),
+            "on": lambda: client(ctx, "otel", "on", params),
+        },
+    )
+    add_ratio_row(
+        ctx,
+        "send_message with OpenTelemetry on (SDK, spans dropped) vs off: CPU/call",
+        results["on"],
+        results["off"],
+        "cpu_us",
+        "us",
+        "<= 1.15",
+    )
+
+
 def bench_iter(ctx: Context) -> None:
     rest, relay = ctx.servers["rest"], ctx.servers["relay"]
     counts = ctx.counts["iter"]
@@ -661,6 +687,7 @@ BENCHES: dict[str, Callable[[Context], None]] = {
     "memory": bench_memory,
     "fanout": bench_fanout,
     "frames": bench_frames,
+    "otel": bench_otel,
 }
 
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, jsonify, request
+from health_check import health_answer
 from http_errors import http_error
 
 from signalwire_chat import (
@@ -88,5 +89,11 @@ def create_app(settings: Mapping[str, str] | None = None) -> Flask:
         body = request.get_json(silent=True) or {}
         result = client.send_message(body.get("address_id"), body.get("text"))
         return jsonify({"group_id": result.group_id, "text": result.text}), 201
+
+    @app.get("/health")
+    def health() -> Any:
+        """The client's health, for a load balancer: cheap, sends nothing."""
+        status, body = health_answer(client.health())
+        return jsonify(body), status
 
     return app

@@ -11,7 +11,7 @@ import ssl
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
@@ -19,6 +19,8 @@ import requests
 
 from ._auth import Credentials, TokenLike
 from ._convert import structure, structure_join_result, structure_send_result
+from ._health import ClientHealth, RestCounters, StateClock
+from ._hooks import HookRegistry, Hooks, StateChangeEvent, normalise_hooks
 from ._http import (
     DEFAULT_DEADLINE,
     DEFAULT_MAX_CONNECTIONS,
@@ -214,6 +216,10 @@ class ChatClient:
             subscriber's first address (``get_subscriber_info().fabric_addresses[0]``).
         realtime: Tuning of the realtime connection.
         on_state_change: Called with each new :class:`ConnectionState` of the realtime side.
+        hooks: :class:`~signalwire_chat.Hooks` (or a list of them) called as the client works:
+            each REST attempt and call (method, path template, status, attempt, duration),
+            realtime state changes. :func:`signalwire_chat.otel.opentelemetry_hooks` gives
+            the OpenTelemetry ones. A hook that raises is logged and ignored.
 
     Raises:
         InvalidArgumentTypeError: An argument of the wrong type.
@@ -240,6 +246,7 @@ class ChatClient:
         from_address_id: str | None = None,
         realtime: RealtimeOptions | None = None,
         on_state_change: Callable[[ConnectionState], None] | None = None,
+        hooks: Hooks | Sequence[Hooks] | None = None,
         _sleep: Callable[[float], None] | None = None,
         _rng: random.Random | None = None,
     ) -> None:
@@ -280,6 +287,9 @@ class ChatClient:
                 raise InvalidArgumentTypeError("realtime must be a RealtimeOptions or None")
         if on_state_change is not None and not callable(on_state_change):
             raise InvalidArgumentTypeError("on_state_change must be callable or None")
+        self._counters = RestCounters()
+        self._hooks = HookRegistry(normalise_hooks(hooks), self._counters)
+        self._state_clock = StateClock()
         self._host = host
         self._rest_override = rest_url
         self._relay_override = relay_url
@@ -398,6 +408,7 @@ class ChatClient:
                     session=self._session,
                     sleep=self._sleep,
                     rng=self._rng,
+                    hooks=self._hooks,
                 )
             return self._transport
 
@@ -876,7 +887,9 @@ class ChatClient:
                     agent=USER_AGENT,
                     history=_weak_history(self),
                     options=options,
-                    on_state_change=self._on_state_change,
+                    on_state_change=_state_watcher(
+                        self._state_clock, self._hooks, self._on_state_change
+                    ),
                     sslopt=_sslopt(self._http().tls_settings()),
                     proxy=_ws_proxy(self._http().websocket_proxy(relay_url)),
                     drop_stale=self._dialect == "group",
@@ -1073,6 +1086,33 @@ class ChatClient:
             return ConnectionState.IDLE
         return hub.state
 
+    def health(self) -> ClientHealth:
+        """A snapshot of what this client has done and where it stands.
+
+        Cheap (it copies a few counters under a lock and sends nothing), so a web app's
+        health endpoint may call it on every request. Works on a closed client too. The
+        first call loads the realtime module for :class:`ConnectionState` if nothing has
+        loaded it yet (once, tens of milliseconds).
+
+        Returns:
+            A frozen :class:`~signalwire_chat.ClientHealth`.
+        """
+        state = self.connection_state
+        _, since, _ = self._state_clock.saw(state)
+        calls, failed, attempts, retries, failures, last, last_at = self._counters.snapshot()
+        return ClientHealth(
+            rest_calls=calls,
+            rest_calls_failed=failed,
+            rest_attempts=attempts,
+            rest_retries=retries,
+            rest_failures=failures,
+            last_error=last,
+            last_error_at=last_at,
+            token_expires_at=None,
+            connection_state=state,
+            connection_state_since=since,
+        )
+
     # -- lifecycle --
 
     def close(self) -> None:
@@ -1112,6 +1152,30 @@ class ChatClient:
         state = "closed" if self._closed else "open"
         rest = self._rest_url or "<not resolved yet>"
         return f"<ChatClient {state} rest_url={rest!r}>"
+
+
+def _state_watcher(
+    clock: StateClock,
+    hooks: HookRegistry,
+    user: Callable[[ConnectionState], None] | None,
+) -> Callable[[ConnectionState], None]:
+    """The hub's state listener: note the time, tell the hooks, then the user's callback.
+
+    It holds no reference to the client (the hub holds the client only weakly).
+    """
+    last: list[ConnectionState | None] = [None]
+
+    def changed(state: ConnectionState) -> None:
+        # The hub calls this once per change, in order, on its dispatcher thread.
+        previous, last[0] = last[0], state
+        _, since, _ = clock.saw(state)
+        if hooks.on_state_change:
+            event = StateChangeEvent(state=state, previous=previous, reason=None, at=since)
+            hooks.emit(hooks.on_state_change, event)
+        if user is not None:
+            user(state)
+
+    return changed
 
 
 def _weak_history(client: ChatClient) -> Callable[[Route], Iterator[ConversationChatMessage]]:

@@ -43,6 +43,7 @@ netrc) is resolved once per transport.
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import logging
 import math
@@ -64,6 +65,7 @@ import urllib3.exceptions
 from urllib3.util import Timeout as _Urllib3Timeout
 
 from ._deadline import Watchdog
+from ._hooks import HookRegistry, RestCall, server_of
 from ._version import __version__
 from .errors import (
     APIError,
@@ -101,6 +103,8 @@ __all__ = [
     "normalise_max_response_bytes",
     "normalise_timeout",
     "redact",
+    "request_id_of",
+    "status_kind",
     "translate_exception",
 ]
 
@@ -252,6 +256,23 @@ _STATUS_ERRORS: dict[int, type[APIError]] = {
 }
 
 
+def request_id_of(headers: Mapping[str, str], secrets: Iterable[str]) -> str | None:
+    """The service's request id from a response's headers, cleaned and capped, or ``None``."""
+    for header in _REQUEST_ID_HEADERS:
+        request_id = server_text(headers.get(header), secrets)
+        if request_id:
+            return request_id
+    return None
+
+
+def status_kind(status: int) -> str:
+    """The name of the error an HTTP error status becomes (``"ServerError"`` for a 503)."""
+    cls = _STATUS_ERRORS.get(status)
+    if cls is None:
+        cls = ServerError if status >= 500 else APIError
+    return cls.__name__
+
+
 def error_from_response(
     status: int,
     reason: object,
@@ -293,11 +314,7 @@ def error_from_response(
         if text.strip() and body is None:
             kind = server_text(headers.get("Content-Type"), secrets) or "unknown content type"
             message = f"{message} (non-JSON body, {kind.split(';')[0]})"
-    request_id = None
-    for header in _REQUEST_ID_HEADERS:
-        request_id = server_text(headers.get(header), secrets)
-        if request_id:
-            break
+    request_id = request_id_of(headers, secrets)
     kwargs: dict[str, Any] = {
         "status": status,
         "errors": errors,
@@ -548,6 +565,7 @@ class HttpTransport:
         session: A caller's ``requests.Session`` to send through (never closed here).
         sleep: A test hook replacing the interruptible wait between retries.
         rng: A test hook: the random source of the jitter.
+        hooks: The client's hook registry, told of every call and attempt (``None``: none).
     """
 
     def __init__(
@@ -563,9 +581,12 @@ class HttpTransport:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] | None = None,
         rng: random.Random | None = None,
+        hooks: HookRegistry | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
+        self._hooks = hooks
+        self._server = server_of(self.base_url)
         self._origin = _origin(parts.scheme, parts.hostname, parts.port)
         self._credentials = credentials
         self._connect_timeout, self._read_timeout = timeout
@@ -754,6 +775,27 @@ class HttpTransport:
             DecodeError: A success body that is not JSON, or one larger than the cap
                 (``ResponseTooLargeError``).
         """
+        registry = self._hooks
+        if registry is None:
+            return self._request(method, url, body, idempotent, secrets, None)
+        call = registry.rest_call(method, url, self._server)
+        try:
+            result = self._request(method, url, body, idempotent, secrets, call)
+        except BaseException as exc:
+            call.finished(exc)
+            raise
+        call.finished(None)
+        return result
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        idempotent: bool | None,
+        secrets: Iterable[str],
+        call: RestCall | None,
+    ) -> Any:
         deadline = time.monotonic() + self._deadline
         if idempotent is None:
             idempotent = method == "GET"
@@ -765,13 +807,18 @@ class HttpTransport:
             session = self._ensure_session()
             auth = self._auth_headers()
             started = time.perf_counter()
+            if call is not None:
+                call.attempt()
             try:
                 reply = self._send_once(session, method, url, auth, body, deadline)
             except _Failed as failed:
                 retryable = failed.never_sent or (idempotent and failed.retryable)
+                kind = type(failed.error).__name__
                 if retryable and attempt < self._max_retries:
                     delay = self._backoff(attempt)
                     if time.monotonic() + delay < deadline:
+                        if call is not None:
+                            call.answered(None, kind, delay)
                         logger.info(
                             "%s %s failed (%s); retry %d/%d in %.2fs",
                             method,
@@ -784,6 +831,8 @@ class HttpTransport:
                         self._wait(delay)
                         attempt += 1
                         continue
+                if call is not None:
+                    call.answered(None, kind, None)
                 raise failed.error from failed.__cause__
             status = reply.status
             if logger.isEnabledFor(logging.DEBUG):
@@ -795,6 +844,13 @@ class HttpTransport:
                     (time.perf_counter() - started) * 1000,
                 )
             if status < 300:
+                if call is not None:
+                    call.answered(
+                        status,
+                        None,
+                        None,
+                        functools.partial(request_id_of, reply.headers, auth.secrets),
+                    )
                 return decode_body(
                     reply.content,
                     method=method,
@@ -804,6 +860,13 @@ class HttpTransport:
                 )
             if status == 401 and not refreshed and self._credentials.can_refresh:
                 refreshed = True
+                if call is not None:
+                    call.answered(
+                        status,
+                        "AuthenticationError",
+                        0.0,
+                        functools.partial(request_id_of, reply.headers, auth.secrets),
+                    )
                 logger.debug("401 from %s: refreshing the token once", _strip_query(url))
                 self._credentials.refresh(auth.token)
                 continue
@@ -815,6 +878,13 @@ class HttpTransport:
                 else:
                     delay = self._backoff(attempt)
                 if time.monotonic() + delay < deadline:
+                    if call is not None:
+                        call.answered(
+                            status,
+                            status_kind(status),
+                            delay,
+                            functools.partial(request_id_of, reply.headers, auth.secrets),
+                        )
                     logger.info(
                         "%s %s answered %d; retry %d/%d in %.2fs",
                         method,
@@ -827,6 +897,13 @@ class HttpTransport:
                     self._wait(delay)
                     attempt += 1
                     continue
+            if call is not None:
+                call.answered(
+                    status,
+                    status_kind(status),
+                    None,
+                    functools.partial(request_id_of, reply.headers, auth.secrets),
+                )
             raise error_from_response(
                 status,
                 reply.reason,

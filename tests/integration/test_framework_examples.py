@@ -103,6 +103,19 @@ def test_flask_sends_and_maps_errors(signalwire_emulator: Emulator, flask_app: A
     assert failing.status_code == 503
     assert failing.get_json()["error"] == "ServerError"
 
+    health = web.get("/health")
+    assert health.status_code == 200
+    body = health.get_json()
+    assert body["status"] == "ok"
+    assert body["realtime"]["state"] == "idle"
+    assert body["rest"]["failures"] == {"ServerError": 1, "NotFoundError": 1}
+    assert body["rest"]["last_error"] == "ServerError"
+    assert room.id not in health.get_data(as_text=True)
+    flask_app.extensions["signalwire_chat"].close()
+    closed = web.get("/health")
+    assert closed.status_code == 503
+    assert closed.get_json()["realtime"]["state"] == "closed"
+
 
 def test_flask_with_wrong_project_credentials_answers_502(signalwire_emulator: Emulator) -> None:
     from flask_app import create_app
@@ -151,6 +164,10 @@ def test_django_mints_sends_and_maps_errors(
         assert missing.status_code == 404
         assert web.post("/messages", "[]", content_type="application/json").status_code == 400
         assert web.get("/messages").status_code == 405
+        health = web.get("/health")
+        assert health.status_code == 200
+        assert health.json()["rest"]["failures"] == {"NotFoundError": 1}
+        assert web.post("/health").status_code == 405
     with override_settings(SIGNALWIRE=django_settings(emu, SIGNALWIRE_API_TOKEN="wrong")):
         refused = Client().post("/token", headers={"X-User-Email": "dan@example.com"})
         assert refused.status_code == 502

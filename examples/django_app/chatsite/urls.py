@@ -7,4 +7,5 @@ from . import views
 urlpatterns = [
     path("token", views.token),
     path("messages", views.send),
+    path("health", views.health),
 ]

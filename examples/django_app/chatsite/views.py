@@ -1,4 +1,4 @@
-"""The two views, and the mapping of our exceptions to HTTP answers (``http_errors``)."""
+"""The views (token, send, health) and the mapping of our exceptions to HTTP (``http_errors``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
+from health_check import health_answer
 from http_errors import http_error
 
 from signalwire_chat import ChatError, InvalidArgumentError, mint_subscriber_token
@@ -66,3 +67,10 @@ def send(request: HttpRequest) -> JsonResponse:
         body = {}
     result = chat.client().send_message(body.get("address_id"), body.get("text"))
     return JsonResponse({"group_id": result.group_id, "text": result.text}, status=201)
+
+
+@require_GET
+def health(request: HttpRequest) -> JsonResponse:
+    """The client's health, for a load balancer: cheap, sends nothing."""
+    status, body = health_answer(chat.client().health())
+    return JsonResponse(body, status=status)

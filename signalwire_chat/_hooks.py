@@ -1,0 +1,513 @@
+"""The hook registry: what the client reports about its own work, and who hears it.
+
+Users register :class:`Hooks` in one place, ``ChatClient(hooks=...)``; the OpenTelemetry
+integration (:mod:`signalwire_chat.otel`) is itself a :class:`Hooks`. Each callback receives one
+frozen event. Events carry no secrets and no content: a REST event names the path *template*
+(``/api/fabric/conversations/{id}/messages``), never an id, a query, the token or a body.
+
+A hook that raises is logged (a WARNING with its traceback the first time, DEBUG after) and
+never breaks the client. Hooks run synchronously on the thread doing the work (the caller's
+thread for REST), so they should be quick.
+
+The REST callbacks, per call of a client method that talks to the service::
+
+    on_request(attempt 1) -> on_response(attempt 1, retry_in=0.4)
+    on_request(attempt 2) -> on_response(attempt 2, retry_in=None) -> on_call
+
+The realtime events (:class:`StateChangeEvent`, :class:`CatchUpStartedEvent`,
+:class:`CatchUpFinishedEvent`, :class:`DuplicateDroppedEvent`, :class:`SlowCallbackEvent`) are
+defined with their hooks now; only ``on_state_change`` is called so far (without a reason). The
+others are called from a later release.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+import attrs
+
+from .errors import InvalidArgumentTypeError
+
+if TYPE_CHECKING:
+    from ._health import RestCounters
+    from ._realtime import ConnectionState
+
+__all__ = [
+    "CallEvent",
+    "CatchUpFinishedEvent",
+    "CatchUpStartedEvent",
+    "DuplicateDroppedEvent",
+    "HookRegistry",
+    "Hooks",
+    "RequestEvent",
+    "ResponseEvent",
+    "SlowCallbackEvent",
+    "StateChangeEvent",
+    "path_template",
+    "server_of",
+]
+
+logger = logging.getLogger(__name__)
+
+E = TypeVar("E")
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class RequestEvent:
+    """One attempt of a REST call is about to be sent.
+
+    Attributes:
+        call: The number of the call within this client (1, 2, ...): it ties the attempts,
+            responses and the end of one call together.
+        server_address: The REST host.
+        server_port: Its port, when the URL names one.
+        method: ``"GET"`` or ``"POST"``.
+        path: The path template, e.g. ``/api/fabric/conversations/{id}/messages``
+            (``/{unknown}`` for a path the client does not know).
+        attempt: 1 for the first send, 2 for the first resend, ...
+    """
+
+    call: int
+    server_address: str
+    server_port: int | None
+    method: str
+    path: str
+    attempt: int
+
+
+@attrs.frozen(kw_only=True)
+class ResponseEvent:
+    """One attempt of a REST call ended, with an answer or a failure.
+
+    Attributes:
+        call: The number of the call within this client.
+        server_address: The REST host.
+        server_port: Its port, when the URL names one.
+        method: ``"GET"`` or ``"POST"``.
+        path: The path template.
+        attempt: Which attempt (1-based).
+        status: The HTTP status, or ``None`` when no answer came (a network failure).
+        duration: Seconds from sending to the whole body read (or to the failure).
+        error: The kind of failure: the name of the error this library raises for it
+            (``"ServerError"``, ``"RateLimitError"``, ``"ConnectError"``, ...), or ``None``.
+        request_id: The service's request id (``X-Request-Id`` and the like), cleaned and
+            capped, or ``None``.
+        retry_in: Seconds until the call sends again, or ``None`` when this was its last
+            attempt.
+    """
+
+    call: int
+    server_address: str
+    server_port: int | None
+    method: str
+    path: str
+    attempt: int
+    status: int | None
+    duration: float
+    error: str | None
+    request_id: str | None
+    retry_in: float | None
+
+
+@attrs.frozen(kw_only=True)
+class CallEvent:
+    """A REST call ended (returned or raised), retries and waits included.
+
+    Attributes:
+        call: The number of the call within this client.
+        server_address: The REST host.
+        server_port: Its port, when the URL names one.
+        method: ``"GET"`` or ``"POST"``.
+        path: The path template.
+        attempts: How many times it was sent (0 when it failed before sending).
+        status: The last HTTP status received, or ``None``.
+        duration: Seconds for the whole call.
+        error: ``None`` on success, else the name of the exception raised to the caller.
+        request_id: The last request id the service sent, or ``None``.
+    """
+
+    call: int
+    server_address: str
+    server_port: int | None
+    method: str
+    path: str
+    attempts: int
+    status: int | None
+    duration: float
+    error: str | None
+    request_id: str | None
+
+
+@attrs.frozen(kw_only=True)
+class StateChangeEvent:
+    """The realtime connection changed state.
+
+    Attributes:
+        state: The new :class:`~signalwire_chat.ConnectionState`.
+        previous: The state before, or ``None`` for the first one reported.
+        reason: Why, when known (e.g. ``"ping timeout"``); ``None`` for now.
+        at: ``time.time()`` when the client saw the change.
+    """
+
+    state: ConnectionState
+    previous: ConnectionState | None
+    reason: str | None
+    at: float
+
+
+@attrs.frozen(kw_only=True)
+class CatchUpStartedEvent:
+    """A subscription started reading the history it missed (after a reconnect).
+
+    Attributes:
+        target: ``"conversation"``, ``"group"`` or ``"inbox"`` (never the id).
+    """
+
+    target: str
+
+
+@attrs.frozen(kw_only=True)
+class CatchUpFinishedEvent:
+    """A catch-up read ended.
+
+    Attributes:
+        target: ``"conversation"``, ``"group"`` or ``"inbox"``.
+        messages: How many missed messages it delivered.
+        duration: Seconds it took.
+        error: ``None``, or the name of the error that ended it.
+    """
+
+    target: str
+    messages: int
+    duration: float
+    error: str | None
+
+
+@attrs.frozen(kw_only=True)
+class DuplicateDroppedEvent:
+    """A message already delivered arrived again and was dropped.
+
+    Attributes:
+        source: ``"live"`` (a redelivery after a resume) or ``"catch-up"`` (history overlap).
+    """
+
+    source: str
+
+
+@attrs.frozen(kw_only=True)
+class SlowCallbackEvent:
+    """A user callback has run longer than ``RealtimeOptions.slow_callback_after``.
+
+    Attributes:
+        callback: The callback's qualified name.
+        seconds: How long it had run when reported.
+    """
+
+    callback: str
+    seconds: float
+
+
+def _callable_or_none(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not callable(value):
+        raise InvalidArgumentTypeError(f"{attribute.name} must be callable or None")
+
+
+@attrs.frozen(kw_only=True)
+class Hooks:
+    """Callbacks the client calls as it works; every one optional.
+
+    Register with ``ChatClient(hooks=Hooks(...))`` (or a list of them). A hook that raises is
+    logged and ignored. REST hooks run on the calling thread; realtime hooks on the client's
+    dispatcher thread.
+
+    Attributes:
+        on_request: Before each attempt of a REST call (:class:`RequestEvent`).
+        on_response: After each attempt (:class:`ResponseEvent`).
+        on_call: When a REST call ends, however it ends (:class:`CallEvent`).
+        on_state_change: The realtime connection changed state (:class:`StateChangeEvent`).
+        on_catch_up_started: Not called yet (a later release): :class:`CatchUpStartedEvent`.
+        on_catch_up_finished: Not called yet: :class:`CatchUpFinishedEvent`.
+        on_duplicate_dropped: Not called yet: :class:`DuplicateDroppedEvent`.
+        on_slow_callback: Not called yet: :class:`SlowCallbackEvent`.
+
+    Example::
+
+        def log_slow(event: CallEvent) -> None:
+            if event.duration > 1.0:
+                print(f"{event.method} {event.path} took {event.duration:.1f}s")
+
+        client = ChatClient(token, hooks=Hooks(on_call=log_slow))
+    """
+
+    on_request: Callable[[RequestEvent], None] | None = attrs.field(
+        default=None, validator=_callable_or_none
+    )
+    on_response: Callable[[ResponseEvent], None] | None = attrs.field(
+        default=None, validator=_callable_or_none
+    )
+    on_call: Callable[[CallEvent], None] | None = attrs.field(
+        default=None, validator=_callable_or_none
+    )
+    on_state_change: Callable[[StateChangeEvent], None] | None = attrs.field(
+        default=None, validator=_callable_or_none
+    )
+    on_catch_up_started: Callable[[CatchUpStartedEvent], None] | None = attrs.field(
+        default=None, validator=_callable_or_none
+    )
+    on_catch_up_finished: Callable[[CatchUpFinishedEvent], None] | None = attrs.field(
+        default=None, validator=_callable_or_none
+    )
+    on_duplicate_dropped: Callable[[DuplicateDroppedEvent], None] | None = attrs.field(
+        default=None, validator=_callable_or_none
+    )
+    on_slow_callback: Callable[[SlowCallbackEvent], None] | None = attrs.field(
+        default=None, validator=_callable_or_none
+    )
+
+
+# --- path templates --------------------------------------------------------------------------
+
+_ID = r"[^/]+"
+#: The API's paths, most specific first; an id segment becomes ``{id}``.
+_TEMPLATES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), template)
+    for pattern, template in (
+        (r"/api/fabric/subscriber/info", "/api/fabric/subscriber/info"),
+        (r"/api/fabric/addresses", "/api/fabric/addresses"),
+        (rf"/api/fabric/addresses/{_ID}", "/api/fabric/addresses/{id}"),
+        (r"/api/fabric/conversations", "/api/fabric/conversations"),
+        (r"/api/fabric/conversations/join", "/api/fabric/conversations/join"),
+        (rf"/api/fabric/conversations/{_ID}/messages", "/api/fabric/conversations/{id}/messages"),
+        (r"/api/fabric/messages", "/api/fabric/messages"),
+        (r"/api/fabric/subscribers/tokens", "/api/fabric/subscribers/tokens"),
+        (r"/api/fabric/subscribers/tokens/refresh", "/api/fabric/subscribers/tokens/refresh"),
+    )
+)
+UNKNOWN_PATH = "/{unknown}"
+#: The templates without an id, found by one dict lookup (most calls: send, join, info).
+_EXACT = {template: template for _, template in _TEMPLATES if "{" not in template}
+
+
+def path_template(url: str, base_path: str = "") -> str:
+    """The template of a REST URL's path: ids replaced, query dropped, unknown paths hidden.
+
+    Args:
+        url: An absolute URL (ours, or a pagination link the service sent).
+        base_path: The path of the REST base URL, removed first.
+
+    Returns:
+        One of the API's templates, or ``/{unknown}``: nothing of the URL a server chose
+        ever reaches an event, a span or a metric.
+    """
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return UNKNOWN_PATH
+    if base_path and path.startswith(base_path):
+        path = path[len(base_path) :]
+    path = path.rstrip("/") or "/"
+    exact = _EXACT.get(path)
+    if exact is not None:
+        return exact
+    for pattern, template in _TEMPLATES:
+        if pattern.fullmatch(path):
+            return template
+    return UNKNOWN_PATH
+
+
+# --- the registry ----------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Server:
+    """The REST base a transport talks to: host, port, and path prefix."""
+
+    address: str
+    port: int | None
+    base_path: str
+
+
+def server_of(base_url: str) -> _Server:
+    """The :class:`_Server` of a (checked) REST base URL."""
+    parts = urlsplit(base_url)
+    return _Server(parts.hostname or "", parts.port, parts.path.rstrip("/"))
+
+
+class RestCall:
+    """One REST call under way: what the transport tells the registry about it."""
+
+    __slots__ = (
+        "_attempt_started",
+        "_counted",
+        "_registry",
+        "_started",
+        "attempts",
+        "call",
+        "last_error",
+        "method",
+        "path",
+        "request_id",
+        "server",
+        "status",
+    )
+
+    def __init__(self, registry: HookRegistry, method: str, url: str, server: _Server) -> None:
+        self._registry = registry
+        self.server = server
+        self.call = next(registry.serials)
+        self.method = method
+        self.path = path_template(url, server.base_path) if registry.rest_hooks else ""
+        self.attempts = 0
+        self.status: int | None = None
+        self.request_id: str | None = None
+        self.last_error: str | None = None
+        self._counted = 0  # attempts already added to the counters
+        # Durations are for the hooks only: without any, no clock is read.
+        self._started = self._attempt_started = time.perf_counter() if registry.rest_hooks else 0.0
+
+    def attempt(self) -> None:
+        """An attempt is about to be sent."""
+        self.attempts += 1
+        registry = self._registry
+        if not registry.rest_hooks:
+            return
+        self._attempt_started = time.perf_counter()
+        if registry.on_request:
+            event = RequestEvent(
+                call=self.call,
+                server_address=self.server.address,
+                server_port=self.server.port,
+                method=self.method,
+                path=self.path,
+                attempt=self.attempts,
+            )
+            registry.emit(registry.on_request, event)
+
+    def answered(
+        self,
+        status: int | None,
+        error: str | None,
+        retry_in: float | None,
+        request_id: Callable[[], str | None] | None = None,
+    ) -> None:
+        """The attempt ended: a status (or ``None``), its failure kind, the wait before the next."""
+        self.status = status if status is not None else self.status
+        self.last_error = error
+        registry = self._registry
+        if error is not None or retry_in is not None:
+            # The rare path reaches the counters at once (a health check during a long
+            # retry sees it); a plain success is counted with the call, under one lock.
+            registry.counters.attempt(error, retry_in is not None)
+            self._counted += 1
+        if not registry.on_response and not registry.on_call:
+            return
+        if request_id is not None:
+            self.request_id = request_id() or self.request_id
+        if registry.on_response:
+            event = ResponseEvent(
+                call=self.call,
+                server_address=self.server.address,
+                server_port=self.server.port,
+                method=self.method,
+                path=self.path,
+                attempt=self.attempts,
+                status=status,
+                duration=time.perf_counter() - self._attempt_started,
+                error=error,
+                request_id=self.request_id,
+                retry_in=retry_in,
+            )
+            registry.emit(registry.on_response, event)
+
+    def finished(self, error: BaseException | None) -> None:
+        """The call returned (``error`` None) or raised ``error``."""
+        registry = self._registry
+        kind = None if error is None else type(error).__name__
+        registry.counters.call(
+            kind, kind is not None and kind == self.last_error, self.attempts - self._counted
+        )
+        if registry.on_call:
+            event = CallEvent(
+                call=self.call,
+                server_address=self.server.address,
+                server_port=self.server.port,
+                method=self.method,
+                path=self.path,
+                attempts=self.attempts,
+                status=self.status,
+                duration=time.perf_counter() - self._started,
+                error=kind,
+                request_id=self.request_id,
+            )
+            registry.emit(registry.on_call, event)
+
+
+def _collect(hooks: Sequence[Hooks], name: str) -> tuple[Callable[[Any], None], ...]:
+    return tuple(getattr(h, name) for h in hooks if getattr(h, name) is not None)
+
+
+def normalise_hooks(hooks: object) -> tuple[Hooks, ...]:
+    """Check ``hooks=``: ``None``, a :class:`Hooks`, or a list or tuple of them.
+
+    Raises:
+        InvalidArgumentTypeError: Anything else.
+    """
+    if hooks is None:
+        return ()
+    if isinstance(hooks, Hooks):
+        return (hooks,)
+    if isinstance(hooks, (list, tuple)) and all(isinstance(h, Hooks) for h in hooks):
+        return tuple(hooks)
+    raise InvalidArgumentTypeError("hooks must be a Hooks, a list of Hooks, or None")
+
+
+class HookRegistry:
+    """The hooks of one client, the counters behind its health, and the safe calling of both.
+
+    Args:
+        hooks: The registered hooks (fixed for the life of the client).
+        counters: The REST counters :meth:`ChatClient.health` reads.
+    """
+
+    def __init__(self, hooks: Sequence[Hooks], counters: RestCounters) -> None:
+        self.hooks = tuple(hooks)
+        self.counters = counters
+        self.serials = itertools.count(1)
+        self.on_request = _collect(self.hooks, "on_request")
+        self.on_response = _collect(self.hooks, "on_response")
+        self.on_call = _collect(self.hooks, "on_call")
+        self.on_state_change = _collect(self.hooks, "on_state_change")
+        self.rest_hooks = bool(self.on_request or self.on_response or self.on_call)
+        self._failed: set[int] = set()
+        self._failed_lock = threading.Lock()
+
+    def rest_call(self, method: str, url: str, server: _Server) -> RestCall:
+        """Start following one REST call to ``server`` (see :func:`server_of`)."""
+        return RestCall(self, method, url, server)
+
+    def emit(self, callbacks: Sequence[Callable[[E], None]], event: E) -> None:
+        """Call each callback with ``event``; one that raises is logged, the rest still run."""
+        for callback in callbacks:
+            try:
+                callback(event)
+            except Exception:  # a hook never breaks the client
+                with self._failed_lock:
+                    first = id(callback) not in self._failed
+                    self._failed.add(id(callback))
+                logger.log(
+                    logging.WARNING if first else logging.DEBUG,
+                    "hook %s raised on %s (ignored)",
+                    getattr(callback, "__qualname__", type(callback).__name__),
+                    type(event).__name__,
+                    exc_info=True,
+                )

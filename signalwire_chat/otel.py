@@ -1,0 +1,150 @@
+"""OpenTelemetry traces and metrics for the client (the ``otel`` extra).
+
+Nothing in ``import signalwire_chat`` imports OpenTelemetry; only importing this module does::
+
+    from signalwire_chat import ChatClient
+    from signalwire_chat.otel import opentelemetry_hooks
+
+    client = ChatClient(token, hooks=opentelemetry_hooks())
+
+It uses the global tracer and meter providers unless given others, so configure the SDK (or
+your distribution) as usual. What it records follows the OpenTelemetry HTTP semantic
+conventions:
+
+- a CLIENT span per REST call, named ``"{method} {url.template}"`` (e.g. ``"GET
+  /api/fabric/conversations/{id}/messages"``), with ``http.request.method``, ``url.template``,
+  ``server.address``, ``server.port``, ``http.response.status_code``, ``error.type`` on
+  failure (and status ERROR), ``http.request.resend_count`` when it was resent, and
+  ``signalwire_chat.request_id`` (the service's request id); each retry is a span event
+  ``"retry"`` with the attempt, its status or ``error.type``, and the wait in seconds;
+- ``signalwire_chat.rest.call.duration`` (histogram, s): each call, retries and waits included
+  (with the attributes of the span; each attempt's timing is in the hooks' ``ResponseEvent``);
+- ``signalwire_chat.rest.retries`` (counter): each resend, with its reason in ``error.type``.
+
+No attribute ever holds the token, a message text, metadata, an id from a path or a query:
+the hooks receive only path templates, statuses, counts and error kinds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+try:
+    from opentelemetry import metrics, trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "signalwire_chat.otel needs OpenTelemetry: pip install 'signalwire-chat[otel]'"
+    ) from exc
+
+from ._hooks import UNKNOWN_PATH, CallEvent, Hooks, ResponseEvent
+from ._version import __version__
+
+__all__ = ["opentelemetry_hooks"]
+
+_SCOPE = "signalwire_chat"
+
+
+def _base(event: ResponseEvent | CallEvent) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "http.request.method": event.method,
+        "server.address": event.server_address,
+    }
+    if event.path != UNKNOWN_PATH:
+        attributes["url.template"] = event.path
+    if event.server_port is not None:
+        attributes["server.port"] = event.server_port
+    return attributes
+
+
+class _Recorder:
+    """Spans and instruments of one :func:`opentelemetry_hooks` call."""
+
+    def __init__(self, tracer_provider: Any, meter_provider: Any) -> None:
+        self.tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider)
+        meter = metrics.get_meter(_SCOPE, __version__, meter_provider=meter_provider)
+        self.call_duration = meter.create_histogram(
+            "signalwire_chat.rest.call.duration",
+            unit="s",
+            description="Duration of each REST call, its retries and their waits included.",
+        )
+        self.retries = meter.create_counter(
+            "signalwire_chat.rest.retries",
+            unit="{retry}",
+            description="REST requests sent again, by reason.",
+        )
+        # call number -> its retries so far (time, attributes); only calls that retried.
+        self._retries: dict[int, list[tuple[int, dict[str, Any]]]] = {}
+        self._lock = threading.Lock()
+
+    def on_response(self, event: ResponseEvent) -> None:
+        if event.retry_in is None:
+            return  # the call's end (on_call) records the last attempt
+        reason = str(event.status) if event.status is not None else (event.error or "unknown")
+        retry_attributes = _base(event)
+        retry_attributes["error.type"] = reason
+        self.retries.add(1, retry_attributes)
+        detail: dict[str, Any] = {
+            "http.request.resend_count": event.attempt,
+            "signalwire_chat.retry_in": event.retry_in,
+            "error.type": reason,
+        }
+        if event.status is not None:
+            detail["http.response.status_code"] = event.status
+        with self._lock:
+            self._retries.setdefault(event.call, []).append((time.time_ns(), detail))
+
+    def on_call(self, event: CallEvent) -> None:
+        # The span is made whole when the call ends, with its true start time: one pass over
+        # its attributes instead of a span kept open across the call (a third cheaper).
+        end = time.time_ns()
+        retries = None
+        if event.attempts > 1:
+            with self._lock:
+                retries = self._retries.pop(event.call, None)
+        attributes = _base(event)
+        if event.status is not None:
+            attributes["http.response.status_code"] = event.status
+        kind = None
+        if event.error is not None:
+            kind = event.error
+            if event.status is not None and event.status >= 400:
+                kind = str(event.status)
+            attributes["error.type"] = kind
+        self.call_duration.record(event.duration, attributes)
+        span_attributes = dict(attributes)
+        if event.attempts > 1:
+            span_attributes["http.request.resend_count"] = event.attempts - 1
+        if event.request_id is not None:
+            span_attributes["signalwire_chat.request_id"] = event.request_id
+        name = event.method if event.path == UNKNOWN_PATH else f"{event.method} {event.path}"
+        span = self.tracer.start_span(
+            name,
+            kind=SpanKind.CLIENT,
+            attributes=span_attributes,
+            start_time=end - int(event.duration * 1e9),
+        )
+        for when, detail in retries or ():
+            span.add_event("retry", detail, timestamp=when)
+        if kind is not None:
+            span.set_status(Status(StatusCode.ERROR))
+        span.end(end_time=end)
+
+
+def opentelemetry_hooks(*, tracer_provider: Any = None, meter_provider: Any = None) -> Hooks:
+    """:class:`~signalwire_chat.Hooks` that record REST calls as OpenTelemetry spans and metrics.
+
+    Args:
+        tracer_provider: The ``TracerProvider`` to use (default: the global one).
+        meter_provider: The ``MeterProvider`` to use (default: the global one).
+
+    Returns:
+        Hooks to pass to ``ChatClient(hooks=...)`` (alone or in a list with yours).
+    """
+    recorder = _Recorder(tracer_provider, meter_provider)
+    return Hooks(
+        on_response=recorder.on_response,
+        on_call=recorder.on_call,
+    )

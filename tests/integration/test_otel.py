@@ -1,0 +1,248 @@
+"""OpenTelemetry spans and metrics with the SDK's in-memory exporters, against the emulator."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk")
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from signalwire_chat import ChatClient, ServerError
+from signalwire_chat.emulator import Emulator
+from signalwire_chat.otel import opentelemetry_hooks
+
+TEXT = "otel-secret-text-5c2a"
+META = "otel-secret-metadata-9b3e"
+HISTORY = "/api/fabric/conversations/{id}/messages"
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        self.spans = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+
+    def finished(self) -> tuple[ReadableSpan, ...]:
+        return tuple(self.spans.get_finished_spans())
+
+    def points(self) -> dict[str, list[Any]]:
+        data = self.reader.get_metrics_data()
+        out: dict[str, list[Any]] = {}
+        assert data is not None
+        for resource_metrics in data.resource_metrics:
+            for scope in resource_metrics.scope_metrics:
+                for metric in scope.metrics:
+                    out.setdefault(metric.name, []).extend(metric.data.data_points)
+        return out
+
+    def shutdown(self) -> None:
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
+@pytest.fixture
+def scenario(
+    signalwire_emulator: Emulator,
+) -> Iterator[tuple[Emulator, ChatClient, str, Telemetry, str]]:
+    emu = signalwire_emulator
+    sub = emu.create_subscriber()
+    room = emu.create_room("otel").id
+    telemetry = Telemetry()
+    hooks = opentelemetry_hooks(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    with ChatClient(
+        sub.token,
+        rest_url=emu.rest_url,
+        relay_url=emu.relay_url,
+        hooks=hooks,
+        _sleep=lambda _: None,
+    ) as client:
+        yield emu, client, room, telemetry, sub.token
+    telemetry.shutdown()
+
+
+def _run_scenario(emu: Emulator, client: ChatClient, room: str) -> None:
+    """Send, then walk the history page by page through a 503 that is retried."""
+    for i in range(4):
+        client.send_message(room, f"{TEXT} {i}", metadata={"note": META})
+    emu.fail_next(503, method="GET", path_prefix="/api/fabric/conversations/")
+    assert len(list(client.iter_messages(room, page_size=2))) == 4
+
+
+def test_a_span_per_rest_call_with_http_semantic_conventions(
+    scenario: tuple[Emulator, ChatClient, str, Telemetry, str],
+) -> None:
+    emu, client, room, telemetry, _ = scenario
+    _run_scenario(emu, client, room)
+
+    spans = telemetry.finished()
+    names = [s.name for s in spans]
+    assert names[:3] == [
+        "GET /api/fabric/subscriber/info",
+        "POST /api/fabric/conversations/join",
+        "POST /api/fabric/messages",
+    ]
+    assert names.count("POST /api/fabric/messages") == 4
+    send = spans[2]
+    assert send.kind is SpanKind.CLIENT
+    attrs = dict(send.attributes or {})
+    assert attrs["http.request.method"] == "POST"
+    assert attrs["url.template"] == "/api/fabric/messages"
+    assert attrs["server.address"] == "127.0.0.1"
+    assert attrs["server.port"] == emu.port
+    assert attrs["http.response.status_code"] == 201
+    assert attrs["signalwire_chat.request_id"]
+    assert "error.type" not in attrs
+    assert send.status.status_code is StatusCode.UNSET
+
+    walks = [s for s in spans if s.name == f"GET {HISTORY}"]
+    assert len(walks) >= 2  # the page walk: one span per page
+    retried = walks[0]
+    assert dict(retried.attributes or {})["http.request.resend_count"] == 1
+    assert dict(retried.attributes or {})["http.response.status_code"] == 200
+    [event] = retried.events
+    assert event.name == "retry"
+    assert dict(event.attributes or {})["http.response.status_code"] == 503
+    assert dict(event.attributes or {})["error.type"] == "503"
+    assert dict(event.attributes or {})["http.request.resend_count"] == 1
+
+
+def test_a_failed_call_is_an_error_span(
+    scenario: tuple[Emulator, ChatClient, str, Telemetry, str],
+) -> None:
+    emu, client, room, telemetry, _ = scenario
+    client.send_message(room, TEXT)
+    emu.fail_next(503, method="POST", path_prefix="/api/fabric/messages")
+    with pytest.raises(ServerError):
+        client.send_message(room, TEXT)
+    failed = telemetry.finished()[-1]
+    assert failed.status.status_code is StatusCode.ERROR
+    assert dict(failed.attributes or {})["error.type"] == "503"
+    assert dict(failed.attributes or {})["http.response.status_code"] == 503
+
+
+def test_metrics_for_durations_and_retries(
+    scenario: tuple[Emulator, ChatClient, str, Telemetry, str],
+) -> None:
+    emu, client, room, telemetry, _ = scenario
+    _run_scenario(emu, client, room)
+    points = telemetry.points()
+
+    [retry] = points["signalwire_chat.rest.retries"]
+    assert retry.value == 1
+    assert dict(retry.attributes)["url.template"] == HISTORY
+    assert dict(retry.attributes)["error.type"] == "503"
+
+    calls = points["signalwire_chat.rest.call.duration"]
+    sends = [p for p in calls if dict(p.attributes).get("url.template") == "/api/fabric/messages"]
+    assert sum(p.count for p in sends) == 4
+    history = [p for p in calls if dict(p.attributes).get("url.template") == HISTORY]
+    assert {dict(p.attributes)["http.response.status_code"] for p in history} == {200}
+    assert "http.client.request.duration" not in points
+
+
+def test_no_attribute_anywhere_holds_the_token_texts_metadata_or_ids(
+    scenario: tuple[Emulator, ChatClient, str, Telemetry, str],
+) -> None:
+    emu, client, room, telemetry, token = scenario
+    _run_scenario(emu, client, room)
+    emu.fail_next(503, method="POST", path_prefix="/api/fabric/messages")
+    with pytest.raises(ServerError):
+        client.send_message(room, TEXT, metadata={"note": META})
+
+    group = emu.group_id_for(room, client.my_address_id())
+    message_ids = [m["id"] for m in emu.messages(group)]
+    forbidden = [
+        token,
+        *[part for part in token.split(".") if len(part) >= 16],
+        TEXT,
+        META,
+        room,
+        group,
+        client.my_address_id(),
+        *message_ids,
+    ]
+    values: list[str] = []
+    for span in telemetry.finished():
+        values.append(span.name)
+        values.extend(f"{k}={v}" for k, v in (span.attributes or {}).items())
+        for event in span.events:
+            values.append(event.name)
+            values.extend(f"{k}={v}" for k, v in (event.attributes or {}).items())
+    for name, points in telemetry.points().items():
+        values.append(name)
+        for point in points:
+            values.extend(f"{k}={v}" for k, v in dict(point.attributes).items())
+    assert len(values) > 50  # the walk saw a real scenario
+    for value in values:
+        for secret in forbidden:
+            assert secret not in value, (secret[:8], value)
+
+
+def test_nothing_imports_opentelemetry_unless_asked() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        import signalwire_chat
+        from signalwire_chat.emulator import Emulator
+        with Emulator() as emu:
+            sub = emu.create_subscriber()
+            room = emu.create_room("r").id
+            with emu.client_for(sub) as client:
+                client.send_message(room, "hi")
+                list(client.iter_messages(room))
+                client.health()
+        loaded = sorted(m for m in sys.modules if m.startswith("opentelemetry"))
+        assert not loaded, loaded
+        print("ok")
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_without_opentelemetry_installed_the_client_works_and_otel_says_what_to_install() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        class Absent:
+            def find_spec(self, name, path=None, target=None):
+                if name == "opentelemetry" or name.startswith("opentelemetry."):
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+                return None
+        sys.meta_path.insert(0, Absent())
+        from signalwire_chat.emulator import Emulator
+        with Emulator() as emu:
+            sub = emu.create_subscriber()
+            room = emu.create_room("r").id
+            with emu.client_for(sub) as client:
+                client.send_message(room, "hi")
+        try:
+            import signalwire_chat.otel
+        except ImportError as exc:
+            print(exc)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert "pip install 'signalwire-chat[otel]'" in out.stdout

@@ -1,0 +1,107 @@
+"""Pure parts of observability: path templates, the hook registry's isolation, the formatter."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import pytest
+
+from signalwire_chat import Hooks, InvalidArgumentTypeError, KeyValueFormatter
+from signalwire_chat._health import RestCounters
+from signalwire_chat._hooks import HookRegistry, normalise_hooks, path_template
+
+BASE = "https://fabric.example.com"
+
+
+@pytest.mark.parametrize(
+    ("url", "template"),
+    [
+        (f"{BASE}/api/fabric/subscriber/info", "/api/fabric/subscriber/info"),
+        (f"{BASE}/api/fabric/addresses?page_size=50&name=bob", "/api/fabric/addresses"),
+        (f"{BASE}/api/fabric/addresses/4b0c-secret-id", "/api/fabric/addresses/{id}"),
+        (f"{BASE}/api/fabric/conversations/join", "/api/fabric/conversations/join"),
+        (
+            f"{BASE}/api/fabric/conversations/a%2Fb%3Fc/messages?page_token=xyz",
+            "/api/fabric/conversations/{id}/messages",
+        ),
+        (f"{BASE}/api/fabric/messages", "/api/fabric/messages"),
+        (f"{BASE}/api/fabric/messages/", "/api/fabric/messages"),
+        (f"{BASE}/api/fabric/subscribers/tokens/refresh", "/api/fabric/subscribers/tokens/refresh"),
+        # a link a server chose, with a path the client does not know: nothing of it is kept
+        (f"{BASE}/api/fabric/conversations/id/messages/extra-secret", "/{unknown}"),
+        (f"{BASE}/tokens/eyJhbGciOi.secret", "/{unknown}"),
+        ("http://[::1", "/{unknown}"),
+    ],
+)
+def test_path_template(url: str, template: str) -> None:
+    assert path_template(url) == template
+
+
+def test_path_template_strips_the_base_path() -> None:
+    url = "https://proxy.example.com/signalwire/api/fabric/conversations/x/messages"
+    assert path_template(url, "/signalwire") == "/api/fabric/conversations/{id}/messages"
+    assert path_template(url) == "/{unknown}"
+
+
+def test_hooks_are_checked() -> None:
+    with pytest.raises(InvalidArgumentTypeError):
+        Hooks(on_response=42)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentTypeError):
+        normalise_hooks({"on_call": print})
+    hooks = Hooks()
+    assert normalise_hooks(None) == ()
+    assert normalise_hooks(hooks) == (hooks,)
+    assert normalise_hooks([hooks, hooks]) == (hooks, hooks)
+
+
+def test_emit_isolates_failing_hooks(caplog: pytest.LogCaptureFixture) -> None:
+    got: list[object] = []
+
+    def bad(event: object) -> None:
+        raise ValueError("boom")
+
+    registry = HookRegistry([Hooks(on_call=bad), Hooks(on_call=got.append)], RestCounters())
+    with caplog.at_level(logging.DEBUG, logger="signalwire_chat._hooks"):
+        registry.emit(registry.on_call, "first")
+        registry.emit(registry.on_call, "second")
+    assert got == ["first", "second"]
+    levels = [r.levelno for r in caplog.records]
+    assert levels == [logging.WARNING, logging.DEBUG]
+
+
+def _record(msg: str, *args: object, **extra: object) -> logging.LogRecord:
+    record = logging.LogRecord("signalwire_chat._http", logging.INFO, __file__, 1, msg, args, None)
+    for key, value in extra.items():
+        setattr(record, key, value)
+    return record
+
+
+def test_key_value_formatter_one_line_quoted() -> None:
+    line = KeyValueFormatter().format(
+        _record('GET %s answered %d; "retry"\nnext', "/api/fabric/messages", 503, attempt=2)
+    )
+    assert "\n" not in line
+    assert " level=INFO logger=signalwire_chat._http thread=MainThread " in line
+    assert 'msg="GET /api/fabric/messages answered 503; \\"retry\\"\\nnext"' in line
+    assert line.endswith(" attempt=2")
+    assert line.startswith("time=")
+    assert line.split()[0].endswith("Z")
+
+
+def test_key_value_formatter_exceptions_and_no_thread() -> None:
+    try:
+        raise RuntimeError("bad = thing")
+    except RuntimeError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    line = KeyValueFormatter(include_thread=False).format(record)
+    assert "thread=" not in line
+    assert "\n" not in line
+    assert " exc_type=RuntimeError exc=" in line
+    assert "bad = thing" in line
+
+
+def test_the_library_sets_no_handler_or_level() -> None:
+    logger = logging.getLogger("signalwire_chat")
+    assert logger.level == logging.NOTSET
+    assert all(isinstance(h, logging.NullHandler) for h in logger.handlers)
