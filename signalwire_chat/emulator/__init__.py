@@ -21,6 +21,11 @@ A group's id is a uuid5 of its sorted set of addresses (:meth:`Emulator.group_id
 a set holding a room address maps to the room's one group. A group's members are the
 subscribers owning an address of its set, plus whoever joined it.
 
+Membership (address dialect): a room's conversation is public, whoever joins or writes
+to it is a member; the conversation of a subscriber's own address is that subscriber's
+inbox: anyone may write to it, only its owner joins it and reads it (another
+subscriber's join is 403, like a join to a group the caller's address is not in).
+
 History by a bare address id (``GET /api/fabric/conversations/{address_id}/messages``)
 in the group era: the address-dialect conversation of that address when the caller is a
 member of it (what 3.28 clients read); otherwise the caller's group with that address
@@ -155,6 +160,11 @@ class Emulator:
         event_window: Most unacknowledged relay events per session.
         max_text_length: Longest accepted message text, in characters.
         clock: Returns unix time; replaceable in tests of expiry.
+        idle_timeout: Seconds a connection may go without a complete request (headers
+            never finished, or idle between requests) before it is closed, and the
+            longest wait for a request body (408 past it).
+        auth_timeout: Seconds a relay socket may stay open without an accepted
+            ``signalwire.connect`` before it is closed (code 1008).
     """
 
     def __init__(
@@ -172,6 +182,8 @@ class Emulator:
         event_window: int = 100,
         max_text_length: int = DEFAULT_MAX_TEXT_LENGTH,
         clock: Callable[[], float] | None = None,
+        idle_timeout: float = 30.0,
+        auth_timeout: float = 10.0,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError("port must be within 0..65535")
@@ -181,6 +193,12 @@ class Emulator:
             raise ValueError("token_ttl must be positive")
         if ping_interval is not None and not ping_interval > 0:
             raise ValueError("ping_interval must be positive or None")
+        if not idle_timeout > 0:
+            raise ValueError("idle_timeout must be positive")
+        if not auth_timeout > 0:
+            raise ValueError("auth_timeout must be positive")
+        self._idle_timeout = idle_timeout
+        self._auth_timeout = auth_timeout
         self._host = host
         self._db = db
         self._space_host = space_host
@@ -205,6 +223,7 @@ class Emulator:
             name="loop",
             on_start=self._on_start,
             on_stop=self._on_stop,
+            idle_timeout=idle_timeout,
         )
 
     def __repr__(self) -> str:
@@ -432,9 +451,20 @@ class Emulator:
         )
 
     def join(self, subscriber: str | EmulatorSubscriber, address_id: str) -> None:
-        """Make a subscriber a member of an address's conversation (like the join call)."""
+        """Make a subscriber a member of an address's conversation (like the join call).
+
+        Raises:
+            KeyError: no such address.
+            PermissionError: the address is another subscriber's own (only its owner
+                joins it; see "Membership" in the module docstring).
+        """
         state = self._open_state()
-        state.store.join(address_id, _subscriber_id(subscriber), now=state.clock())
+        sub_id = _subscriber_id(subscriber)
+        if state.store.get_address(address_id) is None:
+            raise KeyError(f"no address {address_id!r}")
+        if not state.store.may_join(address_id, sub_id):
+            raise PermissionError("only its owner may join a subscriber's own address")
+        state.store.join(address_id, sub_id, now=state.clock())
 
     def group_id_for(self, *address_ids: str) -> str:
         """Return the group id of a set of addresses, as the join call would give it.
@@ -900,6 +930,7 @@ class Emulator:
             faults=self._faults,
             max_text_length=self._max_text_length,
             clock=clock,
+            idle_timeout=self._idle_timeout,
         )
 
     def _make_app(self) -> Any:
@@ -917,6 +948,7 @@ class Emulator:
             resume_window=self._resume_window,
             event_window=self._event_window,
             space_host=self._space_host,
+            auth_timeout=self._auth_timeout,
         )
         state.hub = RelayHub(
             verify_token=self._verify_for_relay, config=config, record=self._recorder.record

@@ -55,8 +55,14 @@ official ``@signalwire/js`` 3.28.0 client expects it:
   session expires, the server sends ``signalwire.disconnect``, waits briefly for the
   answer (v4 sends none, so it is not required), and closes the socket; the session
   stays resumable with a fresh token.
-* **Bad frames.** Invalid JSON is answered with error -32700, a frame that is not a
-  JSON-RPC object with -32600, an unknown method with -32601; the socket stays open.
+* **Bad frames.** Invalid JSON (nesting too deep for the parser included) is answered
+  with error -32700, a frame that is not a JSON-RPC object with -32600, an unknown
+  method with -32601; the socket stays open. A frame over 1 MiB closes it (1009).
+  Whatever happens while handling a frame is answered (-32603) on the websocket: no
+  exception leaves the handler, so aiohttp never writes an HTTP 500 into the upgraded
+  socket.
+* **Unauthenticated sockets.** A socket without an accepted ``signalwire.connect``
+  after ``RelayConfig.auth_timeout`` seconds (10 by default) is closed with code 1008.
 
 Fault hooks (:meth:`RelayHub.drop_all`, :meth:`RelayHub.set_half_open`,
 :meth:`RelayHub.refuse_connects`, :meth:`RelayHub.set_ping_interval`) let tests break
@@ -93,6 +99,7 @@ PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
 
 # How long the server waits for the answer to its signalwire.disconnect.
 _DISCONNECT_ANSWER_WAIT = 1.0
@@ -155,6 +162,11 @@ def _positive_or_none(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -
         raise ValueError(f"{attribute.name} must be positive or None, got {value!r}")
 
 
+def _positive(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
+
+
 def _non_negative(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not value >= 0:
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
@@ -177,6 +189,8 @@ class RelayConfig:
         space_host: The realtime host of the emulated space (used in ``identity``).
         queue_limit: Most events waiting behind a full window per session; beyond it
             the session is dropped as a consumer that stopped keeping up.
+        auth_timeout: Seconds a socket may stay open without an accepted
+            ``signalwire.connect``; it is then closed with code 1008.
     """
 
     ping_interval: float | None = attrs.field(default=5.0, validator=_positive_or_none)
@@ -184,6 +198,7 @@ class RelayConfig:
     event_window: int = attrs.field(default=100, validator=_at_least_one)
     space_host: str = "puc.emulator.test"
     queue_limit: int = attrs.field(default=100_000, validator=_at_least_one)
+    auth_timeout: float = attrs.field(default=10.0, validator=_positive)
 
 
 @attrs.frozen(kw_only=True)
@@ -230,6 +245,7 @@ class _Conn:
         self.writer: asyncio.Task[None] | None = None
         self.pinger: asyncio.Task[None] | None = None
         self.closer: asyncio.Task[None] | None = None
+        self.auth_deadline: asyncio.TimerHandle | None = None
 
     def push(self, frame: _Frame) -> None:
         """Queue an encoded frame for the writer; dropped once the socket is closing."""
@@ -387,6 +403,9 @@ class RelayHub:
             }
         )
         conn.writer = self._spawn(self._write_loop(conn))
+        conn.auth_deadline = asyncio.get_running_loop().call_later(
+            self._config.auth_timeout, self._auth_overdue, conn
+        )
         try:
             await self._read_loop(conn)
         finally:
@@ -599,7 +618,11 @@ class RelayHub:
                 return
             if conn.aborted:
                 return
-            self._on_text(conn, text)
+            try:
+                self._on_text(conn, text)
+            except Exception:  # noqa: BLE001 - one bad frame must not end the socket
+                _log.exception("relay socket %d: handling a frame failed", conn.number)
+                self._reply_error(conn, None, INTERNAL_ERROR, "Internal error")
 
     async def _write_loop(self, conn: _Conn) -> None:
         ws = conn.ws
@@ -679,9 +702,19 @@ class RelayHub:
         if transport is not None:
             transport.abort()
 
+    def _auth_overdue(self, conn: _Conn) -> None:
+        """Close a socket that has not authenticated within ``auth_timeout``."""
+        conn.auth_deadline = None
+        if conn.session is None and not conn.closing:
+            _log.info("relay socket %d: no signalwire.connect in time; closing", conn.number)
+            self._request_close(conn, _CLOSE_AUTH_FAILED)
+
     async def _finish(self, conn: _Conn) -> None:
         """Wind a socket down once its read loop has ended; keep its session."""
         conn.closing = True
+        if conn.auth_deadline is not None:
+            conn.auth_deadline.cancel()
+            conn.auth_deadline = None
         if conn.closer is not None:
             await asyncio.wait({conn.closer})
         running = [t for t in (conn.pinger, conn.writer) if t is not None]
@@ -725,9 +758,14 @@ class RelayHub:
             return
         try:
             frame = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError) as exc:
+            # Nesting too deep for the parser is a parse error like any other: answered
+            # over the websocket, never an exception out of the handler (aiohttp would
+            # then write an HTTP 500 into the upgraded socket).
             self._emit({"kind": "ws_recv", "conn": conn.number, "frame": {"_unparsable": text}})
-            self._reply_error(conn, None, PARSE_ERROR, "Parse error")
+            deep = isinstance(exc, RecursionError)
+            message = "Parse error: nested too deeply" if deep else "Parse error"
+            self._reply_error(conn, None, PARSE_ERROR, message)
             return
         if not isinstance(frame, dict):
             self._emit({"kind": "ws_recv", "conn": conn.number, "frame": {"_not_object": frame}})
