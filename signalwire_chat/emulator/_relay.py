@@ -65,11 +65,15 @@ official ``@signalwire/js`` 3.28.0 client expects it:
   after ``RelayConfig.auth_timeout`` seconds (10 by default) is closed with code 1008.
 
 Fault hooks (:meth:`RelayHub.drop_all`, :meth:`RelayHub.set_half_open`,
-:meth:`RelayHub.refuse_connects`, :meth:`RelayHub.set_ping_interval`) let tests break
-the link on purpose. Everything here runs on the emulator's event loop thread: no
-method may be called from another thread (the ``Emulator`` marshals such calls).
-Sends on one socket are serialised by one writer task per socket; an event is
-encoded to JSON once per publish, and per session only its id is spliced in.
+:meth:`RelayHub.refuse_connects`, :meth:`RelayHub.set_ping_interval`, and for events
+:meth:`RelayHub.duplicate_next_events`, :meth:`RelayHub.reorder_next_events`,
+:meth:`RelayHub.delay_next_events`, :meth:`RelayHub.expire_sessions`,
+:meth:`RelayHub.steal_event_channel`) let tests break the link on purpose; the
+``Emulator`` methods of the same names document them with examples. Everything here
+runs on the emulator's event loop thread: no method may be called from another thread
+(the ``Emulator`` marshals such calls). Sends on one socket are serialised by one
+writer task per socket; an event is encoded to JSON once per publish, and per session
+only its id is spliced in.
 """
 
 from __future__ import annotations
@@ -335,6 +339,12 @@ class RelayHub:
         self._space_id = str(uuid.uuid5(uuid.NAMESPACE_DNS, config.space_host))
         self._frame_id = _FrameIds()
         self.connect_attempts = 0
+        # Event faults (see "Fault hooks" in the module docstring).
+        self._duplicates = 0
+        self._reorder_left = 0
+        self._held: list[tuple[list[str], dict[str, Any], str]] = []
+        self._event_delays: collections.deque[float] = collections.deque()
+        self._late: set[asyncio.TimerHandle] = set()
 
     def __repr__(self) -> str:
         return (
@@ -440,13 +450,41 @@ class RelayHub:
             raise TypeError("subscriber_ids must be a collection of ids, not one string")
         if self._closed:
             return
+        ids = list(dict.fromkeys(subscriber_ids))
+        if self._event_delays:
+            self._deliver_later(self._event_delays.popleft(), ids, params, event_type)
+            return
+        if self._reorder_left > 0:
+            self._held.append((ids, params, event_type))
+            self._reorder_left -= 1
+            if self._reorder_left == 0:
+                self.release_held_events(reverse=True)
+            return
+        self._deliver(ids, params, event_type)
+        if self._duplicates > 0:
+            self._duplicates -= 1
+            self._deliver(ids, params, event_type)
+
+    def _deliver_later(
+        self, delay: float, ids: list[str], params: dict[str, Any], event_type: str
+    ) -> None:
+        def fire() -> None:
+            self._late.discard(handle)
+            if not self._closed:
+                self._deliver(ids, params, event_type)
+
+        handle = asyncio.get_running_loop().call_later(delay, fire)
+        self._late.add(handle)
+
+    def _deliver(self, subscriber_ids: list[str], params: dict[str, Any], event_type: str) -> None:
+        """Send one event (a fresh id per session) to every live session of the members."""
         author = params.get("user_id")
         timestamp = time.time()
         head = '{"event_type":' + _dumps(event_type) + ',"event_channel":'
         tail = ',"timestamp":' + _dumps(timestamp) + ',"params":' + _dumps(params) + "}"
         window = self._config.event_window
         limit = self._config.queue_limit
-        for subscriber_id in dict.fromkeys(subscriber_ids):
+        for subscriber_id in subscriber_ids:
             sessions = self._by_subscriber.get(subscriber_id)
             if not sessions:
                 continue
@@ -481,6 +519,10 @@ class RelayHub:
         if self._closed:
             return
         self._closed = True
+        for handle in self._late:
+            handle.cancel()
+        self._late.clear()
+        self._held.clear()
         for conn in list(self._conns.values()):
             if conn.running.is_set():
                 self._request_close(conn, _CLOSE_GOING_AWAY)
@@ -511,6 +553,99 @@ class RelayHub:
         for conn in list(self._conns.values()):
             self._abort(conn)
         await self._wait_done(5.0)
+
+    def duplicate_next_events(self, count: int = 1) -> None:
+        """Deliver each of the next ``count`` published events twice.
+
+        The copy is a second ``signalwire.event`` (a fresh event id) with the same message,
+        sent right after the first, as a service redelivering would.
+
+        Raises:
+            ValueError: ``count`` is negative.
+        """
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count!r}")
+        self._duplicates = count
+
+    def reorder_next_events(self, count: int = 2) -> None:
+        """Hold the next ``count`` published events, then deliver them newest first.
+
+        They go out, in reverse order, when the last of them is published (or in their
+        own order from :meth:`release_held_events`).
+
+        Raises:
+            ValueError: ``count`` is below 2.
+        """
+        if count < 2:
+            raise ValueError(f"count must be >= 2, got {count!r}")
+        self.release_held_events()
+        self._reorder_left = count
+
+    def release_held_events(self, *, reverse: bool = False) -> None:
+        """Deliver the events held by :meth:`reorder_next_events` now, and stop holding."""
+        held, self._held = self._held, []
+        self._reorder_left = 0
+        for ids, params, event_type in reversed(held) if reverse else held:
+            self._deliver(ids, params, event_type)
+
+    def delay_next_events(self, seconds: float, count: int = 1) -> None:
+        """Deliver each of the next ``count`` published events ``seconds`` late.
+
+        Events published meanwhile are not held back: they overtake the late ones.
+
+        Raises:
+            ValueError: ``seconds`` is not positive or ``count`` is negative.
+        """
+        if not seconds > 0:
+            raise ValueError(f"seconds must be positive, got {seconds!r}")
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count!r}")
+        self._event_delays.extend([seconds] * count)
+
+    def clear_event_faults(self) -> None:
+        """Drop pending event faults; held events are delivered in their order."""
+        self._duplicates = 0
+        self._event_delays.clear()
+        self.release_held_events()
+
+    def expire_sessions(self, subscriber_id: str | None = None) -> int:
+        """End the sessions of a subscriber (of everyone when None) as a token expiry does.
+
+        Each attached socket gets ``signalwire.disconnect`` and is closed; the caller has
+        made the tokens invalid (so the session cannot be resumed with them).
+
+        Returns:
+            How many sockets were sent a disconnect.
+        """
+        count = 0
+        for session in list(self._sessions.values()):
+            if subscriber_id is not None and session.subscriber_id != subscriber_id:
+                continue
+            if session.expiry is not None:
+                session.expiry.cancel()
+                session.expiry = None
+            conn = session.conn
+            if conn is not None and not conn.closing:
+                self._spawn(self._disconnect(conn))
+                count += 1
+        return count
+
+    def steal_event_channel(self, subscriber_id: str) -> str:
+        """Give a subscriber's sessions the event channel of a newer session of theirs.
+
+        From now on their events carry ``event_channel`` ``signalwire.<protocol>`` of a new
+        session (not their own ``protocol``): the v4 client, and ``ChatClient`` in the
+        group dialect, drop them as stale until they connect again (a connect, a resume
+        included, restores the session's own channel).
+
+        Returns:
+            The new channel.
+        """
+        channel = _channel(f"signalwire_stolen_{_new_id()}_{_new_id()}")
+        for session in self._by_subscriber.get(subscriber_id, {}).values():
+            session.channel = channel
+            session.channel_json = _dumps(channel)
+        return channel
 
     def set_half_open(self, on: bool) -> None:
         """Make the sockets open now go silent, or bring them back.
@@ -868,6 +1003,10 @@ class RelayHub:
                 old.session = None
                 self._abort(old)
         self._authorize(session, claims)
+        # A connect (a resume included) takes the session's own event channel back from
+        # whoever stole it (steal_event_channel).
+        session.channel = _channel(session.protocol)
+        session.channel_json = _dumps(session.channel)
         if session.forget is not None:
             session.forget.cancel()
             session.forget = None
