@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import attrs
 from aiohttp import web
+from aiohttp.web_server import Server
 
 from ._record import TrafficRecorder
 from ._store import Store
@@ -450,6 +451,8 @@ class ServerThread:
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._listener: socket.socket | None = None
+        # The aiohttp server being shut down, for the last sweep after the loop stopped.
+        self._draining: Server | None = None
 
     @property
     def running(self) -> bool:
@@ -511,6 +514,9 @@ class ServerThread:
             loop.run_forever()
         finally:
             try:
+                # A shutdown cut short by stop()'s timeout left its sweep undone.
+                server, self._draining = self._draining, None
+                _abort_connections(server)
                 _cancel_leftovers(loop)
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
@@ -539,6 +545,7 @@ class ServerThread:
     async def _shutdown(self) -> None:
         runner, self._runner = self._runner, None
         server = runner.server if runner is not None else None
+        self._draining = server
         listener = self._listener
         if runner is not None and listener is not None:
             # Stop accepting, then let the connections already accepted reach aiohttp,
@@ -558,15 +565,14 @@ class ServerThread:
             logger.warning("emulator on_stop hook failed", exc_info=True)
         if runner is not None:
             await runner.cleanup()
-        if server is not None:
-            # Whatever is still open now is cut: no server socket outlives stop().
-            for handler in server.connections:
-                transport = handler.transport
-                if transport is not None:
-                    transport.abort()
+        _abort_connections(server)
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Close every connection, stop the loop and join the thread; idempotent."""
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close every connection, stop the loop and join the thread; idempotent.
+
+        A stop takes milliseconds; ``timeout`` bounds it on a machine too loaded to keep
+        up, after which the loop is stopped anyway and whatever is left is cut.
+        """
         thread, loop = self._thread, self._loop
         if thread is None:
             return
@@ -607,6 +613,16 @@ class ServerThread:
         return asyncio.run_coroutine_threadsafe(wrapper(), loop).result(timeout)
 
 
+def _abort_connections(server: Server | None) -> None:
+    """Cut every connection aiohttp still holds: no server socket outlives stop()."""
+    if server is None:
+        return
+    for handler in server.connections:
+        transport = handler.transport
+        if transport is not None:
+            transport.abort()
+
+
 def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
     """Cancel and await every task still pending on a stopped loop, before it closes.
 
@@ -622,7 +638,7 @@ def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
 
     async def settle() -> None:
         # Bounded: a task that swallows its cancellation must not hang the close.
-        await asyncio.wait(tasks, timeout=2.0)
+        await asyncio.wait(tasks, timeout=5.0)
 
     loop.run_until_complete(settle())
     for task in tasks:
