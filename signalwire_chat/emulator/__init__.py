@@ -21,6 +21,11 @@ A group's id is a uuid5 of its sorted set of addresses (:meth:`Emulator.group_id
 a set holding a room address maps to the room's one group. A group's members are the
 subscribers owning an address of its set, plus whoever joined it.
 
+Membership (address dialect): a room's conversation is public, whoever joins or writes
+to it is a member; the conversation of a subscriber's own address is that subscriber's
+inbox: anyone may write to it, only its owner joins it and reads it (another
+subscriber's join is 403, like a join to a group the caller's address is not in).
+
 History by a bare address id (``GET /api/fabric/conversations/{address_id}/messages``)
 in the group era: the address-dialect conversation of that address when the caller is a
 member of it (what 3.28 clients read); otherwise the caller's group with that address
@@ -155,6 +160,11 @@ class Emulator:
         event_window: Most unacknowledged relay events per session.
         max_text_length: Longest accepted message text, in characters.
         clock: Returns unix time; replaceable in tests of expiry.
+        idle_timeout: Seconds a connection may go without a complete request (headers
+            never finished, or idle between requests) before it is closed, and the
+            longest wait for a request body (408 past it).
+        auth_timeout: Seconds a relay socket may stay open without an accepted
+            ``signalwire.connect`` before it is closed (code 1008).
     """
 
     def __init__(
@@ -172,6 +182,8 @@ class Emulator:
         event_window: int = 100,
         max_text_length: int = DEFAULT_MAX_TEXT_LENGTH,
         clock: Callable[[], float] | None = None,
+        idle_timeout: float = 30.0,
+        auth_timeout: float = 10.0,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError("port must be within 0..65535")
@@ -181,6 +193,12 @@ class Emulator:
             raise ValueError("token_ttl must be positive")
         if ping_interval is not None and not ping_interval > 0:
             raise ValueError("ping_interval must be positive or None")
+        if not idle_timeout > 0:
+            raise ValueError("idle_timeout must be positive")
+        if not auth_timeout > 0:
+            raise ValueError("auth_timeout must be positive")
+        self._idle_timeout = idle_timeout
+        self._auth_timeout = auth_timeout
         self._host = host
         self._db = db
         self._space_host = space_host
@@ -205,6 +223,7 @@ class Emulator:
             name="loop",
             on_start=self._on_start,
             on_stop=self._on_stop,
+            idle_timeout=idle_timeout,
         )
 
     def __repr__(self) -> str:
@@ -432,9 +451,20 @@ class Emulator:
         )
 
     def join(self, subscriber: str | EmulatorSubscriber, address_id: str) -> None:
-        """Make a subscriber a member of an address's conversation (like the join call)."""
+        """Make a subscriber a member of an address's conversation (like the join call).
+
+        Raises:
+            KeyError: no such address.
+            PermissionError: the address is another subscriber's own (only its owner
+                joins it; see "Membership" in the module docstring).
+        """
         state = self._open_state()
-        state.store.join(address_id, _subscriber_id(subscriber), now=state.clock())
+        sub_id = _subscriber_id(subscriber)
+        if state.store.get_address(address_id) is None:
+            raise KeyError(f"no address {address_id!r}")
+        if not state.store.may_join(address_id, sub_id):
+            raise PermissionError("only its owner may join a subscriber's own address")
+        state.store.join(address_id, sub_id, now=state.clock())
 
     def group_id_for(self, *address_ids: str) -> str:
         """Return the group id of a set of addresses, as the join call would give it.
@@ -727,6 +757,17 @@ class Emulator:
                 starts with ``<``, e.g. a proxy's 502 page); a dict or list as JSON.
             headers: Extra response headers (e.g. ``{"Retry-After": "2"}``).
             delay: Seconds to wait before answering.
+
+        Rate limiting, as the service answers it (a fabric 429 body with
+        ``type: rate_limit_error``) with a ``Retry-After``::
+
+            emu.fail_next(429, path_prefix="/api/fabric/messages", headers={"Retry-After": "1"})
+            client.send_message(room.id, "hi")  # ChatClient waits 1 s, retries, succeeds
+
+        More failures than the client retries (3 by default: ``times=4``) end in
+        ``RateLimitError`` with ``retry_after`` set. A proxy's HTML error page::
+
+            emu.fail_next(502, body="<html><body>Bad Gateway</body></html>")
         """
         if not 100 <= status <= 599:
             raise ValueError("status must be an HTTP status code")
@@ -758,10 +799,15 @@ class Emulator:
         )
 
     def clear_faults(self) -> None:
-        """Drop pending REST faults and pending connect refusals."""
+        """Drop pending REST faults, connect refusals and event faults.
+
+        Events held by :meth:`reorder_next_events` are delivered, in their own order.
+        """
         self._faults.clear()
-        if self.running and self._hub_or_none() is not None:
+        hub = self._hub_or_none()
+        if self.running and hub is not None:
             self.refuse_connects(0)
+            self._server.call(hub.clear_event_faults)
 
     # -- relay faults ---------------------------------------------------------------------
 
@@ -785,6 +831,108 @@ class Emulator:
         """Refuse the next ``count`` relay connects with a JSON-RPC error."""
         hub = self._hub()
         self._server.call(lambda: hub.refuse_connects(count, code, message))
+
+    def duplicate_next_events(self, count: int = 1) -> None:
+        """Deliver each of the next ``count`` relay events twice, as a redelivery would.
+
+        The copy is a second ``signalwire.event`` (a fresh event id) carrying the same
+        message, right after the first. A client that promises exactly-once delivery
+        drops it by message id::
+
+            emu.duplicate_next_events()
+            emu.send_as(bob, room.id, "once")  # each member's session gets it twice
+            # ChatClient.subscribe(room.id, on_message): on_message("once") is called once
+
+        Like every relay fault, it lasts until the emulator stops.
+
+        Args:
+            count: How many published events are doubled (0 disarms).
+        """
+        hub = self._hub()
+        self._server.call(lambda: hub.duplicate_next_events(count))
+
+    def reorder_next_events(self, count: int = 2) -> None:
+        """Hold the next ``count`` relay events, then deliver them newest first.
+
+        They go out in reverse order once the last of them is published::
+
+            emu.reorder_next_events(2)
+            emu.send_as(bob, room.id, "first")   # held
+            emu.send_as(bob, room.id, "second")  # "second" then "first" on the socket
+            # ChatClient.subscribe(): on_message gets each once, in the order the
+            # events arrive ("second", "first"); the history keeps the true order
+
+        ``clear_faults()`` delivers events still held, in their own order.
+
+        Args:
+            count: How many events to hold (at least 2).
+        """
+        hub = self._hub()
+        self._server.call(lambda: hub.reorder_next_events(count))
+
+    def delay_next_event(self, seconds: float, *, count: int = 1) -> None:
+        """Deliver each of the next ``count`` relay events ``seconds`` late.
+
+        Events published meanwhile overtake the late ones::
+
+            emu.delay_next_event(0.5)
+            emu.send_as(bob, room.id, "late")     # arrives 0.5 s later
+            emu.send_as(bob, room.id, "on time")  # arrives now, before "late"
+
+        Args:
+            seconds: The delay.
+            count: How many events are delayed.
+        """
+        hub = self._hub()
+        self._server.call(lambda: hub.delay_next_events(seconds, count))
+
+    def expire_tokens(self, subscriber: str | EmulatorSubscriber | None = None) -> None:
+        """Make a subscriber's tokens (everyone's when None) expire now.
+
+        Every SAT issued so far stops working: REST answers 401, the relay refuses
+        them on connect; each live relay session of the subscriber gets
+        ``signalwire.disconnect`` and its socket is closed, as at a real expiry. Tokens
+        minted afterwards (``mint_token``, the tokens endpoints) work::
+
+            emu.expire_tokens(alice)
+            # alice's ChatClient with a fixed token: AuthenticationError from REST calls,
+            # RealtimeAuthenticationError to on_error; with a token source it fetches a
+            # fresh token and goes on
+            fresh = emu.mint_token(alice)
+
+        Args:
+            subscriber: The subscriber (or its id); None for every subscriber.
+        """
+        state = self._open_state()
+        sub_id = None if subscriber is None else _subscriber_id(subscriber)
+        state.tokens.expire_now(sub_id)
+        hub = self._hub_or_none()
+        if hub is not None and self.running:
+            self._server.call(lambda: hub.expire_sessions(sub_id))
+
+    def steal_event_channel(self, subscriber: str | EmulatorSubscriber) -> str:
+        """Let a newer session of the subscriber take the event channel of its sessions.
+
+        The live sessions' events then carry the ``event_channel`` of another session,
+        without their own ``protocol``: the v4 client, and ``ChatClient`` in the group
+        dialect, drop them as stale. A connect (a resume included) takes the session's own
+        channel back::
+
+            emu.steal_event_channel(alice)
+            emu.send_as(bob, room.id, "unseen")  # alice's ChatClient acks and drops it
+            emu.drop_connections()  # alice reconnects, events flow again; her client
+            # backfills "unseen" from the history
+
+        Args:
+            subscriber: The subscriber (or its id).
+
+        Returns:
+            The channel the events now carry.
+        """
+        hub = self._hub()
+        sub_id = _subscriber_id(subscriber)
+        channel: str = self._server.call(lambda: hub.steal_event_channel(sub_id))
+        return channel
 
     def set_ping_interval(self, seconds: float | None) -> None:
         """Change the relay ping interval (None stops pinging); kept across restarts."""
@@ -900,6 +1048,7 @@ class Emulator:
             faults=self._faults,
             max_text_length=self._max_text_length,
             clock=clock,
+            idle_timeout=self._idle_timeout,
         )
 
     def _make_app(self) -> Any:
@@ -917,6 +1066,7 @@ class Emulator:
             resume_window=self._resume_window,
             event_window=self._event_window,
             space_host=self._space_host,
+            auth_timeout=self._auth_timeout,
         )
         state.hub = RelayHub(
             verify_token=self._verify_for_relay, config=config, record=self._recorder.record

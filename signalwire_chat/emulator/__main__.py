@@ -52,6 +52,12 @@ def build_parser(prog: str = "python -m signalwire_chat.emulator") -> argparse.A
     parser.add_argument(
         "--max-text-length", type=int, default=DEFAULT_MAX_TEXT_LENGTH, help="longest text"
     )
+    parser.add_argument(
+        "--idle-timeout", type=float, default=30.0, help="close connections idle this long, s"
+    )
+    parser.add_argument(
+        "--auth-timeout", type=float, default=10.0, help="close unauthenticated relay sockets, s"
+    )
     parser.add_argument("--log-level", default="INFO", help="stderr log level")
     return parser
 
@@ -90,6 +96,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         resume_window=args.resume_window,
         event_window=args.event_window,
         max_text_length=args.max_text_length,
+        idle_timeout=args.idle_timeout,
+        auth_timeout=args.auth_timeout,
     )
     try:
         emulator.start()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import logging
 import socket
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 
 import attrs
 from aiohttp import web
+from aiohttp.web_server import Server
 
 from ._record import TrafficRecorder
 from ._store import Store
@@ -42,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-Id"
 MAX_BODY_BYTES = 1024 * 1024
+# Loop turns a stopping server waits, after it stops listening, for connections already
+# accepted by the OS to be handed to aiohttp (an accept takes a few callbacks).
+_ACCEPT_SETTLE_TURNS = 10
 _ERROR_DOCS = "https://developer.signalwire.com/rest/signalwire-rest/overview/error-codes"
 _T = TypeVar("_T")
 
@@ -51,6 +56,7 @@ _STATUS_CODES: dict[int, tuple[str, str]] = {
     403: ("authorization_error", "forbidden"),
     404: ("invalid_request_error", "not_found"),
     405: ("invalid_request_error", "method_not_allowed"),
+    408: ("invalid_request_error", "request_timeout"),
     413: ("invalid_request_error", "payload_too_large"),
     415: ("invalid_request_error", "unsupported_media_type"),
     422: ("validation_error", "invalid_parameter"),
@@ -203,6 +209,7 @@ class EmulatorState:
         max_text_length: Longest accepted message text, in characters.
         clock: Returns unix time.
         hub: The relay hub while the server runs (None without the relay module).
+        idle_timeout: Seconds a request body may take to arrive (408 past it).
     """
 
     store: Store
@@ -214,6 +221,7 @@ class EmulatorState:
     max_text_length: int
     clock: Callable[[], float] = time.time
     hub: Any = None
+    idle_timeout: float = 30.0
 
     def publish(self, message: dict[str, Any], *, event_type: str = "conversation.message") -> None:
         """Push a stored message to every member's sessions; call on the loop thread.
@@ -255,13 +263,21 @@ class EmulatorState:
         """Store a message and publish it; call on the loop thread.
 
         In the address dialect (``group_id`` None) the sender joins the conversation of
-        ``conversation_id`` and its primary address is the sender address. For a group
+        ``conversation_id`` (unless it is another subscriber's own address) and its
+        primary address is the sender address. For a group
         message, membership is the caller's to check; ``from_address_id`` is the sender
         address (the sender's primary address when None).
         """
         sender = self.store.get_subscriber(user_id)
         if from_address_id is None and sender is not None:
             from_address_id = sender["fabric_addresses"][0]["id"]
+        # Writing to someone's own address delivers to its owner; it does not make the
+        # sender a member of (a reader of) that subscriber's conversation.
+        join_sender = (
+            sender is not None
+            and group_id is None
+            and self.store.may_join(conversation_id, user_id)
+        )
         message = self.store.insert_message(
             conversation_id=group_id or conversation_id,
             user_id=user_id,
@@ -272,7 +288,7 @@ class EmulatorState:
             kind=kind,
             details=details,
             metadata=metadata,
-            join_sender=sender is not None and group_id is None,
+            join_sender=join_sender,
             group_id=group_id,
         )
         self.publish(message)
@@ -405,6 +421,8 @@ class ServerThread:
         on_start: Coroutine run on the loop before serving (e.g. to create the hub).
         on_stop: Coroutine run on the loop when stopping, before the server closes.
         start_timeout: Seconds to wait for the server to listen.
+        idle_timeout: Seconds a connection may go without a complete request (its
+            headers never finished, or idle between requests) before it is closed.
     """
 
     def __init__(
@@ -417,8 +435,10 @@ class ServerThread:
         on_start: Callable[[], Awaitable[None]] | None = None,
         on_stop: Callable[[], Awaitable[None]] | None = None,
         start_timeout: float = 10.0,
+        idle_timeout: float = 30.0,
     ) -> None:
         self._make_app = make_app
+        self._idle_timeout = idle_timeout
         self._host = host
         self.port = port
         self._name = name
@@ -430,6 +450,9 @@ class ServerThread:
         self._runner: web.AppRunner | None = None
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
+        self._listener: socket.socket | None = None
+        # The aiohttp server being shut down, for the last sweep after the loop stopped.
+        self._draining: Server | None = None
 
     @property
     def running(self) -> bool:
@@ -478,6 +501,7 @@ class ServerThread:
     def _run(self, sock: socket.socket) -> None:
         loop = asyncio.new_event_loop()
         self._loop = loop
+        self._listener = sock
         try:
             try:
                 loop.run_until_complete(self._serve(sock))
@@ -490,16 +514,28 @@ class ServerThread:
             loop.run_forever()
         finally:
             try:
+                # A shutdown cut short by stop()'s timeout left its sweep undone.
+                server, self._draining = self._draining, None
+                _abort_connections(server)
+                _cancel_leftovers(loop)
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
                 self._loop = None
+                self._listener = None
                 loop.close()
 
     async def _serve(self, sock: socket.socket) -> None:
         if self._on_start is not None:
             await self._on_start()
+        # keepalive_timeout also runs from the moment a connection is made, so a socket
+        # that never finishes its headers is closed after it (aiohttp has no separate
+        # header timeout); 3,630 s by default, far too long for a test server.
         runner = web.AppRunner(
-            self._make_app(), handle_signals=False, access_log=None, shutdown_timeout=0.5
+            self._make_app(),
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=0.5,
+            keepalive_timeout=self._idle_timeout,
         )
         await runner.setup()
         site = web.SockSite(runner, sock)
@@ -507,17 +543,36 @@ class ServerThread:
         self._runner = runner
 
     async def _shutdown(self) -> None:
+        runner, self._runner = self._runner, None
+        server = runner.server if runner is not None else None
+        self._draining = server
+        listener = self._listener
+        if runner is not None and listener is not None:
+            # Stop accepting, then let the connections already accepted reach aiohttp,
+            # and only then close the server. Closing an asyncio server while an accept
+            # is under way (a client reconnecting right after drop_connections()) makes
+            # that connection's transport fail half-built (Server._attach asserts), and
+            # its socket stays open, never answered, until garbage collection: the
+            # client waited out its whole connect timeout.
+            with contextlib.suppress(NotImplementedError, ValueError, OSError):
+                asyncio.get_running_loop().remove_reader(listener.fileno())
+            for _ in range(_ACCEPT_SETTLE_TURNS):
+                await asyncio.sleep(0)
         try:
             if self._on_stop is not None:
                 await self._on_stop()
         except Exception:  # shutdown goes on; the failure is logged
             logger.warning("emulator on_stop hook failed", exc_info=True)
-        runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        _abort_connections(server)
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Close every connection, stop the loop and join the thread; idempotent."""
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close every connection, stop the loop and join the thread; idempotent.
+
+        A stop takes milliseconds; ``timeout`` bounds it on a machine too loaded to keep
+        up, after which the loop is stopped anyway and whatever is left is cut.
+        """
         thread, loop = self._thread, self._loop
         if thread is None:
             return
@@ -556,6 +611,39 @@ class ServerThread:
             return await coro_fn()
 
         return asyncio.run_coroutine_threadsafe(wrapper(), loop).result(timeout)
+
+
+def _abort_connections(server: Server | None) -> None:
+    """Cut every connection aiohttp still holds: no server socket outlives stop()."""
+    if server is None:
+        return
+    for handler in server.connections:
+        transport = handler.transport
+        if transport is not None:
+            transport.abort()
+
+
+def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel and await every task still pending on a stopped loop, before it closes.
+
+    A request held by ``delay_next`` (or a shutdown that ran past its timeout) leaves a
+    task behind; closing the loop over it would print "Task was destroyed but it is
+    pending!" when it is collected.
+    """
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+
+    async def settle() -> None:
+        # Bounded: a task that swallows its cancellation must not hang the close.
+        await asyncio.wait(tasks, timeout=5.0)
+
+    loop.run_until_complete(settle())
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: no "exception was never retrieved" either
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -55,15 +55,25 @@ official ``@signalwire/js`` 3.28.0 client expects it:
   session expires, the server sends ``signalwire.disconnect``, waits briefly for the
   answer (v4 sends none, so it is not required), and closes the socket; the session
   stays resumable with a fresh token.
-* **Bad frames.** Invalid JSON is answered with error -32700, a frame that is not a
-  JSON-RPC object with -32600, an unknown method with -32601; the socket stays open.
+* **Bad frames.** Invalid JSON (nesting too deep for the parser included) is answered
+  with error -32700, a frame that is not a JSON-RPC object with -32600, an unknown
+  method with -32601; the socket stays open. A frame over 1 MiB closes it (1009).
+  Whatever happens while handling a frame is answered (-32603) on the websocket: no
+  exception leaves the handler, so aiohttp never writes an HTTP 500 into the upgraded
+  socket.
+* **Unauthenticated sockets.** A socket without an accepted ``signalwire.connect``
+  after ``RelayConfig.auth_timeout`` seconds (10 by default) is closed with code 1008.
 
 Fault hooks (:meth:`RelayHub.drop_all`, :meth:`RelayHub.set_half_open`,
-:meth:`RelayHub.refuse_connects`, :meth:`RelayHub.set_ping_interval`) let tests break
-the link on purpose. Everything here runs on the emulator's event loop thread: no
-method may be called from another thread (the ``Emulator`` marshals such calls).
-Sends on one socket are serialised by one writer task per socket; an event is
-encoded to JSON once per publish, and per session only its id is spliced in.
+:meth:`RelayHub.refuse_connects`, :meth:`RelayHub.set_ping_interval`, and for events
+:meth:`RelayHub.duplicate_next_events`, :meth:`RelayHub.reorder_next_events`,
+:meth:`RelayHub.delay_next_events`, :meth:`RelayHub.expire_sessions`,
+:meth:`RelayHub.steal_event_channel`) let tests break the link on purpose; the
+``Emulator`` methods of the same names document them with examples. Everything here
+runs on the emulator's event loop thread: no method may be called from another thread
+(the ``Emulator`` marshals such calls). Sends on one socket are serialised by one
+writer task per socket; an event is encoded to JSON once per publish, and per session
+only its id is spliced in.
 """
 
 from __future__ import annotations
@@ -93,6 +103,7 @@ PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
 
 # How long the server waits for the answer to its signalwire.disconnect.
 _DISCONNECT_ANSWER_WAIT = 1.0
@@ -155,6 +166,11 @@ def _positive_or_none(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -
         raise ValueError(f"{attribute.name} must be positive or None, got {value!r}")
 
 
+def _positive(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
+
+
 def _non_negative(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not value >= 0:
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
@@ -177,6 +193,8 @@ class RelayConfig:
         space_host: The realtime host of the emulated space (used in ``identity``).
         queue_limit: Most events waiting behind a full window per session; beyond it
             the session is dropped as a consumer that stopped keeping up.
+        auth_timeout: Seconds a socket may stay open without an accepted
+            ``signalwire.connect``; it is then closed with code 1008.
     """
 
     ping_interval: float | None = attrs.field(default=5.0, validator=_positive_or_none)
@@ -184,6 +202,7 @@ class RelayConfig:
     event_window: int = attrs.field(default=100, validator=_at_least_one)
     space_host: str = "puc.emulator.test"
     queue_limit: int = attrs.field(default=100_000, validator=_at_least_one)
+    auth_timeout: float = attrs.field(default=10.0, validator=_positive)
 
 
 @attrs.frozen(kw_only=True)
@@ -230,6 +249,7 @@ class _Conn:
         self.writer: asyncio.Task[None] | None = None
         self.pinger: asyncio.Task[None] | None = None
         self.closer: asyncio.Task[None] | None = None
+        self.auth_deadline: asyncio.TimerHandle | None = None
 
     def push(self, frame: _Frame) -> None:
         """Queue an encoded frame for the writer; dropped once the socket is closing."""
@@ -319,6 +339,12 @@ class RelayHub:
         self._space_id = str(uuid.uuid5(uuid.NAMESPACE_DNS, config.space_host))
         self._frame_id = _FrameIds()
         self.connect_attempts = 0
+        # Event faults (see "Fault hooks" in the module docstring).
+        self._duplicates = 0
+        self._reorder_left = 0
+        self._held: list[tuple[list[str], dict[str, Any], str]] = []
+        self._event_delays: collections.deque[float] = collections.deque()
+        self._late: set[asyncio.TimerHandle] = set()
 
     def __repr__(self) -> str:
         return (
@@ -387,6 +413,9 @@ class RelayHub:
             }
         )
         conn.writer = self._spawn(self._write_loop(conn))
+        conn.auth_deadline = asyncio.get_running_loop().call_later(
+            self._config.auth_timeout, self._auth_overdue, conn
+        )
         try:
             await self._read_loop(conn)
         finally:
@@ -421,13 +450,41 @@ class RelayHub:
             raise TypeError("subscriber_ids must be a collection of ids, not one string")
         if self._closed:
             return
+        ids = list(dict.fromkeys(subscriber_ids))
+        if self._event_delays:
+            self._deliver_later(self._event_delays.popleft(), ids, params, event_type)
+            return
+        if self._reorder_left > 0:
+            self._held.append((ids, params, event_type))
+            self._reorder_left -= 1
+            if self._reorder_left == 0:
+                self.release_held_events(reverse=True)
+            return
+        self._deliver(ids, params, event_type)
+        if self._duplicates > 0:
+            self._duplicates -= 1
+            self._deliver(ids, params, event_type)
+
+    def _deliver_later(
+        self, delay: float, ids: list[str], params: dict[str, Any], event_type: str
+    ) -> None:
+        def fire() -> None:
+            self._late.discard(handle)
+            if not self._closed:
+                self._deliver(ids, params, event_type)
+
+        handle = asyncio.get_running_loop().call_later(delay, fire)
+        self._late.add(handle)
+
+    def _deliver(self, subscriber_ids: list[str], params: dict[str, Any], event_type: str) -> None:
+        """Send one event (a fresh id per session) to every live session of the members."""
         author = params.get("user_id")
         timestamp = time.time()
         head = '{"event_type":' + _dumps(event_type) + ',"event_channel":'
         tail = ',"timestamp":' + _dumps(timestamp) + ',"params":' + _dumps(params) + "}"
         window = self._config.event_window
         limit = self._config.queue_limit
-        for subscriber_id in dict.fromkeys(subscriber_ids):
+        for subscriber_id in subscriber_ids:
             sessions = self._by_subscriber.get(subscriber_id)
             if not sessions:
                 continue
@@ -462,6 +519,10 @@ class RelayHub:
         if self._closed:
             return
         self._closed = True
+        for handle in self._late:
+            handle.cancel()
+        self._late.clear()
+        self._held.clear()
         for conn in list(self._conns.values()):
             if conn.running.is_set():
                 self._request_close(conn, _CLOSE_GOING_AWAY)
@@ -492,6 +553,99 @@ class RelayHub:
         for conn in list(self._conns.values()):
             self._abort(conn)
         await self._wait_done(5.0)
+
+    def duplicate_next_events(self, count: int = 1) -> None:
+        """Deliver each of the next ``count`` published events twice.
+
+        The copy is a second ``signalwire.event`` (a fresh event id) with the same message,
+        sent right after the first, as a service redelivering would.
+
+        Raises:
+            ValueError: ``count`` is negative.
+        """
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count!r}")
+        self._duplicates = count
+
+    def reorder_next_events(self, count: int = 2) -> None:
+        """Hold the next ``count`` published events, then deliver them newest first.
+
+        They go out, in reverse order, when the last of them is published (or in their
+        own order from :meth:`release_held_events`).
+
+        Raises:
+            ValueError: ``count`` is below 2.
+        """
+        if count < 2:
+            raise ValueError(f"count must be >= 2, got {count!r}")
+        self.release_held_events()
+        self._reorder_left = count
+
+    def release_held_events(self, *, reverse: bool = False) -> None:
+        """Deliver the events held by :meth:`reorder_next_events` now, and stop holding."""
+        held, self._held = self._held, []
+        self._reorder_left = 0
+        for ids, params, event_type in reversed(held) if reverse else held:
+            self._deliver(ids, params, event_type)
+
+    def delay_next_events(self, seconds: float, count: int = 1) -> None:
+        """Deliver each of the next ``count`` published events ``seconds`` late.
+
+        Events published meanwhile are not held back: they overtake the late ones.
+
+        Raises:
+            ValueError: ``seconds`` is not positive or ``count`` is negative.
+        """
+        if not seconds > 0:
+            raise ValueError(f"seconds must be positive, got {seconds!r}")
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count!r}")
+        self._event_delays.extend([seconds] * count)
+
+    def clear_event_faults(self) -> None:
+        """Drop pending event faults; held events are delivered in their order."""
+        self._duplicates = 0
+        self._event_delays.clear()
+        self.release_held_events()
+
+    def expire_sessions(self, subscriber_id: str | None = None) -> int:
+        """End the sessions of a subscriber (of everyone when None) as a token expiry does.
+
+        Each attached socket gets ``signalwire.disconnect`` and is closed; the caller has
+        made the tokens invalid (so the session cannot be resumed with them).
+
+        Returns:
+            How many sockets were sent a disconnect.
+        """
+        count = 0
+        for session in list(self._sessions.values()):
+            if subscriber_id is not None and session.subscriber_id != subscriber_id:
+                continue
+            if session.expiry is not None:
+                session.expiry.cancel()
+                session.expiry = None
+            conn = session.conn
+            if conn is not None and not conn.closing:
+                self._spawn(self._disconnect(conn))
+                count += 1
+        return count
+
+    def steal_event_channel(self, subscriber_id: str) -> str:
+        """Give a subscriber's sessions the event channel of a newer session of theirs.
+
+        From now on their events carry ``event_channel`` ``signalwire.<protocol>`` of a new
+        session (not their own ``protocol``): the v4 client, and ``ChatClient`` in the
+        group dialect, drop them as stale until they connect again (a connect, a resume
+        included, restores the session's own channel).
+
+        Returns:
+            The new channel.
+        """
+        channel = _channel(f"signalwire_stolen_{_new_id()}_{_new_id()}")
+        for session in self._by_subscriber.get(subscriber_id, {}).values():
+            session.channel = channel
+            session.channel_json = _dumps(channel)
+        return channel
 
     def set_half_open(self, on: bool) -> None:
         """Make the sockets open now go silent, or bring them back.
@@ -599,7 +753,11 @@ class RelayHub:
                 return
             if conn.aborted:
                 return
-            self._on_text(conn, text)
+            try:
+                self._on_text(conn, text)
+            except Exception:  # noqa: BLE001 - one bad frame must not end the socket
+                _log.exception("relay socket %d: handling a frame failed", conn.number)
+                self._reply_error(conn, None, INTERNAL_ERROR, "Internal error")
 
     async def _write_loop(self, conn: _Conn) -> None:
         ws = conn.ws
@@ -679,9 +837,19 @@ class RelayHub:
         if transport is not None:
             transport.abort()
 
+    def _auth_overdue(self, conn: _Conn) -> None:
+        """Close a socket that has not authenticated within ``auth_timeout``."""
+        conn.auth_deadline = None
+        if conn.session is None and not conn.closing:
+            _log.info("relay socket %d: no signalwire.connect in time; closing", conn.number)
+            self._request_close(conn, _CLOSE_AUTH_FAILED)
+
     async def _finish(self, conn: _Conn) -> None:
         """Wind a socket down once its read loop has ended; keep its session."""
         conn.closing = True
+        if conn.auth_deadline is not None:
+            conn.auth_deadline.cancel()
+            conn.auth_deadline = None
         if conn.closer is not None:
             await asyncio.wait({conn.closer})
         running = [t for t in (conn.pinger, conn.writer) if t is not None]
@@ -725,9 +893,14 @@ class RelayHub:
             return
         try:
             frame = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError) as exc:
+            # Nesting too deep for the parser is a parse error like any other: answered
+            # over the websocket, never an exception out of the handler (aiohttp would
+            # then write an HTTP 500 into the upgraded socket).
             self._emit({"kind": "ws_recv", "conn": conn.number, "frame": {"_unparsable": text}})
-            self._reply_error(conn, None, PARSE_ERROR, "Parse error")
+            deep = isinstance(exc, RecursionError)
+            message = "Parse error: nested too deeply" if deep else "Parse error"
+            self._reply_error(conn, None, PARSE_ERROR, message)
             return
         if not isinstance(frame, dict):
             self._emit({"kind": "ws_recv", "conn": conn.number, "frame": {"_not_object": frame}})
@@ -830,6 +1003,10 @@ class RelayHub:
                 old.session = None
                 self._abort(old)
         self._authorize(session, claims)
+        # A connect (a resume included) takes the session's own event channel back from
+        # whoever stole it (steal_event_channel).
+        session.channel = _channel(session.protocol)
+        session.channel_json = _dumps(session.channel)
         if session.forget is not None:
             session.forget.cancel()
             session.forget = None

@@ -10,14 +10,24 @@ Project endpoints take HTTP Basic ``project_id:api_token``; subscriber endpoints
 - 415 a body that is not ``application/json``;
 - 422 validation: missing, empty (or blank) or too long ``text`` (the limit is the
   emulator's ``max_text_length``, 10,000 characters by default), ``metadata`` or
-  ``details`` that are not objects, nested deeper than 32 levels or larger than 16 KiB of
-  JSON (the client's own limits), ``page_size`` outside 1..1000, a bad ``page_token``.
+  ``details`` that are not objects, nest deeper than 32 levels (the object itself is
+  level 1) or exceed 16 KiB as compact UTF-8 JSON (the client's own limits),
+  ``page_size`` that is not 1..1000 in plain ASCII digits (``²`` and 5,000-digit
+  numbers included), a bad ``page_token`` (not one the emulator wrote for this
+  listing: bad base64 or JSON, deep nesting, over 1,024 characters, a number that does
+  not fit sqlite's 64-bit integers).
+- 408 a request body that does not arrive within the emulator's ``idle_timeout``.
+
+Nothing a client sends makes a 5xx: a handler failure the rules above missed is still
+a fabric error body (500), and the fuzz test (``tests/integration/test_emulator_fuzz.py``)
+looks for one.
 
 Two dialects (protocol.md and protocol-group.md) are served at once, told apart by the
 request body:
 
 - ``POST /api/fabric/conversations/join``: ``{"conversation_id"}`` joins an address's
-  conversation (address dialect, answered ``{"table": ...}``);
+  conversation (address dialect, answered ``{"table": ...}``): a room's by anyone, a
+  subscriber's own address by its owner only (403 for anyone else; see "Membership");
   ``{"from_fabric_address_id", "fabric_address_ids"}`` joins the group of the set
   ``fabric_address_ids`` plus the from-address (group dialect). The group id is a uuid5 of
   the sorted set, so the same set always gives the same group; a set holding a room
@@ -36,6 +46,14 @@ request body:
   address (for a room, the room's group; else the group of exactly that address and one
   of the caller's); otherwise 403 (a known address) or 404.
 
+Membership in the address dialect follows the group dialect's rule that only a member
+address joins: the conversation of a subscriber's own address is that subscriber's inbox.
+Anyone may write to it (``POST /api/fabric/messages`` with its ``conversation_id``: 201,
+delivered to the owner), but only the owner joins it, receives its events and reads its
+history; another subscriber's join is 403, and writing to it makes the writer no member.
+A room's conversation is public: whoever joins or writes to it is a member. (Before
+this rule, anyone could join someone's own address and read everything ever sent to it.)
+
 Group messages carry ``group_id``, ``from_fabric_address_id`` and ``from_address_id``
 (the same value), ``user_name``, ``conversation_name``, ``hidden``, ``kind`` and ``text``
 (null when absent); address-dialect messages keep their shape. The conversations list
@@ -50,6 +68,7 @@ the boundary row, so a page never shifts when rows are inserted meanwhile.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -83,6 +102,15 @@ _ADDRESS_TYPES = ("app", "call", "room", "subscriber")
 _ROOM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _MAX_FIELD = 255
 _MAX_GROUP_ADDRESSES = 100
+# The client's limits (its _validate module; the emulator imports nothing of the client):
+# metadata/details nested deeper than 32 (the object itself is level 1) or larger than
+# 16 KiB as compact UTF-8 JSON are refused with 422, as the client refuses to send them.
+MAX_JSON_DEPTH = 32
+MAX_JSON_BYTES = 16 * 1024
+# A page token the emulator wrote is under 200 characters; anything much longer is junk.
+_MAX_PAGE_TOKEN = 1024
+# Keyset values are sqlite INTEGERs (signed 64-bit): a larger one cannot be bound.
+_MAX_SQL_INT = 2**63 - 1
 NOT_SUBSCRIBERS_ADDRESS = "from_fabric_address_id_does_not_match_subscriber"
 
 _STATE_KEY: web.AppKey[EmulatorState] = web.AppKey("signalwire_emulator_state")
@@ -174,9 +202,13 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise FabricHTTPError(415, "the body must be application/json")
     try:
-        raw = await request.read()
+        raw = await asyncio.wait_for(request.read(), _state(request).idle_timeout)
     except web.HTTPRequestEntityTooLarge:
         raise FabricHTTPError(413, f"the body is larger than {MAX_BODY_BYTES} bytes") from None
+    except asyncio.TimeoutError:
+        raise FabricHTTPError(
+            408, "the body did not arrive in time", headers={"Connection": "close"}
+        ) from None
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -225,43 +257,31 @@ def _optional_str(body: dict[str, Any], name: str) -> str | None:
     return value
 
 
-#: Limits on ``metadata`` and ``details``: an object is level 1 (``{"a": {}}`` is 2 deep),
-#: and the size is that of the compact UTF-8 JSON. The client refuses the same before sending.
-MAX_OBJECT_DEPTH = 32
-MAX_OBJECT_BYTES = 16 * 1024
-
-
-def _depth(value: Any) -> int:
-    """The nesting depth of a JSON value (iterative: a hostile body cannot recurse us deep)."""
-    deepest = 0
-    stack = [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, level)
-        if deepest > MAX_OBJECT_DEPTH:
-            return deepest
-        stack.extend((child, level + 1) for child in children)
-    return deepest
-
-
 def _optional_object(body: dict[str, Any], name: str) -> dict[str, Any] | None:
     value = body.get(name)
     if value is None:
         return None
     if not isinstance(value, dict):
         raise _invalid(name, f"{name} must be an object")
-    if _depth(value) > MAX_OBJECT_DEPTH:
-        raise _invalid(name, f"{name} is nested deeper than {MAX_OBJECT_DEPTH} levels")
-    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
-    if size > MAX_OBJECT_BYTES:
-        raise _invalid(name, f"{name} is larger than {MAX_OBJECT_BYTES} bytes of JSON")
+    if _json_depth_exceeds(value, MAX_JSON_DEPTH):
+        raise _invalid(name, f"{name} is nested deeper than {MAX_JSON_DEPTH} levels")
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    if size > MAX_JSON_BYTES:
+        raise _invalid(name, f"{name} is {size} bytes as JSON; at most {MAX_JSON_BYTES}")
     return value
+
+
+def _json_depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether decoded JSON nests containers deeper than ``limit`` (an explicit stack)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        container, depth = stack.pop()
+        if depth > limit:
+            return True
+        for item in container.values() if isinstance(container, dict) else container:
+            if isinstance(item, (dict, list)):
+                stack.append((item, depth + 1))
+    return False
 
 
 def _known_address(request: web.Request, address_id: str) -> dict[str, Any]:
@@ -278,7 +298,11 @@ def _page_size(request: web.Request) -> int:
     raw = request.query.get("page_size")
     if raw is None:
         return DEFAULT_PAGE_SIZE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+    # str.isdigit() also accepts "²" and other digits int() refuses, and int() refuses
+    # strings of more than 4,300 digits: only a few ASCII digits are ever parsed.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not (
+        1 <= int(raw) <= MAX_PAGE_SIZE
+    ):
         raise _invalid("page_size", f"page_size must be an integer from 1 to {MAX_PAGE_SIZE}")
     return int(raw)
 
@@ -293,19 +317,27 @@ def _cursor(request: web.Request, listing: str) -> Cursor | None:
     if token is None or token == "":
         return None
     bad = _invalid("page_token", "page_token is not valid for this listing")
+    if len(token) > _MAX_PAGE_TOKEN:
+        raise bad
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw.decode("utf-8"))
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (binascii.Error, UnicodeDecodeError, ValueError, RecursionError):
         raise bad from None
     if not (isinstance(data, list) and len(data) == 4):
         raise bad
     name, direction, sort_value, seq = data
     if name != listing or direction not in ("next", "prev"):
         raise bad
-    if isinstance(seq, bool) or not isinstance(seq, int):
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= _MAX_SQL_INT:
         raise bad
     if isinstance(sort_value, bool) or not isinstance(sort_value, (int, float, str)):
+        raise bad
+    if isinstance(sort_value, int) and not -_MAX_SQL_INT <= sort_value <= _MAX_SQL_INT:
+        raise bad
+    if isinstance(sort_value, float) and not math.isfinite(sort_value):
+        raise bad
+    if isinstance(sort_value, str) and len(sort_value) > _MAX_FIELD:
         raise bad
     return Cursor(direction=direction, key=(sort_value, seq))
 
@@ -600,6 +632,12 @@ async def join_conversation(request: web.Request) -> web.Response:
         return _join_group(state, claims, body)
     conversation_id = _required_str(body, "conversation_id")
     _known_address(request, conversation_id)
+    if not state.store.may_join(conversation_id, claims.subscriber_id):
+        raise FabricHTTPError(
+            403,
+            "only its owner may join a subscriber's own address; write to it instead",
+            attribute="conversation_id",
+        )
     state.store.join(conversation_id, claims.subscriber_id, now=state.clock())
     return web.json_response({"table": {"conversation_id": conversation_id}})
 

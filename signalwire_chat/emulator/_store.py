@@ -448,6 +448,20 @@ class Store:
             self._ensure_conversation(conn, address_id, now)
             return self._join(conn, address_id, subscriber_id, now)
 
+    def may_join(self, address_id: str, subscriber_id: str) -> bool:
+        """Tell whether a subscriber may join an address's (address-dialect) conversation.
+
+        A public address (a room) is open to everyone; a private one (a subscriber's own
+        address) only to the subscriber that owns it: its conversation is that
+        subscriber's inbox, with messages from everyone who wrote to it.
+        """
+        rows = self._query(
+            "SELECT context, subscriber_id FROM addresses WHERE id = ?", (address_id,)
+        )
+        if not rows:
+            return False
+        return bool(rows[0]["context"] == "public" or rows[0]["subscriber_id"] == subscriber_id)
+
     def is_member(self, address_id: str, subscriber_id: str) -> bool:
         """Tell whether a subscriber is a member of an address's conversation."""
         return bool(

@@ -129,6 +129,8 @@ class TokenAuthority:
         self._sat_ttl = sat_ttl
         self._refresh_ttl = refresh_ttl
         self._clock = clock
+        # Subscriber id ("" for everyone) -> a time: SATs issued at or before it are expired.
+        self._cutoffs: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return f"TokenAuthority(space_host={self._space_host!r})"
@@ -158,6 +160,10 @@ class TokenAuthority:
             The compact token and its claims.
         """
         now = self._clock()
+        cutoff = self._cutoff(subscriber_id)
+        if now <= cutoff:
+            # Issued after an expire_now() even when the clock has not moved (a test clock).
+            now = math.nextafter(cutoff, math.inf)
         if expire_at is not None:
             exp = float(expire_at)
         else:
@@ -203,9 +209,19 @@ class TokenAuthority:
             exp=_claim_num(data, "exp"),
             iat=_claim_num(data, "iat"),
         )
-        if claims.exp <= self._clock():
+        if claims.exp <= self._clock() or claims.iat <= self._cutoff(claims.subscriber_id):
             raise InvalidTokenError("token expired")
         return claims
+
+    def expire_now(self, subscriber_id: str | None = None) -> None:
+        """Expire every SAT issued so far to a subscriber (to everyone when None).
+
+        Tokens minted afterwards work; refresh tokens are not affected.
+        """
+        self._cutoffs[subscriber_id or ""] = self._clock()
+
+    def _cutoff(self, subscriber_id: str) -> float:
+        return max(self._cutoffs.get(subscriber_id, -math.inf), self._cutoffs.get("", -math.inf))
 
     def mint_refresh(self, subscriber_id: str, project_id: str) -> tuple[str, RefreshClaims]:
         """Mint a refresh token for a subscriber.

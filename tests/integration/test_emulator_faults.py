@@ -1,0 +1,321 @@
+"""The emulator's event and token fault hooks, and what a ChatClient sees through each.
+
+Each hook is shown twice: on a raw relay socket (what the wire carries) and through
+``signalwire_chat.ChatClient`` (what a user of the library observes).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+import websocket
+
+from signalwire_chat import RealtimeOptions
+from signalwire_chat.emulator import Emulator, EmulatorAddress, EmulatorSubscriber
+from signalwire_chat.errors import AuthenticationError, RateLimitError
+
+TIMEOUT = 10.0
+
+
+class Got:
+    """Messages and errors a subscription delivered, with a condition to wait on."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.errors: list[BaseException] = []
+        self._cond = threading.Condition()
+
+    def on_message(self, message: Any) -> None:
+        with self._cond:
+            self.texts.append(message.text)
+            self._cond.notify_all()
+
+    def on_error(self, error: BaseException) -> None:
+        with self._cond:
+            self.errors.append(error)
+            self._cond.notify_all()
+
+    def wait(self, predicate: Callable[[Got], bool], timeout: float = TIMEOUT) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self), timeout)
+
+
+class Raw:
+    """A raw relay socket that acknowledges events and keeps their frames."""
+
+    def __init__(self, emu: Emulator, token: str) -> None:
+        self.ws = websocket.create_connection(emu.relay_url, timeout=TIMEOUT)
+        self.ws.send(
+            json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": "c",
+                    "method": "signalwire.connect",
+                    "params": {"event_acks": True, "authentication": {"jwt_token": token}},
+                }
+            )
+        )
+        self.protocol = self.until(lambda f: f.get("id") == "c")["result"]["protocol"]
+
+    def until(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        end = time.monotonic() + TIMEOUT
+        while time.monotonic() < end:
+            self.ws.settimeout(max(0.05, end - time.monotonic()))
+            frame = json.loads(self.ws.recv())
+            if frame.get("method") in ("signalwire.event", "signalwire.ping"):
+                self.ws.send(json.dumps({"jsonrpc": "2.0", "id": frame["id"], "result": {}}))
+            if predicate(frame):
+                return dict(frame)
+        raise AssertionError("no such frame in time")
+
+    def chat_events(self, until_text: str) -> list[dict[str, Any]]:
+        """The conversation events received up to the one whose text is ``until_text``."""
+        events: list[dict[str, Any]] = []
+
+        def keep(frame: dict[str, Any]) -> bool:
+            if frame.get("method") != "signalwire.event":
+                return False
+            params = frame["params"]
+            if params["event_type"] != "conversation.message":
+                return False
+            events.append({"id": frame["id"], **params})
+            return bool(params["params"]["text"] == until_text)
+
+        self.until(keep)
+        return events
+
+    def close(self) -> None:
+        self.ws.close()
+        self.ws.shutdown()
+
+
+@pytest.fixture
+def emu(signalwire_emulator: Emulator) -> Emulator:
+    return signalwire_emulator
+
+
+@pytest.fixture
+def alice(emu: Emulator) -> EmulatorSubscriber:
+    return emu.create_subscriber("alice@example.com", display_name="Alice")
+
+
+@pytest.fixture
+def bob(emu: Emulator) -> EmulatorSubscriber:
+    return emu.create_subscriber("bob@example.com", display_name="Bob")
+
+
+@pytest.fixture
+def room(emu: Emulator, alice: EmulatorSubscriber, bob: EmulatorSubscriber) -> EmulatorAddress:
+    room = emu.create_room("faults")
+    emu.join_group(alice, [room.id])
+    emu.join_group(bob, [room.id])
+    return room
+
+
+@pytest.fixture
+def raws() -> Iterator[list[Raw]]:
+    opened: list[Raw] = []
+    yield opened
+    for raw in opened:
+        raw.close()
+
+
+def _raw(raws: list[Raw], emu: Emulator, sub: EmulatorSubscriber) -> Raw:
+    raw = Raw(emu, sub.token)
+    raws.append(raw)
+    return raw
+
+
+def _texts(events: list[dict[str, Any]]) -> list[str]:
+    return [e["params"]["text"] for e in events]
+
+
+# -- duplicate delivery ------------------------------------------------------------------------
+
+
+def test_duplicated_events_reach_the_socket_twice_and_the_client_once(
+    emu: Emulator,
+    alice: EmulatorSubscriber,
+    bob: EmulatorSubscriber,
+    room: EmulatorAddress,
+    raws: list[Raw],
+) -> None:
+    raw = _raw(raws, emu, bob)
+    got = Got()
+    with emu.client_for(alice) as client:
+        client.subscribe(room.id, got.on_message, got.on_error)
+        emu.duplicate_next_events(1)
+        emu.send_as(bob, room.id, "twice on the wire")
+        emu.send_as(bob, room.id, "end")
+        events = raw.chat_events("end")
+        assert _texts(events) == ["twice on the wire", "twice on the wire", "end"]
+        assert events[0]["id"] != events[1]["id"]  # a redelivery is a new event
+        assert got.wait(lambda g: "end" in g.texts)
+        assert got.texts == ["twice on the wire", "end"]
+        assert got.errors == []
+
+
+# -- reordered delivery ------------------------------------------------------------------------
+
+
+def test_reordered_events_arrive_newest_first_and_the_client_gets_each_once(
+    emu: Emulator,
+    alice: EmulatorSubscriber,
+    bob: EmulatorSubscriber,
+    room: EmulatorAddress,
+    raws: list[Raw],
+) -> None:
+    raw = _raw(raws, emu, bob)
+    got = Got()
+    with emu.client_for(alice) as client:
+        client.subscribe(room.id, got.on_message, got.on_error)
+        emu.reorder_next_events(2)
+        emu.send_as(bob, room.id, "first")
+        emu.send_as(bob, room.id, "second")
+        assert _texts(raw.chat_events("first")) == ["second", "first"]
+        assert got.wait(lambda g: len(g.texts) == 2)
+        # The client delivers in arrival order; the history keeps the true order.
+        assert got.texts == ["second", "first"]
+        assert [m.text for m in client.get_messages(room.id).data] == ["second", "first"]
+        assert got.errors == []
+
+
+def test_clear_faults_releases_held_events_in_order(
+    emu: Emulator, bob: EmulatorSubscriber, room: EmulatorAddress, raws: list[Raw]
+) -> None:
+    raw = _raw(raws, emu, bob)
+    emu.reorder_next_events(3)
+    emu.send_as(bob, room.id, "a")
+    emu.send_as(bob, room.id, "b")
+    emu.clear_faults()
+    emu.send_as(bob, room.id, "c")
+    assert _texts(raw.chat_events("c")) == ["a", "b", "c"]
+
+
+# -- a delayed event ---------------------------------------------------------------------------
+
+
+def test_a_delayed_event_is_overtaken(
+    emu: Emulator,
+    alice: EmulatorSubscriber,
+    bob: EmulatorSubscriber,
+    room: EmulatorAddress,
+    raws: list[Raw],
+) -> None:
+    raw = _raw(raws, emu, bob)
+    got = Got()
+    with emu.client_for(alice) as client:
+        client.subscribe(room.id, got.on_message, got.on_error)
+        emu.delay_next_event(0.5)
+        emu.send_as(bob, room.id, "late")
+        emu.send_as(bob, room.id, "on time")
+        assert _texts(raw.chat_events("late")) == ["on time", "late"]
+        assert got.wait(lambda g: len(g.texts) == 2)
+        assert got.texts == ["on time", "late"]
+        assert got.errors == []
+
+
+# -- token expiry now --------------------------------------------------------------------------
+
+
+def test_expire_tokens_disconnects_the_relay_and_the_token_stops_working(
+    emu: Emulator,
+    alice: EmulatorSubscriber,
+    bob: EmulatorSubscriber,
+    room: EmulatorAddress,
+    raws: list[Raw],
+) -> None:
+    raw = _raw(raws, emu, alice)
+    bob_raw = _raw(raws, emu, bob)
+    emu.expire_tokens(alice)
+    frame = raw.until(lambda f: f.get("method") == "signalwire.disconnect")
+    raw.ws.send(json.dumps({"jsonrpc": "2.0", "id": frame["id"], "result": {}}))
+    raw.ws.settimeout(TIMEOUT)
+    assert raw.ws.recv() == ""  # the close frame follows
+    # The old token is refused everywhere; Bob's token and a fresh one of Alice's work.
+    info = f"{emu.rest_url}/api/fabric/subscriber/info"
+    old = requests.get(info, headers={"Authorization": f"Bearer {alice.token}"}, timeout=TIMEOUT)
+    assert old.status_code == 401
+    assert "expired" in old.json()["errors"][0]["message"]
+    fresh = emu.mint_token(alice)
+    ok = requests.get(info, headers={"Authorization": f"Bearer {fresh}"}, timeout=TIMEOUT)
+    assert ok.status_code == 200
+    emu.send_as(alice, room.id, "bob still connected")
+    assert _texts(bob_raw.chat_events("bob still connected"))[-1] == "bob still connected"
+
+
+def test_a_client_with_an_expired_token_gets_authentication_errors(
+    emu: Emulator, alice: EmulatorSubscriber, room: EmulatorAddress
+) -> None:
+    got = Got()
+    options = RealtimeOptions(reconnect_max_delay=0.2)
+    with emu.client_for(alice, realtime=options) as client:
+        client.subscribe(room.id, got.on_message, got.on_error)
+        emu.expire_tokens(alice)
+        with pytest.raises(AuthenticationError):
+            client.get_messages(room.id)
+        assert got.wait(lambda g: any(isinstance(e, AuthenticationError) for e in g.errors))
+
+
+# -- a second session steals the event channel ------------------------------------------------
+
+
+def test_a_stolen_event_channel_hides_events_until_a_reconnect(
+    emu: Emulator,
+    alice: EmulatorSubscriber,
+    bob: EmulatorSubscriber,
+    room: EmulatorAddress,
+    raws: list[Raw],
+) -> None:
+    got = Got()
+    with emu.client_for(alice) as client:
+        client.subscribe(room.id, got.on_message, got.on_error)
+        emu.steal_event_channel(alice)
+        emu.send_as(bob, room.id, "unseen")
+        # The client acknowledged the event and dropped it as another session's.
+        deadline = time.monotonic() + TIMEOUT
+        while any(s.unacked for s in emu.hub.sessions()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not any(s.unacked for s in emu.hub.sessions())
+        assert got.texts == []
+        # After a reconnect the session has its own channel again, events flow, and the
+        # client backfills what it dropped from the history.
+        emu.drop_connections()
+        emu.send_as(bob, room.id, "seen")
+        assert got.wait(lambda g: g.texts == ["unseen", "seen"])
+        assert got.errors == []
+
+    # On the wire: the events carry the thief's channel, not the session's protocol.
+    raw = _raw(raws, emu, bob)
+    channel = emu.steal_event_channel(bob)
+    emu.send_as(alice, room.id, "stolen")
+    (event,) = raw.chat_events("stolen")
+    assert event["event_channel"] == channel
+    assert raw.protocol not in event["event_channel"]
+
+
+# -- 429 with Retry-After (fail_next) --------------------------------------------------------
+
+
+def test_429_with_retry_after_is_waited_out_then_raised_past_the_retries(
+    emu: Emulator, alice: EmulatorSubscriber, room: EmulatorAddress
+) -> None:
+    with emu.client_for(alice) as client, emu.recording() as rec:
+        emu.fail_next(429, path_prefix="/api/fabric/messages", headers={"Retry-After": "0.1"})
+        client.send_message(room.id, "after a 429")
+        posts = [e for e in rec.entries("http") if e["path"] == "/api/fabric/messages"]
+        assert [e["status"] for e in posts] == [429, 201]
+        assert posts[0]["response"]["errors"][0]["type"] == "rate_limit_error"
+        emu.fail_next(
+            429, path_prefix="/api/fabric/messages", times=4, headers={"Retry-After": "0"}
+        )
+        with pytest.raises(RateLimitError) as caught:
+            client.send_message(room.id, "never sent")
+        assert caught.value.retry_after == 0
+    assert [m["text"] for m in emu.messages(room.id)] == ["after a 429"]
