@@ -414,7 +414,7 @@ def bench_stream(ctx: Context) -> None:
         results["official"],
         "per_s",
         "/s",
-        ">= 1.0",
+        ">= 3.0",
         higher_is_better=True,
     )
     ctx.rows[-1].note = ctx.rows[-1].note or "; ".join(
@@ -427,7 +427,7 @@ def bench_stream(ctx: Context) -> None:
         results["naive"],
         "cpu_us",
         "us",
-        "<= 0.45",
+        "<= 0.10",
     )
     add_ratio_row(
         ctx,
