@@ -220,10 +220,14 @@ class SqliteCheckpointStore:
             self._db = sqlite3.connect(
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
             )
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailableError(f"cannot open the checkpoint file {self.path}") from exc
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
+        except sqlite3.Error as exc:
+            self._db.close()  # never leave the connection to the garbage collector
             raise StoreUnavailableError(f"cannot open the checkpoint file {self.path}") from exc
 
     def __repr__(self) -> str:

@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 from signalwire_chat import Checkpoint, SqliteCheckpointStore
@@ -49,7 +50,7 @@ def test_sigkill_mid_write_keeps_the_last_acknowledged_checkpoint(tmp_path: Path
         if child.stdout is not None:
             child.stdout.close()
     assert child.returncode == -signal.SIGKILL
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     with SqliteCheckpointStore(path) as store:
         saved = store.load("bot:inbox")

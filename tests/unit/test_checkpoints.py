@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -117,7 +118,8 @@ def test_bad_tokens_and_keys(store: SqliteCheckpointStore, token: object) -> Non
     ],
 )
 def test_a_corrupt_row_is_reported(store: SqliteCheckpointStore, body: str) -> None:
-    with sqlite3.connect(store.path) as db:
+    # (sqlite3's own with block commits but does not close: closing() does both here.)
+    with closing(sqlite3.connect(store.path)) as db, db:
         db.execute(
             "INSERT INTO checkpoints (key, body, fencing_token, saved_at) VALUES ('k', ?, NULL, 0)",
             (body,),
