@@ -1,10 +1,11 @@
 """The emulator's own capacity: events per second it fans out to many subscribed sockets.
 
 Runs in the client process (clients.py case ``fanout``) against an emulator started by run.py on
-the other core. N subscribers get tokens, join subscriber 0's address, and open a relay socket
-each, read by one selector loop that acknowledges every event with pre-built frames (cheap, so the
-emulator is the bottleneck); sender threads post messages to that address over keep-alive
-connections. The rate is events delivered to all sockets per second of wall time.
+the other core. N subscribers get tokens, subscriber 0 joins the group of all their addresses
+(the group dialect: a group chat of N), and each opens a relay socket, read by one selector loop
+that acknowledges every event with pre-built frames (cheap, so the emulator is the bottleneck);
+sender threads post messages to that group as subscriber 0 over keep-alive connections. The
+rate is events delivered to all sockets per second of wall time.
 """
 
 from __future__ import annotations
@@ -116,12 +117,19 @@ def run(p: dict[str, Any]) -> dict[str, Any]:
             "POST", "/api/fabric/subscribers/tokens", {"reference": f"fanout{index}@bench.test"}
         )
         tokens.append(reply["token"])
+    addresses = [
+        Rest(p["rest_url"], f"Bearer {token}").call("GET", "/api/fabric/subscriber/info")[
+            "fabric_addresses"
+        ][0]["id"]
+        for token in tokens
+    ]
     owner = Rest(p["rest_url"], f"Bearer {tokens[0]}")
-    address = owner.call("GET", "/api/fabric/subscriber/info")["fabric_addresses"][0]["id"]
-    for token in tokens[1:]:
-        Rest(p["rest_url"], f"Bearer {token}").call(
-            "POST", "/api/fabric/conversations/join", {"conversation_id": address}
-        )
+    joined = owner.call(
+        "POST",
+        "/api/fabric/conversations/join",
+        {"from_fabric_address_id": addresses[0], "fabric_address_ids": addresses},
+    )
+    message = {"group_id": joined["group_id"], "from_fabric_address_id": addresses[0]}
     sockets = [RelaySocket(p["relay_url"], token) for token in tokens]
     selector = selectors.DefaultSelector()
     for relay in sockets:
@@ -147,7 +155,7 @@ def run(p: dict[str, Any]) -> dict[str, Any]:
                     rest.call(
                         "POST",
                         "/api/fabric/messages",
-                        {"conversation_id": address, "text": f"f{i}"},
+                        {**message, "text": f"f{i}"},
                     )
             except BaseException as exc:
                 errors.append(exc)
