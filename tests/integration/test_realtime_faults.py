@@ -34,9 +34,17 @@ def test_reconnect_after_a_drop_delivers_everything_once(setup: Setup) -> None:
         setup.send("before")
         assert got.wait_for(1) == ["before"]
         for round_ in range(3):
+            before = setup.emu.connect_attempts
             setup.emu.drop_connections()
             setup.send(f"down{round_}")  # sent while (probably) disconnected
-            assert wait_until(lambda: hub.state is ConnectionState.CONNECTED)
+            # Wait for the new session, not for a CONNECTED the hub has not yet left: the
+            # next round's drop must not land on a connect still in flight.
+            assert wait_until(
+                lambda b=before: (
+                    setup.emu.connect_attempts > b  # type: ignore[misc]
+                    and hub.state is ConnectionState.CONNECTED
+                )
+            ), round_
             setup.send(f"up{round_}")
         expected = ["before"] + [t for r in range(3) for t in (f"down{r}", f"up{r}")]
         assert got.wait_for(len(expected)) == expected
