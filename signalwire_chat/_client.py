@@ -73,6 +73,8 @@ if TYPE_CHECKING:
     # The realtime side (and websocket-client under it) is imported on first use, so a
     # process that only calls REST, such as a web worker, never pays for loading it.
     from ._realtime import ConnectionState, RealtimeHub, RealtimeOptions, Route, Subscription
+    from ._realtime._checkpointing import Checkpointer
+    from .checkpoints import CheckpointStore
 
 __all__ = ["ChatClient"]
 
@@ -126,6 +128,13 @@ def _check_timeout(timeout: object) -> None:
         raise InvalidArgumentTypeError("timeout must be a number or None")
     if not (math.isfinite(timeout) and timeout > 0):
         raise InvalidArgumentError("timeout must be finite and > 0")
+
+
+def _check_checkpoint_key(key: object) -> None:
+    if key is not None:
+        from .checkpoints import check_key
+
+        check_key(key)
 
 
 def _dumps(payload: Mapping[str, Any]) -> bytes:
@@ -247,6 +256,7 @@ class ChatClient:
         realtime: RealtimeOptions | None = None,
         on_state_change: Callable[[ConnectionState], None] | None = None,
         hooks: Hooks | Sequence[Hooks] | None = None,
+        checkpoint_store: CheckpointStore | str | os.PathLike[str] | None = None,
         _sleep: Callable[[float], None] | None = None,
         _rng: random.Random | None = None,
     ) -> None:
@@ -287,6 +297,18 @@ class ChatClient:
                 raise InvalidArgumentTypeError("realtime must be a RealtimeOptions or None")
         if on_state_change is not None and not callable(on_state_change):
             raise InvalidArgumentTypeError("on_state_change must be callable or None")
+        if checkpoint_store is not None and not isinstance(checkpoint_store, (str, os.PathLike)):
+            from .checkpoints import CheckpointStore
+
+            if not isinstance(checkpoint_store, CheckpointStore):
+                raise InvalidArgumentTypeError(
+                    "checkpoint_store must be a CheckpointStore (load, save, close), a path, "
+                    "or None"
+                )
+        # A store object is the caller's; a path (or the default) is opened on first use
+        # and closed with the client.
+        self._checkpoint_store = checkpoint_store
+        self._owned_store: CheckpointStore | None = None
         self._counters = RestCounters()
         self._hooks = HookRegistry(normalise_hooks(hooks), self._counters)
         self._state_clock = StateClock()
@@ -934,6 +956,47 @@ class ChatClient:
             self._check_not_me(target, self.my_address_id(), "cannot subscribe to")
         return self._route(target)
 
+    def _checkpointer(self, key: str | None, route: Route) -> Checkpointer | None:
+        """Load the checkpoint ``key`` of ``route`` (None without a key)."""
+        if key is None:
+            return None
+        from ._realtime._checkpointing import Checkpointer
+
+        return Checkpointer(self._checkpoints(), key, route)
+
+    def _checkpoints(self) -> CheckpointStore:
+        """The checkpoint store: the one given, or the sqlite file opened on first use."""
+        given = self._checkpoint_store
+        if given is not None and not isinstance(given, (str, os.PathLike)):
+            return given
+        with self._lock:
+            self._check_open()
+            if self._owned_store is None:
+                from .checkpoints import SqliteCheckpointStore, default_checkpoint_path
+
+                path = given if given is not None else default_checkpoint_path()
+                self._owned_store = SqliteCheckpointStore(path)
+                logger.info("checkpoints are kept in %s", self._owned_store.path)
+            return self._owned_store
+
+    def checkpoint_route(self, address_id: Target | None = None) -> str:
+        """The ``Checkpoint.route`` a subscription to ``address_id`` (None: the inbox) saves.
+
+        For a handler that saves its checkpoint itself, in its own transaction
+        (``SqliteCheckpointStore.atomic``). In the group dialect this resolves the group.
+
+        Raises:
+            InvalidArgumentError: A bad ``address_id``.
+            APIError: Resolving the group failed.
+        """
+        from ._realtime import Route
+        from ._realtime._checkpointing import route_name
+
+        self._check_open()
+        if address_id is None:
+            return route_name(Route.inbox())
+        return route_name(self._subscribe_route(self._target(address_id)))
+
     def subscribe(
         self,
         address_id: Target,
@@ -941,6 +1004,7 @@ class ChatClient:
         on_error: Callable[[BaseException], None] | None = None,
         *,
         on_update: Callable[[ConversationChatMessage], None] | None = None,
+        checkpoint: str | None = None,
     ) -> Subscription:
         """Call ``on_message`` with every new chat message of ``address_id``.
 
@@ -972,13 +1036,22 @@ class ChatClient:
             on_error: Called with errors of this subscription (a raising callback, a gap).
             on_update: Called with a message each time it is edited
                 (``conversation.message.updated``); edits never reach ``on_message``.
+            checkpoint: A key in the checkpoint store (``ChatClient(checkpoint_store=)``):
+                resume where the last run under that key stopped. The messages created since
+                its checkpoint are caught up from the history (in order, deduplicated) before
+                live ones, and the checkpoint is saved after each ``on_message`` returned:
+                at-least-once across restarts. No checkpoint yet: start from now. One key per
+                subscription; a key that holds another conversation's checkpoint is refused.
 
         Returns:
             A handle: ``cancel()``, ``active``, and a context manager.
 
         Raises:
-            InvalidArgumentError: A bad ``address_id`` or a callback that is not callable.
+            InvalidArgumentError: A bad ``address_id`` or ``checkpoint`` key, or a callback
+                that is not callable.
             ClientClosedError: The client is closed.
+            StoreError: The checkpoint could not be loaded (``StoreUnavailableError``,
+                ``CorruptCheckpointError``); nothing was started.
             APIError: Resolving the group failed (e.g. PermissionDeniedError).
             TransportError: Resolving the group failed at the network level.
             RealtimeAuthenticationError: The relay refused the credentials while this call
@@ -989,9 +1062,16 @@ class ChatClient:
         """
         target = self._target(address_id)
         self._check_callbacks(on_message=on_message, on_error=on_error, on_update=on_update)
+        _check_checkpoint_key(checkpoint)
         self._check_open()
         route = self._subscribe_route(target)
-        return self._realtime_hub().subscribe(route, on_message, on_error, on_update=on_update)
+        return self._realtime_hub().subscribe(
+            route,
+            on_message,
+            on_error,
+            on_update=on_update,
+            checkpoint=self._checkpointer(checkpoint, route),
+        )
 
     def subscribe_inbox(
         self,
@@ -999,6 +1079,7 @@ class ChatClient:
         on_error: Callable[[BaseException], None] | None = None,
         *,
         on_update: Callable[[ConversationChatMessage], None] | None = None,
+        checkpoint: str | None = None,
     ) -> Subscription:
         """Call ``on_message`` with every new chat message of every conversation of yours.
 
@@ -1011,23 +1092,36 @@ class ChatClient:
             on_message: Called on the dispatcher thread with each new chat message.
             on_error: Called with errors of this subscription.
             on_update: Called with each edited message.
+            checkpoint: A key in the checkpoint store (``ChatClient(checkpoint_store=)``):
+                resume where the last run under that key stopped. The messages created since
+                its checkpoint are caught up from the history (in order, deduplicated) before
+                live ones, and the checkpoint is saved after each ``on_message`` returned:
+                at-least-once across restarts. No checkpoint yet: start from now. One key per
+                subscription; a key that holds another conversation's checkpoint is refused.
 
         Raises:
-            InvalidArgumentError: A callback that is not callable.
+            InvalidArgumentError: A callback that is not callable, or a bad ``checkpoint``.
             ClientClosedError: The client is closed.
+            StoreError: The checkpoint could not be loaded; nothing was started.
             RealtimeAuthenticationError: The relay refused the credentials while this call
                 waited.
         """
         from ._realtime import Route
 
         self._check_callbacks(on_message=on_message, on_error=on_error, on_update=on_update)
+        _check_checkpoint_key(checkpoint)
         self._check_open()
+        route = Route.inbox()
         return self._realtime_hub().subscribe(
-            Route.inbox(), on_message, on_error, on_update=on_update
+            route,
+            on_message,
+            on_error,
+            on_update=on_update,
+            checkpoint=self._checkpointer(checkpoint, route),
         )
 
     def stream_messages(
-        self, address_id: Target, *, timeout: float | None = None
+        self, address_id: Target, *, timeout: float | None = None, checkpoint: str | None = None
     ) -> Iterator[ConversationChatMessage]:
         """Iterate over new chat messages of ``address_id`` (or a :class:`Group`) as they arrive.
 
@@ -1037,34 +1131,52 @@ class ChatClient:
         Args:
             address_id: The address of the conversation, or a :class:`Group`.
             timeout: Stop after this many seconds without a message (``None``: never).
+            checkpoint: A key in the checkpoint store, as for :meth:`subscribe`; a message
+                counts as handled when the next one is asked for (or the ``with`` block is
+                left without an exception).
 
         Raises:
-            InvalidArgumentError: A bad ``address_id`` or ``timeout``.
+            InvalidArgumentError: A bad ``address_id``, ``timeout`` or ``checkpoint``.
             ClientClosedError: The client is closed.
+            StoreError: The checkpoint could not be loaded; nothing was started.
             APIError: Resolving the group failed.
             RealtimeAuthenticationError: The relay refused the credentials while this call
                 waited.
         """
         target = self._target(address_id)
         _check_timeout(timeout)
+        _check_checkpoint_key(checkpoint)
         self._check_open()
-        return self._realtime_hub().stream(self._subscribe_route(target), timeout=timeout)
+        route = self._subscribe_route(target)
+        return self._realtime_hub().stream(
+            route, timeout=timeout, checkpoint=self._checkpointer(checkpoint, route)
+        )
 
-    def stream_inbox(self, *, timeout: float | None = None) -> Iterator[ConversationChatMessage]:
+    def stream_inbox(
+        self, *, timeout: float | None = None, checkpoint: str | None = None
+    ) -> Iterator[ConversationChatMessage]:
         """Iterate over new chat messages of every conversation of the subscriber.
 
         Args:
             timeout: Stop after this many seconds without a message (``None``: never).
+            checkpoint: A key in the checkpoint store, as for :meth:`subscribe`; a message
+                counts as handled when the next one is asked for (or the ``with`` block is
+                left without an exception).
 
         Raises:
-            InvalidArgumentError: A bad ``timeout``.
+            InvalidArgumentError: A bad ``timeout`` or ``checkpoint``.
             ClientClosedError: The client is closed.
+            StoreError: The checkpoint could not be loaded; nothing was started.
         """
         from ._realtime import Route
 
         _check_timeout(timeout)
+        _check_checkpoint_key(checkpoint)
         self._check_open()
-        return self._realtime_hub().stream(Route.inbox(), timeout=timeout)
+        route = Route.inbox()
+        return self._realtime_hub().stream(
+            route, timeout=timeout, checkpoint=self._checkpointer(checkpoint, route)
+        )
 
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
@@ -1140,6 +1252,12 @@ class ChatClient:
                 transport.close()
             except Exception:
                 logger.warning("closing the HTTP transport failed", exc_info=True)
+        store, self._owned_store = self._owned_store, None
+        if store is not None:
+            try:
+                store.close()
+            except Exception:
+                logger.warning("closing the checkpoint store failed", exc_info=True)
 
     def __enter__(self) -> ChatClient:
         self._check_open()

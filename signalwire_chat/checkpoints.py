@@ -27,19 +27,23 @@ fencing             a save with a token lower than the    a save with a token is
                     (:class:`FencedWriteError`)           at that moment (checked in Lua)
 ==================  ====================================  ====================================
 
-Not wired yet: ``subscribe(..., checkpoint=...)`` (the catch-up from a checkpoint before live
-events) and the Redis Streams bridge build on these stores in a later release; today a caller
-saves and loads checkpoints itself.
+``ChatClient.subscribe(..., checkpoint="key")`` (and ``subscribe_inbox``, ``stream_messages``,
+``stream_inbox``) use them: the subscription catches up from the checkpoint over REST before live
+events, and saves it after each callback returned. The store is ``ChatClient(checkpoint_store=)``:
+a store object, a path, or by default the file :func:`default_checkpoint_path` names.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import re
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -54,7 +58,7 @@ from .errors import (
 )
 from .models import ConversationMessage
 
-__all__ = ["Checkpoint", "CheckpointStore", "SqliteCheckpointStore"]
+__all__ = ["Checkpoint", "CheckpointStore", "SqliteCheckpointStore", "default_checkpoint_path"]
 
 _ROUTE = re.compile(r"\A(?:inbox|(?:group|address):[^\x00-\x1f\x7f]{1,256})\Z")
 _MAX_KEY = 512
@@ -138,6 +142,28 @@ def _check_key(key: object) -> str:
     return key
 
 
+def check_key(key: object) -> str:
+    """``key`` if it is a valid checkpoint key (non-empty, printable, at most 512 characters).
+
+    Raises:
+        InvalidArgumentError: It is not.
+    """
+    return _check_key(key)
+
+
+def default_checkpoint_path() -> Path:
+    """The sqlite file a client keeps checkpoints in when given no ``checkpoint_store``.
+
+    ``$SIGNALWIRE_CHAT_CHECKPOINTS`` if set, else ``$XDG_STATE_HOME/signalwire-chat/
+    checkpoints.db``, else ``~/.local/state/signalwire-chat/checkpoints.db``.
+    """
+    explicit = os.environ.get("SIGNALWIRE_CHAT_CHECKPOINTS")
+    if explicit:
+        return Path(explicit)
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "signalwire-chat" / "checkpoints.db"
+
+
 def _check_token(token: object) -> int | None:
     if token is None:
         return None
@@ -207,7 +233,7 @@ class SqliteCheckpointStore:
         timeout: Seconds to wait for another process's write lock.
     """
 
-    def __init__(self, path: str | Path, *, timeout: float = 5.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
             raise InvalidArgumentError("timeout must be a positive number of seconds")
         self.path = str(path)
@@ -295,6 +321,53 @@ class SqliteCheckpointStore:
                     raise
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
+                raise StoreUnavailableError(f"cannot write {self.path}") from exc
+
+    @contextlib.contextmanager
+    def atomic(self, key: str, checkpoint: Checkpoint) -> Iterator[sqlite3.Connection]:
+        """Save ``checkpoint`` together with the caller's own writes, in one transaction.
+
+        For a handler that must take effect exactly once across crashes: what it writes
+        through the yielded connection and the checkpoint commit together or not at all::
+
+            with store.atomic("bot", Checkpoint.of(msg, route=route)) as db:
+                db.execute("INSERT INTO replies (message_id) VALUES (?)", (msg.id,))
+
+        A redelivered message (at-least-once) then finds its own row already written, and the
+        checkpoint past it. An exception in the block rolls both back. Other threads' saves to
+        this store wait for the block (keep it short). Not fenced.
+
+        Raises:
+            StoreUnavailableError: The file could not be written (nothing was saved).
+        """
+        key = _check_key(key)
+        if not isinstance(checkpoint, Checkpoint):
+            raise InvalidArgumentError("checkpoint must be a Checkpoint")
+        body = _encode(checkpoint)
+        with self._lock:
+            self._check_open()
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreUnavailableError(f"cannot write {self.path}") from exc
+            try:
+                yield db
+                db.execute(
+                    "INSERT INTO checkpoints (key, body, fencing_token, saved_at) "
+                    "VALUES (?, ?, NULL, ?) ON CONFLICT(key) DO UPDATE SET "
+                    "body = excluded.body, saved_at = excluded.saved_at",
+                    (key, body, time.time()),
+                )
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise
+            try:
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
                 raise StoreUnavailableError(f"cannot write {self.path}") from exc
 
     def delete(self, key: str) -> None:

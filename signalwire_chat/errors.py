@@ -29,6 +29,7 @@ handlers keep working (``except ValueError``, ``except TimeoutError``)::
     │   ├── RealtimeAuthenticationError (AuthenticationError)  connect or reauthenticate refused
     │   ├── RealtimeConnectError (ConnectionError)  relay unreachable, or it refused the socket
     │   ├── MessagesMayBeMissingError         a gap after a reconnect could not be backfilled
+    │   │   └── CheckpointNotFoundError       a checkpoint's message is not in the history
     │   ├── SlowCallbackError                 a callback has been running for too long
     │   └── CallbackError                     a user callback raised (the original is __cause__)
     └── StoreError                            a checkpoint store or the lease's Redis failed
@@ -51,6 +52,7 @@ __all__ = [
     "BadRequestError",
     "CallbackError",
     "ChatError",
+    "CheckpointNotFoundError",
     "ClientClosedError",
     "ConnectError",
     "CorruptCheckpointError",
@@ -393,6 +395,27 @@ class MessagesMayBeMissingError(RealtimeError):
         super().__init__(message)
         self.address_id = address_id
         self.last_message_id = last_message_id
+
+
+class CheckpointNotFoundError(MessagesMayBeMissingError):
+    """A subscription's checkpoint names a message its history does not hold.
+
+    The message is older than the history the service keeps, was deleted, or belongs to
+    another conversation. The catch-up then delivers the messages newer than the
+    checkpoint's ``ts`` that the history still holds; messages between the checkpoint
+    and the oldest of those may be missing.
+
+    Attributes:
+        address_id: The subscription's address (``None`` for a group or the inbox).
+        last_message_id: The checkpoint's message id.
+        checkpoint_key: The key the checkpoint is stored under.
+    """
+
+    def __init__(
+        self, message: str, *, address_id: str | None, last_message_id: str, checkpoint_key: str
+    ) -> None:
+        super().__init__(message, address_id=address_id, last_message_id=last_message_id)
+        self.checkpoint_key = checkpoint_key
 
 
 class SlowCallbackError(RealtimeError):

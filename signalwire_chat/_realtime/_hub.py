@@ -78,6 +78,7 @@ from ._subscriptions import Anchor, Route, Subscription
 
 if TYPE_CHECKING:
     from ..models import ConversationChatMessage
+    from ._checkpointing import Checkpointer
 
 __all__ = [
     "CredentialsLike",
@@ -259,6 +260,8 @@ class _Core:
         report_slow: bool = True,
         on_end: Callable[[], None] | None = None,
         on_update: Callable[[ConversationChatMessage], None] | None = None,
+        checkpoint: Checkpointer | None = None,
+        advance: bool = True,
     ) -> Subscription:
         if not callable(on_message):
             raise InvalidArgumentTypeError("on_message must be callable")
@@ -271,8 +274,13 @@ class _Core:
         if self._closed:
             raise ClientClosedError("the realtime hub is closed")
         # Where this subscription starts, in the service's terms (its history's newest id),
-        # read before it is routed: catch-up reads stop there, whatever the clocks say.
-        anchor = Anchor.read(self.history, route)
+        # read before it is routed: catch-up reads stop there, whatever the clocks say. A
+        # durable checkpoint says it instead: the catch-up from there runs before live events.
+        start = checkpoint.start if checkpoint is not None else None
+        if start is not None:
+            anchor = Anchor.at_checkpoint(start.message_id, start.ts)
+        else:
+            anchor = Anchor.read(self.history, route)
         with self._lock:
             if self._closed:
                 raise ClientClosedError("the realtime hub is closed")
@@ -284,9 +292,16 @@ class _Core:
                 recent_ids=self.options.recent_ids,
                 report_slow=report_slow,
                 on_update=on_update,
+                checkpoint=checkpoint,
+                advance=advance,
             )
             sub.on_end = on_end
             sub.anchor = anchor
+            connected = self._state is ConnectionState.CONNECTED
+            if connected and anchor.checkpoint and self._run is not None:
+                # Queued before the subscription is routed: every live event of it lands
+                # behind its catch-up on the dispatcher, so the order holds.
+                self._queue_backfill(self._run, sub, first=True)
             origin = sub.cell_origin
             replaced = [
                 old
@@ -307,7 +322,6 @@ class _Core:
                 for other in self._subs:
                     other.pending_backfill = True  # they missed what came since the refusal
                 run.restart_connection(self)
-            connected = self._state is ConnectionState.CONNECTED
             sub.pending_backfill = not connected
             sub.waiting = may_wait and not connected
         for old in replaced:
@@ -432,21 +446,32 @@ class _Core:
             if run is not self._run:
                 return
             changed = self._set_state(ConnectionState.CONNECTED)
+            # A subscription resumed from a checkpoint catches up even while its
+            # subscribe() still waits: what it promises starts before that call.
             if first:
-                subs = [s for s in self._subs if s.pending_backfill and not s.waiting]
+                subs = [
+                    s
+                    for s in self._subs
+                    if s.pending_backfill and (not s.waiting or s.anchor.checkpoint)
+                ]
             else:
-                subs = [s for s in self._subs if not s.waiting]
+                subs = [s for s in self._subs if not s.waiting or s.anchor.checkpoint]
             for sub in self._subs:
                 sub.pending_backfill = False
         dispatcher = run.dispatcher
         if changed:
             dispatcher.put_task(lambda: self._notify(ConnectionState.CONNECTED))
-        history = self.history
-        limit = self.options.backfill_limit
         for sub in subs:
-            dispatcher.put_task(
-                functools.partial(sub._backfill, history, dispatcher, limit, first=first)
+            self._queue_backfill(run, sub, first=first)
+
+    def _queue_backfill(self, run: _Run, sub: Subscription, *, first: bool) -> None:
+        """Queue the catch-up read of ``sub`` on ``run``'s dispatcher."""
+        dispatcher = run.dispatcher
+        dispatcher.put_task(
+            functools.partial(
+                sub._backfill, self.history, dispatcher, self.options.backfill_limit, first=first
             )
+        )
 
     def _failed(self, run: _Run, error: RealtimeError) -> None:
         with self._lock:
@@ -700,6 +725,7 @@ class RealtimeHub:
         on_error: Callable[[BaseException], None] | None = None,
         *,
         on_update: Callable[[ConversationChatMessage], None] | None = None,
+        checkpoint: Checkpointer | None = None,
     ) -> Subscription:
         """Deliver every chat message of ``address_id`` (or of a :class:`Route`) to ``on_message``.
 
@@ -723,6 +749,8 @@ class RealtimeHub:
                 :class:`Route` (a group, the inbox).
             on_message: Called with each :class:`ConversationChatMessage`.
             on_update: Called with each edited message (``conversation.message.updated``).
+            checkpoint: A durable checkpoint (``_checkpointing.Checkpointer``): the
+                subscription first catches up from it, and saves it after each callback.
             on_error: Called with ``CallbackError`` (``on_message`` raised),
                 ``SlowCallbackError`` (it runs too long; called from the watchdog
                 thread), ``MessagesMayBeMissingError`` (a gap could not be filled)
@@ -742,10 +770,16 @@ class RealtimeHub:
                 not fix (name not resolved, connection refused, TLS, a 4xx upgrade
                 answer); a transient failure goes to ``on_error``, once per outage.
         """
-        return self._core.subscribe(_route(address_id), on_message, on_error, on_update=on_update)
+        return self._core.subscribe(
+            _route(address_id), on_message, on_error, on_update=on_update, checkpoint=checkpoint
+        )
 
     def stream(
-        self, address_id: str | Route, *, timeout: float | None = None
+        self,
+        address_id: str | Route,
+        *,
+        timeout: float | None = None,
+        checkpoint: Checkpointer | None = None,
     ) -> Iterator[ConversationChatMessage]:
         """Iterate over the chat messages of ``address_id`` as they arrive.
 
@@ -761,6 +795,9 @@ class RealtimeHub:
         Args:
             address_id: The address (conversation) to follow.
             timeout: Most seconds to wait for the next message; None waits forever.
+            checkpoint: A durable checkpoint: the stream first catches up from it, and
+                saves a message as handled when the next one is asked for (or the ``with``
+                block is left without an exception).
 
         Returns:
             An iterator (and context manager) of :class:`ConversationChatMessage`.
@@ -780,7 +817,13 @@ class RealtimeHub:
         stream = MessageStream(self._core.options.queue_size, timeout)
         on_message, on_error = stream.callbacks
         stream.subscription = self._core.subscribe(
-            route, on_message, on_error, report_slow=False, on_end=stream.shut
+            route,
+            on_message,
+            on_error,
+            report_slow=False,
+            on_end=stream.shut,
+            checkpoint=checkpoint,
+            advance=False,
         )
         return stream
 

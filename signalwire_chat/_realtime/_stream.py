@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import RealtimeAuthenticationError
+from ..errors import FencedWriteError, RealtimeAuthenticationError
 
 if TYPE_CHECKING:
     from ..models import ConversationChatMessage
@@ -30,6 +30,11 @@ class MessageStream:
     subscription is cancelled and the interrupt propagates. At most ``limit``
     messages wait in the iterator; beyond that the hub's flow control holds the
     rest at the relay, so a slow consumer never grows memory.
+
+    With a durable checkpoint, a message counts as handled when the consumer asks for the
+    next one, or leaves the ``with`` block without an exception: ``for m in stream:
+    handle(m)`` saves each message after ``handle`` returned. A message the consumer
+    broke out on without a ``with`` block is not saved (it comes again after a restart).
     """
 
     def __init__(self, limit: int, timeout: float | None) -> None:
@@ -40,6 +45,8 @@ class MessageStream:
         self._open = True
         self._error: BaseException | None = None
         self.subscription: Subscription | None = None
+        #: The last message handed out, saved as the checkpoint when the next is asked for.
+        self._handed: ConversationChatMessage | None = None
 
     # --- fed by the dispatcher ------------------------------------------------------
 
@@ -80,7 +87,21 @@ class MessageStream:
             self.close()
             raise
 
+    def _commit(self) -> None:
+        """Save the message handed out last as handled (with a checkpoint)."""
+        message, self._handed = self._handed, None
+        sub = self.subscription
+        if message is None or sub is None or sub.checkpoint is None:
+            return
+        error = sub.checkpoint.advance(message)
+        if isinstance(error, FencedWriteError):
+            self.close()  # another holder took over: this one must not act again
+            raise error
+        if error is not None:
+            logger.warning("realtime stream: %s", error)
+
     def _next(self) -> ConversationChatMessage:
+        self._commit()
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         with self._cond:
             while not self._buf:
@@ -96,6 +117,7 @@ class MessageStream:
             if self._buf:
                 message = self._buf.popleft()
                 self._cond.notify_all()
+                self._handed = message
                 return message
             error = self._error
             self._error = None
@@ -114,8 +136,12 @@ class MessageStream:
     def __enter__(self) -> MessageStream:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        try:
+            if exc_type is None:
+                self._commit()  # the block ended normally: the last message was handled
+        finally:
+            self.close()
 
     def __del__(self) -> None:
         sub = self.subscription

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .._convert import structure_chat_message
 from ..errors import (
     CallbackError,
+    CheckpointNotFoundError,
     DecodeError,
+    FencedWriteError,
     MessagesMayBeMissingError,
     NotFoundError,
     PermissionDeniedError,
@@ -21,6 +23,7 @@ from ._interactive import callback_name, cell_origin
 
 if TYPE_CHECKING:
     from ..models import ConversationChatMessage
+    from ._checkpointing import Checkpointer
     from ._dispatcher import Dispatcher
 
 __all__ = ["Route", "Subscription"]
@@ -37,14 +40,27 @@ class Anchor:
     history could not be read at all at subscribe time (the service unreachable, or not a
     member yet: ``known`` False) is there nothing the service said; the read then falls
     back on ``ts``, this machine's time of subscribing, rather than lose what came since.
+
+    A subscription resumed from a durable checkpoint starts at the checkpoint's message
+    (``checkpoint`` True, ``ts`` the service's time of that message): the catch-up then
+    runs at once, and a history that no longer holds that message is reported.
     """
 
-    __slots__ = ("known", "message_id", "ts")
+    __slots__ = ("checkpoint", "known", "message_id", "ts")
 
     def __init__(self, message_id: str | None, *, known: bool = True) -> None:
         self.message_id = message_id
         self.known = known
+        self.checkpoint = False
         self.ts = time.time()
+
+    @classmethod
+    def at_checkpoint(cls, message_id: str, ts: float) -> Anchor:
+        """Resume after ``message_id`` (a checkpoint's message, created at ``ts``)."""
+        anchor = cls(message_id)
+        anchor.checkpoint = True
+        anchor.ts = ts
+        return anchor
 
     @classmethod
     def read(
@@ -147,6 +163,8 @@ class Subscription:
         recent_ids: int,
         report_slow: bool = True,
         on_update: Callable[[ConversationChatMessage], None] | None = None,
+        checkpoint: Checkpointer | None = None,
+        advance: bool = True,
     ) -> None:
         self._owner: _Owner | None = owner
         self.route = route
@@ -176,6 +194,10 @@ class Subscription:
         self.waiting = False
         self.pending_backfill = False
         self._delivered = 0
+        #: The durable checkpoint, if any; ``advance``: saved after each callback returned
+        #: (a stream advances it itself, when its consumer asks for the next message).
+        self.checkpoint = checkpoint
+        self._advance_after_callback = checkpoint is not None and advance
 
     @property
     def address_id(self) -> str | None:
@@ -331,6 +353,21 @@ class Subscription:
             )
             error.__cause__ = exc
             self._report(error)
+        else:
+            if self._advance_after_callback:
+                self.advance(message)
+
+    def advance(self, message: ConversationChatMessage) -> None:
+        """Save ``message`` as the checkpoint; a lost lease (fenced write) ends the subscription."""
+        checkpoint = self.checkpoint
+        if checkpoint is None:
+            return
+        error = checkpoint.advance(message)
+        if error is None:
+            return
+        self._report(error)
+        if isinstance(error, FencedWriteError):
+            self.cancel()  # another holder took over: this one must not act again
 
     def _report(self, error: BaseException) -> None:
         """Hand ``error`` to ``on_error`` (logged when there is none, or when it raises)."""
@@ -368,20 +405,27 @@ class Subscription:
             return
         anchor_id = self.last_id
         anchor_ts: float | None = None
+        checkpoint_ts: float | None = None
         if anchor_id is None:
             anchor = self.anchor
             anchor_id = anchor.message_id
             if not anchor.known:
                 anchor_ts = anchor.ts  # the service said nothing at subscribe time
+            elif anchor.checkpoint:
+                checkpoint_ts = anchor.ts  # the service's time of the checkpoint's message
+        found = False
         missing: list[ConversationChatMessage] = []
         failure: BaseException | None = None
         try:
             route = self.route
             for count, message in enumerate(history(route)):
                 if anchor_id is not None and message.id == anchor_id:
+                    found = True
                     break
                 if anchor_ts is not None and message.ts < anchor_ts:
                     break
+                if checkpoint_ts is not None and message.ts < checkpoint_ts:
+                    break  # older than the checkpoint, and its message was not met
                 if count >= limit:
                     failure = RuntimeError(f"more than {limit} messages to backfill")
                     break
@@ -419,6 +463,26 @@ class Subscription:
             )
             gap.__cause__ = failure
             self._report(gap)
+        elif checkpoint_ts is not None and not found and anchor_id is not None:
+            key = self.checkpoint.key if self.checkpoint is not None else "?"
+            logger.warning(
+                "realtime: the checkpoint %r of %s names message %s, which its history "
+                "does not hold; resuming after its time",
+                key,
+                self.route,
+                anchor_id,
+            )
+            self._report(
+                CheckpointNotFoundError(
+                    f"the checkpoint {key!r} names message {anchor_id}, which the history of "
+                    f"{self.route} does not hold (older than what the service keeps, deleted, or "
+                    "of another conversation): the messages after its time that the history "
+                    "holds are delivered, earlier ones may be missing",
+                    address_id=self._address_id,
+                    last_message_id=anchor_id,
+                    checkpoint_key=key,
+                )
+            )
         if missing:
             logger.debug("realtime: backfilling %d messages of %s", len(missing), self.route)
         for message in reversed(missing):
