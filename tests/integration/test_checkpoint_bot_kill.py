@@ -133,4 +133,4 @@ def test_sigkill_mid_burst_then_restart_loses_nothing(
         repeated = [t for t, c in counts.items() if c > 1]
         # At least once: a repeat only of what was handled as the process died.
         assert len(repeated) <= 1, repeated
-        assert [t for t in dict.fromkeys(texts)] == expected
+        assert list(dict.fromkeys(texts)) == expected

@@ -118,7 +118,8 @@ def test_the_first_run_starts_from_now_and_saves_as_it_goes(setup: Setup, bot: B
     assert got.wait_for(1) == ["first"]
     assert wait_until(lambda: _saved(bot.store, "bot") is not None)
     saved = _saved(bot.store, "bot")
-    assert saved is not None and saved.message_id == got.messages[0].id
+    assert saved is not None
+    assert saved.message_id == got.messages[0].id
     assert saved.route == (
         "group:" + setup.conversation if setup.dialect == "group" else "address:" + setup.room.id
     )
@@ -239,11 +240,15 @@ def test_a_stream_saves_a_message_once_the_next_is_asked_for(setup: Setup, bot: 
 def test_a_stream_left_by_an_exception_does_not_save_the_message(setup: Setup, bot: Bot) -> None:
     client = bot.run()
     setup.send("x")  # before the stream: not its business
-    with pytest.raises(ZeroDivisionError):
+
+    def handle_one() -> None:
         with client.stream_messages(_target(setup), timeout=10, checkpoint="tail") as stream:
             setup.send("y")
             assert next(stream).text == "y"
-            raise ZeroDivisionError
+            raise ZeroDivisionError  # the handler failed on "y"
+
+    with pytest.raises(ZeroDivisionError):
+        handle_one()
     assert _saved(bot.store, "tail") is None
     client.close()
     again = bot.run()
