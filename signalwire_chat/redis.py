@@ -106,7 +106,15 @@ elseif mode == 'max' then
   if seen and tonumber(seen) > tonumber(ARGV[3]) then return {0, seen} end
 end
 local entry = ''
-if #KEYS == 3 then entry = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 5)) end
+if #KEYS == 3 then
+  -- A retry of an append whose answer was lost: the checkpoint is already this one.
+  local prev = redis.call('HGET', KEYS[2], 'entry')
+  if prev and redis.call('HGET', KEYS[2], 'body') == ARGV[4] then return {1, prev} end
+  entry = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 5))
+  redis.call('HSET', KEYS[2], 'entry', entry)
+else
+  redis.call('HDEL', KEYS[2], 'entry')
+end
 redis.call('HSET', KEYS[2], 'body', ARGV[4])
 if mode ~= 'none' then redis.call('HSET', KEYS[2], 'token', ARGV[3]) end
 return {1, entry}
@@ -520,7 +528,10 @@ class RedisCheckpointStore:
         """Append ``fields`` to a Redis Stream and save ``checkpoint``, both or neither.
 
         One Lua script does the fence check, the ``XADD`` and the save, so a failover never
-        appends an entry whose checkpoint advance was lost, nor the reverse.
+        appends an entry whose checkpoint advance was lost, nor the reverse. Retrying after a
+        ``StoreUnavailableError`` is safe: when the checkpoint under ``key`` already is
+        ``checkpoint`` (the first attempt went through), nothing is appended again and the
+        first entry's id is returned.
 
         Args:
             key: The checkpoint key.

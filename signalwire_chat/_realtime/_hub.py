@@ -298,7 +298,7 @@ class _Core:
             sub.on_end = on_end
             sub.anchor = anchor
             connected = self._state is ConnectionState.CONNECTED
-            if connected and anchor.checkpoint and self._run is not None:
+            if connected and checkpoint is not None and self._run is not None:
                 # Queued before the subscription is routed: every live event of it lands
                 # behind its catch-up on the dispatcher, so the order holds.
                 self._queue_backfill(self._run, sub, first=True)
@@ -446,16 +446,17 @@ class _Core:
             if run is not self._run:
                 return
             changed = self._set_state(ConnectionState.CONNECTED)
-            # A subscription resumed from a checkpoint catches up even while its
-            # subscribe() still waits: what it promises starts before that call.
+            # A subscription with a checkpoint catches up even while its subscribe() still
+            # waits: it promises everything after its checkpoint (or, on its first run,
+            # after the history's newest message when subscribe() was called).
             if first:
                 subs = [
                     s
                     for s in self._subs
-                    if s.pending_backfill and (not s.waiting or s.anchor.checkpoint)
+                    if s.pending_backfill and (not s.waiting or s.checkpoint is not None)
                 ]
             else:
-                subs = [s for s in self._subs if not s.waiting or s.anchor.checkpoint]
+                subs = [s for s in self._subs if not s.waiting or s.checkpoint is not None]
             for sub in self._subs:
                 sub.pending_backfill = False
         dispatcher = run.dispatcher

@@ -245,6 +245,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.set_defaults(run=_tail)
 
+    sub = command(
+        "bridge",
+        "append chat messages to a Redis Stream, one active replica at a time (until Ctrl-C)",
+    )
+    sub.add_argument(
+        "address_id", nargs="*", help="addresses (conversations) to follow; none: the inbox"
+    )
+    sub.add_argument("--redis", required=True, metavar="URL", help="redis://host:port/db")
+    sub.add_argument("--stream", required=True, metavar="KEY", help="the stream's key")
+    sub.add_argument(
+        "--name",
+        required=True,
+        help="the bridge's name: replicas with the same name share its lease and checkpoints",
+    )
+    sub.add_argument(
+        "--ttl", type=_positive_float, default=10.0, metavar="SECONDS", help="lease TTL"
+    )
+    sub.set_defaults(run=_bridge)
+
     sub = command("whoami", "the subscriber the token belongs to")
     sub.set_defaults(run=_whoami)
 
@@ -454,6 +473,35 @@ def _tail(args: argparse.Namespace, out: Output) -> ExitCode:
             count += 1
             if args.count is not None and count >= args.count:
                 break
+    return ExitCode.OK
+
+
+def _bridge(args: argparse.Namespace, out: Output) -> ExitCode:
+    try:
+        from ..bridge import StreamBridge
+    except ImportError:
+        raise UsageError(
+            "the bridge needs the redis extra: pip install 'signalwire-chat[redis]'"
+        ) from None
+
+    with make_client(args) as client:
+        bridge = StreamBridge(
+            client,
+            args.redis,
+            stream=args.stream,
+            name=args.name,
+            targets=args.address_id or None,
+            ttl=args.ttl,
+            on_error=lambda error: out.status(f"warning: {error}"),
+        )
+        with bridge:
+            follows = ", ".join(args.address_id) if args.address_id else "the inbox"
+            out.status(f"bridge {args.name}: {follows} -> {args.stream}; standing by for the lease")
+            try:
+                bridge.run()
+            except _Terminated:
+                out.status(f"bridge {args.name}: terminated; {bridge.appended} appended")
+                return ExitCode.OK
     return ExitCode.OK
 
 

@@ -1,0 +1,310 @@
+"""A bridge from chat into a Redis Stream, run by one active process among replicas.
+
+:class:`StreamBridge` holds a :class:`~signalwire_chat.redis.RedisLease`; the replica that
+holds it subscribes (to addresses, groups or the inbox) and appends each chat message to a
+Redis Stream. The append and the checkpoint advance are one Lua script
+(:meth:`RedisCheckpointStore.save_and_append`), fenced by the lease, so:
+
+- a failover neither appends a message twice nor skips one: the new holder catches up from the
+  shared checkpoint, which is exactly where the last append stopped;
+- a holder that lost the lease (paused, partitioned) appends nothing after it resumes;
+- Redis unreachable: the append is retried (the same message, never the next one) until Redis is
+  back or the lease is lost; a retry whose first attempt went through appends nothing again.
+
+Workers read the stream with consumer groups (``XREADGROUP``, ``XACK``): their own acks and
+redelivery. Each entry has the fields ``id`` (the message id), ``route`` (``group:<id>``,
+``address:<id>`` or ``inbox``) and ``message``: the JSON of the message model
+(``ConversationChatMessage.to_dict()``) plus ``"delivery"``: ``"live"`` or ``"catch_up"``.
+
+Requires the ``redis`` extra (``pip install 'signalwire-chat[redis]'``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._realtime import Route
+from ._realtime._checkpointing import Checkpointer, route_name
+from .checkpoints import Checkpoint
+from .errors import (
+    ClientClosedError,
+    FencedWriteError,
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
+    StoreError,
+    StoreUnavailableError,
+)
+from .redis import RedisCheckpointStore, RedisLease
+
+if TYPE_CHECKING:
+    import redis as redis_py
+
+    from ._client import ChatClient, Target
+    from ._realtime import Subscription
+    from .models import ConversationChatMessage
+
+__all__ = ["StreamBridge", "entry_fields"]
+
+logger = logging.getLogger(__name__)
+
+
+def entry_fields(message: ConversationChatMessage, route: str) -> dict[str, str]:
+    """The stream entry of ``message``: ``id``, ``route`` and ``message`` (the model's JSON)."""
+    body = message.to_dict()
+    body["delivery"] = message.delivery
+    return {
+        "id": message.id,
+        "route": route,
+        "message": json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str),
+    }
+
+
+class _AppendingCheckpointer(Checkpointer):
+    """A checkpoint whose advance is the stream append itself (both in one script)."""
+
+    def __init__(
+        self,
+        store: RedisCheckpointStore,
+        key: str,
+        route: Route,
+        bridge: StreamBridge,
+    ) -> None:
+        super().__init__(store, key, route)
+        self._store = store
+        self._bridge = bridge
+
+    def advance(self, message: ConversationChatMessage) -> StoreError | None:
+        bridge = self._bridge
+        checkpoint = Checkpoint.of(message, route=self.route)
+        fields = entry_fields(message, self.route)
+        reported = False
+        while True:
+            if bridge._term_over():
+                # Not ours to append any more (lease lost, or closing): the next holder
+                # catches up from the checkpoint, which this message did not pass.
+                return FencedWriteError(
+                    "the bridge no longer holds the lease; the message is left to the next holder",
+                    fencing_token=None,
+                )
+            try:
+                self._store.save_and_append(
+                    self.key, checkpoint, stream=bridge.stream, fields=fields
+                )
+            except FencedWriteError as exc:
+                bridge._lease_lost()
+                return exc
+            except StoreUnavailableError as exc:
+                if not reported:
+                    logger.warning("bridge %s: Redis unreachable, retrying: %s", bridge.name, exc)
+                    reported = True
+                bridge._wake.wait(bridge.retry_interval)
+                continue
+            bridge._appended(message)
+            return None
+
+
+class StreamBridge:
+    """Append the chat messages of ``targets`` (or the inbox) to the Redis Stream ``stream``.
+
+    Run the same bridge (same ``name``) in several processes: one holds the lease and
+    appends, the others stand by and take over within ``ttl`` seconds when it dies. Nothing
+    starts in the constructor; :meth:`run` blocks until :meth:`close` (from another thread,
+    a signal handler, or Ctrl-C).
+
+    Args:
+        client: The chat client (its token's subscriber is the one listening).
+        redis: A ``redis://`` URL or a ``redis.Redis`` client.
+        stream: The stream's key.
+        name: The bridge's name: replicas with the same name share one lease and one set of
+            checkpoints (``<name>:<route>``).
+        targets: Addresses or groups to follow; ``None`` (the default) follows the inbox.
+        ttl: The lease's TTL: a dead holder is replaced after at most this long.
+        retry_interval: Seconds between attempts while Redis is unreachable.
+        on_error: Called with errors of the subscriptions (a gap that could not be filled,
+            a checkpoint the history no longer holds); logged either way.
+
+    Raises:
+        InvalidArgumentError: A bad ``stream``, ``name``, ``ttl`` or target.
+    """
+
+    def __init__(
+        self,
+        client: ChatClient,
+        redis: str | redis_py.Redis,
+        *,
+        stream: str,
+        name: str,
+        targets: Sequence[Target] | None = None,
+        ttl: float = 10.0,
+        retry_interval: float = 0.5,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        if not isinstance(stream, str) or not stream or not stream.isprintable():
+            raise InvalidArgumentError("stream must be a non-empty printable string")
+        if not isinstance(name, str) or not name or not name.isprintable() or " " in name:
+            raise InvalidArgumentError("name must be a non-empty printable string without spaces")
+        if isinstance(retry_interval, bool) or not isinstance(retry_interval, (int, float)):
+            raise InvalidArgumentTypeError("retry_interval must be a number of seconds")
+        if not 0 < retry_interval <= 60:
+            raise InvalidArgumentError("retry_interval must be in (0, 60] seconds")
+        if on_error is not None and not callable(on_error):
+            raise InvalidArgumentTypeError("on_error must be callable or None")
+        if targets is not None:
+            if isinstance(targets, str) or not isinstance(targets, Sequence) or not targets:
+                raise InvalidArgumentError("targets must be a non-empty list, or None (the inbox)")
+            targets = [client._target(t) for t in targets]
+        self.client = client
+        self.stream = stream
+        self.name = name
+        self.targets = targets
+        self.retry_interval = float(retry_interval)
+        self._on_error = on_error
+        self._lease = RedisLease(redis, name=f"bridge:{name}", ttl=ttl, on_lost=self._lease_lost)
+        self._store = RedisCheckpointStore(redis, lease=self._lease)
+        self._closed = threading.Event()
+        self._lost = threading.Event()
+        self._wake = threading.Event()  # set on loss or close: ends every wait early
+        self._lock = threading.Lock()
+        self._subs: list[Subscription] = []
+        self._count_lock = threading.Lock()
+        #: Entries appended by this process, and the terms it held the lease.
+        self.appended = 0
+        self.terms = 0
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed.is_set() else ("leading" if self.leading else "standby")
+        return f"<StreamBridge {self.name!r} -> {self.stream!r} {state}>"
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process holds the lease now (and so appends)."""
+        return self._lease.held
+
+    @property
+    def lease(self) -> RedisLease:
+        """The lease (its ``token``, ``held``)."""
+        return self._lease
+
+    def run(self) -> None:
+        """Stand by until this process holds the lease, then append; repeat until closed.
+
+        Raises:
+            KeyboardInterrupt: Ctrl-C (the bridge is closed first).
+        """
+        try:
+            while not self._closed.is_set():
+                try:
+                    token = self._lease.acquire(math.inf)
+                except ClientClosedError:
+                    return
+                except Exception:
+                    if self._closed.is_set():
+                        return  # closed under it
+                    raise
+                self.terms += 1
+                logger.info("bridge %s: leading (token %d)", self.name, token)
+                try:
+                    self._lead()
+                finally:
+                    self._stop_leading()
+        except BaseException:
+            self.close()
+            raise
+
+    def _lead(self) -> None:
+        self._lost.clear()
+        self._wake.clear()
+        routes = self._routes()
+        hub = self.client._realtime_hub()
+        for route in routes:
+            key = f"{self.name}:{route_name(route)}"
+            checkpointer = self._checkpointer(key, route)
+            if checkpointer is None:
+                return  # lost or closed while Redis was away
+            sub = hub.subscribe(route, _ignore, self._report, checkpoint=checkpointer)
+            with self._lock:
+                self._subs.append(sub)
+            if self._term_over():
+                return
+        while not self._term_over():
+            self._wake.wait(1.0)
+
+    def _checkpointer(self, key: str, route: Route) -> _AppendingCheckpointer | None:
+        while not self._term_over():
+            try:
+                return _AppendingCheckpointer(self._store, key, route, self)
+            except StoreUnavailableError as exc:
+                logger.warning("bridge %s: cannot read checkpoint %s: %s", self.name, key, exc)
+                self._wake.wait(self.retry_interval)
+        return None
+
+    def _routes(self) -> list[Route]:
+        if self.targets is None:
+            return [Route.inbox()]
+        return [self.client._subscribe_route(target) for target in self.targets]
+
+    def _stop_leading(self) -> None:
+        with self._lock:
+            subs, self._subs = self._subs, []
+        for sub in subs:
+            sub.cancel()
+        if self._closed.is_set():
+            return  # close() releases it
+        try:
+            self._lease.release()
+        except StoreError as exc:
+            logger.info("bridge %s: release failed (it expires by itself): %s", self.name, exc)
+
+    def _term_over(self) -> bool:
+        return self._lost.is_set() or self._closed.is_set()
+
+    def _lease_lost(self) -> None:
+        if not self._lost.is_set():
+            logger.warning("bridge %s: lease lost; standing by", self.name)
+        self._lost.set()
+        self._wake.set()
+
+    def _appended(self, message: ConversationChatMessage) -> None:
+        with self._count_lock:
+            self.appended += 1
+
+    def _report(self, error: BaseException) -> None:
+        if isinstance(error, FencedWriteError):
+            return  # the lease is lost: said once in the log, the loop stands by
+        logger.warning("bridge %s: %s", self.name, error)
+        if self._on_error is not None:
+            try:
+                self._on_error(error)
+            except Exception:
+                logger.exception("bridge %s: on_error raised", self.name)
+
+    def close(self) -> None:
+        """Stop appending, release the lease, close the Redis clients (idempotent, any thread).
+
+        The client passed in is left open.
+        """
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._wake.set()
+        with self._lock:
+            subs, self._subs = self._subs, []
+        for sub in subs:
+            sub.cancel()
+        self._lease.close()
+        self._store.close()
+
+    def __enter__(self) -> StreamBridge:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _ignore(_message: Any) -> None:
+    """The bridge's callback: the work is the checkpoint advance (the append)."""
