@@ -127,6 +127,9 @@ class StreamBridge:
         retry_interval: Seconds between attempts while Redis is unreachable.
         on_error: Called with errors of the subscriptions (a gap that could not be filled,
             a checkpoint the history no longer holds); logged either way.
+        on_leading: Called with the lease's fencing token once this process leads and its
+            subscriptions are live (on the first run, messages from then on are appended;
+            afterwards everything after the shared checkpoint is).
 
     Raises:
         InvalidArgumentError: A bad ``stream``, ``name``, ``ttl`` or target.
@@ -143,6 +146,7 @@ class StreamBridge:
         ttl: float = 10.0,
         retry_interval: float = 0.5,
         on_error: Callable[[BaseException], None] | None = None,
+        on_leading: Callable[[int], None] | None = None,
     ) -> None:
         if not isinstance(stream, str) or not stream or not stream.isprintable():
             raise InvalidArgumentError("stream must be a non-empty printable string")
@@ -152,8 +156,9 @@ class StreamBridge:
             raise InvalidArgumentTypeError("retry_interval must be a number of seconds")
         if not 0 < retry_interval <= 60:
             raise InvalidArgumentError("retry_interval must be in (0, 60] seconds")
-        if on_error is not None and not callable(on_error):
-            raise InvalidArgumentTypeError("on_error must be callable or None")
+        for hook_name, hook in (("on_error", on_error), ("on_leading", on_leading)):
+            if hook is not None and not callable(hook):
+                raise InvalidArgumentTypeError(f"{hook_name} must be callable or None")
         if targets is not None:
             if isinstance(targets, str) or not isinstance(targets, Sequence) or not targets:
                 raise InvalidArgumentError("targets must be a non-empty list, or None (the inbox)")
@@ -164,6 +169,7 @@ class StreamBridge:
         self.targets = targets
         self.retry_interval = float(retry_interval)
         self._on_error = on_error
+        self._on_leading = on_leading
         self._lease = RedisLease(redis, name=f"bridge:{name}", ttl=ttl, on_lost=self._lease_lost)
         self._store = RedisCheckpointStore(redis, lease=self._lease)
         self._closed = threading.Event()
@@ -209,14 +215,14 @@ class StreamBridge:
                 self.terms += 1
                 logger.info("bridge %s: leading (token %d)", self.name, token)
                 try:
-                    self._lead()
+                    self._lead(token)
                 finally:
                     self._stop_leading()
         except BaseException:
             self.close()
             raise
 
-    def _lead(self) -> None:
+    def _lead(self, token: int) -> None:
         self._lost.clear()
         self._wake.clear()
         routes = self._routes()
@@ -231,6 +237,11 @@ class StreamBridge:
                 self._subs.append(sub)
             if self._term_over():
                 return
+        if self._on_leading is not None:
+            try:
+                self._on_leading(token)
+            except Exception:
+                logger.exception("bridge %s: on_leading raised", self.name)
         while not self._term_over():
             self._wake.wait(1.0)
 

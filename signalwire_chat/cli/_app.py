@@ -493,6 +493,9 @@ def _bridge(args: argparse.Namespace, out: Output) -> ExitCode:
             targets=args.address_id or None,
             ttl=args.ttl,
             on_error=lambda error: out.status(f"warning: {error}"),
+            on_leading=lambda token: out.status(
+                f"bridge {args.name}: leading (fencing token {token}); appending"
+            ),
         )
         with bridge:
             follows = ", ".join(args.address_id) if args.address_id else "the inbox"

@@ -238,6 +238,7 @@ class Fleet:
 
     def __init__(self, world: World, url: str, ttl: float) -> None:
         self.url = url
+        self.emu = world.emu
         self.args = [
             world.me.token,
             world.emu.rest_url,
@@ -261,7 +262,13 @@ class Fleet:
         self.owners[owner] = proc
 
     def leader(self) -> subprocess.Popen[str]:
+        """The process holding the lease, once its subscription is live.
+
+        Standbys open no relay session; the holder's session exists only after its
+        subscription read where it starts, so a connected session means "live".
+        """
         assert wait_until(lambda: _owner(self.url) in self.owners, 30)
+        assert wait_until(lambda: any(s.connected for s in self.emu.hub.sessions()), 30)
         owner = _owner(self.url)
         assert owner is not None
         return self.owners[owner]
