@@ -56,6 +56,8 @@ logger = logging.getLogger(__name__)
 def entry_fields(message: ConversationChatMessage, route: str) -> dict[str, str]:
     """The stream entry of ``message``: ``id``, ``route`` and ``message`` (the model's JSON)."""
     body = message.to_dict()
+    if body.get("group_id") is None and route.startswith("group:"):
+        body["group_id"] = route[len("group:") :]  # a group's own history leaves it out
     body["delivery"] = message.delivery
     return {
         "id": message.id,
