@@ -1,0 +1,347 @@
+"""Property tests (hypothesis) of the sans-IO relay protocol, with the subscriptions behind it.
+
+Whatever the relay sends (events duplicated, reordered, split over reads in any way, malformed
+in any field, pings, unknown methods, answers to nothing), ``RelayProtocol.receive`` never
+raises; every event request is acknowledged exactly once (now, or with its held message); every
+routed chat message reaches its subscription exactly once, in the relay's order, across
+reconnects; and nothing the relay echoes puts the token in an error.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from signalwire_chat._realtime._frames import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT
+from signalwire_chat._realtime._protocol import (
+    ACCEPTED,
+    BROKEN,
+    CLOSE,
+    DELIVER,
+    HOLD,
+    MUTE,
+    PONG,
+    REFUSED,
+    SEND,
+    RelayProtocol,
+    Routes,
+)
+from signalwire_chat._realtime._subscriptions import Route, Subscription
+
+SETTINGS = settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwcm90b2NvbCJ9.c2VjcmV0LXNpZ25hdHVyZQ"
+GROUPS = ("g-mine", "g-other")
+
+
+class _Owner:
+    def _cancel(self, sub: Subscription) -> None:
+        pass
+
+
+class _Dispatcher:
+    """Runs callbacks at once, as the dispatcher thread would, one at a time."""
+
+    stopping = False
+
+    def call(self, sub: Subscription, fn: Any, arg: Any) -> None:
+        fn(arg)
+
+
+def _event(rpc_id: str, message_id: Any, group: Any, text: str = "t", **extra: Any) -> bytes:
+    inner = {
+        "id": message_id,
+        "group_id": group,
+        "subtype": "chat",
+        "type": "message",
+        "text": text,
+        "ts": 1_700_000_000.5,
+        "user_id": "u",
+    }
+    inner.update(extra)
+    frame = {
+        "jsonrpc": "2.0",
+        "id": rpc_id,
+        "method": "signalwire.event",
+        "params": {
+            "event_type": "conversation.message",
+            "event_channel": "signalwire_proto-1_abc",
+            "params": inner,
+        },
+    }
+    return json.dumps(frame).encode()
+
+
+def _accept(protocol: RelayProtocol, proto: str = "proto-1") -> bytes:
+    return json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": protocol.connect_id,
+            "result": {"protocol": proto, "authorization": {"project_id": "p"}},
+        }
+    ).encode()
+
+
+def _setup() -> tuple[RelayProtocol, Subscription, list[Any], list[BaseException]]:
+    got: list[Any] = []
+    errors: list[BaseException] = []
+    routes = Routes(drop_stale=True)
+    sub = Subscription(_Owner(), Route.group("g-mine"), got.append, errors.append, recent_ids=4096)
+    routes.groups = {"g-mine": (sub,)}
+    return RelayProtocol(routes, "test/1"), sub, got, errors
+
+
+def _acks(actions: list[Any]) -> list[str]:
+    """The ids acknowledged by SEND and HOLD actions."""
+    ids = []
+    for kind, value in actions:
+        payloads = value if kind == SEND else [value[0]] if kind == HOLD else []
+        for payload in payloads:
+            frame = json.loads(payload)
+            if "result" in frame and frame["result"] == {}:
+                ids.append(frame["id"])
+    return ids
+
+
+def _run(protocol: RelayProtocol, sub: Subscription, reads: list[list[Any]], room: int) -> None:
+    """Feed ``reads``; deliver what is delivered, and held items once there is room again."""
+    dispatcher = _Dispatcher()
+    held: list[Any] = []
+    for read in reads:
+        actions = protocol.receive(read, room, holding=bool(held))
+        for kind, value in actions:
+            if kind == DELIVER:
+                for _subs, wire, _update in value:
+                    sub._deliver_wire(wire, dispatcher)  # type: ignore[arg-type]
+            elif kind == HOLD:
+                held.append(value)
+        # The dispatcher drained: held items go in order.
+        for _ack, (_subs, wire, _update) in held:
+            sub._deliver_wire(wire, dispatcher)  # type: ignore[arg-type]
+        held.clear()
+
+
+# A stream of events: message ids drawn from a small set (so duplicates are common), groups
+# mine or not, with the relay's own pings and noise between them.
+event_spec = st.tuples(st.integers(0, 30), st.sampled_from(GROUPS))
+
+
+def _splits(items: list[bytes], cuts: list[int]) -> list[list[Any]]:
+    reads: list[list[Any]] = []
+    start = 0
+    for cut in [*sorted({c % (len(items) + 1) for c in cuts}), len(items)]:
+        reads.append([(OP_TEXT, p) for p in items[start:cut]])
+        start = cut
+    return reads
+
+
+@SETTINGS
+@given(
+    specs=st.lists(event_spec, max_size=60),
+    cuts=st.lists(st.integers(0, 200), max_size=10),
+    room=st.integers(0, 5),
+    reconnect_at=st.lists(st.integers(0, 60), max_size=3),
+)
+def test_every_routed_message_once_in_relay_order_whatever_the_reads(
+    specs: list[tuple[int, str]], cuts: list[int], room: int, reconnect_at: list[int]
+) -> None:
+    protocol, sub, got, errors = _setup()
+    protocol.connect(TOKEN, reconnect=False)
+    _run(protocol, sub, [[(OP_TEXT, _accept(protocol))]], room=10)
+    # The relay redelivers after a reconnect: cut the stream into sessions; each session's
+    # connect is resumed and accepted, then its events come (some seen before: duplicates).
+    payloads = [_event(f"r{i}", f"m{mid}", group) for i, (mid, group) in enumerate(specs)]
+    bounds = [*sorted({b % (len(payloads) + 1) for b in reconnect_at}), len(payloads)]
+    start = 0
+    for bound in bounds:
+        _run(protocol, sub, _splits(payloads[start:bound], cuts), room)
+        protocol.connect(TOKEN, reconnect=True)
+        _run(protocol, sub, [[(OP_TEXT, _accept(protocol))]], room=10)
+        start = bound
+    expected = list(dict.fromkeys(f"m{mid}" for mid, group in specs if group == "g-mine"))
+    assert [m.id for m in got] == expected
+    assert errors == []
+
+
+@SETTINGS
+@given(
+    specs=st.lists(event_spec, min_size=1, max_size=40),
+    room=st.integers(0, 50),
+)
+def test_every_event_is_acknowledged_exactly_once_now_or_with_its_held_message(
+    specs: list[tuple[int, str]], room: int
+) -> None:
+    protocol, _sub, _got, _errors = _setup()
+    protocol.connect(TOKEN, reconnect=False)
+    protocol.receive([(OP_TEXT, _accept(protocol))], 10)
+    read = [(OP_TEXT, _event(f"r{i}", f"m{mid}", g)) for i, (mid, g) in enumerate(specs)]
+    actions = protocol.receive(read, room)
+    assert sorted(_acks(actions)) == sorted(f"r{i}" for i in range(len(specs)))
+    delivered = [w["id"] for k, v in actions if k == DELIVER for _s, w, _u in v]
+    held = [w["id"] for k, v in actions if k == HOLD for _s, w, _u in [v[1]]]
+    mine = [f"m{mid}" for mid, g in specs if g == "g-mine"]
+    assert delivered + held == mine  # in order: all delivered ones come before any held one
+    assert len(delivered) == min(room, len(mine))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+fields = st.sampled_from(
+    ["id", "group_id", "subtype", "text", "ts", "user_id", "metadata", "details", "type"]
+)
+
+
+@SETTINGS
+@given(
+    changes=st.dictionaries(fields, json_values, max_size=5),
+    envelope=st.dictionaries(
+        st.sampled_from(["event_type", "event_channel", "is_author", "params", "timestamp"]),
+        json_values,
+        max_size=3,
+    ),
+    rpc_id=json_values,
+    noise=st.lists(st.binary(max_size=40), max_size=4),
+)
+def test_malformed_values_anywhere_never_raise(
+    changes: dict[str, Any], envelope: dict[str, Any], rpc_id: Any, noise: list[bytes]
+) -> None:
+    protocol, sub, got, errors = _setup()
+    protocol.connect(TOKEN, reconnect=False)
+    _run(protocol, sub, [[(OP_TEXT, _accept(protocol))]], room=10)
+    frame = json.loads(_event("r1", "m1", "g-mine"))
+    frame["id"] = rpc_id
+    frame["params"]["params"].update(changes)
+    frame["params"].update(envelope)
+    reads = [
+        [(OP_TEXT, json.dumps(frame).encode())],
+        [(OP_TEXT, n) for n in noise] + [(OP_BINARY, n) for n in noise],
+        [(OP_PING, b"ping payload"), (OP_TEXT, _event("r2", "m2", "g-mine"))],
+    ]
+    _run(protocol, sub, reads, room=10)
+    # Whatever the hostile one did, the good one after it arrives, once.
+    assert [m.id for m in got].count("m2") == 1
+    assert all(type(e).__name__ == "DecodeError" for e in errors)
+
+
+def test_a_ping_is_echoed_never_parsed_and_keeps_the_order_of_replies() -> None:
+    protocol, _sub, _got, _errors = _setup()
+    protocol.connect(TOKEN, reconnect=False)
+    disconnect = b'{"jsonrpc":"2.0","id":"x","method":"signalwire.disconnect"}'
+    actions = protocol.receive(
+        [
+            (OP_TEXT, _accept(protocol)),
+            (OP_TEXT, _event("r1", "m1", "g-mine")),
+            (OP_PING, disconnect),
+            (OP_TEXT, _event("r2", "m2", "g-mine")),
+        ],
+        10,
+    )
+    kinds = [k for k, _v in actions]
+    assert kinds == [ACCEPTED, DELIVER, SEND, PONG, DELIVER, SEND]
+    assert actions[3] == (PONG, disconnect)
+    assert not protocol.muted
+
+
+def test_the_accept_comes_before_the_live_events_of_the_same_read() -> None:
+    protocol, _sub, _got, _errors = _setup()
+    protocol.connect(TOKEN, reconnect=False)
+    actions = protocol.receive(
+        [(OP_TEXT, _accept(protocol)), (OP_TEXT, _event("r1", "m1", "g-mine"))], 10
+    )
+    assert [k for k, _v in actions] == [ACCEPTED, DELIVER, SEND]
+    assert protocol.connected
+    assert protocol.protocol == "proto-1"
+
+
+def test_a_refusal_that_echoes_the_token_is_redacted_and_ends_the_read() -> None:
+    protocol, _sub, _got, _errors = _setup()
+    connect = json.loads(protocol.connect(TOKEN, reconnect=False))
+    assert connect["params"]["authentication"]["jwt_token"] == TOKEN
+    refusal = {
+        "jsonrpc": "2.0",
+        "id": protocol.connect_id,
+        "error": {"code": -32002, "message": f"token {TOKEN} expired"},
+    }
+    actions = protocol.receive(
+        [(OP_TEXT, json.dumps(refusal).encode()), (OP_TEXT, _event("r1", "m1", "g-mine"))], 10
+    )
+    assert [k for k, _v in actions] == [REFUSED]
+    error = actions[0][1]
+    assert TOKEN not in str(error)
+    assert error.rpc_code == -32002
+    other = {"jsonrpc": "2.0", "id": protocol.connect_id, "error": {"code": -1, "message": "busy"}}
+    protocol.connect(TOKEN, reconnect=True)
+    other["id"] = protocol.connect_id
+    assert protocol.receive([(OP_TEXT, json.dumps(other).encode())], 10)[0][0] == BROKEN
+
+
+def test_resume_sends_back_the_protocol_and_authorization_state() -> None:
+    protocol, _sub, _got, _errors = _setup()
+    protocol.connect(TOKEN, reconnect=False)
+    state_event = {
+        "jsonrpc": "2.0",
+        "id": "s1",
+        "method": "signalwire.event",
+        "params": {
+            "event_type": "signalwire.authorization.state",
+            "params": {"authorization_state": "opaque-state"},
+        },
+    }
+    protocol.receive(
+        [(OP_TEXT, _accept(protocol)), (OP_TEXT, json.dumps(state_event).encode())], 10
+    )
+    again = json.loads(protocol.connect(TOKEN, reconnect=True))
+    assert again["params"]["protocol"] == "proto-1"
+    assert again["params"]["authorization_state"] == "opaque-state"
+    assert not protocol.connected  # a new socket: not accepted yet
+
+
+def test_disconnect_mutes_and_a_close_is_answered_with_its_code() -> None:
+    protocol, _sub, _got, _errors = _setup()
+    protocol.connect(TOKEN, reconnect=False)
+    disconnect = b'{"jsonrpc":"2.0","id":"bye","method":"signalwire.disconnect"}'
+    actions = protocol.receive(
+        [(OP_TEXT, _accept(protocol)), (OP_TEXT, disconnect), (OP_TEXT, _event("r", "m", "g"))],
+        10,
+    )
+    assert [k for k, _v in actions] == [ACCEPTED, SEND, MUTE]
+    assert protocol.receive([(OP_TEXT, _event("r2", "m2", "g-mine"))], 10) == []
+    assert protocol.reauthenticate(TOKEN) is None  # nothing is said after a disconnect
+    protocol.connect(TOKEN, reconnect=True)
+    close = (OP_CLOSE, (1001).to_bytes(2, "big") + b"going away")
+    assert protocol.receive([close], 10) == [(CLOSE, 1001)]
+
+
+def test_a_stale_event_is_acknowledged_and_dropped() -> None:
+    protocol, _sub, _got, _errors = _setup()
+    protocol.connect(TOKEN, reconnect=False)
+    protocol.receive([(OP_TEXT, _accept(protocol, "proto-2"))], 10)
+    actions = protocol.receive([(OP_TEXT, _event("r1", "m1", "g-mine"))], 10)  # channel: proto-1
+    assert [k for k, _v in actions] == [SEND]
+    assert _acks(actions) == ["r1"]
+
+
+def test_reauthenticate_carries_the_project_and_is_recognised() -> None:
+    protocol, _sub, _got, _errors = _setup()
+    assert protocol.reauthenticate(TOKEN) is None  # not connected
+    protocol.connect(TOKEN, reconnect=False)
+    protocol.receive([(OP_TEXT, _accept(protocol))], 10)
+    request = json.loads(protocol.reauthenticate("new-token") or b"{}")
+    assert request["method"] == "signalwire.reauthenticate"
+    assert request["params"]["authentication"] == {"project": "p", "jwt_token": "new-token"}
+    answer = {"jsonrpc": "2.0", "id": request["id"], "result": {"authorization": {"x": 1}}}
+    actions = protocol.receive([(OP_TEXT, json.dumps(answer).encode())], 10)
+    assert [k for k, _v in actions] == ["reauthenticated"]
+    assert protocol.authorization == {"x": 1}
