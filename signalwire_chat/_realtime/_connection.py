@@ -1,9 +1,11 @@
-"""The connection thread: one websocket to the relay, spoken as protocol.md says.
+"""The connection thread: the I/O loop around the relay protocol.
 
-It connects (``signalwire.connect``, resuming with ``protocol`` and
-``authorization_state`` after the first time), answers every ping, acknowledges
-every event, refreshes the token with ``signalwire.reauthenticate``, detects dead
-links (no frame for ``ping_timeout``) and reconnects with back-off. It never runs
+What to say to the relay and what its messages mean is :class:`~._protocol.RelayProtocol`'s
+business (sans-IO: ids, acks, pings, resumption, reauthentication, routing). This module does
+the I/O and the time around it: it opens the socket, feeds the protocol what the frame reader
+(``_frames``) decoded, carries out its actions in order (send, deliver, hold back, pong,
+close), answers for the clocks (connect deadline, ``ping_timeout`` on dead links, our own
+probe of a silent relay, the token refresh timer) and reconnects with back-off. It never runs
 user code: messages go to the dispatcher, token refreshes to a short-lived thread.
 
 websocket-client is used for what it does well and is hard to get right: the TCP
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import json
 import logging
 import os
 import random
@@ -29,11 +30,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import websocket
 
-from .._http import server_text
 from ..errors import (
     AuthenticationError,
     RealtimeAuthenticationError,
@@ -43,21 +43,31 @@ from ..errors import (
 )
 from . import _frames
 from ._frames import (
-    OP_BINARY,
-    OP_CLOSE,
-    OP_PING,
     OP_PONG,
-    OP_TEXT,
-    BadMessage,
     FrameReader,
     MaskPool,
     ProtocolViolation,
 )
 from ._options import ConnectionState, RealtimeOptions
+from ._protocol import (
+    ACCEPTED,
+    BROKEN,
+    CLOSE,
+    DELIVER,
+    HOLD,
+    MUTE,
+    PONG,
+    REAUTHENTICATED,
+    REFUSED,
+    SEND,
+    Action,
+    RelayProtocol,
+    Routes,
+    is_auth_error,
+)
 
 if TYPE_CHECKING:
     from ._dispatcher import Dispatcher, Item
-    from ._subscriptions import Subscription
 
 __all__ = ["Backoff", "Connection", "Routes", "is_auth_error", "parse_expires_at"]
 
@@ -68,46 +78,6 @@ _BACKOFF_BASE = 0.5
 #: Never refresh the token sooner than this after the previous refresh.
 _MIN_REFRESH_DELAY = 1.0
 _WAIT_ERRORS = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
-_AUTH_WORDS = ("auth", "token", "requester", "expired", "credential", "jwt")
-
-
-class Routes:
-    """Which subscriptions want which chat messages (copy-on-write: replaced, never mutated).
-
-    ``groups`` maps a ``group_id`` (group dialect) and ``conversations`` a
-    ``conversation_id`` (address dialect) to its subscriptions; ``inbox`` takes every chat
-    message. ``drop_stale``: drop events whose ``event_channel`` does not name this session
-    (the group dialect's rule, as SignalWire's v4 client applies it).
-    """
-
-    __slots__ = ("conversations", "drop_stale", "groups", "inbox")
-
-    def __init__(self, *, drop_stale: bool = False) -> None:
-        self.groups: dict[str, tuple[Subscription, ...]] = {}
-        self.conversations: dict[str, tuple[Subscription, ...]] = {}
-        self.inbox: tuple[Subscription, ...] = ()
-        self.drop_stale = drop_stale
-
-    def clear(self) -> None:
-        """Route nothing any more."""
-        self.groups, self.conversations, self.inbox = {}, {}, ()
-
-    def lookup(self, message: dict[str, Any]) -> tuple[Subscription, ...]:
-        """The subscriptions a live chat message goes to (values of a wrong type match none)."""
-        subs: tuple[Subscription, ...] = ()
-        if self.groups:
-            key = message.get("group_id")
-            if type(key) is str:
-                subs = self.groups.get(key, ())
-        if self.conversations:
-            key = message.get("conversation_id")
-            if type(key) is str:
-                more = self.conversations.get(key)
-                if more:
-                    subs = subs + more if subs else more
-        if self.inbox:
-            subs = subs + self.inbox if subs else self.inbox
-        return subs
 
 
 class Backoff:
@@ -131,17 +101,6 @@ class Backoff:
     def reset(self) -> None:
         """Make the next retry immediate again."""
         self.attempt = 0
-
-
-def is_auth_error(error: Any) -> bool:
-    """Whether a JSON-RPC error to ``signalwire.connect`` means the credentials were refused."""
-    if not isinstance(error, dict):
-        return False
-    code = error.get("code")
-    if code in (-32001, -32002):
-        return True
-    message = error.get("message")
-    return isinstance(message, str) and any(w in message.lower() for w in _AUTH_WORDS)
 
 
 def parse_expires_at(value: Any) -> float | None:
@@ -206,7 +165,8 @@ class Connection:
         self._sslopt = sslopt
         self._proxy = proxy or {}
         self._dispatcher = dispatcher
-        self._routes = routes
+        #: The relay conversation (ids, acks, resumption, routing): no I/O in it.
+        self.relay = RelayProtocol(routes, agent)
         self._on_state = on_state
         self._on_connected = on_connected
         self._on_failed = on_failed
@@ -225,10 +185,8 @@ class Connection:
         self._muted = False
         #: When the relay accepted the current socket's connect (monotonic), if it did.
         self._accepted_at: float | None = None
-        # Resumption state, kept across sockets.
-        self.protocol: str | None = resume[0] if resume else None
-        self.authorization_state: str | None = resume[1] if resume else None
-        self.authorization: dict[str, Any] | None = None
+        if resume:
+            self.relay.protocol, self.relay.authorization_state = resume
         self._token: str = ""
         # Token refresh, done off this thread (the token source is user code).
         self._refresh_thread: threading.Thread | None = None
@@ -508,12 +466,9 @@ class Connection:
         reader = FrameReader(
             max_message_size=options.max_message_size, max_fragments=options.max_fragments
         )
-        connect_id = _frames.new_rpc_id()
-        params: dict[str, Any] = {"token": self._token, "agent": self._agent}
-        if reconnect:
-            params["protocol"] = self.protocol
-            params["authorization_state"] = self.authorization_state
-        self._send(sock, [_frames.connect_request(connect_id, **params)])
+        relay = self.relay
+        connect = relay.connect(self._token, reconnect=reconnect, secrets=self._credentials.secrets)
+        self._send(sock, [connect])
         now = time.monotonic()
         connect_deadline = now + options.connect_timeout
         connected_at: float | None = None
@@ -522,10 +477,8 @@ class Connection:
         hold_limit = max(options.queue_size, 1000)
         reading = True
         refresh_at: float | None = None
-        reauth_id: str | None = None
         mute_deadline = 0.0
         probed = False
-        state = _SessionState(self, sock, connect_id, reconnect, first)
         refresh_backoff = Backoff(max(self._options.reconnect_max_delay, _MIN_REFRESH_DELAY))
 
         while True:
@@ -558,13 +511,9 @@ class Connection:
                     refresh_backoff.reset()
                 if token is not None and connected_at is not None and not self._muted:
                     self._token = token
-                    reauth_id = _frames.new_rpc_id()
-                    project = (self.authorization or {}).get("project_id")
-                    self._send(
-                        sock,
-                        [_frames.reauthenticate_request(reauth_id, project=project, token=token)],
-                    )
-                    state.reauth_id = reauth_id
+                    request = relay.reauthenticate(token)
+                    if request is not None:
+                        self._send(sock, [request])
                 elif isinstance(error, AuthenticationError):
                     # Final: the relay ends the session at expiry, and the reconnect fails.
                     logger.error("realtime: token refresh refused: %s", _describe(error))
@@ -611,16 +560,7 @@ class Connection:
                 if not probed and reading:
                     if now >= probe_at:
                         probed = True
-                        self._send(
-                            sock,
-                            [
-                                _frames.request(
-                                    _frames.new_rpc_id(),
-                                    "signalwire.ping",
-                                    {"timestamp": time.time()},
-                                )
-                            ],
-                        )
+                        self._send(sock, [relay.probe(time.time())])
                     else:
                         timeout = probe_at - now
                 if refresh_at is not None:
@@ -654,20 +594,20 @@ class Connection:
             probed = False
             if self._muted:
                 continue  # after signalwire.disconnect: nothing is answered or delivered
-            state.held = held
             violation: ProtocolViolation | None = None
             try:
                 messages = reader.feed(data)
             except ProtocolViolation as exc:
                 # What came before the fault in this read is valid: handle it first.
                 messages, violation = exc.messages, exc
-            outcome = state.handle(messages)
-            if state.connected and connected_at is None:
+            room = dispatcher.queue_size - dispatcher.pending()
+            actions = relay.receive(messages, room, holding=bool(held))
+            outcome = self._apply(sock, actions, held, first)
+            if relay.connected and connected_at is None:
                 connected_at = self._accepted_at = time.monotonic()
                 self._link_outage = self._token_outage = False
                 refresh_at = self._refresh_time()
-            if state.reauthenticated:
-                state.reauthenticated = False
+            if outcome is _REAUTHENTICATED:
                 refresh_at = self._refresh_time()
             if outcome is _CLOSE:
                 return connected_at
@@ -690,11 +630,47 @@ class Connection:
                     reading = False
                     poller.modify(sock, 0)
 
+    def _apply(
+        self,
+        sock: socket.socket,
+        actions: list[Action],
+        held: deque[tuple[bytes, Item]],
+        first: bool,
+    ) -> object | None:
+        """Carry out the relay protocol's actions, in order; say how the read ended."""
+        outcome: object | None = None
+        dispatcher = self._dispatcher
+        for kind, value in actions:
+            if kind == SEND:
+                self._send(sock, value)
+            elif kind == DELIVER:
+                dispatcher.put_messages(value)
+            elif kind == HOLD:
+                held.append(value)
+            elif kind == PONG:
+                self._send_raw(sock, _frames.encode_frame(value, self._masks.take(), OP_PONG))
+            elif kind == ACCEPTED:
+                # Now, before the frames that follow the answer in this read: the catch-up
+                # reads this queues must come before the live events the relay sends after.
+                self._on_connected(first)
+            elif kind == REAUTHENTICATED:
+                outcome = _REAUTHENTICATED
+            elif kind == CLOSE:
+                self._send_raw(sock, _frames.close_frame(self._masks.take(), value))
+                return _CLOSE
+            elif kind == MUTE:
+                return _MUTE
+            elif kind == REFUSED:
+                raise _AuthRefused(value)
+            elif kind == BROKEN:
+                raise _Dead(value)
+        return outcome
+
     def _refresh_time(self) -> float | None:
         """When (monotonic) to refresh the token, or None when it cannot or need not be."""
         if not self._credentials.can_refresh:
             return None
-        subscriber = (self.authorization or {}).get("fabric_subscriber")
+        subscriber = (self.relay.authorization or {}).get("fabric_subscriber")
         if not isinstance(subscriber, dict):
             return None
         expires_at = parse_expires_at(subscriber.get("expires_at"))
@@ -712,193 +688,9 @@ class Connection:
             sock.send(_frames.close_frame(self._masks.take(), code))
 
 
-#: The events carrying a message: a new one, and an edit of an earlier one.
-_MESSAGE_EVENTS = frozenset({"conversation.message", "conversation.message.updated"})
-
 _CLOSE = object()
 _MUTE = object()
-
-
-class _SessionState:
-    """The per-socket protocol logic: what to do with each batch of frames."""
-
-    def __init__(
-        self, conn: Connection, sock: socket.socket, connect_id: str, reconnect: bool, first: bool
-    ) -> None:
-        self.conn = conn
-        self.sock = sock
-        self.connect_id = connect_id
-        self.reconnect = reconnect
-        self.first = first
-        self.connected = False
-        self.reauth_id: str | None = None
-        self.reauthenticated = False
-        self.held: deque[tuple[bytes, Item]] = deque()
-
-    def handle(self, frames: list[_frames.Message]) -> object | None:
-        """Process complete frames; send the replies at once; say if the socket ends."""
-        conn = self.conn
-        dispatcher = conn._dispatcher
-        routes = conn._routes
-        held = self.held
-        room = dispatcher.queue_size - dispatcher.pending()
-        batch: list[Item] = []
-        replies: list[bytes] = []
-        ack = _frames.ack
-        decode = _frames.decode_message
-        outcome: object | None = None
-        for opcode, payload in frames:
-            if opcode != OP_TEXT:
-                if opcode == OP_PING:
-                    # A ping's payload is opaque (RFC 6455 5.5.2): echoed, never parsed.
-                    self._flush(batch, replies)
-                    batch, replies = [], []
-                    conn._send_raw(
-                        self.sock,
-                        _frames.encode_frame(cast(bytes, payload), conn._masks.take(), OP_PONG),
-                    )
-                    continue
-                if opcode == OP_CLOSE:
-                    self._flush(batch, replies)
-                    # The reader checked the code; a close without one is answered with 1000.
-                    code = _frames.close_code(cast(bytes, payload))
-                    logger.info("realtime: the relay closed the websocket (code %s)", code)
-                    conn._send_raw(self.sock, _frames.close_frame(conn._masks.take(), code or 1000))
-                    return _CLOSE
-                if opcode != OP_BINARY:
-                    continue  # pong
-            # Each message on its own: a bad one is skipped, the rest of the read goes on.
-            try:
-                msg = decode(payload)
-            except BadMessage as bad:
-                logger.warning(
-                    "realtime: skipped a message from the relay (length %d): %s",
-                    len(payload),
-                    bad.reason,
-                )
-                if bad.method == "signalwire.event" and bad.rpc_id is not None:
-                    # Unacknowledged, the relay would send it again on every resume.
-                    replies.append(ack(bad.rpc_id))
-                continue
-            method = msg.get("method")
-            if method == "signalwire.event":
-                params = msg.get("params")
-                rpc_id = msg.get("id")
-                if type(params) is dict:
-                    event_type = params.get("event_type")
-                    if routes.drop_stale and self._stale(params, event_type):
-                        replies.append(ack(rpc_id))
-                        continue
-                    if event_type in _MESSAGE_EVENTS:
-                        inner = params.get("params")
-                        if type(inner) is dict and inner.get("subtype") == "chat":
-                            subs = routes.lookup(inner)
-                            if subs:
-                                author = params.get("is_author")
-                                if type(author) is bool:
-                                    inner["is_author"] = author  # the envelope says it
-                                item = (subs, inner, event_type != "conversation.message")
-                                if held or room <= 0:
-                                    held.append((ack(rpc_id), item))
-                                    continue
-                                batch.append(item)
-                                room -= 1
-                    elif event_type == "signalwire.authorization.state":
-                        inner = params.get("params")
-                        if type(inner) is dict:
-                            value = inner.get("authorization_state")
-                            if isinstance(value, str):
-                                conn.authorization_state = value
-                replies.append(ack(rpc_id))
-            elif method == "signalwire.ping":
-                params = msg.get("params")
-                stamp = params.get("timestamp") if type(params) is dict else None
-                replies.append(_frames.ping_result(msg.get("id"), stamp))
-            elif method is None:
-                self._response(msg)
-            elif method == "signalwire.disconnect":
-                replies.append(ack(msg.get("id")))
-                logger.info("realtime: the relay asked to disconnect; reconnecting")
-                outcome = _MUTE
-                break
-            elif "id" in msg:
-                replies.append(
-                    json.dumps(
-                        {
-                            "jsonrpc": "2.0",
-                            "id": msg["id"],
-                            "error": {"code": -32601, "message": "Method not found"},
-                        }
-                    ).encode()
-                )
-        self._flush(batch, replies)
-        return outcome
-
-    def _stale(self, params: dict[str, Any], event_type: object) -> bool:
-        """Whether an event is for an older session: its channel does not name ours."""
-        channel = params.get("event_channel")
-        protocol = self.conn.protocol
-        if type(channel) is not str or not channel or not protocol or protocol in channel:
-            return False
-        logger.debug("realtime: stale event dropped (%s, channel of another session)", event_type)
-        return True
-
-    def _flush(self, batch: list[Item], replies: list[bytes]) -> None:
-        if batch:
-            self.conn._dispatcher.put_messages(batch)
-        if replies:
-            self.conn._send(self.sock, replies)
-
-    def _response(self, msg: dict[str, Any]) -> None:
-        conn = self.conn
-        rpc_id = msg.get("id")
-        if rpc_id == self.connect_id and not self.connected:
-            error = msg.get("error")
-            if error is not None:
-                # The relay's words are untrusted: redacted (it may echo the token), cleaned
-                # of control characters and cut short before they reach an error or a log.
-                secrets = (*conn._credentials.secrets, conn._token or "")
-                raw = error.get("message") if isinstance(error, dict) else None
-                message = server_text(raw, [s for s in secrets if s])
-                code = error.get("code") if isinstance(error, dict) else None
-                if type(code) is not int:
-                    code = None
-                if is_auth_error(error):
-                    raise _AuthRefused(
-                        RealtimeAuthenticationError(
-                            message or "signalwire.connect refused", rpc_code=code
-                        )
-                    )
-                raise _Dead(f"signalwire.connect failed: {message!r} (code {code!r})")
-            result = msg.get("result")
-            if not isinstance(result, dict):
-                raise _Dead("signalwire.connect answered without a result")
-            protocol = result.get("protocol")
-            if isinstance(protocol, str):
-                if self.reconnect and protocol == conn.protocol:
-                    logger.info("realtime: session resumed")
-                conn.protocol = protocol
-            authorization = result.get("authorization")
-            conn.authorization = authorization if isinstance(authorization, dict) else None
-            self.connected = True
-            logger.info("realtime: connected to the relay")
-            # Now, before the frames that follow the answer in this batch: the backfills
-            # this queues must come before the live events the relay sends after it.
-            conn._on_connected(self.first)
-        elif rpc_id is not None and rpc_id == self.reauth_id:
-            self.reauth_id = None
-            result = msg.get("result")
-            if isinstance(result, dict):
-                authorization = result.get("authorization", result)
-                if isinstance(authorization, dict):
-                    conn.authorization = authorization
-                self.reauthenticated = True
-                logger.info("realtime: token refreshed on the open connection")
-            else:
-                logger.warning(
-                    "realtime: signalwire.reauthenticate refused; the relay will disconnect "
-                    "at expiry and the reconnect will use the new token"
-                )
+_REAUTHENTICATED = object()
 
 
 def _is_configuration_error(exc: BaseException) -> bool:

@@ -538,6 +538,26 @@ def test_an_event_whose_message_id_is_not_a_string_does_not_stop_delivery(
         hub.close()
 
 
+def test_an_event_type_that_is_not_a_string_is_acked_and_skipped(
+    setup: Setup, relay: HostileRelay
+) -> None:
+    # Found by the protocol's property test: a list-valued event_type did not even hash, the
+    # read raised, the client reconnected, and a relay that redelivers it looped forever.
+    hub, got, peer = subscribed(setup, relay)
+    try:
+        for odd in ([], {"conversation.message": 1}, 7, None):
+            ev = event(setup, f"odd {odd!r}")
+            ev["params"]["event_type"] = odd
+            peer.send(text(ev))
+            assert peer.next_json() == {"jsonrpc": "2.0", "id": ev["id"], "result": {}}
+        deliver_and_ack(setup, peer, got, "after the odd ones", 1)
+        assert got.texts == ["after the odd ones"]
+        assert relay.waiting == 0  # no reconnect
+        assert got.errors == []
+    finally:
+        hub.close()
+
+
 def test_a_connect_refusal_echoing_the_token_is_redacted(
     setup: Setup, relay: HostileRelay, caplog: pytest.LogCaptureFixture
 ) -> None:
