@@ -137,9 +137,6 @@ class Subscription:
     order, across reconnects.
     """
 
-    #: The kind of failure that ended the running catch-up read, if one did (for the hooks).
-    _catch_up_error: str | None = None
-
     def __init__(
         self,
         owner: _Owner,
@@ -351,6 +348,9 @@ class Subscription:
             handler(error)
         except Exception:
             logger.exception("realtime: on_error of the subscription to %s raised", self.route)
+
+    #: The kind of failure that ended the running catch-up read, if one did (for the hooks).
+    _catch_up_error: str | None = None
 
     def _catch_up(
         self,
