@@ -262,3 +262,36 @@ def test_health_loads_no_realtime_module_before_a_subscription() -> None:
         "False False",
         "CLOSED False",
     ]
+
+
+def test_a_refused_reconnect_and_a_cancel_say_why(
+    people: tuple[Emulator, EmulatorSubscriber, EmulatorSubscriber, EmulatorAddress],
+    client_and_events: tuple[ChatClient, Events],
+) -> None:
+    emu, _alice, _bob, room = people
+    client, events = client_and_events
+    got = Collector()
+    subscription = client.subscribe(room.id, got.on_message, got.on_error)
+    emu.refuse_connects(1)  # the relay refuses the credentials (a fixed token: no refresh)
+    emu.drop_connections()
+    assert events.wait(
+        lambda e: any(s.state is ConnectionState.FAILED for s in e.of(StateChangeEvent))
+    )
+    failed = events.of(StateChangeEvent)[-1]
+    assert (failed.previous, failed.state, failed.reason) == (
+        ConnectionState.RECONNECTING,
+        ConnectionState.FAILED,
+        "token refused",
+    )
+    health = client.health()
+    assert health.connection_state is ConnectionState.FAILED
+    assert health.connection_state_reason == "token refused"
+    assert health.reconnects == 1
+    [lost] = health.reconnect_reasons
+    assert lost  # how the dropped socket ended, as the connection saw it
+    assert client.subscriptions  # the subscription stays (a new one would try again)
+
+    subscription.cancel()
+    idle = events.of(StateChangeEvent)[-1]
+    assert (idle.state, idle.reason) == (ConnectionState.IDLE, "last subscription cancelled")
+    assert client.health().connection_state_reason == "last subscription cancelled"
