@@ -21,7 +21,17 @@ def health_answer(health: ClientHealth) -> tuple[int, dict[str, Any]]:
     status = 503 if state in UNHEALTHY_STATES else 200
     body = {
         "status": "ok" if status == 200 else "unavailable",
-        "realtime": {"state": state, "since": health.connection_state_since},
+        "realtime": {
+            "state": state,
+            "since": health.connection_state_since,
+            "reason": health.connection_state_reason,
+            "reconnects": health.reconnects,
+            "delivered": health.messages_delivered,
+            "from_catch_up": health.messages_from_catch_up,
+            "queue_depth": health.queue_depth,
+            "last_event_at": health.last_event_at,
+            "token_expires_at": health.token_expires_at,
+        },
         "rest": {
             "calls": health.rest_calls,
             "failed": health.rest_calls_failed,

@@ -19,8 +19,6 @@ import requests
 
 from ._auth import Credentials, TokenLike
 from ._convert import structure, structure_join_result, structure_send_result
-from ._health import ClientHealth, RestCounters, StateClock
-from ._hooks import HookRegistry, Hooks, StateChangeEvent, normalise_hooks
 from ._http import (
     DEFAULT_DEADLINE,
     DEFAULT_MAX_CONNECTIONS,
@@ -72,8 +70,11 @@ from .models import (
 if TYPE_CHECKING:
     # The realtime side (and websocket-client under it) is imported on first use, so a
     # process that only calls REST, such as a web worker, never pays for loading it.
-    from ._realtime import ConnectionState, RealtimeHub, RealtimeOptions, Route, Subscription
+    from ._health import ClientHealth, StateClock
+    from ._hooks import Hooks
+    from ._realtime import RealtimeHub, RealtimeOptions, Route, Subscription
     from ._realtime._checkpointing import Checkpointer
+    from ._state import ConnectionState
     from .checkpoints import CheckpointStore
 
 __all__ = ["ChatClient"]
@@ -309,9 +310,15 @@ class ChatClient:
         # and closed with the client.
         self._checkpoint_store = checkpoint_store
         self._owned_store: CheckpointStore | None = None
+        # Loaded with the first client, not with the package (import time).
+        from ._health import RestCounters, StateClock
+        from ._hooks import HookRegistry, normalise_hooks
+        from ._rtstats import RealtimeStats
+
         self._counters = RestCounters()
         self._hooks = HookRegistry(normalise_hooks(hooks), self._counters)
         self._state_clock = StateClock()
+        self._realtime_stats = RealtimeStats(self._hooks)
         self._host = host
         self._rest_override = rest_url
         self._relay_override = relay_url
@@ -909,13 +916,12 @@ class ChatClient:
                     agent=USER_AGENT,
                     history=_weak_history(self),
                     options=options,
-                    on_state_change=_state_watcher(
-                        self._state_clock, self._hooks, self._on_state_change
-                    ),
+                    on_state_change=_state_watcher(self._state_clock, self._on_state_change),
                     sslopt=_sslopt(self._http().tls_settings()),
                     proxy=_ws_proxy(self._http().websocket_proxy(relay_url)),
                     drop_stale=self._dialect == "group",
                     interrupt=_weak_interrupt(self),
+                    stats=self._realtime_stats,
                 )
                 if self._hub_finalizer is not None:
                     self._hub_finalizer.detach()
@@ -1189,7 +1195,7 @@ class ChatClient:
     @property
     def connection_state(self) -> ConnectionState:
         """The realtime connection's state (``IDLE`` before the first subscription)."""
-        from ._realtime import ConnectionState
+        from ._state import ConnectionState
 
         if self._closed:
             return ConnectionState.CLOSED
@@ -1203,14 +1209,22 @@ class ChatClient:
 
         Cheap (it copies a few counters under a lock and sends nothing), so a web app's
         health endpoint may call it on every request. Works on a closed client too. The
-        first call loads the realtime module for :class:`ConnectionState` if nothing has
-        loaded it yet (once, tens of milliseconds).
+        realtime package is not loaded by it: a web worker that never subscribes never
+        loads it.
 
         Returns:
             A frozen :class:`~signalwire_chat.ClientHealth`.
         """
+        from ._health import ClientHealth
+
         state = self.connection_state
         _, since, _ = self._state_clock.saw(state)
+        stats = self._realtime_stats
+        reason = stats.last_reason
+        if stats.state is state and stats.since is not None:
+            since = stats.since  # when the hub changed it (the clock: when it was told)
+        elif state.value == "closed":
+            reason = "closed by user"
         calls, failed, attempts, retries, failures, last, last_at = self._counters.snapshot()
         return ClientHealth(
             rest_calls=calls,
@@ -1220,9 +1234,17 @@ class ChatClient:
             rest_failures=failures,
             last_error=last,
             last_error_at=last_at,
-            token_expires_at=None,
+            token_expires_at=stats.token_expires_at,
             connection_state=state,
             connection_state_since=since,
+            connection_state_reason=reason,
+            last_event_at=stats.last_event_at,
+            messages_delivered=stats.delivered,
+            messages_from_catch_up=stats.from_catch_up,
+            duplicates_dropped=stats.duplicates,
+            reconnects=stats.reconnects,
+            reconnect_reasons=stats.reconnect_reasons(),
+            queue_depth=stats.queue_depth(),
         )
 
     # -- lifecycle --
@@ -1274,22 +1296,17 @@ class ChatClient:
 
 def _state_watcher(
     clock: StateClock,
-    hooks: HookRegistry,
     user: Callable[[ConnectionState], None] | None,
 ) -> Callable[[ConnectionState], None]:
-    """The hub's state listener: note the time, tell the hooks, then the user's callback.
+    """The hub's state listener: note the time, then call the user's callback.
 
-    It holds no reference to the client (the hub holds the client only weakly).
+    (The hooks hear of the change, with its reason, from the hub's ``RealtimeStats``.) It
+    holds no reference to the client (the hub holds the client only weakly).
     """
-    last: list[ConnectionState | None] = [None]
 
     def changed(state: ConnectionState) -> None:
         # The hub calls this once per change, in order, on its dispatcher thread.
-        previous, last[0] = last[0], state
-        _, since, _ = clock.saw(state)
-        if hooks.on_state_change:
-            event = StateChangeEvent(state=state, previous=previous, reason=None, at=since)
-            hooks.emit(hooks.on_state_change, event)
+        clock.saw(state)
         if user is not None:
             user(state)
 

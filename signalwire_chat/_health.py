@@ -1,8 +1,9 @@
 """The client's health: counters kept as it works, read as one frozen snapshot.
 
 :meth:`ChatClient.health` is meant for a web health-check endpoint called on every request: a
-snapshot copies a few integers under one lock and reads the realtime state the client already
-holds; it sends nothing and starts nothing.
+snapshot copies a few integers under two short locks (the REST counters here, the realtime
+ones in ``_rtstats``) and reads the realtime state the client already holds; it sends
+nothing, starts nothing, and loads no realtime module.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 if TYPE_CHECKING:
-    from ._realtime import ConnectionState
+    from ._state import ConnectionState
 
 __all__ = ["ClientHealth", "RestCounters", "StateClock"]
 
@@ -38,17 +39,28 @@ class ClientHealth:
             for it (``{"ServerError": 2, "ConnectError": 1}``); retried ones included.
         last_error: The kind of the last failed attempt, or ``None``.
         last_error_at: When it happened, or ``None``.
-        token_expires_at: When the current token expires, when known; ``None`` for now (a
-            later release reads it from the relay's answer).
+        token_expires_at: When the current token expires, as the relay said when it
+            accepted the connection (or the last token refresh); ``None`` before any
+            realtime connection, or when the relay did not say.
         connection_state: The realtime connection's :class:`~signalwire_chat.ConnectionState`.
         connection_state_since: When the client saw it enter that state (for ``IDLE``
             before any subscription: the client's creation).
-        last_event_at: Not measured yet (``None``): when the last realtime event arrived.
-        messages_delivered: Not measured yet (``None``).
-        messages_from_catch_up: Not measured yet (``None``).
-        duplicates_dropped: Not measured yet (``None``).
-        reconnects: Not measured yet (``None``).
-        queue_depth: Not measured yet (``None``): messages waiting for the callbacks.
+        connection_state_reason: Why it entered that state (see
+            :class:`~signalwire_chat.StateChangeEvent`), or ``None`` before any subscription.
+        last_event_at: When the last message event arrived from the relay, or ``None``.
+        messages_delivered: Messages handed to ``on_message`` callbacks (streams included),
+            live and caught up.
+        messages_from_catch_up: Of those, how many were read from the history after a
+            reconnect (or a late connect).
+        duplicates_dropped: Messages that arrived again after being delivered, and were
+            dropped (a redelivery after a resume, a live event of a message the catch-up
+            delivered first).
+        reconnects: How many times the connection was lost (or refused) and made again
+            (entries into ``RECONNECTING``).
+        reconnect_reasons: Why, for the last ten of them, oldest first (e.g. ``"ping
+            timeout"``, ``"socket closed by the relay"``).
+        queue_depth: Messages received and still waiting for the callbacks (0 without a
+            connection).
     """
 
     rest_calls: int
@@ -61,12 +73,14 @@ class ClientHealth:
     token_expires_at: float | None
     connection_state: ConnectionState
     connection_state_since: float
+    connection_state_reason: str | None = None
     last_event_at: float | None = None
-    messages_delivered: int | None = None
-    messages_from_catch_up: int | None = None
-    duplicates_dropped: int | None = None
-    reconnects: int | None = None
-    queue_depth: int | None = None
+    messages_delivered: int = 0
+    messages_from_catch_up: int = 0
+    duplicates_dropped: int = 0
+    reconnects: int = 0
+    reconnect_reasons: tuple[str, ...] = ()
+    queue_depth: int = 0
 
     @property
     def connected(self) -> bool:

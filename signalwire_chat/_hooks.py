@@ -14,10 +14,16 @@ The REST callbacks, per call of a client method that talks to the service::
     on_request(attempt 1) -> on_response(attempt 1, retry_in=0.4)
     on_request(attempt 2) -> on_response(attempt 2, retry_in=None) -> on_call
 
-The realtime events (:class:`StateChangeEvent`, :class:`CatchUpStartedEvent`,
-:class:`CatchUpFinishedEvent`, :class:`DuplicateDroppedEvent`, :class:`SlowCallbackEvent`) are
-defined with their hooks now; only ``on_state_change`` is called so far (without a reason). The
-others are called from a later release.
+The realtime callbacks never run on the connection thread (it must keep answering the
+relay): state changes, deliveries, duplicates and catch-up reads are reported on the client's
+dispatcher thread (state changes made by ``cancel()`` or ``close()`` on that caller's thread),
+slow callbacks on its watchdog thread. After a reconnect, for instance::
+
+    on_state_change(RECONNECTING, reason="socket closed by the relay")
+    on_state_change(CONNECTED, reason="connect accepted")
+    on_catch_up_started(target="group") -> on_delivered(source="catch-up") ...
+    on_catch_up_finished(target="group", messages=3, error=None)
+    on_delivered(source="live") ...
 """
 
 from __future__ import annotations
@@ -37,12 +43,13 @@ from .errors import InvalidArgumentTypeError
 
 if TYPE_CHECKING:
     from ._health import RestCounters
-    from ._realtime import ConnectionState
+    from ._state import ConnectionState
 
 __all__ = [
     "CallEvent",
     "CatchUpFinishedEvent",
     "CatchUpStartedEvent",
+    "DeliveredEvent",
     "DuplicateDroppedEvent",
     "HookRegistry",
     "Hooks",
@@ -155,7 +162,11 @@ class StateChangeEvent:
     Attributes:
         state: The new :class:`~signalwire_chat.ConnectionState`.
         previous: The state before, or ``None`` for the first one reported.
-        reason: Why, when known (e.g. ``"ping timeout"``); ``None`` for now.
+        reason: Why, in a few words: ``"first subscription"``, ``"connect accepted"``,
+            ``"socket closed by the relay"``, ``"ping timeout"``, ``"relay asked to
+            disconnect"``, ``"connect failed: ConnectionRefusedError: ..."``, ``"token
+            refused"``, ``"last subscription cancelled"``, ``"closed by user"``, ... It never
+            holds the token; a relay's own words in it are cleaned and cut short.
         at: ``time.time()`` when the client saw the change.
     """
 
@@ -198,10 +209,37 @@ class DuplicateDroppedEvent:
     """A message already delivered arrived again and was dropped.
 
     Attributes:
-        source: ``"live"`` (a redelivery after a resume) or ``"catch-up"`` (history overlap).
+        source: ``"live"`` (a redelivery after a resume, or a live event of a message the
+            catch-up read delivered first) or ``"catch-up"`` (history overlap).
+        target: ``"conversation"``, ``"group"`` or ``"inbox"`` (never the id).
     """
 
     source: str
+    target: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class DeliveredEvent:
+    """A subscription's callback returned (or raised) for one message.
+
+    Called only when some :class:`Hooks` has ``on_delivered``: without one, no clock is read.
+
+    Attributes:
+        target: ``"conversation"``, ``"group"`` or ``"inbox"`` (never the id).
+        source: ``"live"`` or ``"catch-up"`` (read from the history after a reconnect).
+        update: True for an edit (``on_update``), False for a new message (``on_message``).
+        lag: Seconds from the message's ``ts`` (the service's clock) to the callback's
+            start (this machine's clock; never negative), or ``None`` without a ``ts``.
+        duration: Seconds the callback ran.
+        queue_depth: Messages received and still waiting for the callbacks.
+    """
+
+    target: str
+    source: str
+    update: bool
+    lag: float | None
+    duration: float
+    queue_depth: int
 
 
 @attrs.frozen(kw_only=True)
@@ -211,10 +249,12 @@ class SlowCallbackEvent:
     Attributes:
         callback: The callback's qualified name.
         seconds: How long it had run when reported.
+        target: ``"conversation"``, ``"group"`` or ``"inbox"`` (never the id).
     """
 
     callback: str
     seconds: float
+    target: str | None = None
 
 
 def _callable_or_none(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -228,17 +268,23 @@ class Hooks:
 
     Register with ``ChatClient(hooks=Hooks(...))`` (or a list of them). A hook that raises is
     logged and ignored. REST hooks run on the calling thread; realtime hooks on the client's
-    dispatcher thread.
+    dispatcher thread (``on_slow_callback`` on its watchdog thread; a state change made by
+    ``cancel()`` or ``close()`` on that caller's thread), never on the connection thread.
 
     Attributes:
         on_request: Before each attempt of a REST call (:class:`RequestEvent`).
         on_response: After each attempt (:class:`ResponseEvent`).
         on_call: When a REST call ends, however it ends (:class:`CallEvent`).
         on_state_change: The realtime connection changed state (:class:`StateChangeEvent`).
-        on_catch_up_started: Not called yet (a later release): :class:`CatchUpStartedEvent`.
-        on_catch_up_finished: Not called yet: :class:`CatchUpFinishedEvent`.
-        on_duplicate_dropped: Not called yet: :class:`DuplicateDroppedEvent`.
-        on_slow_callback: Not called yet: :class:`SlowCallbackEvent`.
+        on_catch_up_started: A subscription starts reading what it missed
+            (:class:`CatchUpStartedEvent`).
+        on_catch_up_finished: That read ended (:class:`CatchUpFinishedEvent`).
+        on_duplicate_dropped: A message already delivered was dropped
+            (:class:`DuplicateDroppedEvent`).
+        on_slow_callback: A callback runs longer than ``slow_callback_after``
+            (:class:`SlowCallbackEvent`).
+        on_delivered: A subscription's callback returned, with its timing and lag
+            (:class:`DeliveredEvent`).
 
     Example::
 
@@ -271,6 +317,9 @@ class Hooks:
         default=None, validator=_callable_or_none
     )
     on_slow_callback: Callable[[SlowCallbackEvent], None] | None = attrs.field(
+        default=None, validator=_callable_or_none
+    )
+    on_delivered: Callable[[DeliveredEvent], None] | None = attrs.field(
         default=None, validator=_callable_or_none
     )
 
@@ -487,6 +536,11 @@ class HookRegistry:
         self.on_response = _collect(self.hooks, "on_response")
         self.on_call = _collect(self.hooks, "on_call")
         self.on_state_change = _collect(self.hooks, "on_state_change")
+        self.on_catch_up_started = _collect(self.hooks, "on_catch_up_started")
+        self.on_catch_up_finished = _collect(self.hooks, "on_catch_up_finished")
+        self.on_duplicate_dropped = _collect(self.hooks, "on_duplicate_dropped")
+        self.on_slow_callback = _collect(self.hooks, "on_slow_callback")
+        self.on_delivered = _collect(self.hooks, "on_delivered")
         self.rest_hooks = bool(self.on_request or self.on_response or self.on_call)
         self._failed: set[int] = set()
         self._failed_lock = threading.Lock()

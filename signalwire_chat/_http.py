@@ -53,7 +53,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import requests
@@ -65,7 +65,6 @@ import urllib3.exceptions
 from urllib3.util import Timeout as _Urllib3Timeout
 
 from ._deadline import Watchdog
-from ._hooks import HookRegistry, RestCall, server_of
 from ._version import __version__
 from .errors import (
     APIError,
@@ -88,6 +87,9 @@ from .errors import (
     UnsafeLinkError,
     ValidationError,
 )
+
+if TYPE_CHECKING:
+    from ._hooks import HookRegistry, RestCall
 
 __all__ = [
     "DEFAULT_DEADLINE",
@@ -586,6 +588,8 @@ class HttpTransport:
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
         self._hooks = hooks
+        from ._hooks import server_of  # on first use: `import signalwire_chat` stays light
+
         self._server = server_of(self.base_url)
         self._origin = _origin(parts.scheme, parts.hostname, parts.port)
         self._credentials = credentials

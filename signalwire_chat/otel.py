@@ -21,8 +21,26 @@ conventions:
   (with the attributes of the span; each attempt's timing is in the hooks' ``ResponseEvent``);
 - ``signalwire_chat.rest.retries`` (counter): each resend, with its reason in ``error.type``.
 
-No attribute ever holds the token, a message text, metadata, an id from a path or a query:
-the hooks receive only path templates, statuses, counts and error kinds.
+The realtime side:
+
+- an INTERNAL span ``"signalwire_chat catch-up"`` around each catch-up read (the history a
+  subscription missed, read after a reconnect), with ``signalwire_chat.target``
+  (``conversation``, ``group`` or ``inbox``), ``signalwire_chat.catch_up.messages`` (how many
+  it delivered) and ``error.type`` (status ERROR) when it failed;
+- ``signalwire_chat.messages.delivered`` (counter): messages handed to a callback, by
+  ``signalwire_chat.target``, ``signalwire_chat.source`` (``live`` or ``catch-up``) and
+  ``signalwire_chat.update`` (an edit);
+- ``signalwire_chat.message.lag`` (histogram, s): from the message's ``ts`` (the service's
+  clock) to its callback's start;
+- ``signalwire_chat.callback.duration`` (histogram, s): how long each callback ran;
+- ``signalwire_chat.reconnects`` (counter): each entry into ``RECONNECTING``;
+- ``signalwire_chat.queue.depth`` (observable gauge): messages waiting for the callbacks, as
+  seen at the last delivery.
+
+No attribute ever holds the token, a message text, metadata, an id (of a message, a
+conversation or an address), a path's id or a query: the hooks receive only path templates,
+statuses, counts, kinds of targets and error kinds. The reason of a reconnect, which may
+quote a relay's words, is not an attribute either (it is in the hooks and ``health()``).
 """
 
 from __future__ import annotations
@@ -39,7 +57,16 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "signalwire_chat.otel needs OpenTelemetry: pip install 'signalwire-chat[otel]'"
     ) from exc
 
-from ._hooks import UNKNOWN_PATH, CallEvent, Hooks, ResponseEvent
+from ._hooks import (
+    UNKNOWN_PATH,
+    CallEvent,
+    CatchUpFinishedEvent,
+    DeliveredEvent,
+    Hooks,
+    ResponseEvent,
+    StateChangeEvent,
+)
+from ._state import ConnectionState
 from ._version import __version__
 
 __all__ = ["opentelemetry_hooks"]
@@ -74,6 +101,33 @@ class _Recorder:
             "signalwire_chat.rest.retries",
             unit="{retry}",
             description="REST requests sent again, by reason.",
+        )
+        self.delivered = meter.create_counter(
+            "signalwire_chat.messages.delivered",
+            unit="{message}",
+            description="Messages handed to a subscription's callback.",
+        )
+        self.lag = meter.create_histogram(
+            "signalwire_chat.message.lag",
+            unit="s",
+            description="From a message's server timestamp to the start of its callback.",
+        )
+        self.callback_duration = meter.create_histogram(
+            "signalwire_chat.callback.duration",
+            unit="s",
+            description="How long each subscription callback ran.",
+        )
+        self.reconnects = meter.create_counter(
+            "signalwire_chat.reconnects",
+            unit="{reconnect}",
+            description="Realtime connections lost (or refused) and made again.",
+        )
+        self._depth = 0
+        meter.create_observable_gauge(
+            "signalwire_chat.queue.depth",
+            callbacks=[self._observe_depth],
+            unit="{message}",
+            description="Messages received and waiting for the callbacks (at the last delivery).",
         )
         # call number -> its retries so far (time, attributes); only calls that retried.
         self._retries: dict[int, list[tuple[int, dict[str, Any]]]] = {}
@@ -132,9 +186,51 @@ class _Recorder:
             span.set_status(Status(StatusCode.ERROR))
         span.end(end_time=end)
 
+    # --- realtime ------------------------------------------------------------------------
+
+    def on_state_change(self, event: StateChangeEvent) -> None:
+        if event.state is ConnectionState.RECONNECTING:
+            self.reconnects.add(1)
+
+    def on_delivered(self, event: DeliveredEvent) -> None:
+        attributes: dict[str, Any] = {
+            "signalwire_chat.target": event.target,
+            "signalwire_chat.source": event.source,
+            "signalwire_chat.update": event.update,
+        }
+        self._depth = event.queue_depth
+        self.delivered.add(1, attributes)
+        self.callback_duration.record(event.duration, attributes)
+        if event.lag is not None:
+            self.lag.record(event.lag, attributes)
+
+    def on_catch_up_finished(self, event: CatchUpFinishedEvent) -> None:
+        end = time.time_ns()
+        attributes: dict[str, Any] = {
+            "signalwire_chat.target": event.target,
+            "signalwire_chat.catch_up.messages": event.messages,
+        }
+        if event.error is not None:
+            attributes["error.type"] = event.error
+        span = self.tracer.start_span(
+            "signalwire_chat catch-up",
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+            start_time=end - int(event.duration * 1e9),
+        )
+        if event.error is not None:
+            span.set_status(Status(StatusCode.ERROR))
+        span.end(end_time=end)
+
+    def _observe_depth(self, options: Any) -> list[metrics.Observation]:
+        return [metrics.Observation(self._depth)]
+
 
 def opentelemetry_hooks(*, tracer_provider: Any = None, meter_provider: Any = None) -> Hooks:
-    """:class:`~signalwire_chat.Hooks` that record REST calls as OpenTelemetry spans and metrics.
+    """:class:`~signalwire_chat.Hooks` that record the client's work as OpenTelemetry data.
+
+    REST calls as spans and metrics, catch-up reads as spans, deliveries, lag, callback
+    durations, reconnects and the queue depth as metrics (see the module's docstring).
 
     Args:
         tracer_provider: The ``TracerProvider`` to use (default: the global one).
@@ -147,4 +243,7 @@ def opentelemetry_hooks(*, tracer_provider: Any = None, meter_provider: Any = No
     return Hooks(
         on_response=recorder.on_response,
         on_call=recorder.on_call,
+        on_state_change=recorder.on_state_change,
+        on_delivered=recorder.on_delivered,
+        on_catch_up_finished=recorder.on_catch_up_finished,
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import logging
+import math
 import os
 import random
 import select
@@ -174,6 +175,8 @@ class Connection:
         self._on_trouble = on_trouble
         self._token_outage = False
         self._link_outage = False
+        #: Why the next state change happens (how the last session ended), for the hooks.
+        self.reason: str | None = None
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -253,6 +256,7 @@ class Connection:
                 self._on_state(
                     ConnectionState.RECONNECTING if attempts else ConnectionState.CONNECTING
                 )
+                self.reason = None
                 if need_refresh:
                     outcome = self._refresh_blocking()
                     if self._stop.is_set():
@@ -277,15 +281,18 @@ class Connection:
                         break
                     if not refreshed and self._credentials.can_refresh:
                         refreshed = need_refresh = True
+                        self.reason = "token refused; refreshing it"
                         logger.info("realtime: connect refused; refreshing the token once")
                         continue
                     logger.error("realtime: %s; not reconnecting", refused.error)
                     self._on_failed(refused.error)
                     return
                 except TokenUnavailableError as exc:
+                    self.reason = "token unavailable"
                     logger.warning("realtime: %s", _describe(exc))
                     self._token_trouble(exc)
                 except Exception as exc:  # noqa: BLE001 - any transport failure means reconnect
+                    self.reason = _failure_reason(exc, self._accepted_at is not None)
                     logger.info("realtime: connection to the relay failed: %s", _describe(exc))
                     if self._accepted_at is None and not self._stop.is_set():
                         if not ever_connected and _is_configuration_error(exc):
@@ -538,6 +545,7 @@ class Connection:
             if self._muted:
                 timeout = mute_deadline - now
                 if timeout <= 0:
+                    self.reason = "relay asked to disconnect"
                     return connected_at
             elif connected_at is None:
                 timeout = connect_deadline - now
@@ -553,6 +561,7 @@ class Connection:
                         "realtime: nothing from the relay for %.1f s; reconnecting",
                         options.ping_timeout,
                     )
+                    self.reason = "ping timeout"
                     return connected_at
                 # A relay may not ping at all: after half the timeout in silence, ask it
                 # with a signalwire.ping of our own; any frame back proves the link alive.
@@ -589,6 +598,7 @@ class Connection:
                 raise _Dead(f"recv failed: {exc}") from exc
             if not data:
                 logger.info("realtime: the relay closed the connection")
+                self.reason = "socket closed by the relay"
                 return connected_at
             last_rx = time.monotonic()
             probed = False
@@ -607,9 +617,12 @@ class Connection:
                 connected_at = self._accepted_at = time.monotonic()
                 self._link_outage = self._token_outage = False
                 refresh_at = self._refresh_time()
+                self._note_expiry()
             if outcome is _REAUTHENTICATED:
                 refresh_at = self._refresh_time()
+                self._note_expiry()
             if outcome is _CLOSE:
+                self.reason = "socket closed by the relay"
                 return connected_at
             if violation is not None:
                 logger.warning(
@@ -619,6 +632,7 @@ class Connection:
                     violation.close_code,
                 )
                 self._goodbye(sock, violation.close_code)
+                self.reason = f"protocol violation: {violation.reason}"
                 return connected_at
             if outcome is _MUTE:
                 self._muted = True
@@ -645,6 +659,7 @@ class Connection:
                 self._send(sock, value)
             elif kind == DELIVER:
                 dispatcher.put_messages(value)
+                dispatcher.stats.last_event_at = time.time()
             elif kind == HOLD:
                 held.append(value)
             elif kind == PONG:
@@ -665,6 +680,14 @@ class Connection:
             elif kind == BROKEN:
                 raise _Dead(value)
         return outcome
+
+    def _note_expiry(self) -> None:
+        """Tell the stats when the token expires, as the relay's answer says (if it does)."""
+        subscriber = (self.relay.authorization or {}).get("fabric_subscriber")
+        if isinstance(subscriber, dict):
+            expires_at = parse_expires_at(subscriber.get("expires_at"))
+            if expires_at is not None and math.isfinite(expires_at):
+                self._dispatcher.stats.token_expires_at = expires_at
 
     def _refresh_time(self) -> float | None:
         """When (monotonic) to refresh the token, or None when it cannot or need not be."""
@@ -712,6 +735,13 @@ def _is_configuration_error(exc: BaseException) -> bool:
         status = getattr(exc, "status_code", None)
         return isinstance(status, int) and 400 <= status < 500
     return False
+
+
+def _failure_reason(exc: BaseException, accepted: bool) -> str:
+    """Why a session ended in ``exc``, for the state-change hooks."""
+    if isinstance(exc, _Dead):
+        return str(exc)
+    return f"{'connection' if accepted else 'connect'} failed: {_describe(exc)}"
 
 
 def _describe(exc: BaseException) -> str:

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .._rtstats import RealtimeStats
 from ..errors import SlowCallbackError
 
 if TYPE_CHECKING:
@@ -35,8 +36,16 @@ Item = tuple[tuple["Subscription", ...] | None, Any, bool]
 class Dispatcher:
     """A thread that runs callbacks and internal tasks in the order they were queued."""
 
-    def __init__(self, *, queue_size: int, name: str = "signalwire-chat-dispatcher") -> None:
+    def __init__(
+        self,
+        *,
+        queue_size: int,
+        name: str = "signalwire-chat-dispatcher",
+        stats: RealtimeStats | None = None,
+    ) -> None:
         self.queue_size = queue_size
+        #: The client's realtime counters and hooks (see ``signalwire_chat._rtstats``).
+        self.stats = stats if stats is not None else RealtimeStats()
         self._low_water = queue_size // 2
         self._cond = threading.Condition(threading.Lock())
         self._items: deque[Item] = deque()
@@ -128,11 +137,28 @@ class Dispatcher:
     def call(self, sub: Subscription, fn: Callable[[Any], None], arg: Any) -> None:
         """Run one user callback, marked for the watchdog; used by subscriptions."""
         self._seq += 1
-        self.current = (self._seq, time.monotonic(), sub)
+        started = time.monotonic()
+        self.current = (self._seq, started, sub)
+        stats = self.stats
+        if not stats.timed:
+            try:
+                fn(arg)
+            finally:
+                self.current = None
+            return
+        wall = time.time()
         try:
             fn(arg)
         finally:
             self.current = None
+            stats.called(
+                sub,
+                arg,
+                wall,
+                time.monotonic() - started,
+                self.pending(),
+                fn is not sub._on_message,
+            )
 
 
 def _nothing() -> None:
@@ -180,6 +206,7 @@ class Watchdog:
             reported = seq
             if not sub.report_slow:
                 continue
+            self._dispatcher.stats.slow(sub, elapsed)
             logger.warning(
                 "realtime: the callback of the subscription to %s has been running for %.1f s",
                 sub.route,

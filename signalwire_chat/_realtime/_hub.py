@@ -61,6 +61,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._rtstats import RealtimeStats
 from .._validate import check_address_id as _check_address
 from ..errors import (
     ClientClosedError,
@@ -146,7 +147,8 @@ class _Run:
 
     def __init__(self, core: _Core) -> None:
         options = core.options
-        self.dispatcher = Dispatcher(queue_size=options.queue_size)
+        self.dispatcher = Dispatcher(queue_size=options.queue_size, stats=core.stats)
+        core.stats.watch_queue(self.dispatcher)
         self.watchdog = Watchdog(self.dispatcher, slow_after=options.slow_callback_after)
         self.failed = False
         #: Why the relay refused us (or could not be reached at all), while ``failed``.
@@ -223,9 +225,12 @@ class _Core:
         drop_stale: bool = False,
         interrupt: Callable[[], None] | None = None,
         proxy: dict[str, Any] | None = None,
+        stats: RealtimeStats | None = None,
     ) -> None:
         self.relay_url = relay_url
         self.proxy = proxy
+        #: The client's realtime counters and hooks (state changes, deliveries, catch-ups).
+        self.stats = stats if stats is not None else RealtimeStats()
         #: Ends the history reads in flight (a stuck catch-up read), called by close().
         self.interrupt = interrupt
         self.credentials = credentials
@@ -432,7 +437,7 @@ class _Core:
 
     def _connection_state(self, run: _Run, state: ConnectionState) -> None:
         with self._lock:
-            if run is not self._run or not self._set_state(state):
+            if run is not self._run or not self._set_state(state, run.connection.reason):
                 return
         run.dispatcher.put_task(lambda: self._notify(state))
 
@@ -470,7 +475,7 @@ class _Core:
         dispatcher = run.dispatcher
         dispatcher.put_task(
             functools.partial(
-                sub._backfill, self.history, dispatcher, self.options.backfill_limit, first=first
+                sub._catch_up, self.history, dispatcher, self.options.backfill_limit, first=first
             )
         )
 
@@ -481,7 +486,7 @@ class _Core:
             run.failed = True
             run.error = error
             subs = [s for s in self._subs if not s.waiting]  # those raise it from subscribe()
-            changed = self._set_state(ConnectionState.FAILED)
+            changed = self._set_state(ConnectionState.FAILED, _failure_reason(error))
             self._cond.notify_all()
 
         def report() -> None:
@@ -513,16 +518,18 @@ class _Core:
     def state(self) -> ConnectionState:
         return self._state
 
-    def _set_state(self, state: ConnectionState) -> bool:
-        """Record a new state (under the lock); True if it changed."""
+    def _set_state(self, state: ConnectionState, reason: str | None = None) -> bool:
+        """Record a new state (under the lock), and why if known; True if it changed."""
         if self._state is state or self._state is ConnectionState.CLOSED:
             return False
         logger.debug("realtime: state %s -> %s", self._state.name, state.name)
         self._state = state
+        self.stats.state_changed(state, reason)
         self._cond.notify_all()
         return True
 
     def _notify(self, state: ConnectionState) -> None:
+        self.stats.flush()  # the state hooks, off the connection thread
         for listener in list(self._listeners):
             try:
                 listener(state)
@@ -654,6 +661,13 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _failure_reason(error: RealtimeError) -> str:
+    """The reason of a FAILED state: the credentials, or a setting to fix."""
+    if isinstance(error, RealtimeAuthenticationError):
+        return "token refused"
+    return "cannot connect"
+
+
 def _route(target: Any) -> Route:
     """A :class:`Route` as given, or the address dialect's route of an address id."""
     if isinstance(target, Route):
@@ -683,6 +697,7 @@ class RealtimeHub:
         drop_stale: Drop events of another session (the group dialect's rule).
         interrupt: Called by :meth:`close` to end the history reads in flight (the REST
             client's ``close``), so a stuck catch-up read cannot outlive it.
+        stats: The client's realtime counters and hooks (a fresh, silent one if None).
     """
 
     def __init__(
@@ -698,6 +713,7 @@ class RealtimeHub:
         drop_stale: bool = False,
         interrupt: Callable[[], None] | None = None,
         proxy: dict[str, Any] | None = None,
+        stats: RealtimeStats | None = None,
     ) -> None:
         if not isinstance(options, RealtimeOptions):
             raise InvalidArgumentTypeError("options must be a RealtimeOptions")
@@ -713,6 +729,7 @@ class RealtimeHub:
             drop_stale=drop_stale,
             interrupt=interrupt,
             proxy=proxy,
+            stats=stats,
         )
         if on_state_change is not None:
             self._core.add_state_listener(on_state_change)

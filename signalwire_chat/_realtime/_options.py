@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-import enum
 import math
 from typing import Any
 
 import attrs
 
+from .._state import ConnectionState  # re-exported: its home was here
 from ..errors import InvalidArgumentError, InvalidArgumentTypeError
 from ._frames import MAX_FRAGMENTS, MAX_MESSAGE_SIZE
 
 __all__ = ["ConnectionState", "RealtimeOptions"]
-
-
-class ConnectionState(enum.Enum):
-    """Where the realtime connection stands.
-
-    ``IDLE``: no subscription, no socket. ``CONNECTING``: the first connect of a
-    run is in progress. ``CONNECTED``: the relay accepted ``signalwire.connect``.
-    ``RECONNECTING``: the socket was lost and a new one is being made.
-    ``CLOSED``: the hub was closed. ``FAILED``: the relay refused the credentials
-    and no fresh token could be had; the hub no longer reconnects.
-    """
-
-    IDLE = "idle"
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    RECONNECTING = "reconnecting"
-    CLOSED = "closed"
-    FAILED = "failed"
 
 
 def _positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:

@@ -299,6 +299,7 @@ class Subscription:
             return
         mid = wire.get("id")
         if type(mid) is str and mid in self._recent:
+            dispatcher.stats.duplicate(self, "live")
             return
         message = self._decode(wire)
         if message is not None:
@@ -335,6 +336,7 @@ class Subscription:
     def _deliver(self, message: ConversationChatMessage, dispatcher: Dispatcher) -> None:
         mid = message.id
         if mid in self._recent:
+            dispatcher.stats.duplicate(self, _duplicate_source(message))
             return
         self._recent.add(mid)
         order = self._recent_order
@@ -344,6 +346,7 @@ class Subscription:
         self.last_id = mid
         self.last_ts = message.ts
         self._delivered += 1
+        dispatcher.stats.message(message)
         try:
             dispatcher.call(self, self._on_message, message)
         except BaseException as exc:
@@ -382,6 +385,33 @@ class Subscription:
             handler(error)
         except Exception:
             logger.exception("realtime: on_error of the subscription to %s raised", self.route)
+
+    #: The kind of failure that ended the running catch-up read, if one did (for the hooks).
+    _catch_up_error: str | None = None
+
+    def _catch_up(
+        self,
+        history: Callable[[Route], Iterator[ConversationChatMessage]],
+        dispatcher: Dispatcher,
+        limit: int,
+        **options: Any,
+    ) -> None:
+        """:meth:`_backfill`, told to the catch-up hooks (started, finished: how many, error)."""
+        if not self._active:
+            return
+        stats = dispatcher.stats
+        started = stats.catch_up_started(self)
+        before = self._delivered
+        self._catch_up_error = None
+        error: str | None = None
+        try:
+            self._backfill(history, dispatcher, limit, **options)
+        except BaseException as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            error = error or self._catch_up_error
+            stats.catch_up_finished(self, started, self._delivered - before, error)
 
     def _backfill(
         self,
@@ -450,6 +480,7 @@ class Subscription:
         except Exception as exc:  # noqa: BLE001 - any failure of the history call is a gap
             failure = exc
         if failure is not None:
+            self._catch_up_error = type(failure).__name__
             logger.warning(
                 "realtime: could not backfill %s after a %s: %s",
                 self.route,
@@ -490,3 +521,7 @@ class Subscription:
                 return
             _set_delivery(message, _DELIVERY_CATCH_UP)
             self._deliver(message, dispatcher)
+
+
+def _duplicate_source(message: ConversationChatMessage) -> str:
+    return "catch-up" if message.delivery == _DELIVERY_CATCH_UP else "live"

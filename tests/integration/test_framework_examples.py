@@ -108,6 +108,8 @@ def test_flask_sends_and_maps_errors(signalwire_emulator: Emulator, flask_app: A
     body = health.get_json()
     assert body["status"] == "ok"
     assert body["realtime"]["state"] == "idle"
+    assert body["realtime"]["reconnects"] == 0
+    assert body["realtime"]["queue_depth"] == 0
     assert body["rest"]["failures"] == {"ServerError": 1, "NotFoundError": 1}
     assert body["rest"]["last_error"] == "ServerError"
     assert room.id not in health.get_data(as_text=True)

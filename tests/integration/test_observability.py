@@ -145,8 +145,11 @@ def test_health_counts_calls_failures_and_is_frozen(
     assert before.last_error is None
     assert before.connection_state is ConnectionState.IDLE
     assert before.connection_state_since <= time.time()
-    assert before.messages_delivered is None
-    assert before.token_expires_at is None
+    assert before.messages_delivered == 0
+    assert before.reconnects == 0
+    assert before.queue_depth == 0
+    assert before.connection_state_reason is None
+    assert before.token_expires_at is None  # known from the relay's answer only
 
     client.send_message(room, TEXT)
     emu.fail_next(503, method="POST", path_prefix="/api/fabric/messages")
@@ -179,8 +182,9 @@ def test_health_follows_the_realtime_state(
         assert health.connection_state is ConnectionState.CONNECTED
         assert health.connected
         assert rec.states[-1].state is ConnectionState.CONNECTED
-        assert rec.states[-1].reason is None
-        assert health.connection_state_since == pytest.approx(rec.states[-1].at)
+        assert rec.states[-1].reason == "connect accepted"
+        assert health.connection_state_reason == "connect accepted"
+        assert health.connection_state_since == rec.states[-1].at
     client.close()
     assert client.health().connection_state is ConnectionState.CLOSED
 

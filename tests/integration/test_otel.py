@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +21,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from signalwire_chat import ChatClient, ServerError
+from signalwire_chat import ChatClient, RealtimeOptions, ServerError
 from signalwire_chat.emulator import Emulator
 from signalwire_chat.otel import opentelemetry_hooks
 
@@ -82,6 +84,106 @@ def _run_scenario(emu: Emulator, client: ChatClient, room: str) -> None:
         client.send_message(room, f"{TEXT} {i}", metadata={"note": META})
     emu.fail_next(503, method="GET", path_prefix="/api/fabric/conversations/")
     assert len(list(client.iter_messages(room, page_size=2))) == 4
+
+
+def _reconnect_with_catch_up(
+    emu: Emulator, client: ChatClient, room: str, *, silence: bool
+) -> list[str]:
+    """Subscribe, lose the link (silenced, or dropped), and catch up; returns what arrived.
+
+    Another member sends: one message before, two while the link is down, one after.
+    """
+    bob = emu.create_subscriber()
+    texts: list[str] = []
+    cond = threading.Condition()
+
+    def on_message(message: Any) -> None:
+        with cond:
+            texts.append(message.text)
+            cond.notify_all()
+
+    def wait_for(count: int) -> None:
+        with cond:
+            assert cond.wait_for(lambda: len(texts) >= count, 15), texts
+
+    client.subscribe(room, on_message)
+    emu.send_as(bob, room, f"{TEXT} before", metadata={"note": META})
+    wait_for(1)
+    before = emu.connect_attempts
+    if silence:
+        emu.half_open(True)
+    else:
+        emu.drop_connections()
+    emu.send_as(bob, room, f"{TEXT} missed 1", metadata={"note": META})
+    emu.send_as(bob, room, f"{TEXT} missed 2", metadata={"note": META})
+    wait_for(3)
+    emu.half_open(False)
+    assert emu.connect_attempts > before
+    emu.send_as(bob, room, f"{TEXT} after", metadata={"note": META})
+    wait_for(4)
+    return texts
+
+
+@pytest.fixture
+def realtime_scenario(
+    signalwire_emulator: Emulator,
+) -> Iterator[tuple[Emulator, ChatClient, str, Telemetry]]:
+    emu = signalwire_emulator
+    emu.set_ping_interval(0.2)  # a silenced link is noticed within a second
+    sub = emu.create_subscriber()
+    room = emu.create_room("otel-rt").id
+    telemetry = Telemetry()
+    hooks = opentelemetry_hooks(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    options = RealtimeOptions(ping_timeout=1.0, reconnect_max_delay=0.2)
+    with emu.client_for(sub, hooks=hooks, realtime=options) as client:
+        yield emu, client, room, telemetry
+    telemetry.shutdown()
+
+
+def test_a_reconnect_with_catch_up_gives_a_span_and_the_realtime_metrics(
+    realtime_scenario: tuple[Emulator, ChatClient, str, Telemetry],
+) -> None:
+    emu, client, room, telemetry = realtime_scenario
+    texts = _reconnect_with_catch_up(emu, client, room, silence=True)
+    assert [t.removeprefix(TEXT + " ") for t in texts] == [
+        "before",
+        "missed 1",
+        "missed 2",
+        "after",
+    ]
+
+    [catch_up] = [s for s in telemetry.finished() if s.name == "signalwire_chat catch-up"]
+    assert catch_up.kind is SpanKind.INTERNAL
+    assert dict(catch_up.attributes or {}) == {
+        "signalwire_chat.target": "group",
+        "signalwire_chat.catch_up.messages": 2,
+    }
+    assert catch_up.status.status_code is StatusCode.UNSET
+    assert catch_up.end_time is not None
+    assert catch_up.start_time is not None
+    assert catch_up.end_time >= catch_up.start_time
+
+    points = telemetry.points()
+    delivered = {
+        dict(p.attributes)["signalwire_chat.source"]: p.value
+        for p in points["signalwire_chat.messages.delivered"]
+    }
+    assert delivered == {"live": 2, "catch-up": 2}
+    assert all(
+        dict(p.attributes)["signalwire_chat.target"] == "group"
+        for p in points["signalwire_chat.messages.delivered"]
+    )
+    lag = points["signalwire_chat.message.lag"]
+    assert sum(p.count for p in lag) == 4
+    assert all(p.min >= 0 for p in lag)
+    durations = points["signalwire_chat.callback.duration"]
+    assert sum(p.count for p in durations) == 4
+    [reconnects] = points["signalwire_chat.reconnects"]
+    assert reconnects.value >= 1
+    [depth] = points["signalwire_chat.queue.depth"]
+    assert depth.value == 0
 
 
 def test_a_span_per_rest_call_with_http_semantic_conventions(
@@ -158,12 +260,20 @@ def test_metrics_for_durations_and_retries(
 
 def test_no_attribute_anywhere_holds_the_token_texts_metadata_or_ids(
     scenario: tuple[Emulator, ChatClient, str, Telemetry, str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     emu, client, room, telemetry, token = scenario
-    _run_scenario(emu, client, room)
-    emu.fail_next(503, method="POST", path_prefix="/api/fabric/messages")
-    with pytest.raises(ServerError):
-        client.send_message(room, TEXT, metadata={"note": META})
+    with caplog.at_level(logging.DEBUG, logger="signalwire_chat"):
+        _run_scenario(emu, client, room)
+        emu.fail_next(503, method="POST", path_prefix="/api/fabric/messages")
+        with pytest.raises(ServerError):
+            client.send_message(room, TEXT, metadata={"note": META})
+        # The realtime side too: a subscription, a dropped link, a catch-up read.
+        _reconnect_with_catch_up(emu, client, room, silence=False)
+        health = client.health()
+        client.close()
+    assert any(s.name == "signalwire_chat catch-up" for s in telemetry.finished())
+    assert "signalwire_chat.messages.delivered" in telemetry.points()
 
     group = emu.group_id_for(room, client.my_address_id())
     message_ids = [m["id"] for m in emu.messages(group)]
@@ -192,6 +302,14 @@ def test_no_attribute_anywhere_holds_the_token_texts_metadata_or_ids(
     for value in values:
         for secret in forbidden:
             assert secret not in value, (secret[:8], value)
+    # No log record either (messages, arguments, tracebacks), nor health(): the token and
+    # the texts and metadata never; ids may be logged (debugging needs them), not secrets.
+    records = [r.getMessage() for r in caplog.records]
+    records += [caplog.text, repr(health)]
+    assert len(caplog.records) > 10
+    for record in records:
+        for secret in forbidden[: forbidden.index(META) + 1]:
+            assert secret not in record, (secret[:8], record[:200])
 
 
 def test_nothing_imports_opentelemetry_unless_asked() -> None:

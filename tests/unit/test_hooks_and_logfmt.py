@@ -105,3 +105,67 @@ def test_the_library_sets_no_handler_or_level() -> None:
     logger = logging.getLogger("signalwire_chat")
     assert logger.level == logging.NOTSET
     assert all(isinstance(h, logging.NullHandler) for h in logger.handlers)
+
+
+# --- the realtime counters ------------------------------------------------------------------
+
+
+def test_realtime_stats_count_reconnects_keep_ten_reasons_and_emit_in_order() -> None:
+    from signalwire_chat import ConnectionState, StateChangeEvent
+    from signalwire_chat._rtstats import MAX_REASONS, RealtimeStats
+
+    seen: list[StateChangeEvent] = []
+
+    def broken(event: object) -> None:
+        raise RuntimeError("hook bug")
+
+    registry = HookRegistry(
+        normalise_hooks([Hooks(on_state_change=broken), Hooks(on_state_change=seen.append)]),
+        RestCounters(),
+    )
+    stats = RealtimeStats(registry)
+    stats.state_changed(ConnectionState.CONNECTING)
+    stats.state_changed(ConnectionState.CONNECTED)
+    for i in range(12):
+        stats.state_changed(ConnectionState.RECONNECTING, f"cause {i}")
+        stats.state_changed(ConnectionState.CONNECTED)
+    assert seen == []  # nothing is called where the state changes (the connection thread)
+    stats.flush()
+    assert [(e.previous, e.state) for e in seen[:2]] == [
+        (None, ConnectionState.CONNECTING),
+        (ConnectionState.CONNECTING, ConnectionState.CONNECTED),
+    ]
+    assert [e.reason for e in seen[:4]] == [
+        "first subscription",
+        "connect accepted",
+        "cause 0",
+        "connect accepted",
+    ]
+    assert len(seen) == 26
+    stats.flush()
+    assert len(seen) == 26  # each change once
+    assert stats.reconnects == 12
+    assert stats.reconnect_reasons() == tuple(f"cause {i}" for i in range(2, 12))
+    assert len(stats.reconnect_reasons()) == MAX_REASONS
+    assert stats.queue_depth() == 0  # no dispatcher watched
+
+
+def test_realtime_stats_without_hooks_count_and_call_nothing() -> None:
+    from signalwire_chat import ConnectionState
+    from signalwire_chat._rtstats import RealtimeStats, target_kind
+
+    stats = RealtimeStats()
+    assert not stats.timed
+    stats.state_changed(ConnectionState.RECONNECTING, "ping timeout")
+    stats.flush()
+    assert stats.reconnect_reasons() == ("ping timeout",)
+
+    class Route:
+        def __init__(self, field: str | None) -> None:
+            self.field = field
+
+    assert [target_kind(Route(f)) for f in ("group_id", "conversation_id", None)] == [
+        "group",
+        "conversation",
+        "inbox",
+    ]

@@ -30,6 +30,7 @@ from signalwire_chat._realtime._protocol import (
     Routes,
 )
 from signalwire_chat._realtime._subscriptions import Route, Subscription
+from signalwire_chat._rtstats import RealtimeStats
 
 SETTINGS = settings(
     max_examples=200,
@@ -50,6 +51,9 @@ class _Dispatcher:
     """Runs callbacks at once, as the dispatcher thread would, one at a time."""
 
     stopping = False
+
+    def __init__(self) -> None:
+        self.stats = RealtimeStats()
 
     def call(self, sub: Subscription, fn: Any, arg: Any) -> None:
         fn(arg)
