@@ -463,186 +463,30 @@ class Connection:
             view = view[sent:]
 
     def _speak(self, sock: socket.socket, reconnect: bool, first: bool) -> float | None:
-        options = self._options
-        dispatcher = self._dispatcher
-        sock.setblocking(False)
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        poller.register(self._wake_r, select.POLLIN)
-        ssl_pending = getattr(sock, "pending", None)
-        reader = FrameReader(
-            max_message_size=options.max_message_size, max_fragments=options.max_fragments
-        )
-        relay = self.relay
-        connect = relay.connect(self._token, reconnect=reconnect, secrets=self._credentials.secrets)
-        self._send(sock, [connect])
-        now = time.monotonic()
-        connect_deadline = now + options.connect_timeout
-        connected_at: float | None = None
-        last_rx = now
-        held: deque[tuple[bytes, Item]] = deque()
-        hold_limit = max(options.queue_size, 1000)
-        reading = True
-        refresh_at: float | None = None
-        mute_deadline = 0.0
-        probed = False
-        refresh_backoff = Backoff(max(self._options.reconnect_max_delay, _MIN_REFRESH_DELAY))
-
-        while True:
-            if self._stop.is_set():
-                self._goodbye(sock)
-                return connected_at
-            now = time.monotonic()
-            # Hand held-back messages over as room appears, and acknowledge them.
-            if held:
-                room = dispatcher.queue_size - dispatcher.pending()
-                if room > 0:
-                    count = min(room, len(held))
-                    released = [held.popleft() for _ in range(count)]
-                    dispatcher.put_messages([item for _ack, item in released])
-                    self._send(sock, [ack for ack, _item in released])
-                    if not reading and len(held) < hold_limit:
-                        reading = True
-                        poller.modify(sock, select.POLLIN)
-                        last_rx = now
-                if held:
-                    dispatcher.want_space = True
-                    if dispatcher.queue_size - dispatcher.pending() > 0:
-                        continue  # room appeared meanwhile: the wake-up may be lost
-            # Token refresh: start it when due, send it when it came.
-            if self._refresh_done.is_set() and self._refresh_result is not None:
-                token, error = self._refresh_result
-                self._refresh_result = None
-                if token is not None:
-                    self._token_outage = False
-                    refresh_backoff.reset()
-                if token is not None and connected_at is not None and not self._muted:
-                    self._token = token
-                    request = relay.reauthenticate(token)
-                    if request is not None:
-                        self._send(sock, [request])
-                elif isinstance(error, AuthenticationError):
-                    # Final: the relay ends the session at expiry, and the reconnect fails.
-                    logger.error("realtime: token refresh refused: %s", _describe(error))
-                elif error is not None:
-                    # Transient: try again (back-off), also after the token has expired.
-                    delay = max(refresh_backoff.next_delay(), _MIN_REFRESH_DELAY)
-                    logger.warning(
-                        "realtime: token refresh failed, retrying in %.1f s: %s",
-                        delay,
-                        _describe(error),
-                    )
-                    self._token_trouble(error)
-                    refresh_at = now + delay
-            if (
-                refresh_at is not None
-                and now >= refresh_at
-                and (self._refresh_thread is None or not self._refresh_thread.is_alive())
-            ):
-                refresh_at = None
-                self._start_refresh()
-            # How long to wait.
-            if self._muted:
-                timeout = mute_deadline - now
-                if timeout <= 0:
-                    self.reason = "relay asked to disconnect"
-                    return connected_at
-            elif connected_at is None:
-                timeout = connect_deadline - now
-                if timeout <= 0:
-                    raise _Dead("no answer to signalwire.connect")
-            else:
-                timeout = last_rx + options.ping_timeout - now
-                if timeout <= 0:
-                    if not reading:
-                        last_rx = now
-                        continue
-                    logger.warning(
-                        "realtime: nothing from the relay for %.1f s; reconnecting",
-                        options.ping_timeout,
-                    )
-                    self.reason = "ping timeout"
-                    return connected_at
-                # A relay may not ping at all: after half the timeout in silence, ask it
-                # with a signalwire.ping of our own; any frame back proves the link alive.
-                probe_at = last_rx + options.ping_timeout / 2
-                if not probed and reading:
-                    if now >= probe_at:
-                        probed = True
-                        self._send(sock, [relay.probe(time.time())])
-                    else:
-                        timeout = probe_at - now
-                if refresh_at is not None:
-                    timeout = min(timeout, max(refresh_at - now, 0.0))
-            if not (reading and ssl_pending is not None and ssl_pending()):
-                ready = poller.poll(timeout * 1000.0)
-                if not ready:
-                    continue
-                readable = False
-                for fd, _mask in ready:
-                    if fd == self._wake_r:
-                        try:
-                            while os.read(self._wake_r, 4096):
-                                pass
-                        except (BlockingIOError, OSError):
-                            pass
-                    else:
-                        readable = True
-                if not readable:
-                    continue
-            try:
-                data = sock.recv(_RECV_SIZE)
-            except _WAIT_ERRORS:
-                continue
-            except OSError as exc:
-                raise _Dead(f"recv failed: {exc}") from exc
-            if not data:
-                logger.info("realtime: the relay closed the connection")
-                self.reason = "socket closed by the relay"
-                return connected_at
-            last_rx = time.monotonic()
-            probed = False
-            if self._muted:
-                continue  # after signalwire.disconnect: nothing is answered or delivered
-            violation: ProtocolViolation | None = None
-            try:
-                messages = reader.feed(data)
-            except ProtocolViolation as exc:
-                # What came before the fault in this read is valid: handle it first.
-                messages, violation = exc.messages, exc
-            room = dispatcher.queue_size - dispatcher.pending()
-            actions = relay.receive(messages, room, holding=bool(held))
-            outcome = self._apply(sock, actions, held, first)
-            if relay.connected and connected_at is None:
-                connected_at = self._accepted_at = time.monotonic()
-                self._link_outage = self._token_outage = False
-                refresh_at = self._refresh_time()
-                self._note_expiry()
-            if outcome is _REAUTHENTICATED:
-                refresh_at = self._refresh_time()
-                self._note_expiry()
-            if outcome is _CLOSE:
-                self.reason = "socket closed by the relay"
-                return connected_at
-            if violation is not None:
-                logger.warning(
-                    "realtime: the relay broke the websocket protocol (%s); closing with %d "
-                    "and reconnecting",
-                    violation.reason,
-                    violation.close_code,
+        """Run one accepted-or-not socket until it ends; return when it was accepted."""
+        loop = _Loop(self, sock, first)
+        self._send(
+            sock,
+            [
+                self.relay.connect(
+                    self._token, reconnect=reconnect, secrets=self._credentials.secrets
                 )
-                self._goodbye(sock, violation.close_code)
-                self.reason = f"protocol violation: {violation.reason}"
-                return connected_at
-            if outcome is _MUTE:
-                self._muted = True
-                mute_deadline = time.monotonic() + min(1.0, options.close_timeout)
-            if held:
-                dispatcher.want_space = True
-                if len(held) >= hold_limit and reading:
-                    # The relay ignores the window: stop reading until there is room.
-                    reading = False
-                    poller.modify(sock, 0)
+            ],
+        )
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if loop.release_held(now):
+                    continue  # room appeared meanwhile: the wake-up may be lost
+                loop.refresh(now)
+                timeout = loop.timeout(now)
+                if timeout is not None and loop.wait(timeout):
+                    loop.read()
+        except _Ended as ended:
+            self.reason = ended.reason
+            return loop.connected_at
+        self._goodbye(sock)
+        return loop.connected_at
 
     def _apply(
         self,
@@ -714,6 +558,216 @@ class Connection:
 _CLOSE = object()
 _MUTE = object()
 _REAUTHENTICATED = object()
+
+
+class _Ended(Exception):
+    """The socket's session ended normally (not an error): the reason, for the hooks."""
+
+    def __init__(self, reason: str | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Loop:
+    """One socket's I/O loop: poll, recv, feed the frames to the protocol, act on its answer.
+
+    It also keeps the clocks around that (the connect deadline, the ping timeout, our own
+    probe of a silent relay, the token refresh timer) and the flow control of held-back
+    messages.
+    """
+
+    def __init__(self, conn: Connection, sock: socket.socket, first: bool) -> None:
+        options = conn._options
+        self.conn = conn
+        self.sock = sock
+        self.first = first
+        sock.setblocking(False)
+        self.poller = select.poll()
+        self.poller.register(sock, select.POLLIN)
+        self.poller.register(conn._wake_r, select.POLLIN)
+        self.ssl_pending = getattr(sock, "pending", None)
+        self.reader = FrameReader(
+            max_message_size=options.max_message_size, max_fragments=options.max_fragments
+        )
+        now = time.monotonic()
+        self.connect_deadline = now + options.connect_timeout
+        self.connected_at: float | None = None
+        self.last_rx = now
+        self.held: deque[tuple[bytes, Item]] = deque()
+        self.hold_limit = max(options.queue_size, 1000)
+        self.reading = True
+        self.refresh_at: float | None = None
+        self.mute_deadline = 0.0
+        self.probed = False
+        self.refresh_backoff = Backoff(max(options.reconnect_max_delay, _MIN_REFRESH_DELAY))
+
+    def release_held(self, now: float) -> bool:
+        """Hand held-back messages over as room appears, and acknowledge them.
+
+        True when messages are still held but room appeared meanwhile (loop again at once:
+        the dispatcher's wake-up may have come before ``want_space`` was set).
+        """
+        held = self.held
+        if not held:
+            return False
+        conn = self.conn
+        dispatcher = conn._dispatcher
+        room = dispatcher.queue_size - dispatcher.pending()
+        if room > 0:
+            released = [held.popleft() for _ in range(min(room, len(held)))]
+            dispatcher.put_messages([item for _ack, item in released])
+            conn._send(self.sock, [ack for ack, _item in released])
+            if not self.reading and len(held) < self.hold_limit:
+                self.reading = True
+                self.poller.modify(self.sock, select.POLLIN)
+                self.last_rx = now
+        if held:
+            dispatcher.want_space = True
+            return dispatcher.queue_size - dispatcher.pending() > 0
+        return False
+
+    def refresh(self, now: float) -> None:
+        """Token refresh: send the new token when it came; start the next when due."""
+        conn = self.conn
+        if conn._refresh_done.is_set() and conn._refresh_result is not None:
+            token, error = conn._refresh_result
+            conn._refresh_result = None
+            if token is not None:
+                conn._token_outage = False
+                self.refresh_backoff.reset()
+            if token is not None and self.connected_at is not None and not conn._muted:
+                conn._token = token
+                request = conn.relay.reauthenticate(token)
+                if request is not None:
+                    conn._send(self.sock, [request])
+            elif isinstance(error, AuthenticationError):
+                # Final: the relay ends the session at expiry, and the reconnect fails.
+                logger.error("realtime: token refresh refused: %s", _describe(error))
+            elif error is not None:
+                # Transient: try again (back-off), also after the token has expired.
+                delay = max(self.refresh_backoff.next_delay(), _MIN_REFRESH_DELAY)
+                logger.warning(
+                    "realtime: token refresh failed, retrying in %.1f s: %s",
+                    delay,
+                    _describe(error),
+                )
+                conn._token_trouble(error)
+                self.refresh_at = now + delay
+        thread = conn._refresh_thread
+        if (
+            self.refresh_at is not None
+            and now >= self.refresh_at
+            and (thread is None or not thread.is_alive())
+        ):
+            self.refresh_at = None
+            conn._start_refresh()
+
+    def timeout(self, now: float) -> float | None:
+        """Seconds to wait for the socket; None: look again at once. Ends on a deadline."""
+        conn = self.conn
+        options = conn._options
+        if conn._muted:
+            timeout = self.mute_deadline - now
+            if timeout <= 0:
+                raise _Ended("relay asked to disconnect")
+            return timeout
+        if self.connected_at is None:
+            timeout = self.connect_deadline - now
+            if timeout <= 0:
+                raise _Dead("no answer to signalwire.connect")
+            return timeout
+        timeout = self.last_rx + options.ping_timeout - now
+        if timeout <= 0:
+            if not self.reading:
+                self.last_rx = now  # not reading by choice (flow control): not silence
+                return None
+            logger.warning(
+                "realtime: nothing from the relay for %.1f s; reconnecting", options.ping_timeout
+            )
+            raise _Ended("ping timeout")
+        # A relay may not ping at all: after half the timeout in silence, ask it with a
+        # signalwire.ping of our own; any frame back proves the link alive.
+        probe_at = self.last_rx + options.ping_timeout / 2
+        if not self.probed and self.reading:
+            if now >= probe_at:
+                self.probed = True
+                conn._send(self.sock, [conn.relay.probe(time.time())])
+            else:
+                timeout = probe_at - now
+        if self.refresh_at is not None:
+            timeout = min(timeout, max(self.refresh_at - now, 0.0))
+        return timeout
+
+    def wait(self, timeout: float) -> bool:
+        """Wait for the socket (or a wake-up); True when it is readable."""
+        if self.reading and self.ssl_pending is not None and self.ssl_pending():
+            return True  # TLS has decrypted bytes that poll() cannot see
+        wake = self.conn._wake_r
+        readable = False
+        for fd, _mask in self.poller.poll(timeout * 1000.0):
+            if fd == wake:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    while os.read(wake, 4096):
+                        pass
+            else:
+                readable = True
+        return readable
+
+    def read(self) -> None:
+        """Read once, feed the frames to the protocol, and carry out what it says."""
+        conn = self.conn
+        try:
+            data = self.sock.recv(_RECV_SIZE)
+        except _WAIT_ERRORS:
+            return
+        except OSError as exc:
+            raise _Dead(f"recv failed: {exc}") from exc
+        if not data:
+            logger.info("realtime: the relay closed the connection")
+            raise _Ended("socket closed by the relay")
+        self.last_rx = time.monotonic()
+        self.probed = False
+        if conn._muted:
+            return  # after signalwire.disconnect: nothing is answered or delivered
+        violation: ProtocolViolation | None = None
+        try:
+            messages = self.reader.feed(data)
+        except ProtocolViolation as exc:
+            # What came before the fault in this read is valid: handle it first.
+            messages, violation = exc.messages, exc
+        dispatcher = conn._dispatcher
+        relay = conn.relay
+        room = dispatcher.queue_size - dispatcher.pending()
+        actions = relay.receive(messages, room, holding=bool(self.held))
+        outcome = conn._apply(self.sock, actions, self.held, self.first)
+        if relay.connected and self.connected_at is None:
+            self.connected_at = conn._accepted_at = time.monotonic()
+            conn._link_outage = conn._token_outage = False
+            self.refresh_at = conn._refresh_time()
+            conn._note_expiry()
+        if outcome is _REAUTHENTICATED:
+            self.refresh_at = conn._refresh_time()
+            conn._note_expiry()
+        if outcome is _CLOSE:
+            raise _Ended("socket closed by the relay")
+        if violation is not None:
+            logger.warning(
+                "realtime: the relay broke the websocket protocol (%s); closing with %d "
+                "and reconnecting",
+                violation.reason,
+                violation.close_code,
+            )
+            conn._goodbye(self.sock, violation.close_code)
+            raise _Ended(f"protocol violation: {violation.reason}")
+        if outcome is _MUTE:
+            conn._muted = True
+            self.mute_deadline = time.monotonic() + min(1.0, conn._options.close_timeout)
+        if self.held:
+            dispatcher.want_space = True
+            if len(self.held) >= self.hold_limit and self.reading:
+                # The relay ignores the window: stop reading until there is room.
+                self.reading = False
+                self.poller.modify(self.sock, 0)
 
 
 def _is_configuration_error(exc: BaseException) -> bool:

@@ -175,7 +175,6 @@ class RelayProtocol:
         replies: list[bytes] = []
         ack = _frames.ack
         decode = _frames.decode_message
-        routes = self.routes
         if self.muted:
             return actions
 
@@ -219,37 +218,16 @@ class RelayProtocol:
                 continue
             method = msg.get("method")
             if method == "signalwire.event":
-                params = msg.get("params")
-                rpc_id = msg.get("id")
-                if type(params) is dict:
-                    event_type = params.get("event_type")
-                    if type(event_type) is not str:
-                        event_type = None  # a list would not even hash: no event of ours
-                    if routes.drop_stale and self._stale(params, event_type):
-                        replies.append(ack(rpc_id))
+                item = self._event(msg.get("params"))
+                reply = ack(msg.get("id"))
+                if item is not None:
+                    if holding or room <= 0:
+                        holding = True
+                        actions.append((HOLD, (reply, item)))
                         continue
-                    if event_type in _MESSAGE_EVENTS:
-                        inner = params.get("params")
-                        if type(inner) is dict and inner.get("subtype") == "chat":
-                            subs = routes.lookup(inner)
-                            if subs:
-                                author = params.get("is_author")
-                                if type(author) is bool:
-                                    inner["is_author"] = author  # the envelope says it
-                                item = (subs, inner, event_type != "conversation.message")
-                                if holding or room <= 0:
-                                    holding = True
-                                    actions.append((HOLD, (ack(rpc_id), item)))
-                                    continue
-                                batch.append(item)
-                                room -= 1
-                    elif event_type == "signalwire.authorization.state":
-                        inner = params.get("params")
-                        if type(inner) is dict:
-                            value = inner.get("authorization_state")
-                            if isinstance(value, str):
-                                self.authorization_state = value
-                replies.append(ack(rpc_id))
+                    batch.append(item)
+                    room -= 1
+                replies.append(reply)
             elif method == "signalwire.ping":
                 params = msg.get("params")
                 stamp = params.get("timestamp") if type(params) is dict else None
@@ -284,6 +262,34 @@ class RelayProtocol:
                 )
         flush()
         return actions
+
+    def _event(self, params: Any) -> Item | None:
+        """The chat message an event brings to a subscription, if any (it is acked either way)."""
+        if type(params) is not dict:
+            return None
+        event_type = params.get("event_type")
+        if type(event_type) is not str:
+            return None  # a list would not even hash: no event of ours
+        if self.routes.drop_stale and self._stale(params, event_type):
+            return None
+        inner = params.get("params")
+        if type(inner) is not dict:
+            return None
+        if event_type in _MESSAGE_EVENTS:
+            if inner.get("subtype") != "chat":
+                return None
+            subs = self.routes.lookup(inner)
+            if not subs:
+                return None
+            author = params.get("is_author")
+            if type(author) is bool:
+                inner["is_author"] = author  # the envelope says it
+            return (subs, inner, event_type != "conversation.message")
+        if event_type == "signalwire.authorization.state":
+            value = inner.get("authorization_state")
+            if isinstance(value, str):
+                self.authorization_state = value
+        return None
 
     def _stale(self, params: dict[str, Any], event_type: object) -> bool:
         """Whether an event is for an older session: its channel does not name ours."""

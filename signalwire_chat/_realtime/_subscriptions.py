@@ -433,87 +433,22 @@ class Subscription:
         """
         if not self._active:
             return
-        anchor_id = self.last_id
-        anchor_ts: float | None = None
-        checkpoint_ts: float | None = None
-        if anchor_id is None:
-            anchor = self.anchor
-            anchor_id = anchor.message_id
-            if not anchor.known:
-                anchor_ts = anchor.ts  # the service said nothing at subscribe time
-            elif anchor.checkpoint:
-                checkpoint_ts = anchor.ts  # the service's time of the checkpoint's message
-        found = False
-        missing: list[ConversationChatMessage] = []
-        failure: BaseException | None = None
-        try:
-            route = self.route
-            for count, message in enumerate(history(route)):
-                if anchor_id is not None and message.id == anchor_id:
-                    found = True
-                    break
-                if anchor_ts is not None and message.ts < anchor_ts:
-                    break
-                if checkpoint_ts is not None and message.ts < checkpoint_ts:
-                    break  # older than the checkpoint, and its message was not met
-                if count >= limit:
-                    failure = RuntimeError(f"more than {limit} messages to backfill")
-                    break
-                if dispatcher.stopping or not self._active:
-                    return
-                if (
-                    message.id not in self._recent
-                    and message.subtype == "chat"
-                    and route.matches(message)
-                ):
-                    missing.append(message)
-        except (PermissionDeniedError, NotFoundError) as exc:
-            if not first:
-                failure = exc
-            else:
-                logger.debug(
-                    "realtime: no history of %s on the first connect (%s); nothing to backfill",
-                    self.route,
-                    exc,
-                )
-                return
-        except Exception as exc:  # noqa: BLE001 - any failure of the history call is a gap
-            failure = exc
-        if failure is not None:
-            self._catch_up_error = type(failure).__name__
-            logger.warning(
-                "realtime: could not backfill %s after a %s: %s",
+        anchor_id, anchor_ts, checkpoint_ts = self._catch_up_start()
+        walked = self._read_missing(history, dispatcher, limit, anchor_id, anchor_ts, checkpoint_ts)
+        if walked is None:
+            return  # stopped, cancelled, or nothing to read on the first connect
+        missing, found, failure = walked
+        if isinstance(failure, (PermissionDeniedError, NotFoundError)) and first:
+            logger.debug(
+                "realtime: no history of %s on the first connect (%s); nothing to backfill",
                 self.route,
-                "connect" if first else "reconnect",
                 failure,
             )
-            gap = MessagesMayBeMissingError(
-                "messages sent while disconnected could not be fetched",
-                address_id=self._address_id,
-                last_message_id=anchor_id,
-            )
-            gap.__cause__ = failure
-            self._report(gap)
+            return
+        if failure is not None:
+            self._report_gap(failure, anchor_id, first)
         elif checkpoint_ts is not None and not found and anchor_id is not None:
-            key = self.checkpoint.key if self.checkpoint is not None else "?"
-            logger.warning(
-                "realtime: the checkpoint %r of %s names message %s, which its history "
-                "does not hold; resuming after its time",
-                key,
-                self.route,
-                anchor_id,
-            )
-            self._report(
-                CheckpointNotFoundError(
-                    f"the checkpoint {key!r} names message {anchor_id}, which the history of "
-                    f"{self.route} does not hold (older than what the service keeps, deleted, or "
-                    "of another conversation): the messages after its time that the history "
-                    "holds are delivered, earlier ones may be missing",
-                    address_id=self._address_id,
-                    last_message_id=anchor_id,
-                    checkpoint_key=key,
-                )
-            )
+            self._report_checkpoint_not_found(anchor_id)
         if missing:
             logger.debug("realtime: backfilling %d messages of %s", len(missing), self.route)
         for message in reversed(missing):
@@ -521,6 +456,96 @@ class Subscription:
                 return
             _set_delivery(message, _DELIVERY_CATCH_UP)
             self._deliver(message, dispatcher)
+
+    def _catch_up_start(self) -> tuple[str | None, float | None, float | None]:
+        """Where the catch-up read stops: ``(id, ts of subscribing, ts of a checkpoint)``.
+
+        The last delivered id; before any delivery, the anchor's id (the history's newest
+        at subscribe time, or a checkpoint's); only when the service said nothing at
+        subscribe time, this machine's time of subscribing.
+        """
+        if self.last_id is not None:
+            return self.last_id, None, None
+        anchor = self.anchor
+        if not anchor.known:
+            return anchor.message_id, anchor.ts, None
+        if anchor.checkpoint:
+            return anchor.message_id, None, anchor.ts  # the service's time of that message
+        return anchor.message_id, None, None
+
+    def _read_missing(
+        self,
+        history: Callable[[Route], Iterator[ConversationChatMessage]],
+        dispatcher: Dispatcher,
+        limit: int,
+        anchor_id: str | None,
+        anchor_ts: float | None,
+        checkpoint_ts: float | None,
+    ) -> tuple[list[ConversationChatMessage], bool, BaseException | None] | None:
+        """Walk the history back to the anchor: ``(missing newest first, anchor found, failure)``.
+
+        None when the dispatcher stops or the subscription ends meanwhile.
+        """
+        route = self.route
+        missing: list[ConversationChatMessage] = []
+        try:
+            for count, message in enumerate(history(route)):
+                if anchor_id is not None and message.id == anchor_id:
+                    return missing, True, None
+                if anchor_ts is not None and message.ts < anchor_ts:
+                    break
+                if checkpoint_ts is not None and message.ts < checkpoint_ts:
+                    break  # older than the checkpoint, and its message was not met
+                if count >= limit:
+                    return missing, False, RuntimeError(f"more than {limit} messages to backfill")
+                if dispatcher.stopping or not self._active:
+                    return None
+                if (
+                    message.id not in self._recent
+                    and message.subtype == "chat"
+                    and route.matches(message)
+                ):
+                    missing.append(message)
+        except Exception as exc:  # noqa: BLE001 - any failure of the history call is a gap
+            return missing, False, exc
+        return missing, False, None
+
+    def _report_gap(self, failure: BaseException, anchor_id: str | None, first: bool) -> None:
+        self._catch_up_error = type(failure).__name__
+        logger.warning(
+            "realtime: could not backfill %s after a %s: %s",
+            self.route,
+            "connect" if first else "reconnect",
+            failure,
+        )
+        gap = MessagesMayBeMissingError(
+            "messages sent while disconnected could not be fetched",
+            address_id=self._address_id,
+            last_message_id=anchor_id,
+        )
+        gap.__cause__ = failure
+        self._report(gap)
+
+    def _report_checkpoint_not_found(self, anchor_id: str) -> None:
+        key = self.checkpoint.key if self.checkpoint is not None else "?"
+        logger.warning(
+            "realtime: the checkpoint %r of %s names message %s, which its history "
+            "does not hold; resuming after its time",
+            key,
+            self.route,
+            anchor_id,
+        )
+        self._report(
+            CheckpointNotFoundError(
+                f"the checkpoint {key!r} names message {anchor_id}, which the history of "
+                f"{self.route} does not hold (older than what the service keeps, deleted, or "
+                "of another conversation): the messages after its time that the history "
+                "holds are delivered, earlier ones may be missing",
+                address_id=self._address_id,
+                last_message_id=anchor_id,
+                checkpoint_key=key,
+            )
+        )
 
 
 def _duplicate_source(message: ConversationChatMessage) -> str:
