@@ -839,6 +839,10 @@ def versions() -> dict[str, str]:
     found["@signalwire/js"] = (
         json.loads(package.read_text())["version"] if package.exists() else "not installed"
     )
+    v4 = V4_MODULES / "@signalwire" / "js" / "package.json"
+    found["@signalwire/js (cold start)"] = (
+        json.loads(v4.read_text())["version"] if v4.exists() else "not installed"
+    )
     return found
 
 
@@ -908,6 +912,17 @@ How each row is measured (sources in `benchmarks/`):
   `gc.collect()`, in one process of our client.
 - emulator capacity: the emulator (`python -m signalwire_chat.emulator`) on its own core; 50
   subscribers join one address and read with a cheap raw-socket reader; 4 threads post messages.
+- 1,000 subscriptions: the load server's spread mode (relay URL path `/groups/N`) sends event `k`
+  to group `k % N`; one `ChatClient` subscribes to all N groups (`Group(id=...)`, one callback)
+  and is measured only once the last `subscribe()` returned. The baseline is the same client and
+  server path with N = 1 (one subscription receiving every event).
+- cold start: one emulator process on the server core; before each run two fresh subscribers
+  (alice, and bob in a group with her) are minted over REST (`benchmarks/coldstart.py`). From just
+  before the client object is created (the package or SDK already imported): ours until
+  `ChatClient.subscribe(bob's address)` returned (it joins, reads the history's newest id and
+  connects); `@signalwire/js` 4.0.0-beta.12 in Node (`official_v4_coldstart.cjs`) until
+  `isConnected$`, `directory.get$(bob)` and `textMessages$` (join and history) have emitted. Then
+  bob posts a message over REST and the run ends when it reaches the subscriber (the context row).
 
 Versions:
 {version_lines}

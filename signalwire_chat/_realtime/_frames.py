@@ -35,8 +35,8 @@ parsed again until they are there. They are then joined once (a growing ``bytear
 at each reallocation, made 16 KiB reads cost 1.7x what 256 KiB reads cost; joined once, 1.1x),
 and a big payload is sliced out of a ``memoryview``, so it is copied once more, into the
 message. Mask keys come from a pool filled by
-one ``os.urandom`` call per 1,024 keys, and the acknowledgements of one read are sent with one
-``sendall``.
+one ``os.urandom`` call per 1,024 keys, and the acknowledgements of one read (up to 32 at a
+time) are masked with one XOR (:func:`encode_frames`) and sent with one ``sendall``.
 
 Rules enforced on server frames (the ``close_code`` of the :class:`ProtocolViolation` is what
 the client answers with): a masked frame, reserved bits (no extension is negotiated), a
