@@ -411,6 +411,93 @@ def rt_memory(kind: str, p: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def rt_subs(kind: str, p: dict[str, Any]) -> dict[str, Any]:
+    """CPU per event of one client holding ``p['groups']`` subscriptions, events spread over them.
+
+    The load server's spread mode (``url`` ending in ``/groups/N``) sends event ``k`` to group
+    ``k % N``; this client subscribes to every one of the N groups with the same callback. The
+    meter is armed only once the last subscribe() returned, so warm-up and measure both see all
+    N subscriptions routed (events of a group not subscribed yet are acknowledged and dropped).
+    """
+    if kind != "ours":
+        raise ValueError(kind)
+    import signalwire_chat
+
+    group = getattr(signalwire_chat, "Group", None)
+    if group is None:
+        raise Unavailable("signalwire_chat.Group does not exist yet")
+    meter = Meter(p["warmup"], p["count"])
+    stop = p["stop"] = meter.done
+    armed = False
+    errors: list[BaseException] = []
+
+    def on_message(_message: object) -> None:
+        if armed:
+            meter.tick()
+
+    def on_error(exc: BaseException) -> None:
+        errors.append(exc)
+        stop.set()
+
+    client = open_ours(p)
+    try:
+        prefix = "99999999-0000-4000-8000-"  # loadserver.spread_group_id, without importing it
+        subscriptions = [
+            client.subscribe(group(id=f"{prefix}{i:012d}"), on_message, on_error=on_error)
+            for i in range(p["groups"])
+        ]
+        armed = True
+        if not stop.wait(p["deadline"]):
+            raise TimeoutError(f"our client did not deliver the events in time ({meter.seen})")
+        for subscription in subscriptions:
+            subscription.cancel()
+    finally:
+        client.close()
+    if errors:
+        raise RuntimeError(f"our client reported: {errors[0]!r}")
+    result = meter.result()
+    result["groups"] = p["groups"]
+    return result
+
+
+def coldstart_ours(p: dict[str, Any]) -> dict[str, Any]:
+    """Client created -> subscribe() returned -> bob's message delivered (see coldstart.py)."""
+    import coldstart
+
+    client_class = our_client_class()  # imported before the clock starts, as Node's require
+    arrived = threading.Event()
+    errors: list[BaseException] = []
+
+    def on_message(message: Any) -> None:
+        if message.text == p["text"]:
+            arrived.set()
+
+    def on_error(exc: BaseException) -> None:
+        errors.append(exc)
+        arrived.set()
+
+    cpu0 = _bench.cpu_seconds()
+    t0 = time.perf_counter()
+    client = client_class(p["token"], rest_url=p["rest_url"], relay_url=p["relay_url"])
+    try:
+        client.subscribe(p["bob_address_id"], on_message, on_error=on_error)
+        t1 = time.perf_counter()
+        cpu1 = _bench.cpu_seconds()
+        coldstart.post_as_bob(p)
+        if not arrived.wait(p["deadline"]):
+            raise TimeoutError("bob's message never reached our subscriber")
+        t2 = time.perf_counter()
+    finally:
+        client.close()
+    if errors:
+        raise RuntimeError(f"our client reported: {errors[0]!r}")
+    return {
+        "subscribed_ms": (t1 - t0) * 1000,
+        "live_ms": (t2 - t0) * 1000,
+        "cpu_ms": (cpu1 - cpu0) * 1000,
+    }
+
+
 CASES: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
     "send": lambda kind, p: {
         "requests": send_requests,
@@ -426,6 +513,8 @@ CASES: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
     "stream": rt_stream,
     "paced": rt_paced,
     "memory": rt_memory,
+    "subs": rt_subs,
+    "coldstart": lambda kind, p: {"ours": coldstart_ours}[kind](p),
 }
 
 

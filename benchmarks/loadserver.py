@@ -5,6 +5,8 @@ Run as a process of its own (pinned to the core the clients do not use). It list
 - ``stream``: after ``signalwire.connect`` it pushes ``conversation.message`` events as fast as a
   window of ``--window`` unacknowledged events allows (topped up a tenth of the window at a
   time), and counts the acknowledgements.
+- ``stream`` with the path ``/groups/N`` (spread mode): the same, each event in one of N groups
+  in turn (group ``i`` is ``spread_group_id(i)``), for a client that holds N subscriptions.
 - ``paced``: one event at a time; the next goes ``--gap-ms`` after the acknowledgement of the last.
   The message's ``ts`` is the send time (``time.time()``), so the receiver measures the latency.
 
@@ -35,34 +37,62 @@ GROUP = _bench.GROUP_ID.encode()
 #: clients drop events whose channel does not name their session).
 PROTOCOL = "signalwire_bench_channel"
 
-EVENT_TEMPLATE = (
-    b'{"jsonrpc":"2.0","id":"00000000-0000-4000-8000-%012d","method":"signalwire.event",'
-    b'"params":{"event_type":"conversation.message","event_channel":"signalwire_bench_channel",'
-    b'"timestamp":%s,"is_author":false,"params":{"id":"10000000-0000-4000-8000-%012d",'
-    b'"group_id":"'
-    + GROUP
-    + b'","conversation_id":"'
-    + ADDRESS
-    + b'","user_id":"'
-    + SUBSCRIBER
-    + b'","from_fabric_address_id":"aaaaaaaa-0000-4000-8000-00000000a001"'
-    + b',"from_address_id":"aaaaaaaa-0000-4000-8000-00000000a001","address_id":"'
-    + ADDRESS
-    + b'","ts":%s,"details":{},"metadata":{},"type":"message","subtype":"chat","kind":null,'
-    b'"text":"benchmark message number %012d","conversation_name":"Bench room",'
-    b'"hidden":false,"user_name":"Bench Sender"}}}'
-)
+#: The spread mode's groups: number ``i`` is SPREAD_GROUP_PREFIX followed by ``i`` in 12 digits.
+SPREAD_GROUP_PREFIX = b"99999999-0000-4000-8000-"
+
+
+def _template(group: bytes) -> bytes:
+    """Return an event's bytes with %-slots: rpc id, timestamp, message id, [group,] ts, text."""
+    return (
+        b'{"jsonrpc":"2.0","id":"00000000-0000-4000-8000-%012d","method":"signalwire.event",'
+        b'"params":{"event_type":"conversation.message","event_channel":"signalwire_bench_channel",'
+        b'"timestamp":%s,"is_author":false,"params":{"id":"10000000-0000-4000-8000-%012d",'
+        b'"group_id":"'
+        + group
+        + b'","conversation_id":"'
+        + ADDRESS
+        + b'","user_id":"'
+        + SUBSCRIBER
+        + b'","from_fabric_address_id":"aaaaaaaa-0000-4000-8000-00000000a001"'
+        + b',"from_address_id":"aaaaaaaa-0000-4000-8000-00000000a001","address_id":"'
+        + ADDRESS
+        + b'","ts":%s,"details":{},"metadata":{},"type":"message","subtype":"chat","kind":null,'
+        b'"text":"benchmark message number %012d","conversation_name":"Bench room",'
+        b'"hidden":false,"user_name":"Bench Sender"}}}'
+    )
+
+
+EVENT_TEMPLATE = _template(GROUP)
+#: The same event in one of many groups (the group number is the fourth slot).
+SPREAD_TEMPLATE = _template(SPREAD_GROUP_PREFIX + b"%012d")
 EVENT_ID = "00000000-0000-4000-8000-%012d"
 SAMPLE = EVENT_TEMPLATE % (0, b"%.6f" % time.time(), 0, b"%.6f" % time.time(), 0)
 EVENT_HEADER = _wsproto.frame_header(_wsproto.OP_TEXT, len(SAMPLE))
 
 
-def event_frame(seq: int) -> bytes:
-    """Return the whole frame of event number ``seq``, stamped with the time of the call."""
+def event_frame(seq: int, groups: int | None = None) -> bytes:
+    """Return the whole frame of event number ``seq``, stamped with the time of the call.
+
+    With ``groups``, the event goes to group number ``seq % groups`` of the spread mode.
+    """
     now = b"%.6f" % time.time()
-    payload = EVENT_TEMPLATE % (seq, now, seq, now, seq)
+    if groups is None:
+        payload = EVENT_TEMPLATE % (seq, now, seq, now, seq)
+    else:
+        payload = SPREAD_TEMPLATE % (seq, now, seq, seq % groups, now, seq)
     assert len(payload) == len(SAMPLE)
     return EVENT_HEADER + payload
+
+
+def spread_group_id(index: int) -> str:
+    """Return the id of group number ``index`` of the spread mode."""
+    return (SPREAD_GROUP_PREFIX + b"%012d" % index).decode()
+
+
+def groups_of(target: str) -> int | None:
+    """Return N for a handshake target ``/groups/N`` (the spread mode), else None."""
+    match = re.fullmatch(r"/groups/([1-9][0-9]{0,5})", target)
+    return int(match.group(1)) if match else None
 
 
 def connect_result(request_id: str) -> bytes:
@@ -119,6 +149,7 @@ class RelayConnection:
         self.outstanding: set[str] = set()
         self.seq = 0
         self.acks = 0
+        self.groups: int | None = None
 
     def run(self) -> None:
         """Serve until the client closes; never raise."""
@@ -135,6 +166,7 @@ class RelayConnection:
         if headers.get("upgrade", "").lower() != "websocket":
             serve_plain_http(self.sock, method, target, rest)
             return
+        self.groups = groups_of(target)
         self.sock.sendall(_wsproto.server_handshake_response(headers))
         pending = self.reader.feed(rest)
         while not pending:
@@ -168,7 +200,7 @@ class RelayConnection:
         frames = []
         for _ in range(count):
             self.seq += 1
-            frames.append(event_frame(self.seq))
+            frames.append(event_frame(self.seq, self.groups))
             self.outstanding.add(EVENT_ID % self.seq)
         self.sock.sendall(b"".join(frames))
 

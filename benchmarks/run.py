@@ -35,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PYTHON = sys.executable
 NODE_MODULES = ROOT / "tests" / "conformance" / "js" / "node_modules"
+V4_MODULES = ROOT / "tests" / "conformance" / "sdk-js-4.0.0-beta.12" / "node_modules"
 
 FULL = {
     "repeats": 5,
@@ -46,6 +47,8 @@ FULL = {
     "import_repeats": 15,
     "memory": {"warmup": 20_000, "count": 200_000},
     "fanout": {"subscribers": 50, "warmup": 10, "messages": 200},
+    "subs": {"groups": 1000, "warmup": 5_000, "count": 30_000},
+    "coldstart": {"repeats": 9},
 }
 QUICK = {
     "repeats": 1,
@@ -57,6 +60,8 @@ QUICK = {
     "import_repeats": 3,
     "memory": {"warmup": 1_000, "count": 5_000},
     "fanout": {"subscribers": 50, "warmup": 2, "messages": 10},
+    "subs": {"groups": 100, "warmup": 300, "count": 1_500},
+    "coldstart": {"repeats": 1},
 }
 
 
@@ -450,6 +455,45 @@ def bench_stream(ctx: Context) -> None:
     )
 
 
+def bench_subs(ctx: Context) -> None:
+    """One client with N subscriptions, events spread over them, vs one subscription."""
+    relay = ctx.servers["relay"]
+    counts = ctx.counts["subs"]
+    groups = counts["groups"]
+    base = {
+        "warmup": counts["warmup"],
+        "count": counts["count"],
+        "http_url": relay["http_url"],
+        "token": _bench.bench_token("relay.bench.test"),
+        "deadline": 120.0,
+    }
+    stream = relay["stream_url"].rstrip("/")
+    one = {**base, "groups": 1, "url": f"{stream}/groups/1"}
+    many = {**base, "groups": groups, "url": f"{stream}/groups/{groups}"}
+    results = interleave(
+        ctx,
+        {
+            "one": lambda: client(ctx, "subs", "ours", one),
+            "many": lambda: client(ctx, "subs", "ours", many),
+        },
+    )
+    add_ratio_row(
+        ctx,
+        f"{groups:,} subscriptions on one client, events spread over them: CPU/event vs one"
+        " subscription",
+        results["many"],
+        results["one"],
+        "cpu_us",
+        "us",
+        "<= 1.2",
+    )
+    if not ctx.rows[-1].note:
+        ctx.rows[-1].note = (
+            f"events/s {fmt(med(results['many'], 'per_s'), '/s')} with {groups:,},"
+            f" {fmt(med(results['one'], 'per_s'), '/s')} with one"
+        )
+
+
 def bench_paced(ctx: Context) -> None:
     relay = ctx.servers["relay"]
     params = {
@@ -623,6 +667,86 @@ def bench_fanout(ctx: Context) -> None:
     ctx.rows.append(Row(what, fmt(result["per_s"], "/s"), "", None, "report", "report", note))
 
 
+@contextlib.contextmanager
+def emulator_process(ctx: Context) -> Iterator[dict[str, Any]]:
+    """Run ``python -m signalwire_chat.emulator`` on the server core; yield its JSON line."""
+    with tempfile.TemporaryDirectory(prefix="swchat-bench-") as tmp:
+        argv = [PYTHON, "-m", "signalwire_chat.emulator", "--port", "0", "--log-level", "WARNING"]
+        argv += ["--db", str(Path(tmp) / "bench.db")]
+        try:
+            cm = server(argv, ctx.server_core, cwd=ROOT)
+            emulator = cm.__enter__()
+        except Failed as exc:
+            raise Unavailable(f"emulator did not start: {str(exc)[-300:]}") from exc
+        try:
+            yield emulator
+        finally:
+            cm.__exit__(None, None, None)
+
+
+def v4_coldstart(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Run the official v4 client's cold start in Node on the client core."""
+    node = shutil.which("node")
+    if node is None or not (V4_MODULES / "@signalwire" / "js").is_dir():
+        raise Unavailable(
+            "node or tests/conformance/sdk-js-4.0.0-beta.12/node_modules missing (make bench)"
+        )
+    argv = [node, str(HERE / "official_v4_coldstart.cjs"), json.dumps(params)]
+    if shutil.which("taskset"):
+        argv = ["taskset", "-c", str(ctx.client_core), *argv]
+    return finish(argv, timeout=params["deadline"] + 60)
+
+
+def bench_coldstart(ctx: Context) -> None:
+    """Client created -> subscription live: ours vs @signalwire/js 4.0.0-beta.12, one emulator."""
+    import coldstart
+
+    what = (
+        "cold start: client created -> subscription live (returned), vs @signalwire/js"
+        " 4.0.0-beta.12 reaching textMessages$, same emulator, median"
+    )
+    saved = ctx.counts["repeats"]
+    try:
+        with emulator_process(ctx) as emulator:
+
+            def run(participant: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+                try:
+                    pair = coldstart.make_pair(emulator)
+                except (OSError, RuntimeError, KeyError) as exc:
+                    raise Failed(f"setting up the subscribers: {exc}") from exc
+                return participant({**pair, "deadline": 60.0})
+
+            ctx.counts["repeats"] = ctx.counts["coldstart"]["repeats"]
+            results = interleave(
+                ctx,
+                {
+                    "ours": lambda: run(lambda p: client(ctx, "coldstart", "ours", p)),
+                    "official": lambda: run(lambda p: v4_coldstart(ctx, p)),
+                },
+            )
+    except Unavailable as exc:
+        ctx.rows.append(Row(what, "n/a", "", None, "<= 1.0", "n/a", str(exc)[-300:]))
+        return
+    finally:
+        ctx.counts["repeats"] = saved
+    add_ratio_row(ctx, what, results["ours"], results["official"], "subscribed_ms", "ms", "<= 1.0")
+    if not ctx.rows[-1].note:
+        ctx.rows[-1].note = "; ".join(
+            f"{name}: first message {fmt(med(results[name], 'live_ms'), 'ms')} after creation,"
+            f" CPU to subscribed {fmt(med(results[name], 'cpu_ms'), 'ms')}"
+            for name in ("ours", "official")
+        )
+    add_ratio_row(
+        ctx,
+        "  (context) cold start to the first live message (bob posts once subscribed)",
+        results["ours"],
+        results["official"],
+        "live_ms",
+        "ms",
+        "report",
+    )
+
+
 def bench_frames(ctx: Context) -> None:
     """The frame layer alone (benchmarks/frames.py), in a fresh process on the client core."""
     argv = [PYTHON, str(HERE / "frames.py"), "--core", str(ctx.client_core)]
@@ -688,6 +812,8 @@ BENCHES: dict[str, Callable[[Context], None]] = {
     "fanout": bench_fanout,
     "frames": bench_frames,
     "otel": bench_otel,
+    "subs1000": bench_subs,
+    "coldstart": bench_coldstart,
 }
 
 
@@ -712,6 +838,10 @@ def versions() -> dict[str, str]:
     package = NODE_MODULES / "@signalwire" / "js" / "package.json"
     found["@signalwire/js"] = (
         json.loads(package.read_text())["version"] if package.exists() else "not installed"
+    )
+    v4 = V4_MODULES / "@signalwire" / "js" / "package.json"
+    found["@signalwire/js (cold start)"] = (
+        json.loads(v4.read_text())["version"] if v4.exists() else "not installed"
     )
     return found
 
@@ -782,6 +912,17 @@ How each row is measured (sources in `benchmarks/`):
   `gc.collect()`, in one process of our client.
 - emulator capacity: the emulator (`python -m signalwire_chat.emulator`) on its own core; 50
   subscribers join one address and read with a cheap raw-socket reader; 4 threads post messages.
+- 1,000 subscriptions: the load server's spread mode (relay URL path `/groups/N`) sends event `k`
+  to group `k % N`; one `ChatClient` subscribes to all N groups (`Group(id=...)`, one callback)
+  and is measured only once the last `subscribe()` returned. The baseline is the same client and
+  server path with N = 1 (one subscription receiving every event).
+- cold start: one emulator process on the server core; before each run two fresh subscribers
+  (alice, and bob in a group with her) are minted over REST (`benchmarks/coldstart.py`). From just
+  before the client object is created (the package or SDK already imported): ours until
+  `ChatClient.subscribe(bob's address)` returned (it joins, reads the history's newest id and
+  connects); `@signalwire/js` 4.0.0-beta.12 in Node (`official_v4_coldstart.cjs`) until
+  `isConnected$`, `directory.get$(bob)` and `textMessages$` (join and history) have emitted. Then
+  bob posts a message over REST and the run ends when it reaches the subscriber (the context row).
 
 Versions:
 {version_lines}

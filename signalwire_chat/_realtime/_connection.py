@@ -438,10 +438,7 @@ class Connection:
         """Frame, mask and send ``payloads`` (text frames) with one sendall."""
         if self._muted or not payloads:
             return
-        take = self._masks.take
-        encode = _frames.encode_frame
-        data = b"".join([encode(p, take()) for p in payloads])
-        self._send_raw(sock, data)
+        self._send_raw(sock, _frames.encode_frames(payloads, self._masks.take))
 
     def _send_raw(self, sock: socket.socket, data: bytes) -> None:
         view = memoryview(data)

@@ -35,8 +35,8 @@ parsed again until they are there. They are then joined once (a growing ``bytear
 at each reallocation, made 16 KiB reads cost 1.7x what 256 KiB reads cost; joined once, 1.1x),
 and a big payload is sliced out of a ``memoryview``, so it is copied once more, into the
 message. Mask keys come from a pool filled by
-one ``os.urandom`` call per 1,024 keys, and the acknowledgements of one read are sent with one
-``sendall``.
+one ``os.urandom`` call per 1,024 keys, and the acknowledgements of one read (up to 32 at a
+time) are masked with one XOR (:func:`encode_frames`) and sent with one ``sendall``.
 
 Rules enforced on server frames (the ``close_code`` of the :class:`ProtocolViolation` is what
 the client answers with): a masked frame, reserved bits (no extension is negotiated), a
@@ -54,6 +54,7 @@ import codecs
 import json
 import os
 import struct
+from collections.abc import Callable
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
@@ -205,6 +206,46 @@ def encode_frame(payload: bytes, key: bytes, opcode: int = OP_TEXT) -> bytes:
     else:
         header = bytes((0x80 | opcode, 0x80 | 127)) + _PACK_64.pack(n)
     return header + key + mask(key, payload)
+
+
+def encode_frames(payloads: list[bytes], take: Callable[[], bytes]) -> bytes:
+    """Encode final, masked client text frames, each with its own key from ``take``.
+
+    The same bytes as joining :func:`encode_frame` of each payload with the keys ``take``
+    gives in turn, but masked with one XOR over the batch: the acknowledgements of one read
+    (tens of short frames) cost about a third less to send than framed one at a time.
+    """
+    if len(payloads) == 1:
+        return encode_frame(payloads[0], take())
+    heads: list[bytes] = []
+    streams: list[bytes] = []
+    for payload in payloads:
+        n = len(payload)
+        key = take()
+        if n < 126:
+            heads.append(bytes((0x80 | OP_TEXT, 0x80 | n)) + key)
+        elif n < 65536:
+            heads.append(bytes((0x80 | OP_TEXT, 0x80 | 126)) + _PACK_16.pack(n) + key)
+        else:
+            heads.append(bytes((0x80 | OP_TEXT, 0x80 | 127)) + _PACK_64.pack(n) + key)
+        streams.append((key * ((n >> 2) + 1))[:n])
+    masked = mask_with(b"".join(streams), b"".join(payloads))
+    out: list[bytes] = []
+    pos = 0
+    for head, payload in zip(heads, payloads, strict=True):
+        end = pos + len(payload)
+        out.append(head)
+        out.append(masked[pos:end])
+        pos = end
+    return b"".join(out)
+
+
+def mask_with(stream: bytes, data: bytes) -> bytes:
+    """XOR ``data`` with a key stream of the same length."""
+    n = len(data)
+    if not n:
+        return data
+    return (int.from_bytes(data, "little") ^ int.from_bytes(stream, "little")).to_bytes(n, "little")
 
 
 def close_frame(key: bytes, code: int = 1000) -> bytes:
@@ -460,6 +501,12 @@ def _check_close(payload: bytes) -> None:
             raise ProtocolViolation("close reason that is not UTF-8", CLOSE_INVALID_DATA) from None
 
 
+#: The scanner of a default ``json.JSONDecoder`` (the C one that ``json.loads`` ends in):
+#: ``(value, end)`` of the JSON value at an index. (Set in ``__init__``: typeshed lacks it.)
+_scan_once: Callable[[str, int], tuple[Any, int]]
+_scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
 def decode_message(payload: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
     """Parse one JSON-RPC message on its own.
 
@@ -473,7 +520,16 @@ def decode_message(payload: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> dic
         except UnicodeDecodeError:
             raise BadMessage("not UTF-8") from None
     try:
-        msg = json.loads(payload)
+        # The C scanner json.loads ends in, called directly: the same parse without its two
+        # regex scans for surrounding whitespace (some 2 us of an event's ~45). Anything but
+        # one JSON value filling the payload (whitespace around it, a BOM, extra data, no
+        # value at all) goes to json.loads, which accepts or refuses it in its own words.
+        try:
+            msg, end = _scan_once(payload, 0)
+        except StopIteration:
+            end = -1
+        if end != len(payload):
+            msg = json.loads(payload)
     except RecursionError:
         raise BadMessage(f"nested deeper than {max_depth} levels") from None
     except ValueError as exc:

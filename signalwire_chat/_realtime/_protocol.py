@@ -34,6 +34,11 @@ _AUTH_WORDS = ("auth", "token", "requester", "expired", "credential", "jwt")
 
 #: The events carrying a message: a new one, and an edit of an earlier one.
 _MESSAGE_EVENTS = frozenset({"conversation.message", "conversation.message.updated"})
+#: A read holding more events than this is handed over and acknowledged in parts, so the
+#: relay refills its window of unacknowledged events (100 on the emulator) while the rest
+#: is decoded: acknowledged only at the end of a whole window, the relay sat idle for each
+#: window's decode (stream bench: 15,000 -> 20,000 events/s, no more CPU per event).
+_ACK_EVERY = 32
 
 # What the protocol asks of the I/O side, in order (``Action`` is ``(kind, value)``):
 SEND = "send"  # value: list[bytes], text payloads (replies), framed and sent at once
@@ -228,6 +233,8 @@ class RelayProtocol:
                     batch.append(item)
                     room -= 1
                 replies.append(reply)
+                if len(replies) >= _ACK_EVERY:
+                    flush()  # the relay refills its window while the rest is decoded
             elif method == "signalwire.ping":
                 params = msg.get("params")
                 stamp = params.get("timestamp") if type(params) is dict else None

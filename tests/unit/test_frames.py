@@ -549,6 +549,54 @@ def test_many_brackets_inside_strings_are_not_nesting() -> None:
     assert _frames.decode_message(json.dumps({"text": text}))["text"] == text
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"id":"a"}',
+        ' {"id":"a"}',  # whitespace before, after, both: json.loads accepts them
+        '{"id":"a"} \n',
+        '\t{"id":"a"}\r\n',
+        '{"id":"a"}{"id":"b"}',  # extra data
+        '{"id":"a"} x',
+        '\ufeff{"id":"a"}',  # a BOM
+        "x",
+        "   ",
+        '{"id":NaN,"x":-Infinity}',
+        '{"a":1,"a":2}',
+        '{"id":"\\ud800"}',  # a lone surrogate escape
+        '{"id":"a",}',
+        "[]",
+        '"text"',
+    ],
+)
+def test_decode_message_agrees_with_json_loads(payload: str) -> None:
+    """The scanner fast path accepts exactly what json.loads does, with the same result."""
+    try:
+        expected: object = json.loads(payload)
+    except ValueError:
+        expected = None
+    if type(expected) is not dict:
+        with pytest.raises(BadMessage):
+            _frames.decode_message(payload)
+        return
+    got = _frames.decode_message(payload)
+    # Compared as JSON text: NaN is not equal to itself.
+    assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
+
+
+def _json_containers(children: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.lists(children, max_size=4) | st.dictionaries(
+        st.text(max_size=5), children, max_size=4
+    )
+
+
+@PROPERTY
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(), _json_containers))
+def test_decode_message_round_trips_any_object(value: object) -> None:
+    payload = json.dumps({"id": "x", "value": value})
+    assert _frames.decode_message(payload) == json.loads(payload)
+
+
 def test_bad_message_reasons_never_quote_the_payload() -> None:
     secret = "eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0.secret-token"
     for payload in (f'{{"jwt_token":"{secret}"', f'["{secret}"]'):
@@ -585,6 +633,43 @@ def test_client_frames_are_masked_and_decode_with_websocket_client() -> None:
         body = frame[offset + 4 :]
         assert len(body) == length
         assert ABNF.mask(key, body) == payload
+
+
+def test_frames_encoded_in_a_batch_equal_frames_encoded_one_at_a_time() -> None:
+    sizes = [0, 1, 3, 4, 5, 73, 125, 126, 127, 4096, 65535, 65536, 70_000]
+    payloads = [os.urandom(n) for n in sizes]
+    keys = [os.urandom(4) for _ in sizes]
+    one_by_one = b"".join(_frames.encode_frame(p, k) for p, k in zip(payloads, keys, strict=True))
+    assert _frames.encode_frames(payloads, iter(keys).__next__) == one_by_one
+    for count in (1, 2):  # the single-frame shortcut, and the smallest batch
+        expected = b"".join(
+            _frames.encode_frame(p, k) for p, k in zip(payloads[:count], keys, strict=False)
+        )
+        assert _frames.encode_frames(payloads[:count], iter(keys).__next__) == expected
+
+
+@PROPERTY
+@given(st.lists(st.binary(max_size=300), min_size=1, max_size=20))
+def test_a_batch_reads_back_as_its_payloads(payloads: list[bytes]) -> None:
+    """Each frame of a batch unmasks, with its own key, to its payload (websocket-client's mask)."""
+    pool = MaskPool(keys_per_fill=4)
+    data = _frames.encode_frames(payloads, pool.take)
+    pos = 0
+    seen_keys = []
+    for payload in payloads:
+        assert data[pos] == 0x81
+        length = data[pos + 1] & 0x7F
+        pos += 2
+        if length == 126:
+            length = struct.unpack("!H", data[pos : pos + 2])[0]
+            pos += 2
+        key = data[pos : pos + 4]
+        seen_keys.append(key)
+        body = data[pos + 4 : pos + 4 + length]
+        assert ABNF.mask(key, body) == payload
+        pos += 4 + length
+    assert pos == len(data)
+    assert len(set(seen_keys)) == len(seen_keys)  # a fresh key for each frame
 
 
 def test_close_frame_carries_the_code() -> None:
