@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import linecache
 import pickle
 import random
 import subprocess
@@ -31,6 +32,7 @@ from signalwire_chat._convert import (
     converter,
     decoder,
     decoder_source,
+    precise_source,
     structure,
     structure_chat_message,
     structure_join_result,
@@ -367,6 +369,11 @@ INVALID: list[tuple[type, Any, str | None]] = [
     (ConversationMessage, {**LOG, "ts": True}, "ts"),
     (ConversationMessage, {**LOG, "ts": "1708192187.5"}, "ts"),
     (ConversationMessage, {**LOG, "ts": None}, "ts"),
+    # every float is a time: no NaN, infinity, 1e300, nor an int too large for a float
+    (ConversationMessage, {**LOG, "ts": float("nan")}, "ts"),
+    (ConversationMessage, {**LOG, "ts": float("-inf")}, "ts"),
+    (ConversationMessage, {**LOG, "ts": 1e300}, "ts"),
+    (ConversationMessage, {**LOG, "ts": 10**400}, "ts"),
     # objects are objects
     (ConversationMessage, {**LOG, "details": []}, "details"),
     (ConversationMessage, {**LOG, "details": None}, "details"),
@@ -467,8 +474,17 @@ def test_decoders_are_built_once_and_safely_from_many_threads() -> None:
     assert decoder(JoinResult) is got[0]
 
 
-def test_decoders_are_cattrs_generated_with_the_strict_hooks() -> None:
+def test_generated_source_is_readable_and_shown_in_tracebacks() -> None:
     source = decoder_source(ConversationChatMessage)
+    assert source.startswith("def decode_ConversationChatMessage(obj, _type=None):")
+    assert "if type(f_hidden) is not bool and f_hidden is not None:" in source
+    compile(source, "<test>", "exec")
+    hook = decoder(ConversationChatMessage)
+    assert linecache.getline(hook.__code__.co_filename, 1).startswith("def decode_")
+
+
+def test_the_precise_decoders_are_cattrs_generated_with_the_strict_hooks() -> None:
+    source = precise_source(ConversationChatMessage)
     assert source.startswith("def structure_ConversationChatMessage(o")
     assert "o['from_fabric_address_id']" in source  # the first wire spelling of the sender
     compile(source, "<test>", "exec")
@@ -478,7 +494,9 @@ def test_decoders_are_cattrs_generated_with_the_strict_hooks() -> None:
         converter.get_structure_hook(bool | None)("false", bool | None)
     with pytest.raises(DecodeError):
         converter.get_structure_hook(tuple[str, ...])("ab", tuple[str, ...])  # not iterated
-    assert converter.get_structure_hook(Address)(ADDRESS, Address) == decoder(Address)(ADDRESS)
+    # A model's hook is its (fast) decoder, which cattrs calls with the type as well.
+    assert converter.get_structure_hook(Address) is decoder(Address)
+    assert decoder(Address)(ADDRESS, Address) == _precise(Address)(ADDRESS)
 
 
 @attrs.frozen(kw_only=True)
@@ -561,8 +579,10 @@ class _PostInit:
         object.__setattr__(self, "name", self.name.upper())
 
 
-def test_decoders_build_models_through_attrs_init() -> None:
-    # The public models: the result is the same object, field for field, as calling the class.
+def test_fast_path_stores_fields_directly_only_where_init_would_do_nothing_more() -> None:
+    # The public models: the instance dict is filled in one step, and the result is the
+    # same object, field for field, as calling the class.
+    assert "SETATTR(inst, '__dict__'" in decoder_source(ConversationChatMessage)
     built = decoder(ConversationChatMessage)(dict(CHAT))
     called = ConversationChatMessage(
         **{f.name: getattr(built, f.name) for f in attrs.fields(ConversationChatMessage)}
@@ -571,12 +591,16 @@ def test_decoders_build_models_through_attrs_init() -> None:
     assert vars(built) == vars(called)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         built.text = "changed"  # type: ignore[misc]
-    # A validator and a post-init hook run; their ValueError is a DecodeError naming the model.
-    with pytest.raises(DecodeError, match=r"_Checked: .*name"):
+    # A validator or a post-init hook means the class must be called.
+    assert "return cls(" in decoder_source(_Checked)
+    with pytest.raises(ValueError, match="name"):
         decoder(_Checked)({"name": "x"})
+    with pytest.raises(DecodeError, match=r"_Checked: .*name"):
+        _precise(_Checked)({"name": "x"})
+    assert "return cls(" in decoder_source(_PostInit)
     assert decoder(_PostInit)({"name": "ab"}).name == "AB"
-    # A slotted class works the same.
-    assert decoder(_Odd)({"anything": 1, "ratio": 2}).ratio == 2.0
+    # A slotted class has no instance dict to fill.
+    assert "return cls(" in decoder_source(_Odd)
 
 
 @pytest.mark.parametrize(
