@@ -27,13 +27,12 @@ threads may race to the first message safely), which keeps ``import signalwire_c
   model; the unit and property-based tests check both on the same inputs.
 
 Why keep a decoder of our own (issue 10): cattrs' generated function with these hooks costs
-about 1.9 us more per message than the fast decoder (4.5 against 2.6 us, measured interleaved
-on the same machine); for ``iter_messages`` (about 30 us of CPU per message, HTTP and JSON
-included) that is some 6%, taking its ratio to the plain requests loop from 0.92-0.95 to about
-1.0, where the issue asks for 0.85. Where the time goes, per message: attrs' ``__init__`` called
-with 18 keyword arguments (1.5 us, against 0.6 us for filling the dict), one hook call per field
-(about 0.6 us for 18) and the ``res`` dict cattrs builds, and the pre-step (0.4 us).
-``benchmarks/decode_cattrs.py`` measures and profiles both.
+1.7-1.8x the fast decoder per message (4.7 against 2.8 us, measured interleaved), and
+``iter_messages`` went from a median 0.96 of the plain requests loop to 1.16 with cattrs
+decoding every message (9 alternating runs each), where the issue asks for 0.85. Where the time
+goes, per message: attrs' ``__init__`` called with 18 keyword arguments (1.7 us, against 0.6 us
+for filling the dict), one hook call per field (about 0.4 us for 18), cattrs' ``res`` dict, and
+the pre-step (0.4 us). ``benchmarks/decode_cattrs.py`` measures and profiles both.
 
 The converter's hooks for the model classes are the fast decoders (cattrs finds them through a
 hook factory, so nested models inside cattrs' functions use them too). Read a generated decoder
