@@ -1,25 +1,42 @@
 """The one cattrs converter: wire JSON to models, with strict primitive hooks, built once at import.
 
 cattrs converts primitives by calling the type, so ``"false"`` would become ``True`` and ``1``
-would become ``"1"``. Every primitive hook here checks instead: a wire mistake is a
+would become ``"1"``. Every primitive hook registered here checks instead: a wire mistake is a
 :class:`~signalwire_chat.errors.DecodeError` naming the field, never silent corruption. The one
-allowed widening is an int where a float is expected (JSON has a single number type).
+allowed widening is an int where a float is expected (JSON has a single number type); every
+float on the wire is a time in Unix seconds, so NaN, infinities and 1e300 are refused too.
+Mappings must be objects no deeper than ``MAX_JSON_DEPTH``; arrays must be arrays (cattrs
+would iterate a string or an object).
 
 Each model class has two decoders, both built lazily, once, on first use (under a lock, so
 threads may race to the first message safely), which keeps ``import signalwire_chat`` cheap:
 
-- the *precise* decoder walks the wire object key by key. It keeps the wire fields it does not
-  know in the model's ``extra`` mapping (never rejected), names a missing required field and
-  gives every error its full field path (``fabric_addresses[0].locked``);
+- the *precise* decoder is cattrs' own: the function :func:`cattrs.gen.make_dict_structure_fn`
+  generates for the class (detailed validation on), calling the strict hooks registered on the
+  converter. A small pre-step collects the wire keys the model does not know into ``extra``
+  (kept, never rejected; their depth checked) and, for a field the service spells two ways
+  (``wire_keys`` in the field metadata), copies a later spelling to the key cattrs reads when
+  the first is absent. Of the errors cattrs reports, the first in attrs order becomes our
+  ``DecodeError`` with the field's wire path (``fabric_addresses[0].locked``) or names the
+  missing required field;
 - the *fast* decoder is Python source generated from the class's fields and compiled: one
-  ``dict.get`` and one inline exact-type check per field, then a single call of the attrs class.
-  It handles the well-formed case only. When any check fails it hands the whole object to the
-  precise decoder, which raises the precise error (or, for the int-for-float widening it does not
-  inline, simply converts). It therefore accepts exactly what the precise decoder accepts and
-  builds an equal model; the unit tests check both on the same inputs.
+  ``dict.get`` and one inline exact-type check per field, then the instance dict filled in one
+  step. It handles the well-formed case only; when any check fails it hands the whole object to
+  the precise decoder, which raises the precise error (or, for the int-for-float widening it
+  does not inline, simply converts). It accepts exactly what cattrs accepts and builds an equal
+  model; the unit and property-based tests check both on the same inputs.
 
-The converter's hooks for the model classes are registered at import, before any use; they call
-the lazily built fast decoders. Read a generated decoder with :func:`decoder_source`.
+Why keep a decoder of our own (issue 10): cattrs' generated function with these hooks costs
+1.7-1.8x the fast decoder per message (4.7 against 2.8 us, measured interleaved), and
+``iter_messages`` went from a median 0.96 of the plain requests loop to 1.16 with cattrs
+decoding every message (9 alternating runs each), where the issue asks for 0.85. Where the time
+goes, per message: attrs' ``__init__`` called with 18 keyword arguments (1.7 us, against 0.6 us
+for filling the dict), one hook call per field (about 0.4 us for 18), cattrs' ``res`` dict, and
+the pre-step (0.4 us). ``benchmarks/decode_cattrs.py`` measures and profiles both.
+
+The converter's hooks for the model classes are the fast decoders (cattrs finds them through a
+hook factory, so nested models inside cattrs' functions use them too). Read a generated decoder
+with :func:`decoder_source`, cattrs' with :func:`precise_source`.
 """
 
 from __future__ import annotations
@@ -33,7 +50,8 @@ from typing import Any, TypeVar, Union
 
 import attrs
 import cattrs
-from cattrs.gen import make_dict_unstructure_fn, override
+from cattrs.errors import AttributeValidationNote, ClassValidationError
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._validate import MAX_JSON_DEPTH, json_depth_exceeds
 from .errors import DecodeError
@@ -53,6 +71,7 @@ __all__ = [
     "converter",
     "decoder",
     "decoder_source",
+    "precise_source",
     "structure",
     "structure_chat_message",
     "structure_join_result",
@@ -83,11 +102,31 @@ def _fail(expected: str, value: object, field: str | None = None) -> DecodeError
     return DecodeError(f"{where}expected {expected}, got {_describe(value)}", field=field)
 
 
-# --- strict primitive hooks (also registered on the converter for direct use) ---------------
+def _nest(exc: DecodeError, prefix: str) -> DecodeError:
+    """The same error with ``prefix`` prepended to its field path."""
+    if exc.field is None:
+        field = prefix.lstrip(".")
+        return DecodeError(f"field {field!r}: {exc.message}", field=field)
+    sep = "" if exc.field.startswith("[") else "."
+    field = f"{prefix}{sep}{exc.field}".lstrip(".")
+    message = exc.message.replace(f"field {exc.field!r}", f"field {field!r}", 1)
+    return DecodeError(message, field=field)
+
+
+# --- strict hooks, registered on the converter -------------------------------------------------
+#
+# cattrs calls each hook with the value and the type. The bodies are kept to one exact-type
+# test on the well-formed path: they run for every field of every message.
 
 
 def _strict_str(value: Any, _type: Any = str) -> str:
     if type(value) is str:
+        return value
+    raise _fail("a string", value)
+
+
+def _optional_str(value: Any, _type: Any = None) -> str | None:
+    if type(value) is str or value is None:
         return value
     raise _fail("a string", value)
 
@@ -98,13 +137,22 @@ def _strict_int(value: Any, _type: Any = int) -> int:
     raise _fail("an integer", value)
 
 
-def _strict_float(value: Any, _type: Any = float) -> float:
-    kind = type(value)
-    if kind is float:
-        return value  # type: ignore[no-any-return]
-    if kind is int:  # JSON has one number type; bool is refused (type(True) is bool)
-        return float(value)
-    raise _fail("a number", value)
+def _optional_int(value: Any, _type: Any = None) -> int | None:
+    if type(value) is int or value is None:
+        return value
+    raise _fail("an integer", value)
+
+
+def _strict_bool(value: Any, _type: Any = bool) -> bool:
+    if type(value) is bool:
+        return value
+    raise _fail("a boolean", value)
+
+
+def _optional_bool(value: Any, _type: Any = None) -> bool | None:
+    if type(value) is bool or value is None:
+        return value
+    raise _fail("a boolean", value)
 
 
 #: The range of a float on the wire: every one is a time in Unix seconds (``ts``), and
@@ -114,31 +162,231 @@ FLOAT_MIN = -62135596800.0
 FLOAT_MAX = 253402300799.0
 
 
-def _ranged_float(value: Any, _type: Any = float) -> float:
-    number = _strict_float(value)
-    if not FLOAT_MIN <= number <= FLOAT_MAX:  # False for NaN too
-        raise DecodeError(f"expected a time in Unix seconds (years 1 to 9999), got {number!r}")
-    return number
+def _strict_float(value: Any, _type: Any = float) -> float:
+    kind = type(value)
+    if kind is float:
+        number: float = value
+    elif kind is int:  # JSON has one number type; bool is refused (type(True) is bool)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise DecodeError("expected a time in Unix seconds (years 1 to 9999)") from None
+    else:
+        raise _fail("a number", value)
+    if FLOAT_MIN <= number <= FLOAT_MAX:  # False for NaN too
+        return number
+    raise DecodeError(f"expected a time in Unix seconds (years 1 to 9999), got {number!r}")
 
 
-def _shallow_enough(value: Any) -> None:
-    if json_depth_exceeds(value, MAX_JSON_DEPTH):
-        raise DecodeError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+def _optional_float(value: Any, _type: Any = None) -> float | None:
+    return None if value is None else _strict_float(value)
 
 
-def _strict_bool(value: Any, _type: Any = bool) -> bool:
-    if type(value) is bool:
+def _mapping(value: Any, _type: Any = None) -> Mapping[str, Any]:
+    if type(value) is dict:
+        if value and json_depth_exceeds(value, MAX_JSON_DEPTH):
+            raise DecodeError(f"nested deeper than {MAX_JSON_DEPTH} levels")
         return value
-    raise _fail("a boolean", value)
+    raise _fail("an object", value)
 
 
-# --- field specs, shared by both decoders ----------------------------------------------------
+def _optional_mapping(value: Any, _type: Any = None) -> Mapping[str, Any] | None:
+    if type(value) is dict:
+        if value and json_depth_exceeds(value, MAX_JSON_DEPTH):
+            raise DecodeError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        return value
+    if value is None:
+        return None
+    raise _fail("an object", value)
 
-_NEVER = type("_Never", (), {})  # a type no wire value has: always goes through ``convert``
+
+def _anything(value: Any, _type: Any = None) -> Any:
+    return value
+
+
+def _str_tuple(value: Any, _type: Any = None) -> tuple[str, ...]:
+    if type(value) is not list:
+        raise _fail("an array", value)
+    for index, item in enumerate(value):
+        if type(item) is not str:
+            raise _fail("a string", item, f"[{index}]")
+    return tuple(value)
+
+
+def _tuple_of(item_type: Any) -> Callable[[Any, Any], tuple[Any, ...]]:
+    """The hook of ``tuple[item_type, ...]``: a JSON array, each item through its hook."""
+    if item_type is str:
+        return _str_tuple
+    item = converter.get_structure_hook(item_type)
+
+    def structure_tuple(value: Any, _type: Any = None) -> tuple[Any, ...]:
+        if type(value) is not list:
+            raise _fail("an array", value)
+        try:
+            return tuple([item(entry, item_type) for entry in value])
+        except DecodeError:
+            pass
+        for index, entry in enumerate(value):  # again, to name the item
+            try:
+                item(entry, item_type)
+            except DecodeError as exc:
+                raise _nest(exc, f"[{index}]") from None
+        raise AssertionError("unreachable: an item failed once and not again")  # pragma: no cover
+
+    return structure_tuple
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    if typing.get_origin(tp) in (Union, types.UnionType):  # Optional[X] or X | None
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+def _is_optional(tp: Any) -> bool:
+    return _unwrap_optional(tp)[1]
+
+
+_OPTIONAL_HOOKS: dict[Any, Callable[[Any, Any], Any]] = {
+    str: _optional_str,
+    int: _optional_int,
+    bool: _optional_bool,
+    float: _optional_float,
+}
+
+
+def _optional_hook(tp: Any) -> Callable[[Any, Any], Any]:
+    inner, _nullable = _unwrap_optional(tp)
+    known = _OPTIONAL_HOOKS.get(inner)
+    if known is not None:
+        return known
+    if _is_mapping(inner):
+        return _optional_mapping
+    hook = converter.get_structure_hook(inner)
+
+    def optional(value: Any, _type: Any = None) -> Any:
+        return None if value is None else hook(value, inner)
+
+    return optional
+
+
+def _is_mapping(tp: Any) -> bool:
+    return typing.get_origin(tp) in (Mapping, dict) or tp in (dict, Mapping)
+
+
+def _is_tuple(tp: Any) -> bool:
+    args = typing.get_args(tp)
+    return typing.get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
+def _tuple_hook(tp: Any) -> Callable[[Any, Any], tuple[Any, ...]]:
+    return _tuple_of(typing.get_args(tp)[0])
+
+
+# --- the decoders of the models ----------------------------------------------------------------
+
+_Decoder = Callable[..., Any]  # (obj) or, as a cattrs hook, (obj, type)
+
+
+class _Plan:
+    """What the pre-step needs to know of one model, and its precise decoder."""
+
+    __slots__ = ("aliases", "cls", "known", "name", "structure", "wire_key")
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        self.name = cls.__name__
+        overrides: dict[str, Any] = {}
+        aliases: list[tuple[str, tuple[str, ...]]] = []
+        known: set[str] = set()
+        self.wire_key: dict[str, str] = {}  # attribute -> the key cattrs reads it from
+        for field in attrs.fields(cls):
+            if field.name == "extra":
+                # Filled by the pre-step (a wire key "extra" is itself an unknown field).
+                overrides["extra"] = override(struct_hook=_anything)
+                continue
+            keys: tuple[str, ...] = field.metadata.get("wire_keys", (field.name,))
+            known.update(keys)
+            self.wire_key[field.name] = keys[0]
+            if keys[0] != field.name:
+                overrides[field.name] = override(rename=keys[0])
+            if len(keys) > 1:
+                aliases.append((keys[0], keys[1:]))
+        self.known = frozenset(known)
+        self.aliases = tuple(aliases)
+        # Detailed validation: cattrs names the attribute of every error (and, measured, its
+        # one ``cls(**res)`` call costs less than the ``cls(id=..., **res)`` of the
+        # non-detailed function; try blocks cost nothing until something is raised).
+        self.structure: Callable[[Any], Any] = make_dict_structure_fn(
+            cls,
+            converter,
+            _cattrs_forbid_extra_keys=False,
+            _cattrs_detailed_validation=True,
+            **overrides,
+        )
+
+    def prepare(self, obj: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """``obj`` as the generated functions read it, and the wire key of each alias used."""
+        used: dict[str, str] = {}
+        if not self.known.issuperset(obj):
+            obj = _with_extra(obj, self.known)
+        for first, others in self.aliases:
+            if first not in obj:
+                for other in others:
+                    if other in obj:
+                        obj = {**obj, first: obj[other]}
+                        used[first] = other
+                        break
+        return obj, used
+
+    def precise(self, obj: Any, _type: Any = None) -> Any:
+        """Decode with cattrs' detailed validation: the first error gets its field path."""
+        if type(obj) is not dict:
+            raise DecodeError(f"{self.name}: expected an object, got {_describe(obj)}")
+        prepared, used = self.prepare(obj)
+        try:
+            return self.structure(prepared)
+        except ClassValidationError as group:
+            raise self.translate(group, used) from None
+
+    def translate(self, group: ClassValidationError, used: dict[str, str]) -> DecodeError:
+        first = group.exceptions[0]
+        notes = getattr(first, "__notes__", ())
+        notes = [note for note in notes if isinstance(note, AttributeValidationNote)]
+        if not notes:  # raised by the class itself (a validator, __attrs_post_init__)
+            if isinstance(first, DecodeError):
+                return first
+            return DecodeError(f"{self.name}: {first}")
+        attribute = notes[-1].name
+        key = self.wire_key[attribute]
+        key = used.get(key, key)
+        if isinstance(first, DecodeError):
+            return _nest(first, key)
+        if isinstance(first, KeyError):
+            message = f"{self.name}: missing required field {attribute!r}"
+            return DecodeError(message, field=attribute)
+        return DecodeError(f"field {key!r}: {first}", field=key)  # pragma: no cover
+
+
+def _with_extra(obj: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    """``obj`` with the keys not in ``known`` gathered under ``"extra"`` (depth-checked)."""
+    extra = {k: v for k, v in obj.items() if k not in known}
+    for key, value in extra.items():
+        if json_depth_exceeds(value, MAX_JSON_DEPTH):
+            raise _nest(DecodeError(f"nested deeper than {MAX_JSON_DEPTH} levels"), key)
+    prepared = {k: v for k, v in obj.items() if k in known}
+    prepared["extra"] = extra
+    return prepared
+
+
+# --- the fast decoder: generated source -----------------------------------------------------
+
+_NEVER = type("_Never", (), {})  # a type no wire value has: never taken as is
 
 
 class _FieldSpec:
-    """How one wire key becomes one constructor argument."""
+    """How the fast decoder reads one field (the precise decoder is cattrs')."""
 
     __slots__ = (
         "check",
@@ -165,23 +413,11 @@ class _FieldSpec:
         self.kind = kind  # "exact", "float", "any", "model" or "tuple"
         self.exact = exact  # a value of exactly this type is taken as is
         self.nullable = nullable  # None is taken as is
-        self.convert = convert  # otherwise: converts or raises DecodeError; None = refuse
+        self.convert = convert  # a tuple of strings: its hook (the fast decoder calls it)
         self.nested = nested  # the model class of a "model" or "tuple" field
-        self.check: Callable[[Any], None] | None = None  # run on a value taken as is
+        self.check: Callable[..., Any] | None = None  # set: a mapping, depth-checked
         self.default: Any = attrs.NOTHING  # the attrs default (NOTHING: required)
         self.keys: tuple[str, ...] = (name,)  # the wire keys, first present wins
-
-
-def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
-    if typing.get_origin(tp) in (Union, types.UnionType):  # Optional[X] or X | None
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1 and len(typing.get_args(tp)) == 2:
-            return args[0], True
-    return tp, False
-
-
-def _identity(value: Any) -> Any:
-    return value
 
 
 def _spec_for(name: str, tp: Any) -> _FieldSpec:
@@ -189,73 +425,22 @@ def _spec_for(name: str, tp: Any) -> _FieldSpec:
     if inner in (str, bool, int):
         return _FieldSpec(name, "exact", inner, nullable, None)
     if inner is float:
-        # No exact type: the precise decoder always converts, and so checks the range.
-        return _FieldSpec(name, "float", _NEVER, nullable, _ranged_float)
+        return _FieldSpec(name, "float", _NEVER, nullable, None)
     if inner is Any:
-        return _FieldSpec(name, "any", _NEVER, True, _identity)
+        return _FieldSpec(name, "any", _NEVER, True, None)
     origin = typing.get_origin(inner)
     if origin in (Mapping, dict, typing.Mapping, typing.Dict):  # noqa: UP006 - runtime check
         spec = _FieldSpec(name, "exact", dict, nullable, None)
-        spec.check = _shallow_enough
+        spec.check = _mapping  # (the fast decoder inlines the depth test)
         return spec
     if origin is tuple:
         (item_type, _ellipsis) = typing.get_args(inner)
         if item_type is str:
             return _FieldSpec(name, "tuple", _NEVER, nullable, _str_tuple)
-        hook = _list_hook(item_type)
-        return _FieldSpec(name, "tuple", _NEVER, nullable, hook, nested=item_type)
+        return _FieldSpec(name, "tuple", _NEVER, nullable, None, nested=item_type)
     if attrs.has(inner):
-        return _FieldSpec(name, "model", _NEVER, nullable, _LazySlow(inner), nested=inner)
+        return _FieldSpec(name, "model", _NEVER, nullable, None, nested=inner)
     raise TypeError(f"no strict hook for field {name!r} of type {tp!r}")  # a bug in models.py
-
-
-class _LazySlow:
-    """The precise decoder of a nested model class, looked up when first needed."""
-
-    __slots__ = ("cls",)
-
-    def __init__(self, cls: type) -> None:
-        self.cls = cls
-
-    def __call__(self, value: Any) -> Any:
-        return _precise(self.cls)(value)
-
-
-def _str_tuple(value: Any) -> tuple[str, ...]:
-    if type(value) is not list:
-        raise _fail("an array", value)
-    for index, item in enumerate(value):
-        if type(item) is not str:
-            raise _fail("a string", item, f"[{index}]")
-    return tuple(value)
-
-
-def _list_hook(item_type: type[T]) -> Callable[[Any], tuple[T, ...]]:
-    item = _LazySlow(item_type)
-
-    def convert(value: Any) -> tuple[T, ...]:
-        if type(value) is not list:
-            raise _fail("an array", value)
-        out = []
-        for index, entry in enumerate(value):
-            try:
-                out.append(item(entry))
-            except DecodeError as exc:
-                raise _nest(exc, f"[{index}]") from None
-        return tuple(out)
-
-    return convert
-
-
-def _nest(exc: DecodeError, prefix: str) -> DecodeError:
-    """The same error with ``prefix`` prepended to its field path."""
-    if exc.field is None:
-        field = prefix.lstrip(".")
-        return DecodeError(f"field {field!r}: {exc.message}", field=field)
-    sep = "" if exc.field.startswith("[") else "."
-    field = f"{prefix}{sep}{exc.field}".lstrip(".")
-    message = exc.message.replace(f"field {exc.field!r}", f"field {field!r}", 1)
-    return DecodeError(message, field=field)
 
 
 def _specs(cls: type) -> dict[str, _FieldSpec]:
@@ -271,59 +456,6 @@ def _specs(cls: type) -> dict[str, _FieldSpec]:
         specs[field.name] = spec
     return specs
 
-
-# --- the precise decoder ---------------------------------------------------------------------
-
-
-def _build_precise(cls: type[T]) -> Callable[[Any], T]:
-    """The key-by-key decoder: every rule, precise errors; the reference for the fast one."""
-    specs = _specs(cls)
-    name = cls.__name__
-
-    known = frozenset(key for spec in specs.values() for key in spec.keys)
-
-    def precise(obj: Any) -> T:
-        if type(obj) is not dict:
-            raise DecodeError(f"{name}: expected an object, got {_describe(obj)}")
-        kwargs: dict[str, Any] = {}
-        for field, spec in specs.items():
-            for key in spec.keys:
-                if key in obj:
-                    break
-            else:
-                if spec.default is attrs.NOTHING:
-                    raise DecodeError(f"{name}: missing required field {field!r}", field=field)
-                continue
-            value = obj[key]
-            if type(value) is spec.exact or (value is None and spec.nullable):
-                if spec.check is not None and value is not None:
-                    try:
-                        spec.check(value)
-                    except DecodeError as exc:
-                        raise _nest(exc, key) from None
-                kwargs[field] = value
-            elif spec.convert is not None:
-                try:
-                    kwargs[field] = spec.convert(value)
-                except DecodeError as exc:
-                    raise _nest(exc, key) from None
-            else:
-                expected = _TYPE_NAMES.get(spec.exact, spec.exact.__name__)
-                raise _fail(expected, value, key)
-        if not known.issuperset(obj):
-            extra = {k: v for k, v in obj.items() if k not in known}
-            for key, value in extra.items():
-                try:
-                    _shallow_enough(value)
-                except DecodeError as exc:
-                    raise _nest(exc, key) from None
-            kwargs["extra"] = extra
-        return cls(**kwargs)
-
-    return precise
-
-
-# --- the fast decoder: generated source ------------------------------------------------------
 
 _MISSING = type("_Missing", (), {"__repr__": lambda _self: "<missing>"})()
 _JSON_SCALARS = (type(None), bool, int, float, str)
@@ -396,7 +528,8 @@ def _check_lines(spec: _FieldSpec, env: dict[str, Any], unless: list[str]) -> li
         out_of_range = " and ".join([*unless, f"not FLOAT_MIN <= {var} <= FLOAT_MAX"])
         return [
             f"if {condition}:",
-            f"    if type({var}) is not int:",
+            # (an int is range-checked before float(): one of 400 digits would overflow)
+            f"    if type({var}) is not int or not FLOAT_MIN <= {var} <= FLOAT_MAX:",
             "        return precise(obj)",
             f"    {var} = float({var})",
             f"if {out_of_range}:",  # NaN fails every comparison, so lands here too
@@ -404,11 +537,11 @@ def _check_lines(spec: _FieldSpec, env: dict[str, Any], unless: list[str]) -> li
         ]
     nested = spec.nested
     convert = f"C_{spec.name}"
-    if nested is None:  # a tuple of strings: the precise hook is as fast as it gets
+    if nested is None:  # a tuple of strings: the cattrs hook is as fast as it gets
         assert spec.convert is not None
         env[convert] = spec.convert
     else:
-        env[convert] = _LazyFast(nested) if kind == "model" else _tuple_of(nested)
+        env[convert] = _LazyFast(nested) if kind == "model" else _fast_tuple_of(nested)
     lines = [
         "try:",
         f"    {var} = {convert}({var})",
@@ -420,7 +553,7 @@ def _check_lines(spec: _FieldSpec, env: dict[str, Any], unless: list[str]) -> li
     return lines
 
 
-def _tuple_of(item_type: type) -> Callable[[Any], tuple[Any, ...]]:
+def _fast_tuple_of(item_type: type) -> Callable[[Any], tuple[Any, ...]]:
     item = _LazyFast(item_type)
 
     def convert(value: Any) -> tuple[Any, ...]:
@@ -493,7 +626,9 @@ def _fast_source(cls: type) -> tuple[str, dict[str, Any]]:
         args = [f"    {name}=f_{name}," for name in specs]
         body += ["return cls(", *args, "    extra=extra,", ")"]
     env["KNOWN"] = frozenset(key for spec in specs.values() for key in spec.keys)
-    source = f"def decode_{cls.__name__}(obj):\n" + "".join(f"    {line}\n" for line in body)
+    source = f"def decode_{cls.__name__}(obj, _type=None):\n" + "".join(
+        f"    {line}\n" for line in body
+    )
     return source, env
 
 
@@ -507,22 +642,26 @@ def _build_fast(cls: type[T], precise: Callable[[Any], T]) -> Callable[[Any], T]
     return env[f"decode_{cls.__name__}"]  # type: ignore[no-any-return]
 
 
-# --- lazily built, cached decoders -----------------------------------------------------------
+# --- lazily built, cached decoders -------------------------------------------------------------
 
-_LOCK = threading.RLock()  # re-entrant: building one decoder may build a nested one
-_PRECISE: dict[type, Callable[[Any], Any]] = {}
-_FAST: dict[type, Callable[[Any], Any]] = {}
+_LOCK = threading.RLock()  # re-entrant: building one decoder builds the nested ones
+_PLANS: dict[type, _Plan] = {}
+_FAST: dict[type, _Decoder] = {}
+
+
+def _plan(cls: type) -> _Plan:
+    plan = _PLANS.get(cls)
+    if plan is None:
+        with _LOCK:
+            plan = _PLANS.get(cls)
+            if plan is None:
+                plan = _PLANS[cls] = _Plan(cls)
+    return plan
 
 
 def _precise(cls: type[T]) -> Callable[[Any], T]:
-    """The precise decoder of ``cls`` (built on first use)."""
-    hook = _PRECISE.get(cls)
-    if hook is None:
-        with _LOCK:
-            hook = _PRECISE.get(cls)
-            if hook is None:
-                hook = _PRECISE[cls] = _build_precise(cls)
-    return hook
+    """The precise decoder of ``cls`` (cattrs' detailed validation; built on first use)."""
+    return _plan(cls).precise
 
 
 def decoder(cls: type[T]) -> Callable[[Any], T]:
@@ -535,13 +674,19 @@ def decoder(cls: type[T]) -> Callable[[Any], T]:
         with _LOCK:
             hook = _FAST.get(cls)
             if hook is None:
-                hook = _FAST[cls] = _build_fast(cls, _precise(cls))
+                hook = _FAST[cls] = _build_fast(cls, _plan(cls).precise)
     return hook
 
 
 def decoder_source(cls: type) -> str:
     """The generated source of the fast decoder of ``cls`` (for reading and debugging)."""
     return _fast_source(cls)[0]
+
+
+def precise_source(cls: type) -> str:
+    """The source cattrs generated for the precise decoder of ``cls``."""
+    code = _plan(cls).structure.__code__
+    return "\n".join(linecache.getlines(code.co_filename)) + "\n"
 
 
 _MODELS = (
@@ -555,14 +700,22 @@ _MODELS = (
 )
 
 
+def _model_hook(cls: Any) -> Callable[[Any, Any], Any]:
+    # A decoder also takes the type as a second argument, as cattrs passes it.
+    return typing.cast("Callable[[Any, Any], Any]", decoder(cls))
+
+
 def _make_converter() -> cattrs.Converter:
-    conv = cattrs.Converter(detailed_validation=False)
+    conv = cattrs.Converter(detailed_validation=False, forbid_extra_keys=False)
     conv.register_structure_hook(str, _strict_str)
     conv.register_structure_hook(int, _strict_int)
     conv.register_structure_hook(float, _strict_float)
     conv.register_structure_hook(bool, _strict_bool)
-    for cls in _MODELS:
-        conv.register_structure_hook(cls, lambda obj, model: decoder(model)(obj))
+    conv.register_structure_hook_func(_is_mapping, _mapping)
+    conv.register_structure_hook_factory(_is_tuple, _tuple_hook)
+    conv.register_structure_hook_factory(_is_optional, _optional_hook)
+    # Every attrs class goes through the pre-step (extra, aliases) and the strict hooks.
+    conv.register_structure_hook_factory(attrs.has, _model_hook)
     conv.register_structure_hook(SendResult, lambda obj, _cls: structure_send_result(obj))
     _register_unstructure(conv)
     return conv

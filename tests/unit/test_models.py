@@ -32,6 +32,7 @@ from signalwire_chat._convert import (
     converter,
     decoder,
     decoder_source,
+    precise_source,
     structure,
     structure_chat_message,
     structure_join_result,
@@ -368,6 +369,11 @@ INVALID: list[tuple[type, Any, str | None]] = [
     (ConversationMessage, {**LOG, "ts": True}, "ts"),
     (ConversationMessage, {**LOG, "ts": "1708192187.5"}, "ts"),
     (ConversationMessage, {**LOG, "ts": None}, "ts"),
+    # every float is a time: no NaN, infinity, 1e300, nor an int too large for a float
+    (ConversationMessage, {**LOG, "ts": float("nan")}, "ts"),
+    (ConversationMessage, {**LOG, "ts": float("-inf")}, "ts"),
+    (ConversationMessage, {**LOG, "ts": 1e300}, "ts"),
+    (ConversationMessage, {**LOG, "ts": 10**400}, "ts"),
     # objects are objects
     (ConversationMessage, {**LOG, "details": []}, "details"),
     (ConversationMessage, {**LOG, "details": None}, "details"),
@@ -470,11 +476,27 @@ def test_decoders_are_built_once_and_safely_from_many_threads() -> None:
 
 def test_generated_source_is_readable_and_shown_in_tracebacks() -> None:
     source = decoder_source(ConversationChatMessage)
-    assert source.startswith("def decode_ConversationChatMessage(obj):")
+    assert source.startswith("def decode_ConversationChatMessage(obj, _type=None):")
     assert "if type(f_hidden) is not bool and f_hidden is not None:" in source
     compile(source, "<test>", "exec")
     hook = decoder(ConversationChatMessage)
     assert linecache.getline(hook.__code__.co_filename, 1).startswith("def decode_")
+
+
+def test_the_precise_decoders_are_cattrs_generated_with_the_strict_hooks() -> None:
+    source = precise_source(ConversationChatMessage)
+    assert source.startswith("def structure_ConversationChatMessage(o")
+    assert "o['from_fabric_address_id']" in source  # the first wire spelling of the sender
+    compile(source, "<test>", "exec")
+    # cattrs looks up the hooks registered on the converter: the strict ones.
+    assert converter.get_structure_hook(str | None)(None, str | None) is None
+    with pytest.raises(DecodeError):
+        converter.get_structure_hook(bool | None)("false", bool | None)
+    with pytest.raises(DecodeError):
+        converter.get_structure_hook(tuple[str, ...])("ab", tuple[str, ...])  # not iterated
+    # A model's hook is its (fast) decoder, which cattrs calls with the type as well.
+    assert converter.get_structure_hook(Address) is decoder(Address)
+    assert decoder(Address)(ADDRESS, Address) == _precise(Address)(ADDRESS)
 
 
 @attrs.frozen(kw_only=True)
@@ -532,7 +554,7 @@ def test_import_builds_no_decoder_and_leaves_html_out() -> None:
     # Decoders are built on first use, and html is only for notebooks (Page._repr_html_).
     code = (
         "import sys, signalwire_chat, signalwire_chat._convert as c; "
-        "print(len(c._FAST), len(c._PRECISE), 'html' in sys.modules)"
+        "print(len(c._FAST), len(c._PLANS), 'html' in sys.modules)"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
@@ -573,6 +595,8 @@ def test_fast_path_stores_fields_directly_only_where_init_would_do_nothing_more(
     assert "return cls(" in decoder_source(_Checked)
     with pytest.raises(ValueError, match="name"):
         decoder(_Checked)({"name": "x"})
+    with pytest.raises(DecodeError, match=r"_Checked: .*name"):
+        _precise(_Checked)({"name": "x"})
     assert "return cls(" in decoder_source(_PostInit)
     assert decoder(_PostInit)({"name": "ab"}).name == "AB"
     # A slotted class has no instance dict to fill.
