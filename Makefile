@@ -8,7 +8,7 @@ NODE_DIRS := tests/conformance/js tests/conformance/sdk-client-0.0.1 tests/confo
 NODE_STAMPS := $(addsuffix /node_modules/.installed,$(NODE_DIRS))
 DEMO_STAMP := $(VENV)/.installed-emulator
 
-.PHONY: demo test unit lint docs versions bench bench-quick emulator clean redis-server
+.PHONY: demo test unit lint docs versions bench bench-quick emulator clean redis-server coverage
 
 $(STAMP): setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,16 @@ test: $(STAMP) redis-server
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
+
+# Branch coverage of the realtime package by the unit and integration suites; fails under
+# COVERAGE_MIN percent of branches (coverage's own --fail-under mixes lines and branches).
+COVERAGE_MIN ?= 95
+coverage: $(STAMP)
+	$(PY) -m coverage erase
+	$(PY) -m coverage run --branch --source=signalwire_chat/_realtime -m pytest -q -p no:cacheprovider tests/unit tests/integration
+	$(PY) -m coverage report -m
+	$(PY) -m coverage json -q -o .coverage.json
+	$(PY) tools/branch_coverage.py .coverage.json $(COVERAGE_MIN)
 
 # The documentation site (docs/), built with warnings as errors into docs/_build/html.
 docs: $(STAMP)
