@@ -67,10 +67,13 @@ unit: $(STAMP)
 
 # Branch coverage of the realtime package by the unit and integration suites; fails under
 # COVERAGE_MIN percent of branches (coverage's own --fail-under mixes lines and branches).
+# Parallel data files: forked children (the fork tests) save theirs on os._exit (the
+# `patch = _exit` of [coverage:run] in setup.cfg), and `combine` merges them.
 COVERAGE_MIN ?= 95
 coverage: $(STAMP)
 	$(PY) -m coverage erase
-	$(PY) -m coverage run --branch --source=signalwire_chat/_realtime -m pytest -q -p no:cacheprovider tests/unit tests/integration
+	$(PY) -m coverage run -p --branch --source=signalwire_chat/_realtime -m pytest -q -p no:cacheprovider tests/unit tests/integration
+	$(PY) -m coverage combine -q
 	$(PY) -m coverage report -m
 	$(PY) -m coverage json -q -o .coverage.json
 	$(PY) tools/branch_coverage.py .coverage.json $(COVERAGE_MIN)
