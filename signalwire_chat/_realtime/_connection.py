@@ -156,7 +156,6 @@ class Connection:
         on_connected: Callable[[bool], None],
         on_failed: Callable[[RealtimeError], None],
         on_trouble: Callable[[BaseException], None] = lambda _error: None,
-        resume: tuple[str | None, str | None] | None = None,
         name: str = "signalwire-chat-connection",
     ) -> None:
         self._url = relay_url
@@ -188,8 +187,6 @@ class Connection:
         self._muted = False
         #: When the relay accepted the current socket's connect (monotonic), if it did.
         self._accepted_at: float | None = None
-        if resume:
-            self.relay.protocol, self.relay.authorization_state = resume
         self._token: str = ""
         # Token refresh, done off this thread (the token source is user code).
         self._refresh_thread: threading.Thread | None = None
