@@ -250,3 +250,35 @@ def test_the_dispatcher_survives_a_failing_task_and_stops_midway(
     assert "internal task failed" in caplog.text
     assert got == ["id1"]  # what came after stop() was dropped
     assert not ran.is_set()
+
+
+def test_a_callable_object_is_named_by_its_class() -> None:
+    class Printer:
+        def __call__(self, message: ConversationChatMessage) -> None:
+            return None
+
+    sub, _got, _errors = _sub(on_message=Printer())
+    assert sub.callback_name.endswith("<locals>.Printer")
+    assert repr(sub).endswith(".Printer>")
+
+
+def test_an_odd_ipython_shell_falls_back_on_the_callbacks_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+    import types
+
+    from signalwire_chat._realtime._interactive import cell_origin
+
+    def broken_get_ipython() -> Any:
+        raise RuntimeError("no shell in this thread")
+
+    fake = types.ModuleType("IPython")
+    fake.get_ipython = broken_get_ipython  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(
+        compile("def show(message):\n    return message\n", "<ipython-input-9-ab>", "exec"),
+        namespace,
+    )
+    assert cell_origin(namespace["show"]) == (("ipython", "name", "show"), None)
