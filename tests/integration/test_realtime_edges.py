@@ -10,6 +10,7 @@ are about the socket, not the catch-up reads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from test_hostile_relay import Peer, text
+from test_hostile_relay import OP_PING, Peer, frame, text
 from test_realtime_support import Collector, wait_until
 
 from signalwire_chat._auth import Credentials
@@ -46,8 +47,10 @@ Script = Callable[[Peer, int], None]
 class ScriptedRelay:
     """A TCP server on 127.0.0.1:0 handing each connection (and its number) to ``script``."""
 
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, *, rcvbuf: int | None = None) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
+        if rcvbuf is not None:  # inherited by the accepted sockets
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.url = f"ws://127.0.0.1:{self._listener.getsockname()[1]}/"
         self.script = script
         self.peers: queue.Queue[Peer] = queue.Queue()
@@ -474,6 +477,39 @@ def test_a_relay_ignoring_the_window_is_read_again_once_the_callback_catches_up(
             assert relay.peers.qsize() == 1  # one connection: no reconnect for the stall
         finally:
             release.set()
+            stop.set()
+            hub.close()
+    assert relay.errors == []
+
+
+def test_a_relay_that_never_reads_is_left_after_the_ping_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stop = threading.Event()
+    ping = frame(b"p" * 125, OP_PING)
+
+    def script(peer: Peer, number: int) -> None:
+        _accept(peer)
+        if number > 1:
+            peer.send(text(_event("on a relay that reads")))
+            _hold_open(peer, stop)
+            return
+        # Pings the client must answer, while never reading the answers: its pongs fill
+        # the socket buffers until send() blocks.
+        peer.sock.settimeout(WAIT)
+        with contextlib.suppress(OSError):
+            for _ in range(40_000):
+                peer.sock.sendall(ping * 50)
+
+    with ScriptedRelay(script, rcvbuf=4096) as relay:
+        hub = _hub(relay.url, ping_timeout=1.0)
+        got = Collector()
+        try:
+            with caplog.at_level(logging.INFO, logger="signalwire_chat._realtime._connection"):
+                hub.subscribe(ROOM, got.on_message, got.on_error)
+                assert got.wait_for(1, timeout=30) == ["on a relay that reads"]
+            assert "the relay does not read what is sent" in caplog.text
+        finally:
             stop.set()
             hub.close()
     assert relay.errors == []
