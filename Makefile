@@ -75,8 +75,8 @@ coverage: $(STAMP)
 	$(PY) -m coverage run -p --branch --source=signalwire_chat/_realtime -m pytest -q -p no:cacheprovider tests/unit tests/integration
 	$(PY) -m coverage combine -q
 	$(PY) -m coverage report -m
-	$(PY) -m coverage json -q -o .coverage.json
-	$(PY) tools/branch_coverage.py .coverage.json $(COVERAGE_MIN)
+	$(PY) -m coverage json -q -o .coverage-realtime.json
+	$(PY) tools/branch_coverage.py .coverage-realtime.json $(COVERAGE_MIN)
 
 # The documentation site (docs/), built with warnings as errors into docs/_build/html.
 docs: $(STAMP)

@@ -282,3 +282,64 @@ def test_an_odd_ipython_shell_falls_back_on_the_callbacks_name(
         namespace,
     )
     assert cell_origin(namespace["show"]) == (("ipython", "name", "show"), None)
+
+
+def test_a_checkpoint_outage_after_a_callback_is_reported_once_and_delivery_goes_on(
+    tmp_path: Any,
+) -> None:
+    from test_realtime_stream import _FaultyStore
+
+    from signalwire_chat._realtime._checkpointing import Checkpointer
+    from signalwire_chat.errors import StoreUnavailableError
+
+    store = _FaultyStore(tmp_path / "cp.db")
+    try:
+        dispatcher = Dispatcher(queue_size=10)
+        checkpoint = Checkpointer(store, "bot", Route.address("conv"))  # type: ignore[arg-type]
+        sub, got, errors = _sub(checkpoint=checkpoint)
+        store.fault = StoreUnavailableError("store down")
+        sub._deliver_wire(_wire(1), dispatcher)
+        sub._deliver_wire(_wire(2), dispatcher)
+        assert got == ["id1", "id2"]
+        assert [type(e) for e in errors] == [StoreUnavailableError]  # once per outage
+        assert sub.active
+        store.fault = None
+        sub._deliver_wire(_wire(3), dispatcher)
+        assert store.real.load("bot").message_id == "id3"  # type: ignore[union-attr]
+    finally:
+        store.close()
+
+
+def test_without_on_error_a_raising_callback_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dispatcher = Dispatcher(queue_size=10)
+
+    def on_message(message: ConversationChatMessage) -> None:
+        raise ValueError("bad message handling")
+
+    sub = Subscription(_Owner(), Route.address("conv"), on_message, None, recent_ids=10)
+    with caplog.at_level(logging.ERROR):
+        sub._deliver_wire(_wire(1), dispatcher)
+    records = [r for r in caplog.records if r.name.endswith("_subscriptions")]
+    assert len(records) == 1  # with its traceback, not a second line from _report
+    assert records[0].exc_info is not None
+
+
+def test_a_catch_up_skips_what_was_delivered_other_kinds_and_other_conversations() -> None:
+    dispatcher = Dispatcher(queue_size=10)
+    sub, got, errors = _sub()
+    sub.last_id = "id0"
+    sub._deliver(_message(4), dispatcher)  # came live during the outage
+    sub.last_id = "id0"  # the catch-up still starts from before the outage
+
+    def history(route: Route) -> Iterator[ConversationChatMessage]:
+        yield _message(5)
+        yield _message(4)  # delivered already
+        yield structure_chat_message(_wire(3, conversation="elsewhere"))
+        yield _message(2)
+        yield _message(0)
+
+    sub._backfill(history, dispatcher, limit=100)
+    assert got == ["id4", "id2", "id5"]
+    assert errors == []
