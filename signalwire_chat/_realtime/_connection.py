@@ -52,7 +52,6 @@ from ._frames import (
 from ._options import ConnectionState, RealtimeOptions
 from ._protocol import (
     ACCEPTED,
-    BROKEN,
     CLOSE,
     DELIVER,
     HOLD,
@@ -515,7 +514,7 @@ class Connection:
                 return _MUTE
             elif kind == REFUSED:
                 raise _AuthRefused(value)
-            elif kind == BROKEN:
+            else:  # BROKEN, the last kind RelayProtocol emits
                 raise _Dead(value)
         return outcome
 

@@ -197,12 +197,12 @@ def test_a_relay_that_never_answers_the_connect_is_one_outage_for_on_error() -> 
         numbers.append(number)
         peer.handshake()
         assert peer.next_json()["method"] == "signalwire.connect"
-        if number >= 3:
-            attempts.set()
         peer.gone()  # silent until the client gives up on this socket
+        if number >= 4:
+            attempts.set()  # the client now waits (back-off) before its next attempt
 
     with ScriptedRelay(script) as relay:
-        hub = _hub(relay.url, connect_timeout=0.3)
+        hub = _hub(relay.url, connect_timeout=0.3, reconnect_max_delay=5.0)
         got = Collector()
         try:
             sub = hub.subscribe(ROOM, got.on_message, got.on_error)
@@ -509,6 +509,107 @@ def test_a_relay_that_never_reads_is_left_after_the_ping_timeout(
                 hub.subscribe(ROOM, got.on_message, got.on_error)
                 assert got.wait_for(1, timeout=30) == ["on a relay that reads"]
             assert "the relay does not read what is sent" in caplog.text
+        finally:
+            stop.set()
+            hub.close()
+    assert relay.errors == []
+
+
+def test_a_wss_url_on_a_plain_server_is_a_setting_to_fix() -> None:
+    def script(peer: Peer, number: int) -> None:
+        peer.sock.recv(4096)  # the TLS client hello, answered in plain HTTP
+        peer.sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    with ScriptedRelay(script) as relay:
+        url = relay.url.replace("ws://", "wss://")
+        hub = _hub(url)
+        try:
+            with pytest.raises(RealtimeConnectError) as info:
+                hub.subscribe(ROOM, print)
+            assert info.value.permanent
+            assert "SSL" in str(info.value)
+        finally:
+            hub.close()
+    assert relay.errors == []
+
+
+def test_a_relay_that_asks_to_disconnect_but_keeps_the_socket_is_left_and_rejoined() -> None:
+    stop = threading.Event()
+    frames_after_ack: list[Any] = []
+
+    def script(peer: Peer, number: int) -> None:
+        _accept(peer)
+        if number == 1:
+            bye = {"jsonrpc": "2.0", "id": "bye-1", "method": "signalwire.disconnect"}
+            peer.send(text(bye))
+            assert peer.next_json()["id"] == "bye-1"
+            peer.send(text(_event("sent after the disconnect")))  # not answered, not delivered
+            frames_after_ack.append(peer.next_frame())  # the client leaves on its own
+            return
+        peer.send(text(_event("on the new socket")))
+        _hold_open(peer, stop)
+
+    with ScriptedRelay(script) as relay:
+        hub = _hub(relay.url, close_timeout=0.3)
+        got = Collector()
+        try:
+            hub.subscribe(ROOM, got.on_message, got.on_error)
+            assert got.wait_for(1) == ["on the new socket"]
+            assert frames_after_ack == [None]  # nothing more said: no ack, no close frame
+            assert got.errors == []
+        finally:
+            stop.set()
+            hub.close()
+    assert relay.errors == []
+
+
+def test_close_with_no_time_to_wait_still_ends_everything() -> None:
+    stop = threading.Event()
+    left = threading.Event()
+
+    def script(peer: Peer, number: int) -> None:
+        _accept(peer)
+        _hold_open(peer, stop)
+        left.set()
+
+    with ScriptedRelay(script) as relay:
+        hub = _hub(relay.url)
+        try:
+            hub.subscribe(ROOM, print)
+            assert hub.state is ConnectionState.CONNECTED
+            hub.close(0.0)  # returns at once; the socket is shut down under the thread
+            assert hub.state is ConnectionState.CLOSED
+            assert left.wait(WAIT)
+            assert wait_until(lambda: not hub.running)
+        finally:
+            stop.set()
+            hub.close()
+    assert relay.errors == []
+
+
+def test_a_stream_consumer_that_falls_behind_is_not_a_slow_callback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stop = threading.Event()
+
+    def script(peer: Peer, number: int) -> None:
+        _accept(peer)
+        for i in range(3):
+            peer.send(text(_event(f"s{i}")))
+        _hold_open(peer, stop)
+
+    with ScriptedRelay(script) as relay:
+        hub = _hub(relay.url, queue_size=1, slow_callback_after=0.1)
+        try:
+            with caplog.at_level(logging.WARNING):
+                stream = hub.stream(ROOM, timeout=WAIT)
+                # The consumer is busy elsewhere for many times slow_callback_after, while
+                # the dispatcher waits for room in the stream: that is no slow callback.
+                stop.wait(1.0)
+                texts = [next(stream).text for _ in range(3)]
+                stream.close()
+            assert texts == ["s0", "s1", "s2"]
+            assert "running for" not in caplog.text
         finally:
             stop.set()
             hub.close()
