@@ -70,13 +70,16 @@ unit: $(STAMP)
 # Parallel data files: forked children (the fork tests) save theirs on os._exit (the
 # `patch = _exit` of [coverage:run] in setup.cfg), and `combine` merges them.
 COVERAGE_MIN ?= 95
+# A failing test fails the target too, after the figure is reported.
 coverage: $(STAMP)
 	$(PY) -m coverage erase
-	$(PY) -m coverage run -p --branch --source=signalwire_chat/_realtime -m pytest -q -p no:cacheprovider tests/unit tests/integration
-	$(PY) -m coverage combine -q
-	$(PY) -m coverage report -m
-	$(PY) -m coverage json -q -o .coverage-realtime.json
-	$(PY) tools/branch_coverage.py .coverage-realtime.json $(COVERAGE_MIN)
+	@status=0; \
+	$(PY) -m coverage run -p --branch --source=signalwire_chat/_realtime -m pytest -q -p no:cacheprovider tests/unit tests/integration || status=$$?; \
+	$(PY) -m coverage combine -q && \
+	$(PY) -m coverage report -m && \
+	$(PY) -m coverage json -q -o .coverage-realtime.json && \
+	$(PY) tools/branch_coverage.py .coverage-realtime.json $(COVERAGE_MIN) || status=1; \
+	exit $$status
 
 # The documentation site (docs/), built with warnings as errors into docs/_build/html.
 docs: $(STAMP)
