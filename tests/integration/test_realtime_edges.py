@@ -447,9 +447,11 @@ def test_a_relay_ignoring_the_window_is_read_again_once_the_callback_catches_up(
     count = 1200  # beyond the 1000 messages the client holds back before it stops reading
     stop = threading.Event()
     acked = threading.Event()
+    accepted = threading.Event()
 
     def script(peer: Peer, number: int) -> None:
         _accept(peer)
+        accepted.set()
         events = [_event(f"m{i}") for i in range(count)]
         peer.send(b"".join(text(e) for e in events))
         ids = {e["id"] for e in events}
@@ -468,7 +470,7 @@ def test_a_relay_ignoring_the_window_is_read_again_once_the_callback_catches_up(
             # The scenario itself: the first callback stalls for twice the ping timeout, so
             # the client stops reading (flow control) for longer than that; a silence it
             # chose is no dead link.
-            assert wait_until(lambda: len(relay._socks) == 1)
+            assert accepted.wait(WAIT)
             threading.Timer(2.0, release.set).start()
             texts = got.wait_for(count, timeout=30)
             assert texts == [f"m{i}" for i in range(count)]

@@ -162,7 +162,6 @@ def test_a_checkpointed_subscription_made_while_connected_catches_up_first(
     tmp_path: Path,
 ) -> None:
     stop = threading.Event()
-    live_sent = threading.Event()
 
     def wire(i: int) -> dict[str, Any]:
         return {
@@ -198,7 +197,6 @@ def test_a_checkpointed_subscription_made_while_connected_catches_up_first(
             assert got.wait_for(3) == ["history 3", "history 4", "history 5"]
             assert store.load("bot").message_id == "h5"  # type: ignore[union-attr]
             assert first.messages == []  # the other subscription starts from now
-            live_sent.set()
         finally:
             stop.set()
             hub.close()
