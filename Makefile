@@ -8,7 +8,7 @@ NODE_DIRS := tests/conformance/js tests/conformance/sdk-client-0.0.1 tests/confo
 NODE_STAMPS := $(addsuffix /node_modules/.installed,$(NODE_DIRS))
 DEMO_STAMP := $(VENV)/.installed-emulator
 
-.PHONY: demo test unit lint docs versions bench bench-quick emulator clean redis-server
+.PHONY: demo test unit lint docs versions bench bench-quick emulator clean redis-server coverage
 
 $(STAMP): setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,22 @@ test: $(STAMP) redis-server
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
+
+# Branch coverage of the realtime package by the unit and integration suites; fails under
+# COVERAGE_MIN percent of branches (coverage's own --fail-under mixes lines and branches).
+# Parallel data files: forked children (the fork tests) save theirs on os._exit (the
+# `patch = _exit` of [coverage:run] in setup.cfg), and `combine` merges them.
+COVERAGE_MIN ?= 95
+# A failing test fails the target too, after the figure is reported.
+coverage: $(STAMP)
+	$(PY) -m coverage erase
+	@status=0; \
+	$(PY) -m coverage run -p --branch --source=signalwire_chat/_realtime -m pytest -q -p no:cacheprovider tests/unit tests/integration || status=$$?; \
+	$(PY) -m coverage combine -q && \
+	$(PY) -m coverage report -m && \
+	$(PY) -m coverage json -q -o .coverage-realtime.json && \
+	$(PY) tools/branch_coverage.py .coverage-realtime.json $(COVERAGE_MIN) || status=1; \
+	exit $$status
 
 # The documentation site (docs/), built with warnings as errors into docs/_build/html.
 docs: $(STAMP)

@@ -52,7 +52,6 @@ from ._frames import (
 from ._options import ConnectionState, RealtimeOptions
 from ._protocol import (
     ACCEPTED,
-    BROKEN,
     CLOSE,
     DELIVER,
     HOLD,
@@ -156,7 +155,6 @@ class Connection:
         on_connected: Callable[[bool], None],
         on_failed: Callable[[RealtimeError], None],
         on_trouble: Callable[[BaseException], None] = lambda _error: None,
-        resume: tuple[str | None, str | None] | None = None,
         name: str = "signalwire-chat-connection",
     ) -> None:
         self._url = relay_url
@@ -188,8 +186,6 @@ class Connection:
         self._muted = False
         #: When the relay accepted the current socket's connect (monotonic), if it did.
         self._accepted_at: float | None = None
-        if resume:
-            self.relay.protocol, self.relay.authorization_state = resume
         self._token: str = ""
         # Token refresh, done off this thread (the token source is user code).
         self._refresh_thread: threading.Thread | None = None
@@ -518,7 +514,7 @@ class Connection:
                 return _MUTE
             elif kind == REFUSED:
                 raise _AuthRefused(value)
-            elif kind == BROKEN:
+            else:  # BROKEN, the last kind RelayProtocol emits
                 raise _Dead(value)
         return outcome
 

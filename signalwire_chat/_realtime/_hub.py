@@ -155,9 +155,7 @@ class _Run:
         self.error: RealtimeError | None = None
         self.connection = self._new_connection(core)
 
-    def _new_connection(
-        self, core: _Core, resume: tuple[str | None, str | None] | None = None
-    ) -> Connection:
+    def _new_connection(self, core: _Core) -> Connection:
         return Connection(
             relay_url=core.relay_url,
             credentials=core.credentials,
@@ -171,7 +169,6 @@ class _Run:
             on_connected=lambda first: core._connected(self, first),
             on_failed=lambda error: core._failed(self, error),
             on_trouble=lambda error: core._trouble(self, error),
-            resume=resume,
         )
 
     def start(self) -> None:

@@ -33,6 +33,7 @@ def test_parse_expires_at_accepts_numbers_and_iso_strings() -> None:
     assert parse_expires_at("1795620562") == 1795620562.0
     assert parse_expires_at("2026-11-21T10:00:00Z") == 1795255200.0
     assert parse_expires_at("2026-11-21T10:00:00+00:00") == 1795255200.0
+    assert parse_expires_at("2026-11-21T10:00:00") == 1795255200.0  # no zone: UTC
     assert parse_expires_at("not a date") is None
     assert parse_expires_at(None) is None
     assert parse_expires_at(True) is None

@@ -1,0 +1,618 @@
+"""The connection's error paths against a scripted raw-socket relay on 127.0.0.1.
+
+Each test scripts what the relay does with each connection (hang in the upgrade, never answer
+``signalwire.connect``, reset the TCP connection, answer the upgrade with 403, ignore the
+flow-control window, ...) and checks what a user sees: ``subscribe()`` returning or raising,
+errors given to ``on_error`` (once per outage), deliveries, and the frames on the wire (read
+back with wsproto by the hostile relay's ``Peer``). History is an empty stand-in: these tests
+are about the socket, not the catch-up reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import socket
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from test_hostile_relay import OP_PING, Peer, frame, text
+from test_realtime_support import Collector, wait_until
+
+from signalwire_chat._auth import Credentials
+from signalwire_chat._realtime import ConnectionState, RealtimeHub, RealtimeOptions, Route
+from signalwire_chat.errors import (
+    AuthenticationError,
+    RealtimeAuthenticationError,
+    RealtimeConnectError,
+    TokenUnavailableError,
+)
+from signalwire_chat.models import ConversationChatMessage
+
+WAIT = 10.0
+ROOM = "room-1"
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJlZGdlcyJ9.c2lnbmF0dXJlLW9uZQ"
+TOKEN2 = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJlZGdlczIifQ.c2lnbmF0dXJlLXR3bw"
+
+Script = Callable[[Peer, int], None]
+
+
+class ScriptedRelay:
+    """A TCP server on 127.0.0.1:0 handing each connection (and its number) to ``script``."""
+
+    def __init__(self, script: Script, *, rcvbuf: int | None = None) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        if rcvbuf is not None:  # inherited by the accepted sockets
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.url = f"ws://127.0.0.1:{self._listener.getsockname()[1]}/"
+        self.script = script
+        self.peers: queue.Queue[Peer] = queue.Queue()
+        self.errors: list[BaseException] = []
+        self._socks: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._accept = threading.Thread(target=self._serve, name="scripted-relay", daemon=True)
+
+    def __enter__(self) -> ScriptedRelay:
+        self._accept.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        with socket.create_connection(self._listener.getsockname(), timeout=WAIT):
+            pass
+        self._accept.join(WAIT)
+        self._listener.close()
+        for sock in self._socks:
+            sock.close()
+        for thread in self._threads:
+            thread.join(WAIT)
+
+    def _serve(self) -> None:
+        count = 0
+        while True:
+            sock, _ = self._listener.accept()
+            if self._stop.is_set():
+                sock.close()
+                return
+            sock.settimeout(WAIT)
+            self._socks.append(sock)
+            count += 1
+            peer = Peer(sock)
+            self.peers.put(peer)
+            thread = threading.Thread(
+                target=self._run, args=(peer, count), name="scripted-peer", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def _run(self, peer: Peer, number: int) -> None:
+        try:
+            self.script(peer, number)
+        except (OSError, TimeoutError, AssertionError) as exc:
+            if not self._stop.is_set():
+                self.errors.append(exc)
+
+    def next_peer(self) -> Peer:
+        return self.peers.get(timeout=WAIT)
+
+
+def _history(route: Route) -> Iterator[ConversationChatMessage]:
+    return iter(())
+
+
+def _hub(url: str, token: Any = TOKEN, **options: Any) -> RealtimeHub:
+    defaults = {"ping_timeout": 30.0, "reconnect_max_delay": 0.2, "connect_timeout": 5.0}
+    return RealtimeHub(
+        relay_url=url,
+        credentials=Credentials(token),
+        agent="signalwire-chat-python/edges-test",
+        history=_history,
+        options=RealtimeOptions(**{**defaults, **options}),
+    )
+
+
+def _accept(peer: Peer, **result: Any) -> dict[str, Any]:
+    """Handshake and accept ``signalwire.connect``; the request."""
+    peer.handshake()
+    request = peer.next_json()
+    assert request["method"] == "signalwire.connect"
+    answer = {"protocol": f"signalwire_edges_{uuid.uuid4()}", "authorization": {"jti": "j"}}
+    answer.update(result)
+    peer.send(text({"jsonrpc": "2.0", "id": request["id"], "result": answer}))
+    return request
+
+
+def _event(body: str) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": str(uuid.uuid4()),
+        "method": "signalwire.event",
+        "params": {
+            "event_type": "conversation.message",
+            "params": {
+                "id": str(uuid.uuid4()),
+                "conversation_id": ROOM,
+                "user_id": "mallory",
+                "ts": time.time(),
+                "details": {},
+                "type": "message",
+                "subtype": "chat",
+                "text": body,
+                "user_name": "Mallory",
+            },
+        },
+    }
+
+
+def _hold_open(peer: Peer, done: threading.Event) -> None:
+    """Keep reading what the client sends until it leaves or the test ends."""
+    while not done.is_set():
+        try:
+            if peer.next_frame(WAIT) is None:
+                return
+        except TimeoutError:
+            continue
+
+
+def test_close_during_the_upgrade_cuts_the_handshake_short() -> None:
+    seen = threading.Event()
+
+    def script(peer: Peer, number: int) -> None:
+        peer.sock.recv(4096)  # the upgrade request: never answered
+        seen.set()
+        assert peer.sock.recv(4096) == b""  # the client shut the socket down
+
+    with ScriptedRelay(script) as relay:
+        hub = _hub(relay.url, connect_timeout=30.0)
+        got = Collector()
+        returned: list[Any] = []
+        waiter = threading.Thread(
+            target=lambda: returned.append(hub.subscribe(ROOM, got.on_message, got.on_error)),
+            name="test-subscriber",
+        )
+        waiter.start()
+        assert seen.wait(WAIT)
+        hub.close(2.0)
+        waiter.join(WAIT)
+        assert not waiter.is_alive()
+        assert not returned[0].active  # closed while it waited: ended, not left behind
+        assert hub.state is ConnectionState.CLOSED
+        assert not hub.running
+    assert relay.errors == []
+
+
+def test_a_relay_that_never_answers_the_connect_is_one_outage_for_on_error() -> None:
+    attempts = threading.Event()
+    numbers: list[int] = []
+
+    def script(peer: Peer, number: int) -> None:
+        numbers.append(number)
+        peer.handshake()
+        assert peer.next_json()["method"] == "signalwire.connect"
+        peer.gone()  # silent until the client gives up on this socket
+        if number >= 4:
+            attempts.set()  # the client now waits (back-off) before its next attempt
+
+    with ScriptedRelay(script) as relay:
+        hub = _hub(relay.url, connect_timeout=0.3, reconnect_max_delay=5.0)
+        got = Collector()
+        try:
+            sub = hub.subscribe(ROOM, got.on_message, got.on_error)
+            assert sub.active  # kept: what it misses is fetched once connected
+            assert attempts.wait(WAIT)
+            error = got.wait_error(RealtimeConnectError)
+            assert "no answer to signalwire.connect" in str(error)
+            assert len(got.errors) == 1  # once per outage, not once per attempt
+        finally:
+            hub.close()
+    assert relay.errors == []
+
+
+def test_a_relay_that_closes_before_answering_then_recovers() -> None:
+    def script(peer: Peer, number: int) -> None:
+        if number == 1:
+            peer.handshake()
+            peer.next_json()  # the connect, then the TCP connection ends
+            peer.sock.shutdown(socket.SHUT_RDWR)
+            return
+        _accept(peer)
+        peer.send(text(_event("after the outage")))
+        _hold_open(peer, stop)
+
+    stop = threading.Event()
+    with ScriptedRelay(script) as relay:
+        hub = _hub(relay.url)
+        got = Collector()
+        try:
+            hub.subscribe(ROOM, got.on_message, got.on_error)
+            error = got.wait_error(RealtimeConnectError)
+            assert "the relay closed the socket" in str(error)
+            assert got.wait_for(1) == ["after the outage"]
+        finally:
+            stop.set()
+            hub.close()
+    assert relay.errors == []
+
+
+def test_a_reset_connection_is_reconnected_and_delivery_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stop = threading.Event()
+
+    def script(peer: Peer, number: int) -> None:
+        _accept(peer)
+        if number == 1:
+            peer.send(text(_event("first")))
+            peer.next_json()  # its ack
+            # An abortive close: the client's recv() fails with ECONNRESET.
+            peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            peer.sock.close()
+            return
+        peer.send(text(_event("second")))
+        _hold_open(peer, stop)
+
+    with ScriptedRelay(script) as relay:
+        hub = _hub(relay.url)
+        got = Collector()
+        try:
+            with caplog.at_level(logging.INFO, logger="signalwire_chat._realtime._connection"):
+                hub.subscribe(ROOM, got.on_message, got.on_error)
+                assert got.wait_for(2) == ["first", "second"]
+            assert "recv failed" in caplog.text
+        finally:
+            stop.set()
+            hub.close()
+    assert relay.errors == []
+
+
+def test_a_403_upgrade_answer_is_a_setting_to_fix_raised_from_subscribe() -> None:
+    def script(peer: Peer, number: int) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += peer.sock.recv(4096)
+        peer.sock.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+
+    with ScriptedRelay(script) as relay:
+        hub = _hub(relay.url)
+        try:
+            with pytest.raises(RealtimeConnectError) as info:
+                hub.subscribe(ROOM, print)
+            assert info.value.permanent
+            assert "403" in str(info.value)
+            assert hub.subscriptions == ()  # not left active; with none, the hub is idle
+            assert hub.state is ConnectionState.IDLE
+        finally:
+            hub.close()
+    assert relay.errors == []
+
+
+class _TokenSource:
+    """A token source that follows a script: a token, or an exception to raise, per call."""
+
+    def __init__(self, *outcomes: str | BaseException) -> None:
+        self.outcomes = list(outcomes)
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def __call__(self) -> str:
+        with self.lock:
+            self.calls += 1
+            outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+
+def test_a_token_source_refused_at_the_first_fetch_is_raised_from_subscribe() -> None:
+    def script(peer: Peer, number: int) -> None:  # never reached
+        raise AssertionError("the client dialled without a token")
+
+    source = _TokenSource(AuthenticationError("bad project key", status=401))
+    with ScriptedRelay(script) as relay:
+        hub = _hub(relay.url, token=source)
+        try:
+            with pytest.raises(RealtimeAuthenticationError, match="no usable token"):
+                hub.subscribe(ROOM, print)
+            assert relay.peers.empty()
+        finally:
+            hub.close()
+
+
+def test_a_token_source_outage_is_reported_once_then_the_client_connects() -> None:
+    stop = threading.Event()
+    requests: list[dict[str, Any]] = []
+
+    def script(peer: Peer, number: int) -> None:
+        requests.append(_accept(peer))
+        peer.send(text(_event("connected at last")))
+        _hold_open(peer, stop)
+
+    down = RuntimeError("token service unreachable")
+    source = _TokenSource(down, down, down, TOKEN)
+    with ScriptedRelay(script) as relay:
+        hub = _hub(relay.url, token=source, connect_timeout=0.5)
+        got = Collector()
+        try:
+            hub.subscribe(ROOM, got.on_message, got.on_error)
+            assert got.wait_for(1) == ["connected at last"]
+            assert len(got.errors) == 1
+            assert isinstance(got.errors[0], TokenUnavailableError)
+            assert source.calls == 4
+            assert requests[0]["params"]["authentication"]["jwt_token"] == TOKEN
+        finally:
+            stop.set()
+            hub.close()
+    assert relay.errors == []
+
+
+def _refuse(peer: Peer) -> dict[str, Any]:
+    peer.handshake()
+    request = peer.next_json()
+    error = {"code": -32002, "message": "Authentication failed"}
+    peer.send(text({"jsonrpc": "2.0", "id": request["id"], "error": error}))
+    return request
+
+
+def test_a_refused_token_whose_refresh_is_refused_ends_in_failed() -> None:
+    def script(peer: Peer, number: int) -> None:
+        _refuse(peer)
+
+    source = _TokenSource(TOKEN, AuthenticationError("project key revoked", status=401))
+    with ScriptedRelay(script) as relay:
+        hub = _hub(relay.url, token=source)
+        try:
+            with pytest.raises(RealtimeAuthenticationError, match="no usable token"):
+                hub.subscribe(ROOM, print)
+            assert hub.state is ConnectionState.IDLE
+            assert relay.peers.qsize() == 1  # no second connect with a refused source
+        finally:
+            hub.close()
+    assert relay.errors == []
+
+
+def test_a_refused_token_is_refreshed_through_a_transient_failure() -> None:
+    stop = threading.Event()
+    tokens: list[str] = []
+
+    def script(peer: Peer, number: int) -> None:
+        if number == 1:
+            tokens.append(_refuse(peer)["params"]["authentication"]["jwt_token"])
+            return
+        request = _accept(peer)
+        tokens.append(request["params"]["authentication"]["jwt_token"])
+        peer.send(text(_event("with the new token")))
+        _hold_open(peer, stop)
+
+    source = _TokenSource(TOKEN, RuntimeError("token service hiccup"), TOKEN2)
+    with ScriptedRelay(script) as relay:
+        hub = _hub(relay.url, token=source)
+        got = Collector()
+        try:
+            hub.subscribe(ROOM, got.on_message, got.on_error)
+            assert got.wait_for(1) == ["with the new token"]
+            assert tokens == [TOKEN, TOKEN2]
+            assert [type(e) for e in got.errors] == [TokenUnavailableError]
+        finally:
+            stop.set()
+            hub.close()
+    assert relay.errors == []
+
+
+def test_a_token_near_expiry_is_refreshed_on_the_open_connection_after_a_failure() -> None:
+    reauth = queue.Queue[dict[str, Any]]()
+    stop = threading.Event()
+
+    def script(peer: Peer, number: int) -> None:
+        expiry = {"fabric_subscriber": {"expires_at": time.time() + 1.0}}
+        _accept(peer, authorization=expiry)
+        while not stop.is_set():
+            try:
+                got = peer.next_frame(WAIT)
+            except TimeoutError:
+                continue
+            if got is None:
+                return
+            message = json.loads(got[1]) if got[0] == 0x1 else {}
+            if message.get("method") == "signalwire.reauthenticate":
+                later = {"fabric_subscriber": {"expires_at": "not a date"}}
+                answer = {"jsonrpc": "2.0", "id": message["id"], "result": later}
+                peer.send(text(answer))
+                reauth.put(message)
+
+    source = _TokenSource(TOKEN, RuntimeError("token service hiccup"), TOKEN2)
+    with ScriptedRelay(script) as relay:
+        hub = _hub(relay.url, token=source, refresh_margin=30.0, reconnect_max_delay=0.2)
+        got = Collector()
+        try:
+            hub.subscribe(ROOM, got.on_message, got.on_error)
+            request = reauth.get(timeout=WAIT)
+            assert request["params"]["authentication"]["jwt_token"] == TOKEN2
+            assert [type(e) for e in got.errors] == [TokenUnavailableError]
+            assert hub.state is ConnectionState.CONNECTED
+        finally:
+            stop.set()
+            hub.close()
+    assert relay.errors == []
+
+
+def test_a_relay_ignoring_the_window_is_read_again_once_the_callback_catches_up() -> None:
+    count = 1200  # beyond the 1000 messages the client holds back before it stops reading
+    stop = threading.Event()
+    acked = threading.Event()
+    accepted = threading.Event()
+
+    def script(peer: Peer, number: int) -> None:
+        _accept(peer)
+        accepted.set()
+        events = [_event(f"m{i}") for i in range(count)]
+        peer.send(b"".join(text(e) for e in events))
+        ids = {e["id"] for e in events}
+        while ids and not stop.is_set():
+            message = peer.next_json()
+            ids.discard(message.get("id"))
+        acked.set()
+        _hold_open(peer, stop)
+
+    release = threading.Event()
+    got = Collector(on_each=lambda message: release.wait(WAIT))
+    with ScriptedRelay(script) as relay:
+        hub = _hub(relay.url, queue_size=1, ping_timeout=1.0, slow_callback_after=30.0)
+        try:
+            hub.subscribe(ROOM, got.on_message, got.on_error)
+            # The scenario itself: the first callback stalls for twice the ping timeout, so
+            # the client stops reading (flow control) for longer than that; a silence it
+            # chose is no dead link.
+            assert accepted.wait(WAIT)
+            threading.Timer(2.0, release.set).start()
+            texts = got.wait_for(count, timeout=30)
+            assert texts == [f"m{i}" for i in range(count)]
+            assert acked.wait(WAIT)  # every held message acknowledged once handed over
+            assert got.errors == []
+            assert relay.peers.qsize() == 1  # one connection: no reconnect for the stall
+        finally:
+            release.set()
+            stop.set()
+            hub.close()
+    assert relay.errors == []
+
+
+def test_a_relay_that_never_reads_is_left_after_the_ping_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stop = threading.Event()
+    ping = frame(b"p" * 125, OP_PING)
+
+    def script(peer: Peer, number: int) -> None:
+        _accept(peer)
+        if number > 1:
+            peer.send(text(_event("on a relay that reads")))
+            _hold_open(peer, stop)
+            return
+        # Pings the client must answer, while never reading the answers: its pongs fill
+        # the socket buffers until send() blocks.
+        peer.sock.settimeout(WAIT)
+        with contextlib.suppress(OSError):
+            for _ in range(40_000):
+                peer.sock.sendall(ping * 50)
+
+    with ScriptedRelay(script, rcvbuf=4096) as relay:
+        hub = _hub(relay.url, ping_timeout=1.0)
+        got = Collector()
+        try:
+            with caplog.at_level(logging.INFO, logger="signalwire_chat._realtime._connection"):
+                hub.subscribe(ROOM, got.on_message, got.on_error)
+                assert got.wait_for(1, timeout=30) == ["on a relay that reads"]
+            assert "the relay does not read what is sent" in caplog.text
+        finally:
+            stop.set()
+            hub.close()
+    assert relay.errors == []
+
+
+def test_a_wss_url_on_a_plain_server_is_a_setting_to_fix() -> None:
+    def script(peer: Peer, number: int) -> None:
+        peer.sock.recv(4096)  # the TLS client hello, answered in plain HTTP
+        peer.sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    with ScriptedRelay(script) as relay:
+        url = relay.url.replace("ws://", "wss://")
+        hub = _hub(url)
+        try:
+            with pytest.raises(RealtimeConnectError) as info:
+                hub.subscribe(ROOM, print)
+            assert info.value.permanent
+            assert "SSL" in str(info.value)
+        finally:
+            hub.close()
+    assert relay.errors == []
+
+
+def test_a_relay_that_asks_to_disconnect_but_keeps_the_socket_is_left_and_rejoined() -> None:
+    stop = threading.Event()
+    frames_after_ack: list[Any] = []
+
+    def script(peer: Peer, number: int) -> None:
+        _accept(peer)
+        if number == 1:
+            bye = {"jsonrpc": "2.0", "id": "bye-1", "method": "signalwire.disconnect"}
+            peer.send(text(bye))
+            assert peer.next_json()["id"] == "bye-1"
+            peer.send(text(_event("sent after the disconnect")))  # not answered, not delivered
+            frames_after_ack.append(peer.next_frame())  # the client leaves on its own
+            return
+        peer.send(text(_event("on the new socket")))
+        _hold_open(peer, stop)
+
+    with ScriptedRelay(script) as relay:
+        hub = _hub(relay.url, close_timeout=0.3)
+        got = Collector()
+        try:
+            hub.subscribe(ROOM, got.on_message, got.on_error)
+            assert got.wait_for(1) == ["on the new socket"]
+            assert frames_after_ack == [None]  # nothing more said: no ack, no close frame
+            assert got.errors == []
+        finally:
+            stop.set()
+            hub.close()
+    assert relay.errors == []
+
+
+def test_close_with_no_time_to_wait_still_ends_everything() -> None:
+    stop = threading.Event()
+    left = threading.Event()
+
+    def script(peer: Peer, number: int) -> None:
+        _accept(peer)
+        _hold_open(peer, stop)
+        left.set()
+
+    with ScriptedRelay(script) as relay:
+        hub = _hub(relay.url)
+        try:
+            hub.subscribe(ROOM, print)
+            assert hub.state is ConnectionState.CONNECTED
+            hub.close(0.0)  # returns at once; the socket is shut down under the thread
+            assert hub.state is ConnectionState.CLOSED
+            assert left.wait(WAIT)
+            assert wait_until(lambda: not hub.running)
+        finally:
+            stop.set()
+            hub.close()
+    assert relay.errors == []
+
+
+def test_a_stream_consumer_that_falls_behind_is_not_a_slow_callback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stop = threading.Event()
+
+    def script(peer: Peer, number: int) -> None:
+        _accept(peer)
+        for i in range(3):
+            peer.send(text(_event(f"s{i}")))
+        _hold_open(peer, stop)
+
+    with ScriptedRelay(script) as relay:
+        hub = _hub(relay.url, queue_size=1, slow_callback_after=0.1)
+        try:
+            with caplog.at_level(logging.WARNING):
+                stream = hub.stream(ROOM, timeout=WAIT)
+                # The consumer is busy elsewhere for many times slow_callback_after, while
+                # the dispatcher waits for room in the stream: that is no slow callback.
+                stop.wait(1.0)
+                texts = [next(stream).text for _ in range(3)]
+                stream.close()
+            assert texts == ["s0", "s1", "s2"]
+            assert "running for" not in caplog.text
+        finally:
+            stop.set()
+            hub.close()
+    assert relay.errors == []
