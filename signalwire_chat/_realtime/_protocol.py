@@ -154,7 +154,6 @@ class RelayProtocol:
         if not self.connected or self.muted:
             return None
         self.reauth_id = _frames.new_rpc_id()
-        self._secrets = (*self._secrets, token)
         project = (self.authorization or {}).get("project_id")
         return _frames.reauthenticate_request(self.reauth_id, project=project, token=token)
 
