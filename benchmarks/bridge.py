@@ -32,7 +32,7 @@ from typing import Any
 
 import redis
 
-from signalwire_chat import ChatClient, RealtimeOptions
+from signalwire_chat import ChatClient, Group, RealtimeOptions
 from signalwire_chat.bridge import StreamBridge
 from signalwire_chat.pytest_plugin import RedisServer
 
@@ -189,21 +189,23 @@ def run_callback(world: World, count: int, tag: str) -> tuple[float, float]:
     seen = [0]
     with world.client() as client:
         client.subscribe(
-            __import__("signalwire_chat").Group(id=world.group),
+            Group(id=world.group),
             lambda m: seen.__setitem__(0, seen[0] + 1),
         )
         return _burst(world, count, tag, lambda: seen[0] >= count)
 
 
 def run_bridge(world: World, url: str, count: int, tag: str) -> tuple[float, float]:
-    from signalwire_chat import Group
-
     with world.client() as client:
-        bridge = StreamBridge(
-            client, url, stream=f"bench:{tag}", name=f"bench-{tag}", targets=[Group(id=world.group)]
-        )
         live = threading.Event()
-        bridge._on_leading = lambda token: live.set()
+        bridge = StreamBridge(
+            client,
+            url,
+            stream=f"bench:{tag}",
+            name=f"bench-{tag}",
+            targets=[Group(id=world.group)],
+            on_leading=lambda token: live.set(),
+        )
         thread = threading.Thread(target=bridge.run)
         thread.start()
         try:
