@@ -210,10 +210,6 @@ class StreamBridge:
                     token = self._lease.acquire(math.inf)
                 except ClientClosedError:
                     return
-                except Exception:
-                    if self._closed.is_set():
-                        return  # closed under it
-                    raise
                 self.terms += 1
                 logger.info("bridge %s: leading (token %d)", self.name, token)
                 try:

@@ -266,12 +266,19 @@ class RedisLease:
         self._join_renewer()
         ttl_ms = max(1, int(self.ttl * 1000))
         sent = time.monotonic()
-        answer = _translate(
-            "acquiring the lease",
-            lambda: self._acquire_script(
-                keys=[self.key, self._fence_key], args=[self.owner, ttl_ms]
-            ),
-        )
+        try:
+            answer = _translate(
+                "acquiring the lease",
+                lambda: self._acquire_script(
+                    keys=[self.key, self._fence_key], args=[self.owner, ttl_ms]
+                ),
+            )
+        except Exception:
+            # close() from another thread shut our client under the call: redis-py then
+            # fails on its closed socket (ValueError, OSError), which is no Redis failure.
+            if self._closed.is_set():
+                raise ClientClosedError("the lease was closed while acquiring it") from None
+            raise
         if not isinstance(answer, int) or isinstance(answer, bool) or answer < 0:
             raise StoreError(f"Redis answered the lease script with {answer!r}")
         if answer == 0:
