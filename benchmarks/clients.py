@@ -9,6 +9,7 @@ non-zero is a failure.
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import json
 import sys
@@ -176,13 +177,21 @@ def send_ours(p: dict[str, Any]) -> dict[str, Any]:
         client.close()
 
 
-def send_otel(p: dict[str, Any]) -> dict[str, Any]:
-    """send_message with OpenTelemetry on: the SDK records every span and metric.
+def send_otel(p: dict[str, Any], *, mode: str) -> dict[str, Any]:
+    """send_message with OpenTelemetry on: the SDK records every span (and metric).
 
-    Spans go through a SimpleSpanProcessor (on the calling thread, so its cost is measured)
-    to an exporter that drops them; metrics are aggregated by the SDK and read by nobody.
+    Spans are all sampled and go through a SimpleSpanProcessor (on the calling thread, so
+    its cost is measured) to an exporter that drops them. ``mode``:
+
+    - ``traces``: our hooks with an SDK TracerProvider; the meter is the API's no-op one, as
+      for an application that set up tracing only;
+    - ``traces+metrics``: an SDK MeterProvider too, aggregating every measurement (read by
+      nobody);
+    - ``bare-span``: no hooks; each send is followed by one SDK span with no attribute, the
+      least any tracing of a call can cost (the SDK's floor, none of our code).
     """
     try:
+        from opentelemetry.metrics import NoOpMeterProvider
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import InMemoryMetricReader
         from opentelemetry.sdk.trace import TracerProvider
@@ -191,6 +200,7 @@ def send_otel(p: dict[str, Any]) -> dict[str, Any]:
             SpanExporter,
             SpanExportResult,
         )
+        from opentelemetry.trace import SpanKind
 
         from signalwire_chat.otel import opentelemetry_hooks
     except ImportError as exc:
@@ -202,17 +212,32 @@ def send_otel(p: dict[str, Any]) -> dict[str, Any]:
 
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(Drop()))
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    hooks = opentelemetry_hooks(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    metrics = mode == "traces+metrics"
+    meter_provider: Any = (
+        MeterProvider(metric_readers=[InMemoryMetricReader()]) if metrics else NoOpMeterProvider()
+    )
+    hooks = None
+    if mode != "bare-span":
+        hooks = opentelemetry_hooks(tracer_provider=tracer_provider, meter_provider=meter_provider)
     client = our_client_class()(
         p["token"], rest_url=p["rest_url"], relay_url=p["relay_url"], hooks=hooks
     )
+    tracer = tracer_provider.get_tracer("bench")
+
+    def send(i: int) -> None:
+        client.send_message(_bench.ADDRESS_ID, f"hi {i}")
+
+    def send_and_bare_span(i: int) -> None:
+        client.send_message(_bench.ADDRESS_ID, f"hi {i}")
+        tracer.start_span("POST", kind=SpanKind.CLIENT).end()
+
     try:
-        return run_ops(lambda i: client.send_message(_bench.ADDRESS_ID, f"hi {i}"), p)
+        return run_ops(send_and_bare_span if mode == "bare-span" else send, p)
     finally:
         client.close()
         tracer_provider.shutdown()
-        meter_provider.shutdown()
+        if metrics:
+            meter_provider.shutdown()
 
 
 def run_ops(op: Callable[[int], object], p: dict[str, Any]) -> dict[str, Any]:
@@ -509,7 +534,12 @@ CASES: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
         "ours": first_send_ours,
     }[kind](p),
     "iter": lambda kind, p: {"requests": iter_requests, "ours": iter_ours}[kind](p),
-    "otel": lambda kind, p: {"off": send_ours, "on": send_otel}[kind](p),
+    "otel": lambda kind, p: {
+        "off": send_ours,
+        "traces": functools.partial(send_otel, mode="traces"),
+        "traces+metrics": functools.partial(send_otel, mode="traces+metrics"),
+        "bare-span": functools.partial(send_otel, mode="bare-span"),
+    }[kind](p),
     "stream": rt_stream,
     "paced": rt_paced,
     "memory": rt_memory,

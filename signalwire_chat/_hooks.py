@@ -111,6 +111,7 @@ class ResponseEvent:
             capped, or ``None``.
         retry_in: Seconds until the call sends again, or ``None`` when this was its last
             attempt.
+        at: ``time.time()`` when the attempt ended.
     """
 
     call: int
@@ -124,6 +125,7 @@ class ResponseEvent:
     error: str | None
     request_id: str | None
     retry_in: float | None
+    at: float
 
 
 @attrs.frozen(kw_only=True)
@@ -141,6 +143,9 @@ class CallEvent:
         duration: Seconds for the whole call.
         error: ``None`` on success, else the name of the exception raised to the caller.
         request_id: The last request id the service sent, or ``None``.
+        retries: The :class:`ResponseEvent` of each attempt that was followed by another
+            (its status or error, and the wait), oldest first; empty for a call sent once.
+            ``on_call`` alone thus tells the whole story of a call.
     """
 
     call: int
@@ -153,6 +158,7 @@ class CallEvent:
     duration: float
     error: str | None
     request_id: str | None
+    retries: tuple[ResponseEvent, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -399,6 +405,7 @@ class RestCall:
         "_attempt_started",
         "_counted",
         "_registry",
+        "_retries",
         "_started",
         "attempts",
         "call",
@@ -421,6 +428,7 @@ class RestCall:
         self.request_id: str | None = None
         self.last_error: str | None = None
         self._counted = 0  # attempts already added to the counters
+        self._retries: list[ResponseEvent] | None = None  # only a call that is sent again
         # Durations are for the hooks only: without any, no clock is read.
         self._started = self._attempt_started = time.perf_counter() if registry.rest_hooks else 0.0
 
@@ -462,7 +470,9 @@ class RestCall:
             return
         if request_id is not None:
             self.request_id = request_id() or self.request_id
-        if registry.on_response:
+        # on_call carries the retried attempts; a call sent once builds no event here for it.
+        keep = retry_in is not None and bool(registry.on_call)
+        if registry.on_response or keep:
             event = ResponseEvent(
                 call=self.call,
                 server_address=self.server.address,
@@ -475,8 +485,14 @@ class RestCall:
                 error=error,
                 request_id=self.request_id,
                 retry_in=retry_in,
+                at=time.time(),
             )
-            registry.emit(registry.on_response, event)
+            if keep:
+                if self._retries is None:
+                    self._retries = []
+                self._retries.append(event)
+            if registry.on_response:
+                registry.emit(registry.on_response, event)
 
     def finished(self, error: BaseException | None) -> None:
         """The call returned (``error`` None) or raised ``error``."""
@@ -497,6 +513,7 @@ class RestCall:
                 duration=time.perf_counter() - self._started,
                 error=kind,
                 request_id=self.request_id,
+                retries=() if self._retries is None else tuple(self._retries),
             )
             registry.emit(registry.on_call, event)
 

@@ -45,7 +45,6 @@ quote a relay's words, is not an attribute either (it is in the hooks and ``heal
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -129,35 +128,12 @@ class _Recorder:
             unit="{message}",
             description="Messages received and waiting for the callbacks (at the last delivery).",
         )
-        # call number -> its retries so far (time, attributes); only calls that retried.
-        self._retries: dict[int, list[tuple[int, dict[str, Any]]]] = {}
-        self._lock = threading.Lock()
-
-    def on_response(self, event: ResponseEvent) -> None:
-        if event.retry_in is None:
-            return  # the call's end (on_call) records the last attempt
-        reason = str(event.status) if event.status is not None else (event.error or "unknown")
-        retry_attributes = _base(event)
-        retry_attributes["error.type"] = reason
-        self.retries.add(1, retry_attributes)
-        detail: dict[str, Any] = {
-            "http.request.resend_count": event.attempt,
-            "signalwire_chat.retry_in": event.retry_in,
-            "error.type": reason,
-        }
-        if event.status is not None:
-            detail["http.response.status_code"] = event.status
-        with self._lock:
-            self._retries.setdefault(event.call, []).append((time.time_ns(), detail))
 
     def on_call(self, event: CallEvent) -> None:
         # The span is made whole when the call ends, with its true start time: one pass over
-        # its attributes instead of a span kept open across the call (a third cheaper).
+        # its attributes instead of a span kept open across the call (a third cheaper). The
+        # retried attempts come with the call, so no hook runs per attempt.
         end = time.time_ns()
-        retries = None
-        if event.attempts > 1:
-            with self._lock:
-                retries = self._retries.pop(event.call, None)
         attributes = _base(event)
         if event.status is not None:
             attributes["http.response.status_code"] = event.status
@@ -180,11 +156,26 @@ class _Recorder:
             attributes=span_attributes,
             start_time=end - int(event.duration * 1e9),
         )
-        for when, detail in retries or ():
-            span.add_event("retry", detail, timestamp=when)
+        for retry in event.retries:
+            self._retried(span, retry)
         if kind is not None:
             span.set_status(Status(StatusCode.ERROR))
         span.end(end_time=end)
+
+    def _retried(self, span: Any, retry: ResponseEvent) -> None:
+        """Count one resend and add it to its call's span as a ``retry`` event."""
+        reason = str(retry.status) if retry.status is not None else (retry.error or "unknown")
+        retry_attributes = _base(retry)
+        retry_attributes["error.type"] = reason
+        self.retries.add(1, retry_attributes)
+        detail: dict[str, Any] = {
+            "http.request.resend_count": retry.attempt,
+            "signalwire_chat.retry_in": retry.retry_in,
+            "error.type": reason,
+        }
+        if retry.status is not None:
+            detail["http.response.status_code"] = retry.status
+        span.add_event("retry", detail, timestamp=int(retry.at * 1e9))
 
     # --- realtime ------------------------------------------------------------------------
 
@@ -241,7 +232,6 @@ def opentelemetry_hooks(*, tracer_provider: Any = None, meter_provider: Any = No
     """
     recorder = _Recorder(tracer_provider, meter_provider)
     return Hooks(
-        on_response=recorder.on_response,
         on_call=recorder.on_call,
         on_state_change=recorder.on_state_change,
         on_delivered=recorder.on_delivered,

@@ -127,12 +127,41 @@ def test_page_walk_with_a_503_retry_reports_each_attempt(
     ]
     assert responses[0].retry_in is not None
     assert responses[1].retry_in is None
+    # on_call alone tells the story: the retried attempt, as on_response saw it
+    assert first.retries == (responses[0],)
+    assert responses[0].at <= responses[1].at
+    assert all(c.retries == () for c in calls[1:])
 
     health = client.health()
     assert health.rest_retries == 1
     assert health.rest_failures == {"ServerError": 1}
     assert health.last_error == "ServerError"
     assert health.last_error_at is not None
+
+
+def test_on_call_alone_gets_the_retried_attempts(signalwire_emulator: Emulator) -> None:
+    emu = signalwire_emulator
+    sub = emu.create_subscriber()
+    room = emu.create_room("obs-call-only")
+    calls: list[CallEvent] = []
+    with ChatClient(
+        sub.token,
+        rest_url=emu.rest_url,
+        relay_url=emu.relay_url,
+        hooks=Hooks(on_call=calls.append),
+        _sleep=lambda _: None,
+    ) as client:
+        client.send_message(room.id, TEXT)
+        calls.clear()
+        emu.fail_next(502, method="GET", path_prefix="/api/fabric/conversations/")
+        client.get_messages(room.id)
+    [call] = calls
+    assert call.attempts == 2
+    [retry] = call.retries
+    assert (retry.attempt, retry.status, retry.error) == (1, 502, "ServerError")
+    assert retry.retry_in is not None
+    assert retry.retry_in >= 0
+    assert retry.path == "/api/fabric/conversations/{id}/messages"
 
 
 def test_health_counts_calls_failures_and_is_frozen(

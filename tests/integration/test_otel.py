@@ -222,6 +222,7 @@ def test_a_span_per_rest_call_with_http_semantic_conventions(
     assert dict(event.attributes or {})["http.response.status_code"] == 503
     assert dict(event.attributes or {})["error.type"] == "503"
     assert dict(event.attributes or {})["http.request.resend_count"] == 1
+    assert retried.start_time <= event.timestamp <= retried.end_time  # when the 503 came
 
 
 def test_a_failed_call_is_an_error_span(

@@ -199,6 +199,26 @@ def test_status_mapping_with_fabric_body(
     assert "req-123" in str(err)
 
 
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        # the first header of the list wins, whatever the order and the case on the wire
+        ({"x-correlation-id": "corr-1", "X-REQUEST-ID": "req-1"}, "req-1"),
+        ({"Request-Id": "plain-1", "X-Trace-Id": "trace-1"}, "plain-1"),
+        # a blank first choice falls to the next one
+        ({"X-Request-Id": "", "X-Amzn-RequestId": "amzn-1"}, "amzn-1"),
+        ({"Content-Language": "en"}, None),
+    ],
+)
+def test_request_id_header_precedence(
+    server: Server, client: ChatClient, headers: dict[str, str], expected: str | None
+) -> None:
+    server.script.append(reply(404, {"errors": []}, headers))
+    with pytest.raises(NotFoundError) as info:
+        client.send_message("room", "hello")
+    assert info.value.request_id == expected
+
+
 def test_html_502_body_does_not_crash(server: Server, client: ChatClient) -> None:
     html = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
     server.script.append(reply(502, html, {"Content-Type": "text/html"}))
