@@ -305,16 +305,19 @@ class _Core:
                 # behind its catch-up on the dispatcher, so the order holds.
                 self._queue_backfill(self._run, sub, first=True)
             origin = sub.cell_origin
-            replaced = [
-                old
-                for old in self._subs
-                if origin is not None
-                and old.cell_origin == origin
-                and old.route == route
-                and (sub.cell_run is None or old.cell_run != sub.cell_run)
-            ]
+            replaced = (
+                []
+                if origin is None  # not from a notebook cell: nothing to look through
+                else [
+                    old
+                    for old in self._subs
+                    if old.cell_origin == origin
+                    and old.route == route
+                    and (sub.cell_run is None or old.cell_run != sub.cell_run)
+                ]
+            )
             self._subs.append(sub)
-            self._rebuild_routes()
+            self._reroute(sub, add=True)
             run = self._run
             if run is None:
                 self._prune_retired()
@@ -402,7 +405,7 @@ class _Core:
                 self._subs.remove(sub)
             except ValueError:
                 return
-            self._rebuild_routes()
+            self._reroute(sub, add=False)
             if not self._subs and self._run is not None:
                 run, self._run = self._run, None
                 run.stop()
@@ -412,20 +415,34 @@ class _Core:
         if notify:
             self._notify(ConnectionState.IDLE)
 
-    def _rebuild_routes(self) -> None:
-        groups: dict[str, tuple[Subscription, ...]] = {}
-        conversations: dict[str, tuple[Subscription, ...]] = {}
-        inbox: list[Subscription] = []
-        for sub in self._subs:
-            route = sub.route
-            if route.value is None:
-                inbox.append(sub)
-                continue
-            table = groups if route.field == "group_id" else conversations
-            table[route.value] = (*table.get(route.value, ()), sub)
+    def _reroute(self, sub: Subscription, *, add: bool) -> None:
+        """Add ``sub`` to the routes or take it out, touching its own route only.
+
+        Each attribute of :attr:`routes` is replaced whole, never mutated: the connection
+        thread reads them without a lock. A subscribe costs one copy of a table (in C), not
+        a pass over every subscription, so a client with thousands of them subscribes in
+        linear time. Within a route, subscriptions stay in the order they were made.
+        """
         routes = self.routes
-        # Each attribute is replaced whole; the connection thread reads them without a lock.
-        routes.groups, routes.conversations, routes.inbox = groups, conversations, tuple(inbox)
+        key = sub.route.value
+        if key is None:
+            if add:
+                routes.inbox = (*routes.inbox, sub)
+            else:
+                routes.inbox = tuple(s for s in routes.inbox if s is not sub)
+            return
+        grouped = sub.route.field == "group_id"
+        table = dict(routes.groups if grouped else routes.conversations)
+        subs = table.get(key, ())
+        subs = (*subs, sub) if add else tuple(s for s in subs if s is not sub)
+        if subs:
+            table[key] = subs
+        else:
+            table.pop(key, None)
+        if grouped:
+            routes.groups = table
+        else:
+            routes.conversations = table
 
     def _prune_retired(self) -> None:
         self._retired = [r for r in self._retired if any(t.is_alive() for t in r.threads())]

@@ -7,10 +7,14 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from signalwire_chat._realtime import RealtimeOptions
 from signalwire_chat._realtime._connection import Backoff, is_auth_error, parse_expires_at
 from signalwire_chat._realtime._dispatcher import Dispatcher
+from signalwire_chat._realtime._hub import _Core
+from signalwire_chat._realtime._protocol import Routes
 from signalwire_chat._realtime._subscriptions import Route, Subscription
 from signalwire_chat.errors import CallbackError, InvalidArgumentError, InvalidArgumentTypeError
 
@@ -289,3 +293,54 @@ def test_no_wire_key_can_say_how_a_message_was_delivered() -> None:
     assert "_delivery" not in unstructure(live)
     assert "delivery" not in unstructure(live)
     assert live == structure_chat_message(_wire(2))  # equality ignores it
+
+
+class _RouteOwner:
+    """What ``_Core._reroute`` touches of the hub: its routes."""
+
+    def __init__(self) -> None:
+        self.routes = Routes()
+
+
+class _Routed:
+    def __init__(self, route: Route) -> None:
+        self.route = route
+
+
+_ROUTES = [Route.group("g1"), Route.group("g2"), Route.address("a1"), Route("group_id", "a1")]
+_ROUTES.append(Route(None, None))  # the inbox
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, len(_ROUTES) - 1), st.integers(0, 7))))
+def test_routes_follow_every_subscribe_and_cancel_in_order(
+    steps: list[tuple[bool, int, int]],
+) -> None:
+    """The hub updates one route per subscribe or cancel; the routes always equal what a
+    rebuild from the live subscriptions (in the order they were made) would give."""
+    owner = _RouteOwner()
+    live: list[_Routed] = []
+    for add, which, pick in steps:
+        # What the connection thread may be reading meanwhile: it must never change.
+        seen = (owner.routes.groups, owner.routes.conversations, owner.routes.inbox)
+        copies = (dict(seen[0]), dict(seen[1]), seen[2])
+        if add or not live:
+            sub = _Routed(_ROUTES[which])
+            live.append(sub)
+            _Core._reroute(owner, sub, add=True)  # type: ignore[arg-type]
+        else:
+            sub = live.pop(pick % len(live))
+            _Core._reroute(owner, sub, add=False)  # type: ignore[arg-type]
+        assert seen == copies
+        expected: dict[tuple[str | None, str | None], list[_Routed]] = {}
+        for one in live:
+            expected.setdefault((one.route.field, one.route.value), []).append(one)
+        assert owner.routes.inbox == tuple(expected.pop((None, None), []))
+        assert owner.routes.groups == {
+            value: tuple(subs) for (field, value), subs in expected.items() if field == "group_id"
+        }
+        assert owner.routes.conversations == {
+            value: tuple(subs)
+            for (field, value), subs in expected.items()
+            if field == "conversation_id"
+        }
