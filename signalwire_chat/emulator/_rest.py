@@ -75,7 +75,7 @@ import hmac
 import json
 import math
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
@@ -507,13 +507,7 @@ async def get_address(request: web.Request) -> web.Response:
 
 async def list_conversations(request: web.Request) -> web.Response:
     """GET /api/fabric/conversations: the caller's conversations, most recent first."""
-    claims, _ = _require_subscriber(request)
-    page = _state(request).store.list_conversations(
-        claims.subscriber_id,
-        page_size=_page_size(request),
-        cursor=_cursor(request, "conversations"),
-    )
-    return _page_response(request, "conversations", page)
+    return _caller_page(request, "conversations", _state(request).store.list_conversations)
 
 
 async def conversation_messages(request: web.Request) -> web.Response:
@@ -547,13 +541,20 @@ async def conversation_messages(request: web.Request) -> web.Response:
 
 async def list_messages(request: web.Request) -> web.Response:
     """GET /api/fabric/messages: the messages of all the caller's conversations."""
+    return _caller_page(request, "messages", _state(request).store.list_subscriber_messages)
+
+
+class _CallerLister(Protocol):
+    def __call__(self, subscriber_id: str, *, page_size: int, cursor: Cursor | None) -> Page: ...
+
+
+def _caller_page(request: web.Request, listing: str, lister: _CallerLister) -> web.Response:
+    """One page of a listing of the caller's own things (``lister(subscriber_id, ...)``)."""
     claims, _ = _require_subscriber(request)
-    page = _state(request).store.list_subscriber_messages(
-        claims.subscriber_id,
-        page_size=_page_size(request),
-        cursor=_cursor(request, "messages"),
+    page = lister(
+        claims.subscriber_id, page_size=_page_size(request), cursor=_cursor(request, listing)
     )
-    return _page_response(request, "messages", page)
+    return _page_response(request, listing, page)
 
 
 async def send_message(request: web.Request) -> web.Response:

@@ -702,27 +702,27 @@ class Store:
         self, address_id: str, *, page_size: int, cursor: Cursor | None
     ) -> Page:
         """Return one page of a conversation's messages, newest first."""
-        return self._page(
-            _MESSAGE_SELECT,
-            ["m.conversation_id = ?"],
-            [address_id],
-            sort_expr="m.seq",
-            seq_expr="m.seq",
-            descending=True,
-            page_size=page_size,
-            cursor=cursor,
-            convert=_message,
-            key_columns=("seq", "seq"),
-        )
+        return self._message_page("m.conversation_id = ?", address_id, page_size, cursor)
 
     def list_subscriber_messages(
         self, subscriber_id: str, *, page_size: int, cursor: Cursor | None
     ) -> Page:
         """Return one page of the messages of every conversation of a subscriber."""
+        return self._message_page(
+            "m.conversation_id IN (SELECT address_id FROM members WHERE subscriber_id = ?)",
+            subscriber_id,
+            page_size,
+            cursor,
+        )
+
+    def _message_page(
+        self, condition: str, value: str, page_size: int, cursor: Cursor | None
+    ) -> Page:
+        # Every message listing is newest first by sequence number; only the filter differs.
         return self._page(
             _MESSAGE_SELECT,
-            ["m.conversation_id IN (SELECT address_id FROM members WHERE subscriber_id = ?)"],
-            [subscriber_id],
+            [condition],
+            [value],
             sort_expr="m.seq",
             seq_expr="m.seq",
             descending=True,
