@@ -1,10 +1,12 @@
-"""Shared test set-up: a check that no thread outlives a test (fixtures: the pytest plugin)."""
+"""Shared test set-up: no thread outlives a test; ``autoclose`` (emulator fixtures: the plugin)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -30,3 +32,25 @@ def _no_leaked_threads() -> Iterator[None]:
     if leaked:
         names = ", ".join(sorted(t.name for t in leaked))
         pytest.fail(f"threads still alive {_GRACE_SECONDS:.0f} s after the test: {names}")
+
+
+class _Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+_C = TypeVar("_C", bound=_Closeable)
+
+
+@pytest.fixture
+def autoclose() -> Iterator[Callable[[_C], _C]]:
+    """Return ``keep(thing)``, which hands ``thing`` back and closes it after the test.
+
+    For sockets and processes a test opens itself: they are closed in reverse order, even
+    when the test failed, and a close that raises does not stop the others.
+    """
+    with contextlib.ExitStack() as stack:
+
+        def keep(thing: _C) -> _C:
+            return stack.enter_context(contextlib.closing(thing))
+
+        yield keep

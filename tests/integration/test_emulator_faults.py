@@ -10,13 +10,15 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import requests
 import websocket
 
-from signalwire_chat import RealtimeOptions
+from signalwire_chat import ChatClient, RealtimeOptions
 from signalwire_chat.emulator import Emulator, EmulatorAddress, EmulatorSubscriber
 from signalwire_chat.errors import AuthenticationError, RateLimitError
 
@@ -44,6 +46,12 @@ class Got:
     def wait(self, predicate: Callable[[Got], bool], timeout: float = TIMEOUT) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: predicate(self), timeout)
+
+    def assert_delivered(self, texts: list[str]) -> None:
+        """Wait for ``len(texts)`` messages; assert they are ``texts``, in order, with no error."""
+        assert self.wait(lambda g: len(g.texts) >= len(texts))
+        assert self.texts == texts
+        assert self.errors == []
 
 
 class Raw:
@@ -118,18 +126,40 @@ def room(emu: Emulator, alice: EmulatorSubscriber, bob: EmulatorSubscriber) -> E
     return room
 
 
+Keep = Callable[[Raw], Raw]
+
+
+@contextmanager
+def _subscribed(
+    emu: Emulator, sub: EmulatorSubscriber, room: EmulatorAddress, **options: Any
+) -> Iterator[tuple[ChatClient, Got]]:
+    """A client of ``sub`` subscribed to ``room``, and what its subscription delivers."""
+    got = Got()
+    with emu.client_for(sub, **options) as client:
+        client.subscribe(room.id, got.on_message, got.on_error)
+        yield client, got
+
+
+@dataclass(frozen=True)
+class Watch:
+    """Bob's raw relay socket (what the wire carries) and Alice's subscribed client."""
+
+    wire: Raw
+    client: ChatClient
+    got: Got
+
+
 @pytest.fixture
-def raws() -> Iterator[list[Raw]]:
-    opened: list[Raw] = []
-    yield opened
-    for raw in opened:
-        raw.close()
-
-
-def _raw(raws: list[Raw], emu: Emulator, sub: EmulatorSubscriber) -> Raw:
-    raw = Raw(emu, sub.token)
-    raws.append(raw)
-    return raw
+def watch(
+    emu: Emulator,
+    alice: EmulatorSubscriber,
+    bob: EmulatorSubscriber,
+    room: EmulatorAddress,
+    autoclose: Keep,
+) -> Iterator[Watch]:
+    wire = autoclose(Raw(emu, bob.token))
+    with _subscribed(emu, alice, room) as (client, got):
+        yield Watch(wire, client, got)
 
 
 def _texts(events: list[dict[str, Any]]) -> list[str]:
@@ -140,56 +170,37 @@ def _texts(events: list[dict[str, Any]]) -> list[str]:
 
 
 def test_duplicated_events_reach_the_socket_twice_and_the_client_once(
-    emu: Emulator,
-    alice: EmulatorSubscriber,
-    bob: EmulatorSubscriber,
-    room: EmulatorAddress,
-    raws: list[Raw],
+    emu: Emulator, bob: EmulatorSubscriber, room: EmulatorAddress, watch: Watch
 ) -> None:
-    raw = _raw(raws, emu, bob)
-    got = Got()
-    with emu.client_for(alice) as client:
-        client.subscribe(room.id, got.on_message, got.on_error)
-        emu.duplicate_next_events(1)
-        emu.send_as(bob, room.id, "twice on the wire")
-        emu.send_as(bob, room.id, "end")
-        events = raw.chat_events("end")
-        assert _texts(events) == ["twice on the wire", "twice on the wire", "end"]
-        assert events[0]["id"] != events[1]["id"]  # a redelivery is a new event
-        assert got.wait(lambda g: "end" in g.texts)
-        assert got.texts == ["twice on the wire", "end"]
-        assert got.errors == []
+    emu.duplicate_next_events(1)
+    emu.send_as(bob, room.id, "twice on the wire")
+    emu.send_as(bob, room.id, "end")
+    events = watch.wire.chat_events("end")
+    assert _texts(events) == ["twice on the wire", "twice on the wire", "end"]
+    assert events[0]["id"] != events[1]["id"]  # a redelivery is a new event
+    watch.got.assert_delivered(["twice on the wire", "end"])
 
 
 # -- reordered delivery ------------------------------------------------------------------------
 
 
 def test_reordered_events_arrive_newest_first_and_the_client_gets_each_once(
-    emu: Emulator,
-    alice: EmulatorSubscriber,
-    bob: EmulatorSubscriber,
-    room: EmulatorAddress,
-    raws: list[Raw],
+    emu: Emulator, bob: EmulatorSubscriber, room: EmulatorAddress, watch: Watch
 ) -> None:
-    raw = _raw(raws, emu, bob)
-    got = Got()
-    with emu.client_for(alice) as client:
-        client.subscribe(room.id, got.on_message, got.on_error)
-        emu.reorder_next_events(2)
-        emu.send_as(bob, room.id, "first")
-        emu.send_as(bob, room.id, "second")
-        assert _texts(raw.chat_events("first")) == ["second", "first"]
-        assert got.wait(lambda g: len(g.texts) == 2)
-        # The client delivers in arrival order; the history keeps the true order.
-        assert got.texts == ["second", "first"]
-        assert [m.text for m in client.get_messages(room.id).data] == ["second", "first"]
-        assert got.errors == []
+    emu.reorder_next_events(2)
+    emu.send_as(bob, room.id, "first")
+    emu.send_as(bob, room.id, "second")
+    assert _texts(watch.wire.chat_events("first")) == ["second", "first"]
+    # The client delivers in arrival order; the history keeps the true order.
+    watch.got.assert_delivered(["second", "first"])
+    assert [m.text for m in watch.client.get_messages(room.id).data] == ["second", "first"]
+    assert watch.got.errors == []
 
 
 def test_clear_faults_releases_held_events_in_order(
-    emu: Emulator, bob: EmulatorSubscriber, room: EmulatorAddress, raws: list[Raw]
+    emu: Emulator, bob: EmulatorSubscriber, room: EmulatorAddress, autoclose: Keep
 ) -> None:
-    raw = _raw(raws, emu, bob)
+    raw = autoclose(Raw(emu, bob.token))
     emu.reorder_next_events(3)
     emu.send_as(bob, room.id, "a")
     emu.send_as(bob, room.id, "b")
@@ -202,23 +213,13 @@ def test_clear_faults_releases_held_events_in_order(
 
 
 def test_a_delayed_event_is_overtaken(
-    emu: Emulator,
-    alice: EmulatorSubscriber,
-    bob: EmulatorSubscriber,
-    room: EmulatorAddress,
-    raws: list[Raw],
+    emu: Emulator, bob: EmulatorSubscriber, room: EmulatorAddress, watch: Watch
 ) -> None:
-    raw = _raw(raws, emu, bob)
-    got = Got()
-    with emu.client_for(alice) as client:
-        client.subscribe(room.id, got.on_message, got.on_error)
-        emu.delay_next_event(0.5)
-        emu.send_as(bob, room.id, "late")
-        emu.send_as(bob, room.id, "on time")
-        assert _texts(raw.chat_events("late")) == ["on time", "late"]
-        assert got.wait(lambda g: len(g.texts) == 2)
-        assert got.texts == ["on time", "late"]
-        assert got.errors == []
+    emu.delay_next_event(0.5)
+    emu.send_as(bob, room.id, "late")
+    emu.send_as(bob, room.id, "on time")
+    assert _texts(watch.wire.chat_events("late")) == ["on time", "late"]
+    watch.got.assert_delivered(["on time", "late"])
 
 
 # -- token expiry now --------------------------------------------------------------------------
@@ -229,10 +230,10 @@ def test_expire_tokens_disconnects_the_relay_and_the_token_stops_working(
     alice: EmulatorSubscriber,
     bob: EmulatorSubscriber,
     room: EmulatorAddress,
-    raws: list[Raw],
+    autoclose: Keep,
 ) -> None:
-    raw = _raw(raws, emu, alice)
-    bob_raw = _raw(raws, emu, bob)
+    raw = autoclose(Raw(emu, alice.token))
+    bob_raw = autoclose(Raw(emu, bob.token))
     emu.expire_tokens(alice)
     frame = raw.until(lambda f: f.get("method") == "signalwire.disconnect")
     raw.ws.send(json.dumps({"jsonrpc": "2.0", "id": frame["id"], "result": {}}))
@@ -253,10 +254,8 @@ def test_expire_tokens_disconnects_the_relay_and_the_token_stops_working(
 def test_a_client_with_an_expired_token_gets_authentication_errors(
     emu: Emulator, alice: EmulatorSubscriber, room: EmulatorAddress
 ) -> None:
-    got = Got()
     options = RealtimeOptions(reconnect_max_delay=0.2)
-    with emu.client_for(alice, realtime=options) as client:
-        client.subscribe(room.id, got.on_message, got.on_error)
+    with _subscribed(emu, alice, room, realtime=options) as (client, got):
         emu.expire_tokens(alice)
         with pytest.raises(AuthenticationError):
             client.get_messages(room.id)
@@ -271,11 +270,9 @@ def test_a_stolen_event_channel_hides_events_until_a_reconnect(
     alice: EmulatorSubscriber,
     bob: EmulatorSubscriber,
     room: EmulatorAddress,
-    raws: list[Raw],
+    autoclose: Keep,
 ) -> None:
-    got = Got()
-    with emu.client_for(alice) as client:
-        client.subscribe(room.id, got.on_message, got.on_error)
+    with _subscribed(emu, alice, room) as (_, got):
         emu.steal_event_channel(alice)
         emu.send_as(bob, room.id, "unseen")
         # The client acknowledged the event and dropped it as another session's.
@@ -288,11 +285,10 @@ def test_a_stolen_event_channel_hides_events_until_a_reconnect(
         # client backfills what it dropped from the history.
         emu.drop_connections()
         emu.send_as(bob, room.id, "seen")
-        assert got.wait(lambda g: g.texts == ["unseen", "seen"])
-        assert got.errors == []
+        got.assert_delivered(["unseen", "seen"])
 
     # On the wire: the events carry the thief's channel, not the session's protocol.
-    raw = _raw(raws, emu, bob)
+    raw = autoclose(Raw(emu, bob.token))
     channel = emu.steal_event_channel(bob)
     emu.send_as(alice, room.id, "stolen")
     (event,) = raw.chat_events("stolen")
