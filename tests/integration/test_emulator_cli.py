@@ -9,11 +9,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
 TIMEOUT = 10.0
@@ -57,7 +56,8 @@ class Process:
         code = self.proc.wait(TIMEOUT)
         return code, time.monotonic() - started
 
-    def kill(self) -> None:
+    def close(self) -> None:
+        """Kill the process if it still runs, and close its pipes."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(TIMEOUT)
@@ -66,48 +66,48 @@ class Process:
                 stream.close()
 
 
-@pytest.fixture
-def processes() -> Iterator[list[Process]]:
-    started: list[Process] = []
-    yield started
-    for process in started:
-        process.kill()
+Keep = Callable[[Process], Process]
 
 
-def run(processes: list[Process], *args: str) -> Process:
-    process = Process(*args)
-    processes.append(process)
-    return process
-
-
-def mint(info: dict[str, Any], reference: str) -> str:
+def admin_post(info: dict[str, Any], path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST ``body`` with the project's credentials; assert 201 and return the JSON object."""
     response = requests.post(
-        info["rest_url"] + "/api/fabric/subscribers/tokens",
-        json={"reference": reference},
+        info["rest_url"] + path,
+        json=body,
         auth=(info["project_id"], info["api_token"]),
         timeout=TIMEOUT,
     )
     assert response.status_code == 201
-    token = response.json()["token"]
+    created = response.json()
+    assert isinstance(created, dict)
+    return created
+
+
+def mint(info: dict[str, Any], reference: str) -> str:
+    token = admin_post(info, "/api/fabric/subscribers/tokens", {"reference": reference})["token"]
     assert isinstance(token, str)
     return token
 
 
 def create_room(info: dict[str, Any], name: str) -> str:
-    response = requests.post(
-        info["rest_url"] + "/api/fabric/resources/video_rooms",
-        json={"name": name},
-        auth=(info["project_id"], info["api_token"]),
-        timeout=TIMEOUT,
-    )
-    assert response.status_code == 201
-    address_id = response.json()["fabric_addresses"][0]["id"]
+    room = admin_post(info, "/api/fabric/resources/video_rooms", {"name": name})
+    address_id = room["fabric_addresses"][0]["id"]
     assert isinstance(address_id, str)
     return address_id
 
 
-def test_cli_prints_one_json_line_serves_and_exits_on_sigterm(processes: list[Process]) -> None:
-    process = run(processes, "--port", "0", "--project-id", "proj", "--api-token", "secret")
+def send(info: dict[str, Any], token: str, room: str, text: str) -> requests.Response:
+    """POST a chat message to ``room`` as the subscriber of ``token``."""
+    return requests.post(
+        info["rest_url"] + "/api/fabric/messages",
+        json={"conversation_id": room, "text": text},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=TIMEOUT,
+    )
+
+
+def test_cli_prints_one_json_line_serves_and_exits_on_sigterm(autoclose: Keep) -> None:
+    process = autoclose(Process("--port", "0", "--project-id", "proj", "--api-token", "secret"))
     info = process.info
     assert {"rest_url", "relay_url", "project_id", "api_token", "space_host"} <= set(info)
     assert info["project_id"] == "proj"
@@ -116,43 +116,29 @@ def test_cli_prints_one_json_line_serves_and_exits_on_sigterm(processes: list[Pr
     assert info["relay_url"] == info["rest_url"].replace("http://", "ws://") + "/"
     token = mint(info, "alice@example.com")
     room = create_room(info, "lobby")
-    sent = requests.post(
-        info["rest_url"] + "/api/fabric/messages",
-        json={"conversation_id": room, "text": "over the wire"},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=TIMEOUT,
-    )
-    assert sent.status_code == 201
+    assert send(info, token, room, "over the wire").status_code == 201
     code, elapsed = process.stop(signal.SIGTERM)
     assert code == 0
     assert elapsed < 3.0
 
 
-def test_cli_exits_cleanly_on_sigint(processes: list[Process]) -> None:
-    process = run(processes)
+def test_cli_exits_cleanly_on_sigint(autoclose: Keep) -> None:
+    process = autoclose(Process())
     assert requests.get(process.info["rest_url"] + "/", timeout=TIMEOUT).status_code == 404
     code, _ = process.stop(signal.SIGINT)
     assert code == 0
 
 
-def test_cli_same_db_survives_a_restart(processes: list[Process], tmp_path: Path) -> None:
+def test_cli_same_db_survives_a_restart(autoclose: Keep, tmp_path: Path) -> None:
     db = str(tmp_path / "cli.sqlite3")
-    first = run(processes, "--db", db)
+    first = autoclose(Process("--db", db))
     info = first.info
     token = mint(info, "alice@example.com")
     room = create_room(info, "persistent")
-    assert (
-        requests.post(
-            info["rest_url"] + "/api/fabric/messages",
-            json={"conversation_id": room, "text": "kept"},
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=TIMEOUT,
-        ).status_code
-        == 201
-    )
+    assert send(info, token, room, "kept").status_code == 201
     assert first.stop()[0] == 0
 
-    second = run(processes, "--db", db)
+    second = autoclose(Process("--db", db))
     again = second.info
     assert again["project_id"] == info["project_id"]
     assert again["api_token"] == info["api_token"]
@@ -167,8 +153,8 @@ def test_cli_same_db_survives_a_restart(processes: list[Process], tmp_path: Path
     assert second.stop()[0] == 0
 
 
-def test_cli_fails_cleanly_on_a_taken_port(processes: list[Process]) -> None:
-    first = run(processes)
+def test_cli_fails_cleanly_on_a_taken_port(autoclose: Keep) -> None:
+    first = autoclose(Process())
     port = str(first.info["rest_url"].rsplit(":", 1)[1])
     proc = subprocess.run(
         [sys.executable, "-m", "signalwire_chat.emulator", "--port", port],

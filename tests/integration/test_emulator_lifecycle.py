@@ -6,7 +6,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,17 +99,11 @@ def drain_until_closed(relay: Relay) -> None:
             raise websocket.WebSocketConnectionClosedException("closed")
 
 
-@pytest.fixture
-def relays() -> Iterator[list[Relay]]:
-    opened: list[Relay] = []
-    yield opened
-    for relay in opened:
-        relay.close()
+Keep = Callable[[Relay], Relay]
 
 
-def open_relay(relays: list[Relay], emu: Emulator, sub: EmulatorSubscriber) -> Relay:
-    relay = Relay(emu, sub.token)
-    relays.append(relay)
+def open_relay(autoclose: Keep, emu: Emulator, sub: EmulatorSubscriber) -> Relay:
+    relay = autoclose(Relay(emu, sub.token))
     assert "result" in relay.connect()
     return relay
 
@@ -148,11 +142,11 @@ def test_start_stop_are_idempotent_and_the_thread_is_named() -> None:
 
 
 def test_stop_is_quick_with_open_connections(
-    signalwire_emulator: Emulator, relays: list[Relay]
+    signalwire_emulator: Emulator, autoclose: Keep
 ) -> None:
     emu = signalwire_emulator
     alice = emu.create_subscriber()
-    open_relay(relays, emu, alice)
+    open_relay(autoclose, emu, alice)
     session = requests.Session()  # a kept-alive HTTP connection
     assert session.get(emu.rest_url + "/api/fabric/subscriber/info", headers=bearer(alice.token)).ok
     started = time.monotonic()
@@ -215,7 +209,7 @@ def test_a_second_emulator_refuses_the_first_ones_tokens(emulator_factory: Any) 
 
 
 def test_sent_messages_reach_every_member_session(
-    signalwire_emulator: Emulator, relays: list[Relay]
+    signalwire_emulator: Emulator, autoclose: Keep
 ) -> None:
     emu = signalwire_emulator
     alice = emu.create_subscriber("alice@example.com", display_name="Alice")
@@ -223,9 +217,9 @@ def test_sent_messages_reach_every_member_session(
     carol = emu.create_subscriber("carol@example.com")
     room = emu.create_room("lobby", display_name="Lobby")
     emu.join(bob, room.id)
-    alice_a, alice_b = open_relay(relays, emu, alice), open_relay(relays, emu, alice)
-    bob_relay = open_relay(relays, emu, bob)
-    carol_relay = open_relay(relays, emu, carol)
+    alice_a, alice_b = open_relay(autoclose, emu, alice), open_relay(autoclose, emu, alice)
+    bob_relay = open_relay(autoclose, emu, bob)
+    carol_relay = open_relay(autoclose, emu, carol)
     assert send(emu, alice.token, room.id, "hello all").status_code == 201
     (stored,) = emu.messages(room.id)
     for relay in (alice_a, alice_b, bob_relay):
@@ -245,15 +239,13 @@ def test_sent_messages_reach_every_member_session(
     assert "text" not in event
 
 
-def test_add_message_and_send_as_publish(
-    signalwire_emulator: Emulator, relays: list[Relay]
-) -> None:
+def test_add_message_and_send_as_publish(signalwire_emulator: Emulator, autoclose: Keep) -> None:
     emu = signalwire_emulator
     alice = emu.create_subscriber()
     bob = emu.create_subscriber(display_name="Bob")
     room = emu.create_room("r")
     emu.join(alice, room.id)
-    relay = open_relay(relays, emu, alice)
+    relay = open_relay(autoclose, emu, alice)
     sent = emu.send_as(bob, room.id, "from bob", metadata={"k": "v"}, dialect="address")
     event = relay.next_message()
     assert event["id"] == sent["id"]
@@ -264,35 +256,33 @@ def test_add_message_and_send_as_publish(
 
 
 def test_relay_refuses_foreign_and_expired_tokens(
-    signalwire_emulator: Emulator, emulator_factory: Any, relays: list[Relay]
+    signalwire_emulator: Emulator, emulator_factory: Any, autoclose: Keep
 ) -> None:
     emu = signalwire_emulator
     stranger = emulator_factory().create_subscriber()
     alice = emu.create_subscriber()
     for token in (stranger.token, emu.mint_token(alice, ttl=-1)):
-        relay = Relay(emu, token)
-        relays.append(relay)
+        relay = autoclose(Relay(emu, token))
         answer = relay.connect()
         assert answer["error"]["code"] == -32002
         assert token not in json.dumps(answer)
 
 
-def test_relay_fault_hooks(signalwire_emulator: Emulator, relays: list[Relay]) -> None:
+def test_relay_fault_hooks(signalwire_emulator: Emulator, autoclose: Keep) -> None:
     emu = signalwire_emulator
     alice = emu.create_subscriber()
     assert emu.connect_attempts == 0
     emu.refuse_connects(1, message="go away")
-    refused = Relay(emu, alice.token)
-    relays.append(refused)
+    refused = autoclose(Relay(emu, alice.token))
     assert refused.connect()["error"] == {"code": -32002, "message": "go away"}
-    relay = open_relay(relays, emu, alice)
+    relay = open_relay(autoclose, emu, alice)
     assert emu.connect_attempts == 2
     emu.drop_connections()
     relay.ws.settimeout(TIMEOUT)
     with pytest.raises((websocket.WebSocketException, OSError)):
         drain_until_closed(relay)
     emu.set_ping_interval(0.2)
-    pinged = open_relay(relays, emu, alice)
+    pinged = open_relay(autoclose, emu, alice)
     pinged.wait_for(lambda f: f.get("method") == "signalwire.ping")
     with emu.half_open():
         emu.add_message(alice.address_id, subtype="log", kind="k")
@@ -306,12 +296,12 @@ def test_relay_fault_hooks(signalwire_emulator: Emulator, relays: list[Relay]) -
 
 
 def test_recording_sees_websocket_frames_redacted(
-    signalwire_emulator: Emulator, relays: list[Relay]
+    signalwire_emulator: Emulator, autoclose: Keep
 ) -> None:
     emu = signalwire_emulator
     alice = emu.create_subscriber()
     with emu.recording() as rec:
-        relay = open_relay(relays, emu, alice)
+        relay = open_relay(autoclose, emu, alice)
         relay.close()
     kinds = {e["kind"] for e in rec}
     assert {"ws_open", "ws_recv", "ws_send"} <= kinds
