@@ -6,9 +6,12 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import pytest
+
+if TYPE_CHECKING:  # the emulator (and aiohttp) loads only when a fixture below is used
+    from signalwire_chat.emulator import Emulator, EmulatorSubscriber
 
 # The emulator fixtures come from the package's pytest11 entry point (no pytest_plugins line).
 
@@ -54,3 +57,24 @@ def autoclose() -> Iterator[Callable[[_C], _C]]:
             return stack.enter_context(contextlib.closing(thing))
 
         yield keep
+
+
+# -- the emulator tests' cast (a module may define its own to differ) --------------------------
+
+
+@pytest.fixture
+def emu(signalwire_emulator: Emulator) -> Emulator:
+    """The per-test emulator of the plugin, by a short name."""
+    return signalwire_emulator
+
+
+@pytest.fixture
+def alice(emu: Emulator) -> EmulatorSubscriber:
+    """A subscriber alice@example.com, display name Alice."""
+    return emu.create_subscriber("alice@example.com", display_name="Alice")
+
+
+@pytest.fixture
+def bob(emu: Emulator) -> EmulatorSubscriber:
+    """A subscriber bob@example.com, display name Bob."""
+    return emu.create_subscriber("bob@example.com", display_name="Bob")

@@ -104,21 +104,6 @@ class Raw:
 
 
 @pytest.fixture
-def emu(signalwire_emulator: Emulator) -> Emulator:
-    return signalwire_emulator
-
-
-@pytest.fixture
-def alice(emu: Emulator) -> EmulatorSubscriber:
-    return emu.create_subscriber("alice@example.com", display_name="Alice")
-
-
-@pytest.fixture
-def bob(emu: Emulator) -> EmulatorSubscriber:
-    return emu.create_subscriber("bob@example.com", display_name="Bob")
-
-
-@pytest.fixture
 def room(emu: Emulator, alice: EmulatorSubscriber, bob: EmulatorSubscriber) -> EmulatorAddress:
     room = emu.create_room("faults")
     emu.join_group(alice, [room.id])

@@ -38,21 +38,6 @@ LISTINGS = (
 
 
 @pytest.fixture
-def emu(signalwire_emulator: Emulator) -> Emulator:
-    return signalwire_emulator
-
-
-@pytest.fixture
-def alice(emu: Emulator) -> EmulatorSubscriber:
-    return emu.create_subscriber("alice@example.com", display_name="Alice")
-
-
-@pytest.fixture
-def bob(emu: Emulator) -> EmulatorSubscriber:
-    return emu.create_subscriber("bob@example.com", display_name="Bob")
-
-
-@pytest.fixture
 def carol(emu: Emulator) -> EmulatorSubscriber:
     return emu.create_subscriber("carol@example.com", display_name="Carol")
 

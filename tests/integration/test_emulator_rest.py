@@ -59,16 +59,7 @@ class Api:
         return self.get(f"/api/fabric/conversations/{address_id}/messages", params=params)
 
 
-@pytest.fixture
-def emu(signalwire_emulator: Emulator) -> Emulator:
-    return signalwire_emulator
-
-
-@pytest.fixture
-def alice(emu: Emulator) -> EmulatorSubscriber:
-    return emu.create_subscriber("alice@example.com", display_name="Alice")
-
-
+# emu and alice come from tests/conftest.py; this module's Bob has a first and last name.
 @pytest.fixture
 def bob(emu: Emulator) -> EmulatorSubscriber:
     return emu.create_subscriber("bob@example.com", first_name="Bob", last_name="Builder")
