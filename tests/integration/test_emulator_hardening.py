@@ -182,17 +182,29 @@ def _connect_frame(token: str, rid: str = "c1") -> str:
     )
 
 
-def _recv_json(
-    ws: websocket.WebSocket, rid: str | None, deadline: float = TIMEOUT
-) -> dict[str, Any]:
+_ACKED = ("signalwire.event", "signalwire.ping")
+
+
+def _frames(ws: websocket.WebSocket, deadline: float = TIMEOUT) -> Iterator[dict[str, Any]]:
+    """Every frame until the deadline, in order; events and pings are acknowledged first."""
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         ws.settimeout(max(0.05, end - time.monotonic()))
         frame = json.loads(ws.recv())
-        if frame.get("method") in ("signalwire.event", "signalwire.ping"):
+        if frame.get("method") in _ACKED:
             ws.send(json.dumps({"jsonrpc": "2.0", "id": frame["id"], "result": {}}))
-            continue
-        if frame.get("id") == rid:
+        yield frame
+
+
+def _is_answer(frame: dict[str, Any], rid: str | None) -> bool:
+    return frame.get("method") not in _ACKED and frame.get("id") == rid
+
+
+def _recv_json(
+    ws: websocket.WebSocket, rid: str | None, deadline: float = TIMEOUT
+) -> dict[str, Any]:
+    for frame in _frames(ws, deadline):
+        if _is_answer(frame, rid):
             return dict(frame)
     raise AssertionError(f"no answer with id {rid!r} in time")
 
@@ -509,20 +521,14 @@ def test_a_message_to_someones_address_reaches_only_the_owner_over_the_relay(
 def _events_until(ws: websocket.WebSocket, text: str | None, rid: str | None = None) -> list[str]:
     """Texts of conversation events, until one with ``text`` or the answer ``rid``."""
     texts = []
-    end = time.monotonic() + TIMEOUT
-    while time.monotonic() < end:
-        ws.settimeout(max(0.05, end - time.monotonic()))
-        frame = json.loads(ws.recv())
-        if frame.get("method") in ("signalwire.event", "signalwire.ping"):
-            ws.send(json.dumps({"jsonrpc": "2.0", "id": frame["id"], "result": {}}))
-            params = frame["params"]
-            if frame["method"] == "signalwire.event" and params["event_type"].startswith(
-                "conversation."
-            ):
-                texts.append(params["params"]["text"])
-                if params["params"]["text"] == text:
-                    return texts
-        elif rid is not None and frame.get("id") == rid:
+    for frame in _frames(ws):
+        if frame.get("method") == "signalwire.event" and frame["params"]["event_type"].startswith(
+            "conversation."
+        ):
+            texts.append(frame["params"]["params"]["text"])
+            if texts[-1] == text:
+                return texts
+        elif rid is not None and _is_answer(frame, rid):
             return texts
     raise AssertionError("no end marker in time")
 
