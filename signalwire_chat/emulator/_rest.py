@@ -381,9 +381,7 @@ async def create_token(request: web.Request) -> web.Response:
         if not math.isfinite(expire_at) or expire_at <= state.clock():
             raise _invalid("expire_at", "expire_at must be in the future")
     subscriber, _created = state.store.upsert_subscriber(reference, now=state.clock(), **names)
-    token, _claims = state.tokens.mint_sat(subscriber["id"], state.project_id, expire_at=expire_at)
-    refresh, _ = state.tokens.mint_refresh(subscriber["id"], state.project_id)
-    return web.json_response({"token": token, "refresh_token": refresh}, status=201)
+    return _new_tokens(state, subscriber["id"], expire_at=expire_at)
 
 
 async def refresh_token(request: web.Request) -> web.Response:
@@ -400,8 +398,15 @@ async def refresh_token(request: web.Request) -> web.Response:
         claims.subscriber_id
     ):
         raise FabricHTTPError(401, "invalid refresh token: unknown subscriber")
-    token, _ = state.tokens.mint_sat(claims.subscriber_id, state.project_id)
-    refresh, _ = state.tokens.mint_refresh(claims.subscriber_id, state.project_id)
+    return _new_tokens(state, claims.subscriber_id)
+
+
+def _new_tokens(
+    state: EmulatorState, subscriber_id: str, *, expire_at: float | None = None
+) -> web.Response:
+    """The 201 answer of both token endpoints: a fresh SAT and a fresh refresh token."""
+    token, _ = state.tokens.mint_sat(subscriber_id, state.project_id, expire_at=expire_at)
+    refresh, _ = state.tokens.mint_refresh(subscriber_id, state.project_id)
     return web.json_response({"token": token, "refresh_token": refresh}, status=201)
 
 
