@@ -19,8 +19,8 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 from test_realtime_support import FAST, Collector, Setup, wait_until
@@ -167,24 +167,30 @@ class Peer:
         self.sock.sendall(data)
 
 
-class HostileRelay:
-    """A websocket server on 127.0.0.1:0; each connection is handshaken, its connect answered,
-    then handed to the test, which scripts what the relay sends."""
+Script = Callable[[Peer, int], None]
+_Relay = TypeVar("_Relay", bound="ScriptedRelay")
 
-    def __init__(self) -> None:
+
+class ScriptedRelay:
+    """A TCP server on 127.0.0.1:0 handing each connection (and its number) to ``script``, run
+    on a thread of its own; what a script raises is kept in ``errors``."""
+
+    def __init__(self, script: Script, *, rcvbuf: int | None = None) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
-        port = self._listener.getsockname()[1]
-        self.url = f"ws://127.0.0.1:{port}/"
-        self._peers: queue.Queue[Peer] = queue.Queue()
-        self._all: list[Peer] = []
-        self._stop = threading.Event()
+        if rcvbuf is not None:  # inherited by the accepted sockets
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.url = f"ws://127.0.0.1:{self._listener.getsockname()[1]}/"
+        self.script = script
+        #: Every connection accepted, in order.
+        self.peers: queue.Queue[Peer] = queue.Queue()
         self.errors: list[BaseException] = []
-        #: When set, every signalwire.connect is answered with this JSON-RPC error.
-        self.connect_error: dict[str, Any] | None = None
-        self._thread = threading.Thread(target=self._accept, name="hostile-relay", daemon=True)
+        self._socks: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._accept = threading.Thread(target=self._serve, name="scripted-relay", daemon=True)
 
-    def __enter__(self) -> HostileRelay:
-        self._thread.start()
+    def __enter__(self: _Relay) -> _Relay:
+        self._accept.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -192,36 +198,65 @@ class HostileRelay:
         # Wake accept() with a connection of our own.
         with socket.create_connection(self._listener.getsockname(), timeout=WAIT):
             pass
-        self._thread.join(WAIT)
+        self._accept.join(WAIT)
         self._listener.close()
-        for peer in self._all:
-            peer.sock.close()
-        assert not self._thread.is_alive()
+        for sock in self._socks:
+            sock.close()
+        for thread in self._threads:
+            thread.join(WAIT)
+        assert not self._accept.is_alive()
 
-    def _accept(self) -> None:
+    def _serve(self) -> None:
+        count = 0
         while True:
             sock, _ = self._listener.accept()
             if self._stop.is_set():
                 sock.close()
                 return
             sock.settimeout(WAIT)
+            self._socks.append(sock)
+            count += 1
             peer = Peer(sock)
-            self._all.append(peer)
-            try:
-                peer.handshake()
-                peer.answer_connect(self.connect_error)
-            except Exception as exc:
+            self.peers.put(peer)
+            thread = threading.Thread(
+                target=self._run, args=(peer, count), name="scripted-peer", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def _run(self, peer: Peer, number: int) -> None:
+        try:
+            self.script(peer, number)
+        except Exception as exc:
+            if not self._stop.is_set():
                 self.errors.append(exc)
-                continue
-            self._peers.put(peer)
 
     def next_peer(self, timeout: float = WAIT) -> Peer:
-        return self._peers.get(timeout=timeout)
+        return self.peers.get(timeout=timeout)
+
+
+class HostileRelay(ScriptedRelay):
+    """A scripted relay whose every connection is handshaken, its connect answered, then handed
+    to the test (``next_peer``), which scripts what the relay sends."""
+
+    def __init__(self) -> None:
+        super().__init__(self._greet)
+        self._greeted: queue.Queue[Peer] = queue.Queue()
+        #: When set, every signalwire.connect is answered with this JSON-RPC error.
+        self.connect_error: dict[str, Any] | None = None
+
+    def _greet(self, peer: Peer, number: int) -> None:
+        peer.handshake()
+        peer.answer_connect(self.connect_error)
+        self._greeted.put(peer)
+
+    def next_peer(self, timeout: float = WAIT) -> Peer:
+        return self._greeted.get(timeout=timeout)
 
     @property
     def waiting(self) -> int:
-        """Connections accepted and not taken by the test yet."""
-        return self._peers.qsize()
+        """Connections greeted and not taken by the test yet."""
+        return self._greeted.qsize()
 
 
 @pytest.fixture

@@ -19,11 +19,11 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_hostile_relay import OP_PING, Peer, frame, text
+from test_hostile_relay import OP_PING, Peer, ScriptedRelay, frame, text
 from test_realtime_support import Collector, wait_until
 
 from signalwire_chat._auth import Credentials
@@ -40,68 +40,6 @@ WAIT = 10.0
 ROOM = "room-1"
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJlZGdlcyJ9.c2lnbmF0dXJlLW9uZQ"
 TOKEN2 = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJlZGdlczIifQ.c2lnbmF0dXJlLXR3bw"
-
-Script = Callable[[Peer, int], None]
-
-
-class ScriptedRelay:
-    """A TCP server on 127.0.0.1:0 handing each connection (and its number) to ``script``."""
-
-    def __init__(self, script: Script, *, rcvbuf: int | None = None) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        if rcvbuf is not None:  # inherited by the accepted sockets
-            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.url = f"ws://127.0.0.1:{self._listener.getsockname()[1]}/"
-        self.script = script
-        self.peers: queue.Queue[Peer] = queue.Queue()
-        self.errors: list[BaseException] = []
-        self._socks: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._stop = threading.Event()
-        self._accept = threading.Thread(target=self._serve, name="scripted-relay", daemon=True)
-
-    def __enter__(self) -> ScriptedRelay:
-        self._accept.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        with socket.create_connection(self._listener.getsockname(), timeout=WAIT):
-            pass
-        self._accept.join(WAIT)
-        self._listener.close()
-        for sock in self._socks:
-            sock.close()
-        for thread in self._threads:
-            thread.join(WAIT)
-
-    def _serve(self) -> None:
-        count = 0
-        while True:
-            sock, _ = self._listener.accept()
-            if self._stop.is_set():
-                sock.close()
-                return
-            sock.settimeout(WAIT)
-            self._socks.append(sock)
-            count += 1
-            peer = Peer(sock)
-            self.peers.put(peer)
-            thread = threading.Thread(
-                target=self._run, args=(peer, count), name="scripted-peer", daemon=True
-            )
-            self._threads.append(thread)
-            thread.start()
-
-    def _run(self, peer: Peer, number: int) -> None:
-        try:
-            self.script(peer, number)
-        except (OSError, TimeoutError, AssertionError) as exc:
-            if not self._stop.is_set():
-                self.errors.append(exc)
-
-    def next_peer(self) -> Peer:
-        return self.peers.get(timeout=WAIT)
 
 
 def _history(route: Route) -> Iterator[ConversationChatMessage]:
