@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
-from test_realtime_support import FAST, Collector, Setup, wait_until
+from test_realtime_support import FAST, Collector, Setup, setup_fixture, wait_until
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from signalwire_chat._auth import Credentials
@@ -259,12 +259,8 @@ class HostileRelay(ScriptedRelay):
         return self._greeted.qsize()
 
 
-@pytest.fixture
-def setup(signalwire_emulator: Any) -> Iterator[Setup]:
-    # The scripted events name the room's conversation: the address dialect's routing.
-    s = Setup(signalwire_emulator, "address")
-    yield s
-    s.close()
+# The scripted events name the room's conversation: the address dialect's routing.
+setup = setup_fixture("address")
 
 
 @pytest.fixture

@@ -9,17 +9,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_realtime_support import Collector, Setup, connected, wait_until
+from test_realtime_support import Collector, Setup, connected, setup_fixture, wait_until
 
 from signalwire_chat._realtime import ConnectionState, RealtimeHub, RealtimeOptions
 from signalwire_chat.errors import MessagesMayBeMissingError, RealtimeAuthenticationError
 
-
-@pytest.fixture(params=["group", "address"])
-def setup(signalwire_emulator, request: pytest.FixtureRequest) -> Iterator[Setup]:
-    s = Setup(signalwire_emulator, request.param)
-    yield s
-    s.close()
+setup = setup_fixture("group", "address")
 
 
 @contextlib.contextmanager

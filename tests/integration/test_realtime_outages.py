@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from test_realtime_support import FAST, Collector, Setup, wait_until
+from test_realtime_support import FAST, Collector, Setup, setup_fixture, wait_until
 
 from signalwire_chat import ChatClient, SubscriberTokenSource
 from signalwire_chat._realtime import ConnectionState, RealtimeOptions
@@ -31,14 +31,7 @@ def _source_client(s: Setup, **options: object) -> ChatClient:
     source = SubscriberTokenSource(
         s.emu.space_url, s.emu.project_id, s.emu.api_token, s.me.reference
     )
-    client = ChatClient(
-        source,
-        rest_url=s.emu.rest_url,
-        relay_url=s.emu.relay_url,
-        realtime=RealtimeOptions(**{**FAST, **options}),  # type: ignore[arg-type]
-    )
-    s.clients.append(client)
-    return client
+    return s.client(source, realtime=RealtimeOptions(**{**FAST, **options}))  # type: ignore[arg-type]
 
 
 def test_a_token_source_outage_across_refresh_and_expiry_loses_nothing(
@@ -78,11 +71,7 @@ def test_a_token_source_outage_across_refresh_and_expiry_loses_nothing(
     assert sub.active
 
 
-@pytest.fixture
-def setup(signalwire_emulator) -> Iterator[Setup]:
-    s = Setup(signalwire_emulator, "group")
-    yield s
-    s.close()
+setup = setup_fixture("group")
 
 
 def test_every_accepted_session_resets_the_back_off(
