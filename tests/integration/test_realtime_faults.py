@@ -20,14 +20,9 @@ setup = setup_fixture("group", "address")
 @contextlib.contextmanager
 def listening(setup: Setup, **hub_args: Any) -> Iterator[tuple[RealtimeHub, Collector]]:
     """A hub (``setup.hub(**hub_args)``) subscribed to the room and connected; closed after."""
-    hub = setup.hub(**hub_args)
-    got = Collector()
-    try:
-        hub.subscribe(setup.target, got.on_message, got.on_error)
+    with setup.subscribed(**hub_args) as (hub, got):
         assert connected(hub)
         yield hub, got
-    finally:
-        hub.close()
 
 
 def _no_dups(got: Collector) -> None:

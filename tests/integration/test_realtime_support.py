@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -140,6 +141,18 @@ class Setup(Clients):
             on_state_change=on_state_change,
             drop_stale=self.dialect == "group",
         )
+
+    @contextlib.contextmanager
+    def subscribed(self, **hub_args: Any) -> Iterator[tuple[RealtimeHub, Collector]]:
+        """A hub (``hub(**hub_args)``) subscribed to ``target`` with a fresh :class:`Collector`
+        as its ``on_message`` and ``on_error``; closed after."""
+        hub = self.hub(**hub_args)
+        got = Collector()
+        try:
+            hub.subscribe(self.target, got.on_message, got.on_error)
+            yield hub, got
+        finally:
+            hub.close()
 
     def send(self, text: str, address_id: str | None = None) -> None:
         """Send as ``other`` to the room (or to ``address_id``), in the setup's dialect."""
