@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 import redis
-from test_realtime_support import FAST, wait_until
+from test_realtime_support import FAST, Setup, wait_until
 
-from signalwire_chat import ChatClient, Checkpoint, RealtimeOptions
+from signalwire_chat import Checkpoint, RealtimeOptions
 from signalwire_chat.bridge import StreamBridge
 from signalwire_chat.pytest_plugin import RedisServer
 from signalwire_chat.redis import RedisCheckpointStore, RedisLease
@@ -30,40 +30,10 @@ from signalwire_chat.redis import RedisCheckpointStore, RedisLease
 STREAM = "chat:in"
 
 
-class World:
-    """An emulator room with a listener (``me``) and a sender (``other``)."""
-
-    def __init__(self, emu: Any) -> None:
-        self.emu = emu
-        emu.set_ping_interval(0.3)
-        self.me = emu.create_subscriber()
-        self.other = emu.create_subscriber()
-        self.room = emu.create_room(f"bridge-{id(self)}")
-        self.group = emu.join_group(self.me, [self.room.id])
-        emu.join_group(self.other, [self.room.id])
-        self.clients: list[ChatClient] = []
-
-    def client(self) -> ChatClient:
-        client = ChatClient(
-            self.me.token,
-            rest_url=self.emu.rest_url,
-            relay_url=self.emu.relay_url,
-            realtime=RealtimeOptions(**FAST),
-        )
-        self.clients.append(client)
-        return client
-
-    def send(self, text: str) -> None:
-        self.emu.send_as(self.other, self.room.id, text, dialect="group")
-
-    def close(self) -> None:
-        for client in self.clients:
-            client.close()
-
-
 @pytest.fixture
-def world(signalwire_emulator: Any) -> Iterator[World]:
-    w = World(signalwire_emulator)
+def world(signalwire_emulator: Any) -> Iterator[Setup]:
+    """A room in the group dialect; its clients (of ``me``) have fast realtime options."""
+    w = Setup(signalwire_emulator, "group", realtime=RealtimeOptions(**FAST))
     yield w
     w.close()
 
@@ -110,7 +80,7 @@ class Running:
 
 
 def test_entries_carry_the_message_and_a_restart_resumes(
-    world: World, redis_server: RedisServer
+    world: Setup, redis_server: RedisServer
 ) -> None:
     client = world.client()
     running = Running(
@@ -124,10 +94,10 @@ def test_entries_carry_the_message_and_a_restart_resumes(
     finally:
         running.stop()
     entry = _entries(redis_server.url)[0]
-    assert entry["route"] == f"group:{world.group}"
+    assert entry["route"] == f"group:{world.conversation}"
     message = entry["message"]
     assert entry["id"] == message["id"]
-    assert message["group_id"] == world.group
+    assert message["group_id"] == world.conversation
     assert message["from_address_id"] == world.other.address_id
     assert message["delivery"] in ("live", "catch_up")  # sent as it connected: either
     assert world.me.token not in json.dumps(entry)
@@ -150,7 +120,7 @@ def test_entries_carry_the_message_and_a_restart_resumes(
     assert [e["message"]["delivery"] for e in entries[2:4]] == ["catch_up", "catch_up"]
 
 
-def test_the_inbox_is_the_default(world: World, redis_server: RedisServer) -> None:
+def test_the_inbox_is_the_default(world: Setup, redis_server: RedisServer) -> None:
     running = Running(StreamBridge(world.client(), redis_server.url, stream=STREAM, name="i"))
     try:
         assert wait_until(lambda: running.bridge.leading and bool(world.clients[0].subscriptions))
@@ -177,7 +147,7 @@ def test_a_retried_append_is_not_appended_twice(redis_server: RedisServer) -> No
         assert r.xlen(STREAM) == 2
 
 
-def test_redis_restarted_mid_run_loses_nothing(world: World, redis_server_factory: Any) -> None:
+def test_redis_restarted_mid_run_loses_nothing(world: Setup, redis_server_factory: Any) -> None:
     server = redis_server_factory(persistence=True)
     client = world.client()
     running = Running(
@@ -236,7 +206,7 @@ def _owner(url: str) -> str | None:
 class Fleet:
     """Bridge processes with the same name; ``owners`` maps lease owner ids to processes."""
 
-    def __init__(self, world: World, url: str, ttl: float) -> None:
+    def __init__(self, world: Setup, url: str, ttl: float) -> None:
         self.url = url
         self.emu = world.emu
         self.args = [
@@ -284,7 +254,7 @@ class Fleet:
 
 
 def test_leader_killed_mid_burst_every_message_once_in_order(
-    world: World, redis_server: RedisServer
+    world: Setup, redis_server: RedisServer
 ) -> None:
     ttl = 2.0
     fleet = Fleet(world, redis_server.url, ttl)
@@ -325,7 +295,7 @@ def test_leader_killed_mid_burst_every_message_once_in_order(
 
 
 def test_a_paused_leader_that_lost_the_lease_appends_nothing(
-    world: World, redis_server: RedisServer
+    world: Setup, redis_server: RedisServer
 ) -> None:
     ttl = 1.0
     fleet = Fleet(world, redis_server.url, ttl)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_realtime_support import FAST, Collector, Setup, wait_until
+from test_realtime_support import FAST, Clients, Collector, Setup, setup_fixture, wait_until
 
 from signalwire_chat import (
     ChatClient,
@@ -24,37 +24,24 @@ from signalwire_chat import (
 from signalwire_chat.checkpoints import default_checkpoint_path
 from signalwire_chat.errors import FencedWriteError
 
-
-@pytest.fixture(params=["group", "address"])
-def setup(signalwire_emulator: Any, request: pytest.FixtureRequest) -> Iterator[Setup]:
-    s = Setup(signalwire_emulator, request.param)
-    yield s
-    s.close()
+setup = setup_fixture("group", "address")
 
 
-class Bot:
-    """A client of ``me`` keeping checkpoints in ``path`` (a fresh one per "run")."""
+class Bot(Clients):
+    """Clients of ``me`` keeping checkpoints in ``store`` (a fresh client per "run")."""
 
     def __init__(self, setup: Setup, store: Any) -> None:
+        super().__init__(
+            setup.emu,
+            dialect=setup.dialect,
+            realtime=RealtimeOptions(**FAST),
+            checkpoint_store=store,
+        )
         self.setup = setup
         self.store = store
-        self.clients: list[ChatClient] = []
 
     def run(self) -> ChatClient:
-        client = ChatClient(
-            self.setup.me.token,
-            rest_url=self.setup.emu.rest_url,
-            relay_url=self.setup.emu.relay_url,
-            dialect=self.setup.dialect,
-            realtime=RealtimeOptions(**FAST),
-            checkpoint_store=self.store,
-        )
-        self.clients.append(client)
-        return client
-
-    def close(self) -> None:
-        for client in self.clients:
-            client.close()
+        return self.make(self.setup.me.token)
 
 
 @pytest.fixture

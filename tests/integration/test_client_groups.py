@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_realtime_support import FAST, Collector, wait_until
+from test_realtime_support import FAST, Clients, Collector, wait_until
 
 from signalwire_chat import (
     ChatClient,
@@ -28,31 +28,17 @@ def _posts(rec: Any, path: str) -> list[dict[str, Any]]:
     return [e for e in rec.entries("http") if e.get("method") == "POST" and e.get("path") == path]
 
 
-class People:
+class People(Clients):
     """Three subscribers with a client each (group dialect), closed at the end."""
 
     def __init__(self, emu: Emulator) -> None:
-        self.emu = emu
+        super().__init__(emu, realtime=RealtimeOptions(**FAST))
         self.alice = emu.create_subscriber(reference="alice@example.test")
         self.bob = emu.create_subscriber(reference="bob@example.test")
         self.carol = emu.create_subscriber(reference="carol@example.test")
-        self.clients: list[ChatClient] = []
 
     def client(self, who: Any, **kwargs: Any) -> ChatClient:
-        options = RealtimeOptions(**FAST)
-        client = ChatClient(
-            who.token,
-            rest_url=self.emu.rest_url,
-            relay_url=self.emu.relay_url,
-            realtime=options,
-            **kwargs,
-        )
-        self.clients.append(client)
-        return client
-
-    def close(self) -> None:
-        for client in self.clients:
-            client.close()
+        return self.make(who.token, **kwargs)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ after a reconnect) comes from a real emulator.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,11 +20,11 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
-from test_realtime_support import FAST, Collector, Setup, wait_until
+from test_realtime_support import FAST, Collector, Setup, setup_fixture, wait_until
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from signalwire_chat._auth import Credentials
@@ -167,24 +168,30 @@ class Peer:
         self.sock.sendall(data)
 
 
-class HostileRelay:
-    """A websocket server on 127.0.0.1:0; each connection is handshaken, its connect answered,
-    then handed to the test, which scripts what the relay sends."""
+Script = Callable[[Peer, int], None]
+_Relay = TypeVar("_Relay", bound="ScriptedRelay")
 
-    def __init__(self) -> None:
+
+class ScriptedRelay:
+    """A TCP server on 127.0.0.1:0 handing each connection (and its number) to ``script``, run
+    on a thread of its own; what a script raises is kept in ``errors``."""
+
+    def __init__(self, script: Script, *, rcvbuf: int | None = None) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
-        port = self._listener.getsockname()[1]
-        self.url = f"ws://127.0.0.1:{port}/"
-        self._peers: queue.Queue[Peer] = queue.Queue()
-        self._all: list[Peer] = []
-        self._stop = threading.Event()
+        if rcvbuf is not None:  # inherited by the accepted sockets
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.url = f"ws://127.0.0.1:{self._listener.getsockname()[1]}/"
+        self.script = script
+        #: Every connection accepted, in order.
+        self.peers: queue.Queue[Peer] = queue.Queue()
         self.errors: list[BaseException] = []
-        #: When set, every signalwire.connect is answered with this JSON-RPC error.
-        self.connect_error: dict[str, Any] | None = None
-        self._thread = threading.Thread(target=self._accept, name="hostile-relay", daemon=True)
+        self._socks: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._accept = threading.Thread(target=self._serve, name="scripted-relay", daemon=True)
 
-    def __enter__(self) -> HostileRelay:
-        self._thread.start()
+    def __enter__(self: _Relay) -> _Relay:
+        self._accept.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -192,44 +199,69 @@ class HostileRelay:
         # Wake accept() with a connection of our own.
         with socket.create_connection(self._listener.getsockname(), timeout=WAIT):
             pass
-        self._thread.join(WAIT)
+        self._accept.join(WAIT)
         self._listener.close()
-        for peer in self._all:
-            peer.sock.close()
-        assert not self._thread.is_alive()
+        for sock in self._socks:
+            sock.close()
+        for thread in self._threads:
+            thread.join(WAIT)
+        assert not self._accept.is_alive()
 
-    def _accept(self) -> None:
+    def _serve(self) -> None:
+        count = 0
         while True:
             sock, _ = self._listener.accept()
             if self._stop.is_set():
                 sock.close()
                 return
             sock.settimeout(WAIT)
+            self._socks.append(sock)
+            count += 1
             peer = Peer(sock)
-            self._all.append(peer)
-            try:
-                peer.handshake()
-                peer.answer_connect(self.connect_error)
-            except Exception as exc:
+            self.peers.put(peer)
+            thread = threading.Thread(
+                target=self._run, args=(peer, count), name="scripted-peer", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def _run(self, peer: Peer, number: int) -> None:
+        try:
+            self.script(peer, number)
+        except Exception as exc:
+            if not self._stop.is_set():
                 self.errors.append(exc)
-                continue
-            self._peers.put(peer)
 
     def next_peer(self, timeout: float = WAIT) -> Peer:
-        return self._peers.get(timeout=timeout)
+        return self.peers.get(timeout=timeout)
+
+
+class HostileRelay(ScriptedRelay):
+    """A scripted relay whose every connection is handshaken, its connect answered, then handed
+    to the test (``next_peer``), which scripts what the relay sends."""
+
+    def __init__(self) -> None:
+        super().__init__(self._greet)
+        self._greeted: queue.Queue[Peer] = queue.Queue()
+        #: When set, every signalwire.connect is answered with this JSON-RPC error.
+        self.connect_error: dict[str, Any] | None = None
+
+    def _greet(self, peer: Peer, number: int) -> None:
+        peer.handshake()
+        peer.answer_connect(self.connect_error)
+        self._greeted.put(peer)
+
+    def next_peer(self, timeout: float = WAIT) -> Peer:
+        return self._greeted.get(timeout=timeout)
 
     @property
     def waiting(self) -> int:
-        """Connections accepted and not taken by the test yet."""
-        return self._peers.qsize()
+        """Connections greeted and not taken by the test yet."""
+        return self._greeted.qsize()
 
 
-@pytest.fixture
-def setup(signalwire_emulator: Any) -> Iterator[Setup]:
-    # The scripted events name the room's conversation: the address dialect's routing.
-    s = Setup(signalwire_emulator, "address")
-    yield s
-    s.close()
+# The scripted events name the room's conversation: the address dialect's routing.
+setup = setup_fixture("address")
 
 
 @pytest.fixture
@@ -285,15 +317,21 @@ def event(setup: Setup, body: str, *, event_id: str | None = None, **inner: Any)
     }
 
 
+@contextlib.contextmanager
 def subscribed(
-    setup: Setup, relay: HostileRelay, **options: Any
-) -> tuple[RealtimeHub, Collector, Peer]:
+    setup: Setup, relay: HostileRelay, target: Any = None, **options: Any
+) -> Iterator[tuple[RealtimeHub, Collector, Peer]]:
+    """A hub (``make_hub(setup, relay, **options)``) subscribed to ``target`` (the room by
+    default) and connected; the peer that greeted it; closed after."""
     hub = make_hub(setup, relay, **options)
-    got = Collector()
-    hub.subscribe(setup.room.id, got.on_message, got.on_error)
-    peer = relay.next_peer()
-    assert wait_until(lambda: hub.state is ConnectionState.CONNECTED)
-    return hub, got, peer
+    try:
+        got = Collector()
+        hub.subscribe(setup.room.id if target is None else target, got.on_message, got.on_error)
+        peer = relay.next_peer()
+        assert wait_until(lambda: hub.state is ConnectionState.CONNECTED)
+        yield hub, got, peer
+    finally:
+        hub.close()
 
 
 def deliver_and_ack(setup: Setup, peer: Peer, got: Collector, body: str, count: int) -> None:
@@ -307,8 +345,7 @@ def deliver_and_ack(setup: Setup, peer: Peer, got: Collector, body: str, count: 
 def test_a_ping_payload_is_echoed_and_never_obeyed(
     setup: Setup, relay: HostileRelay, caplog: pytest.LogCaptureFixture
 ) -> None:
-    hub, got, peer = subscribed(setup, relay)
-    try:
+    with subscribed(setup, relay) as (hub, got, peer):
         deliver_and_ack(setup, peer, got, "first", 1)
         caplog.clear()
         with caplog.at_level(logging.DEBUG, logger="signalwire_chat"):
@@ -324,8 +361,6 @@ def test_a_ping_payload_is_echoed_and_never_obeyed(
         assert noisy == []
         assert relay.waiting == 0
         assert hub.state is ConnectionState.CONNECTED
-    finally:
-        hub.close()
 
 
 @pytest.mark.parametrize(
@@ -354,8 +389,7 @@ def test_a_ping_payload_is_echoed_and_never_obeyed(
 def test_a_protocol_violation_closes_with_the_right_code_and_reconnects(
     setup: Setup, relay: HostileRelay, bad: bytes, code: int
 ) -> None:
-    hub, got, peer = subscribed(setup, relay)
-    try:
+    with subscribed(setup, relay) as (hub, got, peer):
         ev = event(setup, "before the fault")
         peer.send(text(ev) + bad)  # one write: the good event comes first and is kept
         assert peer.next_json()["id"] == ev["id"]
@@ -366,30 +400,24 @@ def test_a_protocol_violation_closes_with_the_right_code_and_reconnects(
         deliver_and_ack(setup, again, got, "after", 2)
         assert got.texts == ["before the fault", "after"]
         assert got.errors == []
-    finally:
-        hub.close()
 
 
 @pytest.mark.parametrize("code", [1000, 1001, 1012, 4000])
 def test_a_valid_close_is_echoed_and_the_client_reconnects(
     setup: Setup, relay: HostileRelay, code: int
 ) -> None:
-    hub, got, peer = subscribed(setup, relay)
-    try:
+    with subscribed(setup, relay) as (_hub, got, peer):
         peer.send(frame(struct.pack("!H", code) + b"bye", OP_CLOSE))
         assert peer.close_code() == code
         assert peer.gone()
         again = relay.next_peer()
         deliver_and_ack(setup, again, got, "after", 1)
-    finally:
-        hub.close()
 
 
 def test_a_big_message_in_small_writes_is_delivered_and_pings_are_answered_meanwhile(
     setup: Setup, relay: HostileRelay
 ) -> None:
-    hub, got, peer = subscribed(setup, relay)
-    try:
+    with subscribed(setup, relay) as (_hub, got, peer):
         body = "b" * (4 * 1024 * 1024)
         ev = event(setup, body)
         raw = json.dumps(ev, separators=(",", ":")).encode()
@@ -406,27 +434,21 @@ def test_a_big_message_in_small_writes_is_delivered_and_pings_are_answered_meanw
         assert peer.next_json() == {"jsonrpc": "2.0", "id": ev["id"], "result": {}}
         assert got.wait_for(1) == [body]
         assert relay.waiting == 0
-    finally:
-        hub.close()
 
 
 def test_a_message_over_the_cap_is_refused_from_its_header(
     setup: Setup, relay: HostileRelay
 ) -> None:
-    hub, _got, peer = subscribed(setup, relay, max_message_size=1024 * 1024)
-    try:
+    with subscribed(setup, relay, max_message_size=1024 * 1024) as (hub, _got, peer):
         peer.send(bytes((0x81, 127)) + struct.pack("!Q", 8 * 1024 * 1024))  # no payload sent
         assert peer.close_code() == 1009
         assert peer.gone()
         relay.next_peer()
         assert wait_until(lambda: hub.state is ConnectionState.CONNECTED)
-    finally:
-        hub.close()
 
 
 def test_endless_empty_continuations_are_cut_off(setup: Setup, relay: HostileRelay) -> None:
-    hub, _got, peer = subscribed(setup, relay, max_fragments=100)
-    try:
+    with subscribed(setup, relay, max_fragments=100) as (hub, _got, peer):
         peer.send(frame(b'{"jsonrpc":', OP_TEXT, fin=False))
         sent = 0
         code = None
@@ -445,15 +467,12 @@ def test_endless_empty_continuations_are_cut_off(setup: Setup, relay: HostileRel
         assert sent <= 200
         relay.next_peer()
         assert wait_until(lambda: hub.state is ConnectionState.CONNECTED)
-    finally:
-        hub.close()
 
 
 def test_malformed_messages_do_not_cost_the_good_ones_of_the_same_read(
     setup: Setup, relay: HostileRelay, caplog: pytest.LogCaptureFixture
 ) -> None:
-    hub, got, peer = subscribed(setup, relay)
-    try:
+    with subscribed(setup, relay) as (_hub, got, peer):
         deep_id = str(uuid.uuid4())
         deep = event(setup, "deep", event_id=deep_id)
         nest: Any = 1
@@ -484,19 +503,12 @@ def test_malformed_messages_do_not_cost_the_good_ones_of_the_same_read(
         assert relay.waiting == 0  # no reconnect
         secret = setup.me.token
         assert all(secret not in r.getMessage() for r in caplog.records)
-    finally:
-        hub.close()
 
 
 def test_group_events_of_another_session_are_dropped_and_odd_values_route_nowhere(
     setup: Setup, relay: HostileRelay
 ) -> None:
-    hub = make_hub(setup, relay, drop_stale=True)
-    got = Collector()
-    hub.subscribe(Route.group("g-1"), got.on_message, got.on_error)
-    peer = relay.next_peer()
-    assert wait_until(lambda: hub.state is ConnectionState.CONNECTED)
-    try:
+    with subscribed(setup, relay, Route.group("g-1"), drop_stale=True) as (_hub, got, peer):
         own = f"signalwire.{peer.protocol}"
         cases = [
             ("stale", {"group_id": "g-1"}, "signalwire.signalwire_an_older_session"),
@@ -517,15 +529,12 @@ def test_group_events_of_another_session_are_dropped_and_odd_values_route_nowher
         assert got.messages[0].is_author is True
         assert not wait_until(lambda: len(got.messages) > 1, timeout=0.3)
         assert got.errors == []
-    finally:
-        hub.close()
 
 
 def test_an_event_whose_message_id_is_not_a_string_does_not_stop_delivery(
     setup: Setup, relay: HostileRelay
 ) -> None:
-    hub, got, peer = subscribed(setup, relay)
-    try:
+    with subscribed(setup, relay) as (hub, got, peer):
         bad = event(setup, "bad id", id=["not", "a", "string"])
         bad["params"]["timestamp"] = "1700000000.5"  # v4's types say a string: accepted
         peer.send(text(bad))
@@ -534,8 +543,6 @@ def test_an_event_whose_message_id_is_not_a_string_does_not_stop_delivery(
         assert [type(e).__name__ for e in got.errors] == ["DecodeError"]
         assert hub.state is ConnectionState.CONNECTED
         deliver_and_ack(setup, peer, got, "and still alive", 2)
-    finally:
-        hub.close()
 
 
 def test_an_event_type_that_is_not_a_string_is_acked_and_skipped(
@@ -543,8 +550,7 @@ def test_an_event_type_that_is_not_a_string_is_acked_and_skipped(
 ) -> None:
     # Found by the protocol's property test: a list-valued event_type did not even hash, the
     # read raised, the client reconnected, and a relay that redelivers it looped forever.
-    hub, got, peer = subscribed(setup, relay)
-    try:
+    with subscribed(setup, relay) as (_hub, got, peer):
         for odd in ([], {"conversation.message": 1}, 7, None):
             ev = event(setup, f"odd {odd!r}")
             ev["params"]["event_type"] = odd
@@ -554,8 +560,6 @@ def test_an_event_type_that_is_not_a_string_is_acked_and_skipped(
         assert got.texts == ["after the odd ones"]
         assert relay.waiting == 0  # no reconnect
         assert got.errors == []
-    finally:
-        hub.close()
 
 
 def test_a_connect_refusal_echoing_the_token_is_redacted(

@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from test_realtime_support import Collector
@@ -23,6 +23,7 @@ from signalwire_chat import (
     RealtimeOptions,
     SlowCallbackEvent,
     StateChangeEvent,
+    Subscription,
 )
 from signalwire_chat.emulator import Emulator, EmulatorAddress, EmulatorSubscriber
 
@@ -71,27 +72,37 @@ def people(
     return emu, alice, bob, room
 
 
+class Chat(NamedTuple):
+    """Alice's client, its hooks feeding ``events``, in a room Bob writes to."""
+
+    emu: Emulator
+    bob: EmulatorSubscriber
+    room: EmulatorAddress
+    client: ChatClient
+    events: Events
+
+    def listen(self) -> tuple[Collector, Subscription]:
+        """Subscribe the client to the room with a fresh collector; (collector, subscription)."""
+        got = Collector()
+        return got, self.client.subscribe(self.room.id, got.on_message, got.on_error)
+
+
 @pytest.fixture
-def client_and_events(
+def chat(
     people: tuple[Emulator, EmulatorSubscriber, EmulatorSubscriber, EmulatorAddress],
-) -> Iterator[tuple[ChatClient, Events]]:
-    emu, alice, _bob, _room = people
+) -> Iterator[Chat]:
+    emu, alice, bob, room = people
     events = Events()
     # The relay pings often; a silenced link is then noticed within a second.
     emu.set_ping_interval(0.2)
     options = RealtimeOptions(ping_timeout=1.0, reconnect_max_delay=0.2, slow_callback_after=0.3)
     with emu.client_for(alice, hooks=events.hooks(), realtime=options) as client:
-        yield client, events
+        yield Chat(emu, bob, room, client, events)
 
 
-def test_a_reconnect_with_catch_up_is_told_to_the_hooks_and_counted_in_health(
-    people: tuple[Emulator, EmulatorSubscriber, EmulatorSubscriber, EmulatorAddress],
-    client_and_events: tuple[ChatClient, Events],
-) -> None:
-    emu, _alice, bob, room = people
-    client, events = client_and_events
-    got = Collector()
-    client.subscribe(room.id, got.on_message, got.on_error)
+def test_a_reconnect_with_catch_up_is_told_to_the_hooks_and_counted_in_health(chat: Chat) -> None:
+    emu, bob, room, client, events = chat
+    got, _ = chat.listen()
     emu.send_as(bob, room.id, "before")
     assert got.wait_for(1) == ["before"]
 
@@ -153,14 +164,9 @@ def test_a_reconnect_with_catch_up_is_told_to_the_hooks_and_counted_in_health(
     assert client.health().connection_state_reason == "closed by user"
 
 
-def test_a_duplicated_event_is_dropped_told_and_counted(
-    people: tuple[Emulator, EmulatorSubscriber, EmulatorSubscriber, EmulatorAddress],
-    client_and_events: tuple[ChatClient, Events],
-) -> None:
-    emu, _alice, bob, room = people
-    client, events = client_and_events
-    got = Collector()
-    client.subscribe(room.id, got.on_message, got.on_error)
+def test_a_duplicated_event_is_dropped_told_and_counted(chat: Chat) -> None:
+    emu, bob, room, client, events = chat
+    got, _ = chat.listen()
     emu.duplicate_next_events(1)
     emu.send_as(bob, room.id, "twice on the wire")
     emu.send_as(bob, room.id, "end")
@@ -176,12 +182,8 @@ def test_a_duplicated_event_is_dropped_told_and_counted(
     assert health.reconnects == 0
 
 
-def test_a_slow_callback_is_told_to_the_hook_off_the_dispatcher(
-    people: tuple[Emulator, EmulatorSubscriber, EmulatorSubscriber, EmulatorAddress],
-    client_and_events: tuple[ChatClient, Events],
-) -> None:
-    emu, _alice, bob, room = people
-    client, events = client_and_events
+def test_a_slow_callback_is_told_to_the_hook_off_the_dispatcher(chat: Chat) -> None:
+    emu, bob, room, client, events = chat
     release = threading.Event()
     got = Collector()
 
@@ -264,14 +266,9 @@ def test_health_loads_no_realtime_module_before_a_subscription() -> None:
     ]
 
 
-def test_a_refused_reconnect_and_a_cancel_say_why(
-    people: tuple[Emulator, EmulatorSubscriber, EmulatorSubscriber, EmulatorAddress],
-    client_and_events: tuple[ChatClient, Events],
-) -> None:
-    emu, _alice, _bob, room = people
-    client, events = client_and_events
-    got = Collector()
-    subscription = client.subscribe(room.id, got.on_message, got.on_error)
+def test_a_refused_reconnect_and_a_cancel_say_why(chat: Chat) -> None:
+    emu, _bob, _room, client, events = chat
+    _got, subscription = chat.listen()
     emu.refuse_connects(1)  # the relay refuses the credentials (a fixed token: no refresh)
     emu.drop_connections()
     assert events.wait(

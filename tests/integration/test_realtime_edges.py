@@ -19,11 +19,11 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_hostile_relay import OP_PING, Peer, frame, text
+from test_hostile_relay import OP_PING, Peer, Script, ScriptedRelay, frame, text
 from test_realtime_support import Collector, wait_until
 
 from signalwire_chat._auth import Credentials
@@ -41,67 +41,29 @@ ROOM = "room-1"
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJlZGdlcyJ9.c2lnbmF0dXJlLW9uZQ"
 TOKEN2 = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJlZGdlczIifQ.c2lnbmF0dXJlLXR3bw"
 
-Script = Callable[[Peer, int], None]
 
+@contextlib.contextmanager
+def _serving(
+    script: Script,
+    *,
+    stop: threading.Event | None = None,
+    rcvbuf: int | None = None,
+    **options: Any,
+) -> Iterator[RealtimeHub]:
+    """A hub (``_hub(url, **options)``) pointed at a relay running ``script``.
 
-class ScriptedRelay:
-    """A TCP server on 127.0.0.1:0 handing each connection (and its number) to ``script``."""
-
-    def __init__(self, script: Script, *, rcvbuf: int | None = None) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        if rcvbuf is not None:  # inherited by the accepted sockets
-            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.url = f"ws://127.0.0.1:{self._listener.getsockname()[1]}/"
-        self.script = script
-        self.peers: queue.Queue[Peer] = queue.Queue()
-        self.errors: list[BaseException] = []
-        self._socks: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._stop = threading.Event()
-        self._accept = threading.Thread(target=self._serve, name="scripted-relay", daemon=True)
-
-    def __enter__(self) -> ScriptedRelay:
-        self._accept.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        with socket.create_connection(self._listener.getsockname(), timeout=WAIT):
-            pass
-        self._accept.join(WAIT)
-        self._listener.close()
-        for sock in self._socks:
-            sock.close()
-        for thread in self._threads:
-            thread.join(WAIT)
-
-    def _serve(self) -> None:
-        count = 0
-        while True:
-            sock, _ = self._listener.accept()
-            if self._stop.is_set():
-                sock.close()
-                return
-            sock.settimeout(WAIT)
-            self._socks.append(sock)
-            count += 1
-            peer = Peer(sock)
-            self.peers.put(peer)
-            thread = threading.Thread(
-                target=self._run, args=(peer, count), name="scripted-peer", daemon=True
-            )
-            self._threads.append(thread)
-            thread.start()
-
-    def _run(self, peer: Peer, number: int) -> None:
+    At the end ``stop`` is set, the hub closed, the relay stopped, and (unless the test failed
+    already) nothing a script raised is left in ``relay.errors``.
+    """
+    with ScriptedRelay(script, rcvbuf=rcvbuf) as relay:
+        hub = _hub(relay.url, **options)
         try:
-            self.script(peer, number)
-        except (OSError, TimeoutError, AssertionError) as exc:
-            if not self._stop.is_set():
-                self.errors.append(exc)
-
-    def next_peer(self) -> Peer:
-        return self.peers.get(timeout=WAIT)
+            yield hub
+        finally:
+            if stop is not None:
+                stop.set()
+            hub.close()
+    assert relay.errors == []
 
 
 def _history(route: Route) -> Iterator[ConversationChatMessage]:
@@ -201,19 +163,14 @@ def test_a_relay_that_never_answers_the_connect_is_one_outage_for_on_error() -> 
         if number >= 4:
             attempts.set()  # the client now waits (back-off) before its next attempt
 
-    with ScriptedRelay(script) as relay:
-        hub = _hub(relay.url, connect_timeout=0.3, reconnect_max_delay=5.0)
+    with _serving(script, connect_timeout=0.3, reconnect_max_delay=5.0) as hub:
         got = Collector()
-        try:
-            sub = hub.subscribe(ROOM, got.on_message, got.on_error)
-            assert sub.active  # kept: what it misses is fetched once connected
-            assert attempts.wait(WAIT)
-            error = got.wait_error(RealtimeConnectError)
-            assert "no answer to signalwire.connect" in str(error)
-            assert len(got.errors) == 1  # once per outage, not once per attempt
-        finally:
-            hub.close()
-    assert relay.errors == []
+        sub = hub.subscribe(ROOM, got.on_message, got.on_error)
+        assert sub.active  # kept: what it misses is fetched once connected
+        assert attempts.wait(WAIT)
+        error = got.wait_error(RealtimeConnectError)
+        assert "no answer to signalwire.connect" in str(error)
+        assert len(got.errors) == 1  # once per outage, not once per attempt
 
 
 def test_a_relay_that_closes_before_answering_then_recovers() -> None:
@@ -228,18 +185,12 @@ def test_a_relay_that_closes_before_answering_then_recovers() -> None:
         _hold_open(peer, stop)
 
     stop = threading.Event()
-    with ScriptedRelay(script) as relay:
-        hub = _hub(relay.url)
+    with _serving(script, stop=stop) as hub:
         got = Collector()
-        try:
-            hub.subscribe(ROOM, got.on_message, got.on_error)
-            error = got.wait_error(RealtimeConnectError)
-            assert "the relay closed the socket" in str(error)
-            assert got.wait_for(1) == ["after the outage"]
-        finally:
-            stop.set()
-            hub.close()
-    assert relay.errors == []
+        hub.subscribe(ROOM, got.on_message, got.on_error)
+        error = got.wait_error(RealtimeConnectError)
+        assert "the relay closed the socket" in str(error)
+        assert got.wait_for(1) == ["after the outage"]
 
 
 def test_a_reset_connection_is_reconnected_and_delivery_goes_on(
@@ -259,18 +210,12 @@ def test_a_reset_connection_is_reconnected_and_delivery_goes_on(
         peer.send(text(_event("second")))
         _hold_open(peer, stop)
 
-    with ScriptedRelay(script) as relay:
-        hub = _hub(relay.url)
+    with _serving(script, stop=stop) as hub:
         got = Collector()
-        try:
-            with caplog.at_level(logging.INFO, logger="signalwire_chat._realtime._connection"):
-                hub.subscribe(ROOM, got.on_message, got.on_error)
-                assert got.wait_for(2) == ["first", "second"]
-            assert "recv failed" in caplog.text
-        finally:
-            stop.set()
-            hub.close()
-    assert relay.errors == []
+        with caplog.at_level(logging.INFO, logger="signalwire_chat._realtime._connection"):
+            hub.subscribe(ROOM, got.on_message, got.on_error)
+            assert got.wait_for(2) == ["first", "second"]
+        assert "recv failed" in caplog.text
 
 
 def test_a_403_upgrade_answer_is_a_setting_to_fix_raised_from_subscribe() -> None:
@@ -280,18 +225,13 @@ def test_a_403_upgrade_answer_is_a_setting_to_fix_raised_from_subscribe() -> Non
             data += peer.sock.recv(4096)
         peer.sock.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
 
-    with ScriptedRelay(script) as relay:
-        hub = _hub(relay.url)
-        try:
-            with pytest.raises(RealtimeConnectError) as info:
-                hub.subscribe(ROOM, print)
-            assert info.value.permanent
-            assert "403" in str(info.value)
-            assert hub.subscriptions == ()  # not left active; with none, the hub is idle
-            assert hub.state is ConnectionState.IDLE
-        finally:
-            hub.close()
-    assert relay.errors == []
+    with _serving(script) as hub:
+        with pytest.raises(RealtimeConnectError) as info:
+            hub.subscribe(ROOM, print)
+        assert info.value.permanent
+        assert "403" in str(info.value)
+        assert hub.subscriptions == ()  # not left active; with none, the hub is idle
+        assert hub.state is ConnectionState.IDLE
 
 
 class _TokenSource:
@@ -337,20 +277,14 @@ def test_a_token_source_outage_is_reported_once_then_the_client_connects() -> No
 
     down = RuntimeError("token service unreachable")
     source = _TokenSource(down, down, down, TOKEN)
-    with ScriptedRelay(script) as relay:
-        hub = _hub(relay.url, token=source, connect_timeout=0.5)
+    with _serving(script, stop=stop, token=source, connect_timeout=0.5) as hub:
         got = Collector()
-        try:
-            hub.subscribe(ROOM, got.on_message, got.on_error)
-            assert got.wait_for(1) == ["connected at last"]
-            assert len(got.errors) == 1
-            assert isinstance(got.errors[0], TokenUnavailableError)
-            assert source.calls == 4
-            assert requests[0]["params"]["authentication"]["jwt_token"] == TOKEN
-        finally:
-            stop.set()
-            hub.close()
-    assert relay.errors == []
+        hub.subscribe(ROOM, got.on_message, got.on_error)
+        assert got.wait_for(1) == ["connected at last"]
+        assert len(got.errors) == 1
+        assert isinstance(got.errors[0], TokenUnavailableError)
+        assert source.calls == 4
+        assert requests[0]["params"]["authentication"]["jwt_token"] == TOKEN
 
 
 def _refuse(peer: Peer) -> dict[str, Any]:
@@ -392,18 +326,12 @@ def test_a_refused_token_is_refreshed_through_a_transient_failure() -> None:
         _hold_open(peer, stop)
 
     source = _TokenSource(TOKEN, RuntimeError("token service hiccup"), TOKEN2)
-    with ScriptedRelay(script) as relay:
-        hub = _hub(relay.url, token=source)
+    with _serving(script, stop=stop, token=source) as hub:
         got = Collector()
-        try:
-            hub.subscribe(ROOM, got.on_message, got.on_error)
-            assert got.wait_for(1) == ["with the new token"]
-            assert tokens == [TOKEN, TOKEN2]
-            assert [type(e) for e in got.errors] == [TokenUnavailableError]
-        finally:
-            stop.set()
-            hub.close()
-    assert relay.errors == []
+        hub.subscribe(ROOM, got.on_message, got.on_error)
+        assert got.wait_for(1) == ["with the new token"]
+        assert tokens == [TOKEN, TOKEN2]
+        assert [type(e) for e in got.errors] == [TokenUnavailableError]
 
 
 def test_a_token_near_expiry_is_refreshed_on_the_open_connection_after_a_failure() -> None:
@@ -428,19 +356,15 @@ def test_a_token_near_expiry_is_refreshed_on_the_open_connection_after_a_failure
                 reauth.put(message)
 
     source = _TokenSource(TOKEN, RuntimeError("token service hiccup"), TOKEN2)
-    with ScriptedRelay(script) as relay:
-        hub = _hub(relay.url, token=source, refresh_margin=30.0, reconnect_max_delay=0.2)
+    with _serving(
+        script, stop=stop, token=source, refresh_margin=30.0, reconnect_max_delay=0.2
+    ) as hub:
         got = Collector()
-        try:
-            hub.subscribe(ROOM, got.on_message, got.on_error)
-            request = reauth.get(timeout=WAIT)
-            assert request["params"]["authentication"]["jwt_token"] == TOKEN2
-            assert [type(e) for e in got.errors] == [TokenUnavailableError]
-            assert hub.state is ConnectionState.CONNECTED
-        finally:
-            stop.set()
-            hub.close()
-    assert relay.errors == []
+        hub.subscribe(ROOM, got.on_message, got.on_error)
+        request = reauth.get(timeout=WAIT)
+        assert request["params"]["authentication"]["jwt_token"] == TOKEN2
+        assert [type(e) for e in got.errors] == [TokenUnavailableError]
+        assert hub.state is ConnectionState.CONNECTED
 
 
 def test_a_relay_ignoring_the_window_is_read_again_once_the_callback_catches_up() -> None:
@@ -503,18 +427,12 @@ def test_a_relay_that_never_reads_is_left_after_the_ping_timeout(
             for _ in range(40_000):
                 peer.sock.sendall(ping * 50)
 
-    with ScriptedRelay(script, rcvbuf=4096) as relay:
-        hub = _hub(relay.url, ping_timeout=1.0)
+    with _serving(script, stop=stop, rcvbuf=4096, ping_timeout=1.0) as hub:
         got = Collector()
-        try:
-            with caplog.at_level(logging.INFO, logger="signalwire_chat._realtime._connection"):
-                hub.subscribe(ROOM, got.on_message, got.on_error)
-                assert got.wait_for(1, timeout=30) == ["on a relay that reads"]
-            assert "the relay does not read what is sent" in caplog.text
-        finally:
-            stop.set()
-            hub.close()
-    assert relay.errors == []
+        with caplog.at_level(logging.INFO, logger="signalwire_chat._realtime._connection"):
+            hub.subscribe(ROOM, got.on_message, got.on_error)
+            assert got.wait_for(1, timeout=30) == ["on a relay that reads"]
+        assert "the relay does not read what is sent" in caplog.text
 
 
 def test_a_wss_url_on_a_plain_server_is_a_setting_to_fix() -> None:
@@ -551,18 +469,12 @@ def test_a_relay_that_asks_to_disconnect_but_keeps_the_socket_is_left_and_rejoin
         peer.send(text(_event("on the new socket")))
         _hold_open(peer, stop)
 
-    with ScriptedRelay(script) as relay:
-        hub = _hub(relay.url, close_timeout=0.3)
+    with _serving(script, stop=stop, close_timeout=0.3) as hub:
         got = Collector()
-        try:
-            hub.subscribe(ROOM, got.on_message, got.on_error)
-            assert got.wait_for(1) == ["on the new socket"]
-            assert frames_after_ack == [None]  # nothing more said: no ack, no close frame
-            assert got.errors == []
-        finally:
-            stop.set()
-            hub.close()
-    assert relay.errors == []
+        hub.subscribe(ROOM, got.on_message, got.on_error)
+        assert got.wait_for(1) == ["on the new socket"]
+        assert frames_after_ack == [None]  # nothing more said: no ack, no close frame
+        assert got.errors == []
 
 
 def test_close_with_no_time_to_wait_still_ends_everything() -> None:
@@ -574,19 +486,13 @@ def test_close_with_no_time_to_wait_still_ends_everything() -> None:
         _hold_open(peer, stop)
         left.set()
 
-    with ScriptedRelay(script) as relay:
-        hub = _hub(relay.url)
-        try:
-            hub.subscribe(ROOM, print)
-            assert hub.state is ConnectionState.CONNECTED
-            hub.close(0.0)  # returns at once; the socket is shut down under the thread
-            assert hub.state is ConnectionState.CLOSED
-            assert left.wait(WAIT)
-            assert wait_until(lambda: not hub.running)
-        finally:
-            stop.set()
-            hub.close()
-    assert relay.errors == []
+    with _serving(script, stop=stop) as hub:
+        hub.subscribe(ROOM, print)
+        assert hub.state is ConnectionState.CONNECTED
+        hub.close(0.0)  # returns at once; the socket is shut down under the thread
+        assert hub.state is ConnectionState.CLOSED
+        assert left.wait(WAIT)
+        assert wait_until(lambda: not hub.running)
 
 
 def test_a_stream_consumer_that_falls_behind_is_not_a_slow_callback(
@@ -600,19 +506,13 @@ def test_a_stream_consumer_that_falls_behind_is_not_a_slow_callback(
             peer.send(text(_event(f"s{i}")))
         _hold_open(peer, stop)
 
-    with ScriptedRelay(script) as relay:
-        hub = _hub(relay.url, queue_size=1, slow_callback_after=0.1)
-        try:
-            with caplog.at_level(logging.WARNING):
-                stream = hub.stream(ROOM, timeout=WAIT)
-                # The consumer is busy elsewhere for many times slow_callback_after, while
-                # the dispatcher waits for room in the stream: that is no slow callback.
-                stop.wait(1.0)
-                texts = [next(stream).text for _ in range(3)]
-                stream.close()
-            assert texts == ["s0", "s1", "s2"]
-            assert "running for" not in caplog.text
-        finally:
-            stop.set()
-            hub.close()
-    assert relay.errors == []
+    with _serving(script, stop=stop, queue_size=1, slow_callback_after=0.1) as hub:
+        with caplog.at_level(logging.WARNING):
+            stream = hub.stream(ROOM, timeout=WAIT)
+            # The consumer is busy elsewhere for many times slow_callback_after, while
+            # the dispatcher waits for room in the stream: that is no slow callback.
+            stop.wait(1.0)
+            texts = [next(stream).text for _ in range(3)]
+            stream.close()
+        assert texts == ["s0", "s1", "s2"]
+        assert "running for" not in caplog.text

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from test_realtime_support import Collector, Setup, connected, wait_until
+from test_realtime_support import Collector, Setup, connected, setup_fixture, wait_until
 
 from signalwire_chat._realtime import ConnectionState, RealtimeHub, RealtimeOptions
 from signalwire_chat.errors import MessagesMayBeMissingError, RealtimeAuthenticationError
 
+setup = setup_fixture("group", "address")
 
-@pytest.fixture(params=["group", "address"])
-def setup(signalwire_emulator, request: pytest.FixtureRequest) -> Iterator[Setup]:
-    s = Setup(signalwire_emulator, request.param)
-    yield s
-    s.close()
+
+@contextlib.contextmanager
+def listening(setup: Setup, **hub_args: Any) -> Iterator[tuple[RealtimeHub, Collector]]:
+    """A hub (``setup.hub(**hub_args)``) subscribed to the room and connected; closed after."""
+    with setup.subscribed(**hub_args) as (hub, got):
+        assert connected(hub)
+        yield hub, got
 
 
 def _no_dups(got: Collector) -> None:
@@ -26,11 +31,7 @@ def _no_dups(got: Collector) -> None:
 
 
 def test_reconnect_after_a_drop_delivers_everything_once(setup: Setup) -> None:
-    hub = setup.hub()
-    got = Collector()
-    try:
-        hub.subscribe(setup.target, got.on_message, got.on_error)
-        assert connected(hub)
+    with listening(setup) as (hub, got):
         setup.send("before")
         assert got.wait_for(1) == ["before"]
         for round_ in range(3):
@@ -50,16 +51,10 @@ def test_reconnect_after_a_drop_delivers_everything_once(setup: Setup) -> None:
         assert got.wait_for(len(expected)) == expected
         _no_dups(got)
         assert got.errors == []
-    finally:
-        hub.close()
 
 
 def test_messages_sent_while_disconnected_are_backfilled_in_order(setup: Setup) -> None:
-    hub = setup.hub(reconnect_max_delay=0.2)
-    got = Collector()
-    try:
-        hub.subscribe(setup.target, got.on_message, got.on_error)
-        assert connected(hub)
+    with listening(setup, reconnect_max_delay=0.2) as (_hub, got):
         setup.send("live")
         assert got.wait_for(1) == ["live"]
         setup.emu.refuse_connects(0)
@@ -73,17 +68,11 @@ def test_messages_sent_while_disconnected_are_backfilled_in_order(setup: Setup) 
         setup.send("after")
         assert got.wait_for(32) == ["live", *texts, "after"]
         _no_dups(got)
-    finally:
-        hub.close()
 
 
 def test_reconnect_after_a_half_open_link(setup: Setup) -> None:
     setup.emu.set_ping_interval(0.2)
-    hub = setup.hub(ping_timeout=1.0)
-    got = Collector()
-    try:
-        hub.subscribe(setup.target, got.on_message, got.on_error)
-        assert connected(hub)
+    with listening(setup, ping_timeout=1.0) as (_hub, got):
         setup.send("before")
         assert got.wait_for(1) == ["before"]
         setup.emu.half_open(True)
@@ -93,16 +82,10 @@ def test_reconnect_after_a_half_open_link(setup: Setup) -> None:
         assert got.wait_for(3) == ["before", "silenced", "after"]
         setup.emu.half_open(False)
         _no_dups(got)
-    finally:
-        hub.close()
 
 
 def test_server_disconnect_then_resume(setup: Setup) -> None:
-    hub = setup.hub()
-    got = Collector()
-    try:
-        hub.subscribe(setup.target, got.on_message, got.on_error)
-        assert connected(hub)
+    with listening(setup) as (hub, got):
         setup.send("one")
         assert got.wait_for(1) == ["one"]
         setup.emu.stop()
@@ -111,8 +94,6 @@ def test_server_disconnect_then_resume(setup: Setup) -> None:
         assert connected(hub)
         setup.send("two")
         assert got.wait_for(2) == ["one", "two"]
-    finally:
-        hub.close()
 
 
 def test_a_refused_token_fails_once_without_a_reconnect_storm(setup: Setup) -> None:
@@ -168,17 +149,11 @@ def test_a_refused_connect_with_a_token_source_refreshes_once(setup: Setup) -> N
         return setup.emu.mint_token(setup.me)
 
     setup.emu.refuse_connects(1)
-    hub = setup.hub(token=source)
-    got = Collector()
-    try:
-        hub.subscribe(setup.target, got.on_message, got.on_error)
-        assert connected(hub)
+    with listening(setup, token=source) as (hub, got):
         assert setup.emu.connect_attempts == 2
         assert len(calls) >= 2  # the first token, the refresh (and the history client's own)
         setup.send("ok")
         assert got.wait_for(1) == ["ok"]
-    finally:
-        hub.close()
 
     setup.emu.refuse_connects(5)
     hub = setup.hub(token=source)
@@ -202,41 +177,25 @@ def test_short_lived_tokens_are_refreshed_on_the_open_connection(setup: Setup) -
         calls.append(1)
         return setup.emu.mint_token(setup.me, ttl=2.5)
 
-    hub = setup.hub(token=source)
-    got = Collector()
-    try:
-        hub.subscribe(setup.target, got.on_message, got.on_error)
-        assert connected(hub)
+    with listening(setup, token=source) as (_hub, got):
         assert wait_until(lambda: len(calls) >= 3, timeout=10)  # two refreshes at least
         setup.send("still here")
         assert got.wait_for(1) == ["still here"]
         assert setup.emu.connect_attempts == 1
         assert got.errors == []
-    finally:
-        hub.close()
 
 
 def test_expiry_without_a_token_source_is_reported(setup: Setup) -> None:
     short = setup.emu.mint_token(setup.me, ttl=1.5)
-    hub = setup.hub(token=short)
-    got = Collector()
-    try:
-        hub.subscribe(setup.target, got.on_message, got.on_error)
-        assert connected(hub)
+    with listening(setup, token=short) as (hub, got):
         got.wait_error(RealtimeAuthenticationError, timeout=10)
         assert hub.state is ConnectionState.FAILED
         attempts = setup.emu.connect_attempts
         assert not wait_until(lambda: setup.emu.connect_attempts > attempts, timeout=1.0)
-    finally:
-        hub.close()
 
 
 def test_a_failed_backfill_is_reported(setup: Setup) -> None:
-    hub = setup.hub()
-    got = Collector()
-    try:
-        hub.subscribe(setup.target, got.on_message, got.on_error)
-        assert connected(hub)
+    with listening(setup) as (_hub, got):
         setup.emu.fail_next(500, method="GET", path_prefix="/api/fabric/conversations", times=50)
         setup.emu.drop_connections()
         error = got.wait_error(MessagesMayBeMissingError)
@@ -244,16 +203,10 @@ def test_a_failed_backfill_is_reported(setup: Setup) -> None:
         setup.emu.clear_faults()
         setup.send("after")
         assert "after" in got.wait_for(1)
-    finally:
-        hub.close()
 
 
 def test_fork_child_starts_afresh_and_parent_is_unaffected(setup: Setup) -> None:
-    hub = setup.hub()
-    got = Collector()
-    try:
-        hub.subscribe(setup.target, got.on_message, got.on_error)
-        assert connected(hub)
+    with listening(setup) as (hub, got):
         setup.send("before fork")
         assert got.wait_for(1) == ["before fork"]
         ready_r, ready_w = os.pipe()
@@ -286,8 +239,6 @@ def test_fork_child_starts_afresh_and_parent_is_unaffected(setup: Setup) -> None
         setup.send("parent still fine")
         assert got.wait_for(3)[-1] == "parent still fine"
         assert hub.state is ConnectionState.CONNECTED
-    finally:
-        hub.close()
 
 
 def _fds() -> int:

@@ -8,17 +8,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from test_realtime_support import Collector, Setup, connected, wait_until
+from test_realtime_support import Collector, Setup, connected, setup_fixture, wait_until
 
 from signalwire_chat._realtime import ConnectionState, RealtimeHub
 from signalwire_chat.errors import CallbackError, ClientClosedError, SlowCallbackError
 
-
-@pytest.fixture(params=["group", "address"])
-def setup(signalwire_emulator, request: pytest.FixtureRequest) -> Iterator[Setup]:
-    s = Setup(signalwire_emulator, request.param)
-    yield s
-    s.close()
+setup = setup_fixture("group", "address")
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from test_realtime_support import FAST, Collector, Setup, wait_until
+from test_realtime_support import FAST, Collector, Setup, setup_fixture, wait_until
 
 from signalwire_chat import ChatClient, SubscriberTokenSource
 from signalwire_chat._realtime import ConnectionState, RealtimeOptions
@@ -31,14 +31,7 @@ def _source_client(s: Setup, **options: object) -> ChatClient:
     source = SubscriberTokenSource(
         s.emu.space_url, s.emu.project_id, s.emu.api_token, s.me.reference
     )
-    client = ChatClient(
-        source,
-        rest_url=s.emu.rest_url,
-        relay_url=s.emu.relay_url,
-        realtime=RealtimeOptions(**{**FAST, **options}),  # type: ignore[arg-type]
-    )
-    s.clients.append(client)
-    return client
+    return s.client(source, realtime=RealtimeOptions(**{**FAST, **options}))  # type: ignore[arg-type]
 
 
 def test_a_token_source_outage_across_refresh_and_expiry_loses_nothing(
@@ -78,20 +71,13 @@ def test_a_token_source_outage_across_refresh_and_expiry_loses_nothing(
     assert sub.active
 
 
-@pytest.fixture
-def setup(signalwire_emulator) -> Iterator[Setup]:
-    s = Setup(signalwire_emulator, "group")
-    yield s
-    s.close()
+setup = setup_fixture("group")
 
 
 def test_every_accepted_session_resets_the_back_off(
     setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
-    hub = setup.hub(reconnect_max_delay=30.0)
-    got = Collector()
-    try:
-        hub.subscribe(setup.target, got.on_message, got.on_error)
+    with setup.subscribed(reconnect_max_delay=30.0) as (hub, got):
         caplog.set_level("INFO", logger="signalwire_chat._realtime._connection")
         for round_ in range(6):  # sessions far shorter than a few seconds
             before = setup.emu.connect_attempts
@@ -107,15 +93,10 @@ def test_every_accepted_session_resets_the_back_off(
         assert delays == []  # each reconnect was immediate
         setup.send("still")
         assert got.wait_for(1) == ["still"]
-    finally:
-        hub.close()
 
 
 def test_a_relay_that_refuses_meets_a_growing_delay(setup: Setup) -> None:
-    hub = setup.hub(reconnect_max_delay=30.0, connect_timeout=0.5)
-    got = Collector()
-    try:
-        hub.subscribe(setup.target, got.on_message, got.on_error)
+    with setup.subscribed(reconnect_max_delay=30.0, connect_timeout=0.5) as (hub, _got):
         before = setup.emu.connect_attempts
         setup.emu.refuse_connects(1000, code=-32000, message="overloaded")
         setup.emu.drop_connections()
@@ -124,8 +105,6 @@ def test_a_relay_that_refuses_meets_a_growing_delay(setup: Setup) -> None:
         assert hub.state is ConnectionState.RECONNECTING
         setup.emu.refuse_connects(0)
         assert wait_until(lambda: hub.state is ConnectionState.CONNECTED, 40)
-    finally:
-        hub.close()
 
 
 def _outage(s: Setup) -> None:
@@ -146,10 +125,7 @@ def test_a_client_clock_ahead_loses_nothing_after_a_drop_right_after_subscribe(
         time=lambda: real_time.time() + 5.0, monotonic=real_time.monotonic
     )
     monkeypatch.setattr(_subscriptions, "time", ahead, raising=False)
-    hub = setup.hub()
-    got = Collector()
-    try:
-        hub.subscribe(setup.target, got.on_message, got.on_error)
+    with setup.subscribed() as (hub, got):
         assert hub.state is ConnectionState.CONNECTED
         _outage(setup)
         texts = [f"m{i}" for i in range(20)]
@@ -160,8 +136,6 @@ def test_a_client_clock_ahead_loses_nothing_after_a_drop_right_after_subscribe(
         assert got.errors == [] or all(
             not isinstance(e, MessagesMayBeMissingError) for e in got.errors
         )
-    finally:
-        hub.close()
 
 
 def test_the_server_clock_stepping_back_during_an_outage_loses_nothing(
@@ -193,18 +167,13 @@ def test_nothing_older_than_subscribe_is_delivered(setup: Setup) -> None:
     for i in range(5):
         setup.send(f"old{i}")
     setup.emu.refuse_connects(100_000, code=-32000, message="overloaded")
-    hub = setup.hub(connect_timeout=0.5)
-    got = Collector()
-    try:
-        hub.subscribe(setup.target, got.on_message, got.on_error)  # returns unconnected
+    with setup.subscribed(connect_timeout=0.5) as (hub, got):  # subscribe() returns unconnected
         assert hub.state is not ConnectionState.CONNECTED
         setup.send("new")
         setup.emu.refuse_connects(0)
         assert got.wait_for(1, timeout=15) == ["new"]
         setup.send("newer")
         assert got.wait_for(2) == ["new", "newer"]
-    finally:
-        hub.close()
 
 
 def _closed_port() -> int:
@@ -329,10 +298,7 @@ def test_close_during_a_stuck_catch_up_read_is_prompt_and_final(setup: Setup) ->
 
 
 def test_every_delivered_message_says_live_or_catch_up(setup: Setup) -> None:
-    hub = setup.hub()
-    got = Collector()
-    try:
-        hub.subscribe(setup.target, got.on_message, got.on_error)
+    with setup.subscribed() as (hub, got):
         setup.send("live0")
         assert got.wait_for(1) == ["live0"]
         _outage(setup)
@@ -343,8 +309,6 @@ def test_every_delivered_message_says_live_or_catch_up(setup: Setup) -> None:
         setup.send("live1")
         assert got.wait_for(3) == ["live0", "missed", "live1"]
         assert [m.delivery for m in got.messages] == ["live", "catch_up", "live"]
-    finally:
-        hub.close()
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")

@@ -7,11 +7,10 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_realtime_support import FAST, Collector, Setup, wait_until
+from test_realtime_support import FAST, Collector, Setup, setup_fixture, wait_until
 
 from signalwire_chat import ChatClient, Group
 from signalwire_chat._realtime import ConnectionState, RealtimeOptions
@@ -23,24 +22,12 @@ from signalwire_chat.errors import (
     RealtimeConnectError,
 )
 
-
-@pytest.fixture
-def setup(signalwire_emulator) -> Iterator[Setup]:
-    s = Setup(signalwire_emulator)
-    yield s
-    s.close()
+setup = setup_fixture("group")
 
 
 def _client(setup: Setup, token: Any = None, **options: Any) -> ChatClient:
     """A ChatClient of ``me`` with fast realtime options, closed by the fixture."""
-    client = ChatClient(
-        token if token is not None else setup.me.token,
-        rest_url=setup.emu.rest_url,
-        relay_url=setup.emu.relay_url,
-        realtime=RealtimeOptions(**{**FAST, **options}),
-    )
-    setup.clients.append(client)
-    return client
+    return setup.client(token, realtime=RealtimeOptions(**{**FAST, **options}))
 
 
 def _our_threads() -> list[threading.Thread]:
@@ -193,14 +180,9 @@ def test_subscribe_from_a_state_listener_does_not_wait(setup: Setup) -> None:
             holder[0].subscribe(setup.room.id, got.on_message, on_error=got.on_error)
             durations.append(time.monotonic() - started)
 
-    client = ChatClient(
-        setup.me.token,
-        rest_url=setup.emu.rest_url,
-        relay_url=setup.emu.relay_url,
-        realtime=RealtimeOptions(**{**FAST, "connect_timeout": 5.0}),
-        on_state_change=on_state,
+    client = setup.client(
+        realtime=RealtimeOptions(**{**FAST, "connect_timeout": 5.0}), on_state_change=on_state
     )
-    setup.clients.append(client)
     holder.append(client)
     setup.emu.refuse_connects(3, code=-32603, message="try again later")
     main = Collector()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+
+import pytest
 
 from signalwire_chat._auth import Credentials
 from signalwire_chat._client import ChatClient
@@ -66,17 +69,42 @@ class Collector:
         return found[0]
 
 
-class Setup:
+class Clients:
+    """ChatClients of one emulator, made on demand with ``options`` and all closed by close()."""
+
+    def __init__(self, emu: Any, **options: Any) -> None:
+        self.emu = emu
+        self.options = options
+        self.clients: list[ChatClient] = []
+
+    def make(self, token: Any, **options: Any) -> ChatClient:
+        """A client with ``token`` (a string or a token source); ``options`` add to the defaults."""
+        client = ChatClient(
+            token,
+            rest_url=self.emu.rest_url,
+            relay_url=self.emu.relay_url,
+            **{**self.options, **options},
+        )
+        self.clients.append(client)
+        return client
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+class Setup(Clients):
     """An emulator with a listener (``me``), a sender (``other``) and a shared room.
 
     ``dialect`` says which wire the clients speak and where the room's messages live:
     the room's group (group dialect) or the room's own conversation (address dialect).
     ``target`` is what a hub subscribes to (a group :class:`Route`, or the room's id),
-    ``conversation`` the emulator's key of the room's messages.
+    ``conversation`` the emulator's key of the room's messages. ``options`` go to every
+    client (``realtime=`` for instance).
     """
 
-    def __init__(self, emu: Any, dialect: str = "group") -> None:
-        self.emu = emu
+    def __init__(self, emu: Any, dialect: str = "group", **options: Any) -> None:
+        super().__init__(emu, dialect=dialect, **options)
         self.dialect = dialect
         emu.set_ping_interval(0.3)  # well under the tests' ping_timeout
         self.me = emu.create_subscriber()
@@ -91,17 +119,10 @@ class Setup:
             emu.join(self.me, self.room.id)
             emu.join(self.other, self.room.id)
             self.conversation = self.target = self.room.id
-        self.clients: list[ChatClient] = []
 
-    def client(self, token: Any = None) -> ChatClient:
-        client = ChatClient(
-            token if token is not None else self.me.token,
-            rest_url=self.emu.rest_url,
-            relay_url=self.emu.relay_url,
-            dialect=self.dialect,
-        )
-        self.clients.append(client)
-        return client
+    def client(self, token: Any = None, **options: Any) -> ChatClient:
+        """A client of ``me`` (or of ``token``), closed by close(); ``options`` add to ours."""
+        return self.make(token if token is not None else self.me.token, **options)
 
     def hub(
         self,
@@ -121,13 +142,33 @@ class Setup:
             drop_stale=self.dialect == "group",
         )
 
+    @contextlib.contextmanager
+    def subscribed(self, **hub_args: Any) -> Iterator[tuple[RealtimeHub, Collector]]:
+        """A hub (``hub(**hub_args)``) subscribed to ``target`` with a fresh :class:`Collector`
+        as its ``on_message`` and ``on_error``; closed after."""
+        hub = self.hub(**hub_args)
+        got = Collector()
+        try:
+            hub.subscribe(self.target, got.on_message, got.on_error)
+            yield hub, got
+        finally:
+            hub.close()
+
     def send(self, text: str, address_id: str | None = None) -> None:
         """Send as ``other`` to the room (or to ``address_id``), in the setup's dialect."""
         self.emu.send_as(self.other, address_id or self.room.id, text, dialect=self.dialect)
 
-    def close(self) -> None:
-        for client in self.clients:
-            client.close()
+
+def setup_fixture(*dialects: str) -> Any:
+    """A module's ``setup`` fixture: a :class:`Setup` closed after the test, in the one dialect
+    given, or once per dialect given (the test's id then says which)."""
+
+    def setup(signalwire_emulator: Any, request: pytest.FixtureRequest) -> Iterator[Setup]:
+        made = Setup(signalwire_emulator, getattr(request, "param", dialects[0]))
+        yield made
+        made.close()
+
+    return pytest.fixture(params=list(dialects) if len(dialects) > 1 else None, name="setup")(setup)
 
 
 def connected(hub: RealtimeHub, timeout: float = 10.0) -> bool:

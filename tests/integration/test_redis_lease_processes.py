@@ -80,11 +80,20 @@ class Contender:
 
 
 @pytest.fixture
-def contenders(redis_server: RedisServer) -> Iterator[list[Contender]]:
+def pair(redis_server: RedisServer) -> Iterator[tuple[Contender, Contender]]:
+    """``a`` holding the lease and ``b``, started after it, standing by; both ended after."""
     started: list[Contender] = []
-    yield started
-    for contender in started:
-        contender.close()
+    try:
+        a = Contender(redis_server.url, "a")
+        started.append(a)
+        a.expect("ACQUIRED", 30)
+        b = Contender(redis_server.url, "b")
+        started.append(b)
+        b.expect("READY", 30)
+        yield a, b
+    finally:
+        for contender in started:
+            contender.close()
 
 
 def _stream(url: str) -> list[dict[str, str]]:
@@ -96,14 +105,9 @@ def _stream(url: str) -> list[dict[str, str]]:
 
 
 def test_one_wins_the_other_takes_over_within_ttl_after_sigkill(
-    redis_server: RedisServer, contenders: list[Contender]
+    redis_server: RedisServer, pair: tuple[Contender, Contender]
 ) -> None:
-    a = Contender(redis_server.url, "a")
-    contenders.append(a)
-    a.expect("ACQUIRED", 30)
-    b = Contender(redis_server.url, "b")
-    contenders.append(b)
-    b.expect("READY", 30)
+    a, b = pair
     for _ in range(int(TTL / 0.02)):  # a keeps writing for about a TTL while b stands by
         a.expect("WROTE", 10)
     assert "ACQUIRED" not in [words[0] for words in b.drain()]
@@ -121,14 +125,9 @@ def test_one_wins_the_other_takes_over_within_ttl_after_sigkill(
 
 
 def test_a_paused_holder_that_lost_the_lease_writes_nothing(
-    redis_server: RedisServer, contenders: list[Contender]
+    redis_server: RedisServer, pair: tuple[Contender, Contender]
 ) -> None:
-    a = Contender(redis_server.url, "a")
-    contenders.append(a)
-    a.expect("ACQUIRED", 30)
-    b = Contender(redis_server.url, "b")
-    contenders.append(b)
-    b.expect("READY", 30)
+    a, b = pair
     a.expect("WROTE", 10)
     a.signal(signal.SIGSTOP)  # paused mid-run, renewal thread and all
     b.expect("ACQUIRED", TTL + 10)
@@ -153,14 +152,9 @@ def test_a_paused_holder_that_lost_the_lease_writes_nothing(
 
 
 def test_redis_restarted_under_two_contenders_one_resumes(
-    redis_server: RedisServer, contenders: list[Contender]
+    redis_server: RedisServer, pair: tuple[Contender, Contender]
 ) -> None:
-    a = Contender(redis_server.url, "a")
-    contenders.append(a)
-    a.expect("ACQUIRED", 30)
-    b = Contender(redis_server.url, "b")
-    contenders.append(b)
-    b.expect("READY", 30)
+    a, _b = pair
     a.expect("WROTE", 10)
     redis_server.restart()  # no persistence: lease, counter, stream and checkpoint are gone
     # Someone holds it again within the TTL and a margin, and writes; the stream that
