@@ -659,35 +659,6 @@ def bench_memory(ctx: Context) -> None:
     ctx.rows.append(Row(what, fmt(growth, "MB"), "", None, "<= 2 MB", verdict, note))
 
 
-def bench_fanout(ctx: Context) -> None:
-    counts = ctx.counts["fanout"]
-    what = f"emulator capacity: events/s fanned out to {counts['subscribers']} subscribers"
-    try:
-        with tempfile.TemporaryDirectory(prefix="swchat-bench-") as tmp:
-            argv = [PYTHON, "-m", "signalwire_chat.emulator", "--port", "0"]
-            argv += ["--db", str(Path(tmp) / "bench.db")]
-            try:
-                cm = server(argv, ctx.server_core, cwd=ROOT)
-                emulator = cm.__enter__()
-            except Failed as exc:
-                raise Unavailable(f"emulator did not start: {str(exc)[-300:]}") from exc
-            try:
-                params = {**counts, **emulator, "deadline": 120.0}
-                result = client(ctx, "fanout", "raw", params)
-            finally:
-                cm.__exit__(None, None, None)
-    except (Unavailable, Failed) as exc:
-        if isinstance(exc, Failed):
-            ctx.failures.append(f"fanout: {exc}")
-        ctx.rows.append(Row(what, "n/a", "", None, "report", "n/a", str(exc)[-300:]))
-        return
-    note = (
-        f"{result['messages_per_s']:,.0f} messages/s sent; the reading client used"
-        f" {result['client_cpu_share']:.0%} of its core"
-    )
-    ctx.rows.append(Row(what, fmt(result["per_s"], "/s"), "", None, "report", "report", note))
-
-
 @contextlib.contextmanager
 def emulator_process(ctx: Context) -> Iterator[dict[str, Any]]:
     """Run ``python -m signalwire_chat.emulator`` on the server core; yield its JSON line."""
@@ -703,6 +674,25 @@ def emulator_process(ctx: Context) -> Iterator[dict[str, Any]]:
             yield emulator
         finally:
             cm.__exit__(None, None, None)
+
+
+def bench_fanout(ctx: Context) -> None:
+    counts = ctx.counts["fanout"]
+    what = f"emulator capacity: events/s fanned out to {counts['subscribers']} subscribers"
+    try:
+        with emulator_process(ctx) as emulator:
+            params = {**counts, **emulator, "deadline": 120.0}
+            result = client(ctx, "fanout", "raw", params)
+    except (Unavailable, Failed) as exc:
+        if isinstance(exc, Failed):
+            ctx.failures.append(f"fanout: {exc}")
+        ctx.rows.append(Row(what, "n/a", "", None, "report", "n/a", str(exc)[-300:]))
+        return
+    note = (
+        f"{result['messages_per_s']:,.0f} messages/s sent; the reading client used"
+        f" {result['client_cpu_share']:.0%} of its core"
+    )
+    ctx.rows.append(Row(what, fmt(result["per_s"], "/s"), "", None, "report", "report", note))
 
 
 def v4_coldstart(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
