@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmark processes: core pinning, CPU and memory probes, bench tokens."""
+"""Shared helpers of the benchmark processes: core pinning, CPU and memory probes, bench tokens,
+the ``signalwire.connect`` request of the hand-written clients."""
 
 from __future__ import annotations
 
@@ -65,3 +66,20 @@ def bench_token(ch: str) -> str:
 def deadline_after(seconds: float) -> float:
     """Return a monotonic deadline ``seconds`` from now."""
     return time.monotonic() + seconds
+
+
+def connect_request(token: str, *, request_id: str, agent: str) -> str:
+    """Return the ``signalwire.connect`` request a hand-written client sends (events acked)."""
+    return json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "method": "signalwire.connect",
+            "params": {
+                "version": {"major": 4, "minor": 0, "revision": 0},
+                "event_acks": True,
+                "agent": agent,
+                "authentication": {"jwt_token": token},
+            },
+        }
+    )

@@ -53,18 +53,10 @@ class RelaySocket:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = _wsproto.FrameReader()
         rest = _wsproto.client_handshake(self.sock, split.netloc, split.path or "/")
-        connect = {
-            "jsonrpc": "2.0",
-            "id": "fanout-connect",
-            "method": "signalwire.connect",
-            "params": {
-                "version": {"major": 4, "minor": 0, "revision": 0},
-                "event_acks": True,
-                "agent": "bench-fanout/1.0",
-                "authentication": {"jwt_token": token},
-            },
-        }
-        self.sock.sendall(_wsproto.client_frame(json.dumps(connect).encode()))
+        connect = _bench.connect_request(
+            token, request_id="fanout-connect", agent="bench-fanout/1.0"
+        )
+        self.sock.sendall(_wsproto.client_frame(connect.encode()))
         self.pending = self.reader.feed(rest)
         while not any(b'"fanout-connect"' in payload for _, payload in self.pending):
             data = self.sock.recv(65536)
