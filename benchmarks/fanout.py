@@ -11,7 +11,6 @@ rate is events delivered to all sockets per second of wall time.
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import selectors
 import socket
@@ -24,24 +23,6 @@ import _bench
 import _wsproto
 
 SENDERS = 4
-
-
-class Rest:
-    """One keep-alive connection to the emulator's REST side."""
-
-    def __init__(self, rest_url: str, authorization: str) -> None:
-        split = urlsplit(rest_url)
-        self.connection = http.client.HTTPConnection(split.hostname or "", split.port, timeout=30)
-        self.headers = {"Authorization": authorization, "Content-Type": "application/json"}
-
-    def call(self, method: str, path: str, body: object = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        self.connection.request(method, path, data, self.headers)
-        reply = self.connection.getresponse()
-        payload = reply.read()
-        if reply.status >= 300:
-            raise RuntimeError(f"{method} {path}: {reply.status} {payload[:200]!r}")
-        return json.loads(payload) if payload else None
 
 
 class RelaySocket:
@@ -102,7 +83,7 @@ class RelaySocket:
 def run(p: dict[str, Any]) -> dict[str, Any]:
     """Measure fan-out; p holds the emulator's JSON line plus subscribers and messages."""
     basic = base64.b64encode(f"{p['project_id']}:{p['api_token']}".encode()).decode()
-    project = Rest(p["rest_url"], f"Basic {basic}")
+    project = _bench.Rest(p["rest_url"], f"Basic {basic}")
     tokens = []
     for index in range(p["subscribers"]):
         reply = project.call(
@@ -110,12 +91,12 @@ def run(p: dict[str, Any]) -> dict[str, Any]:
         )
         tokens.append(reply["token"])
     addresses = [
-        Rest(p["rest_url"], f"Bearer {token}").call("GET", "/api/fabric/subscriber/info")[
+        _bench.Rest(p["rest_url"], f"Bearer {token}").call("GET", "/api/fabric/subscriber/info")[
             "fabric_addresses"
         ][0]["id"]
         for token in tokens
     ]
-    owner = Rest(p["rest_url"], f"Bearer {tokens[0]}")
+    owner = _bench.Rest(p["rest_url"], f"Bearer {tokens[0]}")
     joined = owner.call(
         "POST",
         "/api/fabric/conversations/join",
@@ -141,7 +122,7 @@ def run(p: dict[str, Any]) -> dict[str, Any]:
         per_thread = [count // SENDERS + (i < count % SENDERS) for i in range(SENDERS)]
 
         def post(n: int) -> None:
-            rest = Rest(p["rest_url"], f"Bearer {tokens[0]}")
+            rest = _bench.Rest(p["rest_url"], f"Bearer {tokens[0]}")
             try:
                 for i in range(n):
                     rest.call(
