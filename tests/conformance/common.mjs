@@ -36,6 +36,17 @@ export const errorText = (error) => {
   }
 }
 
+// The optional fields of a command that were given, under the SDK's names:
+// given(command, { page_size: 'pageSize' }) is { pageSize: command.page_size }, or {} when the
+// command has no page_size (an absent field is left out, never passed as undefined).
+export const given = (command, names) => {
+  const params = {}
+  for (const [field, name] of Object.entries(names)) {
+    if (command[field] !== undefined) params[name] = command[field]
+  }
+  return params
+}
+
 const trimSlash = (url) => url.replace(/\/+$/, '')
 
 // Installs fetch, WebSocket and web storage for a browser SDK, and `window` unless told not to
