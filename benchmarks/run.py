@@ -249,14 +249,18 @@ def fmt(value: float | None, unit: str) -> str:
     return f"{value:,.1f} {unit}"
 
 
-def bench_send(ctx: Context) -> None:
-    rest, relay = ctx.servers["rest"], ctx.servers["relay"]
-    params = {
-        **ctx.counts["send"],
-        "rest_url": rest["rest_url"],
-        "relay_url": relay["stream_url"],
+def rest_params(ctx: Context, counts: dict[str, Any]) -> dict[str, Any]:
+    """Return a REST case's parameters: its counts, the bench servers' URLs, a bench token."""
+    return {
+        **counts,
+        "rest_url": ctx.servers["rest"]["rest_url"],
+        "relay_url": ctx.servers["relay"]["stream_url"],
         "token": _bench.bench_token("relay.bench.test"),
     }
+
+
+def bench_send(ctx: Context) -> None:
+    params = rest_params(ctx, ctx.counts["send"])
     results = interleave(
         ctx,
         {
@@ -302,13 +306,7 @@ def bench_send(ctx: Context) -> None:
 
 
 def bench_otel(ctx: Context) -> None:
-    rest, relay = ctx.servers["rest"], ctx.servers["relay"]
-    params = {
-        **ctx.counts["send"],
-        "rest_url": rest["rest_url"],
-        "relay_url": relay["stream_url"],
-        "token": _bench.bench_token("relay.bench.test"),
-    }
+    params = rest_params(ctx, ctx.counts["send"])
     kinds = ("off", "traces", "traces+metrics", "bare-span")
     results = interleave(
         ctx, {kind: functools.partial(client, ctx, "otel", kind, params) for kind in kinds}
@@ -343,14 +341,8 @@ def bench_otel(ctx: Context) -> None:
 
 
 def bench_iter(ctx: Context) -> None:
-    rest, relay = ctx.servers["rest"], ctx.servers["relay"]
     counts = ctx.counts["iter"]
-    params = {
-        **counts,
-        "rest_url": rest["rest_url"],
-        "relay_url": relay["stream_url"],
-        "token": _bench.bench_token("relay.bench.test"),
-    }
+    params = rest_params(ctx, counts)
     results = interleave(
         ctx,
         {
