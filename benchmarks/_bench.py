@@ -1,14 +1,19 @@
-"""Shared helpers of the benchmark processes: core pinning, CPU and memory probes, bench tokens."""
+"""Shared helpers of the benchmark processes: core pinning, CPU and memory probes, bench tokens,
+the ``signalwire.connect`` request of the hand-written clients, a REST connection to the
+emulator."""
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import resource
 import statistics
 import time
 from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
 
 #: The conversation every realtime bench subscribes to and every REST bench reads or writes.
 ADDRESS_ID = "cccccccc-0000-4000-8000-00000000c001"
@@ -65,3 +70,42 @@ def bench_token(ch: str) -> str:
 def deadline_after(seconds: float) -> float:
     """Return a monotonic deadline ``seconds`` from now."""
     return time.monotonic() + seconds
+
+
+def connect_request(token: str, *, request_id: str, agent: str) -> str:
+    """Return the ``signalwire.connect`` request a hand-written client sends (events acked)."""
+    return json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "method": "signalwire.connect",
+            "params": {
+                "version": {"major": 4, "minor": 0, "revision": 0},
+                "event_acks": True,
+                "agent": agent,
+                "authentication": {"jwt_token": token},
+            },
+        }
+    )
+
+
+class Rest:
+    """One keep-alive connection to the emulator's REST side, under one Authorization header."""
+
+    def __init__(self, rest_url: str, authorization: str) -> None:
+        split = urlsplit(rest_url)
+        self.connection = http.client.HTTPConnection(split.hostname or "", split.port, timeout=30)
+        self.headers = {"Authorization": authorization, "Content-Type": "application/json"}
+
+    def call(self, method: str, path: str, body: object = None) -> Any:
+        """Send one request (``body`` as JSON); return the decoded answer, raise on >= 300."""
+        data = None if body is None else json.dumps(body).encode()
+        self.connection.request(method, path, data, self.headers)
+        reply = self.connection.getresponse()
+        payload = reply.read()
+        if reply.status >= 300:
+            raise RuntimeError(f"{method} {path}: {reply.status} {payload[:200]!r}")
+        return json.loads(payload) if payload else None
+
+    def close(self) -> None:
+        self.connection.close()

@@ -17,9 +17,9 @@ def accept_key(key: bytes) -> bytes:
     return base64.b64encode(hashlib.sha1(key.strip() + GUID).digest())
 
 
-def frame_header(opcode: int, length: int, *, masked: bool = False) -> bytes:
-    """Return the header of one final frame carrying ``length`` payload bytes."""
-    first = 0x80 | opcode
+def frame_header(opcode: int, length: int, *, masked: bool = False, fin: bool = True) -> bytes:
+    """Return the header of one frame (final unless ``fin`` is false) of ``length`` bytes."""
+    first = (0x80 if fin else 0) | opcode
     mask_bit = 0x80 if masked else 0
     if length < 126:
         return struct.pack("!BB", first, mask_bit | length)
@@ -28,9 +28,9 @@ def frame_header(opcode: int, length: int, *, masked: bool = False) -> bytes:
     return struct.pack("!BBQ", first, mask_bit | 127, length)
 
 
-def server_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
-    """Return an unmasked (server to client) frame."""
-    return frame_header(opcode, len(payload)) + payload
+def server_frame(payload: bytes, opcode: int = OP_TEXT, *, fin: bool = True) -> bytes:
+    """Return an unmasked (server to client) frame, final unless ``fin`` is false."""
+    return frame_header(opcode, len(payload), fin=fin) + payload
 
 
 def client_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:

@@ -40,23 +40,6 @@ def our_client_class() -> Any:
     return client_class
 
 
-def connect_frame(token: str) -> str:
-    """Return the signalwire.connect request a hand-written client would send."""
-    return json.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": "bench-connect-1",
-            "method": "signalwire.connect",
-            "params": {
-                "version": {"major": 4, "minor": 0, "revision": 0},
-                "event_acks": True,
-                "agent": "bench-naive/1.0",
-                "authentication": {"jwt_token": token},
-            },
-        }
-    )
-
-
 class Meter:
     """Counts operations; samples CPU, wall and RSS at the end of warm-up and of the run."""
 
@@ -304,7 +287,11 @@ def naive_loop(p: dict[str, Any], on_message: Callable[[dict[str, Any]], None]) 
 
     ws = websocket.create_connection(p["url"], timeout=30)
     try:
-        ws.send(connect_frame(p["token"]))
+        ws.send(
+            _bench.connect_request(
+                p["token"], request_id="bench-connect-1", agent="bench-naive/1.0"
+            )
+        )
         stop = p["stop"]
         while not stop.is_set():
             frame = json.loads(ws.recv())

@@ -15,30 +15,21 @@ The client process (ours: ``clients.py coldstart ours``; the official one:
 from __future__ import annotations
 
 import base64
-import http.client
-import json
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
+
+import _bench
 
 
 def rest_call(
     rest_url: str, authorization: str, method: str, path: str, body: object = None
 ) -> Any:
     """Call the emulator's REST side once (a fresh connection); return the decoded answer."""
-    split = urlsplit(rest_url)
-    connection = http.client.HTTPConnection(split.hostname or "", split.port, timeout=30)
+    rest = _bench.Rest(rest_url, authorization)
     try:
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"Authorization": authorization, "Content-Type": "application/json"}
-        connection.request(method, path, data, headers)
-        reply = connection.getresponse()
-        payload = reply.read()
+        return rest.call(method, path, body)
     finally:
-        connection.close()
-    if reply.status >= 300:
-        raise RuntimeError(f"{method} {path}: {reply.status} {payload[:200]!r}")
-    return json.loads(payload) if payload else None
+        rest.close()
 
 
 def make_pair(emulator: dict[str, Any]) -> dict[str, Any]:

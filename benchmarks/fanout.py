@@ -11,7 +11,6 @@ rate is events delivered to all sockets per second of wall time.
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import selectors
 import socket
@@ -26,24 +25,6 @@ import _wsproto
 SENDERS = 4
 
 
-class Rest:
-    """One keep-alive connection to the emulator's REST side."""
-
-    def __init__(self, rest_url: str, authorization: str) -> None:
-        split = urlsplit(rest_url)
-        self.connection = http.client.HTTPConnection(split.hostname or "", split.port, timeout=30)
-        self.headers = {"Authorization": authorization, "Content-Type": "application/json"}
-
-    def call(self, method: str, path: str, body: object = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        self.connection.request(method, path, data, self.headers)
-        reply = self.connection.getresponse()
-        payload = reply.read()
-        if reply.status >= 300:
-            raise RuntimeError(f"{method} {path}: {reply.status} {payload[:200]!r}")
-        return json.loads(payload) if payload else None
-
-
 class RelaySocket:
     """A raw relay connection that acknowledges events without decoding them as JSON."""
 
@@ -53,18 +34,10 @@ class RelaySocket:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = _wsproto.FrameReader()
         rest = _wsproto.client_handshake(self.sock, split.netloc, split.path or "/")
-        connect = {
-            "jsonrpc": "2.0",
-            "id": "fanout-connect",
-            "method": "signalwire.connect",
-            "params": {
-                "version": {"major": 4, "minor": 0, "revision": 0},
-                "event_acks": True,
-                "agent": "bench-fanout/1.0",
-                "authentication": {"jwt_token": token},
-            },
-        }
-        self.sock.sendall(_wsproto.client_frame(json.dumps(connect).encode()))
+        connect = _bench.connect_request(
+            token, request_id="fanout-connect", agent="bench-fanout/1.0"
+        )
+        self.sock.sendall(_wsproto.client_frame(connect.encode()))
         self.pending = self.reader.feed(rest)
         while not any(b'"fanout-connect"' in payload for _, payload in self.pending):
             data = self.sock.recv(65536)
@@ -110,7 +83,7 @@ class RelaySocket:
 def run(p: dict[str, Any]) -> dict[str, Any]:
     """Measure fan-out; p holds the emulator's JSON line plus subscribers and messages."""
     basic = base64.b64encode(f"{p['project_id']}:{p['api_token']}".encode()).decode()
-    project = Rest(p["rest_url"], f"Basic {basic}")
+    project = _bench.Rest(p["rest_url"], f"Basic {basic}")
     tokens = []
     for index in range(p["subscribers"]):
         reply = project.call(
@@ -118,12 +91,12 @@ def run(p: dict[str, Any]) -> dict[str, Any]:
         )
         tokens.append(reply["token"])
     addresses = [
-        Rest(p["rest_url"], f"Bearer {token}").call("GET", "/api/fabric/subscriber/info")[
+        _bench.Rest(p["rest_url"], f"Bearer {token}").call("GET", "/api/fabric/subscriber/info")[
             "fabric_addresses"
         ][0]["id"]
         for token in tokens
     ]
-    owner = Rest(p["rest_url"], f"Bearer {tokens[0]}")
+    owner = _bench.Rest(p["rest_url"], f"Bearer {tokens[0]}")
     joined = owner.call(
         "POST",
         "/api/fabric/conversations/join",
@@ -149,7 +122,7 @@ def run(p: dict[str, Any]) -> dict[str, Any]:
         per_thread = [count // SENDERS + (i < count % SENDERS) for i in range(SENDERS)]
 
         def post(n: int) -> None:
-            rest = Rest(p["rest_url"], f"Bearer {tokens[0]}")
+            rest = _bench.Rest(p["rest_url"], f"Bearer {tokens[0]}")
             try:
                 for i in range(n):
                     rest.call(

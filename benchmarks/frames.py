@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import struct
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import _bench
+import _wsproto
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -30,16 +30,6 @@ from signalwire_chat._realtime._frames import FrameReader
 MiB = 1024 * 1024
 FULL = {"repeats": 5, "events": 20_000, "big": 16 * MiB}
 QUICK = {"repeats": 1, "events": 2_000, "big": 4 * MiB}
-
-
-def frame(payload: bytes, opcode: int = 0x1, *, fin: bool = True) -> bytes:
-    b0 = (0x80 if fin else 0) | opcode
-    n = len(payload)
-    if n < 126:
-        return bytes((b0, n)) + payload
-    if n < 65536:
-        return bytes((b0, 126)) + struct.pack("!H", n) + payload
-    return bytes((b0, 127)) + struct.pack("!Q", n) + payload
 
 
 def event_frames(count: int) -> bytes:
@@ -67,17 +57,21 @@ def event_frames(count: int) -> bytes:
             },
         },
     }
-    one = frame(json.dumps(template, ensure_ascii=False).encode())
+    one = _wsproto.server_frame(json.dumps(template, ensure_ascii=False).encode())
     return one * count
 
 
 def big_message(size: int, fragment: int | None = None) -> bytes:
     body = ('{"text":"' + "\u00e9a" * ((size - 12) // 3) + '"}').encode()
     if fragment is None:
-        return frame(body)
+        return _wsproto.server_frame(body)
     pieces = [body[i : i + fragment] for i in range(0, len(body), fragment)]
-    out = [frame(pieces[0], 0x1, fin=len(pieces) == 1)]
-    out += [frame(p, 0x0, fin=i == len(pieces) - 1) for i, p in enumerate(pieces) if i]
+    out = [_wsproto.server_frame(pieces[0], _wsproto.OP_TEXT, fin=len(pieces) == 1)]
+    out += [
+        _wsproto.server_frame(p, _wsproto.OP_CONT, fin=i == len(pieces) - 1)
+        for i, p in enumerate(pieces)
+        if i
+    ]
     return b"".join(out)
 
 

@@ -8,15 +8,18 @@
 // fetch) and live_ms is when it appears in the collection. Prints one JSON line.
 // Modules resolve from tests/conformance/sdk-js-4.0.0-beta.12/node_modules (`npm ci` there);
 // v4's CommonJS entry is the one that runs in Node, hence .cjs. The shims are the minimum it
-// needs (tests/conformance/README.md): REST and the socket pointed at the emulator, web storage,
-// and the ES2025 iterator helpers Node 20 lacks.
+// needs (tests/conformance/README.md): REST and the socket pointed at the emulator (here, without
+// the conformance harnesses' checks and reports), and web storage and the ES2025 iterator helpers
+// Node 20 lacks (tests/conformance/shims.cjs, shared with the harnesses).
 'use strict'
 
 const path = require('node:path')
 const { createRequire } = require('node:module')
 const { Console } = require('node:console')
 
-const sdkDir = path.join(__dirname, '..', 'tests', 'conformance', 'sdk-js-4.0.0-beta.12')
+const conformanceDir = path.join(__dirname, '..', 'tests', 'conformance')
+const sdkDir = path.join(conformanceDir, 'sdk-js-4.0.0-beta.12')
+const shims = require(path.join(conformanceDir, 'shims.cjs'))
 const sdkRequire = createRequire(path.join(sdkDir, 'package.json'))
 
 // The SDK logs through console.*: keep stdout for the result line.
@@ -24,24 +27,7 @@ globalThis.console = new Console({ stdout: process.stderr, stderr: process.stder
 
 const params = JSON.parse(process.argv[2])
 
-const IteratorPrototype = Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]()))
-if (!IteratorPrototype.map) {
-  IteratorPrototype.map = function* (f) {
-    let i = 0
-    for (const x of this) yield f(x, i++)
-  }
-  IteratorPrototype.filter = function* (f) {
-    let i = 0
-    for (const x of this) if (f(x, i++)) yield x
-  }
-  IteratorPrototype.find = function (f) {
-    let i = 0
-    for (const x of this) if (f(x, i++)) return x
-  }
-  IteratorPrototype.toArray = function () {
-    return [...this]
-  }
-}
+shims.installIteratorHelpers()
 
 // REST: the SDK builds https://fabric.<domain>/...; anything not on the emulator goes there.
 const restBase = params.rest_url.replace(/\/+$/, '')
@@ -53,21 +39,7 @@ globalThis.fetch = (input, init) => {
   return realFetch(target, init)
 }
 
-const makeStorage = () => {
-  const store = new Map()
-  return {
-    getItem: (key) => (store.has(key) ? store.get(key) : null),
-    setItem: (key, value) => void store.set(key, String(value)),
-    removeItem: (key) => void store.delete(key),
-    clear: () => store.clear(),
-    key: (index) => Array.from(store.keys())[index] ?? null,
-    get length() {
-      return store.size
-    },
-  }
-}
-globalThis.sessionStorage = makeStorage()
-globalThis.localStorage = makeStorage()
+shims.installWebStorage()
 
 const { WebSocket: NodeWebSocket } = sdkRequire('ws')
 class EmulatorWebSocket extends NodeWebSocket {

@@ -38,32 +38,37 @@ PYTHON = sys.executable
 NODE_MODULES = ROOT / "tests" / "conformance" / "js" / "node_modules"
 V4_MODULES = ROOT / "tests" / "conformance" / "sdk-js-4.0.0-beta.12" / "node_modules"
 
-FULL = {
-    "repeats": 5,
-    "send": {"warmup": 300, "count": 2000},
-    "iter": {"messages": 10_000, "page_size": 100, "warmup": 1, "count": 3},
-    "stream": {"warmup": 5_000, "count": 30_000},
-    "official": {"warmup": 20_000, "count": 50_000},
-    "paced": {"warmup": 200, "count": 2_000},
-    "import_repeats": 15,
-    "memory": {"warmup": 20_000, "count": 200_000},
-    "fanout": {"subscribers": 50, "warmup": 10, "messages": 200},
-    "subs": {"groups": 1000, "warmup": 5_000, "count": 30_000},
-    "coldstart": {"repeats": 9},
+# Every count once, as (full run, --quick run): the two sets cannot drift apart key by key.
+COUNTS: dict[str, Any] = {
+    "repeats": (5, 1),
+    "send": {"warmup": (300, 20), "count": (2000, 100)},
+    "iter": {
+        "messages": (10_000, 1_000),
+        "page_size": (100, 100),
+        "warmup": (1, 1),
+        "count": (3, 1),
+    },
+    "stream": {"warmup": (5_000, 300), "count": (30_000, 1_500)},
+    "official": {"warmup": (20_000, 2_000), "count": (50_000, 3_000)},
+    "paced": {"warmup": (200, 20), "count": (2_000, 100)},
+    "import_repeats": (15, 3),
+    "memory": {"warmup": (20_000, 1_000), "count": (200_000, 5_000)},
+    "fanout": {"subscribers": (50, 50), "warmup": (10, 2), "messages": (200, 10)},
+    "subs": {"groups": (1000, 100), "warmup": (5_000, 300), "count": (30_000, 1_500)},
+    "coldstart": {"repeats": (9, 1)},
 }
-QUICK = {
-    "repeats": 1,
-    "send": {"warmup": 20, "count": 100},
-    "iter": {"messages": 1_000, "page_size": 100, "warmup": 1, "count": 1},
-    "stream": {"warmup": 300, "count": 1_500},
-    "official": {"warmup": 2_000, "count": 3_000},
-    "paced": {"warmup": 20, "count": 100},
-    "import_repeats": 3,
-    "memory": {"warmup": 1_000, "count": 5_000},
-    "fanout": {"subscribers": 50, "warmup": 2, "messages": 10},
-    "subs": {"groups": 100, "warmup": 300, "count": 1_500},
-    "coldstart": {"repeats": 1},
-}
+
+
+def _pick(counts: dict[str, Any], which: int) -> dict[str, Any]:
+    """Return one column of COUNTS (0: full, 1: quick) as nested dicts of plain counts."""
+    return {
+        key: _pick(value, which) if isinstance(value, dict) else value[which]
+        for key, value in counts.items()
+    }
+
+
+FULL = _pick(COUNTS, 0)
+QUICK = _pick(COUNTS, 1)
 
 
 class Unavailable(Exception):
@@ -244,14 +249,18 @@ def fmt(value: float | None, unit: str) -> str:
     return f"{value:,.1f} {unit}"
 
 
-def bench_send(ctx: Context) -> None:
-    rest, relay = ctx.servers["rest"], ctx.servers["relay"]
-    params = {
-        **ctx.counts["send"],
-        "rest_url": rest["rest_url"],
-        "relay_url": relay["stream_url"],
+def rest_params(ctx: Context, counts: dict[str, Any]) -> dict[str, Any]:
+    """Return a REST case's parameters: its counts, the bench servers' URLs, a bench token."""
+    return {
+        **counts,
+        "rest_url": ctx.servers["rest"]["rest_url"],
+        "relay_url": ctx.servers["relay"]["stream_url"],
         "token": _bench.bench_token("relay.bench.test"),
     }
+
+
+def bench_send(ctx: Context) -> None:
+    params = rest_params(ctx, ctx.counts["send"])
     results = interleave(
         ctx,
         {
@@ -297,13 +306,7 @@ def bench_send(ctx: Context) -> None:
 
 
 def bench_otel(ctx: Context) -> None:
-    rest, relay = ctx.servers["rest"], ctx.servers["relay"]
-    params = {
-        **ctx.counts["send"],
-        "rest_url": rest["rest_url"],
-        "relay_url": relay["stream_url"],
-        "token": _bench.bench_token("relay.bench.test"),
-    }
+    params = rest_params(ctx, ctx.counts["send"])
     kinds = ("off", "traces", "traces+metrics", "bare-span")
     results = interleave(
         ctx, {kind: functools.partial(client, ctx, "otel", kind, params) for kind in kinds}
@@ -338,14 +341,8 @@ def bench_otel(ctx: Context) -> None:
 
 
 def bench_iter(ctx: Context) -> None:
-    rest, relay = ctx.servers["rest"], ctx.servers["relay"]
     counts = ctx.counts["iter"]
-    params = {
-        **counts,
-        "rest_url": rest["rest_url"],
-        "relay_url": relay["stream_url"],
-        "token": _bench.bench_token("relay.bench.test"),
-    }
+    params = rest_params(ctx, counts)
     results = interleave(
         ctx,
         {
@@ -654,35 +651,6 @@ def bench_memory(ctx: Context) -> None:
     ctx.rows.append(Row(what, fmt(growth, "MB"), "", None, "<= 2 MB", verdict, note))
 
 
-def bench_fanout(ctx: Context) -> None:
-    counts = ctx.counts["fanout"]
-    what = f"emulator capacity: events/s fanned out to {counts['subscribers']} subscribers"
-    try:
-        with tempfile.TemporaryDirectory(prefix="swchat-bench-") as tmp:
-            argv = [PYTHON, "-m", "signalwire_chat.emulator", "--port", "0"]
-            argv += ["--db", str(Path(tmp) / "bench.db")]
-            try:
-                cm = server(argv, ctx.server_core, cwd=ROOT)
-                emulator = cm.__enter__()
-            except Failed as exc:
-                raise Unavailable(f"emulator did not start: {str(exc)[-300:]}") from exc
-            try:
-                params = {**counts, **emulator, "deadline": 120.0}
-                result = client(ctx, "fanout", "raw", params)
-            finally:
-                cm.__exit__(None, None, None)
-    except (Unavailable, Failed) as exc:
-        if isinstance(exc, Failed):
-            ctx.failures.append(f"fanout: {exc}")
-        ctx.rows.append(Row(what, "n/a", "", None, "report", "n/a", str(exc)[-300:]))
-        return
-    note = (
-        f"{result['messages_per_s']:,.0f} messages/s sent; the reading client used"
-        f" {result['client_cpu_share']:.0%} of its core"
-    )
-    ctx.rows.append(Row(what, fmt(result["per_s"], "/s"), "", None, "report", "report", note))
-
-
 @contextlib.contextmanager
 def emulator_process(ctx: Context) -> Iterator[dict[str, Any]]:
     """Run ``python -m signalwire_chat.emulator`` on the server core; yield its JSON line."""
@@ -698,6 +666,25 @@ def emulator_process(ctx: Context) -> Iterator[dict[str, Any]]:
             yield emulator
         finally:
             cm.__exit__(None, None, None)
+
+
+def bench_fanout(ctx: Context) -> None:
+    counts = ctx.counts["fanout"]
+    what = f"emulator capacity: events/s fanned out to {counts['subscribers']} subscribers"
+    try:
+        with emulator_process(ctx) as emulator:
+            params = {**counts, **emulator, "deadline": 120.0}
+            result = client(ctx, "fanout", "raw", params)
+    except (Unavailable, Failed) as exc:
+        if isinstance(exc, Failed):
+            ctx.failures.append(f"fanout: {exc}")
+        ctx.rows.append(Row(what, "n/a", "", None, "report", "n/a", str(exc)[-300:]))
+        return
+    note = (
+        f"{result['messages_per_s']:,.0f} messages/s sent; the reading client used"
+        f" {result['client_cpu_share']:.0%} of its core"
+    )
+    ctx.rows.append(Row(what, fmt(result["per_s"], "/s"), "", None, "report", "report", note))
 
 
 def v4_coldstart(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:

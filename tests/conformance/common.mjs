@@ -1,5 +1,6 @@
 // What every conformance harness shares: the observation channel, the shims that let a browser
-// SDK run in Node against the emulator, and the command loop.
+// SDK run in Node against the emulator (those that observe nothing are in shims.cjs), and the
+// command loop.
 //
 // Protocol (one JSON object per line):
 //   stdin, line 1: the config {"rest_url", "relay_url", "token", "fabric_origin", "relay_origin",
@@ -17,6 +18,8 @@
 import { Console } from 'node:console'
 import readline from 'node:readline'
 
+import { installWebStorage } from './shims.cjs'
+
 // The SDKs log through console.*: keep stdout for observations only.
 globalThis.console = new Console({ stdout: process.stderr, stderr: process.stderr })
 
@@ -33,21 +36,18 @@ export const errorText = (error) => {
   }
 }
 
-const trimSlash = (url) => url.replace(/\/+$/, '')
-
-const makeStorage = () => {
-  const store = new Map()
-  return {
-    getItem: (key) => (store.has(key) ? store.get(key) : null),
-    setItem: (key, value) => void store.set(key, String(value)),
-    removeItem: (key) => void store.delete(key),
-    clear: () => store.clear(),
-    key: (index) => Array.from(store.keys())[index] ?? null,
-    get length() {
-      return store.size
-    },
+// The optional fields of a command that were given, under the SDK's names:
+// given(command, { page_size: 'pageSize' }) is { pageSize: command.page_size }, or {} when the
+// command has no page_size (an absent field is left out, never passed as undefined).
+export const given = (command, names) => {
+  const params = {}
+  for (const [field, name] of Object.entries(names)) {
+    if (command[field] !== undefined) params[name] = command[field]
   }
+  return params
 }
+
+const trimSlash = (url) => url.replace(/\/+$/, '')
 
 // Installs fetch, WebSocket and web storage for a browser SDK, and `window` unless told not to
 // (v4 takes a global `window` for a browser's, with dispatchEvent and more); returns the
@@ -122,8 +122,7 @@ export function installShims(config, NodeWebSocket, { window = true } = {}) {
 
   // window and web storage: read by the SDKs when the token is five-part (a JWE) or to keep state.
   if (window) globalThis.window = globalThis
-  globalThis.sessionStorage = makeStorage()
-  globalThis.localStorage = makeStorage()
+  installWebStorage()
   return LoopbackWebSocket
 }
 

@@ -8,7 +8,7 @@
 
 import { createRequire } from 'node:module'
 
-import { bounded, emit, installShims, main } from '../common.mjs'
+import { bounded, emit, given, installShims, main } from '../common.mjs'
 
 const require = createRequire(import.meta.url)
 const { WebSocket: NodeWebSocket } = require('ws')
@@ -23,15 +23,14 @@ async function runCommand(client, command, subscriptions) {
   switch (command.op) {
     case 'join':
       return client.chat.join({ addressId: command.address_id })
-    case 'send': {
-      const params = { addressId: command.address_id, text: command.text }
-      if (command.metadata !== undefined) params.metadata = command.metadata
-      if (command.details !== undefined) params.details = command.details
-      return client.chat.sendMessage(params)
-    }
+    case 'send':
+      return client.chat.sendMessage({
+        addressId: command.address_id,
+        text: command.text,
+        ...given(command, { metadata: 'metadata', details: 'details' }),
+      })
     case 'get_messages': {
-      const params = { addressId: command.address_id }
-      if (command.page_size !== undefined) params.pageSize = command.page_size
+      const params = { addressId: command.address_id, ...given(command, { page_size: 'pageSize' }) }
       const pages = []
       let page = await client.chat.getMessages(params)
       pages.push(plainPage(page))

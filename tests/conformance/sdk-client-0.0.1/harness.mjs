@@ -15,7 +15,7 @@
 
 import { createRequire } from 'node:module'
 
-import { bounded, emit, installShims, main } from '../common.mjs'
+import { bounded, emit, given, installShims, main } from '../common.mjs'
 
 const require = createRequire(import.meta.url)
 const { WebSocket: NodeWebSocket } = require('ws')
@@ -26,15 +26,15 @@ async function runCommand(client, command) {
   switch (command.op) {
     case 'join':
       return client.chat.join({ fromAddressId: command.from_address_id, addressIds: command.address_ids })
-    case 'send': {
-      const params = { groupId: command.group_id, fromAddressId: command.from_address_id, text: command.text }
-      if (command.metadata !== undefined) params.metadata = command.metadata
-      if (command.details !== undefined) params.details = command.details
-      return client.chat.sendMessage(params)
-    }
+    case 'send':
+      return client.chat.sendMessage({
+        groupId: command.group_id,
+        fromAddressId: command.from_address_id,
+        text: command.text,
+        ...given(command, { metadata: 'metadata', details: 'details' }),
+      })
     case 'get_messages': {
-      const params = { groupId: command.group_id }
-      if (command.page_size !== undefined) params.pageSize = command.page_size
+      const params = { groupId: command.group_id, ...given(command, { page_size: 'pageSize' }) }
       let page = await client.chat.getMessages(params)
       const pages = [plainPage(page)]
       for (let n = 0; n < (command.next ?? 0); n++) {

@@ -9,28 +9,11 @@
 //   "values" {address_id}         -> the collection's current values
 //   "exit" {disconnect?}
 // values are {id, text, created}. This file is a thin driver: it decides nothing; the
-// assertions live in Python. Node 20 lacks the ES2025 iterator helpers v4 uses; they are
-// polyfilled here (Node 22 has them).
+// assertions live in Python. Node 20 lacks the ES2025 iterator helpers v4 uses; ../shims.cjs
+// polyfills them (Node 22 has them).
 'use strict'
 
-const IteratorPrototype = Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]()))
-if (!IteratorPrototype.map) {
-  IteratorPrototype.map = function* (f) {
-    let i = 0
-    for (const x of this) yield f(x, i++)
-  }
-  IteratorPrototype.filter = function* (f) {
-    let i = 0
-    for (const x of this) if (f(x, i++)) yield x
-  }
-  IteratorPrototype.find = function (f) {
-    let i = 0
-    for (const x of this) if (f(x, i++)) return x
-  }
-  IteratorPrototype.toArray = function () {
-    return [...this]
-  }
-}
+require('../shims.cjs').installIteratorHelpers()
 
 const plain = (message) => ({ id: message.id, text: message.text, created: message.created })
 
