@@ -962,6 +962,23 @@ class ChatClient:
             self._check_not_me(target, self.my_address_id(), "cannot subscribe to")
         return self._route(target)
 
+    def _subscribe_to(
+        self,
+        route: Route,
+        on_message: Callable[[ConversationChatMessage], None],
+        on_error: Callable[[BaseException], None] | None,
+        on_update: Callable[[ConversationChatMessage], None] | None,
+        checkpoint: str | None,
+    ) -> Subscription:
+        """Start a subscription of ``route`` (its arguments checked, the client open)."""
+        return self._realtime_hub().subscribe(
+            route,
+            on_message,
+            on_error,
+            on_update=on_update,
+            checkpoint=self._checkpointer(checkpoint, route),
+        )
+
     def _checkpointer(self, key: str | None, route: Route) -> Checkpointer | None:
         """Load the checkpoint ``key`` of ``route`` (None without a key)."""
         if key is None:
@@ -1070,13 +1087,8 @@ class ChatClient:
         self._check_callbacks(on_message=on_message, on_error=on_error, on_update=on_update)
         _check_checkpoint_key(checkpoint)
         self._check_open()
-        route = self._subscribe_route(target)
-        return self._realtime_hub().subscribe(
-            route,
-            on_message,
-            on_error,
-            on_update=on_update,
-            checkpoint=self._checkpointer(checkpoint, route),
+        return self._subscribe_to(
+            self._subscribe_route(target), on_message, on_error, on_update, checkpoint
         )
 
     def subscribe_inbox(
@@ -1117,14 +1129,7 @@ class ChatClient:
         self._check_callbacks(on_message=on_message, on_error=on_error, on_update=on_update)
         _check_checkpoint_key(checkpoint)
         self._check_open()
-        route = Route.inbox()
-        return self._realtime_hub().subscribe(
-            route,
-            on_message,
-            on_error,
-            on_update=on_update,
-            checkpoint=self._checkpointer(checkpoint, route),
-        )
+        return self._subscribe_to(Route.inbox(), on_message, on_error, on_update, checkpoint)
 
     def stream_messages(
         self, address_id: Target, *, timeout: float | None = None, checkpoint: str | None = None
