@@ -187,16 +187,7 @@ def test_get_retries_502_503_504(server: Server, client: ChatClient, sleeps: lis
 
 def test_get_gives_up_after_max_retries(server: Server, sleeps: list[float]) -> None:
     server.default = reply(503)
-    with (
-        ChatClient(
-            TOKEN,
-            rest_url=server.url,
-            relay_url="ws://127.0.0.1:1/",
-            max_retries=2,
-            _sleep=sleeps.append,
-        ) as c,
-        pytest.raises(ServerError),
-    ):
+    with _client_of(server, sleeps, max_retries=2) as c, pytest.raises(ServerError):
         c.get_subscriber_info()
     assert len(server.requests) == 3
 
@@ -228,16 +219,7 @@ def test_retry_after_is_capped(server: Server, client: ChatClient, sleeps: list[
 
 def test_429_exhausted_is_a_rate_limit_error(server: Server, sleeps: list[float]) -> None:
     server.default = reply(429, None, {"Retry-After": "1"})
-    with (
-        ChatClient(
-            TOKEN,
-            rest_url=server.url,
-            relay_url="ws://127.0.0.1:1/",
-            max_retries=1,
-            _sleep=sleeps.append,
-        ) as c,
-        pytest.raises(RateLimitError) as info,
-    ):
+    with _client_of(server, sleeps, max_retries=1) as c, pytest.raises(RateLimitError) as info:
         c.get_subscriber_info()
     assert info.value.retry_after == 1.0
     assert len(server.requests) == 2
@@ -261,14 +243,7 @@ def test_read_timeout_get_retried_post_not(server: Server, sleeps: list[float]) 
 
     server.httpd.RequestHandlerClass.do_POST = slow  # type: ignore[attr-defined]
     try:
-        with ChatClient(
-            TOKEN,
-            rest_url=server.url,
-            relay_url="ws://127.0.0.1:1/",
-            timeout=(1.0, 0.2),
-            dialect="address",
-            _sleep=sleeps.append,
-        ) as c:
+        with _client_of(server, sleeps, timeout=(1.0, 0.2), dialect="address") as c:
             with pytest.raises(RequestTimeoutError):
                 c.send_message("room", "hello")
             assert sleeps == []  # a POST that may have been received is never resent
