@@ -1110,12 +1110,8 @@ class ChatClient:
             on_message: Called on the dispatcher thread with each new chat message.
             on_error: Called with errors of this subscription.
             on_update: Called with each edited message.
-            checkpoint: A key in the checkpoint store (``ChatClient(checkpoint_store=)``):
-                resume where the last run under that key stopped. The messages created since
-                its checkpoint are caught up from the history (in order, deduplicated) before
-                live ones, and the checkpoint is saved after each ``on_message`` returned:
-                at-least-once across restarts. No checkpoint yet: start from now. One key per
-                subscription; a key that holds another conversation's checkpoint is refused.
+            checkpoint: A key in the checkpoint store, as for :meth:`subscribe`: resume where
+                the last run under that key stopped, at-least-once across restarts.
 
         Raises:
             InvalidArgumentError: A callback that is not callable, or a bad ``checkpoint``.
