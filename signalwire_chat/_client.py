@@ -962,6 +962,23 @@ class ChatClient:
             self._check_not_me(target, self.my_address_id(), "cannot subscribe to")
         return self._route(target)
 
+    def _subscribe_to(
+        self,
+        route: Route,
+        on_message: Callable[[ConversationChatMessage], None],
+        on_error: Callable[[BaseException], None] | None,
+        on_update: Callable[[ConversationChatMessage], None] | None,
+        checkpoint: str | None,
+    ) -> Subscription:
+        """Start a subscription of ``route`` (its arguments checked, the client open)."""
+        return self._realtime_hub().subscribe(
+            route,
+            on_message,
+            on_error,
+            on_update=on_update,
+            checkpoint=self._checkpointer(checkpoint, route),
+        )
+
     def _checkpointer(self, key: str | None, route: Route) -> Checkpointer | None:
         """Load the checkpoint ``key`` of ``route`` (None without a key)."""
         if key is None:
@@ -1070,13 +1087,8 @@ class ChatClient:
         self._check_callbacks(on_message=on_message, on_error=on_error, on_update=on_update)
         _check_checkpoint_key(checkpoint)
         self._check_open()
-        route = self._subscribe_route(target)
-        return self._realtime_hub().subscribe(
-            route,
-            on_message,
-            on_error,
-            on_update=on_update,
-            checkpoint=self._checkpointer(checkpoint, route),
+        return self._subscribe_to(
+            self._subscribe_route(target), on_message, on_error, on_update, checkpoint
         )
 
     def subscribe_inbox(
@@ -1098,12 +1110,8 @@ class ChatClient:
             on_message: Called on the dispatcher thread with each new chat message.
             on_error: Called with errors of this subscription.
             on_update: Called with each edited message.
-            checkpoint: A key in the checkpoint store (``ChatClient(checkpoint_store=)``):
-                resume where the last run under that key stopped. The messages created since
-                its checkpoint are caught up from the history (in order, deduplicated) before
-                live ones, and the checkpoint is saved after each ``on_message`` returned:
-                at-least-once across restarts. No checkpoint yet: start from now. One key per
-                subscription; a key that holds another conversation's checkpoint is refused.
+            checkpoint: A key in the checkpoint store, as for :meth:`subscribe`: resume where
+                the last run under that key stopped, at-least-once across restarts.
 
         Raises:
             InvalidArgumentError: A callback that is not callable, or a bad ``checkpoint``.
@@ -1117,14 +1125,7 @@ class ChatClient:
         self._check_callbacks(on_message=on_message, on_error=on_error, on_update=on_update)
         _check_checkpoint_key(checkpoint)
         self._check_open()
-        route = Route.inbox()
-        return self._realtime_hub().subscribe(
-            route,
-            on_message,
-            on_error,
-            on_update=on_update,
-            checkpoint=self._checkpointer(checkpoint, route),
-        )
+        return self._subscribe_to(Route.inbox(), on_message, on_error, on_update, checkpoint)
 
     def stream_messages(
         self, address_id: Target, *, timeout: float | None = None, checkpoint: str | None = None

@@ -544,6 +544,15 @@ class _AuthHeaders:
         raise TypeError("auth headers cannot be pickled (they hold a secret)")
 
 
+def _request_id(reply: _Reply, auth: _AuthHeaders) -> Callable[[], str | None]:
+    """A reader of ``reply``'s request id, for a hook (read only if the hook asks for it).
+
+    Never held in a local of the request loop: it holds the token's secrets (for redaction),
+    and tools that capture traceback locals would print them.
+    """
+    return functools.partial(request_id_of, reply.headers, auth.secrets)
+
+
 class _Reply:
     """A response whose body was read in full, within the cap and the deadline."""
 
@@ -833,15 +842,7 @@ class HttpTransport:
                     if time.monotonic() + delay < deadline:
                         if call is not None:
                             call.answered(None, kind, delay)
-                        logger.info(
-                            "%s %s failed (%s); retry %d/%d in %.2fs",
-                            method,
-                            _strip_query(url),
-                            type(failed.error).__name__,
-                            attempt + 1,
-                            self._max_retries,
-                            delay,
-                        )
+                        self._log_retry(method, url, f"failed ({kind})", attempt, delay)
                         self._wait(delay)
                         attempt += 1
                         continue
@@ -859,12 +860,7 @@ class HttpTransport:
                 )
             if status < 300:
                 if call is not None:
-                    call.answered(
-                        status,
-                        None,
-                        None,
-                        functools.partial(request_id_of, reply.headers, auth.secrets),
-                    )
+                    call.answered(status, None, None, _request_id(reply, auth))
                 return decode_body(
                     reply.content,
                     method=method,
@@ -875,12 +871,7 @@ class HttpTransport:
             if status == 401 and not refreshed and self._credentials.can_refresh:
                 refreshed = True
                 if call is not None:
-                    call.answered(
-                        status,
-                        "AuthenticationError",
-                        0.0,
-                        functools.partial(request_id_of, reply.headers, auth.secrets),
-                    )
+                    call.answered(status, "AuthenticationError", 0.0, _request_id(reply, auth))
                 logger.debug("401 from %s: refreshing the token once", _strip_query(url))
                 self._credentials.refresh(auth.token)
                 continue
@@ -893,31 +884,13 @@ class HttpTransport:
                     delay = self._backoff(attempt)
                 if time.monotonic() + delay < deadline:
                     if call is not None:
-                        call.answered(
-                            status,
-                            status_kind(status),
-                            delay,
-                            functools.partial(request_id_of, reply.headers, auth.secrets),
-                        )
-                    logger.info(
-                        "%s %s answered %d; retry %d/%d in %.2fs",
-                        method,
-                        _strip_query(url),
-                        status,
-                        attempt + 1,
-                        self._max_retries,
-                        delay,
-                    )
+                        call.answered(status, status_kind(status), delay, _request_id(reply, auth))
+                    self._log_retry(method, url, f"answered {status}", attempt, delay)
                     self._wait(delay)
                     attempt += 1
                     continue
             if call is not None:
-                call.answered(
-                    status,
-                    status_kind(status),
-                    None,
-                    functools.partial(request_id_of, reply.headers, auth.secrets),
-                )
+                call.answered(status, status_kind(status), None, _request_id(reply, auth))
             raise error_from_response(
                 status,
                 reply.reason,
@@ -1032,6 +1005,18 @@ class HttpTransport:
             f"{self._deadline:g} s",
             method=method,
             url=_strip_query(url),
+        )
+
+    def _log_retry(self, method: str, url: str, outcome: str, attempt: int, delay: float) -> None:
+        """Log (INFO) what befell attempt ``attempt`` (from 0) and when the next one is made."""
+        logger.info(
+            "%s %s %s; retry %d/%d in %.2fs",
+            method,
+            _strip_query(url),
+            outcome,
+            attempt + 1,
+            self._max_retries,
+            delay,
         )
 
     def _backoff(self, attempt: int) -> float:

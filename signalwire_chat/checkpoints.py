@@ -45,7 +45,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
@@ -206,6 +206,29 @@ class CheckpointStore(Protocol):
         ...
 
 
+_StoreT = TypeVar("_StoreT", bound="_ClosableStore")
+
+
+class _ClosableStore:
+    """What our stores share: a context manager, and one error once ``close()`` has run."""
+
+    _closed: bool
+
+    def close(self) -> None:
+        """Release the store's resources (idempotent)."""
+        raise NotImplementedError
+
+    def __enter__(self: _StoreT) -> _StoreT:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError("the checkpoint store is closed")
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS checkpoints (
     key TEXT PRIMARY KEY NOT NULL,
@@ -216,7 +239,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 """
 
 
-class SqliteCheckpointStore:
+class SqliteCheckpointStore(_ClosableStore):
     """Checkpoints in a local sqlite file: the embedded default.
 
     Every save is one transaction in WAL mode with ``synchronous=FULL``: a save that returned
@@ -386,13 +409,3 @@ class SqliteCheckpointStore:
             if not self._closed:
                 self._closed = True
                 self._db.close()
-
-    def __enter__(self) -> SqliteCheckpointStore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClientClosedError("the checkpoint store is closed")

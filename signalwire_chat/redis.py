@@ -56,7 +56,14 @@ from typing import Any, TypeVar
 import redis as redis_py
 from redis.commands.core import Script
 
-from .checkpoints import Checkpoint, _check_key, _check_token, _decode, _encode
+from .checkpoints import (
+    Checkpoint,
+    _check_key,
+    _check_token,
+    _ClosableStore,
+    _decode,
+    _encode,
+)
 from .errors import (
     ClientClosedError,
     CorruptCheckpointError,
@@ -448,7 +455,7 @@ class RedisLease:
         return self.key, value, current
 
 
-class RedisCheckpointStore:
+class RedisCheckpointStore(_ClosableStore):
     """Checkpoints in Redis (a hash per key), shared by every replica.
 
     A save is one Lua script, so it is atomic. With ``lease``, every save is fenced by it:
@@ -616,13 +623,3 @@ class RedisCheckpointStore:
             self._closed = True
             if self._owns_client:
                 self._redis.close()
-
-    def __enter__(self) -> RedisCheckpointStore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClientClosedError("the checkpoint store is closed")

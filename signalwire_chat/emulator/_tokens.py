@@ -15,7 +15,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from joserfc import jwe, jwt
@@ -45,6 +45,8 @@ _SAT_REGISTRY = JWERegistry(
     algorithms=["dir", "A256GCM"],
 )
 _REFRESH_REGISTRY = JWSRegistry(algorithms=["HS256"])
+# The dots in a compact token: a JWE has five parts, a JWS (JWT) three.
+_DOTS = {"JWE": 4, "JWT": 2}
 
 
 class InvalidTokenError(Exception):
@@ -55,8 +57,8 @@ class InvalidTokenError(Exception):
 
 
 @attrs.frozen
-class SatClaims:
-    """The verified claims of a Subscriber Access Token.
+class _TokenClaims:
+    """The verified claims of a token: the same five in a SAT and in a refresh token.
 
     Attributes:
         subscriber_id: The subscriber the token was minted for.
@@ -74,22 +76,13 @@ class SatClaims:
 
 
 @attrs.frozen
-class RefreshClaims:
-    """The verified claims of a refresh token.
+class SatClaims(_TokenClaims):
+    """The verified claims of a Subscriber Access Token (the five of every token: _TokenClaims)."""
 
-    Attributes:
-        subscriber_id: The subscriber the token was minted for.
-        project_id: The project of that subscriber.
-        jti: The token's unique id.
-        exp: Expiry, unix seconds.
-        iat: Issue time, unix seconds.
-    """
 
-    subscriber_id: str
-    project_id: str
-    jti: str
-    exp: float
-    iat: float
+@attrs.frozen
+class RefreshClaims(_TokenClaims):
+    """The verified claims of a refresh token (the five of every token: _TokenClaims)."""
 
 
 def generate_key() -> bytes:
@@ -192,23 +185,11 @@ class TokenAuthority:
         Raises:
             InvalidTokenError: malformed, tampered, minted with another key, or expired.
         """
-        if not isinstance(token, str) or token.count(".") != 4:
-            raise InvalidTokenError("not a compact JWE")
-        try:
-            obj = jwe.decrypt_compact(token, self._sat_key, registry=_SAT_REGISTRY)
-        except (JoseError, ValueError, TypeError, KeyError) as exc:
-            # The cause is dropped: joserfc's messages may quote token parts.
-            raise InvalidTokenError(f"token rejected ({type(exc).__name__})") from None
+        obj = _opened(token, "JWE", jwe.decrypt_compact, self._sat_key, _SAT_REGISTRY)
         if obj.protected.get("typ") != "SAT":
             raise InvalidTokenError("not a SAT")
         data = _load_object(obj.plaintext or b"")
-        claims = SatClaims(
-            subscriber_id=_claim_str(data, "subscriber_id"),
-            project_id=_claim_str(data, "project_id"),
-            jti=_claim_str(data, "jti"),
-            exp=_claim_num(data, "exp"),
-            iat=_claim_num(data, "iat"),
-        )
+        claims = _claims_of(SatClaims, data, subscriber_claim="subscriber_id")
         if claims.exp <= self._clock() or claims.iat <= self._cutoff(claims.subscriber_id):
             raise InvalidTokenError("token expired")
         return claims
@@ -266,25 +247,46 @@ class TokenAuthority:
         Raises:
             InvalidTokenError: malformed, tampered, signed with another key, or expired.
         """
-        if not isinstance(token, str) or token.count(".") != 2:
-            raise InvalidTokenError("not a compact JWT")
-        try:
-            decoded = jwt.decode(token, self._refresh_key, registry=_REFRESH_REGISTRY)
-        except (JoseError, ValueError, TypeError, KeyError) as exc:
-            raise InvalidTokenError(f"token rejected ({type(exc).__name__})") from None
+        decoded = _opened(token, "JWT", jwt.decode, self._refresh_key, _REFRESH_REGISTRY)
         data = decoded.claims
         if data.get("token_use") != "refresh":
             raise InvalidTokenError("not a refresh token")
-        claims = RefreshClaims(
-            subscriber_id=_claim_str(data, "sub"),
-            project_id=_claim_str(data, "project_id"),
-            jti=_claim_str(data, "jti"),
-            exp=_claim_num(data, "exp"),
-            iat=_claim_num(data, "iat"),
-        )
+        claims = _claims_of(RefreshClaims, data, subscriber_claim="sub")
         if claims.exp <= self._clock():
             raise InvalidTokenError("token expired")
         return claims
+
+
+_Opened = TypeVar("_Opened")
+_ClaimsT = TypeVar("_ClaimsT", bound=_TokenClaims)
+
+
+def _opened(
+    token: object, kind: str, open_compact: Callable[..., _Opened], key: OctKey, registry: Any
+) -> _Opened:
+    """``open_compact(token, key, registry=registry)``: joserfc's decrypt or verify of a ``kind``.
+
+    A token of the wrong number of parts (a "JWE" has five, a "JWT" three) and every failure of
+    joserfc are an InvalidTokenError naming only the failure's class: the cause is dropped, as
+    joserfc's messages may quote token parts.
+    """
+    if not isinstance(token, str) or token.count(".") != _DOTS[kind]:
+        raise InvalidTokenError(f"not a compact {kind}")
+    try:
+        return open_compact(token, key, registry=registry)
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise InvalidTokenError(f"token rejected ({type(exc).__name__})") from None
+
+
+def _claims_of(cls: type[_ClaimsT], data: dict[str, Any], *, subscriber_claim: str) -> _ClaimsT:
+    """The claims in ``data``, each checked; the subscriber's id is under ``subscriber_claim``."""
+    return cls(
+        subscriber_id=_claim_str(data, subscriber_claim),
+        project_id=_claim_str(data, "project_id"),
+        jti=_claim_str(data, "jti"),
+        exp=_claim_num(data, "exp"),
+        iat=_claim_num(data, "iat"),
+    )
 
 
 def _load_object(raw: bytes) -> dict[str, Any]:

@@ -211,32 +211,34 @@ def _require_installed(folder: Path, package: str) -> None:
         pytest.fail(f"run npm ci in {folder.relative_to(HERE.parent.parent)} (or `make test`)")
 
 
-def _client_factory(
+def harness_config(emulator: Any, token: str) -> dict[str, Any]:
+    """The configuration a harness reads: the emulator's URLs, the token and its origins."""
+    fabric_origin, relay_origin = token_hosts(token)
+    return {
+        "rest_url": emulator.rest_url,
+        "relay_url": emulator.relay_url,
+        "token": token,
+        "fabric_origin": fabric_origin,
+        "relay_origin": relay_origin,
+        "log_level": "warn",
+    }
+
+
+def _clients_of(
     node: str, tmp_path: Path, harness: Path
-) -> tuple[Callable[..., OfficialClient], list[OfficialClient]]:
+) -> Iterator[Callable[..., OfficialClient]]:
+    """Yield a factory of official clients run by `harness`; then close every one it started."""
     started: list[OfficialClient] = []
 
     def start(emulator: Any, token: str, *, wait: bool = True) -> OfficialClient:
-        fabric_origin, relay_origin = token_hosts(token)
-        config = {
-            "rest_url": emulator.rest_url,
-            "relay_url": emulator.relay_url,
-            "token": token,
-            "fabric_origin": fabric_origin,
-            "relay_origin": relay_origin,
-            "log_level": "warn",
-        }
         log = tmp_path / f"node-{harness.parent.name}-{len(started)}.log"
-        client = OfficialClient(node, config, log, harness=harness)
+        client = OfficialClient(node, harness_config(emulator, token), log, harness=harness)
         started.append(client)
         if wait:
             client.wait_ready()
         return client
 
-    return start, started
-
-
-def _finish(started: list[OfficialClient]) -> None:
+    yield start
     for client in started:
         client.close()
     # Every URL the SDK used must be one derived from the token's `ch` (or a page link naming
@@ -248,27 +250,21 @@ def _finish(started: list[OfficialClient]) -> None:
 @pytest.fixture
 def official_client(node_binary: str, tmp_path: Path) -> Iterator[Callable[..., OfficialClient]]:
     """Factory: `official_client(emulator, token)` starts a connected @signalwire/js 3.28.0."""
-    start, started = _client_factory(node_binary, tmp_path, HARNESS)
-    yield start
-    _finish(started)
+    yield from _clients_of(node_binary, tmp_path, HARNESS)
 
 
 @pytest.fixture
 def client_001(node_binary: str, tmp_path: Path) -> Iterator[Callable[..., OfficialClient]]:
     """Factory: `client_001(emulator, token)` starts a connected @signalwire/client 0.0.1."""
     _require_installed(CLIENT_001_DIR, "@signalwire/client")
-    start, started = _client_factory(node_binary, tmp_path, CLIENT_001_DIR / "harness.mjs")
-    yield start
-    _finish(started)
+    yield from _clients_of(node_binary, tmp_path, CLIENT_001_DIR / "harness.mjs")
 
 
 @pytest.fixture
 def js_v4(node_binary: str, tmp_path: Path) -> Iterator[Callable[..., OfficialClient]]:
     """Factory: `js_v4(emulator, token)` starts a connected @signalwire/js 4.0.0-beta.12."""
     _require_installed(JS_V4_DIR, "@signalwire/js")
-    start, started = _client_factory(node_binary, tmp_path, JS_V4_DIR / "harness.cjs")
-    yield start
-    _finish(started)
+    yield from _clients_of(node_binary, tmp_path, JS_V4_DIR / "harness.cjs")
 
 
 Predicate = Callable[[dict[str, Any]], bool]

@@ -8,26 +8,16 @@ the cross tests), never something to work around in the harness.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
 
+from ._common import wait_connected
 from .conftest import OfficialClient, obs_is
 
 pytestmark = pytest.mark.conformance
 
 RECONNECT_TIMEOUT = 12.0  # the SDK waits a random 1-4 s before reconnecting
-
-
-def wait_connected(ours: Any, timeout: float = 10.0) -> None:
-    from signalwire_chat import ConnectionState
-
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while ours.connection_state is not ConnectionState.CONNECTED:
-        assert time.monotonic() < deadline, f"our client is {ours.connection_state}"
-        pause.wait(0.02)
 
 
 def chat_texts(pages: list[dict[str, Any]]) -> list[list[str]]:

@@ -10,9 +10,7 @@ tests/conformance/README.md.
 
 from __future__ import annotations
 
-import re
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,44 +19,22 @@ import pytest
 
 from signalwire_chat.emulator import Emulator
 
-from .conftest import OfficialClient, obs_is
+from ._common import (
+    UUID4,
+    WAIT,
+    Entry,
+    answers,
+    is_ping_answer,
+    wait_connected,
+    wait_recorded,
+)
+from .conftest import OfficialClient, harness_config, obs_is
 
 pytestmark = pytest.mark.conformance
 
-UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-WAIT = 10.0
 EXTRAS = {"metadata": {"lang": "en"}, "details": {"thread": "t1"}}
 # An address id that is not one path segment unless it is percent-encoded.
 AWKWARD_ID = "no/such?address#id"
-
-Entry = dict[str, Any]
-
-
-def wait_recorded(rec: Any, predicate: Callable[[Entry], bool], what: str) -> Entry:
-    """Wait (with a deadline) until the recording holds an entry matching predicate."""
-    deadline = time.monotonic() + WAIT
-    pause = threading.Event()
-    while True:
-        for entry in rec.entries():
-            if predicate(entry):
-                return entry
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never recorded {what}; got {rec.entries()[-5:]}")
-        pause.wait(0.02)
-
-
-def is_ping_answer(rec: Any) -> Callable[[Entry], bool]:
-    def match(entry: Entry) -> bool:
-        if entry["kind"] != "ws_recv" or "result" not in entry["frame"]:
-            return False
-        pings = {
-            e["frame"]["id"]
-            for e in rec.entries("ws_send")
-            if e["frame"].get("method") == "signalwire.ping"
-        }
-        return entry["frame"].get("id") in pings
-
-    return match
 
 
 class Recorded:
@@ -81,18 +57,8 @@ class Recorded:
 
 
 def run_official(emu: Emulator, token: str, room_id: str, node: str, log: Path) -> list[Entry]:
-    from .conftest import token_hosts
-
-    fabric_origin, relay_origin = token_hosts(token)
-    config = {
-        "rest_url": emu.rest_url,
-        "relay_url": emu.relay_url,
-        "token": token,
-        "fabric_origin": fabric_origin,
-        "relay_origin": relay_origin,
-    }
     with emu.recording() as rec:
-        client = OfficialClient(node, config, log)
+        client = OfficialClient(node, harness_config(emu, token), log)
         try:
             client.wait_ready()
             client.call("subscribe", address_id=room_id)
@@ -112,7 +78,7 @@ def run_official(emu: Emulator, token: str, room_id: str, node: str, log: Path) 
 
 
 def run_ours(emu: Emulator, token: str, room_id: str) -> list[Entry]:
-    from signalwire_chat import APIError, ChatClient, ConnectionState
+    from signalwire_chat import APIError, ChatClient
 
     received = threading.Event()
     with emu.recording() as rec:
@@ -122,10 +88,7 @@ def run_ours(emu: Emulator, token: str, room_id: str) -> list[Entry]:
             handle = ours.subscribe(room_id, lambda message: received.set())
             # subscribe() returns before the socket is up; the official SignalWire() resolves
             # only once connected. Wait for the same point before sending.
-            deadline = time.monotonic() + WAIT
-            while ours.connection_state is not ConnectionState.CONNECTED:
-                assert time.monotonic() < deadline, "our client never connected"
-                received.wait(0.02)
+            wait_connected(ours)
             ours.join(room_id)
             ours.send_message(room_id, "parity")
             assert received.wait(WAIT), "our subscriber never received its own message"
@@ -255,25 +218,10 @@ def test_connect_params_match_apart_from_agent(recorded: Recorded) -> None:
     assert set(ours) == set(official)
 
 
-def acks(recorded: Recorded, side: str, method: str) -> list[tuple[dict[str, Any], Any]]:
-    """Pair every server request of `method` with the client's answer (None when missing)."""
-    answers: dict[str, list[dict[str, Any]]] = {}
-    for frame in recorded.frames(side, "ws_recv"):
-        if "method" not in frame:
-            answers.setdefault(frame["id"], []).append(frame)
-    pairs = []
-    for frame in recorded.frames(side, "ws_send"):
-        if frame.get("method") == method:
-            found = answers.get(frame["id"], [])
-            assert len(found) <= 1, f"{side} answered {frame['id']} {len(found)} times"
-            pairs.append((frame, found[0] if found else None))
-    return pairs
-
-
 def test_event_acknowledgements_match(recorded: Recorded) -> None:
     shapes = {}
     for side in ("official", "ours"):
-        pairs = acks(recorded, side, "signalwire.event")
+        pairs = answers(recorded, side, "signalwire.event")
         event_types = {event["params"]["event_type"] for event, _ in pairs}
         assert {"signalwire.authorization.state", "conversation.message"} <= event_types, side
         for event, answer in pairs:
@@ -284,7 +232,7 @@ def test_event_acknowledgements_match(recorded: Recorded) -> None:
 
 def test_ping_answers_match(recorded: Recorded) -> None:
     for side in ("official", "ours"):
-        answered = [(ping, answer) for ping, answer in acks(recorded, side, "signalwire.ping")]
+        answered = [(ping, answer) for ping, answer in answers(recorded, side, "signalwire.ping")]
         assert any(answer is not None for _, answer in answered), side
         for ping, answer in answered:
             if answer is None:  # the socket closed before this one could be answered
@@ -306,7 +254,7 @@ def test_client_sends_nothing_but_answers_after_connect(recorded: Recorded) -> N
 
 def test_disconnect_answers_match(emulator_factory: Any, official_client: Any) -> None:
     """When the SAT expires the server sends signalwire.disconnect; both answer alike."""
-    from signalwire_chat import ChatClient, ConnectionState
+    from signalwire_chat import ChatClient
 
     emu = emulator_factory(token_ttl=3.0)
     alice = emu.create_subscriber("alice@example.com")
@@ -317,10 +265,7 @@ def test_disconnect_answers_match(emulator_factory: Any, official_client: Any) -
             alice.token, rest_url=emu.rest_url, relay_url=emu.relay_url, dialect="address"
         ) as ours:
             handle = ours.subscribe(room.id, lambda message: None)
-            deadline = time.monotonic() + WAIT
-            while ours.connection_state is not ConnectionState.CONNECTED:
-                assert time.monotonic() < deadline, "our client never connected"
-                threading.Event().wait(0.02)
+            wait_connected(ours)
 
             def answered(conn: int) -> Callable[[Entry], bool]:
                 def match(entry: Entry) -> bool:

@@ -13,7 +13,6 @@ dialect"). The last two tests show the clients exchanging live messages with our
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,19 +21,18 @@ import pytest
 
 from signalwire_chat.emulator import Emulator, EmulatorSubscriber
 
+from ._common import UUID4, WAIT, Entry, answers, is_ping_answer, wait_connected, wait_recorded
 from .conftest import (
     CLIENT_001_DIR,
     JS_V4_DIR,
     OfficialClient,
     _require_installed,
+    harness_config,
     obs_is,
-    token_hosts,
 )
-from .test_wire_parity import UUID4, Entry, is_ping_answer, wait_recorded
 
 pytestmark = pytest.mark.conformance
 
-WAIT = 10.0
 EXTRAS = {"metadata": {"lang": "en"}, "details": {"thread": "t1"}}
 # Connect parameters only v4 sends: device binding (dpop_token) and subscriptions the chat
 # namespace does not use; none of them is needed with a plain SAT (protocol-group.md §2).
@@ -68,24 +66,12 @@ class Recorded:
         return f"/api/fabric/conversations/{self.group_id}/messages"
 
 
-def _config(emu: Emulator, token: str) -> dict[str, Any]:
-    fabric_origin, relay_origin = token_hosts(token)
-    return {
-        "rest_url": emu.rest_url,
-        "relay_url": emu.relay_url,
-        "token": token,
-        "fabric_origin": fabric_origin,
-        "relay_origin": relay_origin,
-        "log_level": "warn",
-    }
-
-
 def _run_official(
     emu: Emulator, node: str, harness: Path, token: str, log: Path, steps: Callable[..., None]
 ) -> list[Entry]:
     """Run one official client through `steps(client, rec)` while the emulator records."""
     with emu.recording() as rec:
-        client = OfficialClient(node, _config(emu, token), log, harness=harness)
+        client = OfficialClient(node, harness_config(emu, token), log, harness=harness)
         try:
             client.wait_ready()
             steps(client, rec)
@@ -109,17 +95,6 @@ def _text_messages_hold(address_id: str, text: str) -> Callable[[dict[str, Any]]
     return match
 
 
-def _wait_connected(client: Any) -> None:
-    """Wait until our client's socket is up (subscribe() may return before it is)."""
-    from signalwire_chat import ConnectionState
-
-    deadline = time.monotonic() + WAIT
-    pause = threading.Event()
-    while client.connection_state is not ConnectionState.CONNECTED:
-        assert time.monotonic() < deadline, "our client never connected"
-        pause.wait(0.02)
-
-
 def run_ours(emu: Emulator, token: str, bob_address: str, received: list[Any]) -> list[Entry]:
     from signalwire_chat import APIError, ChatClient, Group
 
@@ -133,7 +108,7 @@ def run_ours(emu: Emulator, token: str, bob_address: str, received: list[Any]) -
         with ChatClient(token, rest_url=emu.rest_url, relay_url=emu.relay_url) as ours:
             assert ours.dialect == "group"
             handle = ours.subscribe(bob_address, on_message)  # subscriber/info + join
-            _wait_connected(ours)
+            wait_connected(ours)
             ours.get_messages(bob_address)  # the default chat page (10)
             ours.send_message(bob_address, "parity")
             assert arrived.wait(WAIT), "our subscriber never received its own message"
@@ -413,21 +388,6 @@ def test_connect_params_match_apart_from_v4s_additions(recorded: Recorded) -> No
     }
 
 
-def answers(recorded: Recorded, side: str, method: str) -> list[tuple[dict[str, Any], Any]]:
-    """Pair every server request of `method` with the client's answer (None when missing)."""
-    replies: dict[str, list[dict[str, Any]]] = {}
-    for frame in recorded.frames(side, "ws_recv"):
-        if "method" not in frame:
-            replies.setdefault(frame["id"], []).append(frame)
-    pairs = []
-    for frame in recorded.frames(side, "ws_send"):
-        if frame.get("method") == method:
-            found = replies.get(frame["id"], [])
-            assert len(found) <= 1, f"{side} answered {frame['id']} {len(found)} times"
-            pairs.append((frame, found[0] if found else None))
-    return pairs
-
-
 def test_event_acknowledgements_match(recorded: Recorded) -> None:
     for side in SIDES:
         pairs = answers(recorded, side, "signalwire.event")
@@ -526,7 +486,7 @@ def test_client_001_and_ours_exchange_live_messages(
     theirs.call("subscribe", group_id=group_id)
     inbox = Inbox()
     with emu.client_for(alice) as ours, ours.subscribe(bob.address_id, inbox):
-        _wait_connected(ours)
+        wait_connected(ours)
         mark = len(theirs.observations)
         ours.send_message(bob.address_id, "from python", **EXTRAS)
         _, obs = theirs.wait_for(obs_is("message"), start=mark, what="our message")
@@ -559,7 +519,7 @@ def test_js_v4_and_ours_exchange_live_messages(signalwire_emulator: Any, js_v4: 
     group_id = emu.group_id_for(alice.address_id, bob.address_id)
     inbox = Inbox()
     with emu.client_for(alice) as ours, ours.subscribe(bob.address_id, inbox):
-        _wait_connected(ours)
+        wait_connected(ours)
         mark = len(theirs.observations)
         sent = ours.send_message(bob.address_id, "from python")
         _, obs = theirs.wait_for(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import math
-import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _loopback import offline_client
 
 from signalwire_chat import (
     ChatClient,
@@ -30,20 +30,10 @@ def _b64(obj: object) -> str:
 SAT = f"{_b64({'typ': 'SAT', 'ch': 'puc.example.com'})}.a.b.c.d"
 
 
-def _closed_port_url() -> str:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture
 def client() -> Iterator[ChatClient]:
     # Nothing listens there: a request that got out would be a ConnectError, not a refusal.
-    with ChatClient(
-        TOKEN, rest_url=_closed_port_url(), relay_url="ws://127.0.0.1:1/", max_retries=0
-    ) as c:
+    with offline_client(TOKEN) as c:
         yield c
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from _loopback import Server, closed_port_url, reply
 
 from signalwire_chat import (
     APIError,
@@ -45,80 +44,6 @@ CHAT = {
     "details": {},
 }
 
-Reply = tuple[int, dict[str, str], bytes]
-
-
-def reply(status: int, body: Any = None, headers: dict[str, str] | None = None) -> Reply:
-    if isinstance(body, bytes):
-        raw = body
-    elif body is None:
-        raw = b""
-    else:
-        raw = json.dumps(body).encode()
-    return status, dict(headers or {}), raw
-
-
-class Server:
-    """A scripted HTTP server: answers queued replies in order, then a default."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.script: list[Reply] = []
-        self.default: Reply = reply(200, {"data": [], "links": {}})
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def handle_any(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                with outer.lock:
-                    outer.requests.append(
-                        {
-                            "method": self.command,
-                            "path": self.path,
-                            "headers": dict(self.headers),
-                            "body": body,
-                        }
-                    )
-                    status, headers, raw = outer.script.pop(0) if outer.script else outer.default
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                if "Content-Type" not in headers:
-                    self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            do_GET = handle_any
-            do_POST = handle_any
-
-        class Quiet(ThreadingHTTPServer):
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # a client that timed out and left is expected in some tests
-
-        self.httpd = Quiet(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="test-http-server"
-        )
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
-
 
 @pytest.fixture
 def server() -> Iterator[Server]:
@@ -131,28 +56,23 @@ def sleeps() -> list[float]:
     return []
 
 
+def _client_of(server: Server, sleeps: list[float], **options: Any) -> ChatClient:
+    """A client of the scripted server whose retry waits are recorded, not slept."""
+    return ChatClient(
+        TOKEN, rest_url=server.url, relay_url="ws://127.0.0.1:1/", _sleep=sleeps.append, **options
+    )
+
+
 @pytest.fixture
 def client(server: Server, sleeps: list[float]) -> Iterator[ChatClient]:
     # The HTTP layer is the same in both dialects; these scripts answer the address dialect.
-    with ChatClient(
-        TOKEN,
-        rest_url=server.url,
-        relay_url="ws://127.0.0.1:1/",
-        dialect="address",
-        _sleep=sleeps.append,
-    ) as c:
+    with _client_of(server, sleeps, dialect="address") as c:
         yield c
 
 
 @pytest.fixture
 def group_client(server: Server, sleeps: list[float]) -> Iterator[ChatClient]:
-    with ChatClient(
-        TOKEN,
-        rest_url=server.url,
-        relay_url="ws://127.0.0.1:1/",
-        from_address_id="me",
-        _sleep=sleeps.append,
-    ) as c:
+    with _client_of(server, sleeps, from_address_id="me") as c:
         yield c
 
 
@@ -267,16 +187,7 @@ def test_get_retries_502_503_504(server: Server, client: ChatClient, sleeps: lis
 
 def test_get_gives_up_after_max_retries(server: Server, sleeps: list[float]) -> None:
     server.default = reply(503)
-    with (
-        ChatClient(
-            TOKEN,
-            rest_url=server.url,
-            relay_url="ws://127.0.0.1:1/",
-            max_retries=2,
-            _sleep=sleeps.append,
-        ) as c,
-        pytest.raises(ServerError),
-    ):
+    with _client_of(server, sleeps, max_retries=2) as c, pytest.raises(ServerError):
         c.get_subscriber_info()
     assert len(server.requests) == 3
 
@@ -308,31 +219,14 @@ def test_retry_after_is_capped(server: Server, client: ChatClient, sleeps: list[
 
 def test_429_exhausted_is_a_rate_limit_error(server: Server, sleeps: list[float]) -> None:
     server.default = reply(429, None, {"Retry-After": "1"})
-    with (
-        ChatClient(
-            TOKEN,
-            rest_url=server.url,
-            relay_url="ws://127.0.0.1:1/",
-            max_retries=1,
-            _sleep=sleeps.append,
-        ) as c,
-        pytest.raises(RateLimitError) as info,
-    ):
+    with _client_of(server, sleeps, max_retries=1) as c, pytest.raises(RateLimitError) as info:
         c.get_subscriber_info()
     assert info.value.retry_after == 1.0
     assert len(server.requests) == 2
 
 
-def _closed_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return int(port)
-
-
 def test_post_is_retried_when_the_connection_is_refused(sleeps: list[float]) -> None:
-    url = f"http://127.0.0.1:{_closed_port()}"
+    url = closed_port_url()
     client = ChatClient(TOKEN, rest_url=url, relay_url="ws://127.0.0.1:1/", _sleep=sleeps.append)
     with client, pytest.raises(ConnectError):
         client.send_message("room", "hello")
@@ -349,14 +243,7 @@ def test_read_timeout_get_retried_post_not(server: Server, sleeps: list[float]) 
 
     server.httpd.RequestHandlerClass.do_POST = slow  # type: ignore[attr-defined]
     try:
-        with ChatClient(
-            TOKEN,
-            rest_url=server.url,
-            relay_url="ws://127.0.0.1:1/",
-            timeout=(1.0, 0.2),
-            dialect="address",
-            _sleep=sleeps.append,
-        ) as c:
+        with _client_of(server, sleeps, timeout=(1.0, 0.2), dialect="address") as c:
             with pytest.raises(RequestTimeoutError):
                 c.send_message("room", "hello")
             assert sleeps == []  # a POST that may have been received is never resent

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
 import pytest
+from _loopback import Server, reply
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -65,57 +64,14 @@ json_like = st.recursive(
 )
 
 
-class Recorder:
-    """A loopback HTTP server that records each request and answers a fixed success body."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, str, bytes]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def handle_any(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                outer.requests.append((self.command, self.path, body))
-                if self.command == "POST":
-                    answer = {"id": "m", "conversation_id": "c", "text": "t"}
-                else:
-                    answer = {"data": [], "links": {}}
-                raw = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            do_GET = handle_any
-            do_POST = handle_any
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="test-recorder"
-        )
+@pytest.fixture(scope="module")
+def recorder() -> Iterator[Server]:
+    with Server() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
-def recorder() -> Iterator[Recorder]:
-    server = Recorder()
-    server.thread.start()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
-    server.thread.join(5)
-
-
-@pytest.fixture(scope="module")
-def client(recorder: Recorder) -> Iterator[ChatClient]:
+def client(recorder: Server) -> Iterator[ChatClient]:
     # The recorder answers one request per call: the address dialect (the arguments are
     # checked by the same code in both dialects, before the dialect matters).
     with ChatClient(TOKEN, rest_url=recorder.url, max_retries=0, dialect="address") as c:
@@ -142,8 +98,9 @@ def _ok_json(value: Any) -> bool:
     metadata=st.none() | st.dictionaries(any_text | st.integers(0, 3), json_like, max_size=4),
 )
 def test_send_message_refuses_or_sends_exactly_what_was_given(
-    client: ChatClient, recorder: Recorder, address_id: str, text: str, metadata: Any
+    client: ChatClient, recorder: Server, address_id: str, text: str, metadata: Any
 ) -> None:
+    recorder.default = reply(200, {"id": "m", "conversation_id": "c", "text": "t"})
     before = len(recorder.requests)
     event(f"surrogate in text: {not _ok_json(text)}")
     try:
@@ -151,9 +108,9 @@ def test_send_message_refuses_or_sends_exactly_what_was_given(
     except InvalidArgumentError:
         assert len(recorder.requests) == before  # nothing was sent
         return
-    method, path, body = recorder.requests[-1]
-    assert (method, path) == ("POST", "/api/fabric/messages")
-    sent = json.loads(body)
+    request = recorder.requests[-1]
+    assert (request["method"], request["path"]) == ("POST", "/api/fabric/messages")
+    sent = json.loads(request["body"])
     assert sent["conversation_id"] == address_id
     assert sent["text"] == text
     assert sent.get("metadata") == metadata
@@ -168,15 +125,16 @@ def test_send_message_refuses_or_sends_exactly_what_was_given(
 @SETTINGS
 @given(address_id=any_text)
 def test_an_address_id_is_refused_or_sent_as_one_exact_path_segment(
-    client: ChatClient, recorder: Recorder, address_id: str
+    client: ChatClient, recorder: Server, address_id: str
 ) -> None:
+    recorder.default = reply(200, {"data": [], "links": {}})
     before = len(recorder.requests)
     try:
         client.get_messages(address_id)
     except InvalidArgumentError:
         assert len(recorder.requests) == before
         return
-    _method, path, _body = recorder.requests[-1]
+    path = recorder.requests[-1]["path"]
     prefix, _, rest = path.partition("/api/fabric/conversations/")
     assert prefix == ""
     segment = rest.split("/messages?", 1)[0]

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from _realtime_helpers import Owner, chat_wire
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -74,25 +75,6 @@ def test_options_defaults() -> None:
     assert options.reconnect_max_delay == 30.0
 
 
-class _Owner:
-    def _cancel(self, sub: Subscription) -> None:
-        pass
-
-
-def _wire(i: int, conversation: str = "conv") -> dict:
-    return {
-        "id": f"id{i}",
-        "conversation_id": conversation,
-        "user_id": "u",
-        "ts": 1000.0 + i,
-        "text": f"t{i}",
-        "type": "message",
-        "subtype": "chat",
-        "details": {},
-        "user_name": "Alice",
-    }
-
-
 def test_dispatcher_delivers_in_order_drops_duplicates_and_survives_raising_callbacks() -> None:
     dispatcher = Dispatcher(queue_size=10)
     got: list[str] = []
@@ -106,10 +88,10 @@ def test_dispatcher_delivers_in_order_drops_duplicates_and_survives_raising_call
         if message.text == "t9":
             done.set()
 
-    sub = Subscription(_Owner(), Route.address("conv"), on_message, errors.append, recent_ids=100)
+    sub = Subscription(Owner(), Route.address("conv"), on_message, errors.append, recent_ids=100)
     dispatcher.start()
     try:
-        items = [((sub,), _wire(i), False) for i in range(10)]
+        items = [((sub,), chat_wire(i), False) for i in range(10)]
         dispatcher.put_messages(items[:6] + items[2:4] + items[6:])  # t2, t3 redelivered
         assert done.wait(5)
         assert got == ["t0", "t1", "t2", "t4", "t5", "t6", "t7", "t8", "t9"]
@@ -124,10 +106,10 @@ def test_dispatcher_delivers_in_order_drops_duplicates_and_survives_raising_call
 
 
 def test_recent_ids_are_bounded() -> None:
-    sub = Subscription(_Owner(), Route.address("conv"), lambda m: None, None, recent_ids=5)
+    sub = Subscription(Owner(), Route.address("conv"), lambda m: None, None, recent_ids=5)
     dispatcher = Dispatcher(queue_size=10)
     for i in range(20):
-        sub._deliver_wire(_wire(i), dispatcher)
+        sub._deliver_wire(chat_wire(i), dispatcher)
     assert len(sub._recent) == 5
     assert sub._recent == {f"id{i}" for i in range(15, 20)}
 
@@ -137,12 +119,12 @@ def test_backfill_delivers_the_gap_oldest_first_and_stops_at_the_last_delivered(
 
     got: list[str] = []
     sub = Subscription(
-        _Owner(), Route.address("conv"), lambda m: got.append(m.text), None, recent_ids=100
+        Owner(), Route.address("conv"), lambda m: got.append(m.text), None, recent_ids=100
     )
     dispatcher = Dispatcher(queue_size=10)
     for i in range(3):
-        sub._deliver_wire(_wire(i), dispatcher)
-    history = [structure_chat_message(_wire(i)) for i in reversed(range(8))]  # newest first
+        sub._deliver_wire(chat_wire(i), dispatcher)
+    history = [structure_chat_message(chat_wire(i)) for i in reversed(range(8))]  # newest first
     consumed: list[str] = []
 
     def lazy(route: Route):
@@ -201,16 +183,14 @@ def test_subscription_repr_names_the_address_state_and_callback() -> None:
     def show(message: object) -> None:
         return None
 
-    sub = Subscription(_Owner(), Route.address("room-1"), show, None, recent_ids=10)
+    sub = Subscription(Owner(), Route.address("room-1"), show, None, recent_ids=10)
     text = repr(sub)
     assert "room-1" in text
     assert "active" in text
     assert "show" in text
     sub.cancel()
     assert "cancelled" in repr(sub)
-    assert "callback=" in repr(
-        Subscription(_Owner(), Route.address("r"), print, None, recent_ids=1)
-    )
+    assert "callback=" in repr(Subscription(Owner(), Route.address("r"), print, None, recent_ids=1))
 
 
 def test_backfill_before_any_delivery_stops_at_the_subscribe_time_anchor_whatever_the_ts() -> None:
@@ -219,11 +199,11 @@ def test_backfill_before_any_delivery_stops_at_the_subscribe_time_anchor_whateve
 
     got: list[str] = []
     sub = Subscription(
-        _Owner(), Route.address("conv"), lambda m: got.append(m.text), None, recent_ids=100
+        Owner(), Route.address("conv"), lambda m: got.append(m.text), None, recent_ids=100
     )
 
     def at(i: int, ts: float) -> object:
-        return structure_chat_message({**_wire(i), "ts": ts})
+        return structure_chat_message({**chat_wire(i), "ts": ts})
 
     # The service's clock stepped back after the anchor: ts must not decide anything.
     history = [at(3, 5.0), at(2, 1.0), at(1, 10.0), at(0, 100.0)]
@@ -239,7 +219,7 @@ def test_backfill_without_a_readable_history_at_subscribe_falls_back_on_the_time
 
     got: list[str] = []
     sub = Subscription(
-        _Owner(), Route.address("conv"), lambda m: got.append(m.text), None, recent_ids=10
+        Owner(), Route.address("conv"), lambda m: got.append(m.text), None, recent_ids=10
     )
 
     def down(_route: Route) -> Iterator[object]:
@@ -251,8 +231,8 @@ def test_backfill_without_a_readable_history_at_subscribe_falls_back_on_the_time
     assert not sub.anchor.known
     now = sub.anchor.ts
     history = [
-        structure_chat_message({**_wire(1), "ts": now + 1.0}),
-        structure_chat_message({**_wire(0), "ts": now - 1.0}),
+        structure_chat_message({**chat_wire(1), "ts": now + 1.0}),
+        structure_chat_message({**chat_wire(0), "ts": now - 1.0}),
     ]
     sub._backfill(lambda _a: iter(history), Dispatcher(queue_size=10), limit=10)
     assert got == ["t1"]
@@ -262,9 +242,7 @@ def test_a_first_backfill_refused_as_not_a_member_is_not_a_gap() -> None:
     from signalwire_chat.errors import MessagesMayBeMissingError, PermissionDeniedError
 
     errors: list[BaseException] = []
-    sub = Subscription(
-        _Owner(), Route.address("conv"), lambda m: None, errors.append, recent_ids=10
-    )
+    sub = Subscription(Owner(), Route.address("conv"), lambda m: None, errors.append, recent_ids=10)
 
     def denied(_address: str):
         raise PermissionDeniedError("not a member", status=403, method="GET", url="u")
@@ -280,19 +258,19 @@ def test_a_first_backfill_refused_as_not_a_member_is_not_a_gap() -> None:
 def test_no_wire_key_can_say_how_a_message_was_delivered() -> None:
     from signalwire_chat._convert import structure_chat_message, unstructure
 
-    wire = {**_wire(1), "_delivery": "catch_up", "delivery": "catch_up"}
+    wire = {**chat_wire(1), "_delivery": "catch_up", "delivery": "catch_up"}
     message = structure_chat_message(wire)
     assert message.delivery is None  # a REST read, whatever the wire says
     assert message.extra["_delivery"] == "catch_up"  # kept as an unknown key, nothing more
 
     got: list[object] = []
-    sub = Subscription(_Owner(), Route.address("conv"), got.append, None, recent_ids=10)
-    sub._deliver_wire(_wire(2), Dispatcher(queue_size=10))
+    sub = Subscription(Owner(), Route.address("conv"), got.append, None, recent_ids=10)
+    sub._deliver_wire(chat_wire(2), Dispatcher(queue_size=10))
     live = got[0]
     assert live.delivery == "live"  # type: ignore[attr-defined]
     assert "_delivery" not in unstructure(live)
     assert "delivery" not in unstructure(live)
-    assert live == structure_chat_message(_wire(2))  # equality ignores it
+    assert live == structure_chat_message(chat_wire(2))  # equality ignores it
 
 
 class _RouteOwner:

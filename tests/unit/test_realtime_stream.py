@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _realtime_helpers import Owner, chat_message
 
-from signalwire_chat._convert import structure_chat_message
 from signalwire_chat._realtime._checkpointing import Checkpointer
 from signalwire_chat._realtime._stream import MessageStream
 from signalwire_chat._realtime._subscriptions import Route, Subscription
@@ -25,25 +25,8 @@ from signalwire_chat.errors import (
     RealtimeConnectError,
     StoreUnavailableError,
 )
-from signalwire_chat.models import ConversationChatMessage
 
 KEY = "bot-1"
-
-
-def _message(i: int, conversation: str = "conv") -> ConversationChatMessage:
-    return structure_chat_message(
-        {
-            "id": f"id{i}",
-            "conversation_id": conversation,
-            "user_id": "u",
-            "ts": 1000.0 + i,
-            "text": f"t{i}",
-            "type": "message",
-            "subtype": "chat",
-            "details": {},
-            "user_name": "Alice",
-        }
-    )
 
 
 class _FaultyStore:
@@ -72,47 +55,39 @@ def store(tmp_path: Path) -> Any:
     faulty.close()
 
 
-class _Owner:
-    def __init__(self) -> None:
-        self.cancelled: list[Subscription] = []
-
-    def _cancel(self, sub: Subscription) -> None:
-        self.cancelled.append(sub)
-
-
 def test_an_outage_is_reported_once_then_the_next_save_covers_the_gap(
     store: _FaultyStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     checkpointer = Checkpointer(store, KEY, Route.address("conv"))  # type: ignore[arg-type]
-    assert checkpointer.advance(_message(1)) is None
-    assert checkpointer.advance(_message(1)) is None  # the same message: nothing to save
+    assert checkpointer.advance(chat_message(1)) is None
+    assert checkpointer.advance(chat_message(1)) is None  # the same message: nothing to save
     store.fault = StoreUnavailableError("redis is down")
-    first = checkpointer.advance(_message(2))
+    first = checkpointer.advance(chat_message(2))
     assert isinstance(first, StoreUnavailableError)
-    assert checkpointer.advance(_message(3)) is None  # the same outage: not reported again
+    assert checkpointer.advance(chat_message(3)) is None  # the same outage: not reported again
     assert store.real.load(KEY).message_id == "id1"  # type: ignore[union-attr]
     store.fault = None
     with caplog.at_level(logging.INFO, logger="signalwire_chat._realtime._checkpointing"):
-        assert checkpointer.advance(_message(4)) is None
+        assert checkpointer.advance(chat_message(4)) is None
     assert "saved again" in caplog.text
     assert store.real.load(KEY).message_id == "id4"  # type: ignore[union-attr]
     store.fault = StoreUnavailableError("down again")
-    assert isinstance(checkpointer.advance(_message(5)), StoreUnavailableError)  # a new outage
+    assert isinstance(checkpointer.advance(chat_message(5)), StoreUnavailableError)  # a new outage
 
 
 def test_a_lost_lease_is_returned_every_time(store: _FaultyStore) -> None:
     checkpointer = Checkpointer(store, KEY, Route.address("conv"))  # type: ignore[arg-type]
     store.fault = FencedWriteError("lease taken over", fencing_token=3)
-    assert isinstance(checkpointer.advance(_message(1)), FencedWriteError)
+    assert isinstance(checkpointer.advance(chat_message(1)), FencedWriteError)
     assert "key='bot-1'" in repr(checkpointer)
     assert "start=None" in repr(checkpointer)
 
 
 def _stream(
     store: _FaultyStore | None = None, limit: int = 10, timeout: float | None = 5.0
-) -> tuple[MessageStream, Subscription, _Owner]:
+) -> tuple[MessageStream, Subscription, Owner]:
     stream = MessageStream(limit, timeout)
-    owner = _Owner()
+    owner = Owner()
     checkpointer = (
         Checkpointer(store, KEY, Route.address("conv"))  # type: ignore[arg-type]
         if store is not None
@@ -135,11 +110,11 @@ def _stream(
 
 def test_a_full_stream_holds_the_dispatcher_until_the_consumer_takes_one() -> None:
     stream, sub, _owner = _stream(limit=1)
-    stream.put(_message(1))
+    stream.put(chat_message(1))
     put_done = threading.Event()
 
     def dispatcher() -> None:
-        stream.put(_message(2))  # blocks: the stream holds one already
+        stream.put(chat_message(2))  # blocks: the stream holds one already
         put_done.set()
 
     thread = threading.Thread(target=dispatcher, name="test-stream-dispatcher")
@@ -153,17 +128,17 @@ def test_a_full_stream_holds_the_dispatcher_until_the_consumer_takes_one() -> No
         stream.close()
         thread.join(5)
     assert not sub.active
-    stream.put(_message(3))  # after close: dropped, never blocks
+    stream.put(chat_message(3))  # after close: dropped, never blocks
     with pytest.raises(StopIteration):
         next(stream)
 
 
 def test_a_full_stream_closed_meanwhile_releases_the_dispatcher() -> None:
     stream, _sub, _owner = _stream(limit=1)
-    stream.put(_message(1))
+    stream.put(chat_message(1))
     put_done = threading.Event()
     thread = threading.Thread(
-        target=lambda: (stream.put(_message(2)), put_done.set()), name="test-stream-dispatcher"
+        target=lambda: (stream.put(chat_message(2)), put_done.set()), name="test-stream-dispatcher"
     )
     thread.start()
     stream.close()
@@ -175,7 +150,7 @@ def test_a_full_stream_closed_meanwhile_releases_the_dispatcher() -> None:
 
 def test_an_authentication_error_ends_the_iteration_with_that_error() -> None:
     stream, sub, owner = _stream()
-    stream.put(_message(1))
+    stream.put(chat_message(1))
     refused = RealtimeAuthenticationError("token expired", rpc_code=-32002)
     stream.error(refused)
     assert next(stream).id == "id1"  # what came before the refusal first
@@ -195,7 +170,7 @@ def test_other_errors_are_logged_and_the_iteration_goes_on(
     with caplog.at_level(logging.WARNING, logger="signalwire_chat._realtime._stream"):
         stream.error(RealtimeConnectError("relay unreachable"))
     assert "relay unreachable" in caplog.text
-    stream.put(_message(1))
+    stream.put(chat_message(1))
     assert next(stream).id == "id1"
     assert sub.active
     stream.close()
@@ -205,8 +180,8 @@ def test_a_lost_lease_ends_the_stream_when_the_next_message_is_asked_for(
     store: _FaultyStore,
 ) -> None:
     stream, sub, owner = _stream(store)
-    stream.put(_message(1))
-    stream.put(_message(2))
+    stream.put(chat_message(1))
+    stream.put(chat_message(2))
     assert next(stream).id == "id1"
     store.fault = FencedWriteError("lease taken over", fencing_token=7)
     with pytest.raises(FencedWriteError):
@@ -221,7 +196,7 @@ def test_an_outage_is_logged_and_the_stream_goes_on(
 ) -> None:
     stream, sub, _owner = _stream(store)
     for i in (1, 2, 3):
-        stream.put(_message(i))
+        stream.put(chat_message(i))
     assert next(stream).id == "id1"
     store.fault = StoreUnavailableError("store down")
     with caplog.at_level(logging.WARNING, logger="signalwire_chat._realtime._stream"):

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _realtime_helpers import Owner, chat_message, chat_wire
 
 from signalwire_chat._convert import structure_chat_message
 from signalwire_chat._realtime._dispatcher import Dispatcher
@@ -25,41 +26,13 @@ from signalwire_chat.errors import (
 from signalwire_chat.models import ConversationChatMessage
 
 
-class _Owner:
-    def __init__(self) -> None:
-        self.cancelled: list[Subscription] = []
-
-    def _cancel(self, sub: Subscription) -> None:
-        self.cancelled.append(sub)
-
-
-def _wire(i: int, conversation: str = "conv", **extra: Any) -> dict[str, Any]:
-    wire = {
-        "id": f"id{i}",
-        "conversation_id": conversation,
-        "user_id": "u",
-        "ts": 1000.0 + i,
-        "text": f"t{i}",
-        "type": "message",
-        "subtype": "chat",
-        "details": {},
-        "user_name": "Alice",
-    }
-    wire.update(extra)
-    return wire
-
-
-def _message(i: int, **extra: Any) -> ConversationChatMessage:
-    return structure_chat_message(_wire(i, **extra))
-
-
 def _sub(**kwargs: Any) -> tuple[Subscription, list[str], list[BaseException]]:
     got: list[str] = []
     errors: list[BaseException] = []
     on_message = kwargs.pop("on_message", lambda m: got.append(m.id))
     on_error = kwargs.pop("on_error", errors.append)
     route = kwargs.pop("route", Route.address("conv"))
-    sub = Subscription(_Owner(), route, on_message, on_error, recent_ids=100, **kwargs)
+    sub = Subscription(Owner(), route, on_message, on_error, recent_ids=100, **kwargs)
     return sub, got, errors
 
 
@@ -68,7 +41,7 @@ def _history(*ids: int, **extra: Any) -> Any:
 
     def history(route: Route) -> Iterator[ConversationChatMessage]:
         for i in ids:
-            yield _message(i, **extra)
+            yield chat_message(i, **extra)
 
     return history
 
@@ -94,12 +67,12 @@ def test_routes_compare_and_show_what_they_follow() -> None:
 def test_nothing_is_delivered_after_cancel_and_duplicates_are_dropped() -> None:
     dispatcher = Dispatcher(queue_size=10)
     sub, got, _errors = _sub()
-    sub._deliver(_message(1), dispatcher)
-    sub._deliver(_message(1), dispatcher)  # the same id again (a catch-up overlap)
+    sub._deliver(chat_message(1), dispatcher)
+    sub._deliver(chat_message(1), dispatcher)  # the same id again (a catch-up overlap)
     assert got == ["id1"]
     assert dispatcher.stats.duplicates == 1
     sub.cancel()
-    sub._deliver_wire(_wire(2), dispatcher)
+    sub._deliver_wire(chat_wire(2), dispatcher)
     sub._catch_up(_history(3), dispatcher, limit=10)
     sub._backfill(_history(3), dispatcher, limit=10)
     assert got == ["id1"]
@@ -111,9 +84,9 @@ def test_an_undecodable_update_is_reported_and_a_raising_on_update_too(
     dispatcher = Dispatcher(queue_size=10)
     updates: list[str] = []
     sub, got, errors = _sub(on_update=lambda m: updates.append(m.text))
-    sub._deliver_update(_wire(1, ts="yesterday"), dispatcher)
+    sub._deliver_update(chat_wire(1, ts="yesterday"), dispatcher)
     assert isinstance(errors[0], DecodeError)
-    sub._deliver_update(_wire(1, text="edited"), dispatcher)
+    sub._deliver_update(chat_wire(1, text="edited"), dispatcher)
     assert updates == ["edited"]
     assert got == []  # an edit never reaches on_message
 
@@ -122,7 +95,7 @@ def test_an_undecodable_update_is_reported_and_a_raising_on_update_too(
 
     sub2, _got2, errors2 = _sub(on_update=broken_update)
     with caplog.at_level(logging.ERROR):
-        sub2._deliver_update(_wire(1), dispatcher)
+        sub2._deliver_update(chat_wire(1), dispatcher)
     assert isinstance(errors2[0], CallbackError)
     assert "on_update raised KeyError" in str(errors2[0])
     assert isinstance(errors2[0].__cause__, KeyError)
@@ -138,11 +111,11 @@ def test_an_on_error_that_raises_is_logged_and_delivery_goes_on(
 
     sub, got, _errors = _sub(on_error=bad_on_error)
     with caplog.at_level(logging.ERROR):
-        sub._deliver_wire(_wire(1, text=5), dispatcher)  # undecodable: reported
-        sub._deliver_wire(_wire(2), dispatcher)
+        sub._deliver_wire(chat_wire(1, text=5), dispatcher)  # undecodable: reported
+        sub._deliver_wire(chat_wire(2), dispatcher)
     assert "on_error of the subscription" in caplog.text
     assert got == ["id2"]
-    sub.advance(_message(2))  # no checkpoint: nothing to save, nothing reported
+    sub.advance(chat_message(2))  # no checkpoint: nothing to save, nothing reported
 
 
 def test_a_failing_catch_up_is_told_to_the_hooks_and_raised() -> None:
@@ -188,9 +161,9 @@ def test_a_catch_up_ends_when_the_subscription_is_cancelled_meanwhile() -> None:
     sub.last_id = "id0"
 
     def history(route: Route) -> Iterator[ConversationChatMessage]:
-        yield _message(3)
+        yield chat_message(3)
         sub.cancel()  # another thread cancels while the pages are read
-        yield _message(2)
+        yield chat_message(2)
 
     sub._backfill(history, dispatcher, limit=100)
     assert got == []
@@ -219,7 +192,7 @@ def test_a_server_error_while_catching_up_is_reported_as_a_gap() -> None:
     sub.last_id = "id0"
 
     def history(route: Route) -> Iterator[ConversationChatMessage]:
-        yield _message(2)
+        yield chat_message(2)
         raise ServerError("history unavailable", status=503)
 
     sub._backfill(history, dispatcher, limit=100)
@@ -239,9 +212,9 @@ def test_the_dispatcher_survives_a_failing_task_and_stops_midway(
         raise RuntimeError("task bug")
 
     dispatcher.put_task(failing)
-    dispatcher.put_messages([((sub,), _wire(1), False)])
+    dispatcher.put_messages([((sub,), chat_wire(1), False)])
     dispatcher.put_task(dispatcher.stop)
-    dispatcher.put_messages([((sub,), _wire(2), False)])
+    dispatcher.put_messages([((sub,), chat_wire(2), False)])
     dispatcher.put_task(ran.set)
     with caplog.at_level(logging.ERROR):
         dispatcher.start()
@@ -298,13 +271,13 @@ def test_a_checkpoint_outage_after_a_callback_is_reported_once_and_delivery_goes
         checkpoint = Checkpointer(store, "bot", Route.address("conv"))  # type: ignore[arg-type]
         sub, got, errors = _sub(checkpoint=checkpoint)
         store.fault = StoreUnavailableError("store down")
-        sub._deliver_wire(_wire(1), dispatcher)
-        sub._deliver_wire(_wire(2), dispatcher)
+        sub._deliver_wire(chat_wire(1), dispatcher)
+        sub._deliver_wire(chat_wire(2), dispatcher)
         assert got == ["id1", "id2"]
         assert [type(e) for e in errors] == [StoreUnavailableError]  # once per outage
         assert sub.active
         store.fault = None
-        sub._deliver_wire(_wire(3), dispatcher)
+        sub._deliver_wire(chat_wire(3), dispatcher)
         assert store.real.load("bot").message_id == "id3"  # type: ignore[union-attr]
     finally:
         store.close()
@@ -318,9 +291,9 @@ def test_without_on_error_a_raising_callback_is_logged_once(
     def on_message(message: ConversationChatMessage) -> None:
         raise ValueError("bad message handling")
 
-    sub = Subscription(_Owner(), Route.address("conv"), on_message, None, recent_ids=10)
+    sub = Subscription(Owner(), Route.address("conv"), on_message, None, recent_ids=10)
     with caplog.at_level(logging.ERROR):
-        sub._deliver_wire(_wire(1), dispatcher)
+        sub._deliver_wire(chat_wire(1), dispatcher)
     records = [r for r in caplog.records if r.name.endswith("_subscriptions")]
     assert len(records) == 1  # with its traceback, not a second line from _report
     assert records[0].exc_info is not None
@@ -330,15 +303,15 @@ def test_a_catch_up_skips_what_was_delivered_other_kinds_and_other_conversations
     dispatcher = Dispatcher(queue_size=10)
     sub, got, errors = _sub()
     sub.last_id = "id0"
-    sub._deliver(_message(4), dispatcher)  # came live during the outage
+    sub._deliver(chat_message(4), dispatcher)  # came live during the outage
     sub.last_id = "id0"  # the catch-up still starts from before the outage
 
     def history(route: Route) -> Iterator[ConversationChatMessage]:
-        yield _message(5)
-        yield _message(4)  # delivered already
-        yield structure_chat_message(_wire(3, conversation="elsewhere"))
-        yield _message(2)
-        yield _message(0)
+        yield chat_message(5)
+        yield chat_message(4)  # delivered already
+        yield structure_chat_message(chat_wire(3, conversation="elsewhere"))
+        yield chat_message(2)
+        yield chat_message(0)
 
     sub._backfill(history, dispatcher, limit=100)
     assert got == ["id4", "id2", "id5"]

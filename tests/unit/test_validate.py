@@ -6,7 +6,6 @@ raise ConnectError instead, so "nothing was sent" is what these tests check.
 
 from __future__ import annotations
 
-import socket
 import sys
 import types
 from collections import UserDict
@@ -14,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from _loopback import closed_port_url, offline_client
 
 from signalwire_chat import (
     AuthenticationError,
@@ -35,19 +35,9 @@ from signalwire_chat._validate import (
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXNlY3JldA"
 
 
-def _closed_port_url() -> str:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture
 def client() -> Iterator[ChatClient]:
-    with ChatClient(
-        TOKEN, rest_url=_closed_port_url(), relay_url="ws://127.0.0.1:1/", max_retries=0
-    ) as c:
+    with offline_client(TOKEN) as c:
         yield c
 
 
@@ -86,7 +76,7 @@ def _stack() -> list[Any]:
 @pytest.mark.parametrize("suffix", ["\n", "\r\n", " ", "\t"])
 def test_token_with_trailing_whitespace_is_refused_at_construction(suffix: str) -> None:
     with pytest.raises(TokenError) as info:
-        ChatClient(TOKEN + suffix, rest_url=_closed_port_url())
+        ChatClient(TOKEN + suffix, rest_url=closed_port_url())
     assert TOKEN not in str(info.value)
     assert "whitespace" in str(info.value)
     assert TOKEN.split(".")[2] not in str(info.value)
@@ -106,7 +96,7 @@ def test_token_source_returning_a_trailing_newline(client: ChatClient) -> None:
     assert TOKEN.split(".")[2] not in str(info.value)
     assert "whitespace" in str(info.value)
     with (
-        ChatClient(lambda: TOKEN + "\n", rest_url=_closed_port_url(), max_retries=0) as c,
+        ChatClient(lambda: TOKEN + "\n", rest_url=closed_port_url(), max_retries=0) as c,
         pytest.raises(AuthenticationError),
     ):
         c.get_messages("room")
@@ -272,4 +262,4 @@ def test_localhost_itself_and_loopback_addresses_are(client: ChatClient) -> None
 )
 def test_deadline_and_body_cap_options(option: str, value: Any, error: type[Exception]) -> None:
     with pytest.raises(error, match=option):
-        ChatClient(TOKEN, rest_url=_closed_port_url(), **{option: value})
+        ChatClient(TOKEN, rest_url=closed_port_url(), **{option: value})
