@@ -40,3 +40,14 @@ nitpicky = False
 
 html_theme = "furo"
 html_title = f"signalwire-chat {__version__}"
+
+
+def _public_bases(app: object, name: str, obj: object, options: object, bases: list) -> None:
+    """Name only public classes in "Bases:" (a private helper base has no page to link)."""
+    public = [base for base in bases if not base.__name__.startswith("_")]
+    if len(public) != len(bases):
+        bases[:] = public or [object]
+
+
+def setup(app: object) -> None:
+    app.connect("autodoc-process-bases", _public_bases)  # type: ignore[attr-defined]
