@@ -189,23 +189,26 @@ class MaskPool:
 
 def mask(key: bytes, data: bytes) -> bytes:
     """XOR ``data`` with the repeated 4-byte ``key`` (masking and unmasking are the same)."""
-    n = len(data)
-    if not n:
-        return data
-    stream = (key * ((n >> 2) + 1))[:n]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(stream, "little")).to_bytes(n, "little")
+    return mask_with(_key_stream(key, len(data)), data)
+
+
+def _key_stream(key: bytes, n: int) -> bytes:
+    """The 4-byte ``key`` repeated to ``n`` bytes."""
+    return (key * ((n >> 2) + 1))[:n]
+
+
+def _masked_header(opcode: int, n: int) -> bytes:
+    """The header of a final, masked client frame of ``n`` payload bytes (the key follows)."""
+    if n < 126:
+        return bytes((0x80 | opcode, 0x80 | n))
+    if n < 65536:
+        return bytes((0x80 | opcode, 0x80 | 126)) + _PACK_16.pack(n)
+    return bytes((0x80 | opcode, 0x80 | 127)) + _PACK_64.pack(n)
 
 
 def encode_frame(payload: bytes, key: bytes, opcode: int = OP_TEXT) -> bytes:
     """Encode one final, masked client frame."""
-    n = len(payload)
-    if n < 126:
-        header = bytes((0x80 | opcode, 0x80 | n))
-    elif n < 65536:
-        header = bytes((0x80 | opcode, 0x80 | 126)) + _PACK_16.pack(n)
-    else:
-        header = bytes((0x80 | opcode, 0x80 | 127)) + _PACK_64.pack(n)
-    return header + key + mask(key, payload)
+    return _masked_header(opcode, len(payload)) + key + mask(key, payload)
 
 
 def encode_frames(payloads: list[bytes], take: Callable[[], bytes]) -> bytes:
@@ -222,13 +225,8 @@ def encode_frames(payloads: list[bytes], take: Callable[[], bytes]) -> bytes:
     for payload in payloads:
         n = len(payload)
         key = take()
-        if n < 126:
-            heads.append(bytes((0x80 | OP_TEXT, 0x80 | n)) + key)
-        elif n < 65536:
-            heads.append(bytes((0x80 | OP_TEXT, 0x80 | 126)) + _PACK_16.pack(n) + key)
-        else:
-            heads.append(bytes((0x80 | OP_TEXT, 0x80 | 127)) + _PACK_64.pack(n) + key)
-        streams.append((key * ((n >> 2) + 1))[:n])
+        heads.append(_masked_header(OP_TEXT, n) + key)
+        streams.append(_key_stream(key, n))
     masked = mask_with(b"".join(streams), b"".join(payloads))
     out: list[bytes] = []
     pos = 0
