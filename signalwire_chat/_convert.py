@@ -191,13 +191,7 @@ def _mapping(value: Any, _type: Any = None) -> Mapping[str, Any]:
 
 
 def _optional_mapping(value: Any, _type: Any = None) -> Mapping[str, Any] | None:
-    if type(value) is dict:
-        if value and json_depth_exceeds(value, MAX_JSON_DEPTH):
-            raise DecodeError(f"nested deeper than {MAX_JSON_DEPTH} levels")
-        return value
-    if value is None:
-        return None
-    raise _fail("an object", value)
+    return None if value is None else _mapping(value)
 
 
 def _anything(value: Any, _type: Any = None) -> Any:
