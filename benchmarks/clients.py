@@ -160,8 +160,8 @@ def send_ours(p: dict[str, Any]) -> dict[str, Any]:
         client.close()
 
 
-def send_otel(p: dict[str, Any], *, mode: str) -> dict[str, Any]:
-    """send_message with OpenTelemetry on: the SDK records every span (and metric).
+class OtelSetup:
+    """The OpenTelemetry SDK of one tracing mode, as an application would set it up.
 
     Spans are all sampled and go through a SimpleSpanProcessor (on the calling thread, so
     its cost is measured) to an exporter that drops them. ``mode``:
@@ -170,57 +170,78 @@ def send_otel(p: dict[str, Any], *, mode: str) -> dict[str, Any]:
       for an application that set up tracing only;
     - ``traces+metrics``: an SDK MeterProvider too, aggregating every measurement (read by
       nobody);
-    - ``bare-span``: no hooks; each send is followed by one SDK span with no attribute, the
+    - ``bare-span``: no hooks; :meth:`bare_span` makes one SDK span with no attribute, the
       least any tracing of a call can cost (the SDK's floor, none of our code).
+
+    Raises Unavailable without the SDK. Used by this module and otel_instructions.py.
     """
-    try:
-        from opentelemetry.metrics import NoOpMeterProvider
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import (
-            SimpleSpanProcessor,
-            SpanExporter,
-            SpanExportResult,
+
+    def __init__(self, mode: str) -> None:
+        try:
+            from opentelemetry.metrics import NoOpMeterProvider
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import (
+                SimpleSpanProcessor,
+                SpanExporter,
+                SpanExportResult,
+            )
+            from opentelemetry.trace import SpanKind
+
+            from signalwire_chat.otel import opentelemetry_hooks
+        except ImportError as exc:
+            raise Unavailable(f"opentelemetry-sdk: {exc}") from exc
+
+        class Drop(SpanExporter):
+            def export(self, spans: Any) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
+
+        self.mode = mode
+        self._kind = SpanKind.CLIENT
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(Drop()))
+        self.meter_provider: Any = (
+            MeterProvider(metric_readers=[InMemoryMetricReader()])
+            if mode == "traces+metrics"
+            else NoOpMeterProvider()
         )
-        from opentelemetry.trace import SpanKind
+        self.hooks: Any = None
+        if mode != "bare-span":
+            self.hooks = opentelemetry_hooks(
+                tracer_provider=self.tracer_provider, meter_provider=self.meter_provider
+            )
+        self._tracer = self.tracer_provider.get_tracer("bench")
 
-        from signalwire_chat.otel import opentelemetry_hooks
-    except ImportError as exc:
-        raise Unavailable(f"opentelemetry-sdk: {exc}") from exc
+    def bare_span(self) -> None:
+        """One SDK span with no attribute, started and ended."""
+        self._tracer.start_span("POST", kind=self._kind).end()
 
-    class Drop(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
+    def close(self) -> None:
+        self.tracer_provider.shutdown()
+        if self.mode == "traces+metrics":
+            self.meter_provider.shutdown()
 
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(Drop()))
-    metrics = mode == "traces+metrics"
-    meter_provider: Any = (
-        MeterProvider(metric_readers=[InMemoryMetricReader()]) if metrics else NoOpMeterProvider()
-    )
-    hooks = None
-    if mode != "bare-span":
-        hooks = opentelemetry_hooks(tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+def send_otel(p: dict[str, Any], *, mode: str) -> dict[str, Any]:
+    """send_message with OpenTelemetry on in ``mode`` (see :class:`OtelSetup`)."""
+    otel = OtelSetup(mode)
     client = our_client_class()(
-        p["token"], rest_url=p["rest_url"], relay_url=p["relay_url"], hooks=hooks
+        p["token"], rest_url=p["rest_url"], relay_url=p["relay_url"], hooks=otel.hooks
     )
-    tracer = tracer_provider.get_tracer("bench")
 
     def send(i: int) -> None:
         client.send_message(_bench.ADDRESS_ID, f"hi {i}")
 
     def send_and_bare_span(i: int) -> None:
         client.send_message(_bench.ADDRESS_ID, f"hi {i}")
-        tracer.start_span("POST", kind=SpanKind.CLIENT).end()
+        otel.bare_span()
 
     try:
         return run_ops(send_and_bare_span if mode == "bare-span" else send, p)
     finally:
         client.close()
-        tracer_provider.shutdown()
-        if metrics:
-            meter_provider.shutdown()
+        otel.close()
 
 
 def run_ops(op: Callable[[int], object], p: dict[str, Any]) -> dict[str, Any]:

@@ -36,49 +36,27 @@ MODES = ("off", "hooks", "traces", "traces+metrics", "bare-span")
 
 def child(mode: str, calls: int, rest_url: str) -> None:
     """Send WARMUP + calls messages in ``mode`` (runs under valgrind)."""
-    sys.path.insert(0, str(HERE))
     import _bench
+    from clients import OtelSetup
 
     from signalwire_chat import ChatClient, Hooks
 
     hooks: Any = None
-    tracer: Any = None
+    otel = None
     if mode == "hooks":
         hooks = Hooks(on_call=lambda event: None)
     elif mode != "off":
-        from opentelemetry.metrics import NoOpMeterProvider
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import (
-            SimpleSpanProcessor,
-            SpanExporter,
-            SpanExportResult,
-        )
-
-        from signalwire_chat.otel import opentelemetry_hooks
-
-        class Drop(SpanExporter):
-            def export(self, spans: Any) -> SpanExportResult:
-                return SpanExportResult.SUCCESS
-
-        tracer_provider = TracerProvider()
-        tracer_provider.add_span_processor(SimpleSpanProcessor(Drop()))
-        meter_provider: Any = NoOpMeterProvider()
-        if mode == "traces+metrics":
-            meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
-        if mode == "bare-span":
-            tracer = tracer_provider.get_tracer("bench")
-        else:
-            hooks = opentelemetry_hooks(
-                tracer_provider=tracer_provider, meter_provider=meter_provider
-            )
+        otel = OtelSetup(mode)
+        hooks = otel.hooks
+    bare_span = otel.bare_span if mode == "bare-span" and otel is not None else None
     token = _bench.bench_token("relay.bench.test")
     with ChatClient(token, rest_url=rest_url, relay_url="ws://127.0.0.1:9/x", hooks=hooks) as c:
         for i in range(WARMUP + calls):
             c.send_message(_bench.ADDRESS_ID, f"hi {i}")
-            if tracer is not None:
-                tracer.start_span("POST").end()
+            if bare_span is not None:
+                bare_span()
+    if otel is not None:
+        otel.close()
 
 
 def count(mode: str, calls: int, rest_url: str) -> int:
