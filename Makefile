@@ -8,7 +8,7 @@ NODE_DIRS := tests/conformance/js tests/conformance/sdk-client-0.0.1 tests/confo
 NODE_STAMPS := $(addsuffix /node_modules/.installed,$(NODE_DIRS))
 DEMO_STAMP := $(VENV)/.installed-emulator
 
-.PHONY: demo test unit lint docs versions bench bench-quick emulator clean redis-server coverage
+.PHONY: demo test unit lint docs versions bench bench-quick emulator clean redis-server chromium coverage
 
 $(STAMP): setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,9 +45,25 @@ redis-server:
 	  fi; \
 	fi
 
+# The browser tests (the web chat page, JupyterLab) drive Debian's Chromium through its
+# chromedriver (Selenium): both Debian packages are installed here when missing, never a
+# downloaded browser build. Without them those tests are skipped loudly (a failure under CI).
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "## chromium/chromedriver not found: installing the Debian packages chromium and chromium-driver (apt-get)"; \
+	    apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null && \
+	    echo "## $$(chromium --version 2>/dev/null) installed"; \
+	  else \
+	    echo "## chromium/chromedriver not found and cannot be installed here (needs root and apt-get):"; \
+	    echo "## the browser tests will be SKIPPED (a failure under CI=true)"; \
+	  fi; \
+	fi
+
 # Without Node the conformance tests (the official JS client) cannot run: everything else
 # does, and the skip is said loudly. Under CI (CI=true) a missing Node is a failure.
-test: $(STAMP) redis-server
+test: $(STAMP) redis-server chromium
 	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
 	  $(MAKE) --no-print-directory $(NODE_STAMPS) && $(PY) -m pytest; \
 	elif [ "$${CI:-}" = "true" ]; then \
