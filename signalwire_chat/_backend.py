@@ -295,6 +295,7 @@ class SubscriberTokenSource:
             raise InvalidArgumentTypeError("session must be a requests.Session or None")
         self._lock = threading.Lock()
         self._last: SubscriberToken | None = None
+        self._last_at = 0.0  # when (monotonic) _last came
         self._http: HttpTransport | None = None  # made on first use, pooled across calls
 
     def _transport(self) -> HttpTransport:
@@ -314,11 +315,12 @@ class SubscriberTokenSource:
         """
         with self._lock:
             last = self._last
-            now = time.time()
+            # The refresh token's age on the monotonic clock: a wall clock that steps
+            # (or is set an hour off) must not keep a dead refresh token or drop a good one.
             if (
                 last is not None
                 and last.refresh_token
-                and now - last.issued_at < REFRESH_TOKEN_LIFETIME - _REFRESH_MARGIN
+                and time.monotonic() - self._last_at < REFRESH_TOKEN_LIFETIME - _REFRESH_MARGIN
             ):
                 try:
                     self._last = _post(
@@ -327,10 +329,12 @@ class SubscriberTokenSource:
                         {"refresh_token": last.refresh_token},
                         (last.refresh_token,),
                     )
+                    self._last_at = time.monotonic()
                     return self._last.token
                 except (AuthenticationError, BadRequestError, ValidationError):
                     logger.info("refresh token refused; minting a new subscriber token")
             self._last = _post(self._transport(), _MINT_PATH, self._payload, (self._password,))
+            self._last_at = time.monotonic()
             return self._last.token
 
     def close(self) -> None:

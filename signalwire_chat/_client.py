@@ -915,6 +915,7 @@ class ChatClient:
                     credentials=self._credentials,
                     agent=USER_AGENT,
                     history=_weak_history(self),
+                    server_time=_weak_server_time(self),
                     options=options,
                     on_state_change=_state_watcher(self._state_clock, self._on_state_change),
                     sslopt=_sslopt(self._http().tls_settings()),
@@ -1325,6 +1326,18 @@ def _weak_history(client: ChatClient) -> Callable[[Route], Iterator[Conversation
         return bound(route)
 
     return history
+
+
+def _weak_server_time(client: ChatClient) -> Callable[[float], float | None]:
+    """The service's time at a monotonic moment, as the client's REST answers state it."""
+    ref = weakref.ref(client)
+
+    def server_time(moment: float) -> float | None:
+        owner = ref()
+        transport = owner._transport if owner is not None else None
+        return transport.server_time_at(moment) if transport is not None else None
+
+    return server_time
 
 
 def _weak_interrupt(client: ChatClient) -> Callable[[], None]:

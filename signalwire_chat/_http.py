@@ -42,6 +42,7 @@ netrc) is resolved once per transport.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import functools
 import json
@@ -232,6 +233,23 @@ def _strip_query(url: str) -> str:
     return url.split("?", 1)[0].split("#", 1)[0]
 
 
+def _http_date(value: object) -> float | None:
+    """An HTTP date (``Date``, ``Retry-After``) as unix seconds; None if it is not one."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000": RFC 5322's UTC of unknown origin
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    try:
+        seconds = when.timestamp()
+    except (OverflowError, ValueError, OSError):
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
 def _retry_after(headers: Mapping[str, str]) -> float | None:
     value = headers.get("Retry-After")
     if not value:
@@ -240,11 +258,13 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError, OverflowError):
+        when = _http_date(value)
+        if when is None:
             return None
-        seconds = when.timestamp() - time.time()
+        # Against the service's own clock (its Date) when it states it: a wall clock of
+        # this machine that is off would make the wait too long or none at all.
+        now = _http_date(headers.get("Date"))
+        seconds = when - (now if now is not None else time.time())
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
@@ -630,6 +650,8 @@ class HttpTransport:
         self._send_kwargs: dict[str, Any] = {}
         self._auth: _AuthHeaders | None = None
         self._watchdog = Watchdog()  # its thread starts with the first request, not here
+        #: The service's last ``Date`` header, and when (monotonic) its answer came.
+        self._server_date: tuple[str, float] | None = None
 
     def __repr__(self) -> str:
         return f"<HttpTransport {self.base_url!r}{' closed' if self.closed else ''}>"
@@ -850,6 +872,9 @@ class HttpTransport:
                     call.answered(None, kind, None)
                 raise failed.error from failed.__cause__
             status = reply.status
+            date = reply.headers.get("Date")
+            if date:
+                self._server_date = (date, time.monotonic())
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "%s %s -> %d in %.1f ms",
@@ -1018,6 +1043,20 @@ class HttpTransport:
             self._max_retries,
             delay,
         )
+
+    def server_time_at(self, moment: float) -> float | None:
+        """The service's clock at ``moment`` (a ``time.monotonic()`` reading), or None.
+
+        From the ``Date`` of its last answer, carried to ``moment`` on the monotonic
+        clock: this machine's wall clock plays no part. A lower bound (``Date`` has whole
+        seconds, and the answer took time to arrive); None when no answer had a usable
+        ``Date``.
+        """
+        seen = self._server_date
+        if seen is None:
+            return None
+        when = _http_date(seen[0])
+        return when - (seen[1] - moment) if when is not None else None
 
     def _backoff(self, attempt: int) -> float:
         return self._rng.uniform(0.0, min(BACKOFF_MAX, BACKOFF_BASE * (2**attempt)))

@@ -23,7 +23,6 @@ import datetime as _dt
 import logging
 import math
 import os
-import random
 import select
 import socket
 import ssl
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import websocket
 
+from .._backoff import Backoff, ReconnectPolicy
 from ..errors import (
     AuthenticationError,
     RealtimeAuthenticationError,
@@ -74,33 +74,9 @@ __all__ = ["Backoff", "Connection", "Routes", "is_auth_error", "parse_expires_at
 logger = logging.getLogger(__name__)
 
 _RECV_SIZE = 256 * 1024
-_BACKOFF_BASE = 0.5
 #: Never refresh the token sooner than this after the previous refresh.
 _MIN_REFRESH_DELAY = 1.0
 _WAIT_ERRORS = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
-
-
-class Backoff:
-    """Reconnect delays: the first retry at once, then exponential with full jitter, capped."""
-
-    def __init__(self, cap: float, base: float = _BACKOFF_BASE, rng: random.Random | None = None):
-        self.cap = cap
-        self.base = base
-        self.attempt = 0
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-
-    def next_delay(self) -> float:
-        """The delay before the next attempt; advances the attempt count."""
-        attempt = self.attempt
-        self.attempt += 1
-        if attempt == 0:
-            return 0.0
-        ceiling = min(self.cap, self.base * (2 ** min(attempt - 1, 30)))
-        return self._rng.uniform(0.0, ceiling)
-
-    def reset(self) -> None:
-        """Make the next retry immediate again."""
-        self.attempt = 0
 
 
 def parse_expires_at(value: Any) -> float | None:
@@ -156,11 +132,17 @@ class Connection:
         on_failed: Callable[[RealtimeError], None],
         on_trouble: Callable[[BaseException], None] = lambda _error: None,
         name: str = "signalwire-chat-connection",
+        server_time: Callable[[float], float | None] | None = None,
     ) -> None:
         self._url = relay_url
         self._credentials = credentials
         self._agent = agent
         self._options = options
+        if relay_url.lower().startswith("wss:"):
+            # The TLS handshake then runs inside the upgrade request, once websocket-client
+            # has set ``ws.sock``: stop() can shut that socket down and cut a stalled
+            # handshake short (verification still happens, in that handshake).
+            sslopt = {**(sslopt or {}), "do_handshake_on_connect": False}
         self._sslopt = sslopt
         self._proxy = proxy or {}
         self._dispatcher = dispatcher
@@ -173,6 +155,9 @@ class Connection:
         self._on_trouble = on_trouble
         self._token_outage = False
         self._link_outage = False
+        #: The service's time at a monotonic moment (its REST answers' Date), if known.
+        self._server_time = server_time
+        self._skew_warned = False
         #: Why the next state change happens (how the last session ended), for the hooks.
         self.reason: str | None = None
         self._stop = threading.Event()
@@ -186,6 +171,8 @@ class Connection:
         self._muted = False
         #: When the relay accepted the current socket's connect (monotonic), if it did.
         self._accepted_at: float | None = None
+        #: Events the current session brought (delivered or held back): a sign of health.
+        self._session_events = 0
         self._token: str = ""
         # Token refresh, done off this thread (the token source is user code).
         self._refresh_thread: threading.Thread | None = None
@@ -242,7 +229,8 @@ class Connection:
     # --- the thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        backoff = Backoff(self._options.reconnect_max_delay)
+        options = self._options
+        policy = ReconnectPolicy.for_relay(options.reconnect_max_delay, options.ping_timeout)
         refreshed = False  # one token refresh per refused connect
         need_refresh = False  # the relay refused the token: get a fresh one before connecting
         ever_connected = False
@@ -265,7 +253,7 @@ class Connection:
                         return
                     if outcome is None:
                         need_refresh = False
-                    elif self._stop.wait(self._retry_delay(backoff)):
+                    elif self._stop.wait(self._retry_delay(policy)):
                         break
                     else:
                         continue
@@ -309,12 +297,13 @@ class Connection:
                 # Also when the session ended in an exception after it was accepted.
                 if self._accepted_at is not None:
                     ever_connected = True
-                    refreshed = False
-                    # An accepted session proves the relay and the credentials good: whatever
-                    # its length, the next attempt is immediate (a relay that refuses never
-                    # gets here, so it still meets a growing delay).
-                    backoff.reset()
-                if self._stop.wait(self._retry_delay(backoff)):
+                    refreshed = False  # the credentials were good
+                    # Only a healthy session makes the next attempt immediate: a relay that
+                    # drops every session at once meets a growing delay (ReconnectPolicy).
+                    lasted = time.monotonic() - self._accepted_at
+                    if not policy.session_ended(lasted, self._session_events):
+                        self._short_sessions(policy)
+                if self._stop.wait(self._retry_delay(policy)):
                     break
         finally:
             for fd in (self._wake_r, self._wake_w):
@@ -322,8 +311,8 @@ class Connection:
                     os.close(fd)
 
     @staticmethod
-    def _retry_delay(backoff: Backoff) -> float:
-        delay = backoff.next_delay()
+    def _retry_delay(policy: ReconnectPolicy) -> float:
+        delay = policy.next_delay()
         if delay > 0:
             logger.info("realtime: reconnecting in %.2f s", delay)
         return delay
@@ -337,6 +326,26 @@ class Connection:
         error = RealtimeConnectError(f"cannot connect to the relay, retrying: {what}")
         error.__cause__ = cause
         self._on_trouble(error)
+
+    def _short_sessions(self, policy: ReconnectPolicy) -> None:
+        """Tell ``on_error``, once per streak, that the relay keeps dropping new sessions."""
+        streak = policy.take_streak_report()
+        if streak is None or self._stop.is_set():
+            return
+        why = self.reason or "the session ended"
+        logger.warning(
+            "realtime: the relay ended %d sessions in a row soon after accepting them (%s); "
+            "reconnecting with a growing delay",
+            streak,
+            why,
+        )
+        self._on_trouble(
+            RealtimeConnectError(
+                f"the relay ended {streak} sessions in a row soon after accepting them "
+                f"(last: {why}); reconnecting with a growing delay, up to "
+                f"{policy.backoff.cap:g} s"
+            )
+        )
 
     def _token_trouble(self, error: BaseException) -> None:
         """Tell ``on_error`` about a token-source outage, once per outage."""
@@ -396,6 +405,7 @@ class Connection:
         ``first``: no attempt of this thread was accepted yet.
         """
         self._accepted_at = None
+        self._session_events = 0
         # The first fetch from a token source runs here: no socket is open yet, so
         # there is no ping to answer meanwhile.
         try:
@@ -495,9 +505,11 @@ class Connection:
             if kind == SEND:
                 self._send(sock, value)
             elif kind == DELIVER:
+                self._session_events += len(value)
                 dispatcher.put_messages(value)
                 dispatcher.stats.last_event_at = time.time()
             elif kind == HOLD:
+                self._session_events += 1
                 held.append(value)
             elif kind == PONG:
                 self._send_raw(sock, _frames.encode_frame(value, self._masks.take(), OP_PONG))
@@ -527,18 +539,38 @@ class Connection:
                 self._dispatcher.stats.token_expires_at = expires_at
 
     def _refresh_time(self) -> float | None:
-        """When (monotonic) to refresh the token, or None when it cannot or need not be."""
+        """When (monotonic) to refresh the token, or None when it cannot or need not be.
+
+        The token's remaining life is the relay's ``expires_at`` against the *service's*
+        time (its last ``Date``, carried on the monotonic clock), so this machine's wall
+        clock plays a part only when the service never stated its time. A token the relay
+        has just accepted cannot be expired: a remaining life that says otherwise means the
+        clocks disagree, and the refresh waits ``refresh_margin`` rather than run in a loop.
+        """
         if not self._credentials.can_refresh:
             return None
         subscriber = (self.relay.authorization or {}).get("fabric_subscriber")
         if not isinstance(subscriber, dict):
             return None
         expires_at = parse_expires_at(subscriber.get("expires_at"))
-        if expires_at is None:
+        if expires_at is None or not math.isfinite(expires_at):
             return None
-        remaining = expires_at - time.time()
-        delay = max(remaining - self._options.refresh_margin, remaining / 2, _MIN_REFRESH_DELAY)
-        return time.monotonic() + delay
+        now = time.monotonic()
+        server_now = self._server_time(now) if self._server_time is not None else None
+        remaining = expires_at - (server_now if server_now is not None else time.time())
+        margin = self._options.refresh_margin
+        if remaining <= 0:
+            if not self._skew_warned:
+                self._skew_warned = True
+                logger.warning(
+                    "realtime: the token the relay accepted looks expired by %s clock "
+                    "(%.0f s off); refreshing it every %.0f s instead",
+                    "the service's" if server_now is not None else "this machine's",
+                    -remaining,
+                    margin,
+                )
+            return now + margin
+        return now + max(remaining - margin, remaining / 2, _MIN_REFRESH_DELAY)
 
     def _goodbye(self, sock: socket.socket, code: int = 1000) -> None:
         """Best-effort close frame on the way out (never blocks)."""

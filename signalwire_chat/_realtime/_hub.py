@@ -40,7 +40,9 @@ should ``subscribe()`` run on one of the hub's own threads, where it never waits
 the subscription is marked for a backfill on the first connect. Every catch-up
 read is anchored on ids, never on clocks: it stops at the last delivered id, or,
 before any delivery, at the newest id of the history read when ``subscribe()``
-ran, so no client or server clock step can lose or resurrect a message; a 403
+ran (or at a checkpoint's message id), so no client or server clock step can lose
+or resurrect a message (only when that read failed does the service's own time,
+never this machine's, bound the read); a 403
 or 404 on the first connect's read means not a member, and is only logged at DEBUG.
 
 Notebook cells: a subscription made by a re-run of a notebook cell replaces the
@@ -75,7 +77,7 @@ from ._connection import Connection, Routes
 from ._dispatcher import Dispatcher, Watchdog
 from ._options import ConnectionState, RealtimeOptions
 from ._stream import MessageStream
-from ._subscriptions import Anchor, Route, Subscription
+from ._subscriptions import Anchor, Route, ServerTime, Subscription
 
 if TYPE_CHECKING:
     from ..models import ConversationChatMessage
@@ -169,6 +171,7 @@ class _Run:
             on_connected=lambda first: core._connected(self, first),
             on_failed=lambda error: core._failed(self, error),
             on_trouble=lambda error: core._trouble(self, error),
+            server_time=core.server_time,
         )
 
     def start(self) -> None:
@@ -223,8 +226,11 @@ class _Core:
         interrupt: Callable[[], None] | None = None,
         proxy: dict[str, Any] | None = None,
         stats: RealtimeStats | None = None,
+        server_time: ServerTime | None = None,
     ) -> None:
         self.relay_url = relay_url
+        #: The service's time at a monotonic moment (catch-up reads with no id to stop at).
+        self.server_time = server_time
         self.proxy = proxy
         #: The client's realtime counters and hooks (state changes, deliveries, catch-ups).
         self.stats = stats if stats is not None else RealtimeStats()
@@ -280,7 +286,7 @@ class _Core:
         # durable checkpoint says it instead: the catch-up from there runs before live events.
         start = checkpoint.start if checkpoint is not None else None
         if start is not None:
-            anchor = Anchor.at_checkpoint(start.message_id, start.ts)
+            anchor = Anchor.at_checkpoint(start.message_id)
         else:
             anchor = Anchor.read(self.history, route)
         with self._lock:
@@ -489,7 +495,12 @@ class _Core:
         dispatcher = run.dispatcher
         dispatcher.put_task(
             functools.partial(
-                sub._catch_up, self.history, dispatcher, self.options.backfill_limit, first=first
+                sub._catch_up,
+                self.history,
+                dispatcher,
+                self.options.backfill_limit,
+                first=first,
+                server_time=self.server_time,
             )
         )
 
@@ -712,6 +723,10 @@ class RealtimeHub:
         interrupt: Called by :meth:`close` to end the history reads in flight (the REST
             client's ``close``), so a stuck catch-up read cannot outlive it.
         stats: The client's realtime counters and hooks (a fresh, silent one if None).
+        server_time: The service's time at a moment of ``time.monotonic()``, as its last
+            answer stated it, or None (the REST client's ``server_time_at``). A catch-up
+            read with no message id to stop at stops there; without it, such a gap is
+            reported rather than guessed from this machine's clock.
     """
 
     def __init__(
@@ -728,6 +743,7 @@ class RealtimeHub:
         interrupt: Callable[[], None] | None = None,
         proxy: dict[str, Any] | None = None,
         stats: RealtimeStats | None = None,
+        server_time: ServerTime | None = None,
     ) -> None:
         if not isinstance(options, RealtimeOptions):
             raise InvalidArgumentTypeError("options must be a RealtimeOptions")
@@ -744,6 +760,7 @@ class RealtimeHub:
             interrupt=interrupt,
             proxy=proxy,
             stats=stats,
+            server_time=server_time,
         )
         if on_state_change is not None:
             self._core.add_state_listener(on_state_change)

@@ -6,7 +6,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from .._convert import structure_chat_message
 from ..errors import (
@@ -31,35 +31,49 @@ __all__ = ["Route", "Subscription"]
 logger = logging.getLogger(__name__)
 
 
+#: How far the service's nodes may disagree on the time, in seconds: the server-time bound of a
+#: catch-up read (used only when the history could not be read at subscribe time) is moved
+#: back by this much, so a message stamped by a node a little behind is still read.
+SERVER_CLOCK_ALLOWANCE = 2.0
+
+#: The service's time at a moment of this machine's monotonic clock, as its last answer
+#: said (``None`` when it never said); see ``HttpTransport.server_time_at``.
+ServerTime: TypeAlias = "Callable[[float], float | None]"
+
+
 class Anchor:
     """Where a subscription started, in the service's own terms: its history's newest id then.
 
     Catch-up reads stop at an id, never at a time: the client's clock and the service's
     may disagree, and the service's may step, so no ``ts`` comparison decides what is
-    missed. ``message_id`` None with ``known`` means the history was empty. Only when the
-    history could not be read at all at subscribe time (the service unreachable, or not a
-    member yet: ``known`` False) is there nothing the service said; the read then falls
-    back on ``ts``, this machine's time of subscribing, rather than lose what came since.
+    missed. ``message_id`` None with ``known`` means the history was empty.
+
+    Only when the history could not be read at all at subscribe time (the service
+    unreachable: ``known`` False) is there no id. The catch-up read then stops at the
+    *service's* time of subscribing: its clock as its next answer states it (the HTTP
+    ``Date``), carried back to ``since`` on this machine's monotonic clock, less
+    :data:`SERVER_CLOCK_ALLOWANCE`. This machine's wall clock decides nothing; when the
+    service states no time either, the gap is reported (``MessagesMayBeMissingError``).
 
     A subscription resumed from a durable checkpoint starts at the checkpoint's message
-    (``checkpoint`` True, ``ts`` the service's time of that message): the catch-up then
-    runs at once, and a history that no longer holds that message is reported.
+    (``checkpoint`` True): the catch-up then runs at once, reads back until that id
+    (within ``backfill_limit``), and a history that does not hold it is reported.
     """
 
-    __slots__ = ("checkpoint", "known", "message_id", "ts")
+    __slots__ = ("checkpoint", "known", "message_id", "since")
 
     def __init__(self, message_id: str | None, *, known: bool = True) -> None:
         self.message_id = message_id
         self.known = known
         self.checkpoint = False
-        self.ts = time.time()
+        #: When the anchor was taken, on this machine's monotonic clock.
+        self.since = time.monotonic()
 
     @classmethod
-    def at_checkpoint(cls, message_id: str, ts: float) -> Anchor:
-        """Resume after ``message_id`` (a checkpoint's message, created at ``ts``)."""
+    def at_checkpoint(cls, message_id: str) -> Anchor:
+        """Resume after ``message_id`` (a checkpoint's message)."""
         anchor = cls(message_id)
         anchor.checkpoint = True
-        anchor.ts = ts
         return anchor
 
     @classmethod
@@ -73,6 +87,14 @@ class Anchor:
             logger.info("realtime: could not read where %s starts (%s)", route, exc)
             return cls(None, known=False)
         return cls(newest.id if newest is not None else None)
+
+
+class _LimitReached(Exception):
+    """The catch-up read met ``backfill_limit`` messages before its anchor."""
+
+
+class _NoServerTime(Exception):
+    """No anchor: the history was unreadable at subscribe time and the service states no time."""
 
 
 class Route:
@@ -420,21 +442,26 @@ class Subscription:
         limit: int,
         *,
         first: bool = False,
+        server_time: ServerTime | None = None,
     ) -> None:
         """Deliver, oldest first, the messages missed since the last delivered one.
 
         Reads ``history`` (newest first) back to the last delivered id; before any
         delivery, back to the :class:`Anchor` read at subscribe time (the history's
-        newest id then). Ids only: no clock decides, so no clock step can lose or
-        resurrect a message. Runs on the dispatcher: live messages that arrive
-        meanwhile wait behind it, and the ids it delivers are dropped from them.
-        ``first``: the first connect of the subscription, where a 403 or 404 (not a
-        member: no live event can come either) is no gap to report.
+        newest id then, or a checkpoint's message). Ids only: no clock decides, so no
+        clock step can lose or resurrect a message; only an anchor with no id falls back
+        on the service's time (``server_time``, see :class:`Anchor`). Runs on the
+        dispatcher: live messages that arrive meanwhile wait behind it, and the ids it
+        delivers are dropped from them. ``first``: the first connect of the subscription,
+        where a 403 or 404 (not a member: no live event can come either) is no gap.
         """
         if not self._active:
             return
-        anchor_id, anchor_ts, checkpoint_ts = self._catch_up_start()
-        walked = self._read_missing(history, dispatcher, limit, anchor_id, anchor_ts, checkpoint_ts)
+        anchor = self.anchor
+        anchor_id = self.last_id if self.last_id is not None else anchor.message_id
+        # Before any delivery and with no id from subscribe time: the service's time then.
+        since = anchor.since if self.last_id is None and not anchor.known else None
+        walked = self._read_missing(history, dispatcher, limit, anchor_id, since, server_time)
         if walked is None:
             return  # stopped, cancelled, or nothing to read on the first connect
         missing, found, failure = walked
@@ -445,10 +472,16 @@ class Subscription:
                 failure,
             )
             return
-        if failure is not None:
+        from_checkpoint = self.last_id is None and anchor.checkpoint and anchor_id is not None
+        if (
+            from_checkpoint
+            and not found
+            and (failure is None or isinstance(failure, _LimitReached))
+        ):
+            assert anchor_id is not None
+            self._report_checkpoint_not_found(anchor_id, limit if failure is not None else None)
+        elif failure is not None:
             self._report_gap(failure, anchor_id, first)
-        elif checkpoint_ts is not None and not found and anchor_id is not None:
-            self._report_checkpoint_not_found(anchor_id)
         if missing:
             logger.debug("realtime: backfilling %d messages of %s", len(missing), self.route)
         for message in reversed(missing):
@@ -457,47 +490,45 @@ class Subscription:
             _set_delivery(message, _DELIVERY_CATCH_UP)
             self._deliver(message, dispatcher)
 
-    def _catch_up_start(self) -> tuple[str | None, float | None, float | None]:
-        """Where the catch-up read stops: ``(id, ts of subscribing, ts of a checkpoint)``.
-
-        The last delivered id; before any delivery, the anchor's id (the history's newest
-        at subscribe time, or a checkpoint's); only when the service said nothing at
-        subscribe time, this machine's time of subscribing.
-        """
-        if self.last_id is not None:
-            return self.last_id, None, None
-        anchor = self.anchor
-        if not anchor.known:
-            return anchor.message_id, anchor.ts, None
-        if anchor.checkpoint:
-            return anchor.message_id, None, anchor.ts  # the service's time of that message
-        return anchor.message_id, None, None
-
     def _read_missing(
         self,
         history: Callable[[Route], Iterator[ConversationChatMessage]],
         dispatcher: Dispatcher,
         limit: int,
         anchor_id: str | None,
-        anchor_ts: float | None,
-        checkpoint_ts: float | None,
+        since: float | None,
+        server_time: ServerTime | None,
     ) -> tuple[list[ConversationChatMessage], bool, BaseException | None] | None:
         """Walk the history back to the anchor: ``(missing newest first, anchor found, failure)``.
 
-        None when the dispatcher stops or the subscription ends meanwhile.
+        ``since``: no id to stop at; stop at the service's time of that monotonic moment,
+        asked of ``server_time`` once the first page has come. None when the dispatcher
+        stops or the subscription ends meanwhile.
         """
         route = self.route
         missing: list[ConversationChatMessage] = []
+        bound: float | None = None
         try:
             for count, message in enumerate(history(route)):
                 if anchor_id is not None and message.id == anchor_id:
                     return missing, True, None
-                if anchor_ts is not None and message.ts < anchor_ts:
-                    break
-                if checkpoint_ts is not None and message.ts < checkpoint_ts:
-                    break  # older than the checkpoint, and its message was not met
+                if since is not None:
+                    if bound is None:  # the first page has come: its answer dates it
+                        at = server_time(since) if server_time is not None else None
+                        if at is None:
+                            return (
+                                [],
+                                False,
+                                _NoServerTime(
+                                    "the history could not be read when subscribing, and the "
+                                    "service states no time to start from"
+                                ),
+                            )
+                        bound = at - SERVER_CLOCK_ALLOWANCE
+                    if message.ts < bound:
+                        break
                 if count >= limit:
-                    return missing, False, RuntimeError(f"more than {limit} messages to backfill")
+                    return missing, False, _LimitReached(f"more than {limit} messages to backfill")
                 if dispatcher.stopping or not self._active:
                     return None
                 if (
@@ -519,28 +550,33 @@ class Subscription:
             failure,
         )
         gap = MessagesMayBeMissingError(
-            "messages sent while disconnected could not be fetched",
+            f"messages sent between subscribe() and the first connect may be missing: {failure}"
+            if isinstance(failure, _NoServerTime)
+            else "messages sent while disconnected could not be fetched",
             address_id=self._address_id,
             last_message_id=anchor_id,
         )
         gap.__cause__ = failure
         self._report(gap)
 
-    def _report_checkpoint_not_found(self, anchor_id: str) -> None:
+    def _report_checkpoint_not_found(self, anchor_id: str, limit: int | None) -> None:
+        """The checkpoint's message is not in the history (``limit``: not in that many)."""
         key = self.checkpoint.key if self.checkpoint is not None else "?"
+        where = f"the newest {limit} messages of" if limit is not None else "the history of"
         logger.warning(
-            "realtime: the checkpoint %r of %s names message %s, which its history "
-            "does not hold; resuming after its time",
+            "realtime: the checkpoint %r names message %s, which %s %s does not hold; "
+            "delivering what the read found",
             key,
-            self.route,
             anchor_id,
+            where,
+            self.route,
         )
         self._report(
             CheckpointNotFoundError(
-                f"the checkpoint {key!r} names message {anchor_id}, which the history of "
-                f"{self.route} does not hold (older than what the service keeps, deleted, or "
-                "of another conversation): the messages after its time that the history "
-                "holds are delivered, earlier ones may be missing",
+                f"the checkpoint {key!r} names message {anchor_id}, which {where} "
+                f"{self.route} does not hold (older than what the service keeps or than "
+                "backfill_limit reaches, deleted, or of another conversation): the messages "
+                "read back are delivered, earlier ones may be missing",
                 address_id=self._address_id,
                 last_message_id=anchor_id,
                 checkpoint_key=key,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import email.utils
 import json
 import logging
 import socket
@@ -397,6 +398,20 @@ async def _add_request_id(request: web.Request, response: web.StreamResponse) ->
     response.headers.setdefault(REQUEST_ID_HEADER, str(uuid.uuid4()))
 
 
+def _date_hook(
+    state: EmulatorState,
+) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """Date headers from the emulator's clock, as a service's come from its own.
+
+    A test that steps the clock steps the messages' ``ts`` and the ``Date`` together.
+    """
+
+    async def stamp(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Date"] = email.utils.formatdate(state.clock(), usegmt=True)
+
+    return stamp
+
+
 def build_app(state: EmulatorState) -> web.Application:
     """Build the aiohttp application serving REST and (when available) the relay."""
     from ._rest import add_routes
@@ -406,6 +421,7 @@ def build_app(state: EmulatorState) -> web.Application:
         middlewares=[_make_outer_middleware(state), _errors_middleware],
     )
     app.on_response_prepare.append(_add_request_id)
+    app.on_response_prepare.append(_date_hook(state))
     add_routes(app, state)
     return app
 

@@ -15,6 +15,7 @@ import json
 import logging
 import queue
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -70,7 +71,9 @@ def _history(route: Route) -> Iterator[ConversationChatMessage]:
     return iter(())
 
 
-def _hub(url: str, token: Any = TOKEN, **options: Any) -> RealtimeHub:
+def _hub(
+    url: str, token: Any = TOKEN, sslopt: dict[str, Any] | None = None, **options: Any
+) -> RealtimeHub:
     defaults = {"ping_timeout": 30.0, "reconnect_max_delay": 0.2, "connect_timeout": 5.0}
     return RealtimeHub(
         relay_url=url,
@@ -78,6 +81,7 @@ def _hub(url: str, token: Any = TOKEN, **options: Any) -> RealtimeHub:
         agent="signalwire-chat-python/edges-test",
         history=_history,
         options=RealtimeOptions(**{**defaults, **options}),
+        sslopt=sslopt,
     )
 
 
@@ -148,6 +152,87 @@ def test_close_during_the_upgrade_cuts_the_handshake_short() -> None:
         assert not returned[0].active  # closed while it waited: ended, not left behind
         assert hub.state is ConnectionState.CLOSED
         assert not hub.running
+    assert relay.errors == []
+
+
+def _connection_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("signalwire-chat-connection")]
+
+
+def test_close_during_a_stalled_tls_handshake_ends_the_thread_at_once() -> None:
+    seen = threading.Event()
+
+    def script(peer: Peer, number: int) -> None:
+        peer.sock.recv(4096)  # the TLS client hello: never answered
+        seen.set()
+        assert peer.sock.recv(4096) == b""  # the client shut the socket down
+
+    with ScriptedRelay(script) as relay:
+        hub = _hub(relay.url.replace("ws://", "wss://"), connect_timeout=30.0)
+        waiter = threading.Thread(target=lambda: hub.subscribe(ROOM, print), name="test-sub")
+        waiter.start()
+        assert seen.wait(WAIT)
+        started = time.monotonic()
+        hub.close(2.0)
+        # Before: close() gave up after 2 s and the thread lived on for the rest of the
+        # 30 s connect_timeout, inside the TLS handshake.
+        assert wait_until(lambda: not _connection_threads(), timeout=3.0), _connection_threads()
+        assert time.monotonic() - started < 3.0
+        waiter.join(WAIT)
+        assert not waiter.is_alive()
+        assert hub.state is ConnectionState.CLOSED
+    assert relay.errors == []
+
+
+@pytest.fixture
+def tls_relay(tmp_path: Any) -> tuple[ssl.SSLContext, str]:
+    """A server TLS context for 127.0.0.1 and the path of the CA file that trusts it."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return server, str(ca_file)
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["trusted", "untrusted"])
+def test_a_wss_relay_is_verified_and_then_spoken_to(
+    tls_relay: tuple[ssl.SSLContext, str], trusted: bool
+) -> None:
+    """The TLS handshake (now run inside the upgrade) still verifies the certificate."""
+    server, ca_file = tls_relay
+    done = threading.Event()
+
+    def script(peer: Peer, number: int) -> None:
+        try:
+            peer.sock = server.wrap_socket(peer.sock, server_side=True)
+        except (ssl.SSLError, OSError):
+            assert not trusted  # the client refused our certificate
+            return
+        try:
+            _accept(peer)
+            peer.send(text(_event("over TLS")))
+            _hold_open(peer, done)
+        finally:
+            peer.sock.close()  # the TLS socket owns the descriptor now
+
+    with ScriptedRelay(script) as relay:
+        url = relay.url.replace("ws://", "wss://")
+        hub = _hub(url, sslopt={"ca_certs": ca_file} if trusted else None)
+        try:
+            got = Collector()
+            if trusted:
+                hub.subscribe(ROOM, got.on_message, got.on_error)
+                assert got.wait_for(1) == ["over TLS"]
+            else:
+                with pytest.raises(RealtimeConnectError) as info:
+                    hub.subscribe(ROOM, got.on_message, got.on_error)
+                assert info.value.permanent
+                assert "CERTIFICATE_VERIFY_FAILED" in str(info.value)
+        finally:
+            done.set()
+            hub.close()
     assert relay.errors == []
 
 
@@ -365,6 +450,41 @@ def test_a_token_near_expiry_is_refreshed_on_the_open_connection_after_a_failure
         assert request["params"]["authentication"]["jwt_token"] == TOKEN2
         assert [type(e) for e in got.errors] == [TokenUnavailableError]
         assert hub.state is ConnectionState.CONNECTED
+
+
+def test_with_no_service_time_a_clock_that_makes_the_token_look_expired_does_not_loop(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """This machine an hour ahead, and no REST answer to date the service by: the refresh
+    waits ``refresh_margin`` (said once), instead of calling the token source every second."""
+    import types
+
+    from signalwire_chat._realtime import _connection
+
+    real = time.time
+    monkeypatch.setattr(
+        _connection,
+        "time",
+        types.SimpleNamespace(time=lambda: real() + 3600, monotonic=time.monotonic),
+    )
+    stop = threading.Event()
+
+    def script(peer: Peer, number: int) -> None:
+        _accept(peer, authorization={"fabric_subscriber": {"expires_at": real() + 600}})
+        _hold_open(peer, stop)
+
+    source = _TokenSource(TOKEN, TOKEN2)
+    caplog.set_level("WARNING", logger="signalwire_chat._realtime._connection")
+    with _serving(script, stop=stop, token=source, refresh_margin=30.0) as hub:
+        got = Collector()
+        hub.subscribe(ROOM, got.on_message, got.on_error)
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:  # the quantity measured: calls within 3 s
+            assert source.calls == 1, source.calls  # the first fetch only
+            time.sleep(0.1)
+        assert hub.state is ConnectionState.CONNECTED
+    warnings = [r.getMessage() for r in caplog.records if "looks expired" in r.getMessage()]
+    assert len(warnings) == 1, warnings
 
 
 def test_a_relay_ignoring_the_window_is_read_again_once_the_callback_catches_up() -> None:

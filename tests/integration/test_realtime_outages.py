@@ -74,12 +74,14 @@ def test_a_token_source_outage_across_refresh_and_expiry_loses_nothing(
 setup = setup_fixture("group")
 
 
-def test_every_accepted_session_resets_the_back_off(
+def test_every_healthy_session_resets_the_back_off(
     setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
     with setup.subscribed(reconnect_max_delay=30.0) as (hub, got):
         caplog.set_level("INFO", logger="signalwire_chat._realtime._connection")
-        for round_ in range(6):  # sessions far shorter than a few seconds
+        for round_ in range(6):  # sessions far shorter than a few seconds, each delivering
+            setup.send(f"round {round_}")
+            assert got.wait_for(round_ + 1)[-1] == f"round {round_}"
             before = setup.emu.connect_attempts
             setup.emu.drop_connections()
             assert wait_until(
@@ -92,7 +94,7 @@ def test_every_accepted_session_resets_the_back_off(
         delays = [r.getMessage() for r in caplog.records if "reconnecting in" in r.getMessage()]
         assert delays == []  # each reconnect was immediate
         setup.send("still")
-        assert got.wait_for(1) == ["still"]
+        assert got.wait_for(7)[-1] == "still"
 
 
 def test_a_relay_that_refuses_meets_a_growing_delay(setup: Setup) -> None:
@@ -452,3 +454,51 @@ def test_the_websocket_follows_verify_false_of_the_rest_side() -> None:
     assert options["http_proxy_host"] == "proxy.example"
     assert options["http_proxy_port"] == 3128
     assert options["http_proxy_auth"] == ("user", "p@ss")
+
+
+@pytest.mark.parametrize("off_by", [3600.0, -3600.0], ids=["ahead", "behind"])
+def test_a_skewed_client_clock_changes_nothing_in_the_refresh_schedule(
+    emulator_factory, monkeypatch: pytest.MonkeyPatch, off_by: float
+) -> None:
+    """Tokens of 6 s: refreshed about every 3 s by the service's time, whatever this machine's.
+
+    Before the fix, a clock an hour ahead called the token source about once a second; one an
+    hour behind never refreshed, so the relay ended the session at every expiry.
+    """
+    import time as real_time
+    import types
+
+    from signalwire_chat._realtime import _connection
+
+    skewed = types.SimpleNamespace(
+        time=lambda: real_time.time() + off_by, monotonic=real_time.monotonic
+    )
+    monkeypatch.setattr(_connection, "time", skewed)
+    s = Setup(emulator_factory(token_ttl=6.0), "group")
+    try:
+        source = SubscriberTokenSource(
+            s.emu.space_url, s.emu.project_id, s.emu.api_token, s.me.reference
+        )
+        calls: list[float] = []
+
+        def counting() -> str:
+            calls.append(real_time.monotonic())
+            return source()
+
+        client = s.client(counting, realtime=RealtimeOptions(**FAST))
+        got = Collector()
+        client.subscribe(s.room.id, got.on_message, got.on_error)
+        connects = s.emu.connect_attempts
+        start = real_time.monotonic()
+        count = 0
+        while real_time.monotonic() - start < 9.0:  # past the first token's expiry
+            s.send(f"m{count}")
+            count += 1
+            assert got.wait_for(count)[-1] == f"m{count - 1}"
+            real_time.sleep(0.5)
+        # One fetch to start, then a refresh every ~3 s: about 4 in 9 s, not 9 or more.
+        assert 2 <= len(calls) <= 6, [round(c - start, 1) for c in calls]
+        assert s.emu.connect_attempts == connects  # never dropped at an expiry
+        assert got.errors == []
+    finally:
+        s.close()

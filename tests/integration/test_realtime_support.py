@@ -137,6 +137,7 @@ class Setup(Clients):
             credentials=Credentials(token),
             agent="signalwire-chat-python/test",
             history=history_client._history,
+            server_time=history_client._http().server_time_at,
             options=RealtimeOptions(**{**FAST, **options}),
             on_state_change=on_state_change,
             drop_stale=self.dialect == "group",

@@ -11,8 +11,9 @@ from _realtime_helpers import Owner, chat_wire
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from signalwire_chat._backoff import Backoff, ReconnectPolicy
 from signalwire_chat._realtime import RealtimeOptions
-from signalwire_chat._realtime._connection import Backoff, is_auth_error, parse_expires_at
+from signalwire_chat._realtime._connection import is_auth_error, parse_expires_at
 from signalwire_chat._realtime._dispatcher import Dispatcher
 from signalwire_chat._realtime._hub import _Core
 from signalwire_chat._realtime._protocol import Routes
@@ -27,9 +28,61 @@ def test_backoff_first_retry_at_once_then_jittered_exponential_with_a_cap() -> N
     assert all(0.0 <= d <= 4.0 for d in delays)
     for attempt, delay in enumerate(delays[1:5], start=1):
         assert delay <= 0.5 * 2 ** (attempt - 1)
-    assert len(set(delays[10:])) > 30  # full jitter, not a fixed schedule
+    assert len(set(delays[10:])) > 30  # jittered, not a fixed schedule
+    # At least half of each ceiling: attempts never come faster than one per cap/2.
+    for attempt, delay in enumerate(delays[1:], start=1):
+        assert delay >= min(4.0, 0.5 * 2 ** (attempt - 1)) / 2
     backoff.reset()
     assert backoff.next_delay() == 0.0
+
+
+def _policy(**kwargs: float) -> ReconnectPolicy:
+    return ReconnectPolicy(cap=30.0, healthy_after=5.0, rng=random.Random(7), **kwargs)  # type: ignore[arg-type]
+
+
+def test_short_sessions_keep_the_delay_growing_to_the_cap() -> None:
+    policy = _policy()
+    delays = []
+    for _ in range(12):  # a relay that ends every session 10 ms after accepting it
+        assert policy.session_ended(lasted=0.01, events=0) is False
+        delays.append(policy.next_delay())
+    assert delays[0] == 0.0  # one drop: reconnect at once
+    assert all(later >= 15.0 for later in delays[8:])  # at the cap: <= 4 connects a minute
+    assert sum(delays[1:]) > 90.0  # eleven reconnects cost minutes, not milliseconds
+
+
+def test_a_healthy_session_makes_the_next_reconnect_immediate() -> None:
+    for lasted, events in ((5.0, 0), (0.01, 1), (3600.0, 1000)):
+        policy = _policy()
+        for _ in range(6):
+            policy.session_ended(lasted=0.01, events=0)
+            policy.next_delay()
+        assert policy.next_delay() > 0.0  # backing off
+        assert policy.session_ended(lasted=lasted, events=events) is True
+        assert policy.next_delay() == 0.0, (lasted, events)
+
+
+def test_healthy_after_comes_from_the_ping_timeout_and_is_bounded() -> None:
+    assert ReconnectPolicy.for_relay(30.0, ping_timeout=1.5).healthy_after == 0.75
+    assert ReconnectPolicy.for_relay(30.0, ping_timeout=15.0).healthy_after == 5.0
+    assert ReconnectPolicy.for_relay(30.0, ping_timeout=600.0).healthy_after == 5.0
+    assert ReconnectPolicy.for_relay(7.0, ping_timeout=15.0).backoff.cap == 7.0
+
+
+def test_a_streak_of_short_sessions_is_reported_once_until_a_healthy_one() -> None:
+    policy = _policy()
+    reports = []
+    for _ in range(10):
+        policy.session_ended(lasted=0.0, events=0)
+        reports.append(policy.take_streak_report())
+    assert reports == [None, None, 3] + [None] * 7
+    policy.session_ended(lasted=0.0, events=2)  # healthy: the streak ends, re-armed
+    assert policy.take_streak_report() is None
+    again = []
+    for _ in range(3):
+        policy.session_ended(lasted=0.0, events=0)
+        again.append(policy.take_streak_report())
+    assert again == [None, None, 3]
 
 
 def test_parse_expires_at_accepts_numbers_and_iso_strings() -> None:
@@ -213,29 +266,81 @@ def test_backfill_before_any_delivery_stops_at_the_subscribe_time_anchor_whateve
     assert got == ["t2", "t3"]
 
 
-def test_backfill_without_a_readable_history_at_subscribe_falls_back_on_the_time() -> None:
-    from signalwire_chat._convert import structure_chat_message
+def _unreadable_at_subscribe(got: list[str], errors: list[BaseException]) -> Subscription:
+    from signalwire_chat._realtime._subscriptions import Anchor
     from signalwire_chat.errors import ConnectError
 
-    got: list[str] = []
     sub = Subscription(
-        Owner(), Route.address("conv"), lambda m: got.append(m.text), None, recent_ids=10
+        Owner(), Route.address("conv"), lambda m: got.append(m.text), errors.append, recent_ids=10
     )
 
     def down(_route: Route) -> Iterator[object]:
         raise ConnectError("down")
 
-    from signalwire_chat._realtime._subscriptions import Anchor
-
     sub.anchor = Anchor.read(down, sub.route)  # type: ignore[arg-type]
     assert not sub.anchor.known
-    now = sub.anchor.ts
+    return sub
+
+
+@pytest.mark.parametrize("client_clock_off_by", [-3600.0, -5.0, 0.0, 5.0, 3600.0])
+def test_backfill_without_a_readable_history_at_subscribe_stops_at_the_service_time(
+    client_clock_off_by: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service's time of subscribing bounds the read; this machine's wall clock is ignored."""
+    import time as real_time
+
+    from signalwire_chat._convert import structure_chat_message
+    from signalwire_chat._realtime import _subscriptions
+
+    skewed = type(
+        "Clock",
+        (),
+        {
+            "time": staticmethod(lambda: real_time.time() + client_clock_off_by),
+            "monotonic": staticmethod(real_time.monotonic),
+        },
+    )
+    monkeypatch.setattr(_subscriptions, "time", skewed)
+    got: list[str] = []
+    errors: list[BaseException] = []
+    sub = _unreadable_at_subscribe(got, errors)
+    server_then = 1_000_000.0  # the service's clock when subscribe() ran
+    asked: list[float] = []
+
+    def server_time(moment: float) -> float:
+        asked.append(moment)
+        return server_then + (moment - sub.anchor.since)
+
+    allowance = _subscriptions.SERVER_CLOCK_ALLOWANCE
     history = [
-        structure_chat_message({**chat_wire(1), "ts": now + 1.0}),
-        structure_chat_message({**chat_wire(0), "ts": now - 1.0}),
+        structure_chat_message({**chat_wire(3), "ts": server_then + 30.0}),
+        structure_chat_message({**chat_wire(2), "ts": server_then + 0.1}),
+        structure_chat_message({**chat_wire(1), "ts": server_then - allowance + 0.1}),
+        structure_chat_message({**chat_wire(0), "ts": server_then - allowance - 0.1}),
     ]
+    sub._backfill(
+        lambda _a: iter(history), Dispatcher(queue_size=10), limit=10, server_time=server_time
+    )
+    assert got == ["t1", "t2", "t3"]  # t1: within the allowance for the service's nodes
+    assert asked == [sub.anchor.since]
+    assert errors == []
+
+
+def test_backfill_without_an_anchor_or_a_service_time_reports_the_gap() -> None:
+    from signalwire_chat._convert import structure_chat_message
+    from signalwire_chat.errors import MessagesMayBeMissingError
+
+    got: list[str] = []
+    errors: list[BaseException] = []
+    sub = _unreadable_at_subscribe(got, errors)
+    history = [structure_chat_message({**chat_wire(1), "ts": 1.0})]
     sub._backfill(lambda _a: iter(history), Dispatcher(queue_size=10), limit=10)
-    assert got == ["t1"]
+    sub._backfill(
+        lambda _a: iter(history), Dispatcher(queue_size=10), limit=10, server_time=lambda _m: None
+    )
+    assert got == []  # nothing guessed from this machine's clock
+    assert [type(e) for e in errors] == [MessagesMayBeMissingError] * 2
+    assert "between subscribe() and the first connect" in str(errors[0])
 
 
 def test_a_first_backfill_refused_as_not_a_member_is_not_a_gap() -> None:

@@ -145,14 +145,36 @@ def test_a_history_longer_than_the_limit_is_a_gap_after_delivering_what_was_read
     assert "more than 3 messages" in str(errors[0].__cause__)
 
 
-def test_a_catch_up_from_a_checkpoint_stops_at_its_time_when_its_message_is_gone() -> None:
+def test_a_catch_up_from_a_checkpoint_reads_back_to_its_id_whatever_the_ts() -> None:
+    """The service's clock stepped back after the checkpoint: newer messages are dated older."""
     dispatcher = Dispatcher(queue_size=10)
     sub, got, errors = _sub()
-    sub.anchor = Anchor.at_checkpoint("id-deleted", 1003.5)
+    sub.anchor = Anchor.at_checkpoint("id2")
+
+    def history(route: Route) -> Iterator[ConversationChatMessage]:
+        for i, ts in ((6, 900.0), (5, 950.0), (4, 1010.0), (3, 500.0), (2, 1002.0), (1, 1.0)):
+            yield chat_message(i, ts=ts)
+
+    sub._backfill(history, dispatcher, limit=100)
+    assert got == ["id3", "id4", "id5", "id6"]
+    assert errors == []
+
+
+def test_a_catch_up_from_a_checkpoint_whose_message_is_gone_reads_to_the_limit() -> None:
+    """Not found: everything the read reaches is delivered (at least once beats lost), and said."""
+    dispatcher = Dispatcher(queue_size=10)
+    sub, got, errors = _sub()
+    sub.anchor = Anchor.at_checkpoint("id-deleted")
     sub._backfill(_history(6, 5, 4, 3, 2), dispatcher, limit=100)
-    assert got == ["id4", "id5", "id6"]
+    assert got == ["id2", "id3", "id4", "id5", "id6"]
     assert type(errors[0]).__name__ == "CheckpointNotFoundError"
     assert "id-deleted" in str(errors[0])
+    sub, got, errors = _sub()
+    sub.anchor = Anchor.at_checkpoint("id-deleted")
+    sub._backfill(_history(6, 5, 4, 3, 2), dispatcher, limit=3)
+    assert got == ["id4", "id5", "id6"]
+    assert [type(e).__name__ for e in errors] == ["CheckpointNotFoundError"]
+    assert "newest 3 messages" in str(errors[0])
 
 
 def test_a_catch_up_ends_when_the_subscription_is_cancelled_meanwhile() -> None:
