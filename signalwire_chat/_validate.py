@@ -39,6 +39,7 @@ __all__ = [
     "check_str",
     "check_token",
     "json_depth_exceeds",
+    "looks_like_uuid",
     "token_problem",
 ]
 
@@ -110,6 +111,11 @@ def check_address_id(value: object, name: str = "address_id") -> str:
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}")
 
 
+def looks_like_uuid(value: str) -> bool:
+    """Whether ``value`` has the shape of the service's ids: ``8-4-4-4-12`` hex digits."""
+    return _UUID.fullmatch(value) is not None
+
+
 def check_address_uuid(value: object, name: str = "address_id") -> str:
     """An address id as the service makes them: a UUID (``8-4-4-4-12`` hex digits).
 
@@ -122,7 +128,7 @@ def check_address_uuid(value: object, name: str = "address_id") -> str:
         InvalidArgumentError: As :func:`check_address_id`, or not a UUID.
     """
     value = check_address_id(value, name)
-    if not _UUID.fullmatch(value):
+    if not looks_like_uuid(value):
         shown = repr(value) if value.isprintable() and len(value) <= 60 else "(not shown)"
         raise InvalidArgumentError(
             f"{name} {shown} is not an address id: address ids are UUIDs (find one by name with"

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import datetime as _dt
 import enum
+import io
 import math
 import os
 import re
@@ -215,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     sub = command("send", "send a chat message")
-    sub.add_argument("address_id", help="the address (conversation) to send to")
+    sub.add_argument("address_id", help="an address or group id (as `conversations` lists them)")
     sub.add_argument("text", help="the text ('-': read it from stdin)")
     sub.add_argument("--metadata", metavar="JSON", help="a JSON object sent along")
     sub.set_defaults(run=_send)
@@ -403,14 +404,19 @@ def _send(args: argparse.Namespace, out: Output) -> ExitCode:
         except RecursionError:  # the decoder recurses once per level
             raise UsageError("--metadata is nested too deeply") from None
     with make_client(args) as client:
-        result = client.send_message(args.address_id, text, metadata=metadata)
+        _not_me(client, args.address_id, "send to")
+        target = _address_or_group(client, args.address_id)
+        with _neither("send to", target):
+            result = client.send_message(target, text, metadata=metadata)
     out.item(result, text=f"sent to {args.address_id}")
     return ExitCode.OK
 
 
 def _join(args: argparse.Namespace, out: Output) -> ExitCode:
+    address_id = _address_id(args.address_id)
     with make_client(args) as client:
-        result = client.join(args.address_id)
+        _not_me(client, address_id, "join")
+        result = client.join(address_id)
     out.item(result, text=f"joined {args.address_id}")
     return ExitCode.OK
 
@@ -472,23 +478,32 @@ def _resolve(client: ChatClient, target_id: str | None, out: Output) -> Target |
     """What ``history`` and ``tail`` read: an address id, a :class:`Group`, or None: the inbox.
 
     ``conversations`` lists groups by their group id, and (address-era rows) addresses; the
-    subscriber's own address stands for everything sent to it, the inbox. In the group dialect
-    an id is tried as an address first (its group is joined, as every read of an address does),
-    and taken for a group when the service knows no such address.
+    subscriber's own address stands for everything sent to it, the inbox.
     """
-    from ..models import Group
-
     if target_id is None:
         return None
-    if client.dialect != "group":
-        return target_id
-    if target_id == client.my_address_id():
+    if client.dialect == "group" and target_id == client.my_address_id():
         out.status(f"{target_id} is your own address: reading your inbox (everything sent to you)")
         return None
-    if not _looks_like_uuid(target_id):
-        return Group(id=target_id)  # group ids are opaque; address ids are UUIDs
+    return _address_or_group(client, target_id)
+
+
+def _address_or_group(client: ChatClient, target_id: str) -> Target:
+    """An address id, or (group dialect) the :class:`Group` an id stands for.
+
+    Address ids are UUIDs and group ids are opaque: in the group dialect an id is tried as an
+    address first (its group is joined, as every read of or send to an address does), and
+    taken for a group when it is not a UUID or the service knows no such address.
+    """
+    from .._validate import looks_like_uuid
+    from ..models import Group
+
+    if client.dialect != "group":
+        return _address_id(target_id)
+    if not looks_like_uuid(target_id):
+        return Group(id=target_id)
     try:
-        client.join(target_id)  # the group of (you, that address); kept for the read
+        client.join(target_id)  # the group of (you, that address); kept for what follows
     except errors.NotFoundError as exc:
         if not _is_join(exc):
             raise
@@ -496,11 +511,24 @@ def _resolve(client: ChatClient, target_id: str | None, out: Output) -> Target |
     return target_id
 
 
-_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+def _address_id(value: str) -> str:
+    """``value`` if it can be an address id, else a usage error saying where ids are found."""
+    from .._validate import looks_like_uuid
+
+    if not looks_like_uuid(value):
+        raise UsageError(
+            f"{value!r} is not an address id: address ids are UUIDs"
+            " (`signalwire-chat addresses` lists them, --display-name finds one)"
+        )
+    return value
 
 
-def _looks_like_uuid(value: str) -> bool:
-    return _UUID.fullmatch(value) is not None
+def _not_me(client: ChatClient, address_id: str, what: str) -> None:
+    if client.dialect == "group" and address_id == client.my_address_id():
+        raise UsageError(
+            f"cannot {what} your own address {address_id}: the service has no conversation of"
+            " one address (`history --inbox` and `tail --inbox` read everything sent to you)"
+        )
 
 
 def _is_join(exc: errors.APIError) -> bool:
@@ -749,6 +777,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["emulator"]:
         return _run_emulator(argv[1:])
     args = build_parser().parse_args(argv)
+    if not args.json and isinstance(sys.stdout, io.TextIOWrapper):
+        # A terminal in another encoding than UTF-8 shows what it cannot as \uXXXX, rather
+        # than ending the command with UnicodeEncodeError. (--json escapes such characters.)
+        sys.stdout.reconfigure(errors="backslashreplace")
     out = Output(as_json=args.json)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:

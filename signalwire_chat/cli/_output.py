@@ -14,6 +14,7 @@ values, with the characters a terminal could act on written as ``\uXXXX`` escape
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 import sys
@@ -56,9 +57,22 @@ def _json_escape(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group()):04x}"
 
 
-def json_text(item: Any) -> str:
-    """``item`` (a model through ``to_dict``) as one line of JSON, safe on a terminal."""
+def json_text(item: Any, *, ascii_only: bool = False) -> str:
+    """``item`` (a model through ``to_dict``) as one line of JSON, safe on a terminal.
+
+    ``ascii_only`` escapes every non-ASCII character, for a stream that cannot encode them.
+    """
+    if ascii_only:
+        return json.dumps(_jsonable(item))
     return _JSON_UNSAFE.sub(_json_escape, json.dumps(_jsonable(item), ensure_ascii=False))
+
+
+def _writes_utf8(stream: IO[str]) -> bool:
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        return codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        return False
 
 
 class Output:
@@ -75,7 +89,7 @@ class Output:
 
     def json_line(self, item: Any) -> None:
         """One JSON object on one line (models through ``to_dict``)."""
-        self.stdout.write(json_text(item) + "\n")
+        self.stdout.write(json_text(item, ascii_only=not _writes_utf8(self.stdout)) + "\n")
 
     def item(self, item: Any, *, text: str) -> None:
         """One result: a JSON line with ``--json``, else ``text`` (made safe)."""

@@ -19,7 +19,7 @@ import subprocess
 import termios
 import time
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
 import pytest
 import test_cli
@@ -342,8 +342,17 @@ def test_a_url_without_a_scheme_is_told_what_is_accepted(
 # --- C: every conversation can be read ---------------------------------------------------------
 
 
+class Team(NamedTuple):
+    emu: Emulator
+    alice: EmulatorSubscriber
+    args: tuple[str, ...]  # Alice's --token-file
+    carol: EmulatorSubscriber
+    room: str
+    group: str
+
+
 @pytest.fixture
-def team(signalwire_emulator: Emulator, alice: EmulatorSubscriber) -> dict[str, Any]:
+def team(signalwire_emulator: Emulator, alice: EmulatorSubscriber, token_file: str) -> Team:
     """Alice in a room, a direct chat with Bob and a group with Bob and Carol, one message each."""
     emu = signalwire_emulator
     bob = emu.create_subscriber("bob@example.com", display_name="Bob")
@@ -354,64 +363,53 @@ def team(signalwire_emulator: Emulator, alice: EmulatorSubscriber) -> dict[str, 
     emu.send_as(carol, room.id, "in the lobby")
     emu.send_as(bob, alice.address_id, "just to alice")
     emu.send_as(bob, None, "to the three of us", group_id=group)
-    return {"bob": bob, "carol": carol, "room": room.id, "group": group}
+    return Team(emu, alice, ("--token-file", token_file), carol, room.id, group)
 
 
-def test_every_conversation_row_has_an_id_that_history_reads(
-    script: str,
-    signalwire_emulator: Emulator,
-    alice: EmulatorSubscriber,
-    token_file: str,
-    team: dict[str, Any],
-) -> None:
-    args = ("--token-file", token_file)
-    proc = run(script, signalwire_emulator, "conversations", *args)
+def test_every_conversation_row_has_an_id_that_history_reads(script: str, team: Team) -> None:
+    emu, alice, args = team.emu, team.alice, team.args
+    proc = run(script, emu, "conversations", *args)
     assert proc.returncode == ExitCode.OK, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("│")]
     kinds = {
         cells[1].strip(): cells[0].strip() for cells in (r.strip("│").split("│") for r in rows)
     }
-    assert kinds[team["group"]] == "group"
+    assert kinds[team.group] == "group"
     assert kinds[alice.address_id] == "inbox"  # the row of your own address
     assert "" not in kinds  # no row without an id
     read: dict[str, list[str]] = {}
     for row_id in kinds:
-        proc = run(script, signalwire_emulator, "history", row_id, "--json", *args)
+        proc = run(script, emu, "history", row_id, "--json", *args)
         assert proc.returncode == ExitCode.OK, (row_id, proc.stderr)
         read[row_id] = [m["text"] for m in json_lines(proc.stdout)]
-    assert read[team["group"]] == ["to the three of us"]
+    assert read[team.group] == ["to the three of us"]
     assert sorted(read[alice.address_id]) == sorted(
         ["in the lobby", "just to alice", "to the three of us"]
     )
 
 
-def test_history_inbox_reads_everything_sent_to_me(
-    script: str, signalwire_emulator: Emulator, token_file: str, team: dict[str, Any]
-) -> None:
-    proc = run(script, signalwire_emulator, "history", "--inbox", "--token-file", token_file)
+def test_history_inbox_reads_everything_sent_to_me(script: str, team: Team) -> None:
+    emu, args = team.emu, team.args
+    proc = run(script, emu, "history", "--inbox", *args)
     assert proc.returncode == ExitCode.OK, proc.stderr
     for text in ("in the lobby", "just to alice", "to the three of us"):
         assert text in proc.stdout
     assert "your inbox" in proc.stdout
     # An address or a group still reads only its own conversation.
-    proc = run(script, signalwire_emulator, "history", team["room"], "--token-file", token_file)
+    proc = run(script, emu, "history", team.room, *args)
     assert "in the lobby" in proc.stdout
     assert "to the three of us" not in proc.stdout
-    both = run(
-        script, signalwire_emulator, "history", team["room"], "--inbox", "--token-file", token_file
-    )
+    both = run(script, emu, "history", team.room, "--inbox", *args)
     assert both.returncode == ExitCode.USAGE
 
 
-def test_tail_follows_the_inbox_and_a_group(
-    script: str, signalwire_emulator: Emulator, token_file: str, team: dict[str, Any]
-) -> None:
-    emu = signalwire_emulator
-    for target in ("--inbox", team["group"]):
-        tail = Tail(script, emu, target, "--count", "1", "--json", "--token-file", token_file)
+def test_tail_follows_the_inbox_and_a_group(script: str, team: Team) -> None:
+    emu = team.emu
+    for target in ("--inbox", team.group):
+        tail = Tail(script, emu, target, "--count", "1", "--json", *team.args)
         try:
             tail.wait_for(tail.err, "connected")
-            emu.send_as(team["carol"], None, f"live to {target}", group_id=team["group"])
+            emu.send_as(team.carol, None, f"live to {target}", group_id=team.group)
             assert tail.finish() == ExitCode.OK, tail.err
         finally:
             tail.kill()
@@ -427,3 +425,50 @@ def test_an_id_that_is_neither_an_address_nor_a_group_exits_5_naming_what_was_as
         assert proc.returncode == ExitCode.NOT_FOUND, proc.stderr
         assert f"'{unknown}': no such address or group" in proc.stderr
         assert "conversations/join" not in proc.stderr  # not a request the user made
+
+
+def test_send_takes_a_group_id_and_says_what_to_do_about_your_own_address(
+    script: str, team: Team
+) -> None:
+    emu, alice, args = team.emu, team.alice, team.args
+    proc = run(script, emu, "send", team.group, "hello all", *args)
+    assert proc.returncode == ExitCode.OK, proc.stderr
+    assert emu.messages(team.group)[-1]["text"] == "hello all"
+    for command in (("send", alice.address_id, "hi"), ("join", alice.address_id)):
+        proc = run(script, emu, *command, *args)
+        assert proc.returncode == ExitCode.USAGE, proc.stderr
+        assert "your own address" in proc.stderr
+        assert "--inbox" in proc.stderr
+        assert "()" not in proc.stderr  # no advice about Python methods
+    proc = run(script, emu, "join", "lobby", *args)
+    assert proc.returncode == ExitCode.USAGE, proc.stderr
+    assert "'lobby' is not an address id" in proc.stderr
+    assert "signalwire-chat addresses" in proc.stderr
+
+
+def test_a_terminal_that_is_not_utf8_gets_escapes_not_a_traceback(
+    script: str, signalwire_emulator: Emulator, alice: EmulatorSubscriber, token_file: str
+) -> None:
+    emu = signalwire_emulator
+    bob = emu.create_subscriber("bob@example.com", display_name="Bob")
+    emu.send_as(bob, alice.address_id, "café 日本 \U0001f600")
+    args = ("history", bob.address_id, "--token-file", token_file)
+    proc = subprocess.run(
+        [script, *args],
+        capture_output=True,
+        timeout=TIMEOUT,
+        env=env_for(emu, PYTHONIOENCODING="latin-1"),
+        check=False,
+    )
+    assert proc.returncode == ExitCode.OK, proc.stderr
+    shown = proc.stdout.decode("latin-1")
+    assert "café \\u65e5\\u672c \\U0001f600" in shown
+    proc = subprocess.run(
+        [script, *args, "--json"],
+        capture_output=True,
+        timeout=TIMEOUT,
+        env=env_for(emu, PYTHONIOENCODING="latin-1"),
+        check=False,
+    )
+    assert proc.returncode == ExitCode.OK, proc.stderr
+    assert json.loads(proc.stdout.decode("latin-1"))["text"] == "café 日本 \U0001f600"
