@@ -34,6 +34,7 @@ HOSTILE = [
     "clip \x1b]52;c;ZXZpbA==\x07 end",
     "link \x1b]8;;http://evil.example\x1b\\here\x1b]8;;\x1b\\ end",
     "clear \x1b[2J\x1bc end",
+    "colour \x1b[31mred\x1b[0m end",
     "c1 \x9b31m \x9d0;t\x9c end",
     "del \x7f bidi \u202eevil\u2066 mark\u200f end",
     "lines \u2028FORGED\u2029FORGED\rFORGED\nFORGED end",
@@ -140,6 +141,7 @@ def test_history_table_shows_hostile_texts_and_names_escaped_and_markup_literall
     assert "title \\x1b]0;pwned\\x07 end" in plain
     assert "clip \\x1b]52;c;ZXZpbA==\\x07 end" in plain
     assert "c1 \\x9b31m \\x9d0;t\\x9c end" in plain
+    assert "colour \\x1b[31mred\\x1b[0m end" in plain  # (rich's own colours are stripped above)
     assert "bidi \\u202eevil\\u2066 mark\\u200f end" in plain
     assert "Mallory\\x1b]0;name\\x07[/]\\u202e" in plain
     # rich markup in a text is text: neither an error nor a hyperlink.
