@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -42,12 +43,14 @@ from ._pages import (
 )
 from ._token import check_url, derive_urls, read_token_header
 from ._validate import check_address_id as _check_address_id
+from ._validate import check_address_uuid as _check_address_uuid
 from ._validate import check_choice as _check_choice
 from ._validate import check_json_object as _check_json_object
 from ._validate import check_limit as _check_limit
 from ._validate import check_page_size as _check_page_size
 from ._validate import check_str as _check_str
 from .errors import (
+    APIError,
     ChatError,
     ClientClosedError,
     DecodeError,
@@ -56,6 +59,8 @@ from .errors import (
     NoAddressError,
     NotFoundError,
     TokenError,
+    TransportError,
+    _led_by,
 )
 from .models import (
     Address,
@@ -109,6 +114,15 @@ def _history_url(http: HttpTransport, conversation: str | None, page_size: int) 
     return http.url_for(
         f"/api/fabric/conversations/{_segment(conversation)}/messages", {"page_size": page_size}
     )
+
+
+@contextlib.contextmanager
+def _asked(action: str) -> Iterator[None]:
+    """Errors of the requests a call makes on its own, led by what the caller asked for."""
+    try:
+        yield
+    except (APIError, TransportError, NoAddressError, DecodeError) as exc:
+        raise _led_by(action, exc) from exc
 
 
 class _Flight:
@@ -558,9 +572,9 @@ class ChatClient:
             raise InvalidArgumentTypeError(
                 f"{name} must be a str (an address id) or a Group, not {type(target).__name__}"
             )
-        return _check_address_id(target, name)
+        return _check_address_uuid(target, name)
 
-    def _route(self, target: str | Group) -> Route:
+    def _route(self, target: str | Group, action: str = "cannot read the history of") -> Route:
         """Where a target's messages live (may look up my address and join its group)."""
         from ._realtime import Route
 
@@ -568,7 +582,8 @@ class ChatClient:
             return Route.group(target.id)
         if self._dialect == "address":
             return Route.address(target)
-        return Route.group(self._group_for(target), target)
+        with _asked(f"{action} {target!r}"):
+            return Route.group(self._group_for(target), target)
 
     # -- chat --
 
@@ -593,7 +608,7 @@ class ChatClient:
             APIError: The service refused.
             TransportError: The request failed at the network level.
         """
-        address_id = _check_address_id(address_id)
+        address_id = _check_address_uuid(address_id)
         if self._dialect == "address":
             body = _dumps({"conversation_id": address_id})
             self._check_open()
@@ -601,7 +616,8 @@ class ChatClient:
             url = http.base_url + "/api/fabric/conversations/join"
             return structure_join_result(http.request("POST", url, body))
         self._check_open()
-        me = self.my_address_id()
+        with _asked(f"cannot join {address_id!r}"):
+            me = self.my_address_id()
         self._check_not_me(address_id, me, "cannot join")
         result = self._post_join(me, [address_id, me])
         assert result.group_id is not None
@@ -634,7 +650,7 @@ class ChatClient:
             raise InvalidArgumentTypeError("address_ids must be an iterable of address ids")
         ids: list[str] = []
         for index, address_id in enumerate(address_ids):
-            address_id = _check_address_id(address_id, f"address_ids[{index}]")
+            address_id = _check_address_uuid(address_id, f"address_ids[{index}]")
             if address_id not in ids:
                 ids.append(address_id)
         if not ids:
@@ -781,10 +797,11 @@ class ChatClient:
             assert isinstance(target, str)
             payload: dict[str, Any] = {"conversation_id": target, "text": text, **extras}
         else:
-            if isinstance(target, Group):
-                group_id, me = target.id, target.from_address_id or self.my_address_id()
-            else:
-                group_id, me = self._group_for(target), self.my_address_id()
+            with _asked(f"cannot send to {target!r}"):
+                if isinstance(target, Group):
+                    group_id, me = target.id, target.from_address_id or self.my_address_id()
+                else:
+                    group_id, me = self._group_for(target), self.my_address_id()
             payload = {"group_id": group_id, "from_fabric_address_id": me, "text": text, **extras}
         body = _dumps(payload)
         http = self._http()
@@ -960,8 +977,10 @@ class ChatClient:
     def _subscribe_route(self, target: str | Group) -> Route:
         """The route of a subscription target; refuses my own address in the group dialect."""
         if isinstance(target, str) and self._dialect == "group":
-            self._check_not_me(target, self.my_address_id(), "cannot subscribe to")
-        return self._route(target)
+            with _asked(f"cannot subscribe to {target!r}"):
+                me = self.my_address_id()
+            self._check_not_me(target, me, "cannot subscribe to")
+        return self._route(target, "cannot subscribe to")
 
     def _subscribe_to(
         self,

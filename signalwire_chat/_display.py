@@ -10,33 +10,95 @@ used; ``html`` is loaded on first display, never by ``import signalwire_chat``.
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-__all__ = ["Displayable", "columns_for", "html_table", "local_time", "one_line", "rows_for"]
+__all__ = [
+    "UNSAFE_ABOVE_C0",
+    "Displayable",
+    "columns_for",
+    "conversation_columns",
+    "html_table",
+    "local_time",
+    "one_line",
+    "rows_for",
+    "safe_text",
+]
 
 #: Longest text shown in a table cell or a one-line summary before it is cut with "…".
 MAX_CELL = 200
 
+# What a terminal may act on instead of showing: C0 controls (ESC starts every escape
+# sequence, BEL ends OSC ones), DEL, C1 controls (U+009B is a one-character CSI, U+009D an OSC),
+# lone surrogates (no encoding can write them: the write itself would fail), the line and
+# paragraph separators (a second line forged inside one), and the bidi embeddings, overrides,
+# isolates and marks (text that reads differently from what it is).
+#: Those beyond C0, as a regex character class body (``json.dumps`` escapes C0 itself).
+UNSAFE_ABOVE_C0 = r"\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
+_UNSAFE = re.compile(rf"[\x00-\x1f{UNSAFE_ABOVE_C0}]")
+_ONE_LINE = re.compile(r"(?:\r\n|[ \t\n])+")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return repr(match.group())[1:-1]  # "\x1b", "\n", "\u202e": visible, as repr shows them
+
+
+def safe_text(text: str) -> str:
+    r"""``text`` as a terminal may show it: every character it could act on, escaped.
+
+    The one gate for text from the service (message texts, names, error details) on its way
+    to a person. C0 and C1 control characters, DEL, lone surrogates, U+2028 and U+2029, and the
+    bidi controls are written as Python writes them in a ``repr`` (``\x1b``, ``\n``,
+    ``\u202e``), so none reaches the terminal, a text stays on its line, and what it tried is
+    still visible. Everything else, backslashes included, is left as it is (readability wins;
+    ``--json`` carries the exact text). The result is safe again: ``safe_text`` is idempotent.
+    """
+    return _UNSAFE.sub(_escape, text) if _UNSAFE.search(text) else text
+
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
 
 def local_time(seconds: float | int | None) -> str:
-    """Unix seconds as local wall-clock time, ``YYYY-MM-DD HH:MM:SS`` (empty for None)."""
+    """Unix seconds as local wall-clock time, ``YYYY-MM-DD HH:MM:SS`` (empty for None).
+
+    A time the local calendar cannot hold (the first or last hours of years 1 to 9999, east
+    or west of UTC) is shown in UTC with a ``Z``, and one no calendar holds as the number.
+    """
     if seconds is None:
         return ""
-    when = _dt.datetime.fromtimestamp(seconds).astimezone()
-    return when.strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        when = _dt.datetime.fromtimestamp(seconds).astimezone()
+    except (OverflowError, OSError, ValueError):
+        try:
+            when = _EPOCH + _dt.timedelta(seconds=seconds)
+        except (OverflowError, ValueError):
+            return repr(seconds)
+        return _wall_clock(when) + "Z"
+    return _wall_clock(when)
+
+
+def _wall_clock(when: _dt.datetime) -> str:
+    # Not strftime: its %Y does not pad the years 1 to 999 to four digits on every platform.
+    return (
+        f"{when.year:04d}-{when.month:02d}-{when.day:02d}"
+        f" {when.hour:02d}:{when.minute:02d}:{when.second:02d}"
+    )
 
 
 def _cut(text: str | None, limit: int = MAX_CELL) -> str:
     if text is None:
         return ""
-    text = " ".join(text.split())  # one line: newlines and runs of spaces become one space
+    # One line: newlines and runs of spaces become one space; whatever else is left that a
+    # terminal could act on is escaped.
+    text = safe_text(_ONE_LINE.sub(" ", text).strip(" "))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def sender(message: Any) -> str:
     """Who sent a message: its display name where known, else its address or user id."""
-    return str(message.user_name or message.from_address_id or message.user_id or "")
+    return safe_text(str(message.user_name or message.from_address_id or message.user_id or ""))
 
 
 Column = tuple[str, Callable[[Any], str]]
@@ -44,18 +106,37 @@ Column = tuple[str, Callable[[Any], str]]
 _MESSAGE: Sequence[Column] = (
     ("time", lambda m: local_time(m.ts)),
     ("from", sender),
-    ("text", lambda m: _cut(m.text) if m.text is not None else f"({m.subtype})"),
+    ("text", lambda m: _cut(m.text) if m.text is not None else f"({safe_text(m.subtype)})"),
 )
-_CONVERSATION: Sequence[Column] = (
-    ("name", lambda c: _cut(c.name)),
-    ("address_id", lambda c: c.address_id or ""),
-    ("last message", lambda c: local_time(c.last_message_at)),
-)
+
+
+def conversation_columns(me: str | None = None) -> Sequence[Column]:
+    """The columns of a conversation: its kind, the id that reads it, its name, its last message.
+
+    A group-dialect row is a ``group`` (its id: the group id); an address-dialect row is an
+    ``address`` (its id: the address id), except the row of ``me``, the subscriber's own
+    address, whose messages are everything sent to the subscriber: the ``inbox``.
+    """
+
+    def kind(c: Any) -> str:
+        if c.group_id is not None:
+            return "group"
+        return "inbox" if me is not None and c.address_id == me else "address"
+
+    return (
+        ("kind", kind),
+        ("id", lambda c: safe_text(c.group_id or c.address_id or c.id)),
+        ("name", lambda c: _cut(c.name)),
+        ("last message", lambda c: local_time(c.last_message_at)),
+    )
+
+
+_CONVERSATION = conversation_columns()
 _ADDRESS: Sequence[Column] = (
     ("display name", lambda a: _cut(a.display_name)),
-    ("name", lambda a: a.name),
-    ("type", lambda a: a.type),
-    ("id", lambda a: a.id),
+    ("name", lambda a: _cut(a.name)),
+    ("type", lambda a: safe_text(a.type)),
+    ("id", lambda a: safe_text(a.id)),
 )
 
 
@@ -72,11 +153,17 @@ def columns_for(item: Any) -> Sequence[Column]:
     return (("value", lambda x: _cut(repr(x))),)
 
 
-def rows_for(items: Sequence[Any]) -> tuple[list[str], list[list[str]]]:
-    """``(headers, rows)`` of cell strings for a homogeneous list of models."""
+def rows_for(
+    items: Sequence[Any], columns: Sequence[Column] | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """``(headers, rows)`` of cell strings for a homogeneous list of models.
+
+    ``columns`` replaces the usual columns of such rows (see :func:`columns_for`).
+    """
     if not items:
         return [], []
-    columns = columns_for(items[0])
+    if columns is None:
+        columns = columns_for(items[0])
     headers = [name for name, _ in columns]
     return headers, [[get(item) for _, get in columns] for item in items]
 

@@ -115,8 +115,15 @@ def check_url(url: str, *, kind: str, allow_insecure: bool = False) -> str:
         raise InvalidArgumentError(f"{kind}_url is not a valid URL: {exc}") from None
     scheme = parts.scheme.lower()
     if scheme not in (secure, plain) or not parts.hostname:
+        # "localhost:8765" parses as scheme "localhost": say what is accepted, and what was
+        # given only as far as it is safe (the scheme; never the rest, which may hold secrets).
+        if scheme in (secure, plain):
+            got = "no host"
+        else:
+            got = f"scheme {scheme!r}" if "://" in url and scheme.isalnum() else "no scheme"
         raise InvalidArgumentError(
-            f"{kind}_url must be an absolute {secure}:// URL (got scheme {scheme or 'none'!r})"
+            f"{kind}_url must be an absolute URL: {secure}://host[:port], or {plain}://host[:port]"
+            f" to a loopback host (localhost, 127.0.0.1, [::1]) (got {got})"
         )
     if parts.username is not None or parts.password is not None:
         raise InvalidArgumentError(f"{kind}_url must not carry credentials")

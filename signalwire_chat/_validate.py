@@ -31,6 +31,7 @@ __all__ = [
     "MAX_JSON_BYTES",
     "MAX_JSON_DEPTH",
     "check_address_id",
+    "check_address_uuid",
     "check_choice",
     "check_json_object",
     "check_limit",
@@ -38,6 +39,7 @@ __all__ = [
     "check_str",
     "check_token",
     "json_depth_exceeds",
+    "looks_like_uuid",
     "token_problem",
 ]
 
@@ -103,6 +105,35 @@ def check_address_id(value: object, name: str = "address_id") -> str:
         raise InvalidArgumentError(f"{name} is longer than {MAX_ID_LENGTH} characters")
     if _CONTROL.search(value):
         raise InvalidArgumentError(f"{name} must not contain control characters")
+    return value
+
+
+_UUID = re.compile(r"[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}")
+
+
+def looks_like_uuid(value: str) -> bool:
+    """Whether ``value`` has the shape of the service's ids: ``8-4-4-4-12`` hex digits."""
+    return _UUID.fullmatch(value) is not None
+
+
+def check_address_uuid(value: object, name: str = "address_id") -> str:
+    """An address id as the service makes them: a UUID (``8-4-4-4-12`` hex digits).
+
+    Anything else (a room's name, say) cannot be an address: it is refused here, where the
+    caller's own words can be quoted, rather than by a 404 from a request the caller never
+    made. Group ids are opaque and never pass through this check.
+
+    Raises:
+        InvalidArgumentTypeError: Not a ``str``.
+        InvalidArgumentError: As :func:`check_address_id`, or not a UUID.
+    """
+    value = check_address_id(value, name)
+    if not looks_like_uuid(value):
+        shown = repr(value) if value.isprintable() and len(value) <= 60 else "(not shown)"
+        raise InvalidArgumentError(
+            f"{name} {shown} is not an address id: address ids are UUIDs (find one by name with"
+            " get_address(name=...); a group id goes in a Group(id=...))"
+        )
     return value
 
 

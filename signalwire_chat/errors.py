@@ -483,3 +483,26 @@ class FencedWriteError(StoreError, PermissionError):
 
 class LeaseTimeoutError(StoreError, TimeoutError):
     """``acquire(timeout=...)`` did not get the lease within the timeout."""
+
+
+def _led_by(action: str, exc: ChatError) -> ChatError:
+    """``exc`` again, of the same class, its message led by what the caller asked for.
+
+    For the requests a call makes on its own (the subscriber lookup, the group join): the
+    caller reads first what failed for them (``cannot read the history of '...'``), then the
+    request that failed, which ``exc`` names. Every attribute is kept; ``exc`` itself is not
+    changed (other threads waiting on the same lookup raise it too).
+    """
+    if isinstance(exc, NotFoundError) and exc.method == "POST":
+        cause = "no such address"  # the join names the addresses: one of them is unknown
+    elif isinstance(exc, (APIError, TransportError)):
+        cause = exc.message
+    else:
+        cause = str(exc)
+    text = f"{action}: {cause}"
+    led = type(exc).__new__(type(exc), text)  # not __init__: each class has its own arguments
+    led.__dict__.update(exc.__dict__)
+    led.args = (text,)  # set here: OSError's __new__ (ConnectError, timeouts) leaves it empty
+    if isinstance(led, (APIError, TransportError)):
+        led.message = text  # APIError's str adds the status and the request after it
+    return led

@@ -9,8 +9,10 @@ it adds nothing to start-up time. Every failure of ours becomes one line on stde
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import enum
+import io
 import math
 import os
 import re
@@ -27,7 +29,7 @@ from .._version import __version__
 from ._output import MissingExtraError, Output
 
 if TYPE_CHECKING:
-    from .._client import ChatClient
+    from .._client import ChatClient, Target
     from ..models import ConversationChatMessage
 
 __all__ = ["ExitCode", "build_parser", "main"]
@@ -71,7 +73,7 @@ def exit_code_for(exc: BaseException) -> ExitCode:
         ((errors.TokenError, errors.AuthenticationError), ExitCode.AUTH),
         (errors.PermissionDeniedError, ExitCode.PERMISSION),
         (errors.NotFoundError, ExitCode.NOT_FOUND),
-        (errors.TransportError, ExitCode.NETWORK),
+        ((errors.TransportError, errors.RealtimeConnectError), ExitCode.NETWORK),
         ((errors.APIError, errors.DecodeError, errors.UnsafeLinkError), ExitCode.SERVICE),
     )
     for kinds, code in checks:
@@ -214,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     sub = command("send", "send a chat message")
-    sub.add_argument("address_id", help="the address (conversation) to send to")
+    sub.add_argument("address_id", help="an address or group id (as `conversations` lists them)")
     sub.add_argument("text", help="the text ('-': read it from stdin)")
     sub.add_argument("--metadata", metavar="JSON", help="a JSON object sent along")
     sub.set_defaults(run=_send)
@@ -223,8 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("address_id", help="the address (conversation) to join")
     sub.set_defaults(run=_join)
 
+    target = "an address or group id (as `conversations` lists them)"
     sub = command("history", "a conversation's chat messages (newest first)")
-    sub.add_argument("address_id", help="the address (conversation) to read")
+    sub.add_argument("address_id", nargs="?", help=f"{target} to read")
+    sub.add_argument("--inbox", action="store_true", help="every message sent to you instead")
     sub.add_argument("--limit", type=_positive_int, help="at most this many messages")
     when = "TIME: 2h, 3d (ago), Unix seconds, or 2026-12-01T09:30 (local unless +HH:MM or Z)"
     sub.add_argument("--since", type=parse_time, metavar="TIME", help="none older; " + when)
@@ -235,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(run=_history)
 
     sub = command("tail", "print new chat messages as they arrive, until Ctrl-C")
-    sub.add_argument("address_id", help="the address (conversation) to follow")
+    sub.add_argument("address_id", nargs="?", help=f"{target} to follow")
+    sub.add_argument("--inbox", action="store_true", help="every message sent to you instead")
     sub.add_argument(
         "--history", type=_positive_int, default=0, metavar="N", help="first print the last N"
     )
@@ -309,14 +314,38 @@ def build_parser() -> argparse.ArgumentParser:
 # --- the token and the client ---------------------------------------------------------------
 
 
+# A secret where a path was expected: a compact JWS or JWE (a SAT is one), or one long run of
+# base64 characters in mixed case with digits (an opaque token). File names are rarely either.
+_JOSE = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*){2}(?:\.[A-Za-z0-9_-]*){2}?")
+_OPAQUE = re.compile(r"(?=.*[0-9])(?=.*[a-z])(?=.*[A-Z])[A-Za-z0-9_+=-]+")
+_SECRET_LENGTH = 40
+_MAX_SHOWN_PATH = 120
+
+
+def shown_path(path: str) -> str:
+    """``path`` as an error message may show it: quoted, escaped, bounded; never a secret.
+
+    A value shaped like a token (pasted by mistake where a path belongs) is not shown at all.
+    """
+    value = path.strip()
+    if len(value) >= _SECRET_LENGTH and (_JOSE.fullmatch(value) or _OPAQUE.fullmatch(value)):
+        return "(not shown: the value looks like a token, not a path)"
+    shown = repr(path)
+    return shown if len(shown) <= _MAX_SHOWN_PATH else shown[: _MAX_SHOWN_PATH - 4] + "...'"
+
+
 def _read_secret_file(path: str, what: str) -> str:
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"cannot read the {what} file {path!r}: {exc.strerror}") from None
+        raise UsageError(
+            f"cannot read the {what} file {shown_path(path)}: {exc.strerror}"
+        ) from None
+    except UnicodeDecodeError:
+        raise UsageError(f"the {what} file {shown_path(path)} is not UTF-8 text") from None
     value = text.strip()
     if not value:
-        raise UsageError(f"the {what} file {path!r} is empty")
+        raise UsageError(f"the {what} file {shown_path(path)} is empty")
     return value
 
 
@@ -372,15 +401,22 @@ def _send(args: argparse.Namespace, out: Output) -> ExitCode:
             metadata = json.loads(args.metadata)
         except ValueError as exc:
             raise UsageError(f"--metadata is not JSON: {exc}") from None
+        except RecursionError:  # the decoder recurses once per level
+            raise UsageError("--metadata is nested too deeply") from None
     with make_client(args) as client:
-        result = client.send_message(args.address_id, text, metadata=metadata)
+        _not_me(client, args.address_id, "send to")
+        target = _address_or_group(client, args.address_id)
+        with _neither("send to", target):
+            result = client.send_message(target, text, metadata=metadata)
     out.item(result, text=f"sent to {args.address_id}")
     return ExitCode.OK
 
 
 def _join(args: argparse.Namespace, out: Output) -> ExitCode:
+    address_id = _address_id(args.address_id)
     with make_client(args) as client:
-        result = client.join(args.address_id)
+        _not_me(client, address_id, "join")
+        result = client.join(address_id)
     out.item(result, text=f"joined {args.address_id}")
     return ExitCode.OK
 
@@ -428,40 +464,150 @@ class _Names:
         return message if name is None else attrs.evolve(message, user_name=name)
 
 
+def _target_id(args: argparse.Namespace) -> str | None:
+    """The id given to ``history`` or ``tail``, or None for ``--inbox`` (exactly one of them)."""
+    if args.inbox == (args.address_id is not None):
+        raise UsageError(
+            f"{args.command}: give an address_id (an address or group id, as `conversations`"
+            " lists them) or --inbox, not both"
+        )
+    return None if args.inbox else str(args.address_id)
+
+
+def _resolve(client: ChatClient, target_id: str | None, out: Output) -> Target | None:
+    """What ``history`` and ``tail`` read: an address id, a :class:`Group`, or None: the inbox.
+
+    ``conversations`` lists groups by their group id, and (address-era rows) addresses; the
+    subscriber's own address stands for everything sent to it, the inbox.
+    """
+    if target_id is None:
+        return None
+    if client.dialect == "group" and target_id == client.my_address_id():
+        out.status(f"{target_id} is your own address: reading your inbox (everything sent to you)")
+        return None
+    return _address_or_group(client, target_id)
+
+
+def _address_or_group(client: ChatClient, target_id: str) -> Target:
+    """An address id, or (group dialect) the :class:`Group` an id stands for.
+
+    Address ids are UUIDs and group ids are opaque: in the group dialect an id is tried as an
+    address first (its group is joined, as every read of or send to an address does), and
+    taken for a group when it is not a UUID or the service knows no such address.
+    """
+    from .._validate import looks_like_uuid
+    from ..models import Group
+
+    if client.dialect != "group":
+        return _address_id(target_id)
+    if not looks_like_uuid(target_id):
+        return Group(id=target_id)
+    try:
+        client.join(target_id)  # the group of (you, that address); kept for what follows
+    except errors.NotFoundError as exc:
+        if not _is_join(exc):
+            raise
+        return Group(id=target_id)
+    return target_id
+
+
+def _address_id(value: str) -> str:
+    """``value`` if it can be an address id, else a usage error saying where ids are found."""
+    from .._validate import looks_like_uuid
+
+    if not looks_like_uuid(value):
+        raise UsageError(
+            f"{value!r} is not an address id: address ids are UUIDs"
+            " (`signalwire-chat addresses` lists them, --display-name finds one)"
+        )
+    return value
+
+
+def _not_me(client: ChatClient, address_id: str, what: str) -> None:
+    if client.dialect == "group" and address_id == client.my_address_id():
+        raise UsageError(
+            f"cannot {what} your own address {address_id}: the service has no conversation of"
+            " one address (`history --inbox` and `tail --inbox` read everything sent to you)"
+        )
+
+
+def _is_join(exc: errors.APIError) -> bool:
+    return exc.method == "POST" and (exc.url or "").endswith("/conversations/join")
+
+
+@contextlib.contextmanager
+def _neither(what: str, target: Target | None) -> Iterator[None]:
+    """A 404 on reading the group an id was taken for: it is neither an address nor a group."""
+    from ..models import Group
+
+    try:
+        yield
+    except errors.NotFoundError as exc:
+        if isinstance(target, Group):
+            exc.message = f"cannot {what} {target.id!r}: no such address or group"
+        raise
+
+
 def _history(args: argparse.Namespace, out: Output) -> ExitCode:
+    target_id = _target_id(args)
     if args.since is not None and args.until is not None and args.since > args.until:
         raise UsageError("--since is later than --until")
     with make_client(args) as client:
-        messages: Iterator[Any] = _window(
-            client.iter_messages(args.address_id), args.since, args.until, args.limit
-        )
+        target = _resolve(client, target_id, out)
+        source = client.iter_inbox() if target is None else client.iter_messages(target)
+        messages: Iterator[Any] = _window(source, args.since, args.until, args.limit)
         messages = out.progress(messages, what="reading history", total=args.limit)
         if args.oldest_first:
             messages = iter(list(messages)[::-1])
         if not out.as_json:
             messages = map(_Names(client), messages)
-        out.items(messages, title=f"chat history of {args.address_id}")
+        title = "your inbox" if target is None else f"chat history of {target_id}"
+        with _neither("read the history of", target):
+            out.items(messages, title=title)
     return ExitCode.OK
 
 
 def _tail(args: argparse.Namespace, out: Output) -> ExitCode:
     from .._realtime import ConnectionState
+    from ..models import Group
+
+    clients: list[ChatClient] = []
 
     def on_state(state: ConnectionState) -> None:
         if state is ConnectionState.RECONNECTING:
             out.status("connection lost; reconnecting...")
         elif state is ConnectionState.CONNECTED:
-            out.status(f"connected; following {args.address_id} (Ctrl-C to stop)")
+            following = "your inbox" if args.inbox else args.address_id
+            out.status(f"connected; following {following} (Ctrl-C to stop)")
         elif state is ConnectionState.FAILED:
-            out.status("the relay refused the token; giving up")
+            # Only a refused token is the token's fault; an unreachable relay is the network's.
+            reason = clients[0].health().connection_state_reason if clients else None
+            if reason == "token refused":
+                out.status("the relay refused the token; giving up")
+            else:
+                out.status(f"the relay connection failed ({reason or 'cannot connect'}); giving up")
 
+    target_id = _target_id(args)
     with make_client(args, on_state_change=on_state) as client:
+        clients.append(client)
         names: Callable[[Any], Any] = (lambda message: message) if out.as_json else _Names(client)
-        stream = client.stream_messages(args.address_id, timeout=args.idle_timeout)
+        target = _resolve(client, target_id, out)
+        if isinstance(target, Group):
+            # Subscribing to a group the service does not know fails silently: one read first.
+            with _neither("follow", target):
+                next(client.iter_messages(target, limit=1), None)
+        if target is None:
+            stream = client.stream_inbox(timeout=args.idle_timeout)
+        else:
+            stream = client.stream_messages(target, timeout=args.idle_timeout)
         printed: set[str] = set()
         if args.history:
             # Subscribed first, then read: nothing falls between; shown ids are skipped live.
-            recent = list(client.iter_messages(args.address_id, limit=args.history))
+            recent = list(
+                client.iter_inbox(limit=args.history)
+                if target is None
+                else client.iter_messages(target, limit=args.history)
+            )
             for message in reversed(recent):
                 out.message_line(names(message))
                 printed.add(message.id)
@@ -525,9 +671,15 @@ def _addresses(args: argparse.Namespace, out: Output) -> ExitCode:
 
 
 def _conversations(args: argparse.Namespace, out: Output) -> ExitCode:
+    from .._display import conversation_columns
+
     with make_client(args) as client:
         page = client.get_conversations(page_size=100)
-        out.items(page.iter_items(limit=args.limit), title="conversations")
+        # Each row's id is one that `history` and `tail` take; your own address's row is
+        # your inbox (a person's table only: --json needs no lookup).
+        me = None if out.as_json or client.dialect != "group" else client.my_address_id()
+        columns = conversation_columns(me)
+        out.items(page.iter_items(limit=args.limit), title="conversations", columns=columns)
     return ExitCode.OK
 
 
@@ -625,6 +777,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["emulator"]:
         return _run_emulator(argv[1:])
     args = build_parser().parse_args(argv)
+    if not args.json and isinstance(sys.stdout, io.TextIOWrapper):
+        # A terminal in another encoding than UTF-8 shows what it cannot as \uXXXX, rather
+        # than ending the command with UnicodeEncodeError. (--json escapes such characters.)
+        sys.stdout.reconfigure(errors="backslashreplace")
     out = Output(as_json=args.json)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:

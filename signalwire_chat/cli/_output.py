@@ -1,19 +1,27 @@
-"""What the command line writes: JSON lines for scripts, tables and lines for people.
+r"""What the command line writes: JSON lines for scripts, tables and lines for people.
 
 Everything meant for a program goes to stdout; status, progress and errors go to stderr.
 Tables and the progress bar use ``rich`` (the ``cli`` extra), imported only when a person
 is the reader: ``--json`` runs never load it. The progress bar is drawn only when stderr is a
 terminal and is removed when it finishes (``transient``), so logs and pipes never see it.
+
+Texts and names come from other people. Every line for a person goes through
+:func:`~signalwire_chat._display.safe_text` on its way out (control characters, C1, bidi
+controls and line separators escaped), and table cells are rich ``Text`` objects, never markup
+strings, so ``[/]`` or ``[link=...]`` in a name is shown as it is. JSON lines carry the exact
+values, with the characters a terminal could act on written as ``\uXXXX`` escapes.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
+import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
-from .._display import local_time, rows_for, sender
+from .._display import UNSAFE_ABOVE_C0, Column, local_time, rows_for, safe_text, sender
 
 __all__ = ["Output"]
 
@@ -38,6 +46,35 @@ def _jsonable(item: Any) -> Any:
     return to_dict() if callable(to_dict) else item
 
 
+# json.dumps escapes C0 controls itself; with ensure_ascii=False it leaves these as they are.
+# They can only stand inside JSON strings, where \uXXXX is the same character: the value is
+# unchanged, a terminal showing the line acts on none of them, and a lone surrogate (which no
+# encoding can write) becomes writable.
+_JSON_UNSAFE = re.compile(f"[{UNSAFE_ABOVE_C0}]")
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def json_text(item: Any, *, ascii_only: bool = False) -> str:
+    """``item`` (a model through ``to_dict``) as one line of JSON, safe on a terminal.
+
+    ``ascii_only`` escapes every non-ASCII character, for a stream that cannot encode them.
+    """
+    if ascii_only:
+        return json.dumps(_jsonable(item))
+    return _JSON_UNSAFE.sub(_json_escape, json.dumps(_jsonable(item), ensure_ascii=False))
+
+
+def _writes_utf8(stream: IO[str]) -> bool:
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        return codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        return False
+
+
 class Output:
     """Writes results in the chosen form (``json`` or human) to the given streams."""
 
@@ -52,18 +89,22 @@ class Output:
 
     def json_line(self, item: Any) -> None:
         """One JSON object on one line (models through ``to_dict``)."""
-        self.stdout.write(json.dumps(_jsonable(item), ensure_ascii=False) + "\n")
+        self.stdout.write(json_text(item, ascii_only=not _writes_utf8(self.stdout)) + "\n")
 
     def item(self, item: Any, *, text: str) -> None:
-        """One result: a JSON line with ``--json``, else ``text``."""
+        """One result: a JSON line with ``--json``, else ``text`` (made safe)."""
         if self.as_json:
             self.json_line(item)
         else:
-            self.stdout.write(text + "\n")
+            self.stdout.write(safe_text(text) + "\n")
         self.stdout.flush()
 
-    def items(self, items: Iterable[Any], *, title: str = "") -> int:
+    def items(
+        self, items: Iterable[Any], *, title: str = "", columns: Sequence[Column] | None = None
+    ) -> int:
         """Many results: JSON lines as they come with ``--json``, else one table at the end.
+
+        ``columns`` replaces the table's usual columns for such rows.
 
         Returns:
             How many were written.
@@ -76,21 +117,30 @@ class Output:
             self.stdout.flush()
             return count
         rows = list(items)
-        self.table(rows, title=title)
+        self.table(rows, title=title, columns=columns)
         return len(rows)
 
-    def table(self, rows: Sequence[Any], *, title: str = "") -> None:
+    def table(
+        self, rows: Sequence[Any], *, title: str = "", columns: Sequence[Column] | None = None
+    ) -> None:
         """A table of models (messages, conversations, addresses) for a person."""
         _need_rich()
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
-        headers, cells = rows_for(rows)
-        table = Table(title=title or None, title_justify="left", show_lines=False)
+        headers, cells = rows_for(rows, columns)
+        table = Table(
+            title=Text(safe_text(title)) if title else None,
+            title_justify="left",
+            show_lines=False,
+        )
         for header in headers:
             table.add_column(header, overflow="fold", no_wrap=header in ("time", "id"))
         for row in cells:
-            table.add_row(*row)
+            # Text, not str: a str cell is parsed as markup, and "[/]" in a name would
+            # end the command with a MarkupError for everyone who reads it.
+            table.add_row(*(Text(safe_text(cell)) for cell in row))
         console = Console(file=self.stdout, highlight=False, soft_wrap=False)
         if not rows:
             console.print("(none)", markup=False)
@@ -103,14 +153,15 @@ class Output:
             self.json_line(message)
         else:
             text = message.text if message.text is not None else f"({message.subtype})"
-            self.stdout.write(f"{local_time(message.ts)}  {sender(message)}: {text}\n")
+            line = f"{local_time(message.ts)}  {sender(message)}: {text}"
+            self.stdout.write(safe_text(line) + "\n")
         self.stdout.flush()
 
     # -- for people only, on stderr ---------------------------------------------------
 
     def status(self, text: str) -> None:
-        """A status line on stderr (never on stdout, so pipes stay clean)."""
-        self.stderr.write(text + "\n")
+        """A status line on stderr (never on stdout, so pipes stay clean), made safe."""
+        self.stderr.write(safe_text(text) + "\n")
         self.stderr.flush()
 
     def error(self, text: str) -> None:

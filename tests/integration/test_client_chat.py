@@ -4,6 +4,7 @@ paging both ways."""
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -15,6 +16,7 @@ from signalwire_chat import (
     Conversation,
     ConversationChatMessage,
     Group,
+    InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
     SubscriberInfo,
@@ -130,7 +132,9 @@ def test_unknown_address_and_non_member(alice: Alice) -> None:
     with pytest.raises(PermissionDeniedError):
         client.send_message(theirs, "let me in")
     with pytest.raises(NotFoundError):
-        client.send_message("no-such-address", "hi")
+        client.send_message(str(uuid.uuid4()), "hi")  # an address id the service never made
+    with pytest.raises(InvalidArgumentError):
+        client.send_message("no-such-address", "hi")  # not an address id at all
 
 
 @pytest.mark.parametrize(("page_size", "noise"), [(1, 0), (3, 5), (7, 2), (10, 9), (25, 1)])

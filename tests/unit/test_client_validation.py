@@ -20,6 +20,10 @@ from signalwire_chat import (
     TokenError,
 )
 
+# Address ids are UUIDs: the client refuses anything else before a request.
+ROOM = "0b6e2f4a-5c1d-4e8f-9a7b-3c2d1e0f4a5b"
+
+
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"
 
 
@@ -79,7 +83,7 @@ def test_bad_address_ids(client: ChatClient, address_id: Any, error: type[Except
 )
 def test_bad_text(client: ChatClient, text: Any, error: type[Exception]) -> None:
     with pytest.raises(error, match="text"):
-        client.send_message("room", text)
+        client.send_message(ROOM, text)
 
 
 @pytest.mark.parametrize(
@@ -95,9 +99,9 @@ def test_bad_text(client: ChatClient, text: Any, error: type[Exception]) -> None
 )
 def test_bad_page_size(client: ChatClient, page_size: Any, error: type[Exception]) -> None:
     with pytest.raises(error, match="page_size"):
-        client.get_messages("room", page_size=page_size)
+        client.get_messages(ROOM, page_size=page_size)
     with pytest.raises(error, match="page_size"):
-        client.iter_messages("room", page_size=page_size)
+        client.iter_messages(ROOM, page_size=page_size)
     with pytest.raises(error, match="page_size"):
         client.get_conversations(page_size=page_size)
     with pytest.raises(error, match="page_size"):
@@ -119,9 +123,9 @@ def test_bad_page_size(client: ChatClient, page_size: Any, error: type[Exception
 )
 def test_bad_metadata_and_details(client: ChatClient, value: Any, error: type[Exception]) -> None:
     with pytest.raises(error, match="metadata"):
-        client.send_message("room", "hi", metadata=value)
+        client.send_message(ROOM, "hi", metadata=value)
     with pytest.raises(error, match="details"):
-        client.send_message("room", "hi", details=value)
+        client.send_message(ROOM, "hi", details=value)
 
 
 def test_bad_filters(client: ChatClient) -> None:
@@ -136,16 +140,16 @@ def test_bad_filters(client: ChatClient) -> None:
     with pytest.raises(InvalidArgumentError):
         client.get_address(id="a", name="b")
     with pytest.raises(InvalidArgumentTypeError):
-        client.iter_messages("room", limit="3")  # type: ignore[arg-type]
+        client.iter_messages(ROOM, limit="3")  # type: ignore[arg-type]
 
 
 def test_bad_callbacks(client: ChatClient) -> None:
     with pytest.raises(InvalidArgumentTypeError):
-        client.subscribe("room", "not callable")  # type: ignore[arg-type]
+        client.subscribe(ROOM, "not callable")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentTypeError):
-        client.subscribe("room", print, on_error=5)  # type: ignore[arg-type]
+        client.subscribe(ROOM, print, on_error=5)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError):
-        client.stream_messages("room", timeout=-1)
+        client.stream_messages(ROOM, timeout=-1)
 
 
 def test_constructor_checks() -> None:
@@ -211,12 +215,12 @@ def test_closed_client_refuses_everything() -> None:
     client.close()  # idempotent
     assert client.closed
     for call in (
-        lambda: client.get_messages("room"),
-        lambda: client.send_message("room", "x"),
-        lambda: client.join("room"),
+        lambda: client.get_messages(ROOM),
+        lambda: client.send_message(ROOM, "x"),
+        lambda: client.join(ROOM),
         lambda: client.get_conversations(),
         lambda: client.get_subscriber_info(),
-        lambda: client.subscribe("room", print),
+        lambda: client.subscribe(ROOM, print),
     ):
         with pytest.raises(ClientClosedError):
             call()

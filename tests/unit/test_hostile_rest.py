@@ -47,7 +47,7 @@ TOKEN = (
     ".c2VjcmV0LXNpZ25hdHVyZS1vZi10aGUtdG9rZW4"
 )
 SIGNATURE = TOKEN.split(".")[2]
-ROOM = "room"
+ROOM = "0b6e2f4a-5c1d-4e8f-9a7b-3c2d1e0f4a5b"  # address ids are UUIDs
 
 
 def chat(index: int, **fields: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from signalwire_chat import (
     ClientClosedError,
     ConnectError,
     DecodeError,
+    Group,
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
@@ -31,11 +32,16 @@ from signalwire_chat import (
     ValidationError,
 )
 
+# Address ids are UUIDs: the client refuses anything else before a request.
+ROOM = "0b6e2f4a-5c1d-4e8f-9a7b-3c2d1e0f4a5b"
+ME = "1c7f3a5b-6d2e-4f9a-8b8c-4d3e2f1a5b6c"
+
+
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJzZWNyZXQtdG9rZW4ifQ.c2VjcmV0LXNpZ25hdHVyZQ"
 TOKEN2 = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJuZXctdG9rZW4ifQ.bmV3LXNpZ25hdHVyZQ"
 CHAT = {
     "id": "m1",
-    "conversation_id": "room",
+    "conversation_id": ROOM,
     "user_id": "u",
     "ts": 1.5,
     "type": "message",
@@ -72,7 +78,7 @@ def client(server: Server, sleeps: list[float]) -> Iterator[ChatClient]:
 
 @pytest.fixture
 def group_client(server: Server, sleeps: list[float]) -> Iterator[ChatClient]:
-    with _client_of(server, sleeps, from_address_id="me") as c:
+    with _client_of(server, sleeps, from_address_id=ME) as c:
         yield c
 
 
@@ -107,7 +113,7 @@ def test_status_mapping_with_fabric_body(
     }
     server.script.append(reply(status, body, {"X-Request-ID": "req-123"}))
     with pytest.raises(cls) as info:
-        client.send_message("room", "hello")
+        client.send_message(ROOM, "hello")
     err = info.value
     assert type(err) is cls
     assert err.status == status
@@ -135,7 +141,7 @@ def test_request_id_header_precedence(
 ) -> None:
     server.script.append(reply(404, {"errors": []}, headers))
     with pytest.raises(NotFoundError) as info:
-        client.send_message("room", "hello")
+        client.send_message(ROOM, "hello")
     assert info.value.request_id == expected
 
 
@@ -143,7 +149,7 @@ def test_html_502_body_does_not_crash(server: Server, client: ChatClient) -> Non
     html = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
     server.script.append(reply(502, html, {"Content-Type": "text/html"}))
     with pytest.raises(ServerError) as info:
-        client.send_message("room", "hello")
+        client.send_message(ROOM, "hello")
     assert info.value.status == 502
     assert "non-JSON" in info.value.message
     assert info.value.body is not None
@@ -153,7 +159,7 @@ def test_html_502_body_does_not_crash(server: Server, client: ChatClient) -> Non
 def test_empty_error_body(server: Server, client: ChatClient) -> None:
     server.script.append(reply(503, b""))
     with pytest.raises(ServerError) as info:
-        client.join("room")
+        client.join(ROOM)
     assert info.value.status == 503
     assert info.value.errors == []
 
@@ -167,7 +173,7 @@ def test_non_json_success_body_is_a_decode_error(server: Server, client: ChatCli
 def test_token_is_redacted_from_error_bodies(server: Server, client: ChatClient) -> None:
     server.script.append(reply(400, {"errors": [{"message": f"bad token {TOKEN}"}]}))
     with pytest.raises(BadRequestError) as info:
-        client.join("room")
+        client.join(ROOM)
     assert TOKEN not in str(info.value)
     assert TOKEN not in (info.value.body or "")
     assert TOKEN not in info.value.message
@@ -195,7 +201,7 @@ def test_get_gives_up_after_max_retries(server: Server, sleeps: list[float]) -> 
 def test_post_is_not_retried_on_5xx(server: Server, client: ChatClient) -> None:
     server.script.append(reply(503))
     with pytest.raises(ServerError):
-        client.send_message("room", "hello")
+        client.send_message(ROOM, "hello")
     assert len(server.requests) == 1
 
 
@@ -203,8 +209,8 @@ def test_post_is_retried_on_429_honouring_retry_after(
     server: Server, client: ChatClient, sleeps: list[float]
 ) -> None:
     server.script.append(reply(429, {"errors": []}, {"Retry-After": "2"}))
-    server.default = reply(201, {"table": {"conversation_id": "room", "text": "hello"}})
-    result = client.send_message("room", "hello")
+    server.default = reply(201, {"table": {"conversation_id": ROOM, "text": "hello"}})
+    result = client.send_message(ROOM, "hello")
     assert result.text == "hello"
     assert len(server.requests) == 2
     assert sleeps == [2.0]
@@ -229,7 +235,7 @@ def test_post_is_retried_when_the_connection_is_refused(sleeps: list[float]) -> 
     url = closed_port_url()
     client = ChatClient(TOKEN, rest_url=url, relay_url="ws://127.0.0.1:1/", _sleep=sleeps.append)
     with client, pytest.raises(ConnectError):
-        client.send_message("room", "hello")
+        client.send_message(ROOM, "hello")
     assert len(sleeps) == 3  # retried: the request surely never left
 
 
@@ -245,7 +251,7 @@ def test_read_timeout_get_retried_post_not(server: Server, sleeps: list[float]) 
     try:
         with _client_of(server, sleeps, timeout=(1.0, 0.2), dialect="address") as c:
             with pytest.raises(RequestTimeoutError):
-                c.send_message("room", "hello")
+                c.send_message(ROOM, "hello")
             assert sleeps == []  # a POST that may have been received is never resent
     finally:
         gate.set()
@@ -305,13 +311,13 @@ def test_relative_links_resolve_against_the_base(server: Server, client: ChatCli
             200,
             {
                 "data": [CHAT],
-                "links": {"next": "/api/fabric/conversations/room/messages?page_token=2"},
+                "links": {"next": f"/api/fabric/conversations/{ROOM}/messages?page_token=2"},
             },
         ),
         reply(200, {"data": [{**CHAT, "id": "m2"}], "links": {}}),
     ]
-    assert [m.id for m in client.iter_messages("room")] == ["m1", "m2"]
-    assert server.requests[1]["path"] == "/api/fabric/conversations/room/messages?page_token=2"
+    assert [m.id for m in client.iter_messages(ROOM)] == ["m1", "m2"]
+    assert server.requests[1]["path"] == f"/api/fabric/conversations/{ROOM}/messages?page_token=2"
 
 
 @pytest.mark.parametrize(
@@ -326,7 +332,7 @@ def test_relative_links_resolve_against_the_base(server: Server, client: ChatCli
 def test_links_to_other_origins_are_refused(server: Server, client: ChatClient, link: str) -> None:
     server.script.append(reply(200, {"data": [CHAT], "links": {"next": link}}))
     with pytest.raises(UnsafeLinkError):
-        list(client.iter_messages("room"))
+        list(client.iter_messages(ROOM))
     assert len(server.requests) == 1  # the token never went anywhere else
 
 
@@ -373,22 +379,27 @@ def test_generic_page_navigation(server: Server, client: ChatClient) -> None:
         ("é", "%C3%A9"),
     ],
 )
-def test_address_id_is_one_path_segment(
-    server: Server, client: ChatClient, address_id: str, segment: str
+def test_a_group_id_is_one_path_segment(
+    server: Server, client: ChatClient, group_client: ChatClient, address_id: str, segment: str
 ) -> None:
-    client.get_messages(address_id)
+    # Address ids are UUIDs, so these are refused before any request; group ids are opaque
+    # and go into the path, always as one segment.
+    with pytest.raises(InvalidArgumentError, match="not an address id"):
+        client.get_messages(address_id)
+    assert server.requests == []
+    group_client.get_messages(Group(id=address_id))
     path = server.requests[0]["path"]
     assert path.startswith(f"/api/fabric/conversations/{segment}/messages?page_size=")
 
 
 def test_send_body_and_headers(server: Server, client: ChatClient) -> None:
-    server.default = reply(201, {"table": {"conversation_id": "room", "text": "hé"}})
-    client.send_message("room", "hé")
-    client.send_message("room", "x", metadata={"a": 1}, details={"b": [True]})
+    server.default = reply(201, {"table": {"conversation_id": ROOM, "text": "hé"}})
+    client.send_message(ROOM, "hé")
+    client.send_message(ROOM, "x", metadata={"a": 1}, details={"b": [True]})
     first, second = server.requests
-    assert json.loads(first["body"]) == {"conversation_id": "room", "text": "hé"}
+    assert json.loads(first["body"]) == {"conversation_id": ROOM, "text": "hé"}
     assert json.loads(second["body"]) == {
-        "conversation_id": "room",
+        "conversation_id": ROOM,
         "text": "x",
         "metadata": {"a": 1},
         "details": {"b": [True]},
@@ -399,10 +410,10 @@ def test_send_body_and_headers(server: Server, client: ChatClient) -> None:
 
 
 def test_join_request(server: Server, client: ChatClient) -> None:
-    server.default = reply(200, {"table": {"conversation_id": "room"}})
-    assert client.join("room").conversation_id == "room"
+    server.default = reply(200, {"table": {"conversation_id": ROOM}})
+    assert client.join(ROOM).conversation_id == ROOM
     assert server.requests[0]["path"] == "/api/fabric/conversations/join"
-    assert json.loads(server.requests[0]["body"]) == {"conversation_id": "room"}
+    assert json.loads(server.requests[0]["body"]) == {"conversation_id": ROOM}
 
 
 # --- redaction -------------------------------------------------------------------------------
@@ -417,7 +428,7 @@ def test_token_never_logged_even_at_debug(
         try:
             client.get_subscriber_info()
             with pytest.raises(AuthenticationError) as info:
-                client.send_message("room", "hello")
+                client.send_message(ROOM, "hello")
         finally:
             logging.getLogger("urllib3").setLevel(logging.NOTSET)
     text = "\n".join(r.getMessage() for r in caplog.records)
@@ -432,26 +443,26 @@ def test_token_never_logged_even_at_debug(
 
 # --- the group dialect's requests ------------------------------------------------------------
 
-JOINED = {"group_id": "g/1", "fabric_address_ids": ["room", "me"], "from_fabric_address_id": "me"}
+JOINED = {"group_id": "g/1", "fabric_address_ids": [ROOM, ME], "from_fabric_address_id": ME}
 
 
 def test_group_send_joins_once_then_sends_by_group(
     server: Server, group_client: ChatClient
 ) -> None:
     server.script = [reply(200, JOINED), reply(201, {"group_id": "g/1", "text": "a"})]
-    server.default = reply(201, {"group_id": "g/1", "text": "b", "from_fabric_address_id": "me"})
-    first = group_client.send_message("room", "a")
-    second = group_client.send_message("room", "b", metadata={"k": 1})
-    assert (first.group_id, second.from_address_id) == ("g/1", "me")
+    server.default = reply(201, {"group_id": "g/1", "text": "b", "from_fabric_address_id": ME})
+    first = group_client.send_message(ROOM, "a")
+    second = group_client.send_message(ROOM, "b", metadata={"k": 1})
+    assert (first.group_id, second.from_address_id) == ("g/1", ME)
     join, send_a, send_b = server.requests
     assert join["path"] == "/api/fabric/conversations/join"
     assert json.loads(join["body"]) == {
-        "from_fabric_address_id": "me",
-        "fabric_address_ids": ["room", "me"],
+        "from_fabric_address_id": ME,
+        "fabric_address_ids": [ROOM, ME],
     }
     assert json.loads(send_a["body"]) == {
         "group_id": "g/1",
-        "from_fabric_address_id": "me",
+        "from_fabric_address_id": ME,
         "text": "a",
     }
     assert json.loads(send_b["body"])["metadata"] == {"k": 1}
@@ -462,9 +473,9 @@ def test_group_history_path_is_one_encoded_segment(
     server: Server, group_client: ChatClient
 ) -> None:
     server.script = [reply(200, JOINED)]
-    page = group_client.get_messages("room", page_size=3)
+    page = group_client.get_messages(ROOM, page_size=3)
     assert page.group_id == "g/1"
-    assert page.address_id == "room"
+    assert page.address_id == ROOM
     assert server.requests[1]["path"].startswith("/api/fabric/conversations/g%2F1/messages?")
 
 
@@ -473,7 +484,7 @@ def test_join_is_retried_like_a_get_but_a_send_is_not(
 ) -> None:
     server.script = [reply(503, {}), reply(200, JOINED), reply(503, {})]
     with pytest.raises(ServerError):
-        group_client.send_message("room", "once")
+        group_client.send_message(ROOM, "once")
     paths = [r["path"] for r in server.requests]
     assert paths == [
         "/api/fabric/conversations/join",
@@ -487,8 +498,8 @@ def test_a_404_on_send_forgets_the_cached_group(server: Server, group_client: Ch
     server.script = [reply(200, JOINED), reply(404, {}), reply(200, JOINED)]
     server.default = reply(201, {"group_id": "g/1", "text": "x"})
     with pytest.raises(NotFoundError):
-        group_client.send_message("room", "x")
-    group_client.send_message("room", "x")
+        group_client.send_message(ROOM, "x")
+    group_client.send_message(ROOM, "x")
     paths = [r["path"].rsplit("/", 1)[-1] for r in server.requests]
     assert paths == ["join", "messages", "join", "messages"]
 
@@ -497,10 +508,10 @@ def test_group_dialect_refuses_my_own_address_before_sending(
     server: Server, group_client: ChatClient
 ) -> None:
     for call in (
-        lambda: group_client.join("me"),
-        lambda: group_client.send_message("me", "hi"),
-        lambda: group_client.get_messages("me"),
-        lambda: group_client.join_group(["me"]),
+        lambda: group_client.join(ME),
+        lambda: group_client.send_message(ME, "hi"),
+        lambda: group_client.get_messages(ME),
+        lambda: group_client.join_group([ME]),
     ):
         with pytest.raises(InvalidArgumentError, match="own address"):
             call()
@@ -510,6 +521,6 @@ def test_group_dialect_refuses_my_own_address_before_sending(
 def test_a_join_answer_without_group_id_is_a_decode_error(
     server: Server, group_client: ChatClient
 ) -> None:
-    server.script = [reply(200, {"table": {"conversation_id": "room"}})]
+    server.script = [reply(200, {"table": {"conversation_id": ROOM}})]
     with pytest.raises(DecodeError, match="group_id"):
-        group_client.join("room")
+        group_client.join(ROOM)

@@ -32,6 +32,10 @@ from signalwire_chat._validate import (
     json_depth_exceeds,
 )
 
+# Address ids are UUIDs: the client refuses anything else before a request.
+ROOM = "0b6e2f4a-5c1d-4e8f-9a7b-3c2d1e0f4a5b"
+
+
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXNlY3JldA"
 
 
@@ -99,7 +103,7 @@ def test_token_source_returning_a_trailing_newline(client: ChatClient) -> None:
         ChatClient(lambda: TOKEN + "\n", rest_url=closed_port_url(), max_retries=0) as c,
         pytest.raises(AuthenticationError),
     ):
-        c.get_messages("room")
+        c.get_messages(ROOM)
 
 
 # --- one set of rules for every entry (the "one validation module" item) --------------------
@@ -138,7 +142,9 @@ def test_every_entry_gives_the_same_answer(
 def test_an_accepted_id_is_sent(client: ChatClient) -> None:
     # The control for the tests above: a good id does reach the (closed) port.
     with pytest.raises(ConnectError):
-        client.get_messages("room with inner spaces")
+        client.get_messages(ROOM)
+    with pytest.raises(ConnectError):  # a name may have inner spaces
+        client.get_address(id="room with inner spaces")
 
 
 # --- bad input that escaped the error contract (issue 10, item 7) ---------------------------
@@ -147,16 +153,16 @@ def test_an_accepted_id_is_sent(client: ChatClient) -> None:
 @pytest.mark.parametrize("text", ["\ud800", "a\udfffb", "\udc80" * 3])
 def test_lone_surrogates_in_text(client: ChatClient, text: str) -> None:
     with pytest.raises(InvalidArgumentError, match="surrogate"):
-        client.send_message("room", text)
+        client.send_message(ROOM, text)
 
 
 def test_lone_surrogates_in_metadata(client: ChatClient) -> None:
     with pytest.raises(InvalidArgumentError, match="surrogate"):
-        client.send_message("room", "hi", metadata={"k": "\ud800"})
+        client.send_message(ROOM, "hi", metadata={"k": "\ud800"})
     with pytest.raises(InvalidArgumentError, match="surrogate"):
-        client.send_message("room", "hi", metadata={"\udc00": 1})
+        client.send_message(ROOM, "hi", metadata={"\udc00": 1})
     with pytest.raises(InvalidArgumentError, match="surrogate"):
-        client.send_message("room", "hi", details={"k": ["ok", "\ud83d"]})
+        client.send_message(ROOM, "hi", details={"k": ["ok", "\ud83d"]})
 
 
 def test_surrogates_in_filters_and_names(client: ChatClient) -> None:
@@ -170,11 +176,11 @@ def test_self_referencing_metadata(client: ChatClient) -> None:
     loop: dict[str, Any] = {}
     loop["self"] = loop
     with pytest.raises(InvalidArgumentError, match="cycle"):
-        client.send_message("room", "hi", metadata=loop)
+        client.send_message(ROOM, "hi", metadata=loop)
     listed: list[Any] = []
     listed.append(listed)
     with pytest.raises(InvalidArgumentError, match="cycle"):
-        client.send_message("room", "hi", details={"l": listed})
+        client.send_message(ROOM, "hi", details={"l": listed})
 
 
 def test_shared_but_acyclic_values_are_fine() -> None:
@@ -189,7 +195,7 @@ def test_deep_metadata_is_refused_even_from_a_deep_stack(client: ChatClient) -> 
     deep = _nested(960)
 
     def call() -> None:
-        client.send_message("room", "hi", metadata=deep)
+        client.send_message(ROOM, "hi", metadata=deep)
 
     with pytest.raises(InvalidArgumentError, match="deeper than"):
         _at_stack_depth(60, call)
@@ -207,20 +213,20 @@ def test_depth_and_size_limits_are_the_documented_numbers(client: ChatClient) ->
     with pytest.raises(InvalidArgumentError):
         check_json_object({"k": "é" * (MAX_JSON_BYTES // 2)}, "details")
     with pytest.raises(InvalidArgumentError):
-        client.send_message("room", "hi", metadata=_nested(MAX_JSON_DEPTH + 1))
+        client.send_message(ROOM, "hi", metadata=_nested(MAX_JSON_DEPTH + 1))
 
 
 def test_non_str_keys_and_unserialisable_values(client: ChatClient) -> None:
     for bad in ({1: "x"}, {"a": {None: 1}}, {"a": b"x"}, {"a": {1, 2}}, {"a": object()}):
         with pytest.raises(InvalidArgumentTypeError):
-            client.send_message("room", "hi", metadata=bad)
+            client.send_message(ROOM, "hi", metadata=bad)
 
 
 def test_any_mapping_is_sent_as_a_plain_object(client: ChatClient) -> None:
     proxy = types.MappingProxyType({"a": UserDict({"b": (1, 2.5, None, True)})})
     assert check_json_object(proxy, "metadata") == {"a": {"b": [1, 2.5, None, True]}}
     with pytest.raises(ConnectError):  # accepted, serialised, and sent (to the closed port)
-        client.send_message("room", "hi", metadata=proxy)
+        client.send_message(ROOM, "hi", metadata=proxy)
 
 
 def test_json_depth_exceeds_never_recurses() -> None:
