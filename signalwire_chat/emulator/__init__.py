@@ -165,6 +165,9 @@ class Emulator:
             longest wait for a request body (408 past it).
         auth_timeout: Seconds a relay socket may stay open without an accepted
             ``signalwire.connect`` before it is closed (code 1008).
+        ping_timeout: Seconds a connected relay socket may send nothing at all after a
+            server ping before it is presumed dead and closed (code 1001); its session
+            stays resumable.
     """
 
     def __init__(
@@ -184,6 +187,7 @@ class Emulator:
         clock: Callable[[], float] | None = None,
         idle_timeout: float = 30.0,
         auth_timeout: float = 10.0,
+        ping_timeout: float = 30.0,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError("port must be within 0..65535")
@@ -197,6 +201,9 @@ class Emulator:
             raise ValueError("idle_timeout must be positive")
         if not auth_timeout > 0:
             raise ValueError("auth_timeout must be positive")
+        if not ping_timeout > 0:
+            raise ValueError("ping_timeout must be positive")
+        self._ping_timeout = ping_timeout
         self._idle_timeout = idle_timeout
         self._auth_timeout = auth_timeout
         self._host = host
@@ -1067,6 +1074,7 @@ class Emulator:
             event_window=self._event_window,
             space_host=self._space_host,
             auth_timeout=self._auth_timeout,
+            ping_timeout=self._ping_timeout,
         )
         state.hub = RelayHub(
             verify_token=self._verify_for_relay, config=config, record=self._recorder.record

@@ -39,7 +39,10 @@ official ``@signalwire/js`` 3.28.0 client expects it:
   (the official client reconnects after 15 s without one, so the interval must stay
   well under that). A client's own ``signalwire.ping`` is answered with its timestamp.
   Any ``result`` answers a server ping: the v4 client answers with its own clock, not
-  an echo of the timestamp.
+  an echo of the timestamp. A socket that sends nothing at all (no answer, no frame)
+  for ``RelayConfig.ping_timeout`` seconds after a server ping is presumed dead and
+  closed (code 1001); its session stays resumable. Any frame counts as a sign of life,
+  so a client busy acknowledging events is never dropped for a late ping answer.
 * **Events.** Every event's ``event_channel`` contains the session's ``protocol``
   (``signalwire.<protocol>``): the v4 client drops events whose channel does not.
   Conversation events (``conversation.message``, and ``conversation.message.updated``
@@ -195,6 +198,8 @@ class RelayConfig:
             the session is dropped as a consumer that stopped keeping up.
         auth_timeout: Seconds a socket may stay open without an accepted
             ``signalwire.connect``; it is then closed with code 1008.
+        ping_timeout: Seconds a connected socket may stay silent (no frame at all)
+            after a server ping; it is then closed with code 1001.
     """
 
     ping_interval: float | None = attrs.field(default=5.0, validator=_positive_or_none)
@@ -203,6 +208,7 @@ class RelayConfig:
     space_host: str = "puc.emulator.test"
     queue_limit: int = attrs.field(default=100_000, validator=_at_least_one)
     auth_timeout: float = attrs.field(default=10.0, validator=_positive)
+    ping_timeout: float = attrs.field(default=30.0, validator=_positive)
 
 
 @attrs.frozen(kw_only=True)
@@ -250,6 +256,10 @@ class _Conn:
         self.pinger: asyncio.Task[None] | None = None
         self.closer: asyncio.Task[None] | None = None
         self.auth_deadline: asyncio.TimerHandle | None = None
+        # Loop time of the oldest server ping after which nothing has been received
+        # (None: something came after the last one), and the check of its deadline.
+        self.silent_since: float | None = None
+        self.ping_deadline: asyncio.TimerHandle | None = None
 
     def push(self, frame: _Frame) -> None:
         """Queue an encoded frame for the writer; dropped once the socket is closing."""
@@ -740,6 +750,7 @@ class RelayHub:
             msg = await ws.receive()
             if not conn.running.is_set():
                 await conn.running.wait()
+            conn.silent_since = None
             if msg.type is WSMsgType.TEXT:
                 text: str = msg.data
             elif msg.type is WSMsgType.BINARY:
@@ -784,10 +795,18 @@ class RelayHub:
             conn.idle.set()
 
     async def _ping_loop(self, conn: _Conn, interval: float) -> None:
+        loop = asyncio.get_running_loop()
         while not conn.closing:
             await asyncio.sleep(interval)
             if conn.closing or not conn.running.is_set():
                 continue
+            if conn.silent_since is None:
+                conn.silent_since = loop.time()
+                if conn.ping_deadline is not None:
+                    conn.ping_deadline.cancel()
+                conn.ping_deadline = loop.call_later(
+                    self._config.ping_timeout, self._ping_overdue, conn
+                )
             rid = self._frame_id()
             conn.expect(rid)
             conn.send(
@@ -798,6 +817,26 @@ class RelayHub:
                     "params": {"timestamp": time.time()},
                 }
             )
+
+    def _ping_overdue(self, conn: _Conn) -> None:
+        """Close a socket that has sent nothing since a ping ``ping_timeout`` ago."""
+        conn.ping_deadline = None
+        since = conn.silent_since
+        if since is None or conn.closing:
+            return
+        if not conn.running.is_set():
+            # Half-open on purpose: the server notices nothing; start afresh when revived.
+            conn.silent_since = None
+            return
+        silent = asyncio.get_running_loop().time() - since
+        if silent < self._config.ping_timeout:
+            return  # heard from since, and a newer ping has its own deadline
+        _log.info(
+            "relay socket %d: nothing received for %.1f s after a ping; closing",
+            conn.number,
+            silent,
+        )
+        self._request_close(conn, _CLOSE_GOING_AWAY)
 
     def _start_pinger(self, conn: _Conn) -> None:
         if conn.pinger is not None:
@@ -847,9 +886,10 @@ class RelayHub:
     async def _finish(self, conn: _Conn) -> None:
         """Wind a socket down once its read loop has ended; keep its session."""
         conn.closing = True
-        if conn.auth_deadline is not None:
-            conn.auth_deadline.cancel()
-            conn.auth_deadline = None
+        for deadline in (conn.auth_deadline, conn.ping_deadline):
+            if deadline is not None:
+                deadline.cancel()
+        conn.auth_deadline = conn.ping_deadline = None
         if conn.closer is not None:
             await asyncio.wait({conn.closer})
         running = [t for t in (conn.pinger, conn.writer) if t is not None]
