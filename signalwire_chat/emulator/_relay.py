@@ -352,7 +352,7 @@ class RelayHub:
         # Event faults (see "Fault hooks" in the module docstring).
         self._duplicates = 0
         self._reorder_left = 0
-        self._held: list[tuple[list[str], dict[str, Any], str]] = []
+        self._held: list[tuple[list[str], dict[str, Any], str, str | None]] = []
         self._event_delays: collections.deque[float] = collections.deque()
         self._late: set[asyncio.TimerHandle] = set()
 
@@ -438,6 +438,7 @@ class RelayHub:
         params: dict[str, Any],
         *,
         event_type: str = "conversation.message",
+        author: str | None = None,
     ) -> None:
         """Push a conversation event to every live session of each subscriber.
 
@@ -452,6 +453,9 @@ class RelayHub:
             params: The message object, with ``user_name``, ``conversation_name`` and
                 ``hidden``.
             event_type: ``conversation.message`` or ``conversation.message.updated``.
+            author: The sending subscriber, whose sessions get ``is_author: true``
+                (``params["user_id"]`` when None: the group dialect's messages carry no
+                ``user_id``, so its publisher names the author here).
 
         Raises:
             TypeError: ``subscriber_ids`` is a single string, not a collection of ids.
@@ -461,34 +465,46 @@ class RelayHub:
         if self._closed:
             return
         ids = list(dict.fromkeys(subscriber_ids))
+        if author is None:
+            author = params.get("user_id")
         if self._event_delays:
-            self._deliver_later(self._event_delays.popleft(), ids, params, event_type)
+            self._deliver_later(self._event_delays.popleft(), ids, params, event_type, author)
             return
         if self._reorder_left > 0:
-            self._held.append((ids, params, event_type))
+            self._held.append((ids, params, event_type, author))
             self._reorder_left -= 1
             if self._reorder_left == 0:
                 self.release_held_events(reverse=True)
             return
-        self._deliver(ids, params, event_type)
+        self._deliver(ids, params, event_type, author)
         if self._duplicates > 0:
             self._duplicates -= 1
-            self._deliver(ids, params, event_type)
+            self._deliver(ids, params, event_type, author)
 
     def _deliver_later(
-        self, delay: float, ids: list[str], params: dict[str, Any], event_type: str
+        self,
+        delay: float,
+        ids: list[str],
+        params: dict[str, Any],
+        event_type: str,
+        author: str | None,
     ) -> None:
         def fire() -> None:
             self._late.discard(handle)
             if not self._closed:
-                self._deliver(ids, params, event_type)
+                self._deliver(ids, params, event_type, author)
 
         handle = asyncio.get_running_loop().call_later(delay, fire)
         self._late.add(handle)
 
-    def _deliver(self, subscriber_ids: list[str], params: dict[str, Any], event_type: str) -> None:
+    def _deliver(
+        self,
+        subscriber_ids: list[str],
+        params: dict[str, Any],
+        event_type: str,
+        author: str | None,
+    ) -> None:
         """Send one event (a fresh id per session) to every live session of the members."""
-        author = params.get("user_id")
         timestamp = time.time()
         head = '{"event_type":' + _dumps(event_type) + ',"event_channel":'
         tail = ',"timestamp":' + _dumps(timestamp) + ',"params":' + _dumps(params) + "}"
@@ -595,8 +611,8 @@ class RelayHub:
         """Deliver the events held by :meth:`reorder_next_events` now, and stop holding."""
         held, self._held = self._held, []
         self._reorder_left = 0
-        for ids, params, event_type in reversed(held) if reverse else held:
-            self._deliver(ids, params, event_type)
+        for ids, params, event_type, author in reversed(held) if reverse else held:
+            self._deliver(ids, params, event_type, author)
 
     def delay_next_events(self, seconds: float, count: int = 1) -> None:
         """Deliver each of the next ``count`` published events ``seconds`` late.
