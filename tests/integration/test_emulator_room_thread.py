@@ -204,3 +204,40 @@ def test_an_edit_reaches_both_dialects(
         emu.edit_message(sent["id"], text="after")
         assert done.wait(TIMEOUT)
     assert updates == ["after"]
+
+
+@pytest.mark.parametrize("dialect", ["group", "address"])
+def test_an_echo_bot_that_skips_its_own_address_never_answers_itself(
+    emu: Emulator, alice: EmulatorSubscriber, bob: EmulatorSubscriber, dialect: str
+) -> None:
+    # The scripts-and-bots guide's bot skipped msg.user_id == me: the service's group
+    # dialect has no user_id, so it answered itself forever; the emulator hid that.
+    room = emu.create_room("lobby")
+    with (
+        emu.client_for(alice, dialect=dialect) as bot,
+        emu.client_for(bob, dialect=dialect) as human,
+    ):
+        bot.join(room.id)
+        human.join(room.id)
+        me = bot.my_address_id()
+        stream = bot.stream_messages(room.id, timeout=TIMEOUT)
+        heard = Collector()
+        human.subscribe(room.id, heard.on_message)
+
+        def run() -> None:
+            for msg in stream:
+                if msg.from_address_id != me:  # as the guide's bot does
+                    bot.send_message(room.id, f"echo: {msg.text}")
+                    if msg.text == "stop":
+                        return
+
+        runner = threading.Thread(target=run)
+        runner.start()
+        human.send_message(room.id, "hi")
+        assert heard.wait_for(2)[-1] == "echo: hi"
+        # The bot reads its own echo before "stop": had it answered itself, that answer
+        # would come before "echo: stop".
+        human.send_message(room.id, "stop")
+        assert heard.wait_for(4) == ["hi", "echo: hi", "stop", "echo: stop"]
+        runner.join(TIMEOUT)
+        assert not runner.is_alive()
