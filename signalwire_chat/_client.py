@@ -232,7 +232,7 @@ class ChatClient:
             used; it is not closed by :meth:`close`).
         max_retries: Retries after the first attempt (see the retry rules in the README).
         max_connections: REST connections kept open for reuse: how many threads sharing this
-            client can send at once without opening a new connection each.
+            client can send at once without opening a new connection each (128 by default).
         allow_insecure: Allow plain ``http://`` / ``ws://`` to non-loopback hosts.
         dialect: ``"group"`` (the default: what the service speaks today) or ``"address"``
             (the wire of ``@signalwire/js`` 3.28, for services or emulators that still speak it).

@@ -123,7 +123,11 @@ DEFAULT_DEADLINE = 120.0
 #: The largest decoded response body read (bytes). A raw history page of 1,000 messages each
 #: carrying the largest metadata and details the service takes (2 x 16 KiB) stays under it.
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
-DEFAULT_MAX_CONNECTIONS = 32
+#: REST connections kept for reuse: more than the request threads of a busy web server (a
+#: gthread or waitress pool, a framework's thread pool for sync views), so that one client
+#: shared by 100 threads never has urllib3 discard a connection (and warn "Connection pool is
+#: full"). An idle pool costs nothing: urllib3 opens connections only when they are needed.
+DEFAULT_MAX_CONNECTIONS = 128
 #: What a pagination link may not contain: control characters, spaces, backslashes.
 _UNSAFE_IN_LINK = re.compile(r"[\x00-\x20\\]")
 DEFAULT_MAX_RETRIES = 3

@@ -24,14 +24,28 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "taskName",
 }
 _BARE = re.compile(r"[A-Za-z0-9_.:/@+\-]+")
-_ESCAPES = str.maketrans({'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# What must not appear raw in a value: the quote and backslash, every control character (C0,
+# DEL and C1, which holds NEL) and the Unicode line and paragraph separators. Log shippers and
+# str.splitlines() break lines at \v, \f, \x1c-\x1e, \x85, \u2028 and \u2029 too, and a
+# raw ESC lets a logged value drive the terminal that shows the log.
+_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f-\x9f\u2028\u2029]')
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    short = _SHORT_ESCAPES.get(char)
+    if short is not None:
+        return short
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def _value(value: object) -> str:
     text = value if isinstance(value, str) else str(value)
     if text and _BARE.fullmatch(text):
         return text
-    return '"' + text.translate(_ESCAPES) + '"'
+    return '"' + _NEEDS_ESCAPE.sub(_escape, text) + '"'
 
 
 class KeyValueFormatter(logging.Formatter):

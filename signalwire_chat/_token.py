@@ -17,7 +17,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._validate import check_token
+from ._validate import MAX_JSON_DEPTH, check_token
 from .errors import InsecureURLError, InvalidArgumentError, InvalidArgumentTypeError, TokenError
 
 __all__ = [
@@ -62,18 +62,50 @@ def read_token_header(token: str) -> dict[str, Any] | None:
 
     Returns:
         The header as a dict, or ``None`` when it cannot be decoded (wrong number of parts,
-        bad base64url, not a JSON object).
+        bad base64url, not a JSON object, or nested deeper than ``MAX_JSON_DEPTH``).
     """
     parts = token.split(".") if isinstance(token, str) else []
     if len(parts) not in (3, 5) or not parts[0] or not _B64URL.fullmatch(parts[0]):
         return None
     first = parts[0]
     try:
-        raw = base64.urlsafe_b64decode(first + "=" * (-len(first) % 4))
-        header = json.loads(raw.decode("utf-8"))
+        text = base64.urlsafe_b64decode(first + "=" * (-len(first) % 4)).decode("utf-8")
+        # json.loads recurses once per level: a header nested 100,000 deep raised
+        # RecursionError. A real header is one flat object; refuse deep ones before parsing.
+        if _nests_deeper_than(text, MAX_JSON_DEPTH):
+            return None
+        header = json.loads(text)
     except (binascii.Error, ValueError, UnicodeDecodeError):
         return None
     return header if isinstance(header, dict) else None
+
+
+def _nests_deeper_than(text: str, limit: int) -> bool:
+    """Whether the JSON ``text`` opens more than ``limit`` containers at once.
+
+    One pass, no recursion; brackets inside strings do not count.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
 
 
 def is_loopback_host(host: str | None) -> bool:

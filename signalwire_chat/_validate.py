@@ -6,7 +6,8 @@ for a value of the wrong type and :class:`~signalwire_chat.errors.InvalidArgumen
 is sent. No message ever quotes a token.
 
 What the wire cannot carry: a string with a lone surrogate (UTF-8 has no encoding for it), a
-float that is NaN or infinite, a key that is not a string, a container that contains itself.
+float that is NaN or infinite, an integer longer than :data:`MAX_INT_DIGITS` digits, a key that
+is not a string, a container that contains itself.
 What the service refuses (and the emulator enforces with the same numbers, answering 422):
 ``metadata`` or ``details`` nested deeper than :data:`MAX_JSON_DEPTH` or larger than
 :data:`MAX_JSON_BYTES` once serialised. Decoding uses the same depth limit
@@ -28,6 +29,7 @@ from .errors import InvalidArgumentError, InvalidArgumentTypeError, TokenError
 
 __all__ = [
     "MAX_ID_LENGTH",
+    "MAX_INT_DIGITS",
     "MAX_JSON_BYTES",
     "MAX_JSON_DEPTH",
     "check_address_id",
@@ -51,6 +53,11 @@ MAX_JSON_DEPTH = 32
 #: (``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``). The emulator refuses
 #: larger ones with 422.
 MAX_JSON_BYTES = 16 * 1024
+#: The most decimal digits of an integer in ``metadata`` / ``details``: Python's default
+#: limit on int/str conversion (``sys.int_info.default_max_str_digits``), past which
+#: ``json.dumps`` and ``json.loads`` raise, so no Python reader could decode a longer one.
+MAX_INT_DIGITS = 4300
+_INT_BOUND = 10**MAX_INT_DIGITS
 #: The longest address id (the service's ids are 36-character UUIDs).
 MAX_ID_LENGTH = 256
 #: The largest ``page_size`` the service accepts.
@@ -217,7 +224,8 @@ def check_json_object(value: object, name: str) -> dict[str, Any]:
     Raises:
         InvalidArgumentTypeError: Not a mapping, a key that is not a string, or a value JSON
             cannot represent (a set, bytes, an object).
-        InvalidArgumentError: A NaN or infinite float, a lone surrogate, a container that
+        InvalidArgumentError: A NaN or infinite float, an integer longer than
+            :data:`MAX_INT_DIGITS` digits, a lone surrogate, a container that
             contains itself, nesting deeper than :data:`MAX_JSON_DEPTH`, or more than
             :data:`MAX_JSON_BYTES` once serialised.
     """
@@ -226,7 +234,11 @@ def check_json_object(value: object, name: str) -> dict[str, Any]:
             f"{name} must be a JSON object (a dict), not {type(value).__name__}"
         )
     copy = _plain_json(value, name)
-    size = len(json.dumps(copy, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    try:
+        text = json.dumps(copy, separators=(",", ":"), ensure_ascii=False)
+    except ValueError as exc:  # an int past a limit this process set lower than the default
+        raise InvalidArgumentError(f"{name} cannot be serialised as JSON: {exc}") from None
+    size = len(text.encode("utf-8"))
     if size > MAX_JSON_BYTES:
         raise InvalidArgumentError(
             f"{name} is {size} bytes as JSON; the service accepts at most {MAX_JSON_BYTES}"
@@ -264,6 +276,11 @@ def _plain_json(root: object, name: str) -> Any:
                 where = f"{path}[{key}]"
             if item is None or isinstance(item, (bool, int)):
                 copy: Any = item if type(item) in (bool, int) or item is None else _scalar(item)
+                if type(copy) is int and not -_INT_BOUND < copy < _INT_BOUND:
+                    raise InvalidArgumentError(
+                        f"{_short(where)} is an integer of more than {MAX_INT_DIGITS} digits, "
+                        "which JSON readers refuse"
+                    )
             elif isinstance(item, str):
                 copy = str(_no_surrogates(item, _short(where)))
             elif isinstance(item, float):

@@ -21,6 +21,7 @@ from .._http import server_text
 from ..errors import RealtimeAuthenticationError
 from . import _frames
 from ._frames import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, BadMessage
+from ._ratelog import RateLimitedLog
 
 if TYPE_CHECKING:
     from ._dispatcher import Item
@@ -128,6 +129,8 @@ class RelayProtocol:
         self.muted = False
         self.reauth_id: str | None = None
         self._secrets: Sequence[str] = ()
+        # A flood of unreadable messages logs a few WARNINGs a minute, then a count.
+        self._skipped_log = RateLimitedLog(logger)
 
     # --- what the client says ------------------------------------------------------------
 
@@ -211,7 +214,7 @@ class RelayProtocol:
             try:
                 msg = decode(payload)
             except BadMessage as bad:
-                logger.warning(
+                self._skipped_log.log(
                     "realtime: skipped a message from the relay (length %d): %s",
                     len(payload),
                     bad.reason,

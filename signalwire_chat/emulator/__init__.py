@@ -21,6 +21,26 @@ A group's id is a uuid5 of its sorted set of addresses (:meth:`Emulator.group_id
 a set holding a room address maps to the room's one group. A group's members are the
 subscribers owning an address of its set, plus whoever joined it.
 
+Threads: **a room has one thread**, read and written by both dialects. A message sent to
+the room's address (address dialect, or ``add_message(room.id)``) and one sent to the
+room's group (group dialect, the default client's) land in the same thread: each
+dialect's history of the room lists both, and each member gets the live event in the
+dialect it joined in (a subscriber who joined both ways gets one of each shape).
+``messages(room.id)`` and ``messages(group_id_for(room.id, ...))`` return the same
+messages and name the thread they read (``.thread``, the room's address id). A group of
+subscriber addresses is a thread of its own (its group id); a subscriber's own address
+is its address-dialect inbox, which the group dialect does not read.
+
+What a message carries: in the group dialect exactly the fields of the official v4 and
+0.0.1 types (``id, type, subtype, kind, hidden, group_id, from_fabric_address_id,
+from_address_id, ts, metadata, details, text, conversation_name, user_name``; ``kind``
+and ``text`` may be null) and **never** ``user_id``: the sender is its address, and
+``is_author`` on the event says whether the receiving subscriber sent it. In the address
+dialect, ``id, conversation_id, address_id, user_id, from_address_id, ts, details,
+metadata, type, subtype``, with ``text`` and ``kind`` only when set, and
+``from_address_id`` null for a message with no sender; its events add ``user_name``,
+``conversation_name`` and ``hidden``.
+
 Membership (address dialect): a room's conversation is public, whoever joins or writes
 to it is a member; the conversation of a subscriber's own address is that subscriber's
 inbox: anyone may write to it, only its owner joins it and reads it (another
@@ -72,6 +92,7 @@ __all__ = [
     "InvalidTokenError",
     "Recording",
     "SatClaims",
+    "ThreadMessages",
 ]
 
 logger = logging.getLogger(__name__)
@@ -120,6 +141,27 @@ class EmulatorAddress:
     resource_id: str
 
 
+class ThreadMessages(list[dict[str, Any]]):
+    """What :meth:`Emulator.messages` returns: a list of messages that names its thread.
+
+    Attributes:
+        thread: The id of the thread read: a room's address id (asked by the room's
+            address or by its group's id alike), a group's id, or an address id (that
+            address's address-dialect conversation).
+        dialect: The dialect the messages are shown in (None: each as it was written;
+            a message written in the group dialect has ``group_id``).
+    """
+
+    def __init__(self, messages: list[dict[str, Any]], *, thread: str, dialect: str | None) -> None:
+        super().__init__(messages)
+        self.thread = thread
+        self.dialect = dialect
+
+    def __repr__(self) -> str:
+        shown = self.dialect or "as written"
+        return f"ThreadMessages(thread={self.thread!r}, {shown}, {list.__repr__(self)})"
+
+
 class _State(enum.Enum):
     UNOPENED = "unopened"
     RUNNING = "running"
@@ -165,6 +207,9 @@ class Emulator:
             longest wait for a request body (408 past it).
         auth_timeout: Seconds a relay socket may stay open without an accepted
             ``signalwire.connect`` before it is closed (code 1008).
+        ping_timeout: Seconds a connected relay socket may send nothing at all after a
+            server ping before it is presumed dead and closed (code 1001); its session
+            stays resumable.
     """
 
     def __init__(
@@ -184,6 +229,7 @@ class Emulator:
         clock: Callable[[], float] | None = None,
         idle_timeout: float = 30.0,
         auth_timeout: float = 10.0,
+        ping_timeout: float = 30.0,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError("port must be within 0..65535")
@@ -197,6 +243,9 @@ class Emulator:
             raise ValueError("idle_timeout must be positive")
         if not auth_timeout > 0:
             raise ValueError("auth_timeout must be positive")
+        if not ping_timeout > 0:
+            raise ValueError("ping_timeout must be positive")
+        self._ping_timeout = ping_timeout
         self._idle_timeout = idle_timeout
         self._auth_timeout = auth_timeout
         self._host = host
@@ -547,7 +596,8 @@ class Emulator:
         Args:
             target: A group id (the message goes to that group, in the group dialect's
                 shape), or an address id (the address-dialect conversation of that
-                address).
+                address). A room's address and its group's id are the same thread: a
+                member reading the room in either dialect sees the message.
             subtype: The message subtype; ``"log"`` by default.
             kind: The kind of a non-chat message (e.g. ``"call_started"``).
             text: The text (None for none).
@@ -667,25 +717,31 @@ class Emulator:
             from_address_id=from_id,
         )
 
-    def messages(self, target: str) -> list[dict[str, Any]]:
-        """Return every message of a group or an address conversation, oldest first.
+    def messages(
+        self, target: str, *, dialect: Literal["group", "address"] | None = None
+    ) -> ThreadMessages:
+        """Return every message of the thread ``target`` reads, oldest first.
 
-        A room has one chat thread: for a room's address this is the room's thread in both
-        dialects (its group's messages and its address-dialect conversation's, in the order
-        they were stored), so ``emu.messages(room.id)`` shows what was said in the room
-        whichever dialect the clients speak.
+        A room has one thread: ``emu.messages(room.id)`` and ``emu.messages(group)``
+        for the room's group return the same messages, whichever dialect wrote them,
+        and ``.thread`` names the thread read (the room's address id).
 
         Args:
             target: A group id, a room's address id, or another address id (its
                 address-dialect conversation).
+            dialect: Show every message as this dialect reads it (``"group"``: no
+                ``user_id``; a message in a subscriber's inbox has only the address
+                shape); by default each as it was written.
+
+        Returns:
+            The messages, as a list that also says which thread it read.
         """
         store = self._open_state().store
-        messages = store.all_messages(target)
-        address = store.get_address(target)
-        if address is not None and address.get("type") == "room":
-            messages += store.all_messages(group_id_of([target], target))
-            messages.sort(key=lambda message: (message["ts"], message["id"]))
-        return messages
+        return ThreadMessages(
+            store.all_messages(target, dialect),
+            thread=store.thread_of(target),
+            dialect=dialect,
+        )
 
     def edit_message(
         self,
@@ -720,7 +776,7 @@ class Emulator:
             )
             if message is None:
                 raise KeyError(f"no message {message_id!r}")
-            state.publish(message, event_type="conversation.message.updated")
+            state.publish(message_id, event_type="conversation.message.updated")
             return message
 
         updated: dict[str, Any] = self._on_loop(edit)
@@ -1067,6 +1123,7 @@ class Emulator:
             event_window=self._event_window,
             space_host=self._space_host,
             auth_timeout=self._auth_timeout,
+            ping_timeout=self._ping_timeout,
         )
         state.hub = RelayHub(
             verify_token=self._verify_for_relay, config=config, record=self._recorder.record

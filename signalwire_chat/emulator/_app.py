@@ -224,29 +224,40 @@ class EmulatorState:
     hub: Any = None
     idle_timeout: float = 30.0
 
-    def publish(self, message: dict[str, Any], *, event_type: str = "conversation.message") -> None:
+    def publish(self, message_id: str, *, event_type: str = "conversation.message") -> None:
         """Push a stored message to every member's sessions; call on the loop thread.
 
+        Each member gets it in the dialect it joined in: the members of its group (a
+        room's group too) in the group dialect's shape, the members of its address
+        conversation (a room's address, an inbox) in the address dialect's. A subscriber
+        who joined a room both ways gets both (each shape matches only its own routes;
+        for the event faults, those are two events).
+
         Args:
-            message: The stored message object.
+            message_id: The stored message's id.
             event_type: ``conversation.message``, or ``conversation.message.updated``
                 after an edit.
         """
         hub = self.hub
-        if hub is None:
+        keys = self.store.message_keys(message_id)
+        if hub is None or keys is None:
             return
-        group_id = message.get("group_id")
-        if isinstance(group_id, str):
-            # A group message already carries its names (REST and events alike).
-            hub.publish(self.store.member_ids(group_id), dict(message), event_type=event_type)
-            return
-        members = self.store.member_ids(message["conversation_id"])
-        params = dict(message)
-        sender = self.store.get_subscriber(message["user_id"])
-        params["user_name"] = sender["display_name"] if sender else "System"
-        params["conversation_name"] = self.store.conversation_name(message["conversation_id"])
-        params["hidden"] = False
-        hub.publish(members, params, event_type=event_type)
+        thread, group_id, author = keys
+        # An audience with nobody in it is no event (the event faults count events).
+        members = self.store.member_ids(group_id) if group_id is not None else []
+        if members:
+            # A group message carries its names (REST and events alike).
+            message = self.store.get_message(message_id, "group")
+            hub.publish(members, message, event_type=event_type, author=author)
+        members = self.store.member_ids(thread) if group_id != thread else []
+        if members:
+            params = self.store.get_message(message_id, "address")
+            assert params is not None
+            sender = self.store.get_subscriber(author)
+            params["user_name"] = sender["display_name"] if sender else "System"
+            params["conversation_name"] = self.store.conversation_name(thread)
+            params["hidden"] = False
+            hub.publish(members, params, event_type=event_type, author=author)
 
     def post_message(
         self,
@@ -267,7 +278,11 @@ class EmulatorState:
         ``conversation_id`` (unless it is another subscriber's own address) and its
         primary address is the sender address. For a group
         message, membership is the caller's to check; ``from_address_id`` is the sender
-        address (the sender's primary address when None).
+        address (the sender's primary address when None). Either way a room's message
+        goes into the room's one thread.
+
+        Returns:
+            The message as its dialect shows it.
         """
         sender = self.store.get_subscriber(user_id)
         if from_address_id is None and sender is not None:
@@ -280,7 +295,7 @@ class EmulatorState:
             and self.store.may_join(conversation_id, user_id)
         )
         message = self.store.insert_message(
-            conversation_id=group_id or conversation_id,
+            conversation_id=self.store.thread_of(group_id) if group_id else conversation_id,
             user_id=user_id,
             from_address_id=from_address_id,
             now=self.clock(),
@@ -292,7 +307,7 @@ class EmulatorState:
             join_sender=join_sender,
             group_id=group_id,
         )
-        self.publish(message)
+        self.publish(message["id"])
         return message
 
 

@@ -39,7 +39,10 @@ official ``@signalwire/js`` 3.28.0 client expects it:
   (the official client reconnects after 15 s without one, so the interval must stay
   well under that). A client's own ``signalwire.ping`` is answered with its timestamp.
   Any ``result`` answers a server ping: the v4 client answers with its own clock, not
-  an echo of the timestamp.
+  an echo of the timestamp. A socket that sends nothing at all (no answer, no frame)
+  for ``RelayConfig.ping_timeout`` seconds after a server ping is presumed dead and
+  closed (code 1001); its session stays resumable. Any frame counts as a sign of life,
+  so a client busy acknowledging events is never dropped for a late ping answer.
 * **Events.** Every event's ``event_channel`` contains the session's ``protocol``
   (``signalwire.<protocol>``): the v4 client drops events whose channel does not.
   Conversation events (``conversation.message``, and ``conversation.message.updated``
@@ -195,6 +198,8 @@ class RelayConfig:
             the session is dropped as a consumer that stopped keeping up.
         auth_timeout: Seconds a socket may stay open without an accepted
             ``signalwire.connect``; it is then closed with code 1008.
+        ping_timeout: Seconds a connected socket may stay silent (no frame at all)
+            after a server ping; it is then closed with code 1001.
     """
 
     ping_interval: float | None = attrs.field(default=5.0, validator=_positive_or_none)
@@ -203,6 +208,7 @@ class RelayConfig:
     space_host: str = "puc.emulator.test"
     queue_limit: int = attrs.field(default=100_000, validator=_at_least_one)
     auth_timeout: float = attrs.field(default=10.0, validator=_positive)
+    ping_timeout: float = attrs.field(default=30.0, validator=_positive)
 
 
 @attrs.frozen(kw_only=True)
@@ -250,6 +256,10 @@ class _Conn:
         self.pinger: asyncio.Task[None] | None = None
         self.closer: asyncio.Task[None] | None = None
         self.auth_deadline: asyncio.TimerHandle | None = None
+        # Loop time of the oldest server ping after which nothing has been received
+        # (None: something came after the last one), and the check of its deadline.
+        self.silent_since: float | None = None
+        self.ping_deadline: asyncio.TimerHandle | None = None
 
     def push(self, frame: _Frame) -> None:
         """Queue an encoded frame for the writer; dropped once the socket is closing."""
@@ -342,7 +352,7 @@ class RelayHub:
         # Event faults (see "Fault hooks" in the module docstring).
         self._duplicates = 0
         self._reorder_left = 0
-        self._held: list[tuple[list[str], dict[str, Any], str]] = []
+        self._held: list[tuple[list[str], dict[str, Any], str, str | None]] = []
         self._event_delays: collections.deque[float] = collections.deque()
         self._late: set[asyncio.TimerHandle] = set()
 
@@ -428,6 +438,7 @@ class RelayHub:
         params: dict[str, Any],
         *,
         event_type: str = "conversation.message",
+        author: str | None = None,
     ) -> None:
         """Push a conversation event to every live session of each subscriber.
 
@@ -442,6 +453,9 @@ class RelayHub:
             params: The message object, with ``user_name``, ``conversation_name`` and
                 ``hidden``.
             event_type: ``conversation.message`` or ``conversation.message.updated``.
+            author: The sending subscriber, whose sessions get ``is_author: true``
+                (``params["user_id"]`` when None: the group dialect's messages carry no
+                ``user_id``, so its publisher names the author here).
 
         Raises:
             TypeError: ``subscriber_ids`` is a single string, not a collection of ids.
@@ -451,34 +465,46 @@ class RelayHub:
         if self._closed:
             return
         ids = list(dict.fromkeys(subscriber_ids))
+        if author is None:
+            author = params.get("user_id")
         if self._event_delays:
-            self._deliver_later(self._event_delays.popleft(), ids, params, event_type)
+            self._deliver_later(self._event_delays.popleft(), ids, params, event_type, author)
             return
         if self._reorder_left > 0:
-            self._held.append((ids, params, event_type))
+            self._held.append((ids, params, event_type, author))
             self._reorder_left -= 1
             if self._reorder_left == 0:
                 self.release_held_events(reverse=True)
             return
-        self._deliver(ids, params, event_type)
+        self._deliver(ids, params, event_type, author)
         if self._duplicates > 0:
             self._duplicates -= 1
-            self._deliver(ids, params, event_type)
+            self._deliver(ids, params, event_type, author)
 
     def _deliver_later(
-        self, delay: float, ids: list[str], params: dict[str, Any], event_type: str
+        self,
+        delay: float,
+        ids: list[str],
+        params: dict[str, Any],
+        event_type: str,
+        author: str | None,
     ) -> None:
         def fire() -> None:
             self._late.discard(handle)
             if not self._closed:
-                self._deliver(ids, params, event_type)
+                self._deliver(ids, params, event_type, author)
 
         handle = asyncio.get_running_loop().call_later(delay, fire)
         self._late.add(handle)
 
-    def _deliver(self, subscriber_ids: list[str], params: dict[str, Any], event_type: str) -> None:
+    def _deliver(
+        self,
+        subscriber_ids: list[str],
+        params: dict[str, Any],
+        event_type: str,
+        author: str | None,
+    ) -> None:
         """Send one event (a fresh id per session) to every live session of the members."""
-        author = params.get("user_id")
         timestamp = time.time()
         head = '{"event_type":' + _dumps(event_type) + ',"event_channel":'
         tail = ',"timestamp":' + _dumps(timestamp) + ',"params":' + _dumps(params) + "}"
@@ -585,8 +611,8 @@ class RelayHub:
         """Deliver the events held by :meth:`reorder_next_events` now, and stop holding."""
         held, self._held = self._held, []
         self._reorder_left = 0
-        for ids, params, event_type in reversed(held) if reverse else held:
-            self._deliver(ids, params, event_type)
+        for ids, params, event_type, author in reversed(held) if reverse else held:
+            self._deliver(ids, params, event_type, author)
 
     def delay_next_events(self, seconds: float, count: int = 1) -> None:
         """Deliver each of the next ``count`` published events ``seconds`` late.
@@ -740,6 +766,7 @@ class RelayHub:
             msg = await ws.receive()
             if not conn.running.is_set():
                 await conn.running.wait()
+            conn.silent_since = None
             if msg.type is WSMsgType.TEXT:
                 text: str = msg.data
             elif msg.type is WSMsgType.BINARY:
@@ -784,10 +811,18 @@ class RelayHub:
             conn.idle.set()
 
     async def _ping_loop(self, conn: _Conn, interval: float) -> None:
+        loop = asyncio.get_running_loop()
         while not conn.closing:
             await asyncio.sleep(interval)
             if conn.closing or not conn.running.is_set():
                 continue
+            if conn.silent_since is None:
+                conn.silent_since = loop.time()
+                if conn.ping_deadline is not None:
+                    conn.ping_deadline.cancel()
+                conn.ping_deadline = loop.call_later(
+                    self._config.ping_timeout, self._ping_overdue, conn
+                )
             rid = self._frame_id()
             conn.expect(rid)
             conn.send(
@@ -798,6 +833,26 @@ class RelayHub:
                     "params": {"timestamp": time.time()},
                 }
             )
+
+    def _ping_overdue(self, conn: _Conn) -> None:
+        """Close a socket that has sent nothing since a ping ``ping_timeout`` ago."""
+        conn.ping_deadline = None
+        since = conn.silent_since
+        if since is None or conn.closing:
+            return
+        if not conn.running.is_set():
+            # Half-open on purpose: the server notices nothing; start afresh when revived.
+            conn.silent_since = None
+            return
+        silent = asyncio.get_running_loop().time() - since
+        if silent < self._config.ping_timeout:
+            return  # heard from since, and a newer ping has its own deadline
+        _log.info(
+            "relay socket %d: nothing received for %.1f s after a ping; closing",
+            conn.number,
+            silent,
+        )
+        self._request_close(conn, _CLOSE_GOING_AWAY)
 
     def _start_pinger(self, conn: _Conn) -> None:
         if conn.pinger is not None:
@@ -847,9 +902,10 @@ class RelayHub:
     async def _finish(self, conn: _Conn) -> None:
         """Wind a socket down once its read loop has ended; keep its session."""
         conn.closing = True
-        if conn.auth_deadline is not None:
-            conn.auth_deadline.cancel()
-            conn.auth_deadline = None
+        for deadline in (conn.auth_deadline, conn.ping_deadline):
+            if deadline is not None:
+                deadline.cancel()
+        conn.auth_deadline = conn.ping_deadline = None
         if conn.closer is not None:
             await asyncio.wait({conn.closer})
         running = [t for t in (conn.pinger, conn.writer) if t is not None]

@@ -54,9 +54,15 @@ history; another subscriber's join is 403, and writing to it makes the writer no
 A room's conversation is public: whoever joins or writes to it is a member. (Before
 this rule, anyone could join someone's own address and read everything ever sent to it.)
 
-Group messages carry ``group_id``, ``from_fabric_address_id`` and ``from_address_id``
-(the same value), ``user_name``, ``conversation_name``, ``hidden``, ``kind`` and ``text``
-(null when absent); address-dialect messages keep their shape. The conversations list
+A room has one thread, read by both dialects: a message sent to the room's address
+(address dialect) and one sent to the room's group are in the history of both, each
+shown in the reader's dialect (a group id: the group shape; an address the caller joined:
+the address shape). Group messages carry exactly the fields of the official types:
+``id, type, subtype, kind, hidden, group_id, from_fabric_address_id, from_address_id``
+(the same value), ``ts, metadata, details, text, conversation_name, user_name``, with
+``kind`` and ``text`` null when absent and no ``user_id``; address-dialect messages keep
+their shape (``user_id`` included). ``GET /api/fabric/messages`` shows each message in the
+group shape when the caller is in its group, else in the address shape. The conversations list
 gives groups as ``{id, group_id, from_fabric_address_id, from_address_id, name,
 created_at, last_message_at, metadata}`` (the from-address is the caller's own in it).
 
@@ -80,7 +86,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiohttp import web
 
 from ._app import MAX_BODY_BYTES, FabricHTTPError
-from ._store import Cursor, DuplicateNameError, Page
+from ._store import Cursor, Dialect, DuplicateNameError, Page
 from ._tokens import InvalidTokenError, SatClaims
 
 if TYPE_CHECKING:
@@ -525,11 +531,14 @@ async def conversation_messages(request: web.Request) -> web.Response:
     state = _state(request)
     store = state.store
     key = request.match_info["conversation_id"]
+    dialect: Dialect = "group"
     if store.is_group(key):
         if not store.is_member(key, claims.subscriber_id):
             raise FabricHTTPError(403, "you are not a member of this conversation")
     elif store.get_address(key) is not None:
-        if not store.is_member(key, claims.subscriber_id):
+        if store.is_member(key, claims.subscriber_id):
+            dialect = "address"
+        else:
             group_id = store.pair_group(claims.subscriber_id, key)
             if group_id is None:
                 raise FabricHTTPError(403, "you are not a member of this conversation")
@@ -539,7 +548,7 @@ async def conversation_messages(request: web.Request) -> web.Response:
     page_size = _page_size(request)
     listing = "messages:" + key
     page = store.list_conversation_messages(
-        key, page_size=page_size, cursor=_cursor(request, listing)
+        key, dialect, page_size=page_size, cursor=_cursor(request, listing)
     )
     return _page_response(request, listing, page)
 

@@ -10,9 +10,27 @@ Pagination is keyset based: a page is asked for relative to the sort key of a ro
 Two dialects share the tables. An address-dialect conversation is keyed by the address
 id; a group (the group dialect of protocol-group.md) is a conversation row keyed by its
 group id, with ``group_id`` set, its address set in ``group_addresses``, and its members
-in ``members`` like any conversation. A group message stores its group id both as
-``conversation_id`` (the conversation key) and as ``group_id`` (which selects its wire
-shape).
+in ``members`` like any conversation.
+
+Threads. A message's ``conversation_id`` column is its *thread*; ``group_id`` is set when
+it was written in the group dialect. A group's thread is its group id, an address
+conversation's the address id, and a **room has one thread**, its address id, whichever
+dialect wrote to it: a message to the room's group is stored with ``conversation_id`` =
+the room's address and ``group_id`` = the room's group. Who joined the room's address
+(address dialect) and who joined its group (group dialect) are members of the same
+thread, each under their own key.
+
+A message is stored once and shown in the reader's dialect (:func:`render`):
+
+* group dialect: exactly the fields of the official v4 and 0.0.1 message types: ``id,
+  type, subtype, kind, hidden, group_id, from_fabric_address_id, from_address_id, ts,
+  metadata, details, text, conversation_name, user_name``. ``kind`` and ``text`` may be
+  null; there is **no** ``user_id`` (the sender is its address; an address-dialect message
+  in a room names its sender's primary address, a message with no sender the room's).
+* address dialect: ``id, conversation_id, address_id, user_id, from_address_id, ts,
+  details, metadata, type, subtype`` and, when set, ``text`` and ``kind``;
+  ``from_address_id`` is null for a message with no sender. Events add ``user_name``,
+  ``conversation_name`` and ``hidden``.
 """
 
 from __future__ import annotations
@@ -23,13 +41,13 @@ import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 import attrs
 
-__all__ = ["Cursor", "DuplicateNameError", "Page", "Store"]
+__all__ = ["Cursor", "Dialect", "DuplicateNameError", "Page", "Store", "render"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -118,12 +136,17 @@ _ADDED_COLUMNS = {
 # uuid5 namespace of group ids: the same set of addresses always gives the same id.
 GROUP_NAMESPACE = uuid.UUID("6f1d2c1e-3b7a-5e0f-9c44-51a7e0c9b8d2")
 
-# A message row with the names a group message carries (sender and conversation names).
+# A message row with the names a group message carries (sender and conversation names)
+# and the type of its thread's address (a room's thread is read by both dialects).
 _MESSAGE_SELECT = (
-    "SELECT m.*, s.display_name AS sender_name, c.name AS group_name FROM messages m"
+    "SELECT m.*, s.display_name AS sender_name, COALESCE(c.name, t.display_name) AS group_name,"
+    " t.type AS thread_type FROM messages m"
     " LEFT JOIN subscribers s ON s.id = m.user_id"
     " LEFT JOIN conversations c ON c.address_id = m.conversation_id"
+    " LEFT JOIN addresses t ON t.id = m.conversation_id"
 )
+#: How a message is shown: as the dialect it was written in, or as one dialect reads it.
+Dialect = Literal["group", "address"]
 
 
 class DuplicateNameError(ValueError):
@@ -225,6 +248,14 @@ class Store:
         self._conn.execute(
             "CREATE INDEX IF NOT EXISTS conversations_by_group ON conversations (group_id)"
         )
+        # An older emulator kept a room's group messages in a thread of their own (the
+        # group id): move them into the room's one thread, keeping their group_id.
+        for row in self._conn.execute("SELECT id FROM addresses WHERE type = 'room'").fetchall():
+            room_id = str(row["id"])
+            self._conn.execute(
+                "UPDATE messages SET conversation_id = ? WHERE conversation_id = ?",
+                (room_id, group_id_of((), room_id)),
+            )
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -598,6 +629,16 @@ class Store:
             )
         return str(rows[0]["group_id"]) if rows else None
 
+    def thread_of(self, key: str) -> str:
+        """Return the thread a conversation key reads: a room's group reads its room's."""
+        rows = self._query(
+            "SELECT ga.address_id AS room_id FROM group_addresses ga"
+            " JOIN addresses a ON a.id = ga.address_id"
+            " WHERE ga.group_id = ? AND a.type = 'room'",
+            (key,),
+        )
+        return str(rows[0]["room_id"]) if rows else key
+
     def is_group(self, key: str) -> bool:
         """Tell whether a conversation key names a group."""
         return bool(
@@ -626,12 +667,12 @@ class Store:
     ) -> dict[str, Any]:
         """Store a message (and, with ``join_sender``, the sender's membership) atomically.
 
-        ``conversation_id`` is the conversation key (an address id, or the group id);
-        ``group_id`` is set for a group message (its wire shape is then the group
-        dialect's) and None in the address dialect.
+        ``conversation_id`` is the thread (see the module docstring: a room's address
+        id, even for a message to the room's group); ``group_id`` is set for a message
+        written in the group dialect and None in the address dialect.
 
         Returns:
-            The message object.
+            The message object, as written.
         """
         message_id = str(uuid.uuid4())
         with self._write() as conn:
@@ -656,19 +697,36 @@ class Store:
                     group_id,
                 ),
             )
+            # The thread and every conversation reading it (a room's group) got a message.
+            room = conn.execute(
+                "SELECT 1 FROM addresses WHERE id = ? AND type = 'room'", (conversation_id,)
+            ).fetchone()
             conn.execute(
                 "UPDATE conversations SET last_message_at = ?, last_message_seq = ?"
-                " WHERE address_id = ?",
-                (now, cur.lastrowid, conversation_id),
+                " WHERE address_id IN (?, ?)",
+                (
+                    now,
+                    cur.lastrowid,
+                    conversation_id,
+                    group_id_of((), conversation_id) if room else conversation_id,
+                ),
             )
         message = self.get_message(message_id)
         assert message is not None
         return message
 
-    def get_message(self, message_id: str) -> dict[str, Any] | None:
-        """Return one message object, or None."""
+    def get_message(self, message_id: str, dialect: Dialect | None = None) -> dict[str, Any] | None:
+        """Return one message object (as written, or as ``dialect`` shows it), or None."""
         rows = self._query(_MESSAGE_SELECT + " WHERE m.id = ?", (message_id,))
-        return _message(rows[0]) if rows else None
+        return render(rows[0], dialect) if rows else None
+
+    def message_keys(self, message_id: str) -> tuple[str, str | None, str] | None:
+        """Return a message's thread, group (the room's group for a room's) and sender."""
+        rows = self._query(_MESSAGE_SELECT + " WHERE m.id = ?", (message_id,))
+        if not rows:
+            return None
+        row = rows[0]
+        return str(row["conversation_id"]), _group_key(row), str(row["user_id"])
 
     def update_message(
         self,
@@ -699,45 +757,74 @@ class Store:
         return self.get_message(message_id)
 
     def list_conversation_messages(
-        self, address_id: str, *, page_size: int, cursor: Cursor | None
+        self, key: str, dialect: Dialect, *, page_size: int, cursor: Cursor | None
     ) -> Page:
-        """Return one page of a conversation's messages, newest first."""
-        return self._message_page("m.conversation_id = ?", address_id, page_size, cursor)
+        """Return one page of the thread ``key`` reads, newest first, in ``dialect``."""
+        return self._message_page(
+            "m.conversation_id = ?",
+            [self.thread_of(key)],
+            page_size,
+            cursor,
+            lambda row: render(row, dialect),
+        )
 
     def list_subscriber_messages(
         self, subscriber_id: str, *, page_size: int, cursor: Cursor | None
     ) -> Page:
-        """Return one page of the messages of every conversation of a subscriber."""
+        """Return one page of the messages of every thread a subscriber is a member of.
+
+        Each is shown in the group dialect when the subscriber is in its group (a room's
+        included), else in the address dialect.
+        """
+        with self._lock:
+            keys = {
+                str(r["address_id"])
+                for r in self._query(
+                    "SELECT address_id FROM members WHERE subscriber_id = ?", (subscriber_id,)
+                )
+            }
+            threads = sorted({self.thread_of(key) for key in keys})
+
+        def convert(row: sqlite3.Row) -> dict[str, Any]:
+            return render(row, "group" if _group_key(row) in keys else "address")
+
+        marks = ", ".join("?" * len(threads)) or "NULL"
         return self._message_page(
-            "m.conversation_id IN (SELECT address_id FROM members WHERE subscriber_id = ?)",
-            subscriber_id,
-            page_size,
-            cursor,
+            f"m.conversation_id IN ({marks})", threads, page_size, cursor, convert
         )
 
     def _message_page(
-        self, condition: str, value: str, page_size: int, cursor: Cursor | None
+        self,
+        condition: str,
+        values: list[str],
+        page_size: int,
+        cursor: Cursor | None,
+        convert: Callable[[sqlite3.Row], dict[str, Any]],
     ) -> Page:
         # Every message listing is newest first by sequence number; only the filter differs.
         return self._page(
             _MESSAGE_SELECT,
             [condition],
-            [value],
+            values,
             sort_expr="m.seq",
             seq_expr="m.seq",
             descending=True,
             page_size=page_size,
             cursor=cursor,
-            convert=_message,
+            convert=convert,
             key_columns=("seq", "seq"),
         )
 
-    def all_messages(self, address_id: str) -> list[dict[str, Any]]:
-        """Return every message of a conversation, oldest first (for assertions)."""
+    def all_messages(self, key: str, dialect: Dialect | None = None) -> list[dict[str, Any]]:
+        """Return every message of the thread ``key`` reads, oldest first (for assertions).
+
+        Each is shown as written, or as ``dialect`` shows it.
+        """
         rows = self._query(
-            _MESSAGE_SELECT + " WHERE m.conversation_id = ? ORDER BY m.seq", (address_id,)
+            _MESSAGE_SELECT + " WHERE m.conversation_id = ? ORDER BY m.seq",
+            (self.thread_of(key),),
         )
-        return [_message(r) for r in rows]
+        return [render(r, dialect) for r in rows]
 
     def conversation_name(self, address_id: str) -> str:
         """Return the display name of an address's conversation ("" if unknown)."""
@@ -888,9 +975,28 @@ def _address(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def _message(row: sqlite3.Row) -> dict[str, Any]:
+def _group_key(row: sqlite3.Row) -> str | None:
+    """The group a stored message is read through: its own, or its room's (None: none)."""
     if row["group_id"] is not None:
+        return str(row["group_id"])
+    if row["thread_type"] == "room":
+        return group_id_of((), row["conversation_id"])
+    return None
+
+
+def render(row: sqlite3.Row, dialect: Dialect | None = None) -> dict[str, Any]:
+    """A stored message as ``dialect`` shows it (None: the dialect it was written in).
+
+    A message with no group (a subscriber's inbox) has only the address dialect's shape.
+    """
+    if dialect is None:
+        dialect = "group" if row["group_id"] is not None else "address"
+    if dialect == "group" and _group_key(row) is not None:
         return _group_message(row)
+    return _address_message(row)
+
+
+def _address_message(row: sqlite3.Row) -> dict[str, Any]:
     message: dict[str, Any] = {
         "id": row["id"],
         "conversation_id": row["conversation_id"],
@@ -911,17 +1017,23 @@ def _message(row: sqlite3.Row) -> dict[str, Any]:
 
 
 def _group_message(row: sqlite3.Row) -> dict[str, Any]:
-    """A message of a group, in the group dialect's shape (both sender spellings)."""
+    """A message in the group dialect's shape: the official types' fields, no more.
+
+    Both sender spellings (v4's and 0.0.1's), and never ``user_id``: neither type has it,
+    and a bot that filtered on it would pass here and echo itself against the service.
+    """
+    # Every group message names a sender address (v4 looks each one up); a message
+    # written with none (a system entry in a room) names the room's.
+    sender = row["from_address_id"] or row["conversation_id"]
     return {
         "id": row["id"],
         "type": row["type"],
         "subtype": row["subtype"],
         "kind": row["kind"],
         "hidden": False,
-        "group_id": row["group_id"],
-        "from_fabric_address_id": row["from_address_id"],
-        "from_address_id": row["from_address_id"],
-        "user_id": row["user_id"],
+        "group_id": _group_key(row),
+        "from_fabric_address_id": sender,
+        "from_address_id": sender,
         "ts": row["ts"],
         "metadata": json.loads(row["metadata"]),
         "details": json.loads(row["details"]),

@@ -232,7 +232,8 @@ def test_send_then_history_as_json_lines_and_as_a_table(
     lines = json_lines(proc.stdout)
     assert [m["text"] for m in lines] == ["from stdin", "hello 2", "hello 1", "hello 0"]
     assert lines[0]["metadata"] == {"order": 42}
-    assert all(m["user_id"] == alice.id for m in lines)
+    # The group dialect names the sender by its address (the official types have no user_id).
+    assert all(m["from_address_id"] == alice.address_id for m in lines)
 
     proc = run(
         script,

@@ -34,7 +34,6 @@ GROUP_MESSAGE_FIELDS = {
     "group_id",
     "from_fabric_address_id",
     "from_address_id",
-    "user_id",
     "ts",
     "metadata",
     "details",
@@ -224,7 +223,7 @@ def test_send_to_a_group_answers_the_message_object(
     assert set(message) == GROUP_MESSAGE_FIELDS
     assert message["group_id"] == group_id
     assert message["from_fabric_address_id"] == message["from_address_id"] == alice.address_id
-    assert message["user_id"] == alice.id
+    assert "user_id" not in message  # the official types name the sender by address only
     assert message["user_name"] == "Alice"
     assert message["conversation_name"]
     assert (message["type"], message["subtype"], message["hidden"]) == ("message", "chat", False)

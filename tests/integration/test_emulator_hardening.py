@@ -276,6 +276,46 @@ def test_a_relay_socket_that_never_authenticates_is_closed(emulator_factory: Any
         _close(authenticated)
 
 
+def test_a_socket_that_stops_answering_pings_is_dropped_and_one_that_answers_stays(
+    emulator_factory: Any,
+) -> None:
+    # A dead peer (its TCP still open) held its socket and session forever.
+    emu = emulator_factory(ping_interval=0.2, ping_timeout=2.0)
+    sub = emu.create_subscriber()
+    deaf, answering = _relay(emu), _relay(emu)
+    try:
+        deaf.send(_connect_frame(sub.token, "d1"))
+        assert "result" in _recv_json(deaf, "d1")
+        answering.send(_connect_frame(sub.token, "a1"))
+        assert "result" in _recv_json(answering, "a1")
+        # The deaf socket reads what it is sent but never sends a byte.
+        deaf_code: list[int] = []
+        reader = threading.Thread(target=lambda: deaf_code.append(_close_code(deaf, TIMEOUT)))
+        reader.start()
+        pings = 0
+        for frame in _frames(answering, 3 * TIMEOUT):  # answers every ping it reads
+            pings += frame.get("method") == "signalwire.ping"
+            # Stay until the deaf one is gone and this one has outlived several timeouts.
+            if not reader.is_alive() and pings >= 15:
+                break
+        reader.join(TIMEOUT)
+        assert deaf_code == [1001]
+        assert pings >= 15
+        # The answering socket is still served; the deaf one's session stays resumable.
+        answering.send(json.dumps({"jsonrpc": "2.0", "id": "p", "method": "signalwire.ping"}))
+        assert "result" in _recv_json(answering, "p")
+        assert emu.hub.live_sessions == 1
+        assert sorted(s.connected for s in emu.hub.sessions()) == [False, True]
+    finally:
+        _close(deaf)
+        _close(answering)
+
+
+def test_ping_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="ping_timeout"):
+        Emulator(ping_timeout=0)
+
+
 def _close(ws: websocket.WebSocket) -> None:
     ws.close()
     ws.shutdown()  # close() leaves the socket open once the server has closed first

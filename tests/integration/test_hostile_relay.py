@@ -505,6 +505,21 @@ def test_malformed_messages_do_not_cost_the_good_ones_of_the_same_read(
         assert all(secret not in r.getMessage() for r in caplog.records)
 
 
+def test_a_flood_of_non_json_frames_logs_a_few_warnings_and_delivery_goes_on(
+    setup: Setup, relay: HostileRelay, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One WARNING per frame drowned the application's log (issue 21.9).
+    caplog.set_level(logging.WARNING, logger="signalwire_chat")
+    with subscribed(setup, relay) as (_hub, got, peer):
+        flood = b"".join(frame(b"<html>%d</html>" % n) for n in range(2000))
+        peer.send(flood)
+        deliver_and_ack(setup, peer, got, "after the flood", 1)
+        assert relay.waiting == 0  # no reconnect
+    skipped = [r for r in caplog.records if "skipped a message" in r.getMessage()]
+    assert 1 <= len(skipped) <= 5
+    assert "counted, not logged" in skipped[-1].getMessage()
+
+
 def test_group_events_of_another_session_are_dropped_and_odd_values_route_nowhere(
     setup: Setup, relay: HostileRelay
 ) -> None:

@@ -89,6 +89,38 @@ def test_key_value_formatter_one_line_quoted() -> None:
     assert line.split()[0].endswith("Z")
 
 
+@pytest.mark.parametrize(
+    ("char", "escaped"),
+    [
+        ("\v", "\\x0b"),
+        ("\f", "\\x0c"),
+        ("\x1c", "\\x1c"),
+        ("\x1e", "\\x1e"),
+        ("\x1b", "\\x1b"),
+        ("\x00", "\\x00"),
+        ("\x7f", "\\x7f"),
+        ("\x85", "\\x85"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ],
+)
+def test_key_value_formatter_escapes_every_line_break_and_control(char: str, escaped: str) -> None:
+    # A value from outside (a server's error text) holding any of these must not split the
+    # line for a log shipper (str.splitlines breaks at all of the line breaks here) nor reach
+    # a terminal raw (ESC).
+    line = KeyValueFormatter().format(_record("before%safter", char, detail=f"x{char}y"))
+    assert line.splitlines() == [line]
+    assert not any(ch.isprintable() is False and ch != " " for ch in line)
+    assert f'msg="before{escaped}after"' in line
+    assert f'detail="x{escaped}y"' in line
+
+
+def test_key_value_formatter_leaves_printable_text_alone() -> None:
+    line = KeyValueFormatter().format(_record("caf\u00e9 \u2014 \u65e5\u672c", extra="a b"))
+    assert 'msg="caf\u00e9 \u2014 \u65e5\u672c"' in line
+    assert 'extra="a b"' in line
+
+
 def test_key_value_formatter_exceptions_and_no_thread() -> None:
     try:
         raise RuntimeError("bad = thing")

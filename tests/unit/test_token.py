@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from signalwire_chat import InsecureURLError, InvalidArgumentError, TokenError
+from signalwire_chat import ChatClient, InsecureURLError, InvalidArgumentError, TokenError
 from signalwire_chat._token import (
     check_url,
     derive_urls,
@@ -15,6 +15,7 @@ from signalwire_chat._token import (
     read_token_header,
     token_shape_ok,
 )
+from signalwire_chat._validate import MAX_JSON_DEPTH
 
 
 def b64(obj: object) -> str:
@@ -51,6 +52,30 @@ def test_jws_header() -> None:
 )
 def test_garbage_header_is_none(token: str) -> None:
     assert read_token_header(token) is None
+
+
+def _deep_header_token(depth: int, *, opener: str = "[", closer: str = "]") -> str:
+    header = '{"a":' + opener * (depth - 1) + closer * (depth - 1) + "}"
+    first = base64.urlsafe_b64encode(header.encode()).decode().rstrip("=")
+    return f"{first}.AQJlbmMta2V5.aXY.w79jaXBoZXJ0ZXh0.dGFn"
+
+
+@pytest.mark.parametrize(("opener", "closer"), [("[", "]"), ('{"b":', "}")])
+def test_a_header_nested_100000_deep_is_a_token_error(opener: str, closer: str) -> None:
+    # json.loads recursed once per level and raised RecursionError out of ChatClient().
+    token = _deep_header_token(100_000, opener=opener, closer=closer)
+    assert read_token_header(token) is None
+    with pytest.raises(TokenError, match="header cannot be read"):
+        ChatClient(token)
+
+
+def test_a_header_at_the_depth_limit_is_read() -> None:
+    assert read_token_header(_deep_header_token(MAX_JSON_DEPTH)) is not None
+    assert read_token_header(_deep_header_token(MAX_JSON_DEPTH + 1)) is None
+    # Brackets inside strings are text, not nesting.
+    header = {"ch": "puc.example.com", "note": "[" * 1000 + '\\"{' * 100}
+    first = b64(header)
+    assert read_token_header(f"{first}.b.c") == header
 
 
 def test_capture_token_header() -> None:

@@ -26,6 +26,7 @@ from signalwire_chat import (
 )
 from signalwire_chat._auth import Credentials
 from signalwire_chat._validate import (
+    MAX_INT_DIGITS,
     MAX_JSON_BYTES,
     MAX_JSON_DEPTH,
     check_json_object,
@@ -214,6 +215,40 @@ def test_depth_and_size_limits_are_the_documented_numbers(client: ChatClient) ->
         check_json_object({"k": "é" * (MAX_JSON_BYTES // 2)}, "details")
     with pytest.raises(InvalidArgumentError):
         client.send_message(ROOM, "hi", metadata=_nested(MAX_JSON_DEPTH + 1))
+
+
+@pytest.mark.parametrize(
+    "huge",
+    [10**5000, -(10**5000), 10**MAX_INT_DIGITS],
+    ids=["10**5000", "-10**5000", "10**MAX_INT_DIGITS"],
+)
+def test_an_integer_json_cannot_carry_is_an_argument_error(client: ChatClient, huge: int) -> None:
+    # json.dumps raised a bare ValueError ("Exceeds the limit ... for integer string
+    # conversion") from inside send_message; the closed port shows nothing was sent.
+    with pytest.raises(InvalidArgumentError, match=f"more than {MAX_INT_DIGITS} digits"):
+        client.send_message("room", "hi", metadata={"a": huge})
+    with pytest.raises(InvalidArgumentError, match="details"):
+        client.send_message("room", "hi", details={"a": [1, {"b": huge}]})
+
+
+def test_the_longest_integer_allowed_is_sent(client: ChatClient) -> None:
+    longest = 10**MAX_INT_DIGITS - 1
+    assert check_json_object({"a": longest, "b": -longest}, "metadata") == {
+        "a": longest,
+        "b": -longest,
+    }
+    with pytest.raises(ConnectError):  # accepted and sent (to the closed port)
+        client.send_message("room", "hi", metadata={"a": longest})
+
+
+def test_an_integer_past_a_lowered_process_limit_is_an_argument_error(client: ChatClient) -> None:
+    previous = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(640)
+    try:
+        with pytest.raises(InvalidArgumentError, match="metadata"):
+            client.send_message("room", "hi", metadata={"a": 10**1000})
+    finally:
+        sys.set_int_max_str_digits(previous)
 
 
 def test_non_str_keys_and_unserialisable_values(client: ChatClient) -> None:
