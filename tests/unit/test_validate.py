@@ -226,9 +226,9 @@ def test_an_integer_json_cannot_carry_is_an_argument_error(client: ChatClient, h
     # json.dumps raised a bare ValueError ("Exceeds the limit ... for integer string
     # conversion") from inside send_message; the closed port shows nothing was sent.
     with pytest.raises(InvalidArgumentError, match=f"more than {MAX_INT_DIGITS} digits"):
-        client.send_message("room", "hi", metadata={"a": huge})
+        client.send_message(ROOM, "hi", metadata={"a": huge})
     with pytest.raises(InvalidArgumentError, match="details"):
-        client.send_message("room", "hi", details={"a": [1, {"b": huge}]})
+        client.send_message(ROOM, "hi", details={"a": [1, {"b": huge}]})
 
 
 def test_the_longest_integer_allowed_is_sent(client: ChatClient) -> None:
@@ -238,7 +238,7 @@ def test_the_longest_integer_allowed_is_sent(client: ChatClient) -> None:
         "b": -longest,
     }
     with pytest.raises(ConnectError):  # accepted and sent (to the closed port)
-        client.send_message("room", "hi", metadata={"a": longest})
+        client.send_message(ROOM, "hi", metadata={"a": longest})
 
 
 def test_an_integer_past_a_lowered_process_limit_is_an_argument_error(client: ChatClient) -> None:
@@ -246,7 +246,7 @@ def test_an_integer_past_a_lowered_process_limit_is_an_argument_error(client: Ch
     sys.set_int_max_str_digits(640)
     try:
         with pytest.raises(InvalidArgumentError, match="metadata"):
-            client.send_message("room", "hi", metadata={"a": 10**1000})
+            client.send_message(ROOM, "hi", metadata={"a": 10**1000})
     finally:
         sys.set_int_max_str_digits(previous)
 
