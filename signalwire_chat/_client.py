@@ -18,6 +18,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import requests
 
+from . import _fork
 from ._auth import Credentials, TokenLike
 from ._convert import structure, structure_join_result, structure_send_result
 from ._http import (
@@ -359,7 +360,7 @@ class ChatClient:
         self._relay_error: ChatError | None = None
         self._transport: HttpTransport | None = None
         self._hub: RealtimeHub | None = None
-        self._hub_pid = -1
+        self._hub_generation = -1  # the _fork generation the hub was made in
         self._hub_finalizer: weakref.finalize[Any, ChatClient] | None = None
         # Check explicit URLs now; derive from a fixed token now (a source is called lazily).
         if rest_url is not None:
@@ -908,8 +909,8 @@ class ChatClient:
     def _realtime_hub(self) -> RealtimeHub:
         with self._lock:
             self._check_open()
-            pid = os.getpid()
-            if self._hub is not None and self._hub_pid != pid:
+            made_in = _fork.generation()
+            if self._hub is not None and self._hub_generation != made_in:
                 # After fork the parent's threads do not exist here and its socket must not be
                 # touched: drop the hub without closing it and make a new one. Its
                 # subscriptions stay behind: say so rather than drop them silently.
@@ -951,12 +952,12 @@ class ChatClient:
                     hub,
                     self._transport,
                     options.close_timeout,
-                    pid,
+                    made_in,
                     run_detached,
                 )
                 self._hub_finalizer.atexit = False
                 self._hub = hub
-                self._hub_pid = pid
+                self._hub_generation = made_in
             return self._hub
 
     def _history(self, route: Route) -> Iterator[ConversationChatMessage]:
@@ -1209,7 +1210,7 @@ class ChatClient:
     def subscriptions(self) -> tuple[Subscription, ...]:
         """The live subscriptions (those of :meth:`stream_messages` included), oldest first."""
         hub = self._hub
-        if self._closed or hub is None or self._hub_pid != os.getpid():
+        if self._closed or hub is None or _fork.forked_since(self._hub_generation):
             return ()
         return hub.subscriptions
 
@@ -1221,7 +1222,7 @@ class ChatClient:
         if self._closed:
             return ConnectionState.CLOSED
         hub = self._hub
-        if hub is None or self._hub_pid != os.getpid():
+        if hub is None or _fork.forked_since(self._hub_generation):
             return ConnectionState.IDLE
         return hub.state
 
@@ -1284,7 +1285,7 @@ class ChatClient:
             transport = self._transport
             if self._hub_finalizer is not None:
                 self._hub_finalizer.detach()
-        if hub is not None and self._hub_pid == os.getpid():
+        if hub is not None and not _fork.forked_since(self._hub_generation):
             try:
                 options = self._realtime_options
                 hub.close(options.close_timeout if options is not None else 2.0)
@@ -1379,7 +1380,7 @@ def _collected_with_hub(
     hub: RealtimeHub,
     transport: HttpTransport | None,
     close_timeout: float,
-    pid: int,
+    made_in: int,
     run_detached: Callable[[Callable[[], None]], Any],
 ) -> None:
     """Finalizer of a ChatClient collected without close(): warn, then close in the background.
@@ -1388,7 +1389,7 @@ def _collected_with_hub(
     thread holding a lock the closing needs), so the closing and the joins happen on a
     short-lived thread of their own.
     """
-    if os.getpid() != pid:
+    if _fork.forked_since(made_in):
         return  # a forked child: the sockets are the parent's (a TLS close would be sent)
     if hub.running:
         warnings.warn(

@@ -48,7 +48,6 @@ import functools
 import json
 import logging
 import math
-import os
 import random
 import re
 import threading
@@ -65,6 +64,7 @@ import urllib3.connectionpool
 import urllib3.exceptions
 from urllib3.util import Timeout as _Urllib3Timeout
 
+from . import _fork
 from ._deadline import Watchdog
 from ._version import __version__
 from .errors import (
@@ -648,7 +648,7 @@ class HttpTransport:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._closed = threading.Event()
         self._lock = threading.Lock()
-        self._pid = -1
+        self._generation = -1  # the _fork generation of _session; -1: none yet
         self._session: requests.Session | None = None
         self._adapter: requests.adapters.BaseAdapter | None = None
         self._send_kwargs: dict[str, Any] = {}
@@ -700,17 +700,17 @@ class HttpTransport:
         return proxy or None
 
     def _ensure_session(self) -> requests.Session:
-        pid = os.getpid()
+        now = _fork.generation()
         session = self._session
-        if session is not None and pid == self._pid:
+        if session is not None and now == self._generation:
             return session
         with self._lock:
             if self._closed.is_set():
                 raise ClientClosedError("the client is closed")
-            if self._session is None or self._pid != pid:
-                forked = self._pid != -1 and self._pid != pid
+            if self._session is None or self._generation != now:
+                forked = self._generation != -1 and self._generation != now
                 self._session = self._open_session(forked)
-                self._pid = pid
+                self._generation = now
             return self._session
 
     def _open_session(self, forked: bool) -> requests.Session:
