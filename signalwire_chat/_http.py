@@ -65,6 +65,7 @@ import urllib3.exceptions
 from urllib3.util import Timeout as _Urllib3Timeout
 
 from . import _fork
+from ._backoff import backoff_delay
 from ._deadline import Watchdog
 from ._version import __version__
 from .errors import (
@@ -1063,7 +1064,7 @@ class HttpTransport:
         return when - (seen[1] - moment) if when is not None else None
 
     def _backoff(self, attempt: int) -> float:
-        return self._rng.uniform(0.0, min(BACKOFF_MAX, BACKOFF_BASE * (2**attempt)))
+        return backoff_delay(attempt, base=BACKOFF_BASE, cap=BACKOFF_MAX, rng=self._rng)
 
     def _wait(self, delay: float) -> None:
         if self._sleep_hook is not None:
