@@ -20,10 +20,11 @@ $(STAMP): setup.cfg setup.py pyproject.toml
 	cd $* && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# The demo needs only the package and its emulator extra, not the test and lint toolchain.
+# The demo needs the package with its emulator extra and the cli extra (the README's
+# command-line examples follow the demo), not the test and lint toolchain.
 $(DEMO_STAMP): setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[emulator]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[emulator,cli]'
 	touch $(DEMO_STAMP)
 
 demo: $(DEMO_STAMP)
