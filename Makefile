@@ -98,9 +98,10 @@ coverage: $(STAMP)
 	$(PY) tools/branch_coverage.py .coverage-realtime.json $(COVERAGE_MIN) || status=1; \
 	exit $$status
 
-# The documentation site (docs/), built with warnings as errors into docs/_build/html.
+# The documentation site (docs/), built with warnings as errors into docs/_build/html;
+# -n (nitpicky): a reference that resolves to nothing is an error too.
 docs: $(STAMP)
-	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	$(VENV)/bin/sphinx-build -n -W --keep-going -q -b html docs docs/_build/html
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check signalwire_chat tests examples benchmarks

@@ -14,7 +14,7 @@ messages of a conversation are not chat messages.
 
 A server could hand out fresh ``next`` cursors forever with no chat message of the address on
 them. One call (``get_messages``, ``next_page``) or one step of an iteration therefore walks at
-most :data:`MAX_RAW_PAGES_PER_STEP` raw pages before raising :class:`PageLimitError`; the
+most ``MAX_RAW_PAGES_PER_STEP`` (100) raw pages before raising :class:`PageLimitError`; the
 generic :meth:`Page.iter_pages` allows as many empty pages in a row.
 """
 
@@ -169,7 +169,7 @@ class _PageBase(Generic[T]):
 class Page(_PageBase[T]):
     """One page of a paginated listing, as the service cut it.
 
-    Iterating a page, or taking its ``len``, covers this page only; :meth:`iter_items` and
+    Iterating a page, or taking its ``len``, covers this page only; :meth:`~Page.iter_items` and
     :meth:`iter_pages` walk on through the following pages.
 
     Attributes:
@@ -233,7 +233,7 @@ class Page(_PageBase[T]):
 
         Raises:
             UnsafeLinkError: The ``next`` links loop.
-            PageLimitError: :data:`MAX_RAW_PAGES_PER_STEP` empty pages in a row.
+            PageLimitError: ``MAX_RAW_PAGES_PER_STEP`` (100) empty pages in a row.
         """
         page: Page[T] | None = self
         seen = {self._url}
@@ -292,7 +292,7 @@ class _ChatHistory:
         """Read raw pages until ``count`` chat messages are known or the history ends.
 
         Raises:
-            PageLimitError: :data:`MAX_RAW_PAGES_PER_STEP` raw pages were read and more are
+            PageLimitError: ``MAX_RAW_PAGES_PER_STEP`` (100) raw pages were read and more are
                 announced, without reaching ``count``.
         """
         with self._lock:
