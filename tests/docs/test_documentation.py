@@ -112,6 +112,12 @@ class _Reader:
         pressed anyway, so the page's own assertion fails instead of the test hanging.
         """
         stop = threading.Event()
+        armed = True
+
+        def on_sigint(signum: int, frame: object) -> None:
+            if armed:  # the loop still runs: Ctrl-C, as Python's own handler does
+                raise KeyboardInterrupt
+            # The body already returned: a late press must not interrupt the test run.
 
         def press_ctrl_c() -> None:
             deadline = time.monotonic() + WAIT_SECONDS
@@ -126,13 +132,16 @@ class _Reader:
             if not stop.is_set():
                 signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
+        previous = signal.signal(signal.SIGINT, on_sigint)
         helper = threading.Thread(target=press_ctrl_c, name="docs-ctrl-c")
         helper.start()
         try:
             yield
         finally:
+            armed = False
             stop.set()
             helper.join(WAIT_SECONDS)
+            signal.signal(signal.SIGINT, previous)
 
     def ctrl_c_once_echoed(self, text: str) -> contextlib.AbstractContextManager[None]:
         """Bob writes ``text`` (again, until a bot answers "echo: text"), then Ctrl-C."""
@@ -259,8 +268,10 @@ def _logging_restored() -> Iterator[None]:
 
 
 def _close_what_the_page_left_open(namespace: dict[str, Any]) -> None:
+    import redis
+
     for value in list(namespace.values()):
-        if isinstance(value, ChatClient):
+        if isinstance(value, (ChatClient, redis.Redis)):
             value.close()
 
 
