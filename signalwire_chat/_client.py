@@ -422,7 +422,7 @@ class ChatClient:
 
     @property
     def dialect(self) -> str:
-        """The wire dialect spoken: ``"group"`` or ``"address"``."""
+        """The wire dialect spoken, ``"group"`` or ``"address"``."""
         return self._dialect
 
     @property
@@ -598,7 +598,7 @@ class ChatClient:
             address_id: The address to talk to.
 
         Returns:
-            What the service answered: ``group_id`` (group dialect; also ``result.group``),
+            What the service answered, with ``group_id`` (group dialect; also ``result.group``),
             the group's ``address_ids`` and ``from_address_id``.
 
         Raises:
@@ -1088,7 +1088,7 @@ class ChatClient:
                 subscription; a key that holds another conversation's checkpoint is refused.
 
         Returns:
-            A handle: ``cancel()``, ``active``, and a context manager.
+            A handle with ``cancel()`` and ``active``; also a context manager.
 
         Raises:
             InvalidArgumentError: A bad ``address_id`` or ``checkpoint`` key, or a callback
