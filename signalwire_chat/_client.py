@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import math
 import os
@@ -14,13 +12,14 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import requests
 
 from . import _fork
 from ._auth import Credentials, TokenLike
-from ._convert import structure, structure_join_result, structure_send_result
+from ._convert import structure
+from ._dialects import DIALECTS, GroupWire, Target, history_url, segment, wire_for
 from ._http import (
     DEFAULT_DEADLINE,
     DEFAULT_MAX_CONNECTIONS,
@@ -51,17 +50,12 @@ from ._validate import check_limit as _check_limit
 from ._validate import check_page_size as _check_page_size
 from ._validate import check_str as _check_str
 from .errors import (
-    APIError,
     ChatError,
     ClientClosedError,
-    DecodeError,
     InvalidArgumentError,
     InvalidArgumentTypeError,
-    NoAddressError,
     NotFoundError,
     TokenError,
-    TransportError,
-    _led_by,
 )
 from .models import (
     Address,
@@ -93,48 +87,6 @@ _ADDRESS_TYPES = ("app", "call", "room", "subscriber")
 _SORT_BY = ("name", "created_at")
 _SORT_ORDER = ("asc", "desc")
 _HISTORY_PAGE_SIZE = 100
-_DIALECTS = ("group", "address")
-
-#: What the chat methods take: an address id, or a :class:`Group` of the group dialect.
-Target = str | Group
-
-
-def _segment(value: str) -> str:
-    # One path segment, always: "/", "?", "#", "%" and ".." can never change the request.
-    return quote(value, safe="")
-
-
-def _history_url(http: HttpTransport, conversation: str | None, page_size: int) -> str:
-    """The URL of the first page of a conversation's (or a group's) messages.
-
-    ``page_size`` raw messages to a page; with ``conversation`` None, the messages of every
-    conversation of the subscriber (the inbox).
-    """
-    if conversation is None:
-        return http.url_for("/api/fabric/messages", {"page_size": page_size})
-    return http.url_for(
-        f"/api/fabric/conversations/{_segment(conversation)}/messages", {"page_size": page_size}
-    )
-
-
-@contextlib.contextmanager
-def _asked(action: str) -> Iterator[None]:
-    """Errors of the requests a call makes on its own, led by what the caller asked for."""
-    try:
-        yield
-    except (APIError, TransportError, NoAddressError, DecodeError) as exc:
-        raise _led_by(action, exc) from exc
-
-
-class _Flight:
-    """One join under way; threads that need the same group wait for it instead of joining."""
-
-    __slots__ = ("done", "error", "group_id")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.group_id: str | None = None
-        self.error: BaseException | None = None
 
 
 def _check_timeout(timeout: object) -> None:
@@ -151,10 +103,6 @@ def _check_checkpoint_key(key: object) -> None:
         from .checkpoints import check_key
 
         check_key(key)
-
-
-def _dumps(payload: Mapping[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 #: A ``no_proxy`` entry that matches no host: it stops websocket-client from applying the
@@ -299,13 +247,11 @@ class ChatClient:
             raise InvalidArgumentTypeError("session must be a requests.Session or None")
         if not isinstance(allow_insecure, bool):
             raise InvalidArgumentTypeError("allow_insecure must be a bool")
-        dialect = _check_choice(dialect, "dialect", _DIALECTS) or ""
+        dialect = _check_choice(dialect, "dialect", tuple(DIALECTS)) or ""
         if not dialect:
             raise InvalidArgumentError("dialect must be one of group, address; got None")
-        if from_address_id is not None:
-            from_address_id = _check_address_id(from_address_id, "from_address_id")
-            if dialect == "address":
-                raise InvalidArgumentError("from_address_id is for the group dialect only")
+        #: The wire spoken underneath (join, send body, routes, my address, group cache).
+        self._wire = wire_for(dialect, from_address_id)
         if realtime is not None:
             from ._realtime import RealtimeOptions
 
@@ -338,14 +284,6 @@ class ChatClient:
         self._rest_override = rest_url
         self._relay_override = relay_url
         self._allow_insecure = allow_insecure
-        self._dialect = dialect
-        # "My address" (group dialect): given, or fetched once under its lock.
-        self._me: str | None = from_address_id
-        self._me_lock = threading.Lock()
-        # address id -> group id, and the joins under way (one per address at a time).
-        self._groups: dict[str, str] = {}
-        self._flights: dict[str, _Flight] = {}
-        self._groups_lock = threading.Lock()
         self._session = session
         self._max_retries = max_retries
         self._max_connections = max_connections
@@ -423,7 +361,7 @@ class ChatClient:
     @property
     def dialect(self) -> str:
         """The wire dialect spoken, ``"group"`` or ``"address"``."""
-        return self._dialect
+        return self._wire.name
 
     @property
     def closed(self) -> bool:
@@ -433,6 +371,11 @@ class ChatClient:
     def _check_open(self) -> None:
         if self._closed:
             raise ClientClosedError("the client is closed")
+
+    def _rest(self) -> HttpTransport:
+        """The REST transport, for a request about to be sent (raises once closed)."""
+        self._check_open()
+        return self._http()
 
     def _http(self) -> HttpTransport:
         transport = self._transport
@@ -481,110 +424,7 @@ class ChatClient:
             APIError: The service refused.
             TransportError: The request failed at the network level.
         """
-        me = self._me
-        if me is not None:
-            return me
-        with self._me_lock:  # one lookup, whatever the number of threads asking at once
-            if self._me is None:
-                addresses = self.get_subscriber_info().fabric_addresses
-                if not addresses:
-                    raise NoAddressError(
-                        "the subscriber has no fabric address to send from; "
-                        "pass from_address_id= to ChatClient"
-                    )
-                self._me = addresses[0].id
-            return self._me
-
-    def _require_group_dialect(self, what: str) -> None:
-        if self._dialect != "group":
-            raise InvalidArgumentError(f"{what} needs dialect='group' (this client speaks address)")
-
-    def _check_not_me(self, address_id: str, me: str, what: str) -> None:
-        if address_id == me:
-            raise InvalidArgumentError(
-                f"{what} your own address {address_id!r}: the group dialect has no conversation "
-                "of one address (the service answers 422); use subscribe_inbox() or "
-                "iter_inbox() for everything sent to you"
-            )
-
-    def _post_join(self, me: str, address_ids: list[str]) -> JoinResult:
-        body = _dumps({"from_fabric_address_id": me, "fabric_address_ids": address_ids})
-        self._check_open()
-        http = self._http()
-        url = http.base_url + "/api/fabric/conversations/join"
-        # Joining is idempotent (the same set always gives the same group), so it is
-        # retried like a GET.
-        result = structure_join_result(http.request("POST", url, body, idempotent=True))
-        if result.group_id is None:
-            raise DecodeError("the join answer has no group_id", field="group_id")
-        return result
-
-    def _group_for(self, address_id: str) -> str:
-        """The group of this client's address and ``address_id``: cached, else joined once."""
-        group_id = self._groups.get(address_id)  # the steady state: no lock (dict reads are atomic)
-        if group_id is not None:
-            return group_id
-        with self._groups_lock:
-            group_id = self._groups.get(address_id)
-            if group_id is not None:
-                return group_id
-            flight = self._flights.get(address_id)
-            leader = flight is None
-            if flight is None:
-                flight = self._flights[address_id] = _Flight()
-        if not leader:
-            # Bounded by the leader's request, whose timeouts and retries are finite.
-            flight.done.wait()
-            if flight.error is not None:
-                raise flight.error
-            assert flight.group_id is not None
-            return flight.group_id
-        try:
-            me = self.my_address_id()
-            self._check_not_me(address_id, me, "cannot talk to")
-            result = self._post_join(me, [address_id, me])
-            assert result.group_id is not None
-            flight.group_id = result.group_id
-            with self._groups_lock:
-                self._groups[address_id] = result.group_id
-            return result.group_id
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        finally:
-            with self._groups_lock:
-                self._flights.pop(address_id, None)
-            flight.done.set()
-
-    def _forget_group(self, address_id: str, group_id: str) -> None:
-        with self._groups_lock:
-            if self._groups.get(address_id) == group_id:
-                del self._groups[address_id]
-
-    def _target(self, target: object, name: str = "address_id") -> str | Group:
-        """Check a chat method's target (nothing is sent): an address id or a Group."""
-        if isinstance(target, Group):
-            self._require_group_dialect("a Group")
-            _check_address_id(target.id, "group.id")
-            if target.from_address_id is not None:
-                _check_address_id(target.from_address_id, "group.from_address_id")
-            return target
-        if not isinstance(target, str):
-            raise InvalidArgumentTypeError(
-                f"{name} must be a str (an address id) or a Group, not {type(target).__name__}"
-            )
-        return _check_address_uuid(target, name)
-
-    def _route(self, target: str | Group, action: str = "cannot read the history of") -> Route:
-        """Where a target's messages live (may look up my address and join its group)."""
-        from ._realtime import Route
-
-        if isinstance(target, Group):
-            return Route.group(target.id)
-        if self._dialect == "address":
-            return Route.address(target)
-        with _asked(f"{action} {target!r}"):
-            return Route.group(self._group_for(target), target)
+        return self._wire.my_address_id(self._rest)
 
     # -- chat --
 
@@ -610,21 +450,7 @@ class ChatClient:
             TransportError: The request failed at the network level.
         """
         address_id = _check_address_uuid(address_id)
-        if self._dialect == "address":
-            body = _dumps({"conversation_id": address_id})
-            self._check_open()
-            http = self._http()
-            url = http.base_url + "/api/fabric/conversations/join"
-            return structure_join_result(http.request("POST", url, body))
-        self._check_open()
-        with _asked(f"cannot join {address_id!r}"):
-            me = self.my_address_id()
-        self._check_not_me(address_id, me, "cannot join")
-        result = self._post_join(me, [address_id, me])
-        assert result.group_id is not None
-        with self._groups_lock:
-            self._groups[address_id] = result.group_id
-        return result
+        return self._wire.join(self._rest, address_id)
 
     def join_group(self, address_ids: Iterable[str]) -> Group:
         """Join (or create) the group chat of several addresses and this client's address.
@@ -646,27 +472,7 @@ class ChatClient:
             APIError: The service refused.
             TransportError: The request failed at the network level.
         """
-        self._require_group_dialect("join_group")
-        if isinstance(address_ids, (str, bytes)) or not isinstance(address_ids, Iterable):
-            raise InvalidArgumentTypeError("address_ids must be an iterable of address ids")
-        ids: list[str] = []
-        for index, address_id in enumerate(address_ids):
-            address_id = _check_address_uuid(address_id, f"address_ids[{index}]")
-            if address_id not in ids:
-                ids.append(address_id)
-        if not ids:
-            raise InvalidArgumentError("address_ids must name at least one address")
-        self._check_open()
-        me = self.my_address_id()
-        others = [address_id for address_id in ids if address_id != me]
-        if not others:
-            self._check_not_me(me, me, "cannot form a group of only")
-        result = self._post_join(me, [*others, me])
-        group = result.group
-        assert group is not None
-        if group.from_address_id is None:
-            group = Group(id=group.id, address_ids=group.address_ids, from_address_id=me)
-        return group
+        return self._wire.join_group(self._rest, address_ids)
 
     def get_messages(self, address_id: Target, *, page_size: int = 10) -> ChatPage:
         """The newest chat messages exchanged with ``address_id``, one page of ``page_size``.
@@ -691,12 +497,12 @@ class ChatClient:
             PageLimitError: The service kept handing out pages without chat messages
                 (more raw pages than the bound allows for one page).
         """
-        target = self._target(address_id)
+        target = self._wire.target(address_id)
         page_size = _check_page_size(page_size)
         self._check_open()
-        route = self._route(target)
+        route = self._wire.route(self._rest, target)
         http = self._http()
-        first = _history_url(http, route.value, raw_page_size(page_size))
+        first = history_url(http, route.value, raw_page_size(page_size))
         history = _ChatHistory(http, first, route.field, route.value, route.address_id)
         return ChatPage(history, 0, page_size)
 
@@ -718,11 +524,11 @@ class ChatClient:
             PageLimitError: While iterating: the service kept handing out pages without
                 chat messages (more raw pages than the bound allows for one step).
         """
-        target = self._target(address_id)
+        target = self._wire.target(address_id)
         page_size = _check_page_size(page_size)
         limit = _check_limit(limit)
         self._check_open()
-        return self._iter_route(lambda: self._route(target), page_size, limit)
+        return self._iter_route(lambda: self._wire.route(self._rest, target), page_size, limit)
 
     def iter_inbox(
         self, *, page_size: int = _HISTORY_PAGE_SIZE, limit: int | None = None
@@ -752,7 +558,7 @@ class ChatClient:
         if limit != 0:
             route = route_of()  # on the first next(): an iterator requests nothing before
             http = self._http()
-            first = _history_url(http, route.value, page_size)
+            first = history_url(http, route.value, page_size)
             yield from iter_chat_messages(http, first, route.field, route.value, limit)
 
     def send_message(
@@ -786,7 +592,7 @@ class ChatClient:
             APIError: The service refused (e.g. ValidationError).
             TransportError: The request failed at the network level.
         """
-        target = self._target(address_id)
+        target = self._wire.target(address_id)
         text = _check_str(text, "text")
         extras: dict[str, Any] = {}
         if metadata is not None:
@@ -794,26 +600,7 @@ class ChatClient:
         if details is not None:
             extras["details"] = _check_json_object(details, "details")
         self._check_open()
-        if self._dialect == "address":
-            assert isinstance(target, str)
-            payload: dict[str, Any] = {"conversation_id": target, "text": text, **extras}
-        else:
-            with _asked(f"cannot send to {target!r}"):
-                if isinstance(target, Group):
-                    group_id, me = target.id, target.from_address_id or self.my_address_id()
-                else:
-                    group_id, me = self._group_for(target), self.my_address_id()
-            payload = {"group_id": group_id, "from_fabric_address_id": me, "text": text, **extras}
-        body = _dumps(payload)
-        http = self._http()
-        try:
-            return structure_send_result(
-                http.request("POST", http.base_url + "/api/fabric/messages", body)
-            )
-        except NotFoundError:
-            if isinstance(target, str) and self._dialect == "group":
-                self._forget_group(target, payload["group_id"])  # joined anew next time
-            raise
+        return self._wire.send(self._rest, target, text, extras)
 
     # -- other listings --
 
@@ -878,7 +665,7 @@ class ChatClient:
             raise InvalidArgumentError("give exactly one of id=... or name=...")
         if id is not None:
             address_id = _check_address_id(id, "id")
-            obj = self._get(f"/api/fabric/addresses/{_segment(address_id)}")
+            obj = self._get(f"/api/fabric/addresses/{segment(address_id)}")
             if isinstance(obj, dict) and isinstance(obj.get("data"), dict):
                 obj = obj["data"]
             return structure(obj, Address)
@@ -938,7 +725,7 @@ class ChatClient:
                     on_state_change=_state_watcher(self._state_clock, self._on_state_change),
                     sslopt=_sslopt(self._http().tls_settings()),
                     proxy=_ws_proxy(self._http().websocket_proxy(relay_url)),
-                    drop_stale=self._dialect == "group",
+                    drop_stale=isinstance(self._wire, GroupWire),
                     interrupt=_weak_interrupt(self),
                     stats=self._realtime_stats,
                 )
@@ -964,7 +751,7 @@ class ChatClient:
         """The history a subscription's gaps are filled from, newest first."""
         self._check_open()
         http = self._http()
-        first = _history_url(http, route.value, _HISTORY_PAGE_SIZE)
+        first = history_url(http, route.value, _HISTORY_PAGE_SIZE)
         return iter_chat_messages(http, first, route.field, route.value, None)
 
     def _check_callbacks(self, **callbacks: object) -> None:
@@ -974,14 +761,6 @@ class ChatClient:
             if not callable(callback):
                 qualifier = "" if name == "on_message" else " or None"
                 raise InvalidArgumentTypeError(f"{name} must be callable{qualifier}")
-
-    def _subscribe_route(self, target: str | Group) -> Route:
-        """The route of a subscription target; refuses my own address in the group dialect."""
-        if isinstance(target, str) and self._dialect == "group":
-            with _asked(f"cannot subscribe to {target!r}"):
-                me = self.my_address_id()
-            self._check_not_me(target, me, "cannot subscribe to")
-        return self._route(target, "cannot subscribe to")
 
     def _subscribe_to(
         self,
@@ -1039,7 +818,7 @@ class ChatClient:
         self._check_open()
         if address_id is None:
             return route_name(Route.inbox())
-        return route_name(self._subscribe_route(self._target(address_id)))
+        return route_name(self._wire.subscribe_route(self._rest, self._wire.target(address_id)))
 
     def subscribe(
         self,
@@ -1104,13 +883,12 @@ class ChatClient:
                 fix (name not resolved, connection refused, TLS, a 4xx upgrade answer); a
                 transient failure goes to ``on_error`` instead, once per outage.
         """
-        target = self._target(address_id)
+        target = self._wire.target(address_id)
         self._check_callbacks(on_message=on_message, on_error=on_error, on_update=on_update)
         _check_checkpoint_key(checkpoint)
         self._check_open()
-        return self._subscribe_to(
-            self._subscribe_route(target), on_message, on_error, on_update, checkpoint
-        )
+        route = self._wire.subscribe_route(self._rest, target)
+        return self._subscribe_to(route, on_message, on_error, on_update, checkpoint)
 
     def subscribe_inbox(
         self,
@@ -1171,11 +949,11 @@ class ChatClient:
             RealtimeAuthenticationError: The relay refused the credentials while this call
                 waited.
         """
-        target = self._target(address_id)
+        target = self._wire.target(address_id)
         _check_timeout(timeout)
         _check_checkpoint_key(checkpoint)
         self._check_open()
-        route = self._subscribe_route(target)
+        route = self._wire.subscribe_route(self._rest, target)
         return self._realtime_hub().stream(
             route, timeout=timeout, checkpoint=self._checkpointer(checkpoint, route)
         )
