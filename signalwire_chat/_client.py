@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 import ssl
@@ -48,6 +47,7 @@ from ._validate import check_choice as _check_choice
 from ._validate import check_json_object as _check_json_object
 from ._validate import check_limit as _check_limit
 from ._validate import check_page_size as _check_page_size
+from ._validate import check_seconds
 from ._validate import check_str as _check_str
 from .errors import (
     ChatError,
@@ -90,12 +90,8 @@ _HISTORY_PAGE_SIZE = 100
 
 
 def _check_timeout(timeout: object) -> None:
-    if timeout is None:
-        return
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise InvalidArgumentTypeError("timeout must be a number or None")
-    if not (math.isfinite(timeout) and timeout > 0):
-        raise InvalidArgumentError("timeout must be finite and > 0")
+    if timeout is not None:
+        check_seconds(timeout, "timeout")
 
 
 def _check_checkpoint_key(key: object) -> None:

@@ -67,6 +67,7 @@ from urllib3.util import Timeout as _Urllib3Timeout
 from . import _fork
 from ._backoff import backoff_delay
 from ._deadline import Watchdog
+from ._validate import check_seconds
 from ._version import __version__
 from .errors import (
     APIError,
@@ -161,35 +162,23 @@ def normalise_timeout(timeout: object, what: str = "timeout") -> tuple[float, fl
         InvalidArgumentTypeError: Not a number or a pair of numbers.
         InvalidArgumentError: Not finite and positive.
     """
-    pair: tuple[object, object]
     if isinstance(timeout, tuple) and len(timeout) == 2:
-        pair = (timeout[0], timeout[1])
-    elif isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
-        pair = (timeout, timeout)
-    else:
-        raise InvalidArgumentTypeError(
-            f"{what} must be a number of seconds or a (connect, read) pair, "
-            f"not {type(timeout).__name__}"
+        return (
+            check_seconds(timeout[0], f"{what} (connect)"),
+            check_seconds(timeout[1], f"{what} (read)"),
         )
-    out = []
-    for value in pair:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidArgumentTypeError(f"{what} values must be numbers")
-        if not (math.isfinite(value) and value > 0):
-            raise InvalidArgumentError(f"{what} values must be finite and > 0, got {value!r}")
-        out.append(float(value))
-    return (out[0], out[1])
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        seconds = check_seconds(timeout, what)
+        return (seconds, seconds)
+    raise InvalidArgumentTypeError(
+        f"{what} must be a number of seconds or a (connect, read) pair, "
+        f"not {type(timeout).__name__}"
+    )
 
 
 def normalise_deadline(deadline: object) -> float:
     """Check a total deadline in seconds (finite, > 0)."""
-    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
-        raise InvalidArgumentTypeError(
-            f"deadline must be a number of seconds, not {type(deadline).__name__}"
-        )
-    if not (math.isfinite(deadline) and deadline > 0):
-        raise InvalidArgumentError(f"deadline must be finite and > 0, got {deadline!r}")
-    return float(deadline)
+    return check_seconds(deadline, "deadline")
 
 
 def normalise_max_response_bytes(value: object) -> int:
