@@ -17,6 +17,7 @@ import requests
 
 from . import _fork
 from ._auth import Credentials, TokenLike
+from ._config import Endpoints, RestOptions
 from ._convert import structure
 from ._dialects import DIALECTS, GroupWire, Target, history_url, segment, wire_for
 from ._http import (
@@ -28,9 +29,6 @@ from ._http import (
     USER_AGENT,
     HttpTransport,
     TimeoutLike,
-    normalise_deadline,
-    normalise_max_response_bytes,
-    normalise_timeout,
 )
 from ._pages import (
     ChatPage,
@@ -40,7 +38,6 @@ from ._pages import (
     iter_chat_messages,
     raw_page_size,
 )
-from ._token import check_url, derive_urls, read_token_header
 from ._validate import check_address_id as _check_address_id
 from ._validate import check_address_uuid as _check_address_uuid
 from ._validate import check_choice as _check_choice
@@ -50,12 +47,10 @@ from ._validate import check_page_size as _check_page_size
 from ._validate import check_seconds
 from ._validate import check_str as _check_str
 from .errors import (
-    ChatError,
     ClientClosedError,
     InvalidArgumentError,
     InvalidArgumentTypeError,
     NotFoundError,
-    TokenError,
 )
 from .models import (
     Address,
@@ -87,6 +82,31 @@ _ADDRESS_TYPES = ("app", "call", "room", "subscriber")
 _SORT_BY = ("name", "created_at")
 _SORT_ORDER = ("asc", "desc")
 _HISTORY_PAGE_SIZE = 100
+
+
+def _check_dialect(dialect: object) -> str:
+    name = _check_choice(dialect, "dialect", tuple(DIALECTS))
+    if not name:
+        raise InvalidArgumentError("dialect must be one of group, address; got None")
+    return name
+
+
+def _check_realtime_args(realtime: object, on_state_change: object, store: object) -> None:
+    """The realtime options, state hook and checkpoint store given to ChatClient."""
+    if realtime is not None:
+        from ._realtime import RealtimeOptions
+
+        if not isinstance(realtime, RealtimeOptions):
+            raise InvalidArgumentTypeError("realtime must be a RealtimeOptions or None")
+    if on_state_change is not None and not callable(on_state_change):
+        raise InvalidArgumentTypeError("on_state_change must be callable or None")
+    if store is not None and not isinstance(store, (str, os.PathLike)):
+        from .checkpoints import CheckpointStore
+
+        if not isinstance(store, CheckpointStore):
+            raise InvalidArgumentTypeError(
+                "checkpoint_store must be a CheckpointStore (load, save, close), a path, or None"
+            )
 
 
 def _check_timeout(timeout: object) -> None:
@@ -221,48 +241,18 @@ class ChatClient:
         _rng: random.Random | None = None,
     ) -> None:
         self._credentials = Credentials(token)
-        for name, value in (("host", host), ("rest_url", rest_url), ("relay_url", relay_url)):
-            if value is not None and not isinstance(value, str):
-                raise InvalidArgumentTypeError(
-                    f"{name} must be a str or None, not {type(value).__name__}"
-                )
-        self._timeout = normalise_timeout(timeout)
-        self._deadline = normalise_deadline(deadline)
-        self._max_response_bytes = normalise_max_response_bytes(max_response_bytes)
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int):
-            raise InvalidArgumentTypeError("max_retries must be an int")
-        if not 0 <= max_retries <= 20:
-            raise InvalidArgumentError(f"max_retries must be between 0 and 20, got {max_retries}")
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
-            raise InvalidArgumentTypeError("max_connections must be an int")
-        if not 1 <= max_connections <= 1000:
-            raise InvalidArgumentError(
-                f"max_connections must be between 1 and 1000, got {max_connections}"
-            )
-        if session is not None and not isinstance(session, requests.Session):
-            raise InvalidArgumentTypeError("session must be a requests.Session or None")
-        if not isinstance(allow_insecure, bool):
-            raise InvalidArgumentTypeError("allow_insecure must be a bool")
-        dialect = _check_choice(dialect, "dialect", tuple(DIALECTS)) or ""
-        if not dialect:
-            raise InvalidArgumentError("dialect must be one of group, address; got None")
+        self._options = RestOptions(
+            timeout=timeout,
+            deadline=deadline,
+            max_response_bytes=max_response_bytes,
+            max_retries=max_retries,
+            max_connections=max_connections,
+            session=session,
+            allow_insecure=allow_insecure,
+        )
         #: The wire spoken underneath (join, send body, routes, my address, group cache).
-        self._wire = wire_for(dialect, from_address_id)
-        if realtime is not None:
-            from ._realtime import RealtimeOptions
-
-            if not isinstance(realtime, RealtimeOptions):
-                raise InvalidArgumentTypeError("realtime must be a RealtimeOptions or None")
-        if on_state_change is not None and not callable(on_state_change):
-            raise InvalidArgumentTypeError("on_state_change must be callable or None")
-        if checkpoint_store is not None and not isinstance(checkpoint_store, (str, os.PathLike)):
-            from .checkpoints import CheckpointStore
-
-            if not isinstance(checkpoint_store, CheckpointStore):
-                raise InvalidArgumentTypeError(
-                    "checkpoint_store must be a CheckpointStore (load, save, close), a path, "
-                    "or None"
-                )
+        self._wire = wire_for(_check_dialect(dialect), from_address_id)
+        _check_realtime_args(realtime, on_state_change, checkpoint_store)
         # A store object is the caller's; a path (or the default) is opened on first use
         # and closed with the client.
         self._checkpoint_store = checkpoint_store
@@ -276,68 +266,31 @@ class ChatClient:
         self._hooks = HookRegistry(normalise_hooks(hooks), self._counters)
         self._state_clock = StateClock()
         self._realtime_stats = RealtimeStats(self._hooks)
-        self._host = host
-        self._rest_override = rest_url
-        self._relay_override = relay_url
-        self._allow_insecure = allow_insecure
-        self._session = session
-        self._max_retries = max_retries
-        self._max_connections = max_connections
         self._realtime_options = realtime  # the defaults are made with the hub
         self._on_state_change = on_state_change
         self._sleep = _sleep
         self._rng = _rng
         self._lock = threading.RLock()
         self._closed = False
-        self._rest_url: str | None = None
-        self._relay_url: str | None = None
-        self._relay_error: ChatError | None = None
         self._transport: HttpTransport | None = None
         self._hub: RealtimeHub | None = None
         self._hub_generation = -1  # the _fork generation the hub was made in
         self._hub_finalizer: weakref.finalize[Any, ChatClient] | None = None
-        # Check explicit URLs now; derive from a fixed token now (a source is called lazily).
-        if rest_url is not None:
-            self._rest_url = check_url(rest_url, kind="rest", allow_insecure=allow_insecure)
-        if relay_url is not None:
-            self._relay_url = check_url(relay_url, kind="relay", allow_insecure=allow_insecure)
-        if not self._credentials.can_refresh or host is not None:
-            self._derive_urls()
+        # Explicit URLs are checked now; derived from a fixed token now, from a source lazily.
+        self._endpoints = Endpoints(
+            self._credentials,
+            host=host,
+            rest_url=rest_url,
+            relay_url=relay_url,
+            allow_insecure=allow_insecure,
+        )
 
     # -- URLs and lazily made parts --
-
-    def _derive_urls(self) -> None:
-        if self._rest_url is not None and self._relay_url is not None:
-            return
-        header = None
-        if self._host is None:
-            header = read_token_header(self._credentials.token)
-        try:
-            rest, relay = derive_urls(
-                header=header,
-                host=self._host,
-                rest_url=self._rest_url,
-                relay_url=self._relay_url,
-            )
-        except TokenError as exc:
-            # A token with an unreadable header is still usable for what was given explicitly.
-            if self._rest_url is None:
-                raise
-            self._relay_error = exc
-            return
-        if self._rest_url is None:
-            self._rest_url = check_url(rest, kind="rest", allow_insecure=self._allow_insecure)
-        if self._relay_url is None:
-            self._relay_url = check_url(relay, kind="relay", allow_insecure=self._allow_insecure)
 
     @property
     def rest_url(self) -> str:
         """The REST base URL in use (with a token source, resolving it may call the source)."""
-        with self._lock:
-            if self._rest_url is None:
-                self._derive_urls()
-            assert self._rest_url is not None
-            return self._rest_url
+        return self._endpoints.rest_url()
 
     @property
     def relay_url(self) -> str:
@@ -346,13 +299,7 @@ class ChatClient:
         Raises:
             TokenError: It cannot be derived (unreadable token header, no host or relay_url).
         """
-        with self._lock:
-            if self._relay_url is None and self._relay_error is None:
-                self._derive_urls()
-            if self._relay_url is None:
-                assert self._relay_error is not None
-                raise self._relay_error
-            return self._relay_url
+        return self._endpoints.relay_url()
 
     @property
     def dialect(self) -> str:
@@ -380,15 +327,16 @@ class ChatClient:
         with self._lock:
             self._check_open()
             if self._transport is None:
+                options = self._options
                 self._transport = HttpTransport(
                     base_url=self.rest_url,
                     credentials=self._credentials,
-                    timeout=self._timeout,
-                    deadline=self._deadline,
-                    max_response_bytes=self._max_response_bytes,
-                    max_retries=self._max_retries,
-                    max_connections=self._max_connections,
-                    session=self._session,
+                    timeout=options.timeout,
+                    deadline=options.deadline,
+                    max_response_bytes=options.max_response_bytes,
+                    max_retries=options.max_retries,
+                    max_connections=options.max_connections,
+                    session=options.session,
                     sleep=self._sleep,
                     rng=self._rng,
                     hooks=self._hooks,
@@ -1086,7 +1034,7 @@ class ChatClient:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        rest = self._rest_url or "<not resolved yet>"
+        rest = self._endpoints.rest or "<not resolved yet>"
         return f"<ChatClient {state} rest_url={rest!r}>"
 
 
