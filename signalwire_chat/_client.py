@@ -40,11 +40,11 @@ from ._pages import (
 )
 from ._validate import check_address_id as _check_address_id
 from ._validate import check_address_uuid as _check_address_uuid
+from ._validate import check_callable, check_seconds
 from ._validate import check_choice as _check_choice
 from ._validate import check_json_object as _check_json_object
 from ._validate import check_limit as _check_limit
 from ._validate import check_page_size as _check_page_size
-from ._validate import check_seconds
 from ._validate import check_str as _check_str
 from .errors import (
     ClientClosedError,
@@ -98,8 +98,7 @@ def _check_realtime_args(realtime: object, on_state_change: object, store: objec
 
         if not isinstance(realtime, RealtimeOptions):
             raise InvalidArgumentTypeError("realtime must be a RealtimeOptions or None")
-    if on_state_change is not None and not callable(on_state_change):
-        raise InvalidArgumentTypeError("on_state_change must be callable or None")
+    check_callable(on_state_change, "on_state_change", optional=True)
     if store is not None and not isinstance(store, (str, os.PathLike)):
         from .checkpoints import CheckpointStore
 
@@ -700,11 +699,7 @@ class ChatClient:
 
     def _check_callbacks(self, **callbacks: object) -> None:
         for name, callback in callbacks.items():
-            if callback is None and name != "on_message":
-                continue
-            if not callable(callback):
-                qualifier = "" if name == "on_message" else " or None"
-                raise InvalidArgumentTypeError(f"{name} must be callable{qualifier}")
+            check_callable(callback, name, optional=name != "on_message")
 
     def _subscribe_to(
         self,

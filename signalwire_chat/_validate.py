@@ -34,6 +34,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "check_address_id",
     "check_address_uuid",
+    "check_callable",
     "check_choice",
     "check_json_object",
     "check_limit",
@@ -88,6 +89,14 @@ def check_seconds(value: object, name: str, *, maximum: float | None = None) -> 
     if maximum is not None and value > maximum:
         raise InvalidArgumentError(f"{name} must be at most {maximum:g} s, got {value!r}")
     return float(value)
+
+
+def check_callable(value: object, name: str, *, optional: bool = False) -> None:
+    """A callback: callable (or, when ``optional``, None)."""
+    if optional and value is None:
+        return
+    if not callable(value):
+        raise InvalidArgumentTypeError(f"{name} must be callable{' or None' if optional else ''}")
 
 
 def _no_surrogates(value: str, name: str) -> str:

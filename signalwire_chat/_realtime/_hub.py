@@ -66,6 +66,7 @@ from .. import _fork
 from .._rtstats import RealtimeStats
 from .._threads import on_library_thread, start_thread
 from .._validate import check_address_id as _check_address
+from .._validate import check_callable
 from ..errors import (
     ClientClosedError,
     InvalidArgumentError,
@@ -265,11 +266,9 @@ class _Core:
         checkpoint: Checkpointer | None = None,
         advance: bool = True,
     ) -> Subscription:
-        if not callable(on_message):
-            raise InvalidArgumentTypeError("on_message must be callable")
-        for name, hook in (("on_error", on_error), ("on_update", on_update)):
-            if hook is not None and not callable(hook):
-                raise InvalidArgumentTypeError(f"{name} must be callable or None")
+        check_callable(on_message, "on_message")
+        check_callable(on_error, "on_error", optional=True)
+        check_callable(on_update, "on_update", optional=True)
         self._check_fork()
         self.warn_forked_away(stacklevel=4)
         may_wait = not on_realtime_thread()
@@ -556,8 +555,7 @@ class _Core:
                 logger.exception("realtime: a state listener raised")
 
     def add_state_listener(self, cb: Callable[[ConnectionState], None]) -> Callable[[], None]:
-        if not callable(cb):
-            raise InvalidArgumentTypeError("the state listener must be callable")
+        check_callable(cb, "the state listener")
         with self._lock:
             self._listeners.append(cb)
 
@@ -739,8 +737,7 @@ class RealtimeHub:
     ) -> None:
         if not isinstance(options, RealtimeOptions):
             raise InvalidArgumentTypeError("options must be a RealtimeOptions")
-        if on_state_change is not None and not callable(on_state_change):
-            raise InvalidArgumentTypeError("on_state_change must be callable or None")
+        check_callable(on_state_change, "on_state_change", optional=True)
         self._core = _Core(
             relay_url=relay_url,
             credentials=credentials,
