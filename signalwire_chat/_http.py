@@ -244,6 +244,69 @@ def _http_date(value: object) -> float | None:
     return seconds if math.isfinite(seconds) else None
 
 
+class RetryPolicy:
+    """When a REST call is sent again, and after how long (a value, like urllib3's ``Retry``).
+
+    A request that failed before reaching the service is always safe to send again; one
+    that may have reached it, only when it is idempotent. A status is retried when the
+    request is idempotent and the status is 429, 502, 503 or 504, or for any request on
+    429. Delays come from the library's one back-off (full jitter); a 429's
+    ``Retry-After`` is honoured up to :data:`RETRY_AFTER_MAX`. At most ``max_retries``.
+    """
+
+    __slots__ = ("max_retries", "rng")
+
+    def __init__(self, max_retries: int, rng: random.Random) -> None:
+        self.max_retries = max_retries
+        self.rng = rng
+
+    def backoff(self, attempt: int) -> float:
+        """The delay after attempt ``attempt`` (from 0) failed."""
+        return backoff_delay(attempt, base=BACKOFF_BASE, cap=BACKOFF_MAX, rng=self.rng)
+
+    def after_failure(self, attempt: int, safe_again: bool) -> float | None:
+        """The wait before sending again after a transport failure; None: do not."""
+        if not safe_again or attempt >= self.max_retries:
+            return None
+        return self.backoff(attempt)
+
+    def after_status(
+        self, attempt: int, status: int, headers: Mapping[str, str], idempotent: bool
+    ) -> float | None:
+        """The wait before sending again after an error status; None: do not."""
+        retry = status in _RETRY_STATUSES_GET if idempotent else status == 429
+        if not retry or attempt >= self.max_retries:
+            return None
+        retry_after = _retry_after(headers) if status == 429 else None
+        if retry_after is not None:
+            return min(retry_after, RETRY_AFTER_MAX)
+        return self.backoff(attempt)
+
+
+class _NoCall:
+    """The call record when no hook listens: every report is a no-op (a null object)."""
+
+    __slots__ = ()
+
+    def attempt(self) -> None:
+        pass
+
+    def answered(
+        self,
+        status: int | None,
+        error: str | None,
+        retry_in: float | None,
+        request_id: Callable[[], str | None] | None = None,
+    ) -> None:
+        pass
+
+    def finished(self, error: BaseException | None) -> None:
+        pass
+
+
+_NO_CALL = _NoCall()
+
+
 def _retry_after(headers: Mapping[str, str]) -> float | None:
     value = headers.get("Retry-After")
     if not value:
@@ -636,6 +699,7 @@ class HttpTransport:
         self._user_session = session
         self._sleep_hook = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._retry = RetryPolicy(max_retries, self._rng)
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._generation = -1  # the _fork generation of _session; -1: none yet
@@ -815,9 +879,7 @@ class HttpTransport:
                 (``ResponseTooLargeError``).
         """
         registry = self._hooks
-        if registry is None:
-            return self._request(method, url, body, idempotent, secrets, None)
-        call = registry.rest_call(method, url, self._server)
+        call = _NO_CALL if registry is None else registry.rest_call(method, url, self._server)
         try:
             result = self._request(method, url, body, idempotent, secrets, call)
         except BaseException as exc:
@@ -833,53 +895,33 @@ class HttpTransport:
         body: bytes | None,
         idempotent: bool | None,
         secrets: Iterable[str],
-        call: RestCall | None,
+        call: RestCall | _NoCall,
     ) -> Any:
+        """Send, and send again as the retry policy says, until an answer or a final failure."""
         deadline = time.monotonic() + self._deadline
-        if idempotent is None:
-            idempotent = method == "GET"
+        idempotent = method == "GET" if idempotent is None else idempotent
         refreshed = False
         attempt = 0
         while True:
             if self._closed.is_set():
                 raise ClientClosedError("the client is closed")
-            session = self._ensure_session()
             auth = self._auth_headers()
-            started = time.perf_counter()
-            if call is not None:
-                call.attempt()
+            call.attempt()
             try:
-                reply = self._send_once(session, method, url, auth, body, deadline)
+                reply = self._send_logged(method, url, auth, body, deadline)
             except _Failed as failed:
-                retryable = failed.never_sent or (idempotent and failed.retryable)
                 kind = type(failed.error).__name__
-                if retryable and attempt < self._max_retries:
-                    delay = self._backoff(attempt)
-                    if time.monotonic() + delay < deadline:
-                        if call is not None:
-                            call.answered(None, kind, delay)
-                        self._log_retry(method, url, f"failed ({kind})", attempt, delay)
-                        self._wait(delay)
-                        attempt += 1
-                        continue
-                if call is not None:
-                    call.answered(None, kind, None)
-                raise failed.error from failed.__cause__
+                again = failed.never_sent or (idempotent and failed.retryable)
+                delay = self._retry.after_failure(attempt, again)
+                if not self._pause(
+                    call, (None, kind, None), delay, deadline, (method, url, attempt)
+                ):
+                    raise failed.error from failed.__cause__
+                attempt += 1
+                continue
             status = reply.status
-            date = reply.headers.get("Date")
-            if date:
-                self._server_date = (date, time.monotonic())
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "%s %s -> %d in %.1f ms",
-                    method,
-                    _strip_query(url),
-                    status,
-                    (time.perf_counter() - started) * 1000,
-                )
             if status < 300:
-                if call is not None:
-                    call.answered(status, None, None, _request_id(reply, auth))
+                call.answered(status, None, None, _request_id(reply, auth))
                 return decode_body(
                     reply.content,
                     method=method,
@@ -889,27 +931,23 @@ class HttpTransport:
                 )
             if status == 401 and not refreshed and self._credentials.can_refresh:
                 refreshed = True
-                if call is not None:
-                    call.answered(status, "AuthenticationError", 0.0, _request_id(reply, auth))
+                call.answered(status, "AuthenticationError", 0.0, _request_id(reply, auth))
                 logger.debug("401 from %s: refreshing the token once", _strip_query(url))
                 self._credentials.refresh(auth.token)
                 continue
-            retry_status = status in _RETRY_STATUSES_GET if idempotent else status == 429
-            if retry_status and attempt < self._max_retries:
-                retry_after = _retry_after(reply.headers) if status == 429 else None
-                if retry_after is not None:
-                    delay = min(retry_after, RETRY_AFTER_MAX)
-                else:
-                    delay = self._backoff(attempt)
-                if time.monotonic() + delay < deadline:
-                    if call is not None:
-                        call.answered(status, status_kind(status), delay, _request_id(reply, auth))
-                    self._log_retry(method, url, f"answered {status}", attempt, delay)
-                    self._wait(delay)
-                    attempt += 1
-                    continue
-            if call is not None:
-                call.answered(status, status_kind(status), None, _request_id(reply, auth))
+            delay = self._retry.after_status(attempt, status, reply.headers, idempotent)
+            # The request-id reader goes inline: no local of this loop may hold the token's
+            # secrets (tools that capture traceback locals would print them).
+            request = (method, url, attempt)
+            if self._pause(
+                call,
+                (status, status_kind(status), _request_id(reply, auth)),
+                delay,
+                deadline,
+                request,
+            ):
+                attempt += 1
+                continue
             raise error_from_response(
                 status,
                 reply.reason,
@@ -919,6 +957,52 @@ class HttpTransport:
                 url=url,
                 secrets=(*auth.secrets, *secrets),
             )
+
+    def _send_logged(
+        self, method: str, url: str, auth: _AuthHeaders, body: bytes | None, deadline: float
+    ) -> _Reply:
+        """One attempt: sent, its answer read, the service's Date noted, logged at DEBUG."""
+        session = self._ensure_session()
+        started = time.perf_counter()
+        reply = self._send_once(session, method, url, auth, body, deadline)
+        date = reply.headers.get("Date")
+        if date:
+            self._server_date = (date, time.monotonic())
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s -> %d in %.1f ms",
+                method,
+                _strip_query(url),
+                reply.status,
+                (time.perf_counter() - started) * 1000,
+            )
+        return reply
+
+    def _pause(
+        self,
+        call: RestCall | _NoCall,
+        answer: tuple[int | None, str, Callable[[], str | None] | None],
+        delay: float | None,
+        deadline: float,
+        request: tuple[str, str, int],
+    ) -> bool:
+        """Tell ``call`` how the attempt ended; wait ``delay`` if it fits the deadline.
+
+        True when the call is to be sent again (the wait is over); False when the failure
+        is final (no retry allowed, or no time left for it).
+        """
+        status, kind, request_id = answer
+        final = delay is None or time.monotonic() + delay >= deadline
+        call.answered(status, kind, None if final else delay, request_id)
+        del answer, request_id  # holds the token's secrets: not kept in this frame's locals
+        if final:
+            return False
+        assert delay is not None
+        outcome = f"failed ({kind})" if status is None else f"answered {status}"
+        method, url, attempt = request
+        self._log_retry(method, url, outcome, attempt, delay)
+        self._wait(delay)
+        return True
 
     def _timeouts(self, deadline: float) -> _Urllib3Timeout:
         left = deadline - time.monotonic()
@@ -1051,9 +1135,6 @@ class HttpTransport:
             return None
         when = _http_date(seen[0])
         return when - (seen[1] - moment) if when is not None else None
-
-    def _backoff(self, attempt: int) -> float:
-        return backoff_delay(attempt, base=BACKOFF_BASE, cap=BACKOFF_MAX, rng=self._rng)
 
     def _wait(self, delay: float) -> None:
         if self._sleep_hook is not None:
