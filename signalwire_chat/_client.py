@@ -5,17 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import random
-import ssl
 import threading
-import warnings
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import unquote, urlsplit
 
 import requests
 
-from . import _fork
 from ._auth import Credentials, TokenLike
 from ._config import Endpoints, RestOptions
 from ._convert import structure
@@ -38,6 +33,7 @@ from ._pages import (
     iter_chat_messages,
     raw_page_size,
 )
+from ._realtime_side import RealtimeSide
 from ._validate import check_address_id as _check_address_id
 from ._validate import check_address_uuid as _check_address_uuid
 from ._validate import check_callable, check_seconds
@@ -65,7 +61,7 @@ from .models import (
 if TYPE_CHECKING:
     # The realtime side (and websocket-client under it) is imported on first use, so a
     # process that only calls REST, such as a web worker, never pays for loading it.
-    from ._health import ClientHealth, StateClock
+    from ._health import ClientHealth
     from ._hooks import Hooks
     from ._realtime import RealtimeHub, RealtimeOptions, Route, Subscription
     from ._realtime._checkpointing import Checkpointer
@@ -118,48 +114,6 @@ def _check_checkpoint_key(key: object) -> None:
         from .checkpoints import check_key
 
         check_key(key)
-
-
-#: A ``no_proxy`` entry that matches no host: it stops websocket-client from applying the
-#: environment's ``no_proxy`` a second time (requests has already decided).
-_NO_BYPASS = ["no-proxy-bypass.invalid"]
-
-
-def _ws_proxy(proxy_url: str | None) -> dict[str, Any]:
-    """websocket-client's connect options for the proxy requests chose (None: none at all)."""
-    if proxy_url is None:
-        return {"http_no_proxy": ["*"]}  # direct, whatever the environment says
-    parts = urlsplit(proxy_url if "://" in proxy_url else "http://" + proxy_url)
-    scheme = parts.scheme.lower()
-    options: dict[str, Any] = {
-        "http_proxy_host": parts.hostname,
-        "http_proxy_port": parts.port
-        or (443 if scheme == "https" else 1080 if scheme.startswith("socks") else 80),
-        "proxy_type": scheme if scheme.startswith("socks") else "http",
-        "http_no_proxy": _NO_BYPASS,
-    }
-    if parts.username is not None:
-        options["http_proxy_auth"] = (unquote(parts.username), unquote(parts.password or ""))
-    return options
-
-
-def _sslopt(settings: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The websocket's TLS options, from the verify / cert settings requests resolved."""
-    opts: dict[str, Any] = {}
-    verify = settings.get("verify")
-    if verify is False:
-        # The caller turned verification off for REST (session.verify = False): the
-        # websocket to the same service follows it, rather than fail where REST works.
-        opts["cert_reqs"] = ssl.CERT_NONE
-        opts["check_hostname"] = False
-    elif isinstance(verify, str):
-        opts["ca_cert_path" if os.path.isdir(verify) else "ca_certs"] = verify
-    cert = settings.get("cert")
-    if isinstance(cert, str):
-        opts["certfile"] = cert
-    elif isinstance(cert, tuple) and len(cert) == 2:
-        opts["certfile"], opts["keyfile"] = cert
-    return opts or None
 
 
 class ChatClient:
@@ -252,29 +206,19 @@ class ChatClient:
         #: The wire spoken underneath (join, send body, routes, my address, group cache).
         self._wire = wire_for(_check_dialect(dialect), from_address_id)
         _check_realtime_args(realtime, on_state_change, checkpoint_store)
-        # A store object is the caller's; a path (or the default) is opened on first use
-        # and closed with the client.
-        self._checkpoint_store = checkpoint_store
-        self._owned_store: CheckpointStore | None = None
         # Loaded with the first client, not with the package (import time).
-        from ._health import RestCounters, StateClock
+        from ._health import RestCounters
         from ._hooks import HookRegistry, normalise_hooks
-        from ._rtstats import RealtimeStats
 
         self._counters = RestCounters()
         self._hooks = HookRegistry(normalise_hooks(hooks), self._counters)
-        self._state_clock = StateClock()
-        self._realtime_stats = RealtimeStats(self._hooks)
-        self._realtime_options = realtime  # the defaults are made with the hub
-        self._on_state_change = on_state_change
+        #: The hub (made with the first subscription), its settings, the checkpoint store.
+        self._realtime = RealtimeSide(realtime, on_state_change, self._hooks, checkpoint_store)
         self._sleep = _sleep
         self._rng = _rng
         self._lock = threading.RLock()
         self._closed = False
         self._transport: HttpTransport | None = None
-        self._hub: RealtimeHub | None = None
-        self._hub_generation = -1  # the _fork generation the hub was made in
-        self._hub_finalizer: weakref.finalize[Any, ChatClient] | None = None
         # Explicit URLs are checked now; derived from a fixed token now, from a source lazily.
         self._endpoints = Endpoints(
             self._credentials,
@@ -639,56 +583,8 @@ class ChatClient:
     def _realtime_hub(self) -> RealtimeHub:
         with self._lock:
             self._check_open()
-            made_in = _fork.generation()
-            if self._hub is not None and self._hub_generation != made_in:
-                # After fork the parent's threads do not exist here and its socket must not be
-                # touched: drop the hub without closing it and make a new one. Its
-                # subscriptions stay behind: say so rather than drop them silently.
-                lost = self._hub.forked_away
-                self._hub = None
-                if lost:
-                    warnings.warn(
-                        f"{lost} subscription(s) made before os.fork() do not deliver in this "
-                        "child process; subscribe again here",
-                        RuntimeWarning,
-                        stacklevel=4,
-                    )
-            if self._hub is None:
-                from ._realtime import RealtimeHub, RealtimeOptions, run_detached
-
-                relay_url = self.relay_url
-                options = self._realtime_options = self._realtime_options or RealtimeOptions()
-                hub = RealtimeHub(
-                    relay_url=relay_url,
-                    credentials=self._credentials,
-                    agent=USER_AGENT,
-                    history=_weak_history(self),
-                    server_time=_weak_server_time(self),
-                    options=options,
-                    on_state_change=_state_watcher(self._state_clock, self._on_state_change),
-                    sslopt=_sslopt(self._http().tls_settings()),
-                    proxy=_ws_proxy(self._http().websocket_proxy(relay_url)),
-                    drop_stale=isinstance(self._wire, GroupWire),
-                    interrupt=_weak_interrupt(self),
-                    stats=self._realtime_stats,
-                )
-                if self._hub_finalizer is not None:
-                    self._hub_finalizer.detach()
-                # The hub holds the client only weakly, so a client nobody closed can be
-                # collected; this then stops its threads.
-                self._hub_finalizer = weakref.finalize(
-                    self,
-                    _collected_with_hub,
-                    hub,
-                    self._transport,
-                    options.close_timeout,
-                    made_in,
-                    run_detached,
-                )
-                self._hub_finalizer.atexit = False
-                self._hub = hub
-                self._hub_generation = made_in
-            return self._hub
+            drop_stale = isinstance(self._wire, GroupWire)
+            return self._realtime.hub(self, drop_stale=drop_stale, agent=USER_AGENT)
 
     def _history(self, route: Route) -> Iterator[ConversationChatMessage]:
         """The history a subscription's gaps are filled from, newest first."""
@@ -722,24 +618,15 @@ class ChatClient:
         """Load the checkpoint ``key`` of ``route`` (None without a key)."""
         if key is None:
             return None
-        from ._realtime._checkpointing import Checkpointer
-
-        return Checkpointer(self._checkpoints(), key, route)
+        return self._realtime.checkpointer(self._checkpoints(), key, route)
 
     def _checkpoints(self) -> CheckpointStore:
         """The checkpoint store: the one given, or the sqlite file opened on first use."""
-        given = self._checkpoint_store
-        if given is not None and not isinstance(given, (str, os.PathLike)):
-            return given
+        if self._realtime.given_store():
+            return self._realtime.checkpoints()
         with self._lock:
             self._check_open()
-            if self._owned_store is None:
-                from .checkpoints import SqliteCheckpointStore, default_checkpoint_path
-
-                path = given if given is not None else default_checkpoint_path()
-                self._owned_store = SqliteCheckpointStore(path)
-                logger.info("checkpoints are kept in %s", self._owned_store.path)
-            return self._owned_store
+            return self._realtime.checkpoints()
 
     def checkpoint_route(self, address_id: Target | None = None) -> str:
         """The ``Checkpoint.route`` a subscription to ``address_id`` (None: the inbox) saves.
@@ -926,8 +813,8 @@ class ChatClient:
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
         """The live subscriptions (those of :meth:`stream_messages` included), oldest first."""
-        hub = self._hub
-        if self._closed or hub is None or _fork.forked_since(self._hub_generation):
+        hub = self._realtime.current()
+        if self._closed or hub is None:
             return ()
         return hub.subscriptions
 
@@ -938,10 +825,8 @@ class ChatClient:
 
         if self._closed:
             return ConnectionState.CLOSED
-        hub = self._hub
-        if hub is None or _fork.forked_since(self._hub_generation):
-            return ConnectionState.IDLE
-        return hub.state
+        hub = self._realtime.current()
+        return ConnectionState.IDLE if hub is None else hub.state
 
     def health(self) -> ClientHealth:
         """A snapshot of what this client has done and where it stands.
@@ -954,37 +839,7 @@ class ChatClient:
         Returns:
             A frozen :class:`~signalwire_chat.ClientHealth`.
         """
-        from ._health import ClientHealth
-
-        state = self.connection_state
-        _, since, _ = self._state_clock.saw(state)
-        stats = self._realtime_stats
-        reason = stats.last_reason
-        if stats.state is state and stats.since is not None:
-            since = stats.since  # when the hub changed it (the clock: when it was told)
-        elif state.value == "closed":
-            reason = "closed by user"
-        calls, failed, attempts, retries, failures, last, last_at = self._counters.snapshot()
-        return ClientHealth(
-            rest_calls=calls,
-            rest_calls_failed=failed,
-            rest_attempts=attempts,
-            rest_retries=retries,
-            rest_failures=failures,
-            last_error=last,
-            last_error_at=last_at,
-            token_expires_at=stats.token_expires_at,
-            connection_state=state,
-            connection_state_since=since,
-            connection_state_reason=reason,
-            last_event_at=stats.last_event_at,
-            messages_delivered=stats.delivered,
-            messages_from_catch_up=stats.from_catch_up,
-            duplicates_dropped=stats.duplicates,
-            reconnects=stats.reconnects,
-            reconnect_reasons=stats.reconnect_reasons(),
-            queue_depth=stats.queue_depth(),
-        )
+        return self._realtime.health(self._counters, self.connection_state)
 
     # -- lifecycle --
 
@@ -998,27 +853,15 @@ class ChatClient:
             if self._closed:
                 return
             self._closed = True
-            hub, self._hub = self._hub, None
+            hub = self._realtime.take_hub()
             transport = self._transport
-            if self._hub_finalizer is not None:
-                self._hub_finalizer.detach()
-        if hub is not None and not _fork.forked_since(self._hub_generation):
-            try:
-                options = self._realtime_options
-                hub.close(options.close_timeout if options is not None else 2.0)
-            except Exception:  # each cleanup runs even if another fails
-                logger.warning("closing the realtime hub failed", exc_info=True)
+        self._realtime.close(hub)  # each cleanup runs even if another fails
         if transport is not None:
             try:
                 transport.close()
             except Exception:
                 logger.warning("closing the HTTP transport failed", exc_info=True)
-        store, self._owned_store = self._owned_store, None
-        if store is not None:
-            try:
-                store.close()
-            except Exception:
-                logger.warning("closing the checkpoint store failed", exc_info=True)
+        self._realtime.close_store()
 
     def __enter__(self) -> ChatClient:
         self._check_open()
@@ -1031,94 +874,3 @@ class ChatClient:
         state = "closed" if self._closed else "open"
         rest = self._endpoints.rest or "<not resolved yet>"
         return f"<ChatClient {state} rest_url={rest!r}>"
-
-
-def _state_watcher(
-    clock: StateClock,
-    user: Callable[[ConnectionState], None] | None,
-) -> Callable[[ConnectionState], None]:
-    """The hub's state listener: note the time, then call the user's callback.
-
-    (The hooks hear of the change, with its reason, from the hub's ``RealtimeStats``.) It
-    holds no reference to the client (the hub holds the client only weakly).
-    """
-
-    def changed(state: ConnectionState) -> None:
-        # The hub calls this once per change, in order, on its dispatcher thread.
-        clock.saw(state)
-        if user is not None:
-            user(state)
-
-    return changed
-
-
-def _weak_history(client: ChatClient) -> Callable[[Route], Iterator[ConversationChatMessage]]:
-    """The client's history reader for backfills, holding the client only weakly."""
-    method = weakref.WeakMethod(client._history)
-
-    def history(route: Route) -> Iterator[ConversationChatMessage]:
-        bound = method()
-        if bound is None:
-            raise ClientClosedError("the client was garbage-collected")
-        return bound(route)
-
-    return history
-
-
-def _weak_server_time(client: ChatClient) -> Callable[[float], float | None]:
-    """The service's time at a monotonic moment, as the client's REST answers state it."""
-    ref = weakref.ref(client)
-
-    def server_time(moment: float) -> float | None:
-        owner = ref()
-        transport = owner._transport if owner is not None else None
-        return transport.server_time_at(moment) if transport is not None else None
-
-    return server_time
-
-
-def _weak_interrupt(client: ChatClient) -> Callable[[], None]:
-    """What the hub's close() calls to cut off a stuck history read: the transport's close.
-
-    The hub is closed only when the client is (or is collected), so its pool goes anyway.
-    """
-    ref = weakref.ref(client)
-
-    def interrupt() -> None:
-        owner = ref()
-        transport = owner._transport if owner is not None else None
-        if transport is not None:
-            transport.close()
-
-    return interrupt
-
-
-def _collected_with_hub(
-    hub: RealtimeHub,
-    transport: HttpTransport | None,
-    close_timeout: float,
-    made_in: int,
-    run_detached: Callable[[Callable[[], None]], Any],
-) -> None:
-    """Finalizer of a ChatClient collected without close(): warn, then close in the background.
-
-    It runs wherever the garbage collector ran (possibly on a realtime thread, or on a
-    thread holding a lock the closing needs), so the closing and the joins happen on a
-    short-lived thread of their own.
-    """
-    if _fork.forked_since(made_in):
-        return  # a forked child: the sockets are the parent's (a TLS close would be sent)
-    if hub.running:
-        warnings.warn(
-            "ChatClient was not closed: it was garbage-collected with its realtime "
-            "connection running; call close() or use it in a with block",
-            ResourceWarning,
-            stacklevel=2,
-        )
-
-    def close() -> None:
-        hub.close(close_timeout)
-        if transport is not None:
-            transport.close()
-
-    run_detached(close)
