@@ -6,8 +6,10 @@ means the new ``show`` instead of the old one, not both. The rule, in full:
 - Only a subscription whose callback was defined in a cell (a function, bound method's
   function or lambda of module ``__main__`` whose code comes from an IPython cell,
   ``<ipython-input-3-1a2b>``, or an ipykernel cell file, ``/tmp/ipykernel_1234/27353.py``),
-  and which the running cell makes (a cell's code is on the calling thread's stack), takes
-  part. Callbacks from modules and scripts, and subscriptions made by threads, never do.
+  and made by the running cell itself (its code is on the calling thread's stack), takes
+  part. Callbacks from modules and scripts never do, nor subscriptions made by a thread,
+  even one a cell started: ipykernel answers ``get_parent()`` in any thread with the
+  request running now, which would pin them on whatever cell runs then.
 - The cell decides, never the callback's name. When the front end sends the cell's id
   (JupyterLab and Notebook 7 put ``cellId`` in the execute request's metadata,
   read from the kernel's parent header), a later run of that cell replaces what an earlier
