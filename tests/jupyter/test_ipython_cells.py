@@ -3,7 +3,7 @@
 A child process runs IPython's InteractiveShell, as the terminal IPython does, feeding it
 cells; each cell names its cell file after a hash of its code, which is all that tells one
 cell from another without cell ids. The child's ChatClient reaches the emulator this test
-started; the token travels in the child's environment, never in argv.
+started.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _cells import SETUP_CELL, chat_env
 
 from signalwire_chat.emulator import Emulator
 
@@ -32,19 +33,6 @@ for source in cells:
 print(json.dumps(shell.user_ns["report"]))
 """
 
-_SETUP = """
-import os
-from signalwire_chat import ChatClient
-
-client = ChatClient(
-    os.environ["SWC_TEST_TOKEN"],
-    rest_url=os.environ["SWC_TEST_REST_URL"],
-    relay_url=os.environ["SWC_TEST_RELAY_URL"],
-)
-room = os.environ["SWC_TEST_ROOM"]
-made = []
-"""
-
 _CELL = """
 def show(msg):
     print({tag!r}, msg.text)
@@ -55,21 +43,13 @@ made.append(({name!r}, client.subscribe(room, show)))
 
 def _run_ipython(emu: Emulator, tmp_path: Path, cells: list[str]) -> list[list[object]]:
     """Run ``cells`` in a fresh IPython; ``[name, live]`` of each subscription in ``made``."""
-    bob = emu.create_subscriber("bob@example.com")
-    room = emu.create_room("lobby")
-    emu.join(bob, room.id)
-    env = {
-        **os.environ,
-        "IPYTHONDIR": str(tmp_path / "ipython"),  # no profile or history of the user's
-        "SWC_TEST_TOKEN": bob.token,
-        "SWC_TEST_REST_URL": emu.rest_url,
-        "SWC_TEST_RELAY_URL": emu.relay_url,
-        "SWC_TEST_ROOM": room.id,
-    }
+    chat, _alice, _room = chat_env(emu)
+    # IPYTHONDIR: no profile or history of the user's.
+    env = {**os.environ, **chat, "IPYTHONDIR": str(tmp_path / "ipython")}
     report = "report = [[name, sub.active] for name, sub in made]\nclient.close()\n"
     done = subprocess.run(
         [sys.executable, "-c", _DRIVER],
-        input=json.dumps([_SETUP, *cells, report]),
+        input=json.dumps([SETUP_CELL, *cells, report]),
         env=env,
         cwd=tmp_path,
         capture_output=True,

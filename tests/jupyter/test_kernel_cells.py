@@ -3,7 +3,7 @@
 JupyterLab and Notebook 7 put the cell's id in the execute request's metadata
 (``metadata.cellId``); nbclient and IPython send none. Each request below is one cell run.
 The kernel imports this checkout's package (PYTHONPATH) and reaches the emulator this test
-started; the subscriber's token travels in the kernel's environment, never in argv or code.
+started.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _cells import SETUP_CELL, chat_env
 
 from signalwire_chat.emulator import Emulator
 
@@ -24,19 +25,6 @@ jupyter_client = pytest.importorskip("jupyter_client")
 pytest.importorskip("ipykernel")
 
 _REQUEST_SECONDS = 60.0
-
-_SETUP = """
-import os, threading
-from signalwire_chat import ChatClient
-
-client = ChatClient(
-    os.environ["SWC_TEST_TOKEN"],
-    rest_url=os.environ["SWC_TEST_REST_URL"],
-    relay_url=os.environ["SWC_TEST_RELAY_URL"],
-)
-room = os.environ["SWC_TEST_ROOM"]
-seen = []
-"""
 
 _CELL = """
 def show(msg):
@@ -127,17 +115,8 @@ def kernel(
     """A python3 kernel whose ChatClient is bob, a member of the room alice writes to."""
     for name, value in jupyter_env.items():
         monkeypatch.setenv(name, value)  # the connection file goes to the runtime dir
-    alice = emu.create_subscriber("alice@example.com", display_name="Alice")
-    bob = emu.create_subscriber("bob@example.com", display_name="Bob")
-    room = emu.create_room("lobby")
-    emu.join(bob, room.id)
-    env = {
-        **os.environ,
-        "SWC_TEST_TOKEN": bob.token,
-        "SWC_TEST_REST_URL": emu.rest_url,
-        "SWC_TEST_RELAY_URL": emu.relay_url,
-        "SWC_TEST_ROOM": room.id,
-    }
+    chat, alice, room = chat_env(emu)
+    env = {**os.environ, **chat}
     manager = jupyter_client.KernelManager(kernel_name="python3")
     manager.start_kernel(env=env, cwd=str(tmp_path))
     client = manager.client()
@@ -145,8 +124,8 @@ def kernel(
     try:
         client.wait_for_ready(timeout=_REQUEST_SECONDS)
         made = Kernel(manager, client)
-        made.run(_SETUP)
-        made.alice, made.room = alice, room.id  # type: ignore[attr-defined]
+        made.run(SETUP_CELL)
+        made.alice, made.room = alice, room  # type: ignore[attr-defined]
         yield made
         made.run("client.close()")
     finally:
