@@ -85,7 +85,8 @@ class Kernel:
                 errors.append("\n".join(body["traceback"]))
             idle = kind == "status" and body["execution_state"] == "idle"
         reply = self.client.get_shell_msg(timeout=_REQUEST_SECONDS)
-        assert reply["parent_header"]["msg_id"] == msg_id
+        while reply["parent_header"].get("msg_id") != msg_id:  # wait_for_ready's leftovers
+            reply = self.client.get_shell_msg(timeout=_REQUEST_SECONDS)
         assert reply["content"]["status"] == "ok", "\n".join(errors)
         return "".join(printed)
 
