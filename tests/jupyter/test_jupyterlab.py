@@ -41,6 +41,30 @@ class Page:
             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
         )
 
+    def until(self, condition: Any, what: str) -> None:
+        """Wait for ``condition``; on time-out, fail saying what the page shows."""
+        from selenium.common.exceptions import TimeoutException
+
+        try:
+            self.wait.until(condition)
+        except TimeoutException:
+            pytest.fail(f"{what} within {_WAIT_SECONDS:.0f} s; the page shows:\n{self.describe()}")
+
+    def describe(self) -> str:
+        """Each cell's prompt and outputs, and any dialog: what a person would look at."""
+        shown = []
+        for cell in self.cells():
+            prompts = cell.find_elements(self.by.CSS_SELECTOR, ".jp-InputPrompt")
+            prompt = prompts[0].text if prompts else "(markdown)"
+            shown.append(f"{prompt} {self.output_text(cell)[:300]!r}")
+        dialogs = self.driver.find_elements(self.by.CSS_SELECTOR, ".jp-Dialog")
+        shown.extend(f"dialog: {d.text[:300]!r}" for d in dialogs)
+        indicator = self.driver.find_elements(
+            self.by.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator"
+        )
+        shown.extend(f"kernel: {i.get_attribute('data-status')}" for i in indicator)
+        return "\n".join(shown)
+
     def cells(self) -> list[Any]:
         return list(self.driver.find_elements(self.by.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell"))
 
@@ -72,7 +96,7 @@ class Page:
                 k["connections"] > 0 and k["execution_state"] == "idle" for k in kernels
             )
 
-        self.wait.until(ready, "the notebook's kernel did not become ready")
+        self.until(ready, "the notebook's kernel did not become ready")
 
     def run(self, index: int) -> int:
         """Run code cell ``index`` (select it, Shift+Enter); wait for it; its run number."""
@@ -100,7 +124,7 @@ class Page:
             now = self.prompt(self.code_cells()[index])
             return bool(_DONE_PROMPT.fullmatch(now)) and now != before
 
-        self.wait.until(finished, f"code cell {index} did not finish running")
+        self.until(finished, f"code cell {index} did not finish running")
         cell = self.code_cells()[index]
         done = _DONE_PROMPT.fullmatch(self.prompt(cell))
         assert done is not None
@@ -135,7 +159,7 @@ def test_the_example_notebook_in_jupyterlab_rerun_cell_replaces(
     page = Page(chromium)
     cells = json.loads(NOTEBOOK.read_text())["cells"]
     count = sum(c["cell_type"] == "code" for c in cells)
-    page.wait.until(lambda _d: len(page.code_cells()) == count, "the notebook did not open")
+    page.until(lambda _d: len(page.code_cells()) == count, "the notebook did not open")
     page.kernel_ready(jupyterlab)
     sources = [
         str(c.find_element(page.by.CSS_SELECTOR, ".jp-InputArea-editor").text)
