@@ -88,7 +88,10 @@ class Page:
         """
 
         def ready(_driver: Any) -> bool:
-            kernels = lab.api("kernels")
+            try:
+                kernels = lab.api("kernels")
+            except OSError:  # an error status (seen: 500) while the kernel starts: ask again
+                return False
             indicator = self.driver.find_elements(
                 self.by.CSS_SELECTOR, '.jp-Notebook-ExecutionIndicator[data-status="idle"]'
             )
