@@ -669,9 +669,9 @@ class ChatClient:
         fetched from the history.
 
         A subscription made by a re-run of a notebook cell replaces the one the cell's earlier
-        run made to the same conversation (keyed on Jupyter's cell id; in a terminal IPython,
-        on the callback's name, never a lambda's), so re-running the cell does not deliver
-        every message twice.
+        run made to the same conversation, so re-running the cell does not deliver every
+        message twice. The cell decides, never the callback's name: by its id where the front
+        end sends one (JupyterLab, Notebook 7), else by its code (see the notebooks guide).
 
         The client is held only weakly by its realtime threads: a client that is dropped
         without :meth:`close` is closed when garbage-collected (with a ``ResourceWarning``).
