@@ -47,7 +47,8 @@ or 404 on the first connect's read means not a member, and is only logged at DEB
 
 Notebook cells: a subscription made by a re-run of a notebook cell replaces the
 one the earlier run of that cell made on the same address (keyed on the cell's
-id, see ``_interactive``), so a re-run cell does not deliver everything twice.
+id, or without one on its code; see ``_interactive``), so a re-run cell does not
+deliver everything twice.
 """
 
 from __future__ import annotations
@@ -779,8 +780,8 @@ class RealtimeHub:
 
         Callbacks run on the hub's dispatcher thread, one at a time, in arrival
         order. A re-run notebook cell's subscription replaces the one its earlier
-        run made to the same address (keyed on the cell's id; see ``_interactive``),
-        so a re-run cell does not deliver twice.
+        run made to the same address (keyed on the cell's id, else its code; see
+        ``_interactive``), so a re-run cell does not deliver twice.
 
         Args:
             address_id: The address (conversation, address dialect) to follow, or a
