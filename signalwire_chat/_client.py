@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import requests
 
 from ._auth import Credentials, TokenLike
-from ._config import Endpoints, RestOptions
 from ._convert import structure
 from ._dialects import DIALECTS, GroupWire, Target, history_url, segment, wire_for
 from ._http import (
@@ -33,7 +32,6 @@ from ._pages import (
     iter_chat_messages,
     raw_page_size,
 )
-from ._realtime_side import RealtimeSide
 from ._validate import check_address_id as _check_address_id
 from ._validate import check_address_uuid as _check_address_uuid
 from ._validate import check_callable, check_seconds
@@ -193,6 +191,12 @@ class ChatClient:
         _sleep: Callable[[float], None] | None = None,
         _rng: random.Random | None = None,
     ) -> None:
+        # Loaded with the first client, not with the package (import time).
+        from ._config import Endpoints, RestOptions
+        from ._health import RestCounters
+        from ._hooks import HookRegistry, normalise_hooks
+        from ._realtime_side import RealtimeSide
+
         self._credentials = Credentials(token)
         self._options = RestOptions(
             timeout=timeout,
@@ -206,10 +210,6 @@ class ChatClient:
         #: The wire spoken underneath (join, send body, routes, my address, group cache).
         self._wire = wire_for(_check_dialect(dialect), from_address_id)
         _check_realtime_args(realtime, on_state_change, checkpoint_store)
-        # Loaded with the first client, not with the package (import time).
-        from ._health import RestCounters
-        from ._hooks import HookRegistry, normalise_hooks
-
         self._counters = RestCounters()
         self._hooks = HookRegistry(normalise_hooks(hooks), self._counters)
         #: The hub (made with the first subscription), its settings, the checkpoint store.
