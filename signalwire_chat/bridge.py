@@ -45,7 +45,7 @@ from .errors import (
     StoreError,
     StoreUnavailableError,
 )
-from .redis import RedisCheckpointStore, RedisLease
+from .redis import RedisCheckpointStore, RedisLease, _check_seconds, _client, _target
 
 if TYPE_CHECKING:
     import redis as redis_py
@@ -180,6 +180,8 @@ class StreamBridge:
         on_error: Callable[[BaseException], None] | None = None,
         on_leading: Callable[[int], None] | None = None,
     ) -> None:
+        target = _target(redis)
+        del redis  # the URL may hold a password: no frame of a later traceback keeps it
         if not isinstance(stream, str) or not stream or not stream.isprintable():
             raise InvalidArgumentError("stream must be a non-empty printable string")
         if not isinstance(name, str) or not name or not name.isprintable() or " " in name:
@@ -202,8 +204,17 @@ class StreamBridge:
         self.retry_interval = float(retry_interval)
         self._on_error = on_error
         self._on_leading = on_leading
-        self._lease = RedisLease(redis, name=f"bridge:{name}", ttl=ttl, on_lost=self._lease_lost)
-        self._store = RedisCheckpointStore(redis, lease=self._lease)
+        ttl = _check_seconds("ttl", ttl)
+        # One client for the lease and the store (redis-py's pool is thread-safe).
+        self._conn = _client(target, min(ttl / 3, 5.0))
+        try:
+            self._lease = RedisLease(
+                self._conn.client, name=f"bridge:{name}", ttl=ttl, on_lost=self._lease_lost
+            )
+            self._store = RedisCheckpointStore(self._conn.client, lease=self._lease)
+        except BaseException:
+            self._conn.close()
+            raise
         self._closed = threading.Event()
         self._lost = threading.Event()
         self._wake = threading.Event()  # set on loss, failure or close: ends every wait early
@@ -347,8 +358,11 @@ class StreamBridge:
             subs, self._subs = self._subs, []
         for sub in subs:
             sub.cancel()
-        self._lease.close()
-        self._store.close()
+        try:
+            self._lease.close()
+            self._store.close()
+        finally:
+            self._conn.close()
 
     def __enter__(self) -> StreamBridge:
         return self
