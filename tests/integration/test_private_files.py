@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from test_cli_bridge import SCRIPT
 from test_emulator_cli import Process
 
 from signalwire_chat import (
@@ -219,3 +220,27 @@ def test_emulator_beyond_loopback_warns_what_it_exposes() -> None:
         assert "no real authentication" not in local.stderr()
     finally:
         local.close()
+
+
+def test_the_cli_emulator_command_warns_too() -> None:
+    assert SCRIPT is not None, "the console script is not installed (pip install -e .)"
+    proc = subprocess.Popen(
+        [SCRIPT, "emulator", "--host", "0.0.0.0", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())  # listening: the warning came before it
+        assert info["host"] == "0.0.0.0"
+        proc.terminate()
+        _out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert "no real authentication" in err
+    assert "--host 127.0.0.1" in err
