@@ -198,8 +198,9 @@ class Store:
         self._lock = threading.RLock()
         if path != ":memory:" and not path.startswith("file:"):
             # It holds the API token, the signing keys and every message: created readable by
-            # its owner only (sqlite gives its -wal and -shm files the same mode).
-            with contextlib.suppress(FileExistsError):
+            # its owner only (sqlite gives its -wal and -shm files the same mode). An existing
+            # file is left as it is; any other failure is sqlite's to report, as before.
+            with contextlib.suppress(OSError):
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
