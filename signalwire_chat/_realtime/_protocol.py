@@ -17,7 +17,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from .._http import server_text
+from .._redact import server_text
 from ..errors import RealtimeAuthenticationError
 from . import _frames
 from ._frames import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, BadMessage
