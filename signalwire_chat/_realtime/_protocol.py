@@ -12,15 +12,15 @@ carries its actions out, in order, and the property tests drive it directly.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from .._redact import server_text
 from ..errors import RealtimeAuthenticationError
-from . import _frames
-from ._frames import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, BadMessage
+from . import _frames, _jsonrpc
+from ._frames import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT
+from ._jsonrpc import BadMessage
 from ._ratelog import RateLimitedLog
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class RelayProtocol:
         ``reconnect`` resumes the last session (its ``protocol`` and authorization
         state). ``secrets`` are redacted from anything the relay's errors echo.
         """
-        self.connect_id = _frames.new_rpc_id()
+        self.connect_id = _jsonrpc.new_rpc_id()
         self.reconnect = reconnect
         self.connected = False
         self.muted = False
@@ -150,20 +150,20 @@ class RelayProtocol:
         if reconnect:
             params["protocol"] = self.protocol
             params["authorization_state"] = self.authorization_state
-        return _frames.connect_request(self.connect_id, **params)
+        return _jsonrpc.connect_request(self.connect_id, **params)
 
     def reauthenticate(self, token: str) -> bytes | None:
         """The ``signalwire.reauthenticate`` request carrying ``token`` (None if not now)."""
         if not self.connected or self.muted:
             return None
-        self.reauth_id = _frames.new_rpc_id()
+        self.reauth_id = _jsonrpc.new_rpc_id()
         project = (self.authorization or {}).get("project_id")
-        return _frames.reauthenticate_request(self.reauth_id, project=project, token=token)
+        return _jsonrpc.reauthenticate_request(self.reauth_id, project=project, token=token)
 
     @staticmethod
     def probe(timestamp: float) -> bytes:
         """A ``signalwire.ping`` of our own, asking a silent relay whether it is there."""
-        return _frames.request(_frames.new_rpc_id(), "signalwire.ping", {"timestamp": timestamp})
+        return _jsonrpc.request(_jsonrpc.new_rpc_id(), "signalwire.ping", {"timestamp": timestamp})
 
     # --- what the relay says -------------------------------------------------------------
 
@@ -180,8 +180,8 @@ class RelayProtocol:
         actions: list[Action] = []
         batch: list[Item] = []
         replies: list[bytes] = []
-        ack = _frames.ack
-        decode = _frames.decode_message
+        ack = _jsonrpc.ack
+        decode = _jsonrpc.decode_message
         if self.muted:
             return actions
 
@@ -240,7 +240,7 @@ class RelayProtocol:
             elif method == "signalwire.ping":
                 params = msg.get("params")
                 stamp = params.get("timestamp") if type(params) is dict else None
-                replies.append(_frames.ping_result(msg.get("id"), stamp))
+                replies.append(_jsonrpc.ping_result(msg.get("id"), stamp))
             elif method is None:
                 outcome = self._response(msg)
                 if outcome is not None:
@@ -260,15 +260,7 @@ class RelayProtocol:
                 actions.append((MUTE, None))
                 return actions
             elif "id" in msg:
-                replies.append(
-                    json.dumps(
-                        {
-                            "jsonrpc": "2.0",
-                            "id": msg["id"],
-                            "error": {"code": -32601, "message": "Method not found"},
-                        }
-                    ).encode()
-                )
+                replies.append(_jsonrpc.method_not_found(msg["id"]))
         flush()
         return actions
 

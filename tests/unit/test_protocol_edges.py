@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from signalwire_chat._realtime._frames import (
-    MAX_JSON_DEPTH,
     OP_BINARY,
     OP_CLOSE,
     OP_PONG,
     OP_TEXT,
 )
+from signalwire_chat._realtime._jsonrpc import MAX_JSON_DEPTH
 from signalwire_chat._realtime._protocol import (
     ACCEPTED,
     BROKEN,
