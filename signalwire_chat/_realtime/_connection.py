@@ -1,10 +1,12 @@
 """The connection thread: the I/O loop around the relay protocol.
 
 What to say to the relay and what its messages mean is :class:`~._protocol.RelayProtocol`'s
-business (sans-IO: ids, acks, pings, resumption, reauthentication, routing). This module does
-the I/O and the time around it: it opens the socket, feeds the protocol what the frame reader
-(``_frames``) decoded, carries out its actions in order (send, deliver, hold back, pong,
-close), answers for the clocks (connect deadline, ``ping_timeout`` on dead links, our own
+business (sans-IO: ids, acks, pings, resumption, reauthentication); the websocket's control
+frames are :class:`~._websocket.WebSocketConnection`'s. This module does the I/O and the time
+around them: it opens the socket, feeds the websocket layer what it reads and the protocol the
+text messages that come out, carries out the protocol's typed actions in order (send, deliver,
+hold back) and writes the websocket layer's answers (pong, close), answers for the clocks
+(connect deadline, ``ping_timeout`` on dead links, our own
 probe of a silent relay, the token refresh timer) and reconnects with back-off. It never runs
 user code: messages go to the dispatcher, token refreshes to a short-lived thread.
 
@@ -42,34 +44,26 @@ from ..errors import (
     RealtimeError,
     TokenUnavailableError,
 )
-from . import _frames
-from ._frames import (
-    OP_PONG,
-    FrameReader,
-    MaskPool,
-    ProtocolViolation,
-)
-from ._options import ConnectionState, RealtimeOptions
-from ._protocol import (
-    ACCEPTED,
-    CLOSE,
-    DELIVER,
-    HOLD,
-    MUTE,
-    PONG,
-    REAUTHENTICATED,
-    REFUSED,
-    SEND,
+from ._actions import (
+    Accepted,
     Action,
-    RelayProtocol,
-    Routes,
-    is_auth_error,
+    Broken,
+    Deliver,
+    Hold,
+    Mute,
+    Reauthenticated,
+    Refused,
+    Send,
 )
+from ._frames import MaskPool
+from ._options import ConnectionState, RealtimeOptions
+from ._protocol import RelayProtocol, RouteTable, is_auth_error
+from ._websocket import WebSocketConnection, WebSocketState
 
 if TYPE_CHECKING:
     from ._dispatcher import Dispatcher, Item
 
-__all__ = ["Backoff", "Connection", "Routes", "is_auth_error", "parse_expires_at"]
+__all__ = ["Backoff", "Connection", "is_auth_error", "parse_expires_at"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +120,7 @@ class Connection:
         sslopt: dict[str, Any] | None,
         dispatcher: Dispatcher,
         proxy: dict[str, Any] | None = None,
-        routes: Routes,
+        routes: RouteTable,
         on_state: Callable[[ConnectionState], None],
         on_connected: Callable[[bool], None],
         on_failed: Callable[[RealtimeError], None],
@@ -168,6 +162,8 @@ class Connection:
         self._masks = MaskPool()
         self._ws: websocket.WebSocket | None = None
         self._sock: socket.socket | None = None
+        #: The open websocket's frames (pongs, close answers, framing) on the current socket.
+        self._link = WebSocketConnection(masks=self._masks)
         self._muted = False
         #: When the relay accepted the current socket's connect (monotonic), if it did.
         self._accepted_at: float | None = None
@@ -444,7 +440,7 @@ class Connection:
         """Frame, mask and send ``payloads`` (text frames) with one sendall."""
         if self._muted or not payloads:
             return
-        self._send_raw(sock, _frames.encode_frames(payloads, self._masks.take))
+        self._send_raw(sock, self._link.send(payloads))
 
     def _send_raw(self, sock: socket.socket, data: bytes) -> None:
         view = memoryview(data)
@@ -501,33 +497,29 @@ class Connection:
         """Carry out the relay protocol's actions, in order; say how the read ended."""
         outcome: object | None = None
         dispatcher = self._dispatcher
-        for kind, value in actions:
-            if kind == SEND:
-                self._send(sock, value)
-            elif kind == DELIVER:
-                self._session_events += len(value)
-                dispatcher.put_messages(value)
-                dispatcher.stats.last_event_at = time.time()
-            elif kind == HOLD:
-                self._session_events += 1
-                held.append(value)
-            elif kind == PONG:
-                self._send_raw(sock, _frames.encode_frame(value, self._masks.take(), OP_PONG))
-            elif kind == ACCEPTED:
-                # Now, before the frames that follow the answer in this read: the catch-up
-                # reads this queues must come before the live events the relay sends after.
-                self._on_connected(first)
-            elif kind == REAUTHENTICATED:
-                outcome = _REAUTHENTICATED
-            elif kind == CLOSE:
-                self._send_raw(sock, _frames.close_frame(self._masks.take(), value))
-                return _CLOSE
-            elif kind == MUTE:
-                return _MUTE
-            elif kind == REFUSED:
-                raise _AuthRefused(value)
-            else:  # BROKEN, the last kind RelayProtocol emits
-                raise _Dead(value)
+        for action in actions:
+            match action:
+                case Send(payloads=payloads):
+                    self._send(sock, payloads)
+                case Deliver(items=items):
+                    self._session_events += len(items)
+                    dispatcher.put_messages(items)
+                    dispatcher.stats.last_event_at = time.time()
+                case Hold(ack=ack, item=item):
+                    self._session_events += 1
+                    held.append((ack, item))
+                case Accepted():
+                    # Now, before the frames that follow the answer in this read: the
+                    # catch-up reads this queues must come before the live events after it.
+                    self._on_connected(first)
+                case Reauthenticated():
+                    outcome = _REAUTHENTICATED
+                case Mute():
+                    return _MUTE
+                case Refused(error=error):
+                    raise _AuthRefused(error)
+                case Broken(reason=reason):
+                    raise _Dead(reason)
         return outcome
 
     def _note_expiry(self) -> None:
@@ -577,10 +569,9 @@ class Connection:
         if self._muted:
             return
         with contextlib.suppress(OSError, ValueError):
-            sock.send(_frames.close_frame(self._masks.take(), code))
+            sock.send(self._link.close(code))
 
 
-_CLOSE = object()
 _MUTE = object()
 _REAUTHENTICATED = object()
 
@@ -611,8 +602,10 @@ class _Loop:
         self.poller.register(sock, select.POLLIN)
         self.poller.register(conn._wake_r, select.POLLIN)
         self.ssl_pending = getattr(sock, "pending", None)
-        self.reader = FrameReader(
-            max_message_size=options.max_message_size, max_fragments=options.max_fragments
+        conn._link = self.link = WebSocketConnection(
+            max_message_size=options.max_message_size,
+            max_fragments=options.max_fragments,
+            masks=conn._masks,
         )
         now = time.monotonic()
         self.connect_deadline = now + options.connect_timeout
@@ -754,17 +747,18 @@ class _Loop:
         self.probed = False
         if conn._muted:
             return  # after signalwire.disconnect: nothing is answered or delivered
-        violation: ProtocolViolation | None = None
-        try:
-            messages = self.reader.feed(data)
-        except ProtocolViolation as exc:
-            # What came before the fault in this read is valid: handle it first.
-            messages, violation = exc.messages, exc
+        link = self.link
+        messages = link.receive(data)
         dispatcher = conn._dispatcher
         relay = conn.relay
         room = dispatcher.queue_size - dispatcher.pending()
         actions = relay.receive(messages, room, holding=bool(self.held))
         outcome = conn._apply(self.sock, actions, self.held, self.first)
+        if outcome is not _MUTE:
+            # What the websocket layer answered (pongs, a close), after the replies.
+            control = link.data_to_send()
+            if control:
+                conn._send_raw(self.sock, control)
         if relay.connected and self.connected_at is None:
             self.connected_at = conn._accepted_at = time.monotonic()
             conn._link_outage = conn._token_outage = False
@@ -773,8 +767,9 @@ class _Loop:
         if outcome is _REAUTHENTICATED:
             self.refresh_at = conn._refresh_time()
             conn._note_expiry()
-        if outcome is _CLOSE:
+        if link.state is WebSocketState.CLOSED:
             raise _Ended("socket closed by the relay")
+        violation = link.violation
         if violation is not None:
             logger.warning(
                 "realtime: the relay broke the websocket protocol (%s); closing with %d "

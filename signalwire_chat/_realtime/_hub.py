@@ -73,9 +73,10 @@ from ..errors import (
     RealtimeConnectError,
     RealtimeError,
 )
-from ._connection import Connection, Routes
+from ._connection import Connection
 from ._dispatcher import Dispatcher, Watchdog
 from ._options import ConnectionState, RealtimeOptions
+from ._routes import Routes
 from ._stream import MessageStream
 from ._subscriptions import Anchor, Route, ServerTime, Subscription
 
