@@ -58,6 +58,7 @@ from ._actions import (
 from ._frames import MaskPool
 from ._options import ConnectionState, RealtimeOptions
 from ._protocol import RelayProtocol, RouteTable, is_auth_error
+from ._timers import MIN_REFRESH_DELAY, Due, SessionTimers, refresh_delay
 from ._websocket import WebSocketConnection, WebSocketState
 
 if TYPE_CHECKING:
@@ -68,8 +69,6 @@ __all__ = ["Backoff", "Connection", "is_auth_error", "parse_expires_at"]
 logger = logging.getLogger(__name__)
 
 _RECV_SIZE = 256 * 1024
-#: Never refresh the token sooner than this after the previous refresh.
-_MIN_REFRESH_DELAY = 1.0
 _WAIT_ERRORS = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
@@ -478,14 +477,13 @@ class Connection:
                 if loop.release_held(now):
                     continue  # room appeared meanwhile: the wake-up may be lost
                 loop.refresh(now)
-                timeout = loop.timeout(now)
-                if timeout is not None and loop.wait(timeout):
+                if loop.wait(loop.timeout(now)):
                     loop.read()
         except _Ended as ended:
             self.reason = ended.reason
-            return loop.connected_at
+            return loop.timers.connected_at
         self._goodbye(sock)
-        return loop.connected_at
+        return loop.timers.connected_at
 
     def _apply(
         self,
@@ -562,7 +560,7 @@ class Connection:
                     margin,
                 )
             return now + margin
-        return now + max(remaining - margin, remaining / 2, _MIN_REFRESH_DELAY)
+        return now + refresh_delay(remaining, margin)
 
     def _goodbye(self, sock: socket.socket, code: int = 1000) -> None:
         """Best-effort close frame on the way out (never blocks)."""
@@ -587,9 +585,9 @@ class _Ended(Exception):
 class _Loop:
     """One socket's I/O loop: poll, recv, feed the frames to the protocol, act on its answer.
 
-    It also keeps the clocks around that (the connect deadline, the ping timeout, our own
-    probe of a silent relay, the token refresh timer) and the flow control of held-back
-    messages.
+    The clocks (connect deadline, ping timeout, probe, mute, token refresh time) are
+    :class:`~._timers.SessionTimers`' decisions: this loop passes the time in and carries out
+    what is due. It keeps the flow control of held-back messages.
     """
 
     def __init__(self, conn: Connection, sock: socket.socket, first: bool) -> None:
@@ -608,16 +606,17 @@ class _Loop:
             masks=conn._masks,
         )
         now = time.monotonic()
-        self.connect_deadline = now + options.connect_timeout
-        self.connected_at: float | None = None
-        self.last_rx = now
+        #: The session's clocks (sans-IO: this loop passes the time in).
+        self.timers = SessionTimers(
+            now,
+            connect_timeout=options.connect_timeout,
+            ping_timeout=options.ping_timeout,
+            close_timeout=options.close_timeout,
+        )
         self.held: deque[tuple[bytes, Item]] = deque()
         self.hold_limit = max(options.queue_size, 1000)
         self.reading = True
-        self.refresh_at: float | None = None
-        self.mute_deadline = 0.0
-        self.probed = False
-        self.refresh_backoff = Backoff(max(options.reconnect_max_delay, _MIN_REFRESH_DELAY))
+        self.refresh_backoff = Backoff(max(options.reconnect_max_delay, MIN_REFRESH_DELAY))
 
     def release_held(self, now: float) -> bool:
         """Hand held-back messages over as room appears, and acknowledge them.
@@ -638,7 +637,7 @@ class _Loop:
             if not self.reading and len(held) < self.hold_limit:
                 self.reading = True
                 self.poller.modify(self.sock, select.POLLIN)
-                self.last_rx = now
+                self.timers.last_rx = now
         if held:
             dispatcher.want_space = True
             return dispatcher.queue_size - dispatcher.pending() > 0
@@ -653,7 +652,7 @@ class _Loop:
             if token is not None:
                 conn._token_outage = False
                 self.refresh_backoff.reset()
-            if token is not None and self.connected_at is not None and not conn._muted:
+            if token is not None and self.timers.connected_at is not None and not conn._muted:
                 conn._token = token
                 request = conn.relay.reauthenticate(token)
                 if request is not None:
@@ -663,58 +662,43 @@ class _Loop:
                 logger.error("realtime: token refresh refused: %s", _describe(error))
             elif error is not None:
                 # Transient: try again (back-off), also after the token has expired.
-                delay = max(self.refresh_backoff.next_delay(), _MIN_REFRESH_DELAY)
+                delay = max(self.refresh_backoff.next_delay(), MIN_REFRESH_DELAY)
                 logger.warning(
                     "realtime: token refresh failed, retrying in %.1f s: %s",
                     delay,
                     _describe(error),
                 )
                 conn._token_trouble(error)
-                self.refresh_at = now + delay
-        thread = conn._refresh_thread
-        if (
-            self.refresh_at is not None
-            and now >= self.refresh_at
-            and (thread is None or not thread.is_alive())
-        ):
-            self.refresh_at = None
-            conn._start_refresh()
+                self.timers.refresh_at = now + delay
 
-    def timeout(self, now: float) -> float | None:
-        """Seconds to wait for the socket; None: look again at once. Ends on a deadline."""
+    def timeout(self, now: float) -> float:
+        """Carry out what the session's timers say is due; the seconds until the next one.
+
+        Raises:
+            _Ended: the ping timeout passed, or the wait after a disconnect is over.
+            _Dead: nothing answered ``signalwire.connect`` in time.
+        """
         conn = self.conn
-        options = conn._options
-        if conn._muted:
-            timeout = self.mute_deadline - now
-            if timeout <= 0:
-                raise _Ended("relay asked to disconnect")
-            return timeout
-        if self.connected_at is None:
-            timeout = self.connect_deadline - now
-            if timeout <= 0:
-                raise _Dead("no answer to signalwire.connect")
-            return timeout
-        timeout = self.last_rx + options.ping_timeout - now
-        if timeout <= 0:
-            if not self.reading:
-                self.last_rx = now  # not reading by choice (flow control): not silence
-                return None
-            logger.warning(
-                "realtime: nothing from the relay for %.1f s; reconnecting", options.ping_timeout
-            )
-            raise _Ended("ping timeout")
-        # A relay may not ping at all: after half the timeout in silence, ask it with a
-        # signalwire.ping of our own; any frame back proves the link alive.
-        probe_at = self.last_rx + options.ping_timeout / 2
-        if not self.probed and self.reading:
-            if now >= probe_at:
-                self.probed = True
+        timers = self.timers
+        for due in timers.handle_timer(now, self.reading):
+            if due is Due.PROBE:
                 conn._send(self.sock, [conn.relay.probe(time.time())])
+            elif due is Due.REFRESH:
+                thread = conn._refresh_thread
+                if thread is None or not thread.is_alive():
+                    timers.refresh_at = None
+                    conn._start_refresh()
+            elif due is Due.PING_TIMEOUT:
+                logger.warning(
+                    "realtime: nothing from the relay for %.1f s; reconnecting",
+                    conn._options.ping_timeout,
+                )
+                raise _Ended(due.value)
+            elif due is Due.MUTE_OVER:
+                raise _Ended(due.value)
             else:
-                timeout = probe_at - now
-        if self.refresh_at is not None:
-            timeout = min(timeout, max(self.refresh_at - now, 0.0))
-        return timeout
+                raise _Dead(due.value)
+        return max(timers.next_deadline(self.reading) - now, 0.0)
 
     def wait(self, timeout: float) -> bool:
         """Wait for the socket (or a wake-up); True when it is readable."""
@@ -743,8 +727,7 @@ class _Loop:
         if not data:
             logger.info("realtime: the relay closed the connection")
             raise _Ended("socket closed by the relay")
-        self.last_rx = time.monotonic()
-        self.probed = False
+        self.timers.received(time.monotonic())
         if conn._muted:
             return  # after signalwire.disconnect: nothing is answered or delivered
         link = self.link
@@ -759,13 +742,14 @@ class _Loop:
             control = link.data_to_send()
             if control:
                 conn._send_raw(self.sock, control)
-        if relay.connected and self.connected_at is None:
-            self.connected_at = conn._accepted_at = time.monotonic()
+        if relay.connected and self.timers.connected_at is None:
+            conn._accepted_at = now = time.monotonic()
+            self.timers.accepted(now)
             conn._link_outage = conn._token_outage = False
-            self.refresh_at = conn._refresh_time()
+            self.timers.refresh_at = conn._refresh_time()
             conn._note_expiry()
         if outcome is _REAUTHENTICATED:
-            self.refresh_at = conn._refresh_time()
+            self.timers.refresh_at = conn._refresh_time()
             conn._note_expiry()
         if link.state is WebSocketState.CLOSED:
             raise _Ended("socket closed by the relay")
@@ -781,7 +765,7 @@ class _Loop:
             raise _Ended(f"protocol violation: {violation.reason}")
         if outcome is _MUTE:
             conn._muted = True
-            self.mute_deadline = time.monotonic() + min(1.0, conn._options.close_timeout)
+            self.timers.muted(time.monotonic())
         if self.held:
             dispatcher.want_space = True
             if len(self.held) >= self.hold_limit and self.reading:
