@@ -1,9 +1,9 @@
 """What the relay session asks of the I/O around it: typed, frozen actions (h11's events).
 
-The session (``_protocol``, ``_session``) returns a list of these, in order, and the I/O loop
-(``_connection``) carries each out: it matches on the class, never on a string. Each class is
-slotted and frozen; the ones without fields are compared by class (``Accepted() ==
-Accepted()``), and the session hands out one shared instance of each.
+The relay protocol (``_protocol``) and the session around it (``_session``) return a list of
+these, in order, and the I/O loop (``_connection``) carries each out: it matches on the class,
+never on a string. Each class is slotted and frozen; the ones without fields are compared by
+class (``Accepted() == Accepted()``), and the protocol hands out one shared instance of each.
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ __all__ = [
     "Action",
     "Broken",
     "Deliver",
+    "Ended",
     "Hold",
     "Mute",
     "Reauthenticated",
     "Refused",
     "Send",
+    "Write",
 ]
 
 
@@ -86,9 +88,29 @@ class Broken:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Write:
+    """Frames the websocket layer answered with (pongs, a close): write them as they are."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """The socket's session is over (the relay closed it, or broke the websocket protocol).
+
+    ``close_code``: close with it first (a violation: 1002, 1007 or 1009), or None.
+    """
+
+    reason: str
+    close_code: int | None = None
+
+
 ACCEPTED = Accepted()
 REAUTHENTICATED = Reauthenticated()
 MUTE = Mute()
 
 #: Everything the relay session may ask for.
-Action = Send | Deliver | Hold | Accepted | Reauthenticated | Mute | Refused | Broken
+Action = (
+    Send | Deliver | Hold | Accepted | Reauthenticated | Mute | Refused | Broken | Write | Ended
+)

@@ -30,7 +30,6 @@ import socket
 import ssl
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -49,20 +48,22 @@ from ._actions import (
     Action,
     Broken,
     Deliver,
-    Hold,
+    Ended,
     Mute,
     Reauthenticated,
     Refused,
     Send,
+    Write,
 )
 from ._frames import MaskPool
 from ._options import ConnectionState, RealtimeOptions
 from ._protocol import RelayProtocol, RouteTable, is_auth_error
-from ._timers import MIN_REFRESH_DELAY, Due, SessionTimers, refresh_delay
-from ._websocket import WebSocketConnection, WebSocketState
+from ._session import RelaySession
+from ._timers import MIN_REFRESH_DELAY, Due, refresh_delay
+from ._websocket import WebSocketConnection
 
 if TYPE_CHECKING:
-    from ._dispatcher import Dispatcher, Item
+    from ._dispatcher import Dispatcher
 
 __all__ = ["Backoff", "Connection", "is_auth_error", "parse_expires_at"]
 
@@ -481,44 +482,55 @@ class Connection:
                     loop.read()
         except _Ended as ended:
             self.reason = ended.reason
-            return loop.timers.connected_at
+            return loop.session.connected_at
+        finally:
+            self._session_events = loop.session.events
         self._goodbye(sock)
-        return loop.timers.connected_at
+        return loop.session.connected_at
 
-    def _apply(
-        self,
-        sock: socket.socket,
-        actions: list[Action],
-        held: deque[tuple[bytes, Item]],
-        first: bool,
-    ) -> object | None:
-        """Carry out the relay protocol's actions, in order; say how the read ended."""
-        outcome: object | None = None
-        dispatcher = self._dispatcher
+    def _apply(self, loop: _Loop, actions: list[Action]) -> None:
+        """Carry out the relay session's actions, in order (an ending one raises)."""
+        sock = loop.sock
         for action in actions:
             match action:
                 case Send(payloads=payloads):
                     self._send(sock, payloads)
                 case Deliver(items=items):
-                    self._session_events += len(items)
+                    dispatcher = self._dispatcher
                     dispatcher.put_messages(items)
                     dispatcher.stats.last_event_at = time.time()
-                case Hold(ack=ack, item=item):
-                    self._session_events += 1
-                    held.append((ack, item))
+                case Write(data=data):
+                    self._send_raw(sock, data)
                 case Accepted():
                     # Now, before the frames that follow the answer in this read: the
                     # catch-up reads this queues must come before the live events after it.
-                    self._on_connected(first)
+                    self._on_connected(loop.first)
+                    self._accepted_at = loop.session.connected_at
+                    self._link_outage = self._token_outage = False
+                    self._schedule_refresh(loop.session)
                 case Reauthenticated():
-                    outcome = _REAUTHENTICATED
+                    self._schedule_refresh(loop.session)
                 case Mute():
-                    return _MUTE
+                    self._muted = True
                 case Refused(error=error):
                     raise _AuthRefused(error)
                 case Broken(reason=reason):
                     raise _Dead(reason)
-        return outcome
+                case Ended(reason=reason, close_code=code):
+                    if code is not None:
+                        logger.warning(
+                            "realtime: the relay broke the websocket protocol (%s); closing "
+                            "with %d and reconnecting",
+                            reason,
+                            code,
+                        )
+                        self._goodbye(sock, code)
+                    raise _Ended(reason)
+
+    def _schedule_refresh(self, session: RelaySession) -> None:
+        """After an accept or a reauthentication: when to refresh next, and the expiry."""
+        session.timers.refresh_at = self._refresh_time()
+        self._note_expiry()
 
     def _note_expiry(self) -> None:
         """Tell the stats when the token expires, as the relay's answer says (if it does)."""
@@ -570,10 +582,6 @@ class Connection:
             sock.send(self._link.close(code))
 
 
-_MUTE = object()
-_REAUTHENTICATED = object()
-
-
 class _Ended(Exception):
     """The socket's session ended normally (not an error): the reason, for the hooks."""
 
@@ -583,11 +591,12 @@ class _Ended(Exception):
 
 
 class _Loop:
-    """One socket's I/O loop: poll, recv, feed the frames to the protocol, act on its answer.
+    """One socket's I/O loop: poll, read, feed, write, deliver; and carry out what is due.
 
-    The clocks (connect deadline, ping timeout, probe, mute, token refresh time) are
-    :class:`~._timers.SessionTimers`' decisions: this loop passes the time in and carries out
-    what is due. It keeps the flow control of held-back messages.
+    What the bytes mean, the clocks (connect deadline, ping timeout, probe, mute, token
+    refresh time) and the hold queue of flow control are the sans-IO
+    :class:`~._session.RelaySession`'s: this loop passes it the bytes, the time and the
+    dispatcher's room, and does what it says. The token refresh runs on a helper thread.
     """
 
     def __init__(self, conn: Connection, sock: socket.socket, first: bool) -> None:
@@ -600,22 +609,10 @@ class _Loop:
         self.poller.register(sock, select.POLLIN)
         self.poller.register(conn._wake_r, select.POLLIN)
         self.ssl_pending = getattr(sock, "pending", None)
-        conn._link = self.link = WebSocketConnection(
-            max_message_size=options.max_message_size,
-            max_fragments=options.max_fragments,
-            masks=conn._masks,
+        self.session = RelaySession(
+            conn.relay, now=time.monotonic(), options=options, masks=conn._masks
         )
-        now = time.monotonic()
-        #: The session's clocks (sans-IO: this loop passes the time in).
-        self.timers = SessionTimers(
-            now,
-            connect_timeout=options.connect_timeout,
-            ping_timeout=options.ping_timeout,
-            close_timeout=options.close_timeout,
-        )
-        self.held: deque[tuple[bytes, Item]] = deque()
-        self.hold_limit = max(options.queue_size, 1000)
-        self.reading = True
+        conn._link = self.session.link
         self.refresh_backoff = Backoff(max(options.reconnect_max_delay, MIN_REFRESH_DELAY))
 
     def release_held(self, now: float) -> bool:
@@ -624,52 +621,49 @@ class _Loop:
         True when messages are still held but room appeared meanwhile (loop again at once:
         the dispatcher's wake-up may have come before ``want_space`` was set).
         """
-        held = self.held
-        if not held:
+        session = self.session
+        if not session.held:
             return False
-        conn = self.conn
-        dispatcher = conn._dispatcher
+        dispatcher = self.conn._dispatcher
         room = dispatcher.queue_size - dispatcher.pending()
         if room > 0:
-            released = [held.popleft() for _ in range(min(room, len(held)))]
-            dispatcher.put_messages([item for _ack, item in released])
-            conn._send(self.sock, [ack for ack, _item in released])
-            if not self.reading and len(held) < self.hold_limit:
-                self.reading = True
+            reading = session.reading
+            items, acks = session.release(room, now)
+            dispatcher.put_messages(items)
+            self.conn._send(self.sock, acks)
+            if session.reading and not reading:
                 self.poller.modify(self.sock, select.POLLIN)
-                self.timers.last_rx = now
-        if held:
+        if session.held:
             dispatcher.want_space = True
             return dispatcher.queue_size - dispatcher.pending() > 0
         return False
 
     def refresh(self, now: float) -> None:
-        """Token refresh: send the new token when it came; start the next when due."""
+        """Token refresh: send the new token when it came (or schedule a retry)."""
         conn = self.conn
-        if conn._refresh_done.is_set() and conn._refresh_result is not None:
-            token, error = conn._refresh_result
-            conn._refresh_result = None
-            if token is not None:
-                conn._token_outage = False
-                self.refresh_backoff.reset()
-            if token is not None and self.timers.connected_at is not None and not conn._muted:
-                conn._token = token
-                request = conn.relay.reauthenticate(token)
-                if request is not None:
-                    conn._send(self.sock, [request])
-            elif isinstance(error, AuthenticationError):
-                # Final: the relay ends the session at expiry, and the reconnect fails.
-                logger.error("realtime: token refresh refused: %s", _describe(error))
-            elif error is not None:
-                # Transient: try again (back-off), also after the token has expired.
-                delay = max(self.refresh_backoff.next_delay(), MIN_REFRESH_DELAY)
-                logger.warning(
-                    "realtime: token refresh failed, retrying in %.1f s: %s",
-                    delay,
-                    _describe(error),
-                )
-                conn._token_trouble(error)
-                self.timers.refresh_at = now + delay
+        if not conn._refresh_done.is_set() or conn._refresh_result is None:
+            return
+        token, error = conn._refresh_result
+        conn._refresh_result = None
+        if token is not None:
+            conn._token_outage = False
+            self.refresh_backoff.reset()
+        if token is not None and self.session.connected_at is not None and not conn._muted:
+            conn._token = token
+            request = conn.relay.reauthenticate(token)
+            if request is not None:
+                conn._send(self.sock, [request])
+        elif isinstance(error, AuthenticationError):
+            # Final: the relay ends the session at expiry, and the reconnect fails.
+            logger.error("realtime: token refresh refused: %s", _describe(error))
+        elif error is not None:
+            # Transient: try again (back-off), also after the token has expired.
+            delay = max(self.refresh_backoff.next_delay(), MIN_REFRESH_DELAY)
+            logger.warning(
+                "realtime: token refresh failed, retrying in %.1f s: %s", delay, _describe(error)
+            )
+            conn._token_trouble(error)
+            self.session.timers.refresh_at = now + delay
 
     def timeout(self, now: float) -> float:
         """Carry out what the session's timers say is due; the seconds until the next one.
@@ -679,14 +673,14 @@ class _Loop:
             _Dead: nothing answered ``signalwire.connect`` in time.
         """
         conn = self.conn
-        timers = self.timers
-        for due in timers.handle_timer(now, self.reading):
+        session = self.session
+        for due in session.handle_timer(now):
             if due is Due.PROBE:
                 conn._send(self.sock, [conn.relay.probe(time.time())])
             elif due is Due.REFRESH:
                 thread = conn._refresh_thread
                 if thread is None or not thread.is_alive():
-                    timers.refresh_at = None
+                    session.timers.refresh_at = None
                     conn._start_refresh()
             elif due is Due.PING_TIMEOUT:
                 logger.warning(
@@ -698,11 +692,11 @@ class _Loop:
                 raise _Ended(due.value)
             else:
                 raise _Dead(due.value)
-        return max(timers.next_deadline(self.reading) - now, 0.0)
+        return max(session.next_deadline() - now, 0.0)
 
     def wait(self, timeout: float) -> bool:
         """Wait for the socket (or a wake-up); True when it is readable."""
-        if self.reading and self.ssl_pending is not None and self.ssl_pending():
+        if self.session.reading and self.ssl_pending is not None and self.ssl_pending():
             return True  # TLS has decrypted bytes that poll() cannot see
         wake = self.conn._wake_r
         readable = False
@@ -716,8 +710,7 @@ class _Loop:
         return readable
 
     def read(self) -> None:
-        """Read once, feed the frames to the protocol, and carry out what it says."""
-        conn = self.conn
+        """Read once, feed the session, and carry out what it says."""
         try:
             data = self.sock.recv(_RECV_SIZE)
         except _WAIT_ERRORS:
@@ -727,51 +720,18 @@ class _Loop:
         if not data:
             logger.info("realtime: the relay closed the connection")
             raise _Ended("socket closed by the relay")
-        self.timers.received(time.monotonic())
-        if conn._muted:
-            return  # after signalwire.disconnect: nothing is answered or delivered
-        link = self.link
-        messages = link.receive(data)
+        conn = self.conn
         dispatcher = conn._dispatcher
-        relay = conn.relay
+        session = self.session
+        reading = session.reading
         room = dispatcher.queue_size - dispatcher.pending()
-        actions = relay.receive(messages, room, holding=bool(self.held))
-        outcome = conn._apply(self.sock, actions, self.held, self.first)
-        if outcome is not _MUTE:
-            # What the websocket layer answered (pongs, a close), after the replies.
-            control = link.data_to_send()
-            if control:
-                conn._send_raw(self.sock, control)
-        if relay.connected and self.timers.connected_at is None:
-            conn._accepted_at = now = time.monotonic()
-            self.timers.accepted(now)
-            conn._link_outage = conn._token_outage = False
-            self.timers.refresh_at = conn._refresh_time()
-            conn._note_expiry()
-        if outcome is _REAUTHENTICATED:
-            self.timers.refresh_at = conn._refresh_time()
-            conn._note_expiry()
-        if link.state is WebSocketState.CLOSED:
-            raise _Ended("socket closed by the relay")
-        violation = link.violation
-        if violation is not None:
-            logger.warning(
-                "realtime: the relay broke the websocket protocol (%s); closing with %d "
-                "and reconnecting",
-                violation.reason,
-                violation.close_code,
-            )
-            conn._goodbye(self.sock, violation.close_code)
-            raise _Ended(f"protocol violation: {violation.reason}")
-        if outcome is _MUTE:
-            conn._muted = True
-            self.timers.muted(time.monotonic())
-        if self.held:
+        actions = session.receive(data, time.monotonic(), room)
+        if actions:
+            conn._apply(self, actions)
+        if session.held:
             dispatcher.want_space = True
-            if len(self.held) >= self.hold_limit and self.reading:
-                # The relay ignores the window: stop reading until there is room.
-                self.reading = False
-                self.poller.modify(self.sock, 0)
+            if reading and not session.reading:
+                self.poller.modify(self.sock, 0)  # too much held back: TCP pushes back
 
 
 def _is_configuration_error(exc: BaseException) -> bool:

@@ -1,13 +1,15 @@
 """The websocket layer answers control frames itself; the relay session sees text only.
 
-Server frames are built by hand here (unmasked, as a server sends them); the client's answers
-are read back by unmasking them, so each test checks the bytes that go on the wire.
+Server frames are built by hand (``_wire``: unmasked, as a server sends them); the client's
+answers are read back by unmasking them, so each test checks the bytes that go on the wire.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+
+from _wire import client_frames, server
 
 from signalwire_chat._realtime._actions import Accepted, Deliver, Send
 from signalwire_chat._realtime._frames import (
@@ -16,36 +18,12 @@ from signalwire_chat._realtime._frames import (
     OP_PING,
     OP_PONG,
     OP_TEXT,
-    mask,
 )
 from signalwire_chat._realtime._protocol import RelayProtocol
 from signalwire_chat._realtime._routes import Routes
 from signalwire_chat._realtime._websocket import WebSocketConnection, WebSocketState
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ3ZWJzb2NrZXQifQ.c2VjcmV0LXNpZ25hdHVyZQ"
-
-
-def server(payload: bytes, opcode: int = OP_TEXT) -> bytes:
-    """A final, unmasked server frame of under 64 KiB."""
-    n = len(payload)
-    if n < 126:
-        return bytes((0x80 | opcode, n)) + payload
-    return bytes((0x80 | opcode, 126)) + struct.pack("!H", n) + payload
-
-
-def client_frames(data: bytes) -> list[tuple[int, bytes]]:
-    """Unmask the client's frames (each final, masked, under 126 bytes)."""
-    out = []
-    pos = 0
-    while pos < len(data):
-        b0, b1 = data[pos], data[pos + 1]
-        assert b0 & 0x80  # final, as a client sends
-        assert b1 & 0x80  # masked, as a client must send
-        n = b1 & 0x7F
-        key = data[pos + 2 : pos + 6]
-        out.append((b0 & 0x0F, mask(key, data[pos + 6 : pos + 6 + n])))
-        pos += 6 + n
-    return out
 
 
 def _event(rpc_id: str, message_id: str) -> bytes:
