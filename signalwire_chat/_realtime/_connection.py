@@ -238,73 +238,106 @@ class Connection:
                 )
                 self.reason = None
                 if need_refresh:
-                    outcome = self._refresh_blocking()
-                    if self._stop.is_set():
-                        break
-                    if isinstance(outcome, AuthenticationError):
-                        logger.error("realtime: the token source was refused; not reconnecting")
-                        self._on_failed(
-                            RealtimeAuthenticationError(f"no usable token: {outcome.message}")
-                        )
+                    verdict = self._refresh_first(policy)
+                    if verdict is not _GO:
+                        if verdict is _RETRY:
+                            continue
                         return
-                    if outcome is None:
-                        need_refresh = False
-                    elif self._stop.wait(self._retry_delay(policy)):
-                        break
-                    else:
-                        continue
+                    need_refresh = False
                 attempts += 1
                 try:
                     self._session(reconnect=attempts > 1, first=not ever_connected)
                 except _AuthRefused as refused:
-                    if self._stop.is_set():
-                        break
-                    if not refreshed and self._credentials.can_refresh:
-                        refreshed = need_refresh = True
-                        self.reason = "token refused; refreshing it"
-                        logger.info("realtime: connect refused; refreshing the token once")
-                        continue
-                    logger.error("realtime: %s; not reconnecting", refused.error)
-                    self._on_failed(refused.error)
-                    return
+                    if not self._refresh_after(refused, refreshed):
+                        return
+                    refreshed = need_refresh = True
+                    continue
                 except TokenUnavailableError as exc:
                     self.reason = "token unavailable"
                     logger.warning("realtime: %s", _describe(exc))
                     self._token_trouble(exc)
                 except Exception as exc:  # noqa: BLE001 - any transport failure means reconnect
-                    self.reason = _failure_reason(exc, self._accepted_at is not None)
-                    logger.info("realtime: connection to the relay failed: %s", _describe(exc))
-                    if self._accepted_at is None and not self._stop.is_set():
-                        if not ever_connected and _is_configuration_error(exc):
-                            # A wrong relay_url (or TLS setting) is not a quiet room: say so.
-                            logger.error("realtime: cannot connect: %s", _describe(exc))
-                            error = RealtimeConnectError(
-                                f"cannot connect to the relay: {_describe(exc)}", permanent=True
-                            )
-                            error.__cause__ = exc
-                            self._on_failed(error)
-                            return
-                        self._link_trouble(exc)
+                    if self._failed_for_good(exc, ever_connected):
+                        return
                 else:
-                    if self._accepted_at is None and not self._stop.is_set():
-                        self._link_trouble(None)  # closed before accepting the connect
+                    self._ended_quietly()
                 if self._stop.is_set():
-                    break
+                    return
                 # Also when the session ended in an exception after it was accepted.
                 if self._accepted_at is not None:
                     ever_connected = True
                     refreshed = False  # the credentials were good
-                    # Only a healthy session makes the next attempt immediate: a relay that
-                    # drops every session at once meets a growing delay (ReconnectPolicy).
-                    lasted = time.monotonic() - self._accepted_at
-                    if not policy.session_ended(lasted, self._session_events):
-                        self._short_sessions(policy)
+                    self._session_over(policy, self._accepted_at)
                 if self._stop.wait(self._retry_delay(policy)):
-                    break
+                    return
         finally:
-            for fd in (self._wake_r, self._wake_w):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+            self._close_wake()
+
+    def _close_wake(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _ended_quietly(self) -> None:
+        """A session ended without an error: if before an accept, that is link trouble."""
+        if self._accepted_at is None and not self._stop.is_set():
+            self._link_trouble(None)  # closed before accepting the connect
+
+    def _refresh_after(self, refused: _AuthRefused, refreshed: bool) -> bool:
+        """After a refused connect: True to refresh the token once and try again.
+
+        False: stopped, or the refusal is final (reported to ``on_failed``).
+        """
+        if self._stop.is_set():
+            return False
+        if not refreshed and self._credentials.can_refresh:
+            self.reason = "token refused; refreshing it"
+            logger.info("realtime: connect refused; refreshing the token once")
+            return True
+        logger.error("realtime: %s; not reconnecting", refused.error)
+        self._on_failed(refused.error)
+        return False
+
+    def _refresh_first(self, policy: ReconnectPolicy) -> object:
+        """Get a fresh token before connecting: ``_GO``, ``_RETRY`` (after a wait) or ``_STOP``."""
+        outcome = self._refresh_blocking()
+        if self._stop.is_set():
+            return _STOP
+        if isinstance(outcome, AuthenticationError):
+            logger.error("realtime: the token source was refused; not reconnecting")
+            self._on_failed(RealtimeAuthenticationError(f"no usable token: {outcome.message}"))
+            return _STOP
+        if outcome is None:
+            return _GO
+        return _STOP if self._stop.wait(self._retry_delay(policy)) else _RETRY
+
+    def _failed_for_good(self, exc: Exception, ever_connected: bool) -> bool:
+        """Account for a session that ended in ``exc``; True when reconnecting is pointless."""
+        self.reason = _failure_reason(exc, self._accepted_at is not None)
+        logger.info("realtime: connection to the relay failed: %s", _describe(exc))
+        if self._accepted_at is not None or self._stop.is_set():
+            return False
+        if not ever_connected and _is_configuration_error(exc):
+            # A wrong relay_url (or TLS setting) is not a quiet room: say so.
+            logger.error("realtime: cannot connect: %s", _describe(exc))
+            error = RealtimeConnectError(
+                f"cannot connect to the relay: {_describe(exc)}", permanent=True
+            )
+            error.__cause__ = exc
+            self._on_failed(error)
+            return True
+        self._link_trouble(exc)
+        return False
+
+    def _session_over(self, policy: ReconnectPolicy, accepted_at: float) -> None:
+        """Tell the reconnect policy the facts of an accepted session; it judges its health.
+
+        Only a healthy session makes the next attempt immediate: a relay that drops every
+        session at once meets a growing delay (ReconnectPolicy).
+        """
+        lasted = time.monotonic() - accepted_at
+        if not policy.session_ended(lasted, self._session_events):
+            self._short_sessions(policy)
 
     @staticmethod
     def _retry_delay(policy: ReconnectPolicy) -> float:
@@ -580,6 +613,12 @@ class Connection:
             return
         with contextlib.suppress(OSError, ValueError):
             sock.send(self._link.close(code))
+
+
+#: What ``Connection._refresh_first`` says: connect now, loop again (after a wait), stop.
+_GO = object()
+_RETRY = object()
+_STOP = object()
 
 
 class _Ended(Exception):
