@@ -20,10 +20,11 @@ $(STAMP): setup.cfg setup.py pyproject.toml
 	cd $* && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# The demo needs only the package and its emulator extra, not the test and lint toolchain.
+# The demo needs the package with its emulator extra and the cli extra (the README's
+# command-line examples follow the demo), not the test and lint toolchain.
 $(DEMO_STAMP): setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[emulator]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[emulator,cli]'
 	touch $(DEMO_STAMP)
 
 demo: $(DEMO_STAMP)
@@ -97,9 +98,10 @@ coverage: $(STAMP)
 	$(PY) tools/branch_coverage.py .coverage-realtime.json $(COVERAGE_MIN) || status=1; \
 	exit $$status
 
-# The documentation site (docs/), built with warnings as errors into docs/_build/html.
+# The documentation site (docs/), built with warnings as errors into docs/_build/html;
+# -n (nitpicky): a reference that resolves to nothing is an error too.
 docs: $(STAMP)
-	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	$(VENV)/bin/sphinx-build -n -W --keep-going -q -b html docs docs/_build/html
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check signalwire_chat tests examples benchmarks

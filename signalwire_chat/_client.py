@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import math
 import os
 import random
-import ssl
 import threading
-import warnings
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote, unquote, urlsplit
 
 import requests
 
 from ._auth import Credentials, TokenLike
-from ._convert import structure, structure_join_result, structure_send_result
+from ._config import Endpoints, RestOptions
+from ._convert import structure
+from ._dialects import DIALECTS, GroupWire, Target, history_url, segment, wire_for
 from ._http import (
     DEFAULT_DEADLINE,
     DEFAULT_MAX_CONNECTIONS,
@@ -29,9 +24,6 @@ from ._http import (
     USER_AGENT,
     HttpTransport,
     TimeoutLike,
-    normalise_deadline,
-    normalise_max_response_bytes,
-    normalise_timeout,
 )
 from ._pages import (
     ChatPage,
@@ -41,26 +33,20 @@ from ._pages import (
     iter_chat_messages,
     raw_page_size,
 )
-from ._token import check_url, derive_urls, read_token_header
+from ._realtime_side import RealtimeSide
 from ._validate import check_address_id as _check_address_id
 from ._validate import check_address_uuid as _check_address_uuid
+from ._validate import check_callable, check_seconds
 from ._validate import check_choice as _check_choice
 from ._validate import check_json_object as _check_json_object
 from ._validate import check_limit as _check_limit
 from ._validate import check_page_size as _check_page_size
 from ._validate import check_str as _check_str
 from .errors import (
-    APIError,
-    ChatError,
     ClientClosedError,
-    DecodeError,
     InvalidArgumentError,
     InvalidArgumentTypeError,
-    NoAddressError,
     NotFoundError,
-    TokenError,
-    TransportError,
-    _led_by,
 )
 from .models import (
     Address,
@@ -75,7 +61,7 @@ from .models import (
 if TYPE_CHECKING:
     # The realtime side (and websocket-client under it) is imported on first use, so a
     # process that only calls REST, such as a web worker, never pays for loading it.
-    from ._health import ClientHealth, StateClock
+    from ._health import ClientHealth
     from ._hooks import Hooks
     from ._realtime import RealtimeHub, RealtimeOptions, Route, Subscription
     from ._realtime._checkpointing import Checkpointer
@@ -92,57 +78,35 @@ _ADDRESS_TYPES = ("app", "call", "room", "subscriber")
 _SORT_BY = ("name", "created_at")
 _SORT_ORDER = ("asc", "desc")
 _HISTORY_PAGE_SIZE = 100
-_DIALECTS = ("group", "address")
-
-#: What the chat methods take: an address id, or a :class:`Group` of the group dialect.
-Target = str | Group
 
 
-def _segment(value: str) -> str:
-    # One path segment, always: "/", "?", "#", "%" and ".." can never change the request.
-    return quote(value, safe="")
+def _check_dialect(dialect: object) -> str:
+    name = _check_choice(dialect, "dialect", tuple(DIALECTS))
+    if not name:
+        raise InvalidArgumentError("dialect must be one of group, address; got None")
+    return name
 
 
-def _history_url(http: HttpTransport, conversation: str | None, page_size: int) -> str:
-    """The URL of the first page of a conversation's (or a group's) messages.
+def _check_realtime_args(realtime: object, on_state_change: object, store: object) -> None:
+    """The realtime options, state hook and checkpoint store given to ChatClient."""
+    if realtime is not None:
+        from ._realtime import RealtimeOptions
 
-    ``page_size`` raw messages to a page; with ``conversation`` None, the messages of every
-    conversation of the subscriber (the inbox).
-    """
-    if conversation is None:
-        return http.url_for("/api/fabric/messages", {"page_size": page_size})
-    return http.url_for(
-        f"/api/fabric/conversations/{_segment(conversation)}/messages", {"page_size": page_size}
-    )
+        if not isinstance(realtime, RealtimeOptions):
+            raise InvalidArgumentTypeError("realtime must be a RealtimeOptions or None")
+    check_callable(on_state_change, "on_state_change", optional=True)
+    if store is not None and not isinstance(store, (str, os.PathLike)):
+        from .checkpoints import CheckpointStore
 
-
-@contextlib.contextmanager
-def _asked(action: str) -> Iterator[None]:
-    """Errors of the requests a call makes on its own, led by what the caller asked for."""
-    try:
-        yield
-    except (APIError, TransportError, NoAddressError, DecodeError) as exc:
-        raise _led_by(action, exc) from exc
-
-
-class _Flight:
-    """One join under way; threads that need the same group wait for it instead of joining."""
-
-    __slots__ = ("done", "error", "group_id")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.group_id: str | None = None
-        self.error: BaseException | None = None
+        if not isinstance(store, CheckpointStore):
+            raise InvalidArgumentTypeError(
+                "checkpoint_store must be a CheckpointStore (load, save, close), a path, or None"
+            )
 
 
 def _check_timeout(timeout: object) -> None:
-    if timeout is None:
-        return
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise InvalidArgumentTypeError("timeout must be a number or None")
-    if not (math.isfinite(timeout) and timeout > 0):
-        raise InvalidArgumentError("timeout must be finite and > 0")
+    if timeout is not None:
+        check_seconds(timeout, "timeout")
 
 
 def _check_checkpoint_key(key: object) -> None:
@@ -150,52 +114,6 @@ def _check_checkpoint_key(key: object) -> None:
         from .checkpoints import check_key
 
         check_key(key)
-
-
-def _dumps(payload: Mapping[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-#: A ``no_proxy`` entry that matches no host: it stops websocket-client from applying the
-#: environment's ``no_proxy`` a second time (requests has already decided).
-_NO_BYPASS = ["no-proxy-bypass.invalid"]
-
-
-def _ws_proxy(proxy_url: str | None) -> dict[str, Any]:
-    """websocket-client's connect options for the proxy requests chose (None: none at all)."""
-    if proxy_url is None:
-        return {"http_no_proxy": ["*"]}  # direct, whatever the environment says
-    parts = urlsplit(proxy_url if "://" in proxy_url else "http://" + proxy_url)
-    scheme = parts.scheme.lower()
-    options: dict[str, Any] = {
-        "http_proxy_host": parts.hostname,
-        "http_proxy_port": parts.port
-        or (443 if scheme == "https" else 1080 if scheme.startswith("socks") else 80),
-        "proxy_type": scheme if scheme.startswith("socks") else "http",
-        "http_no_proxy": _NO_BYPASS,
-    }
-    if parts.username is not None:
-        options["http_proxy_auth"] = (unquote(parts.username), unquote(parts.password or ""))
-    return options
-
-
-def _sslopt(settings: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The websocket's TLS options, from the verify / cert settings requests resolved."""
-    opts: dict[str, Any] = {}
-    verify = settings.get("verify")
-    if verify is False:
-        # The caller turned verification off for REST (session.verify = False): the
-        # websocket to the same service follows it, rather than fail where REST works.
-        opts["cert_reqs"] = ssl.CERT_NONE
-        opts["check_hostname"] = False
-    elif isinstance(verify, str):
-        opts["ca_cert_path" if os.path.isdir(verify) else "ca_certs"] = verify
-    cert = settings.get("cert")
-    if isinstance(cert, str):
-        opts["certfile"] = cert
-    elif isinstance(cert, tuple) and len(cert) == 2:
-        opts["certfile"], opts["keyfile"] = cert
-    return opts or None
 
 
 class ChatClient:
@@ -276,133 +194,46 @@ class ChatClient:
         _rng: random.Random | None = None,
     ) -> None:
         self._credentials = Credentials(token)
-        for name, value in (("host", host), ("rest_url", rest_url), ("relay_url", relay_url)):
-            if value is not None and not isinstance(value, str):
-                raise InvalidArgumentTypeError(
-                    f"{name} must be a str or None, not {type(value).__name__}"
-                )
-        self._timeout = normalise_timeout(timeout)
-        self._deadline = normalise_deadline(deadline)
-        self._max_response_bytes = normalise_max_response_bytes(max_response_bytes)
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int):
-            raise InvalidArgumentTypeError("max_retries must be an int")
-        if not 0 <= max_retries <= 20:
-            raise InvalidArgumentError(f"max_retries must be between 0 and 20, got {max_retries}")
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
-            raise InvalidArgumentTypeError("max_connections must be an int")
-        if not 1 <= max_connections <= 1000:
-            raise InvalidArgumentError(
-                f"max_connections must be between 1 and 1000, got {max_connections}"
-            )
-        if session is not None and not isinstance(session, requests.Session):
-            raise InvalidArgumentTypeError("session must be a requests.Session or None")
-        if not isinstance(allow_insecure, bool):
-            raise InvalidArgumentTypeError("allow_insecure must be a bool")
-        dialect = _check_choice(dialect, "dialect", _DIALECTS) or ""
-        if not dialect:
-            raise InvalidArgumentError("dialect must be one of group, address; got None")
-        if from_address_id is not None:
-            from_address_id = _check_address_id(from_address_id, "from_address_id")
-            if dialect == "address":
-                raise InvalidArgumentError("from_address_id is for the group dialect only")
-        if realtime is not None:
-            from ._realtime import RealtimeOptions
-
-            if not isinstance(realtime, RealtimeOptions):
-                raise InvalidArgumentTypeError("realtime must be a RealtimeOptions or None")
-        if on_state_change is not None and not callable(on_state_change):
-            raise InvalidArgumentTypeError("on_state_change must be callable or None")
-        if checkpoint_store is not None and not isinstance(checkpoint_store, (str, os.PathLike)):
-            from .checkpoints import CheckpointStore
-
-            if not isinstance(checkpoint_store, CheckpointStore):
-                raise InvalidArgumentTypeError(
-                    "checkpoint_store must be a CheckpointStore (load, save, close), a path, "
-                    "or None"
-                )
-        # A store object is the caller's; a path (or the default) is opened on first use
-        # and closed with the client.
-        self._checkpoint_store = checkpoint_store
-        self._owned_store: CheckpointStore | None = None
+        self._options = RestOptions(
+            timeout=timeout,
+            deadline=deadline,
+            max_response_bytes=max_response_bytes,
+            max_retries=max_retries,
+            max_connections=max_connections,
+            session=session,
+            allow_insecure=allow_insecure,
+        )
+        #: The wire spoken underneath (join, send body, routes, my address, group cache).
+        self._wire = wire_for(_check_dialect(dialect), from_address_id)
+        _check_realtime_args(realtime, on_state_change, checkpoint_store)
         # Loaded with the first client, not with the package (import time).
-        from ._health import RestCounters, StateClock
+        from ._health import RestCounters
         from ._hooks import HookRegistry, normalise_hooks
-        from ._rtstats import RealtimeStats
 
         self._counters = RestCounters()
         self._hooks = HookRegistry(normalise_hooks(hooks), self._counters)
-        self._state_clock = StateClock()
-        self._realtime_stats = RealtimeStats(self._hooks)
-        self._host = host
-        self._rest_override = rest_url
-        self._relay_override = relay_url
-        self._allow_insecure = allow_insecure
-        self._dialect = dialect
-        # "My address" (group dialect): given, or fetched once under its lock.
-        self._me: str | None = from_address_id
-        self._me_lock = threading.Lock()
-        # address id -> group id, and the joins under way (one per address at a time).
-        self._groups: dict[str, str] = {}
-        self._flights: dict[str, _Flight] = {}
-        self._groups_lock = threading.Lock()
-        self._session = session
-        self._max_retries = max_retries
-        self._max_connections = max_connections
-        self._realtime_options = realtime  # the defaults are made with the hub
-        self._on_state_change = on_state_change
+        #: The hub (made with the first subscription), its settings, the checkpoint store.
+        self._realtime = RealtimeSide(realtime, on_state_change, self._hooks, checkpoint_store)
         self._sleep = _sleep
         self._rng = _rng
         self._lock = threading.RLock()
         self._closed = False
-        self._rest_url: str | None = None
-        self._relay_url: str | None = None
-        self._relay_error: ChatError | None = None
         self._transport: HttpTransport | None = None
-        self._hub: RealtimeHub | None = None
-        self._hub_pid = -1
-        self._hub_finalizer: weakref.finalize[Any, ChatClient] | None = None
-        # Check explicit URLs now; derive from a fixed token now (a source is called lazily).
-        if rest_url is not None:
-            self._rest_url = check_url(rest_url, kind="rest", allow_insecure=allow_insecure)
-        if relay_url is not None:
-            self._relay_url = check_url(relay_url, kind="relay", allow_insecure=allow_insecure)
-        if not self._credentials.can_refresh or host is not None:
-            self._derive_urls()
+        # Explicit URLs are checked now; derived from a fixed token now, from a source lazily.
+        self._endpoints = Endpoints(
+            self._credentials,
+            host=host,
+            rest_url=rest_url,
+            relay_url=relay_url,
+            allow_insecure=allow_insecure,
+        )
 
     # -- URLs and lazily made parts --
-
-    def _derive_urls(self) -> None:
-        if self._rest_url is not None and self._relay_url is not None:
-            return
-        header = None
-        if self._host is None:
-            header = read_token_header(self._credentials.token)
-        try:
-            rest, relay = derive_urls(
-                header=header,
-                host=self._host,
-                rest_url=self._rest_url,
-                relay_url=self._relay_url,
-            )
-        except TokenError as exc:
-            # A token with an unreadable header is still usable for what was given explicitly.
-            if self._rest_url is None:
-                raise
-            self._relay_error = exc
-            return
-        if self._rest_url is None:
-            self._rest_url = check_url(rest, kind="rest", allow_insecure=self._allow_insecure)
-        if self._relay_url is None:
-            self._relay_url = check_url(relay, kind="relay", allow_insecure=self._allow_insecure)
 
     @property
     def rest_url(self) -> str:
         """The REST base URL in use (with a token source, resolving it may call the source)."""
-        with self._lock:
-            if self._rest_url is None:
-                self._derive_urls()
-            assert self._rest_url is not None
-            return self._rest_url
+        return self._endpoints.rest_url()
 
     @property
     def relay_url(self) -> str:
@@ -411,18 +242,12 @@ class ChatClient:
         Raises:
             TokenError: It cannot be derived (unreadable token header, no host or relay_url).
         """
-        with self._lock:
-            if self._relay_url is None and self._relay_error is None:
-                self._derive_urls()
-            if self._relay_url is None:
-                assert self._relay_error is not None
-                raise self._relay_error
-            return self._relay_url
+        return self._endpoints.relay_url()
 
     @property
     def dialect(self) -> str:
-        """The wire dialect spoken: ``"group"`` or ``"address"``."""
-        return self._dialect
+        """The wire dialect spoken, ``"group"`` or ``"address"``."""
+        return self._wire.name
 
     @property
     def closed(self) -> bool:
@@ -433,6 +258,11 @@ class ChatClient:
         if self._closed:
             raise ClientClosedError("the client is closed")
 
+    def _rest(self) -> HttpTransport:
+        """The REST transport, for a request about to be sent (raises once closed)."""
+        self._check_open()
+        return self._http()
+
     def _http(self) -> HttpTransport:
         transport = self._transport
         if transport is not None:
@@ -440,15 +270,16 @@ class ChatClient:
         with self._lock:
             self._check_open()
             if self._transport is None:
+                options = self._options
                 self._transport = HttpTransport(
                     base_url=self.rest_url,
                     credentials=self._credentials,
-                    timeout=self._timeout,
-                    deadline=self._deadline,
-                    max_response_bytes=self._max_response_bytes,
-                    max_retries=self._max_retries,
-                    max_connections=self._max_connections,
-                    session=self._session,
+                    timeout=options.timeout,
+                    deadline=options.deadline,
+                    max_response_bytes=options.max_response_bytes,
+                    max_retries=options.max_retries,
+                    max_connections=options.max_connections,
+                    session=options.session,
                     sleep=self._sleep,
                     rng=self._rng,
                     hooks=self._hooks,
@@ -480,110 +311,7 @@ class ChatClient:
             APIError: The service refused.
             TransportError: The request failed at the network level.
         """
-        me = self._me
-        if me is not None:
-            return me
-        with self._me_lock:  # one lookup, whatever the number of threads asking at once
-            if self._me is None:
-                addresses = self.get_subscriber_info().fabric_addresses
-                if not addresses:
-                    raise NoAddressError(
-                        "the subscriber has no fabric address to send from; "
-                        "pass from_address_id= to ChatClient"
-                    )
-                self._me = addresses[0].id
-            return self._me
-
-    def _require_group_dialect(self, what: str) -> None:
-        if self._dialect != "group":
-            raise InvalidArgumentError(f"{what} needs dialect='group' (this client speaks address)")
-
-    def _check_not_me(self, address_id: str, me: str, what: str) -> None:
-        if address_id == me:
-            raise InvalidArgumentError(
-                f"{what} your own address {address_id!r}: the group dialect has no conversation "
-                "of one address (the service answers 422); use subscribe_inbox() or "
-                "iter_inbox() for everything sent to you"
-            )
-
-    def _post_join(self, me: str, address_ids: list[str]) -> JoinResult:
-        body = _dumps({"from_fabric_address_id": me, "fabric_address_ids": address_ids})
-        self._check_open()
-        http = self._http()
-        url = http.base_url + "/api/fabric/conversations/join"
-        # Joining is idempotent (the same set always gives the same group), so it is
-        # retried like a GET.
-        result = structure_join_result(http.request("POST", url, body, idempotent=True))
-        if result.group_id is None:
-            raise DecodeError("the join answer has no group_id", field="group_id")
-        return result
-
-    def _group_for(self, address_id: str) -> str:
-        """The group of this client's address and ``address_id``: cached, else joined once."""
-        group_id = self._groups.get(address_id)  # the steady state: no lock (dict reads are atomic)
-        if group_id is not None:
-            return group_id
-        with self._groups_lock:
-            group_id = self._groups.get(address_id)
-            if group_id is not None:
-                return group_id
-            flight = self._flights.get(address_id)
-            leader = flight is None
-            if flight is None:
-                flight = self._flights[address_id] = _Flight()
-        if not leader:
-            # Bounded by the leader's request, whose timeouts and retries are finite.
-            flight.done.wait()
-            if flight.error is not None:
-                raise flight.error
-            assert flight.group_id is not None
-            return flight.group_id
-        try:
-            me = self.my_address_id()
-            self._check_not_me(address_id, me, "cannot talk to")
-            result = self._post_join(me, [address_id, me])
-            assert result.group_id is not None
-            flight.group_id = result.group_id
-            with self._groups_lock:
-                self._groups[address_id] = result.group_id
-            return result.group_id
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        finally:
-            with self._groups_lock:
-                self._flights.pop(address_id, None)
-            flight.done.set()
-
-    def _forget_group(self, address_id: str, group_id: str) -> None:
-        with self._groups_lock:
-            if self._groups.get(address_id) == group_id:
-                del self._groups[address_id]
-
-    def _target(self, target: object, name: str = "address_id") -> str | Group:
-        """Check a chat method's target (nothing is sent): an address id or a Group."""
-        if isinstance(target, Group):
-            self._require_group_dialect("a Group")
-            _check_address_id(target.id, "group.id")
-            if target.from_address_id is not None:
-                _check_address_id(target.from_address_id, "group.from_address_id")
-            return target
-        if not isinstance(target, str):
-            raise InvalidArgumentTypeError(
-                f"{name} must be a str (an address id) or a Group, not {type(target).__name__}"
-            )
-        return _check_address_uuid(target, name)
-
-    def _route(self, target: str | Group, action: str = "cannot read the history of") -> Route:
-        """Where a target's messages live (may look up my address and join its group)."""
-        from ._realtime import Route
-
-        if isinstance(target, Group):
-            return Route.group(target.id)
-        if self._dialect == "address":
-            return Route.address(target)
-        with _asked(f"{action} {target!r}"):
-            return Route.group(self._group_for(target), target)
+        return self._wire.my_address_id(self._rest)
 
     # -- chat --
 
@@ -597,7 +325,7 @@ class ChatClient:
             address_id: The address to talk to.
 
         Returns:
-            What the service answered: ``group_id`` (group dialect; also ``result.group``),
+            What the service answered, with ``group_id`` (group dialect; also ``result.group``),
             the group's ``address_ids`` and ``from_address_id``.
 
         Raises:
@@ -609,21 +337,7 @@ class ChatClient:
             TransportError: The request failed at the network level.
         """
         address_id = _check_address_uuid(address_id)
-        if self._dialect == "address":
-            body = _dumps({"conversation_id": address_id})
-            self._check_open()
-            http = self._http()
-            url = http.base_url + "/api/fabric/conversations/join"
-            return structure_join_result(http.request("POST", url, body))
-        self._check_open()
-        with _asked(f"cannot join {address_id!r}"):
-            me = self.my_address_id()
-        self._check_not_me(address_id, me, "cannot join")
-        result = self._post_join(me, [address_id, me])
-        assert result.group_id is not None
-        with self._groups_lock:
-            self._groups[address_id] = result.group_id
-        return result
+        return self._wire.join(self._rest, address_id)
 
     def join_group(self, address_ids: Iterable[str]) -> Group:
         """Join (or create) the group chat of several addresses and this client's address.
@@ -645,27 +359,7 @@ class ChatClient:
             APIError: The service refused.
             TransportError: The request failed at the network level.
         """
-        self._require_group_dialect("join_group")
-        if isinstance(address_ids, (str, bytes)) or not isinstance(address_ids, Iterable):
-            raise InvalidArgumentTypeError("address_ids must be an iterable of address ids")
-        ids: list[str] = []
-        for index, address_id in enumerate(address_ids):
-            address_id = _check_address_uuid(address_id, f"address_ids[{index}]")
-            if address_id not in ids:
-                ids.append(address_id)
-        if not ids:
-            raise InvalidArgumentError("address_ids must name at least one address")
-        self._check_open()
-        me = self.my_address_id()
-        others = [address_id for address_id in ids if address_id != me]
-        if not others:
-            self._check_not_me(me, me, "cannot form a group of only")
-        result = self._post_join(me, [*others, me])
-        group = result.group
-        assert group is not None
-        if group.from_address_id is None:
-            group = Group(id=group.id, address_ids=group.address_ids, from_address_id=me)
-        return group
+        return self._wire.join_group(self._rest, address_ids)
 
     def get_messages(self, address_id: Target, *, page_size: int = 10) -> ChatPage:
         """The newest chat messages exchanged with ``address_id``, one page of ``page_size``.
@@ -690,12 +384,12 @@ class ChatClient:
             PageLimitError: The service kept handing out pages without chat messages
                 (more raw pages than the bound allows for one page).
         """
-        target = self._target(address_id)
+        target = self._wire.target(address_id)
         page_size = _check_page_size(page_size)
         self._check_open()
-        route = self._route(target)
+        route = self._wire.route(self._rest, target)
         http = self._http()
-        first = _history_url(http, route.value, raw_page_size(page_size))
+        first = history_url(http, route.value, raw_page_size(page_size))
         history = _ChatHistory(http, first, route.field, route.value, route.address_id)
         return ChatPage(history, 0, page_size)
 
@@ -717,11 +411,11 @@ class ChatClient:
             PageLimitError: While iterating: the service kept handing out pages without
                 chat messages (more raw pages than the bound allows for one step).
         """
-        target = self._target(address_id)
+        target = self._wire.target(address_id)
         page_size = _check_page_size(page_size)
         limit = _check_limit(limit)
         self._check_open()
-        return self._iter_route(lambda: self._route(target), page_size, limit)
+        return self._iter_route(lambda: self._wire.route(self._rest, target), page_size, limit)
 
     def iter_inbox(
         self, *, page_size: int = _HISTORY_PAGE_SIZE, limit: int | None = None
@@ -751,7 +445,7 @@ class ChatClient:
         if limit != 0:
             route = route_of()  # on the first next(): an iterator requests nothing before
             http = self._http()
-            first = _history_url(http, route.value, page_size)
+            first = history_url(http, route.value, page_size)
             yield from iter_chat_messages(http, first, route.field, route.value, limit)
 
     def send_message(
@@ -785,7 +479,7 @@ class ChatClient:
             APIError: The service refused (e.g. ValidationError).
             TransportError: The request failed at the network level.
         """
-        target = self._target(address_id)
+        target = self._wire.target(address_id)
         text = _check_str(text, "text")
         extras: dict[str, Any] = {}
         if metadata is not None:
@@ -793,26 +487,7 @@ class ChatClient:
         if details is not None:
             extras["details"] = _check_json_object(details, "details")
         self._check_open()
-        if self._dialect == "address":
-            assert isinstance(target, str)
-            payload: dict[str, Any] = {"conversation_id": target, "text": text, **extras}
-        else:
-            with _asked(f"cannot send to {target!r}"):
-                if isinstance(target, Group):
-                    group_id, me = target.id, target.from_address_id or self.my_address_id()
-                else:
-                    group_id, me = self._group_for(target), self.my_address_id()
-            payload = {"group_id": group_id, "from_fabric_address_id": me, "text": text, **extras}
-        body = _dumps(payload)
-        http = self._http()
-        try:
-            return structure_send_result(
-                http.request("POST", http.base_url + "/api/fabric/messages", body)
-            )
-        except NotFoundError:
-            if isinstance(target, str) and self._dialect == "group":
-                self._forget_group(target, payload["group_id"])  # joined anew next time
-            raise
+        return self._wire.send(self._rest, target, text, extras)
 
     # -- other listings --
 
@@ -877,7 +552,7 @@ class ChatClient:
             raise InvalidArgumentError("give exactly one of id=... or name=...")
         if id is not None:
             address_id = _check_address_id(id, "id")
-            obj = self._get(f"/api/fabric/addresses/{_segment(address_id)}")
+            obj = self._get(f"/api/fabric/addresses/{segment(address_id)}")
             if isinstance(obj, dict) and isinstance(obj.get("data"), dict):
                 obj = obj["data"]
             return structure(obj, Address)
@@ -908,79 +583,19 @@ class ChatClient:
     def _realtime_hub(self) -> RealtimeHub:
         with self._lock:
             self._check_open()
-            pid = os.getpid()
-            if self._hub is not None and self._hub_pid != pid:
-                # After fork the parent's threads do not exist here and its socket must not be
-                # touched: drop the hub without closing it and make a new one. Its
-                # subscriptions stay behind: say so rather than drop them silently.
-                lost = self._hub.forked_away
-                self._hub = None
-                if lost:
-                    warnings.warn(
-                        f"{lost} subscription(s) made before os.fork() do not deliver in this "
-                        "child process; subscribe again here",
-                        RuntimeWarning,
-                        stacklevel=4,
-                    )
-            if self._hub is None:
-                from ._realtime import RealtimeHub, RealtimeOptions, run_detached
-
-                relay_url = self.relay_url
-                options = self._realtime_options = self._realtime_options or RealtimeOptions()
-                hub = RealtimeHub(
-                    relay_url=relay_url,
-                    credentials=self._credentials,
-                    agent=USER_AGENT,
-                    history=_weak_history(self),
-                    server_time=_weak_server_time(self),
-                    options=options,
-                    on_state_change=_state_watcher(self._state_clock, self._on_state_change),
-                    sslopt=_sslopt(self._http().tls_settings()),
-                    proxy=_ws_proxy(self._http().websocket_proxy(relay_url)),
-                    drop_stale=self._dialect == "group",
-                    interrupt=_weak_interrupt(self),
-                    stats=self._realtime_stats,
-                )
-                if self._hub_finalizer is not None:
-                    self._hub_finalizer.detach()
-                # The hub holds the client only weakly, so a client nobody closed can be
-                # collected; this then stops its threads.
-                self._hub_finalizer = weakref.finalize(
-                    self,
-                    _collected_with_hub,
-                    hub,
-                    self._transport,
-                    options.close_timeout,
-                    pid,
-                    run_detached,
-                )
-                self._hub_finalizer.atexit = False
-                self._hub = hub
-                self._hub_pid = pid
-            return self._hub
+            drop_stale = isinstance(self._wire, GroupWire)
+            return self._realtime.hub(self, drop_stale=drop_stale, agent=USER_AGENT)
 
     def _history(self, route: Route) -> Iterator[ConversationChatMessage]:
         """The history a subscription's gaps are filled from, newest first."""
         self._check_open()
         http = self._http()
-        first = _history_url(http, route.value, _HISTORY_PAGE_SIZE)
+        first = history_url(http, route.value, _HISTORY_PAGE_SIZE)
         return iter_chat_messages(http, first, route.field, route.value, None)
 
     def _check_callbacks(self, **callbacks: object) -> None:
         for name, callback in callbacks.items():
-            if callback is None and name != "on_message":
-                continue
-            if not callable(callback):
-                qualifier = "" if name == "on_message" else " or None"
-                raise InvalidArgumentTypeError(f"{name} must be callable{qualifier}")
-
-    def _subscribe_route(self, target: str | Group) -> Route:
-        """The route of a subscription target; refuses my own address in the group dialect."""
-        if isinstance(target, str) and self._dialect == "group":
-            with _asked(f"cannot subscribe to {target!r}"):
-                me = self.my_address_id()
-            self._check_not_me(target, me, "cannot subscribe to")
-        return self._route(target, "cannot subscribe to")
+            check_callable(callback, name, optional=name != "on_message")
 
     def _subscribe_to(
         self,
@@ -1003,24 +618,15 @@ class ChatClient:
         """Load the checkpoint ``key`` of ``route`` (None without a key)."""
         if key is None:
             return None
-        from ._realtime._checkpointing import Checkpointer
-
-        return Checkpointer(self._checkpoints(), key, route)
+        return self._realtime.checkpointer(self._checkpoints(), key, route)
 
     def _checkpoints(self) -> CheckpointStore:
         """The checkpoint store: the one given, or the sqlite file opened on first use."""
-        given = self._checkpoint_store
-        if given is not None and not isinstance(given, (str, os.PathLike)):
-            return given
+        if self._realtime.given_store():
+            return self._realtime.checkpoints()
         with self._lock:
             self._check_open()
-            if self._owned_store is None:
-                from .checkpoints import SqliteCheckpointStore, default_checkpoint_path
-
-                path = given if given is not None else default_checkpoint_path()
-                self._owned_store = SqliteCheckpointStore(path)
-                logger.info("checkpoints are kept in %s", self._owned_store.path)
-            return self._owned_store
+            return self._realtime.checkpoints()
 
     def checkpoint_route(self, address_id: Target | None = None) -> str:
         """The ``Checkpoint.route`` a subscription to ``address_id`` (None: the inbox) saves.
@@ -1038,7 +644,7 @@ class ChatClient:
         self._check_open()
         if address_id is None:
             return route_name(Route.inbox())
-        return route_name(self._subscribe_route(self._target(address_id)))
+        return route_name(self._wire.subscribe_route(self._rest, self._wire.target(address_id)))
 
     def subscribe(
         self,
@@ -1063,9 +669,9 @@ class ChatClient:
         fetched from the history.
 
         A subscription made by a re-run of a notebook cell replaces the one the cell's earlier
-        run made to the same conversation (keyed on Jupyter's cell id; in a terminal IPython,
-        on the callback's name, never a lambda's), so re-running the cell does not deliver
-        every message twice.
+        run made to the same conversation, so re-running the cell does not deliver every
+        message twice. The cell decides, never the callback's name: by its id where the front
+        end sends one (JupyterLab, Notebook 7), else by its code (see the notebooks guide).
 
         The client is held only weakly by its realtime threads: a client that is dropped
         without :meth:`close` is closed when garbage-collected (with a ``ResourceWarning``).
@@ -1087,7 +693,7 @@ class ChatClient:
                 subscription; a key that holds another conversation's checkpoint is refused.
 
         Returns:
-            A handle: ``cancel()``, ``active``, and a context manager.
+            A handle with ``cancel()`` and ``active``; also a context manager.
 
         Raises:
             InvalidArgumentError: A bad ``address_id`` or ``checkpoint`` key, or a callback
@@ -1103,13 +709,12 @@ class ChatClient:
                 fix (name not resolved, connection refused, TLS, a 4xx upgrade answer); a
                 transient failure goes to ``on_error`` instead, once per outage.
         """
-        target = self._target(address_id)
+        target = self._wire.target(address_id)
         self._check_callbacks(on_message=on_message, on_error=on_error, on_update=on_update)
         _check_checkpoint_key(checkpoint)
         self._check_open()
-        return self._subscribe_to(
-            self._subscribe_route(target), on_message, on_error, on_update, checkpoint
-        )
+        route = self._wire.subscribe_route(self._rest, target)
+        return self._subscribe_to(route, on_message, on_error, on_update, checkpoint)
 
     def subscribe_inbox(
         self,
@@ -1170,11 +775,11 @@ class ChatClient:
             RealtimeAuthenticationError: The relay refused the credentials while this call
                 waited.
         """
-        target = self._target(address_id)
+        target = self._wire.target(address_id)
         _check_timeout(timeout)
         _check_checkpoint_key(checkpoint)
         self._check_open()
-        route = self._subscribe_route(target)
+        route = self._wire.subscribe_route(self._rest, target)
         return self._realtime_hub().stream(
             route, timeout=timeout, checkpoint=self._checkpointer(checkpoint, route)
         )
@@ -1208,8 +813,8 @@ class ChatClient:
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
         """The live subscriptions (those of :meth:`stream_messages` included), oldest first."""
-        hub = self._hub
-        if self._closed or hub is None or self._hub_pid != os.getpid():
+        hub = self._realtime.current()
+        if self._closed or hub is None:
             return ()
         return hub.subscriptions
 
@@ -1220,10 +825,8 @@ class ChatClient:
 
         if self._closed:
             return ConnectionState.CLOSED
-        hub = self._hub
-        if hub is None or self._hub_pid != os.getpid():
-            return ConnectionState.IDLE
-        return hub.state
+        hub = self._realtime.current()
+        return ConnectionState.IDLE if hub is None else hub.state
 
     def health(self) -> ClientHealth:
         """A snapshot of what this client has done and where it stands.
@@ -1236,37 +839,7 @@ class ChatClient:
         Returns:
             A frozen :class:`~signalwire_chat.ClientHealth`.
         """
-        from ._health import ClientHealth
-
-        state = self.connection_state
-        _, since, _ = self._state_clock.saw(state)
-        stats = self._realtime_stats
-        reason = stats.last_reason
-        if stats.state is state and stats.since is not None:
-            since = stats.since  # when the hub changed it (the clock: when it was told)
-        elif state.value == "closed":
-            reason = "closed by user"
-        calls, failed, attempts, retries, failures, last, last_at = self._counters.snapshot()
-        return ClientHealth(
-            rest_calls=calls,
-            rest_calls_failed=failed,
-            rest_attempts=attempts,
-            rest_retries=retries,
-            rest_failures=failures,
-            last_error=last,
-            last_error_at=last_at,
-            token_expires_at=stats.token_expires_at,
-            connection_state=state,
-            connection_state_since=since,
-            connection_state_reason=reason,
-            last_event_at=stats.last_event_at,
-            messages_delivered=stats.delivered,
-            messages_from_catch_up=stats.from_catch_up,
-            duplicates_dropped=stats.duplicates,
-            reconnects=stats.reconnects,
-            reconnect_reasons=stats.reconnect_reasons(),
-            queue_depth=stats.queue_depth(),
-        )
+        return self._realtime.health(self._counters, self.connection_state)
 
     # -- lifecycle --
 
@@ -1280,27 +853,15 @@ class ChatClient:
             if self._closed:
                 return
             self._closed = True
-            hub, self._hub = self._hub, None
+            hub = self._realtime.take_hub()
             transport = self._transport
-            if self._hub_finalizer is not None:
-                self._hub_finalizer.detach()
-        if hub is not None and self._hub_pid == os.getpid():
-            try:
-                options = self._realtime_options
-                hub.close(options.close_timeout if options is not None else 2.0)
-            except Exception:  # each cleanup runs even if another fails
-                logger.warning("closing the realtime hub failed", exc_info=True)
+        self._realtime.close(hub)  # each cleanup runs even if another fails
         if transport is not None:
             try:
                 transport.close()
             except Exception:
                 logger.warning("closing the HTTP transport failed", exc_info=True)
-        store, self._owned_store = self._owned_store, None
-        if store is not None:
-            try:
-                store.close()
-            except Exception:
-                logger.warning("closing the checkpoint store failed", exc_info=True)
+        self._realtime.close_store()
 
     def __enter__(self) -> ChatClient:
         self._check_open()
@@ -1311,96 +872,5 @@ class ChatClient:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        rest = self._rest_url or "<not resolved yet>"
+        rest = self._endpoints.rest or "<not resolved yet>"
         return f"<ChatClient {state} rest_url={rest!r}>"
-
-
-def _state_watcher(
-    clock: StateClock,
-    user: Callable[[ConnectionState], None] | None,
-) -> Callable[[ConnectionState], None]:
-    """The hub's state listener: note the time, then call the user's callback.
-
-    (The hooks hear of the change, with its reason, from the hub's ``RealtimeStats``.) It
-    holds no reference to the client (the hub holds the client only weakly).
-    """
-
-    def changed(state: ConnectionState) -> None:
-        # The hub calls this once per change, in order, on its dispatcher thread.
-        clock.saw(state)
-        if user is not None:
-            user(state)
-
-    return changed
-
-
-def _weak_history(client: ChatClient) -> Callable[[Route], Iterator[ConversationChatMessage]]:
-    """The client's history reader for backfills, holding the client only weakly."""
-    method = weakref.WeakMethod(client._history)
-
-    def history(route: Route) -> Iterator[ConversationChatMessage]:
-        bound = method()
-        if bound is None:
-            raise ClientClosedError("the client was garbage-collected")
-        return bound(route)
-
-    return history
-
-
-def _weak_server_time(client: ChatClient) -> Callable[[float], float | None]:
-    """The service's time at a monotonic moment, as the client's REST answers state it."""
-    ref = weakref.ref(client)
-
-    def server_time(moment: float) -> float | None:
-        owner = ref()
-        transport = owner._transport if owner is not None else None
-        return transport.server_time_at(moment) if transport is not None else None
-
-    return server_time
-
-
-def _weak_interrupt(client: ChatClient) -> Callable[[], None]:
-    """What the hub's close() calls to cut off a stuck history read: the transport's close.
-
-    The hub is closed only when the client is (or is collected), so its pool goes anyway.
-    """
-    ref = weakref.ref(client)
-
-    def interrupt() -> None:
-        owner = ref()
-        transport = owner._transport if owner is not None else None
-        if transport is not None:
-            transport.close()
-
-    return interrupt
-
-
-def _collected_with_hub(
-    hub: RealtimeHub,
-    transport: HttpTransport | None,
-    close_timeout: float,
-    pid: int,
-    run_detached: Callable[[Callable[[], None]], Any],
-) -> None:
-    """Finalizer of a ChatClient collected without close(): warn, then close in the background.
-
-    It runs wherever the garbage collector ran (possibly on a realtime thread, or on a
-    thread holding a lock the closing needs), so the closing and the joins happen on a
-    short-lived thread of their own.
-    """
-    if os.getpid() != pid:
-        return  # a forked child: the sockets are the parent's (a TLS close would be sent)
-    if hub.running:
-        warnings.warn(
-            "ChatClient was not closed: it was garbage-collected with its realtime "
-            "connection running; call close() or use it in a with block",
-            ResourceWarning,
-            stacklevel=2,
-        )
-
-    def close() -> None:
-        hub.close(close_timeout)
-        if transport is not None:
-            transport.close()
-
-    run_detached(close)

@@ -16,10 +16,12 @@ stops it at once.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 import time
+
+from . import _fork
+from ._threads import start_thread
 
 __all__ = ["IDLE_SECONDS", "Watchdog"]
 
@@ -42,19 +44,19 @@ class Watchdog:
         self._next_key = 0
         self._sleeping_until = float("inf")
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
+        self._generation = _fork.generation()
         self._closed = False
 
     def watch(self, sock: socket.socket, deadline: float) -> int:
         """Register ``sock`` until :meth:`unwatch`; returns the key to unwatch it with."""
-        if self._pid != os.getpid():
+        if _fork.forked_since(self._generation):
             # A forked child: the parent's thread is not here, and the lock may have been
             # copied while held. Start afresh.
             self._lock = threading.Lock()
             self._wake = threading.Condition(self._lock)
             self._thread, self._watches, self._fired = None, {}, set()
             self._sleeping_until = float("inf")
-            self._pid = os.getpid()
+            self._generation = _fork.generation()
         with self._lock:
             key = self._next_key
             self._next_key += 1
@@ -63,10 +65,7 @@ class Watchdog:
                 return key
             if self._thread is None:
                 self._sleeping_until = deadline
-                self._thread = threading.Thread(
-                    target=self._run, name="signalwire-chat-http-deadline", daemon=True
-                )
-                self._thread.start()
+                self._thread = start_thread(self._run, "http-deadline")
             elif deadline < self._sleeping_until:
                 self._wake.notify()
             return key
@@ -86,7 +85,7 @@ class Watchdog:
 
     def cut_all(self) -> None:
         """Cut off every watched socket now (the transport is closing); their reads fail."""
-        if self._pid != os.getpid():
+        if _fork.forked_since(self._generation):
             return  # the parent's sockets: never touched from a forked child
         with self._lock:
             watches, self._watches = self._watches, {}
@@ -98,7 +97,7 @@ class Watchdog:
         """Stop the thread (idempotent); watched reads are left to their own timeouts."""
         with self._lock:
             self._closed = True
-            thread = self._thread if self._pid == os.getpid() else None
+            thread = None if _fork.forked_since(self._generation) else self._thread
             self._wake.notify()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)

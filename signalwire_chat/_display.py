@@ -16,11 +16,15 @@ from typing import Any
 
 __all__ = [
     "UNSAFE_ABOVE_C0",
+    "Cell",
     "Displayable",
     "columns_for",
     "conversation_columns",
+    "conversation_name",
+    "follows",
     "html_table",
     "local_time",
+    "named",
     "one_line",
     "rows_for",
     "safe_text",
@@ -168,18 +172,78 @@ def rows_for(
     return headers, [[get(item) for _, get in columns] for item in items]
 
 
-def html_table(headers: Sequence[str], rows: Iterable[Sequence[str]], caption: str = "") -> str:
-    """An HTML table of escaped cells, with an optional caption."""
+#: A table cell: its text, or ``(text, title)``: the title shows on hover (an id behind a name).
+Cell = str | tuple[str, str]
+
+
+def html_table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[Cell]],
+    caption: Cell = "",
+) -> str:
+    """An HTML table of escaped cells, with an optional caption.
+
+    A cell or the caption given as ``(text, title)`` shows ``text`` and carries ``title``
+    (an id behind the name shown) in its ``title`` attribute.
+    """
     import html  # only notebooks need it
 
     esc = html.escape
+
+    def titled(cell: Cell) -> tuple[str, str]:
+        text, title = cell if isinstance(cell, tuple) else (cell, "")
+        return esc(text), f" title='{esc(title, quote=True)}'" if title else ""
+
+    def td(cell: Cell) -> str:
+        text, title = titled(cell)
+        return f"<td style='text-align:left'{title}>{text}</td>"
+
     head = "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td style='text-align:left'>{esc(c)}</td>" for c in row) + "</tr>"
-        for row in rows
-    )
-    cap = f"<caption style='text-align:left'>{esc(caption)}</caption>" if caption else ""
+    body = "".join("<tr>" + "".join(td(c) for c in row) + "</tr>" for row in rows)
+    cap = ""
+    if caption:
+        text, title = titled(caption)
+        cap = f"<caption style='text-align:left'{title}>{text}</caption>"
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def named(name: str | None, ident: str, detail: str = "") -> tuple[str, str]:
+    """What a conversation is shown as: ``(shown, title)``.
+
+    Its name where one is known (the id, and ``detail`` such as its group, go to the title),
+    else the id itself, with ``detail`` in the title: the id the caller passed stays what
+    they see until the service has said a name (say, in a message's ``conversation_name``).
+    """
+    name = _cut(name, 80) if name and name.strip() else ""
+    ident, detail = safe_text(ident), safe_text(detail)  # ids come from the service too
+    if name:
+        return name, " ".join(part for part in (ident, detail) if part)
+    return ident, detail
+
+
+def follows(route: Any, name: str | None) -> tuple[str, str]:
+    """What a subscription follows, as ``(shown, title)`` (see :func:`named`).
+
+    ``route`` is the subscription's route (``is_inbox``, ``field``, ``value``,
+    ``address_id``); ``name`` the conversation's name as its last message said, if any.
+    """
+    if route.is_inbox:
+        return "the inbox", ""
+    if route.field == "group_id":
+        group = f"group {route.value}"
+        if route.address_id is not None:
+            return named(name, route.address_id, group)
+        return named(name, group)
+    return named(name, str(route.value))
+
+
+def conversation_name(messages: Iterable[Any]) -> str | None:
+    """The conversation's name as the first of ``messages`` that carries one says."""
+    for message in messages:
+        name = getattr(message, "conversation_name", None)
+        if isinstance(name, str) and name.strip():
+            return name
+    return None
 
 
 def one_line(item: Any) -> str:

@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from ._validate import check_callable
 from .errors import InvalidArgumentTypeError
 
 if TYPE_CHECKING:
@@ -264,8 +265,7 @@ class SlowCallbackEvent:
 
 
 def _callable_or_none(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not callable(value):
-        raise InvalidArgumentTypeError(f"{attribute.name} must be callable or None")
+    check_callable(value, attribute.name, optional=True)
 
 
 @attrs.frozen(kw_only=True)

@@ -48,7 +48,6 @@ import functools
 import json
 import logging
 import math
-import os
 import random
 import re
 import threading
@@ -65,8 +64,11 @@ import urllib3.connectionpool
 import urllib3.exceptions
 from urllib3.util import Timeout as _Urllib3Timeout
 
+from . import _fork
+from ._backoff import backoff_delay
 from ._deadline import Watchdog
 from ._redact import redact, server_text
+from ._validate import check_seconds
 from ._version import __version__
 from .errors import (
     APIError,
@@ -159,35 +161,23 @@ def normalise_timeout(timeout: object, what: str = "timeout") -> tuple[float, fl
         InvalidArgumentTypeError: Not a number or a pair of numbers.
         InvalidArgumentError: Not finite and positive.
     """
-    pair: tuple[object, object]
     if isinstance(timeout, tuple) and len(timeout) == 2:
-        pair = (timeout[0], timeout[1])
-    elif isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
-        pair = (timeout, timeout)
-    else:
-        raise InvalidArgumentTypeError(
-            f"{what} must be a number of seconds or a (connect, read) pair, "
-            f"not {type(timeout).__name__}"
+        return (
+            check_seconds(timeout[0], f"{what} (connect)"),
+            check_seconds(timeout[1], f"{what} (read)"),
         )
-    out = []
-    for value in pair:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidArgumentTypeError(f"{what} values must be numbers")
-        if not (math.isfinite(value) and value > 0):
-            raise InvalidArgumentError(f"{what} values must be finite and > 0, got {value!r}")
-        out.append(float(value))
-    return (out[0], out[1])
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        seconds = check_seconds(timeout, what)
+        return (seconds, seconds)
+    raise InvalidArgumentTypeError(
+        f"{what} must be a number of seconds or a (connect, read) pair, "
+        f"not {type(timeout).__name__}"
+    )
 
 
 def normalise_deadline(deadline: object) -> float:
     """Check a total deadline in seconds (finite, > 0)."""
-    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
-        raise InvalidArgumentTypeError(
-            f"deadline must be a number of seconds, not {type(deadline).__name__}"
-        )
-    if not (math.isfinite(deadline) and deadline > 0):
-        raise InvalidArgumentError(f"deadline must be finite and > 0, got {deadline!r}")
-    return float(deadline)
+    return check_seconds(deadline, "deadline")
 
 
 def normalise_max_response_bytes(value: object) -> int:
@@ -223,6 +213,69 @@ def _http_date(value: object) -> float | None:
     except (OverflowError, ValueError, OSError):
         return None
     return seconds if math.isfinite(seconds) else None
+
+
+class RetryPolicy:
+    """When a REST call is sent again, and after how long (a value, like urllib3's ``Retry``).
+
+    A request that failed before reaching the service is always safe to send again; one
+    that may have reached it, only when it is idempotent. A status is retried when the
+    request is idempotent and the status is 429, 502, 503 or 504, or for any request on
+    429. Delays come from the library's one back-off (full jitter); a 429's
+    ``Retry-After`` is honoured up to :data:`RETRY_AFTER_MAX`. At most ``max_retries``.
+    """
+
+    __slots__ = ("max_retries", "rng")
+
+    def __init__(self, max_retries: int, rng: random.Random) -> None:
+        self.max_retries = max_retries
+        self.rng = rng
+
+    def backoff(self, attempt: int) -> float:
+        """The delay after attempt ``attempt`` (from 0) failed."""
+        return backoff_delay(attempt, base=BACKOFF_BASE, cap=BACKOFF_MAX, rng=self.rng)
+
+    def after_failure(self, attempt: int, safe_again: bool) -> float | None:
+        """The wait before sending again after a transport failure; None: do not."""
+        if not safe_again or attempt >= self.max_retries:
+            return None
+        return self.backoff(attempt)
+
+    def after_status(
+        self, attempt: int, status: int, headers: Mapping[str, str], idempotent: bool
+    ) -> float | None:
+        """The wait before sending again after an error status; None: do not."""
+        retry = status in _RETRY_STATUSES_GET if idempotent else status == 429
+        if not retry or attempt >= self.max_retries:
+            return None
+        retry_after = _retry_after(headers) if status == 429 else None
+        if retry_after is not None:
+            return min(retry_after, RETRY_AFTER_MAX)
+        return self.backoff(attempt)
+
+
+class _NoCall:
+    """The call record when no hook listens: every report is a no-op (a null object)."""
+
+    __slots__ = ()
+
+    def attempt(self) -> None:
+        pass
+
+    def answered(
+        self,
+        status: int | None,
+        error: str | None,
+        retry_in: float | None,
+        request_id: Callable[[], str | None] | None = None,
+    ) -> None:
+        pass
+
+    def finished(self, error: BaseException | None) -> None:
+        pass
+
+
+_NO_CALL = _NoCall()
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -617,9 +670,10 @@ class HttpTransport:
         self._user_session = session
         self._sleep_hook = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._retry = RetryPolicy(max_retries, self._rng)
         self._closed = threading.Event()
         self._lock = threading.Lock()
-        self._pid = -1
+        self._generation = -1  # the _fork generation of _session; -1: none yet
         self._session: requests.Session | None = None
         self._adapter: requests.adapters.BaseAdapter | None = None
         self._send_kwargs: dict[str, Any] = {}
@@ -671,17 +725,17 @@ class HttpTransport:
         return proxy or None
 
     def _ensure_session(self) -> requests.Session:
-        pid = os.getpid()
+        now = _fork.generation()
         session = self._session
-        if session is not None and pid == self._pid:
+        if session is not None and now == self._generation:
             return session
         with self._lock:
             if self._closed.is_set():
                 raise ClientClosedError("the client is closed")
-            if self._session is None or self._pid != pid:
-                forked = self._pid != -1 and self._pid != pid
+            if self._session is None or self._generation != now:
+                forked = self._generation != -1 and self._generation != now
                 self._session = self._open_session(forked)
-                self._pid = pid
+                self._generation = now
             return self._session
 
     def _open_session(self, forked: bool) -> requests.Session:
@@ -796,9 +850,7 @@ class HttpTransport:
                 (``ResponseTooLargeError``).
         """
         registry = self._hooks
-        if registry is None:
-            return self._request(method, url, body, idempotent, secrets, None)
-        call = registry.rest_call(method, url, self._server)
+        call = _NO_CALL if registry is None else registry.rest_call(method, url, self._server)
         try:
             result = self._request(method, url, body, idempotent, secrets, call)
         except BaseException as exc:
@@ -814,53 +866,33 @@ class HttpTransport:
         body: bytes | None,
         idempotent: bool | None,
         secrets: Iterable[str],
-        call: RestCall | None,
+        call: RestCall | _NoCall,
     ) -> Any:
+        """Send, and send again as the retry policy says, until an answer or a final failure."""
         deadline = time.monotonic() + self._deadline
-        if idempotent is None:
-            idempotent = method == "GET"
+        idempotent = method == "GET" if idempotent is None else idempotent
         refreshed = False
         attempt = 0
         while True:
             if self._closed.is_set():
                 raise ClientClosedError("the client is closed")
-            session = self._ensure_session()
             auth = self._auth_headers()
-            started = time.perf_counter()
-            if call is not None:
-                call.attempt()
+            call.attempt()
             try:
-                reply = self._send_once(session, method, url, auth, body, deadline)
+                reply = self._send_logged(method, url, auth, body, deadline)
             except _Failed as failed:
-                retryable = failed.never_sent or (idempotent and failed.retryable)
                 kind = type(failed.error).__name__
-                if retryable and attempt < self._max_retries:
-                    delay = self._backoff(attempt)
-                    if time.monotonic() + delay < deadline:
-                        if call is not None:
-                            call.answered(None, kind, delay)
-                        self._log_retry(method, url, f"failed ({kind})", attempt, delay)
-                        self._wait(delay)
-                        attempt += 1
-                        continue
-                if call is not None:
-                    call.answered(None, kind, None)
-                raise failed.error from failed.__cause__
+                again = failed.never_sent or (idempotent and failed.retryable)
+                delay = self._retry.after_failure(attempt, again)
+                if not self._pause(
+                    call, (None, kind, None), delay, deadline, (method, url, attempt)
+                ):
+                    raise failed.error from failed.__cause__
+                attempt += 1
+                continue
             status = reply.status
-            date = reply.headers.get("Date")
-            if date:
-                self._server_date = (date, time.monotonic())
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "%s %s -> %d in %.1f ms",
-                    method,
-                    _strip_query(url),
-                    status,
-                    (time.perf_counter() - started) * 1000,
-                )
             if status < 300:
-                if call is not None:
-                    call.answered(status, None, None, _request_id(reply, auth))
+                call.answered(status, None, None, _request_id(reply, auth))
                 return decode_body(
                     reply.content,
                     method=method,
@@ -870,27 +902,23 @@ class HttpTransport:
                 )
             if status == 401 and not refreshed and self._credentials.can_refresh:
                 refreshed = True
-                if call is not None:
-                    call.answered(status, "AuthenticationError", 0.0, _request_id(reply, auth))
+                call.answered(status, "AuthenticationError", 0.0, _request_id(reply, auth))
                 logger.debug("401 from %s: refreshing the token once", _strip_query(url))
                 self._credentials.refresh(auth.token)
                 continue
-            retry_status = status in _RETRY_STATUSES_GET if idempotent else status == 429
-            if retry_status and attempt < self._max_retries:
-                retry_after = _retry_after(reply.headers) if status == 429 else None
-                if retry_after is not None:
-                    delay = min(retry_after, RETRY_AFTER_MAX)
-                else:
-                    delay = self._backoff(attempt)
-                if time.monotonic() + delay < deadline:
-                    if call is not None:
-                        call.answered(status, status_kind(status), delay, _request_id(reply, auth))
-                    self._log_retry(method, url, f"answered {status}", attempt, delay)
-                    self._wait(delay)
-                    attempt += 1
-                    continue
-            if call is not None:
-                call.answered(status, status_kind(status), None, _request_id(reply, auth))
+            delay = self._retry.after_status(attempt, status, reply.headers, idempotent)
+            # The request-id reader goes inline: no local of this loop may hold the token's
+            # secrets (tools that capture traceback locals would print them).
+            request = (method, url, attempt)
+            if self._pause(
+                call,
+                (status, status_kind(status), _request_id(reply, auth)),
+                delay,
+                deadline,
+                request,
+            ):
+                attempt += 1
+                continue
             raise error_from_response(
                 status,
                 reply.reason,
@@ -900,6 +928,52 @@ class HttpTransport:
                 url=url,
                 secrets=(*auth.secrets, *secrets),
             )
+
+    def _send_logged(
+        self, method: str, url: str, auth: _AuthHeaders, body: bytes | None, deadline: float
+    ) -> _Reply:
+        """One attempt: sent, its answer read, the service's Date noted, logged at DEBUG."""
+        session = self._ensure_session()
+        started = time.perf_counter()
+        reply = self._send_once(session, method, url, auth, body, deadline)
+        date = reply.headers.get("Date")
+        if date:
+            self._server_date = (date, time.monotonic())
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s -> %d in %.1f ms",
+                method,
+                _strip_query(url),
+                reply.status,
+                (time.perf_counter() - started) * 1000,
+            )
+        return reply
+
+    def _pause(
+        self,
+        call: RestCall | _NoCall,
+        answer: tuple[int | None, str, Callable[[], str | None] | None],
+        delay: float | None,
+        deadline: float,
+        request: tuple[str, str, int],
+    ) -> bool:
+        """Tell ``call`` how the attempt ended; wait ``delay`` if it fits the deadline.
+
+        True when the call is to be sent again (the wait is over); False when the failure
+        is final (no retry allowed, or no time left for it).
+        """
+        status, kind, request_id = answer
+        final = delay is None or time.monotonic() + delay >= deadline
+        call.answered(status, kind, None if final else delay, request_id)
+        del answer, request_id  # holds the token's secrets: not kept in this frame's locals
+        if final:
+            return False
+        assert delay is not None
+        outcome = f"failed ({kind})" if status is None else f"answered {status}"
+        method, url, attempt = request
+        self._log_retry(method, url, outcome, attempt, delay)
+        self._wait(delay)
+        return True
 
     def _timeouts(self, deadline: float) -> _Urllib3Timeout:
         left = deadline - time.monotonic()
@@ -1032,9 +1106,6 @@ class HttpTransport:
             return None
         when = _http_date(seen[0])
         return when - (seen[1] - moment) if when is not None else None
-
-    def _backoff(self, attempt: int) -> float:
-        return self._rng.uniform(0.0, min(BACKOFF_MAX, BACKOFF_BASE * (2**attempt)))
 
     def _wait(self, delay: float) -> None:
         if self._sleep_hook is not None:

@@ -14,7 +14,7 @@ messages of a conversation are not chat messages.
 
 A server could hand out fresh ``next`` cursors forever with no chat message of the address on
 them. One call (``get_messages``, ``next_page``) or one step of an iteration therefore walks at
-most :data:`MAX_RAW_PAGES_PER_STEP` raw pages before raising :class:`PageLimitError`; the
+most ``MAX_RAW_PAGES_PER_STEP`` (100) raw pages before raising :class:`PageLimitError`; the
 generic :meth:`Page.iter_pages` allows as many empty pages in a row.
 """
 
@@ -143,7 +143,9 @@ class _PageBase(Generic[T]):
         if cycle:
             printer.text(f"{type(self).__name__}(...)")
             return
-        with printer.group(2, self._summary() + " [", "]"):
+        caption = self._caption()
+        text = caption[0] if isinstance(caption, tuple) else caption
+        with printer.group(2, text + " [", "]"):
             for index, item in enumerate(self.data):
                 if index:
                     printer.text(",")
@@ -154,7 +156,11 @@ class _PageBase(Generic[T]):
         from ._display import html_table, rows_for
 
         headers, rows = rows_for(self.data)
-        return html_table(headers, rows, caption=self._summary())
+        return html_table(headers, rows, caption=self._caption())
+
+    def _caption(self) -> str | tuple[str, str]:
+        """What notebooks show above the rows: ``_summary()``, or ``(text, title)``."""
+        return self._summary()
 
     def __repr__(self) -> str:
         return self._summary()
@@ -163,7 +169,7 @@ class _PageBase(Generic[T]):
 class Page(_PageBase[T]):
     """One page of a paginated listing, as the service cut it.
 
-    Iterating a page, or taking its ``len``, covers this page only; :meth:`iter_items` and
+    Iterating a page, or taking its ``len``, covers this page only; :meth:`~Page.iter_items` and
     :meth:`iter_pages` walk on through the following pages.
 
     Attributes:
@@ -227,7 +233,7 @@ class Page(_PageBase[T]):
 
         Raises:
             UnsafeLinkError: The ``next`` links loop.
-            PageLimitError: :data:`MAX_RAW_PAGES_PER_STEP` empty pages in a row.
+            PageLimitError: ``MAX_RAW_PAGES_PER_STEP`` (100) empty pages in a row.
         """
         page: Page[T] | None = self
         seen = {self._url}
@@ -286,7 +292,7 @@ class _ChatHistory:
         """Read raw pages until ``count`` chat messages are known or the history ends.
 
         Raises:
-            PageLimitError: :data:`MAX_RAW_PAGES_PER_STEP` raw pages were read and more are
+            PageLimitError: ``MAX_RAW_PAGES_PER_STEP`` (100) raw pages were read and more are
                 announced, without reaching ``count``.
         """
         with self._lock:
@@ -402,10 +408,25 @@ class ChatPage(_PageBase[ConversationChatMessage]):
             page = page.next_page()
 
     def _summary(self) -> str:
+        return self._summary_of(repr(self.address_id or self.group_id))
+
+    def _summary_of(self, conversation: str) -> str:
         return (
-            f"ChatPage({len(self.data)} messages of {self.address_id or self.group_id!r}, "
+            f"ChatPage({len(self.data)} messages of {conversation}, "
             f"has_next={self.has_next}, has_prev={self.has_prev})"
         )
+
+    def _caption(self) -> tuple[str, str]:
+        """The conversation's name where a message says it, its ids in the title."""
+        from ._display import conversation_name, named
+
+        group = f"group {self.group_id}" if self.group_id is not None else ""
+        if self.address_id is not None:
+            ident, detail = self.address_id, group
+        else:
+            ident, detail = group or "the inbox", ""
+        shown, title = named(conversation_name(self.data), ident, detail)
+        return self._summary_of(repr(shown)), title
 
 
 def iter_chat_messages(

@@ -34,10 +34,12 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "check_address_id",
     "check_address_uuid",
+    "check_callable",
     "check_choice",
     "check_json_object",
     "check_limit",
     "check_page_size",
+    "check_seconds",
     "check_str",
     "check_token",
     "json_depth_exceeds",
@@ -69,6 +71,32 @@ _CONTROL = re.compile("[\x00-\x1f\x7f]")
 # fullmatch, and no "$": "$" also matches before a final newline, which once let
 # open("token.txt").read() through to http.client, which then quoted the token in its error.
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*){2}(?:(?:\.[A-Za-z0-9_-]*){2})?")
+
+
+def check_seconds(value: object, name: str, *, maximum: float | None = None) -> float:
+    """A positive, finite number of seconds (an int or a float, never a bool), as a float.
+
+    The one rule for durations everywhere (timeouts, deadlines, intervals, TTLs): infinity
+    and NaN are refused like zero, since no wait of ours may be endless by accident.
+    ``maximum``: the largest accepted, when there is one.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgumentTypeError(
+            f"{name} must be a number of seconds, not {type(value).__name__}"
+        )
+    if not (math.isfinite(value) and value > 0):
+        raise InvalidArgumentError(f"{name} must be finite and > 0, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise InvalidArgumentError(f"{name} must be at most {maximum:g} s, got {value!r}")
+    return float(value)
+
+
+def check_callable(value: object, name: str, *, optional: bool = False) -> None:
+    """A callback: callable (or, when ``optional``, None)."""
+    if optional and value is None:
+        return
+    if not callable(value):
+        raise InvalidArgumentTypeError(f"{name} must be callable{' or None' if optional else ''}")
 
 
 def _no_surrogates(value: str, name: str) -> str:

@@ -44,7 +44,8 @@ from .redis import RedisCheckpointStore, RedisLease
 if TYPE_CHECKING:
     import redis as redis_py
 
-    from ._client import ChatClient, Target
+    from ._client import ChatClient
+    from ._dialects import Target
     from ._realtime import Subscription
     from .models import ConversationChatMessage
 
@@ -164,7 +165,7 @@ class StreamBridge:
         if targets is not None:
             if isinstance(targets, str) or not isinstance(targets, Sequence) or not targets:
                 raise InvalidArgumentError("targets must be a non-empty list, or None (the inbox)")
-            targets = [client._target(t) for t in targets]
+            targets = [client._wire.target(t) for t in targets]
         self.client = client
         self.stream = stream
         self.name = name
@@ -255,7 +256,8 @@ class StreamBridge:
     def _routes(self) -> list[Route]:
         if self.targets is None:
             return [Route.inbox()]
-        return [self.client._subscribe_route(target) for target in self.targets]
+        client = self.client
+        return [client._wire.subscribe_route(client._rest, target) for target in self.targets]
 
     def _stop_leading(self) -> None:
         with self._lock:

@@ -164,7 +164,7 @@ class ConversationMessage(Displayable):
 
     @property
     def delivery(self) -> str | None:
-        """How a subscription got it: ``"live"`` (a relay event) or ``"catch_up"``.
+        """How a subscription got it, ``"live"`` (a relay event) or ``"catch_up"``.
 
         ``"catch_up"``: read from the history after a (re)connect, because it was sent while
         the connection was down. ``None`` for messages read by a REST call. No wire key can

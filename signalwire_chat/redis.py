@@ -56,6 +56,7 @@ from typing import Any, TypeVar
 import redis as redis_py
 from redis.commands.core import Script
 
+from ._threads import start_thread
 from .checkpoints import (
     Checkpoint,
     _check_key,
@@ -303,13 +304,9 @@ class RedisLease:
             self._valid_until = sent + self.ttl - self._drift
             self._lost.clear()
             self._stop_renewing = threading.Event()
-            self._thread = threading.Thread(
-                target=self._renew_loop,
-                args=(self._stop_renewing, self._value),
-                name=f"signalwire-chat-lease-{self.name}",
-                daemon=True,
+            self._thread = start_thread(
+                self._renew_loop, f"lease-{self.name}", args=(self._stop_renewing, self._value)
             )
-            self._thread.start()
         _log.info("lease %s acquired by %s with token %d", self.name, self.owner, token)
         return token
 

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import websocket
 
 from .._backoff import Backoff, ReconnectPolicy
+from .._threads import new_thread, start_thread
 from ..errors import (
     AuthenticationError,
     RealtimeAuthenticationError,
@@ -158,7 +159,7 @@ class Connection:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread = new_thread(self._run, name)
         self._masks = MaskPool()
         self._ws: websocket.WebSocket | None = None
         self._sock: socket.socket | None = None
@@ -422,10 +423,7 @@ class Connection:
             self._refresh_done.set()
             self.wake()
 
-        self._refresh_thread = threading.Thread(
-            target=refresh, name="signalwire-chat-token-refresh", daemon=True
-        )
-        self._refresh_thread.start()
+        self._refresh_thread = start_thread(refresh, "token-refresh")
 
     def _session(self, *, reconnect: bool, first: bool) -> float | None:
         """One socket, from connect to its end; returns when it was accepted, if it was.

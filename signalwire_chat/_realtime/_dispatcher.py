@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._rtstats import RealtimeStats
+from .._threads import new_thread
 from ..errors import SlowCallbackError
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class Dispatcher:
         self._cond = threading.Condition(threading.Lock())
         self._items: deque[Item] = deque()
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread = new_thread(self._run, name)
         self.enqueued = 0  # written by the connection thread only
         self.done = 0  # written by the dispatcher thread only
         self.want_space = False
@@ -174,7 +175,7 @@ class Watchdog:
         self._dispatcher = dispatcher
         self._slow_after = slow_after
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread = new_thread(self._run, name)
 
     @property
     def thread(self) -> threading.Thread:

@@ -55,7 +55,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 import threading
 import time
 import warnings
@@ -63,8 +62,11 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .. import _fork
 from .._rtstats import RealtimeStats
+from .._threads import on_library_thread, start_thread
 from .._validate import check_address_id as _check_address
+from .._validate import check_callable
 from ..errors import (
     ClientClosedError,
     InvalidArgumentError,
@@ -95,13 +97,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Every thread a hub started (connection, dispatcher, watchdog, closers).
-_OWN_THREADS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
-
 
 def on_realtime_thread() -> bool:
-    """Whether the calling thread is one of the realtime threads (of any hub)."""
-    return threading.current_thread() in _OWN_THREADS
+    """Whether the calling thread is one of the library's (a hub's, for one): never wait there."""
+    return on_library_thread()
 
 
 def run_detached(fn: Callable[[], None], name: str = "signalwire-chat-closer") -> None:
@@ -118,12 +117,10 @@ def run_detached(fn: Callable[[], None], name: str = "signalwire-chat-closer") -
         except Exception:
             logger.warning("realtime: closing after garbage collection failed", exc_info=True)
 
-    thread = threading.Thread(target=body, name=name, daemon=True)
     try:
-        thread.start()
+        start_thread(body, name)
     except RuntimeError:  # interpreter shutdown: the daemon threads die with it anyway
         return
-    _OWN_THREADS.add(thread)
 
 
 class CredentialsLike(Protocol):
@@ -176,7 +173,6 @@ class _Run:
         )
 
     def start(self) -> None:
-        _OWN_THREADS.update(self.threads())
         self.dispatcher.start()
         self.watchdog.start()
         self.connection.start()
@@ -188,7 +184,6 @@ class _Run:
         self.error = None
         self.connection = self._new_connection(core)
         old.join(0.0)
-        _OWN_THREADS.add(self.connection.thread)
         self.connection.start()
 
     def stop(self) -> None:
@@ -253,7 +248,7 @@ class _Core:
         self._closed = False
         self._state = ConnectionState.IDLE
         self._listeners: list[Callable[[ConnectionState], None]] = []
-        self._pid = os.getpid()
+        self._generation = _fork.generation()
         #: Subscriptions of a parent process that a fork left behind (not yet warned about).
         self.forked_away = 0
         _CORES.add(self)
@@ -272,11 +267,9 @@ class _Core:
         checkpoint: Checkpointer | None = None,
         advance: bool = True,
     ) -> Subscription:
-        if not callable(on_message):
-            raise InvalidArgumentTypeError("on_message must be callable")
-        for name, hook in (("on_error", on_error), ("on_update", on_update)):
-            if hook is not None and not callable(hook):
-                raise InvalidArgumentTypeError(f"{name} must be callable or None")
+        check_callable(on_message, "on_message")
+        check_callable(on_error, "on_error", optional=True)
+        check_callable(on_update, "on_update", optional=True)
         self._check_fork()
         self.warn_forked_away(stacklevel=4)
         may_wait = not on_realtime_thread()
@@ -408,7 +401,7 @@ class _Core:
     def _cancel(self, sub: Subscription) -> None:
         notify = False
         with self._lock:
-            if os.getpid() != self._pid:
+            if _fork.forked_since(self._generation):
                 return
             try:
                 self._subs.remove(sub)
@@ -565,8 +558,7 @@ class _Core:
                 logger.exception("realtime: a state listener raised")
 
     def add_state_listener(self, cb: Callable[[ConnectionState], None]) -> Callable[[], None]:
-        if not callable(cb):
-            raise InvalidArgumentTypeError("the state listener must be callable")
+        check_callable(cb, "the state listener")
         with self._lock:
             self._listeners.append(cb)
 
@@ -581,7 +573,7 @@ class _Core:
     def close(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         with self._lock:
-            if os.getpid() != self._pid:
+            if _fork.forked_since(self._generation):
                 self._forked()
             first = not self._closed
             self._closed = True
@@ -636,7 +628,7 @@ class _Core:
     @staticmethod
     def collected(core: _Core) -> None:
         """The hub was garbage-collected: warn if it still had threads, and stop them."""
-        if os.getpid() != core._pid:
+        if _fork.forked_since(core._generation):
             return
         if core.alive_threads():
             warnings.warn(
@@ -650,7 +642,7 @@ class _Core:
     # --- fork ------------------------------------------------------------------------------
 
     def _check_fork(self) -> None:
-        if os.getpid() != self._pid:
+        if _fork.forked_since(self._generation):
             self._forked()
 
     def _forked(self) -> None:
@@ -671,16 +663,15 @@ class _Core:
             # not (under -W error it would raise inside the fork hook): it comes later.
             logger.warning(
                 "realtime: %d subscription(s) of the parent process do not deliver in this "
-                "forked child (pid %d); subscribe again here",
+                "forked child; subscribe again here",
                 len(lost),
-                os.getpid(),
             )
         self._subs = []
         self.routes = Routes(drop_stale=self.drop_stale)
         self._run = None
         self._retired = []
         self._state = ConnectionState.IDLE if not self._closed else ConnectionState.CLOSED
-        self._pid = os.getpid()
+        self._generation = _fork.generation()
 
 
 _CORES: weakref.WeakSet[_Core] = weakref.WeakSet()
@@ -688,12 +679,11 @@ _CORES: weakref.WeakSet[_Core] = weakref.WeakSet()
 
 def _after_fork_in_child() -> None:
     for core in list(_CORES):
-        if core._pid != os.getpid():
+        if _fork.forked_since(core._generation):
             core._forked()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_fork.after_fork_in_child(_after_fork_in_child)
 
 
 def _failure_reason(error: RealtimeError) -> str:
@@ -757,8 +747,7 @@ class RealtimeHub:
     ) -> None:
         if not isinstance(options, RealtimeOptions):
             raise InvalidArgumentTypeError("options must be a RealtimeOptions")
-        if on_state_change is not None and not callable(on_state_change):
-            raise InvalidArgumentTypeError("on_state_change must be callable or None")
+        check_callable(on_state_change, "on_state_change", optional=True)
         self._core = _Core(
             relay_url=relay_url,
             credentials=credentials,
@@ -905,7 +894,7 @@ class RealtimeHub:
     def running(self) -> bool:
         """Whether any thread of the hub is still running (in this process)."""
         core = self._core
-        return os.getpid() == core._pid and bool(core.alive_threads())
+        return not _fork.forked_since(core._generation) and bool(core.alive_threads())
 
     def add_state_listener(self, cb: Callable[[ConnectionState], None]) -> Callable[[], None]:
         """Call ``cb`` with every new state, off the connection thread.

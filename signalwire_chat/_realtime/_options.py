@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import attrs
 
 from .._state import ConnectionState  # re-exported: its home was here
+from .._validate import check_seconds
 from ..errors import InvalidArgumentError, InvalidArgumentTypeError
 from ._frames import MAX_FRAGMENTS, MAX_MESSAGE_SIZE
 
@@ -15,12 +15,7 @@ __all__ = ["ConnectionState", "RealtimeOptions"]
 
 
 def _positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidArgumentTypeError(
-            f"{attribute.name} must be a number, not {type(value).__name__}"
-        )
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidArgumentError(f"{attribute.name} must be a positive finite number")
+    check_seconds(value, attribute.name)
 
 
 def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:

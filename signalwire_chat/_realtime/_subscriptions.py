@@ -201,6 +201,8 @@ class Subscription:
         #: The id and ``ts`` of the last message delivered; the id anchors catch-up reads.
         self.last_id: str | None = None
         self.last_ts: float | None = None
+        #: The conversation's name as the last message that carried one said (displays).
+        self.conversation_name: str | None = None
         #: Before any delivery, catch-up reads stop here (set by the hub at subscribe time).
         self.anchor = Anchor(None, known=False)
         self.report_slow = report_slow
@@ -293,15 +295,19 @@ class Subscription:
         return state, f"{self._delivered} delivered{last}"
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        from .._display import follows
+
         state, count = self._display_state()
-        printer.text(f"Subscription({self.route} {state}, {count}, {self.callback_name})")
+        shown = follows(self.route, self.conversation_name)[0]
+        printer.text(f"Subscription({shown} {state}, {count}, {self.callback_name})")
 
     def _repr_html_(self) -> str:
-        from .._display import html_table
+        from .._display import Cell, follows, html_table
 
         state, count = self._display_state()
-        rows = [[str(self.route), state, count, self.callback_name]]
-        return html_table(("follows", "state", "messages", "callback"), rows, "Subscription")
+        row: list[Cell] = [follows(self.route, self.conversation_name), state, count]
+        row.append(self.callback_name)
+        return html_table(("follows", "state", "messages", "callback"), [row], "Subscription")
 
     # --- used by the hub and the dispatcher ------------------------------------------
 
@@ -367,6 +373,7 @@ class Subscription:
             self._recent.discard(order.popleft())
         self.last_id = mid
         self.last_ts = message.ts
+        self.conversation_name = message.conversation_name or self.conversation_name
         self._delivered += 1
         dispatcher.stats.message(message)
         try:

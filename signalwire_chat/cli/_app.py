@@ -29,7 +29,8 @@ from .._version import __version__
 from ._output import MissingExtraError, Output
 
 if TYPE_CHECKING:
-    from .._client import ChatClient, Target
+    from .._client import ChatClient
+    from .._dialects import Target
     from ..models import ConversationChatMessage
 
 __all__ = ["ExitCode", "build_parser", "main"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 import subprocess
 import sys
 import threading
@@ -9,6 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from IPython.lib.pretty import pretty
 
 from signalwire_chat import ChatClient, ConversationChatMessage
 from signalwire_chat.emulator import Emulator
@@ -65,6 +68,78 @@ def test_a_live_subscription_displays_its_state_and_count(signalwire_emulator: E
         assert "show" in sub._repr_html_()
         sub.cancel()
         assert "cancelled" in sub._repr_html_()
+
+
+def _caption(table: str) -> tuple[str, str]:
+    """The caption's shown text and its title attribute (empty when it has none)."""
+    found = re.search(
+        r"<caption style='text-align:left'(?: title='([^']*)')?>([^<]*)</caption>", table
+    )
+    assert found is not None, table
+    return html.unescape(found.group(2)), html.unescape(found.group(1) or "")
+
+
+def _follows_cell(table: str) -> tuple[str, str]:
+    """The first cell of a subscription's table: shown text and title."""
+    found = re.search(
+        r"<tbody><tr><td style='text-align:left'(?: title='([^']*)')?>([^<]*)</td>", table
+    )
+    assert found is not None, table
+    return html.unescape(found.group(2)), html.unescape(found.group(1) or "")
+
+
+def test_a_chat_page_shows_the_conversation_name_with_its_ids_in_the_title(
+    signalwire_emulator: Emulator,
+) -> None:
+    emu = signalwire_emulator
+    alice = emu.create_subscriber("alice@example.com", display_name="Alice")
+    room = emu.create_room("lobby", display_name="The Lobby")
+    for text in ("one", "two"):
+        emu.send_as(alice, room.id, text)
+    with emu.client_for(alice) as client:
+        page = client.get_messages(room.id)
+        shown, title = _caption(page._repr_html_())
+        assert shown == "ChatPage(2 messages of 'The Lobby', has_next=False, has_prev=False)"
+        assert title == f"{room.id} group {page.group_id}"
+        assert pretty(page).startswith("ChatPage(2 messages of 'The Lobby', ")
+        assert room.id not in pretty(page)
+        assert repr(page) == (  # the repr keeps the id, for logs and debugging
+            f"ChatPage(2 messages of {room.id!r}, has_next=False, has_prev=False)"
+        )
+
+
+def test_a_chat_page_whose_messages_name_nothing_shows_the_id_it_was_asked_for(
+    signalwire_emulator: Emulator,
+) -> None:
+    emu = signalwire_emulator
+    alice = emu.create_subscriber("alice@example.com", display_name="Alice")
+    room = emu.create_room("lobby", display_name="The Lobby")
+    with emu.client_for(alice) as client:
+        page = client.get_messages(room.id)  # no message: nothing says the name
+        shown, title = _caption(page._repr_html_())
+        assert shown == f"ChatPage(0 messages of {room.id!r}, has_next=False, has_prev=False)"
+        assert title == f"group {page.group_id}"  # the group id is not in the way
+        assert f"group {page.group_id}" not in pretty(page)
+
+
+def test_a_subscription_shows_the_address_then_the_name_its_messages_give(
+    signalwire_emulator: Emulator,
+) -> None:
+    emu = signalwire_emulator
+    alice = emu.create_subscriber("alice@example.com", display_name="Alice")
+    room = emu.create_room("lobby", display_name="The Lobby")
+    got = threading.Event()
+    with emu.client_for(alice) as client:
+        sub = client.subscribe(room.id, lambda message: got.set())
+        group = f"group {sub.group_id}"
+        # Before any message the name is not known: the address it was given, no group id.
+        assert _follows_cell(sub._repr_html_()) == (room.id, group)
+        assert pretty(sub).startswith(f"Subscription({room.id} active")
+        emu.send_as(alice, room.id, "hello")
+        assert got.wait(TIMEOUT)
+        assert _follows_cell(sub._repr_html_()) == ("The Lobby", f"{room.id} {group}")
+        assert pretty(sub).startswith("Subscription(The Lobby active")
+        sub.cancel()
 
 
 def test_client_for_points_a_client_at_the_emulator(signalwire_emulator: Emulator) -> None:

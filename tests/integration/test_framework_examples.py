@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -96,8 +97,10 @@ def test_flask_sends_and_maps_errors(signalwire_emulator: Emulator, flask_app: A
     assert answer == {"group_id": stored[0]["group_id"], "text": "from flask"}
 
     assert web.post("/messages", json={"address_id": room.id}).status_code == 400
-    missing = web.post("/messages", json={"address_id": "no-such-room", "text": "x"})
+    missing = web.post("/messages", json={"address_id": str(uuid.uuid4()), "text": "x"})
     assert missing.status_code == 404
+    not_an_id = web.post("/messages", json={"address_id": "no-such-room", "text": "x"})
+    assert not_an_id.status_code == 400  # refused before any request
     emu.fail_next(503, method="POST", path_prefix="/api/fabric/messages")
     failing = web.post("/messages", json={"address_id": room.id, "text": "x"})
     assert failing.status_code == 503
@@ -161,9 +164,15 @@ def test_django_mints_sends_and_maps_errors(
         assert sent.status_code == 201
         assert [m["text"] for m in emu.messages(room.id)] == ["from django"]
         missing = web.post(
-            "/messages", {"address_id": "nope", "text": "x"}, content_type="application/json"
+            "/messages",
+            {"address_id": str(uuid.uuid4()), "text": "x"},
+            content_type="application/json",
         )
         assert missing.status_code == 404
+        not_an_id = web.post(
+            "/messages", {"address_id": "nope", "text": "x"}, content_type="application/json"
+        )
+        assert not_an_id.status_code == 400
         assert web.post("/messages", "[]", content_type="application/json").status_code == 400
         assert web.get("/messages").status_code == 405
         health = web.get("/health")

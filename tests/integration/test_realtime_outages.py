@@ -445,7 +445,7 @@ def test_the_websocket_goes_through_the_callers_session_proxy(setup: Setup) -> N
 def test_the_websocket_follows_verify_false_of_the_rest_side() -> None:
     import ssl
 
-    from signalwire_chat._client import _sslopt, _ws_proxy
+    from signalwire_chat._realtime_side import _sslopt, _ws_proxy
 
     assert _sslopt({"verify": False}) == {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
     assert _sslopt({"verify": True}) is None

@@ -242,31 +242,81 @@ def test_a_closed_client_is_collected_silently(setup: Setup) -> None:
 
 # --- 3. re-running a notebook cell replaces its subscription ----------------------------------
 
-_CELL = """
-def show(message):
-    seen.append((VERSION, message.text))
 
-class Printer:
-    def on_message(self, message):
-        seen.append(("method", VERSION, message.text))
+class _Shell:
+    """What the running IPython shell tells: the execution count and, under ipykernel, the
+    execute request (its ``msg_id``, and the ``cellId`` JupyterLab puts in its metadata).
+
+    Like ipykernel's, ``get_parent()`` answers every thread with the latest request.
+    """
+
+    def __init__(self) -> None:
+        self.execution_count = 0
+        self.cell_id: str | None = None
+
+    def get_parent(self) -> dict[str, Any]:
+        metadata = {"cellId": self.cell_id} if self.cell_id is not None else {}
+        return {"header": {"msg_id": f"request-{self.execution_count}"}, "metadata": metadata}
+
+
+@pytest.fixture
+def shell(monkeypatch: pytest.MonkeyPatch) -> _Shell:
+    import types
+
+    made = _Shell()
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: made))
+    return made
+
+
+def _cell(
+    shell: _Shell,
+    user_ns: dict[str, Any],
+    source: str,
+    cell_id: str | None = None,
+    kernel: str = "",
+) -> dict[str, Any]:
+    """Run ``source`` as IPython runs a cell: one new request, the code compiled under the
+    cell's file name (a hash of the code: IPython's, or ipykernel's in ``kernel``'s
+    directory), in the user's namespace, which every cell shares."""
+    import hashlib
+    import zlib
+
+    shell.execution_count += 1
+    shell.cell_id = cell_id
+    if kernel:
+        filename = f"/tmp/ipykernel_{kernel}/{zlib.crc32(source.encode())}.py"
+    else:
+        digest = hashlib.sha1(source.encode()).hexdigest()[:12]
+        filename = f"<ipython-input-{shell.execution_count}-{digest}>"
+    user_ns.setdefault("__name__", "__main__")
+    exec(compile(source, filename, "exec"), user_ns)
+    return user_ns
+
+
+_SHOW = """
+def show(message, version=VERSION):
+    seen.append((version, message.text))
+
+sub = client.subscribe(room, show)
 """
 
 
-def _run_cell(filename: str, version: int, seen: list[Any], module: str = "__main__") -> Any:
-    """Define the cell's functions as IPython would: compiled from the cell's file name."""
-    namespace: dict[str, Any] = {"__name__": module, "seen": seen, "VERSION": version}
-    exec(compile(_CELL, filename, "exec"), namespace)
-    return namespace
-
-
-def test_rerunning_a_notebook_cell_replaces_the_subscription(
-    setup: Setup, caplog: pytest.LogCaptureFixture
-) -> None:
+def _session(setup: Setup) -> tuple[ChatClient, list[Any], dict[str, Any]]:
+    """A client, the list its cells' callbacks append to, and the user's namespace."""
     client = _client(setup)
     seen: list[Any] = []
+    return client, seen, {"client": client, "room": setup.room.id, "seen": seen}
+
+
+def test_without_a_cell_id_running_the_same_cell_again_replaces_its_subscription(
+    setup: Setup, shell: _Shell, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, seen, user = _session(setup)
     caplog.set_level(logging.INFO, logger="signalwire_chat._realtime")
-    first = client.subscribe(setup.room.id, _run_cell("<ipython-input-3-1a2b3c>", 1, seen)["show"])
-    second = client.subscribe(setup.room.id, _run_cell("<ipython-input-4-9f8e7d>", 2, seen)["show"])
+    user["VERSION"] = 1
+    first = _cell(shell, user, _SHOW)["sub"]
+    user["VERSION"] = 2
+    second = _cell(shell, user, _SHOW)["sub"]  # IPython in a terminal: In [2] recalls In [1]
     assert not first.active
     assert second.active
     assert client.subscriptions == (second,)
@@ -278,15 +328,36 @@ def test_rerunning_a_notebook_cell_replaces_the_subscription(
     assert setup.room.id in repr(second)
 
 
-def test_ipykernel_cells_and_bound_methods_replace_too(setup: Setup) -> None:
-    client = _client(setup)
-    seen: list[Any] = []
-    cell_a = _run_cell("/tmp/ipykernel_1234/2735318385.py", 1, seen)
-    cell_b = _run_cell("/tmp/ipykernel_1234/1199551234.py", 2, seen)
-    old_fn = client.subscribe(setup.room.id, cell_a["show"])
-    old_method = client.subscribe(setup.room.id, cell_a["Printer"]().on_message)
-    new_fn = client.subscribe(setup.room.id, cell_b["show"])
-    new_method = client.subscribe(setup.room.id, cell_b["Printer"]().on_message)
+def test_without_a_cell_id_another_cell_with_a_same_named_callback_is_kept(
+    setup: Setup, shell: _Shell
+) -> None:
+    client, seen, user = _session(setup)
+    user["VERSION"] = 1
+    first = _cell(shell, user, _SHOW, kernel="1234")["sub"]  # nbclient sends no cell id
+    user["VERSION"] = 2
+    second = _cell(shell, user, "# another cell\n" + _SHOW, kernel="1234")["sub"]
+    assert first.active
+    assert second.active
+    assert client.subscriptions == (first, second)
+    setup.send("both")
+    assert wait_until(lambda: sorted(seen) == [(1, "both"), (2, "both")])
+
+
+def test_ipykernel_cells_and_bound_methods_replace_too(setup: Setup, shell: _Shell) -> None:
+    client, seen, user = _session(setup)
+    source = (
+        "class Printer:\n"
+        "    def on_message(self, message):\n"
+        "        seen.append(('method', VERSION, message.text))\n"
+        + _SHOW
+        + "method_sub = client.subscribe(room, Printer().on_message)\n"
+    )
+    user["VERSION"] = 1
+    _cell(shell, user, source, kernel="1234")
+    old_fn, old_method = user["sub"], user["method_sub"]
+    user["VERSION"] = 2
+    _cell(shell, user, source, kernel="1234")
+    new_fn, new_method = user["sub"], user["method_sub"]
     assert client.subscriptions == (new_fn, new_method)
     assert not old_fn.active
     assert not old_method.active
@@ -304,76 +375,100 @@ def test_callbacks_from_modules_scripts_or_other_addresses_are_never_replaced(
     setup.emu.join(setup.me, other_room.id)
     seen: list[Any] = []
     a, b = Collector(), Collector()  # the same qualname, from a module
+
+    def script(filename: str, version: int, module: str = "__main__") -> Any:
+        namespace: dict[str, Any] = {"__name__": module, "seen": seen, "VERSION": version}
+        exec(compile(_SHOW.split("sub =")[0], filename, "exec"), namespace)
+        return namespace["show"]
+
     subs = [
         client.subscribe(setup.room.id, a.on_message),
         client.subscribe(setup.room.id, b.on_message),
         # __main__ of a plain script, twice
-        client.subscribe(setup.room.id, _run_cell("/home/me/script.py", 1, seen)["show"]),
-        client.subscribe(setup.room.id, _run_cell("/home/me/script.py", 2, seen)["show"]),
+        client.subscribe(setup.room.id, script("/home/me/script.py", 1)),
+        client.subscribe(setup.room.id, script("/home/me/script.py", 2)),
         # a cell file, but not __main__
-        client.subscribe(setup.room.id, _run_cell("<ipython-input-1-aa>", 3, seen, "mod")["show"]),
-        client.subscribe(setup.room.id, _run_cell("<ipython-input-2-bb>", 4, seen, "mod")["show"]),
-        # cells, but another address / another kernel
-        client.subscribe(setup.room.id, _run_cell("<ipython-input-5-cc>", 5, seen)["show"]),
-        client.subscribe(other_room.id, _run_cell("<ipython-input-6-dd>", 6, seen)["show"]),
-        client.subscribe(setup.room.id, _run_cell("/tmp/ipykernel_1/1.py", 7, seen)["show"]),
-        client.subscribe(setup.room.id, _run_cell("/tmp/ipykernel_2/1.py", 8, seen)["show"]),
+        client.subscribe(setup.room.id, script("<ipython-input-1-aa>", 3, "mod")),
+        client.subscribe(setup.room.id, script("<ipython-input-2-bb>", 4, "mod")),
+        # cells' callbacks, but subscribed outside any cell
+        client.subscribe(setup.room.id, script("<ipython-input-5-cc>", 5)),
+        client.subscribe(other_room.id, script("<ipython-input-6-dd>", 6)),
+        client.subscribe(setup.room.id, script("/tmp/ipykernel_1/1.py", 7)),
+        client.subscribe(setup.room.id, script("/tmp/ipykernel_2/1.py", 8)),
     ]
     assert all(s.active for s in subs)
     assert client.subscriptions == tuple(subs)
 
 
-def test_lambdas_from_two_cells_are_two_subscriptions(setup: Setup) -> None:
-    client = _client(setup)
-    seen: list[Any] = []
-    cell_source = "handler = lambda message: seen.append((VERSION, message.text))\n"
+def test_a_rerun_cell_keeps_module_callbacks_other_addresses_and_other_kernels(
+    setup: Setup, shell: _Shell
+) -> None:
+    client, _seen, user = _session(setup)
+    other_room = setup.emu.create_room("second")
+    setup.emu.join(setup.me, other_room.id)
+    user.update(VERSION=1, module_callback=Collector().on_message)
+    source = _SHOW + "module_sub = client.subscribe(room, module_callback)\n"
+    first = _cell(shell, user, source, cell_id="cell-a", kernel="1")
+    kept = [first["sub"], first["module_sub"]]
+    user["room"] = other_room.id  # the same cell, re-run for another address
+    kept.append(_cell(shell, user, source, cell_id="cell-a", kernel="1")["sub"])
+    user["room"] = setup.room.id  # the same cell id and code, in another kernel
+    kept.append(_cell(shell, user, source, cell_id="cell-a", kernel="2")["sub"])
+    assert all(s.active for s in kept)
+    assert first["module_sub"] in client.subscriptions
+
+
+def test_lambdas_from_two_cells_are_two_subscriptions(setup: Setup, shell: _Shell) -> None:
+    _, seen, user = _session(setup)
     subs = []
-    for version, filename in ((1, "<ipython-input-3-aa>"), (2, "<ipython-input-4-bb>")):
-        namespace: dict[str, Any] = {"__name__": "__main__", "seen": seen, "VERSION": version}
-        exec(compile(cell_source, filename, "exec"), namespace)
-        subs.append(client.subscribe(setup.room.id, namespace["handler"]))
+    for version in (1, 2):
+        cell = f"sub = client.subscribe(room, lambda m: seen.append(({version}, m.text)))\n"
+        subs.append(_cell(shell, user, cell)["sub"])
     assert all(s.active for s in subs)
     setup.send("both")
     assert wait_until(lambda: sorted(seen) == [(1, "both"), (2, "both")])
 
 
-class _Shell:
-    """What ipykernel's shell tells about the cell running now (IPython is not installed)."""
-
-    def __init__(self) -> None:
-        self.cell_id = "cell-a"
-        self.execution_count = 1
-
-    def get_parent(self) -> dict[str, Any]:
-        return {"metadata": {"cellId": self.cell_id}}
-
-
 def test_a_rerun_of_the_same_jupyter_cell_replaces_whatever_the_callback_is_called(
-    setup: Setup, monkeypatch: pytest.MonkeyPatch
+    setup: Setup, shell: _Shell
 ) -> None:
-    import types
-
-    shell = _Shell()
-    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
-    client = _client(setup)
-    seen: list[Any] = []
-    kernel_file = "/tmp/ipykernel_77/{}.py"
+    client, seen, user = _session(setup)
+    user.update(VERSION=1, module_lambda=lambda m: seen.append(("lambda", m.text)))
     # Run 1 of cell a: two subscriptions, neither replaces the other.
-    first = client.subscribe(setup.room.id, _run_cell(kernel_file.format(1), 1, seen)["show"])
-    first_b = client.subscribe(setup.room.id, lambda m: seen.append(("lambda", m.text)))
-    # Cell b, another cell: kept too.
-    shell.cell_id, shell.execution_count = "cell-b", 2
-    other = client.subscribe(setup.room.id, _run_cell(kernel_file.format(2), 2, seen)["show"])
+    _cell(shell, user, _SHOW + "sub_b = client.subscribe(room, module_lambda)\n", "cell-a", "77")
+    first, first_b = user["sub"], user["sub_b"]
+    # Cell b, another cell with the very same code and callback name: kept too.
+    other = _cell(shell, user, _SHOW, cell_id="cell-b", kernel="77")["sub"]
     # Run 3 re-runs cell a, edited: its callback is now a lambda under another file name.
-    shell.cell_id, shell.execution_count = "cell-a", 3
-    namespace: dict[str, Any] = {"__name__": "__main__", "seen": seen}
-    exec(
-        compile("h = lambda m: seen.append(('edited', m.text))\n", kernel_file.format(3), "exec"),
-        namespace,
-    )
-    edited = client.subscribe(setup.room.id, namespace["h"])
+    edited_cell = "sub = client.subscribe(room, lambda m: seen.append(('edited', m.text)))\n"
+    edited = _cell(shell, user, edited_cell, cell_id="cell-a", kernel="77")["sub"]
     assert not first.active
     assert first_b.active  # not a cell's callback (defined here, in a module): never replaced
     assert other.active
     assert edited.active
     assert client.subscriptions == (first_b, other, edited)
+
+
+def test_a_subscription_made_by_a_thread_is_never_replaced(setup: Setup, shell: _Shell) -> None:
+    client, _seen, user = _session(setup)
+    user.update(VERSION=1, threading=threading, made=[])
+    # Cell t starts a worker that subscribes later, while cell b runs (ipykernel then
+    # answers the worker's get_parent() with cell b's request).
+    _cell(
+        shell,
+        user,
+        "go = threading.Event()\n"
+        "def later():\n"
+        "    go.wait(10)\n"
+        "    made.append(client.subscribe(room, lambda m: seen.append(('worker', m.text))))\n"
+        "worker = threading.Thread(target=later)\n"
+        "worker.start()\n",
+        cell_id="cell-t",
+        kernel="5",
+    )
+    _cell(shell, user, "go.set()\nworker.join(10)\n", cell_id="cell-b", kernel="5")
+    [from_worker] = user["made"]
+    user["VERSION"] = 2
+    from_b = _cell(shell, user, _SHOW, cell_id="cell-b", kernel="5")["sub"]  # b, re-run
+    assert from_worker.active
+    assert client.subscriptions == (from_worker, from_b)

@@ -191,45 +191,47 @@ def test_backfill_delivers_the_gap_oldest_first_and_stops_at_the_last_delivered(
     assert consumed[-1] == "id2"  # stopped at the last delivered message
 
 
-def _cell_function(filename: str, module: str = "__main__", src: str | None = None) -> object:
-    namespace: dict[str, object] = {"__name__": module}
+def _cell_origin(filename: str, module: str = "__main__", src: str | None = None) -> object:
+    """What cell_origin says of ``show``, asked by the code compiled as ``filename``."""
+    from signalwire_chat._realtime._interactive import cell_origin
+
+    namespace: dict[str, object] = {"__name__": module, "cell_origin": cell_origin}
     source = src or "def show(message):\n    return message\n"
-    exec(compile(source, filename, "exec"), namespace)
-    return namespace["show"]
+    exec(compile(source + "origin = cell_origin(show)\n", filename, "exec"), namespace)
+    return namespace["origin"]
 
 
 def test_cell_origin_recognises_ipython_and_ipykernel_cells_only() -> None:
     from signalwire_chat._realtime._interactive import cell_origin
 
-    assert cell_origin(_cell_function("<ipython-input-3-1a2b>")) == (
-        ("ipython", "name", "show"),
+    # No cell id (no kernel here): the cell is known by its code's hash, in its file name.
+    assert _cell_origin("<ipython-input-3-1a2b>") == (("ipython", "code", "1a2b"), None)
+    assert _cell_origin("/tmp/ipykernel_1234/123456.py") == (
+        ("/tmp/ipykernel_1234", "code", "123456"),
         None,
     )
-    assert cell_origin(_cell_function("/tmp/ipykernel_1234/123456.py")) == (
-        ("/tmp/ipykernel_1234", "name", "show"),
-        None,
-    )
-    assert cell_origin(_cell_function("C:\\Temp\\ipykernel_99\\42.py")) is not None
+    assert _cell_origin("C:\\Temp\\ipykernel_99\\42.py") is not None
     # Not a cell: a script's __main__, a module, a notebook-looking name in a module.
-    assert cell_origin(_cell_function("/home/me/script.py")) is None
-    assert cell_origin(_cell_function("<stdin>")) is None
-    assert cell_origin(_cell_function("<ipython-input-3-1a2b>", module="mymod")) is None
-    assert cell_origin(_cell_function("/tmp/ipykernel_1234/notes.py")) is None
-    assert cell_origin(print) is None
+    assert _cell_origin("/home/me/script.py") is None
+    assert _cell_origin("<stdin>") is None
+    assert _cell_origin("<ipython-input-3-1a2b>", module="mymod") is None
+    assert _cell_origin("/tmp/ipykernel_1234/notes.py") is None
+    assert _cell_origin("<ipython-input-3-1a2b>", src="show = print\n") is None
     assert cell_origin(lambda m: m) is None  # defined in this test module
+    # A cell's callback, but no cell running in this thread (a thread, a script's call).
+    namespace: dict[str, object] = {"__name__": "__main__"}
+    exec(compile("def show(m):\n    return m\n", "<ipython-input-4-ab>", "exec"), namespace)
+    assert cell_origin(namespace["show"]) is None
 
 
 def test_cell_origin_of_bound_methods_uses_the_function() -> None:
-    from signalwire_chat._realtime._interactive import cell_origin
-
     src = (
         "class Printer:\n"
         "    def show(self, message):\n"
         "        return message\n"
         "show = Printer().show\n"
     )
-    bound = _cell_function("<ipython-input-7-ff>", src=src)
-    assert cell_origin(bound) == (("ipython", "name", "Printer.show"), None)
+    assert _cell_origin("<ipython-input-7-ff>", src=src) == (("ipython", "code", "ff"), None)
 
 
 def test_subscription_repr_names_the_address_state_and_callback() -> None:

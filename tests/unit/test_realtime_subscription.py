@@ -257,7 +257,7 @@ def test_a_callable_object_is_named_by_its_class() -> None:
     assert repr(sub).endswith(".Printer>")
 
 
-def test_an_odd_ipython_shell_falls_back_on_the_callbacks_name(
+def test_an_odd_ipython_shell_falls_back_on_the_cells_code(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import sys
@@ -271,12 +271,10 @@ def test_an_odd_ipython_shell_falls_back_on_the_callbacks_name(
     fake = types.ModuleType("IPython")
     fake.get_ipython = broken_get_ipython  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "IPython", fake)
-    namespace: dict[str, Any] = {"__name__": "__main__"}
-    exec(
-        compile("def show(message):\n    return message\n", "<ipython-input-9-ab>", "exec"),
-        namespace,
-    )
-    assert cell_origin(namespace["show"]) == (("ipython", "name", "show"), None)
+    namespace: dict[str, Any] = {"__name__": "__main__", "cell_origin": cell_origin}
+    cell = "def show(message):\n    return message\norigin = cell_origin(show)\n"
+    exec(compile(cell, "<ipython-input-9-ab>", "exec"), namespace)
+    assert namespace["origin"] == (("ipython", "code", "ab"), None)
 
 
 def test_a_checkpoint_outage_after_a_callback_is_reported_once_and_delivery_goes_on(

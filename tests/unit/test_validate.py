@@ -6,6 +6,7 @@ raise ConnectError instead, so "nothing was sent" is what these tests check.
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 from collections import UserDict
@@ -226,9 +227,9 @@ def test_an_integer_json_cannot_carry_is_an_argument_error(client: ChatClient, h
     # json.dumps raised a bare ValueError ("Exceeds the limit ... for integer string
     # conversion") from inside send_message; the closed port shows nothing was sent.
     with pytest.raises(InvalidArgumentError, match=f"more than {MAX_INT_DIGITS} digits"):
-        client.send_message("room", "hi", metadata={"a": huge})
+        client.send_message(ROOM, "hi", metadata={"a": huge})
     with pytest.raises(InvalidArgumentError, match="details"):
-        client.send_message("room", "hi", details={"a": [1, {"b": huge}]})
+        client.send_message(ROOM, "hi", details={"a": [1, {"b": huge}]})
 
 
 def test_the_longest_integer_allowed_is_sent(client: ChatClient) -> None:
@@ -238,7 +239,7 @@ def test_the_longest_integer_allowed_is_sent(client: ChatClient) -> None:
         "b": -longest,
     }
     with pytest.raises(ConnectError):  # accepted and sent (to the closed port)
-        client.send_message("room", "hi", metadata={"a": longest})
+        client.send_message(ROOM, "hi", metadata={"a": longest})
 
 
 def test_an_integer_past_a_lowered_process_limit_is_an_argument_error(client: ChatClient) -> None:
@@ -246,7 +247,7 @@ def test_an_integer_past_a_lowered_process_limit_is_an_argument_error(client: Ch
     sys.set_int_max_str_digits(640)
     try:
         with pytest.raises(InvalidArgumentError, match="metadata"):
-            client.send_message("room", "hi", metadata={"a": 10**1000})
+            client.send_message(ROOM, "hi", metadata={"a": 10**1000})
     finally:
         sys.set_int_max_str_digits(previous)
 
@@ -304,3 +305,38 @@ def test_localhost_itself_and_loopback_addresses_are(client: ChatClient) -> None
 def test_deadline_and_body_cap_options(option: str, value: Any, error: type[Exception]) -> None:
     with pytest.raises(error, match=option):
         ChatClient(TOKEN, rest_url=closed_port_url(), **{option: value})
+
+
+_DURATIONS: list[tuple[str, Callable[[Any], object]]] = [
+    ("timeout", lambda v: ChatClient(TOKEN, rest_url=closed_port_url(), timeout=v)),
+    ("timeout (read)", lambda v: ChatClient(TOKEN, rest_url=closed_port_url(), timeout=(1, v))),
+    ("deadline", lambda v: ChatClient(TOKEN, rest_url=closed_port_url(), deadline=v)),
+    ("ping_timeout", lambda v: __import__("signalwire_chat").RealtimeOptions(ping_timeout=v)),
+    (
+        "reconnect_max_delay",
+        lambda v: __import__("signalwire_chat").RealtimeOptions(reconnect_max_delay=v),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "make"), _DURATIONS, ids=[n for n, _ in _DURATIONS])
+def test_every_duration_follows_one_rule(name: str, make: Callable[[Any], object]) -> None:
+    """A positive finite number of seconds; infinity, NaN, zero, a bool or a str refused alike."""
+    for bad in (float("inf"), float("nan"), 0, -1.5):
+        with pytest.raises(InvalidArgumentError, match=re.escape(f"{name} must be finite and > 0")):
+            make(bad)
+    for bad_type in (True, "5", None):
+        with pytest.raises(InvalidArgumentTypeError):
+            make(bad_type)
+    for good in (0.001, 5, 30.0):
+        made = make(good)
+        close = getattr(made, "close", None)
+        if close is not None:
+            close()
+
+
+def test_a_stream_timeout_follows_the_same_rule(client: ChatClient) -> None:
+    with pytest.raises(InvalidArgumentError, match="timeout must be finite and > 0"):
+        client.stream_inbox(timeout=float("inf"))
+    with pytest.raises(InvalidArgumentTypeError, match="timeout must be a number of seconds"):
+        client.stream_inbox(timeout=True)
