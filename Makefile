@@ -133,3 +133,9 @@ emulator: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .venv-3.* build dist *.egg-info $(addsuffix /node_modules,$(NODE_DIRS)) docs/_build
+
+# Known vulnerabilities (pip-audit) of the installed environment and of the floors setup.cfg
+# declares; when PyPI's advisory data cannot be reached it says so and passes (no check done).
+.PHONY: audit
+audit: $(STAMP)
+	tools/audit.sh $(PY)

@@ -54,7 +54,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote, urlencode, urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
 import requests.adapters
@@ -67,6 +67,7 @@ from urllib3.util import Timeout as _Urllib3Timeout
 from . import _fork
 from ._backoff import backoff_delay
 from ._deadline import Watchdog
+from ._redact import redact, server_text
 from ._validate import check_seconds
 from ._version import __version__
 from .errors import (
@@ -137,7 +138,6 @@ BACKOFF_BASE = 0.5  # seconds; attempt n waits uniform(0, min(BACKOFF_MAX, BASE 
 BACKOFF_MAX = 8.0
 RETRY_AFTER_MAX = 30.0  # a longer Retry-After is capped to this
 _BODY_KEEP = 2000
-_TEXT_KEEP = 200  # a reason phrase, request id or content type: more is not diagnosis
 _READ_PIECE = 64 * 1024  # the most one read1 returns: the deadline is checked between pieces
 _RETRY_STATUSES_GET = frozenset((429, 502, 503, 504))
 _REQUEST_ID_HEADERS = (
@@ -149,7 +149,6 @@ _REQUEST_ID_HEADERS = (
 )
 #: Each request-id header's lowered name -> its rank (the first of the list wins).
 _REQUEST_ID_RANK = {name.lower(): rank for rank, name in enumerate(_REQUEST_ID_HEADERS)}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 #: A timeout: seconds for both phases, or a ``(connect, read)`` pair.
 TimeoutLike = float | tuple[float, float]
@@ -193,34 +192,6 @@ def normalise_max_response_bytes(value: object) -> int:
 
 
 # --- what a server sends back: redacted, cleaned, capped ------------------------------------
-
-
-def _secret_forms(secrets: Iterable[str]) -> list[str]:
-    """Each secret, its percent-encoded form, and each long dot-separated part of a token."""
-    forms: set[str] = set()
-    for secret in secrets:
-        if not secret:
-            continue
-        forms.add(secret)
-        forms.add(quote(secret, safe=""))
-        forms.update(part for part in secret.split(".") if len(part) >= 16)
-    return sorted(forms, key=len, reverse=True)  # the whole before its parts
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret (and each long part of a token) replaced by ``[redacted]``."""
-    for form in _secret_forms(secrets):
-        if form in text:
-            text = text.replace(form, "[redacted]")
-    return text
-
-
-def server_text(value: object, secrets: Iterable[str], keep: int = _TEXT_KEEP) -> str | None:
-    """A short piece of server text fit for a message or a log line, or ``None``."""
-    if not isinstance(value, str) or not value:
-        return None
-    text = _CONTROL.sub("?", redact(value, secrets))
-    return text if len(text) <= keep else text[: keep - 3] + "..."
 
 
 def _strip_query(url: str) -> str:

@@ -16,6 +16,12 @@ redelivery. Each entry has the fields ``id`` (the message id), ``route`` (``grou
 ``address:<id>`` or ``inbox``) and ``message``: the JSON of the message model
 (``ConversationChatMessage.to_dict()``) plus ``"delivery"``: ``"live"`` or ``"catch_up"``.
 
+No message is skipped silently. Text that UTF-8 cannot carry (a lone surrogate, which JSON
+allows as ``\ud800``) is written as JSON escapes, so a consumer's ``json.loads`` gives back the
+very string. A message that cannot be appended at all (an id that cannot be a checkpoint or a
+stream field, an entry Redis refuses) stops :meth:`StreamBridge.run` with a
+:class:`~signalwire_chat.StoreError` naming its id, the checkpoint still before it.
+
 Requires the ``redis`` extra (``pip install 'signalwire-chat[redis]'``).
 """
 
@@ -39,7 +45,7 @@ from .errors import (
     StoreError,
     StoreUnavailableError,
 )
-from .redis import RedisCheckpointStore, RedisLease
+from .redis import RedisCheckpointStore, RedisLease, _check_seconds, _client, _target
 
 if TYPE_CHECKING:
     import redis as redis_py
@@ -60,11 +66,26 @@ def entry_fields(message: ConversationChatMessage, route: str) -> dict[str, str]
     if body.get("group_id") is None and route.startswith("group:"):
         body["group_id"] = route[len("group:") :]  # a group's own history leaves it out
     body["delivery"] = message.delivery
-    return {
-        "id": message.id,
-        "route": route,
-        "message": json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str),
-    }
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str)
+    if not _utf8(text):
+        # A lone surrogate: readable JSON is not UTF-8 here, escaped JSON always is.
+        text = json.dumps(body, separators=(",", ":"), default=str)
+    return {"id": message.id, "route": route, "message": text}
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unappendable(message_id: str, why: str) -> StoreError:
+    shown = ascii(message_id)
+    if len(shown) > 120:
+        shown = shown[:100] + "...(" + str(len(message_id)) + " characters)"
+    return StoreError(f"message {shown} cannot be appended to the stream: {why}; stopping")
 
 
 class _AppendingCheckpointer(Checkpointer):
@@ -83,8 +104,15 @@ class _AppendingCheckpointer(Checkpointer):
 
     def advance(self, message: ConversationChatMessage) -> StoreError | None:
         bridge = self._bridge
-        checkpoint = Checkpoint.of(message, route=self.route)
+        if bridge._failure is not None:
+            return None  # stopping on an earlier message: the checkpoint stays before that one
+        try:
+            checkpoint = Checkpoint.of(message, route=self.route)
+        except InvalidArgumentError as exc:
+            return bridge._fail(_unappendable(message.id, f"not a valid checkpoint ({exc})"))
         fields = entry_fields(message, self.route)
+        if not all(_utf8(value) for value in fields.values()):
+            return bridge._fail(_unappendable(message.id, "its id or route is not UTF-8"))
         reported = False
         while True:
             if bridge._term_over():
@@ -107,6 +135,8 @@ class _AppendingCheckpointer(Checkpointer):
                     reported = True
                 bridge._wake.wait(bridge.retry_interval)
                 continue
+            except StoreError as exc:  # Redis refused this very entry: retrying cannot help
+                return bridge._fail(_unappendable(message.id, f"Redis refused it ({exc})"))
             bridge._appended(message)
             return None
 
@@ -151,6 +181,8 @@ class StreamBridge:
         on_error: Callable[[BaseException], None] | None = None,
         on_leading: Callable[[int], None] | None = None,
     ) -> None:
+        target = _target(redis)
+        del redis  # the URL may hold a password: no frame of a later traceback keeps it
         if not isinstance(stream, str) or not stream or not stream.isprintable():
             raise InvalidArgumentError("stream must be a non-empty printable string")
         if not isinstance(name, str) or not name or not name.isprintable() or " " in name:
@@ -173,11 +205,21 @@ class StreamBridge:
         self.retry_interval = float(retry_interval)
         self._on_error = on_error
         self._on_leading = on_leading
-        self._lease = RedisLease(redis, name=f"bridge:{name}", ttl=ttl, on_lost=self._lease_lost)
-        self._store = RedisCheckpointStore(redis, lease=self._lease)
+        ttl = _check_seconds("ttl", ttl)
+        # One client for the lease and the store (redis-py's pool is thread-safe).
+        self._conn = _client(target, min(ttl / 3, 5.0))
+        try:
+            self._lease = RedisLease(
+                self._conn.client, name=f"bridge:{name}", ttl=ttl, on_lost=self._lease_lost
+            )
+            self._store = RedisCheckpointStore(self._conn.client, lease=self._lease)
+        except BaseException:
+            self._conn.close()
+            raise
         self._closed = threading.Event()
         self._lost = threading.Event()
-        self._wake = threading.Event()  # set on loss or close: ends every wait early
+        self._wake = threading.Event()  # set on loss, failure or close: ends every wait early
+        self._failure: StoreError | None = None  # a message that cannot be appended
         self._lock = threading.Lock()
         self._subs: list[Subscription] = []
         self._count_lock = threading.Lock()
@@ -203,6 +245,8 @@ class StreamBridge:
         """Stand by until this process holds the lease, then append; repeat until closed.
 
         Raises:
+            StoreError: A message cannot be appended (the error names its id); the bridge is
+                closed and the checkpoint is still before that message.
             KeyboardInterrupt: Ctrl-C (the bridge is closed first).
         """
         try:
@@ -217,6 +261,8 @@ class StreamBridge:
                     self._lead(token)
                 finally:
                     self._stop_leading()
+                if self._failure is not None:
+                    raise self._failure
         except BaseException:
             self.close()
             raise
@@ -272,7 +318,14 @@ class StreamBridge:
             logger.info("bridge %s: release failed (it expires by itself): %s", self.name, exc)
 
     def _term_over(self) -> bool:
-        return self._lost.is_set() or self._closed.is_set()
+        return self._lost.is_set() or self._closed.is_set() or self._failure is not None
+
+    def _fail(self, error: StoreError) -> StoreError:
+        """Stop at a message that cannot be appended: run() raises ``error``."""
+        if self._failure is None:
+            self._failure = error  # logged and told to on_error by _report
+        self._wake.set()
+        return error
 
     def _lease_lost(self) -> None:
         if not self._lost.is_set():
@@ -307,8 +360,11 @@ class StreamBridge:
             subs, self._subs = self._subs, []
         for sub in subs:
             sub.cancel()
-        self._lease.close()
-        self._store.close()
+        try:
+            self._lease.close()
+            self._store.close()
+        finally:
+            self._conn.close()
 
     def __enter__(self) -> StreamBridge:
         return self

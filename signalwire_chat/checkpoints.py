@@ -120,14 +120,26 @@ def _encode(checkpoint: Checkpoint) -> str:
     )
 
 
+# Our bodies stay under 7 KiB (a 263-character route and a 256-character id, every character
+# escaped); anything much longer is not ours and is refused unparsed.
+_MAX_BODY = 16 * 1024
+
+
 def _decode(key: str, raw: bytes | str) -> Checkpoint:
     """Parse what a store returned; anything but our own JSON is a CorruptCheckpointError."""
+    if len(raw) > _MAX_BODY:
+        raise CorruptCheckpointError(
+            f"the checkpoint stored under {key!r} is not one this library wrote: "
+            f"{len(raw)} characters long",
+            key=key,
+        )
     try:
         data: Any = json.loads(raw)
         if not isinstance(data, dict) or set(data) != {"route", "message_id", "ts"}:
             raise ValueError("not an object with route, message_id and ts")
         return Checkpoint(route=data["route"], message_id=data["message_id"], ts=data["ts"])
-    except (ValueError, UnicodeDecodeError) as exc:  # InvalidArgumentError is a ValueError
+    # InvalidArgumentError is a ValueError; RecursionError: nesting too deep for json.
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise CorruptCheckpointError(
             f"the checkpoint stored under {key!r} is not one this library wrote: {exc}", key=key
         ) from None
@@ -149,6 +161,25 @@ def check_key(key: object) -> str:
         InvalidArgumentError: It is not.
     """
     return _check_key(key)
+
+
+def _create_private(path: Path) -> None:
+    """Create ``path`` empty with mode 0600, and its missing directories with 0700.
+
+    Created with the mode (no chmod after): there is no moment it is readable by others.
+    An existing file or directory is the user's and is left alone.
+    """
+    missing = []
+    directory = path.parent
+    while not os.path.lexists(directory):
+        missing.append(directory)
+        directory = directory.parent
+    for made in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+            os.mkdir(made, 0o700)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, flags, 0o600))
 
 
 def default_checkpoint_path() -> Path:
@@ -251,9 +282,18 @@ class SqliteCheckpointStore(_ClosableStore):
     with a higher token was already made under that key, so a writer whose lease was taken over
     by a later holder cannot overwrite it. A save without a token is not fenced.
 
+    The file is created readable by its owner only (mode 0600, and sqlite gives its ``-wal``
+    and ``-shm`` files the same mode), as are the directories created for it (0700); an
+    existing file or directory is left as it is. A file someone else wrote cannot hang a call:
+    each statement is cut off after ``timeout`` seconds of work (a trigger that loops, say),
+    on top of at most ``timeout`` seconds waiting for a lock, and fails with
+    :class:`StoreUnavailableError`. A path is a path, even one that starts with ``file:``
+    (never an SQLite URI).
+
     Args:
         path: The database file (created with its directory if missing), or ``":memory:"``.
-        timeout: Seconds to wait for another process's write lock.
+        timeout: Seconds to wait for another process's write lock, and the longest a
+            statement may run.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
@@ -262,25 +302,47 @@ class SqliteCheckpointStore(_ClosableStore):
         self.path = str(path)
         self._lock = threading.Lock()
         self._closed = False
+        self._timeout = float(timeout)
+        self._deadline = math.inf
         try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            name = self.path
+            if name != ":memory:":
+                _create_private(Path(name))
+                if name.startswith("file:"):  # what sqlite would read as a URI
+                    name = "./" + name
             # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE) below.
             self._db = sqlite3.connect(
-                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+                name, timeout=timeout, isolation_level=None, check_same_thread=False, uri=False
             )
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailableError(f"cannot open the checkpoint file {self.path}") from exc
+        # Every statement ends by the deadline its caller set (see _bounded).
+        self._db.set_progress_handler(self._over_time, 1000)
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(_SCHEMA)
+            with self._bounded():
+                self._db.execute("PRAGMA trusted_schema=OFF")
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.execute(_SCHEMA)
         except sqlite3.Error as exc:
             self._db.close()  # never leave the connection to the garbage collector
             raise StoreUnavailableError(f"cannot open the checkpoint file {self.path}") from exc
 
     def __repr__(self) -> str:
         return f"SqliteCheckpointStore({self.path!r})"
+
+    def _over_time(self) -> int:
+        """The progress handler: non-zero makes sqlite interrupt the running statement."""
+        return 1 if time.monotonic() > self._deadline else 0
+
+    @contextlib.contextmanager
+    def _bounded(self) -> Iterator[None]:
+        """Statements run meanwhile are interrupted once ``timeout`` seconds of work passed."""
+        self._deadline = time.monotonic() + self._timeout
+        try:
+            yield
+        finally:
+            self._deadline = math.inf
 
     def load(self, key: str) -> Checkpoint | None:
         """Return the checkpoint saved under ``key``, or ``None``.
@@ -293,9 +355,12 @@ class SqliteCheckpointStore(_ClosableStore):
         with self._lock:
             self._check_open()
             try:
-                row = self._db.execute(
-                    "SELECT body FROM checkpoints WHERE key = ?", (key,)
-                ).fetchone()
+                with self._bounded():
+                    # No more than a body of ours can be: a huge row is refused unread.
+                    row = self._db.execute(
+                        "SELECT substr(body, 1, ?) FROM checkpoints WHERE key = ?",
+                        (_MAX_BODY + 1, key),
+                    ).fetchone()
             except sqlite3.Error as exc:
                 raise StoreUnavailableError(f"cannot read {self.path}") from exc
         if row is None:
@@ -319,32 +384,42 @@ class SqliteCheckpointStore(_ClosableStore):
         with self._lock:
             self._check_open()
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    row = self._db.execute(
-                        "SELECT fencing_token FROM checkpoints WHERE key = ?", (key,)
-                    ).fetchone()
-                    highest = row[0] if row is not None else None
-                    if token is not None and isinstance(highest, int) and token < highest:
-                        raise FencedWriteError(
-                            f"refused: fencing token {token} is older than {highest}, "
-                            f"the highest saved under {key!r}",
-                            fencing_token=token,
-                        )
-                    kept = token if token is not None else highest
-                    self._db.execute(
-                        "INSERT INTO checkpoints (key, body, fencing_token, saved_at) "
-                        "VALUES (?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
-                        "body = excluded.body, fencing_token = excluded.fencing_token, "
-                        "saved_at = excluded.saved_at",
-                        (key, body, kept, time.time()),
-                    )
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
+                self._bounded_save(key, body, token)
             except sqlite3.Error as exc:
                 raise StoreUnavailableError(f"cannot write {self.path}") from exc
+
+    def _bounded_save(self, key: str, body: str, token: int | None) -> None:
+        with self._bounded():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT fencing_token FROM checkpoints WHERE key = ?", (key,)
+                ).fetchone()
+                highest = row[0] if row is not None else None
+                if token is not None and isinstance(highest, int) and token < highest:
+                    raise FencedWriteError(
+                        f"refused: fencing token {token} is older than {highest}, "
+                        f"the highest saved under {key!r}",
+                        fencing_token=token,
+                    )
+                kept = token if token is not None else highest
+                self._db.execute(
+                    "INSERT INTO checkpoints (key, body, fencing_token, saved_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                    "body = excluded.body, fencing_token = excluded.fencing_token, "
+                    "saved_at = excluded.saved_at",
+                    (key, body, kept, time.time()),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()  # a failed COMMIT too: never leave the transaction open
+                raise
+
+    def _rollback(self) -> None:
+        """Roll back the open transaction, if any (an interrupted statement ended it)."""
+        self._deadline = math.inf
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("ROLLBACK")
 
     @contextlib.contextmanager
     def atomic(self, key: str, checkpoint: Checkpoint) -> Iterator[sqlite3.Connection]:
@@ -371,26 +446,27 @@ class SqliteCheckpointStore(_ClosableStore):
             self._check_open()
             db = self._db
             try:
-                db.execute("BEGIN IMMEDIATE")
+                with self._bounded():
+                    db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StoreUnavailableError(f"cannot write {self.path}") from exc
             try:
-                yield db
-                db.execute(
-                    "INSERT INTO checkpoints (key, body, fencing_token, saved_at) "
-                    "VALUES (?, ?, NULL, ?) ON CONFLICT(key) DO UPDATE SET "
-                    "body = excluded.body, saved_at = excluded.saved_at",
-                    (key, body, time.time()),
-                )
+                yield db  # the caller's own statements: not cut off by our deadline
+                with self._bounded():
+                    db.execute(
+                        "INSERT INTO checkpoints (key, body, fencing_token, saved_at) "
+                        "VALUES (?, ?, NULL, ?) ON CONFLICT(key) DO UPDATE SET "
+                        "body = excluded.body, saved_at = excluded.saved_at",
+                        (key, body, time.time()),
+                    )
             except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
+                self._rollback()
                 raise
             try:
-                db.execute("COMMIT")
+                with self._bounded():
+                    db.execute("COMMIT")
             except sqlite3.Error as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
+                self._rollback()
                 raise StoreUnavailableError(f"cannot write {self.path}") from exc
 
     def delete(self, key: str) -> None:
@@ -399,7 +475,8 @@ class SqliteCheckpointStore(_ClosableStore):
         with self._lock:
             self._check_open()
             try:
-                self._db.execute("DELETE FROM checkpoints WHERE key = ?", (key,))
+                with self._bounded():
+                    self._db.execute("DELETE FROM checkpoints WHERE key = ?", (key,))
             except sqlite3.Error as exc:
                 raise StoreUnavailableError(f"cannot write {self.path}") from exc
 

@@ -20,7 +20,10 @@ For the lease and the Redis checkpoint store (:mod:`signalwire_chat.redis`), a r
 - ``redis_server``: a :class:`RedisServer` on a free port of 127.0.0.1, no persistence, fresh
   for each test and stopped after it; ``.url`` for redis-py, ``.restart()`` for outage tests;
 - ``redis_server_factory``: start more, with options (``persistence=True`` for an append-only
-  file in a temporary directory that survives ``restart()``).
+  file in a temporary directory that survives ``restart()``; ``password="..."`` for a server
+  that requires it, given in a config file of mode 0600, never on its command line);
+- ``redis_server_with_password``: a started server that requires a random password (its
+  ``.url`` carries it, ``.password`` is it).
 
 When ``redis-server`` is not on ``PATH`` these tests are skipped with a loud reason, except
 under CI (environment ``CI=true``), where that is a failure. The server is driven with its own
@@ -30,6 +33,7 @@ binary and a raw ``PING`` over a socket, so these fixtures need no Python packag
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -39,6 +43,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import pytest
 
@@ -50,6 +55,7 @@ __all__ = [
     "emulator_factory",
     "redis_server",
     "redis_server_factory",
+    "redis_server_with_password",
     "signalwire_emulator",
     "signalwire_emulator_session",
 ]
@@ -136,7 +142,8 @@ def _answers_ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            # A server that requires a password answers, refusing: it is up all the same.
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 
@@ -151,19 +158,32 @@ class RedisServer:
         persistence: Keep an append-only file in a temporary directory, so data survives
             :meth:`restart`. Without it (the default) a restart empties the server.
         binary: The redis-server executable.
+        password: Require this password (``requirepass``, written to a config file of mode
+            0600 in the server's directory: never in its argv).
     """
 
-    def __init__(self, *, persistence: bool = False, binary: str = "redis-server") -> None:
+    def __init__(
+        self,
+        *,
+        persistence: bool = False,
+        binary: str = "redis-server",
+        password: str | None = None,
+    ) -> None:
         self.persistence = persistence
         self.binary = binary
+        self.password = password
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
 
+    def __repr__(self) -> str:
+        return f"<RedisServer 127.0.0.1:{self.port} pid={self.pid}>"
+
     @property
     def url(self) -> str:
-        """The ``redis://`` URL of the server (database 0)."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The ``redis://`` URL of the server (database 0), with the password if it has one."""
+        auth = f":{quote(self.password, safe='')}@" if self.password is not None else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     @property
     def pid(self) -> int | None:
@@ -184,10 +204,12 @@ class RedisServer:
         if self._dir is None:
             self._dir = tempfile.TemporaryDirectory(prefix="signalwire-redis-")
         reuse_port = self.port != 0
+        config = self._config()
         for _attempt in range(5):
             port = self.port if reuse_port else _free_port()
             args = [
                 self.binary,
+                *config,
                 "--port",
                 str(port),
                 "--bind",
@@ -220,6 +242,17 @@ class RedisServer:
             f"redis-server did not answer PING within {_REDIS_START_SECONDS:.0f} s "
             f"(log: {Path(self._dir.name) / 'redis.log'})"
         )
+
+    def _config(self) -> list[str]:
+        """The config file argument (with ``requirepass``), if a password is set."""
+        if self.password is None:
+            return []
+        assert self._dir is not None
+        path = Path(self._dir.name) / "redis.conf"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(f'requirepass "{self.password}"\n')
+        return [str(path)]
 
     def stop(self) -> None:
         """Stop the server (idempotent); the port is kept for a later :meth:`start`."""
@@ -303,3 +336,9 @@ def redis_server_factory() -> Iterator[RedisServerFactory]:
 def redis_server(redis_server_factory: RedisServerFactory) -> RedisServer:
     """A started redis-server on a free port of 127.0.0.1, no persistence, one per test."""
     return redis_server_factory()
+
+
+@pytest.fixture
+def redis_server_with_password(redis_server_factory: RedisServerFactory) -> RedisServer:
+    """As ``redis_server``, requiring a random password (in ``.url``; ``.password``)."""
+    return redis_server_factory(password=secrets.token_hex(16))

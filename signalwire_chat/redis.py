@@ -70,6 +70,7 @@ from .errors import (
     CorruptCheckpointError,
     FencedWriteError,
     InvalidArgumentError,
+    InvalidArgumentTypeError,
     LeaseTimeoutError,
     StoreError,
     StoreUnavailableError,
@@ -82,9 +83,15 @@ _T = TypeVar("_T")
 _PREFIX = "signalwire-chat"
 _JOIN_SECONDS = 5.0
 
-# KEYS: lease, fence counter. ARGV: owner, ttl in ms. Returns the new token, or 0 if held.
+# KEYS: lease, fence counter, the old counter key (kept readable). ARGV: owner, ttl in ms.
+# Returns the new token, or 0 if held.
 _ACQUIRE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('TYPE', KEYS[3]).ok == 'string' then
+  -- The first acquisition under the new key continues the old counter: tokens never go back.
+  local old = redis.call('GET', KEYS[3])
+  if string.match(old, '^%d+$') then redis.call('SET', KEYS[2], old) end
+end
 local token = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], token .. ' ' .. ARGV[1], 'PX', ARGV[2])
 return token
@@ -129,14 +136,141 @@ return {1, entry}
 """
 
 
-def _translate(what: str, call: Callable[[], _T]) -> _T:
-    """Run one redis-py call; its failures become our errors (the one translation point)."""
+class _RedisURL:
+    """A Redis URL, kept out of reprs, messages and traceback locals: it may hold a password."""
+
+    __slots__ = ("url",)
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __repr__(self) -> str:
+        return "<Redis URL (not shown)>"
+
+
+def _target(redis: object) -> _RedisURL | redis_py.Redis:
+    """What a constructor's ``redis`` names, the URL hidden from then on.
+
+    Each constructor calls this first and deletes its ``redis`` argument, so no frame of a
+    traceback raised later in it holds the URL (traceback printers show locals).
+    """
+    if isinstance(redis, (_RedisURL, redis_py.Redis)):
+        return redis
+    if isinstance(redis, str):
+        return _RedisURL(redis)
+    raise InvalidArgumentTypeError("redis must be a redis:// URL or a redis.Redis client")
+
+
+def _from_url(target: _RedisURL, timeout: float) -> redis_py.Redis | None:
+    if not target.url.startswith(("redis://", "rediss://", "unix://")):
+        return None
     try:
-        return call()
-    except (redis_py.ConnectionError, redis_py.TimeoutError) as exc:
-        raise StoreUnavailableError(f"Redis unreachable while {what}: {exc}") from exc
-    except redis_py.RedisError as exc:
-        raise StoreError(f"Redis refused {what}: {exc}") from exc
+        return redis_py.Redis.from_url(
+            target.url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+    except Exception:  # noqa: BLE001 - any parse failure is "not a usable URL", shown below
+        return None
+
+
+def _client(target: _RedisURL | redis_py.Redis, timeout: float) -> _Conn:
+    """A connection from a URL (ours: timeouts set, closed by us) or the caller's own client."""
+    if isinstance(target, redis_py.Redis):
+        return _Conn(target, owned=False)
+    client = _from_url(target, timeout)
+    if client is None:
+        # Raised here, outside any except block: no redis-py frame (holding the URL) is chained.
+        raise InvalidArgumentError(
+            "not a usable Redis URL: redis://[[user]:password@]host[:port][/db], rediss://... "
+            "or unix://path (the URL is not shown: it may hold a password)"
+        )
+    return _Conn(client, owned=True)
+
+
+_SHOWN = 200  # characters of a server's text or reply kept in our messages
+
+
+def _shown(value: object, secrets: tuple[str, ...] = ()) -> str:
+    """``value`` for a message: secrets replaced, escaped to ASCII, at most ~200 characters."""
+    if isinstance(value, bytes):
+        value = value[: _SHOWN * 2].decode("utf-8", "replace")
+    text = value if isinstance(value, str) else repr(value)[: _SHOWN * 4]
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    text = ascii(text)[1:-1]
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+
+
+class _Conn:
+    """One redis-py client and the one place its failures become our errors.
+
+    A failure is re-raised as a :class:`~signalwire_chat.StoreError` with a bounded message
+    (the server's text escaped and cut, the password replaced) and without the redis-py
+    exception chained: its frames hold the password in their locals (``AUTH`` arguments).
+    """
+
+    __slots__ = ("_secrets", "client", "owned")
+
+    def __init__(self, client: redis_py.Redis, *, owned: bool) -> None:
+        self.client = client
+        self.owned = owned
+        kwargs = client.connection_pool.connection_kwargs
+        self._secrets = tuple(
+            str(kwargs[name]) for name in ("password",) if kwargs.get(name) not in (None, "")
+        )
+
+    def __repr__(self) -> str:
+        return f"<_Conn owned={self.owned}>"
+
+    def shown(self, value: object) -> str:
+        """``value`` as our messages show it (see :func:`_shown`)."""
+        return _shown(value, self._secrets)
+
+    def run(self, what: str, call: Callable[[], _T], *, wrongtype: StoreError | None = None) -> _T:
+        """Run one redis-py call; its failures become our errors.
+
+        Args:
+            what: What the call does, for the message ("loading a checkpoint").
+            call: The call.
+            wrongtype: Raised instead when Redis answers ``WRONGTYPE`` (a key of another type).
+        """
+        try:
+            return call()
+        except Exception as exc:  # noqa: BLE001 - translated, whatever redis-py raised
+            failure = self._failure(what, exc, wrongtype)
+        raise failure  # outside the except blocks: nothing of redis-py's is chained
+
+    def _failure(self, what: str, exc: Exception, wrongtype: StoreError | None) -> StoreError:
+        """Our error for ``exc`` (its text is a local of this frame only, which is gone)."""
+        text = self.shown(str(exc))
+        if isinstance(exc, (redis_py.ConnectionError, redis_py.TimeoutError)):
+            return StoreUnavailableError(
+                f"Redis unreachable while {what}: {type(exc).__name__}: {text}"
+            )
+        if isinstance(exc, redis_py.ResponseError):
+            if wrongtype is not None and str(exc).startswith("WRONGTYPE"):
+                return wrongtype
+            return StoreError(f"Redis refused {what}: {text}")
+        if isinstance(exc, redis_py.RedisError):
+            return StoreError(f"Redis failed {what}: {type(exc).__name__}: {text}")
+        # A reply redis-py cannot parse (from a wrong server): its text is not worth showing.
+        return StoreError(
+            f"Redis sent a reply that cannot be read while {what}: {type(exc).__name__}"
+        )
+
+    def close(self) -> None:
+        """Close the client if it is ours."""
+        if self.owned:
+            self.client.close()
+
+
+def _lease_keys(name: str) -> tuple[str, str, str]:
+    """The lease key, its fencing counter, and the counter's key in earlier versions (read once).
+
+    Each kind of key has its own fixed segment after the prefix (``lease:``, ``fence:``), so no
+    lease name reaches another lease's counter; before, ``<prefix>:lease:X:fence`` was both
+    the counter of ``X`` and the lease key of ``X:fence``.
+    """
+    return f"{_PREFIX}:lease:{name}", f"{_PREFIX}:fence:{name}", f"{_PREFIX}:lease:{name}:fence"
 
 
 def _check_seconds(name: str, value: object) -> float:
@@ -151,21 +285,6 @@ def _check_name(name: object) -> str:
     if not isinstance(name, str) or not 0 < len(name) <= 200 or not name.isprintable():
         raise InvalidArgumentError("name must be a non-empty printable string (<= 200 chars)")
     return name
-
-
-def _client(redis: str | redis_py.Redis, timeout: float) -> tuple[redis_py.Redis, bool]:
-    """A client from a URL (ours: timeouts set, closed by us) or the caller's own client."""
-    if isinstance(redis, redis_py.Redis):
-        return redis, False
-    if not isinstance(redis, str) or not redis.startswith(("redis://", "rediss://", "unix://")):
-        raise InvalidArgumentError("redis must be a redis:// URL or a redis.Redis client")
-    try:
-        client = redis_py.Redis.from_url(
-            redis, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
-    except ValueError as exc:
-        raise InvalidArgumentError(f"not a usable Redis URL: {exc}") from None
-    return client, True
 
 
 class RedisLease:
@@ -207,6 +326,8 @@ class RedisLease:
         owner: str | None = None,
         on_lost: Callable[[], None] | None = None,
     ) -> None:
+        target = _target(redis)
+        del redis  # see _target
         self.name = _check_name(name)
         self.ttl = _check_seconds("ttl", ttl)
         self.renew_interval = _check_seconds(
@@ -221,12 +342,12 @@ class RedisLease:
         if " " in self.owner:
             raise InvalidArgumentError("owner must not contain a space")
         self._on_lost = on_lost
-        self._redis, self._owns_client = _client(redis, min(self.renew_interval, 5.0))
-        self.key = f"{_PREFIX}:lease:{self.name}"
-        self._fence_key = f"{_PREFIX}:lease:{self.name}:fence"
-        self._acquire_script = self._redis.register_script(_ACQUIRE)
-        self._renew_script = self._redis.register_script(_RENEW)
-        self._release_script = self._redis.register_script(_RELEASE)
+        self.key, self._fence_key, self._old_fence_key = _lease_keys(self.name)
+        self._conn = _client(target, min(self.renew_interval, 5.0))
+        redis_client = self._conn.client
+        self._acquire_script = redis_client.register_script(_ACQUIRE)
+        self._renew_script = redis_client.register_script(_RENEW)
+        self._release_script = redis_client.register_script(_RELEASE)
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._lost = threading.Event()
@@ -238,6 +359,9 @@ class RedisLease:
         self._drift = self.ttl * 0.01 + 0.002
 
     def __repr__(self) -> str:
+        # Safe on an instance whose __init__ raised (a debugger, a traceback with locals).
+        if not hasattr(self, "_valid_until"):
+            return f"RedisLease(name={getattr(self, 'name', None)!r}, not set up)"
         state = f"held, token {self._token}" if self.held else "not held"
         return f"RedisLease(name={self.name!r}, owner={self.owner!r}, {state})"
 
@@ -275,10 +399,11 @@ class RedisLease:
         ttl_ms = max(1, int(self.ttl * 1000))
         sent = time.monotonic()
         try:
-            answer = _translate(
+            answer = self._conn.run(
                 "acquiring the lease",
                 lambda: self._acquire_script(
-                    keys=[self.key, self._fence_key], args=[self.owner, ttl_ms]
+                    keys=[self.key, self._fence_key, self._old_fence_key],
+                    args=[self.owner, ttl_ms],
                 ),
             )
         except Exception:
@@ -288,13 +413,13 @@ class RedisLease:
                 raise ClientClosedError("the lease was closed while acquiring it") from None
             raise
         if not isinstance(answer, int) or isinstance(answer, bool) or answer < 0:
-            raise StoreError(f"Redis answered the lease script with {answer!r}")
+            raise StoreError(f"Redis answered the lease script with {self._conn.shown(answer)}")
         if answer == 0:
             return None
         token = answer
         if self._closed.is_set():  # closed while the script ran: give it back at once
             value = f"{token} {self.owner}"
-            _translate(
+            self._conn.run(
                 "releasing the lease",
                 lambda: self._release_script(keys=[self.key], args=[value]),
             )
@@ -364,7 +489,7 @@ class RedisLease:
             self._stop_renewing.set()
         self._join_renewer()
         if value is not None:
-            _translate(
+            self._conn.run(
                 "releasing the lease",
                 lambda: self._release_script(keys=[self.key], args=[value]),
             )
@@ -381,8 +506,7 @@ class RedisLease:
             _log.warning("lease %s: release on close failed", self.name, exc_info=True)
         finally:
             self._lost.set()  # wakes wait_lost
-            if self._owns_client:
-                self._redis.close()
+            self._conn.close()
 
     def __enter__(self) -> RedisLease:
         return self
@@ -406,7 +530,7 @@ class RedisLease:
                 return
             sent = time.monotonic()
             try:
-                renewed = _translate(
+                renewed = self._conn.run(
                     "renewing the lease",
                     lambda: self._renew_script(keys=[self.key], args=[value, ttl_ms]),
                 )
@@ -468,7 +592,8 @@ class RedisCheckpointStore(_ClosableStore):
     Args:
         redis: A ``redis://`` URL or a ``redis.Redis`` client (see :class:`RedisLease`).
         lease: Fence every save by this lease (its Redis must be the same server).
-        prefix: The key prefix (keys are ``<prefix>:checkpoint:<key>``).
+        prefix: The key prefix (keys are ``<prefix>:checkpoint:<key>``); it must not start
+            with ``signalwire-chat:``, where the leases live.
         timeout: Socket timeout in seconds for a client made from a URL.
     """
 
@@ -480,15 +605,21 @@ class RedisCheckpointStore(_ClosableStore):
         prefix: str = _PREFIX,
         timeout: float = 5.0,
     ) -> None:
+        target = _target(redis)
+        del redis  # see _target
         self.prefix = _check_name(prefix)
+        if self.prefix.startswith(f"{_PREFIX}:"):
+            raise InvalidArgumentError(f"prefix must not start with {_PREFIX + ':'!r} (leases)")
         self._lease = lease
-        self._redis, self._owns_client = _client(redis, _check_seconds("timeout", timeout))
+        self._conn = _client(target, _check_seconds("timeout", timeout))
+        self._redis = self._conn.client
         self._save_script: Script = self._redis.register_script(_SAVE)
         self._closed = False
 
     def __repr__(self) -> str:
-        fenced = f", lease={self._lease.name!r}" if self._lease is not None else ""
-        return f"RedisCheckpointStore(prefix={self.prefix!r}{fenced})"
+        lease = getattr(self, "_lease", None)  # None too on an instance whose __init__ raised
+        fenced = f", lease={lease.name!r}" if lease is not None else ""
+        return f"RedisCheckpointStore(prefix={getattr(self, 'prefix', None)!r}{fenced})"
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}:checkpoint:{_check_key(key)}"
@@ -502,15 +633,13 @@ class RedisCheckpointStore(_ClosableStore):
         """
         redis_key = self._key(key)
         self._check_open()
-        try:
-            body = _translate("loading a checkpoint", lambda: self._redis.hget(redis_key, "body"))
-        except StoreError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, redis_py.ResponseError) and str(cause).startswith("WRONGTYPE"):
-                raise CorruptCheckpointError(f"{redis_key!r} is not a hash", key=key) from None
-            raise
+        body = self._conn.run(
+            "loading a checkpoint",
+            lambda: self._redis.hget(redis_key, "body"),
+            wrongtype=CorruptCheckpointError(f"{redis_key!r} is not a hash", key=key),
+        )
         if body is None:
-            kind = _translate("loading a checkpoint", lambda: self._redis.type(redis_key))
+            kind = self._conn.run("loading a checkpoint", lambda: self._redis.type(redis_key))
             if kind in (b"none", "none"):
                 return None
             raise CorruptCheckpointError(f"{redis_key!r} holds no checkpoint body", key=key)
@@ -594,9 +723,11 @@ class RedisCheckpointStore(_ClosableStore):
             keys.append(stream)
             for name, field_value in fields.items():
                 args.extend((name, field_value))
-        answer = _translate("saving a checkpoint", lambda: self._save_script(keys=keys, args=args))
+        answer = self._conn.run(
+            "saving a checkpoint", lambda: self._save_script(keys=keys, args=args)
+        )
         if not isinstance(answer, list) or len(answer) != 2 or answer[0] not in (0, 1):
-            raise StoreError(f"Redis answered the save script with {answer!r}")
+            raise StoreError(f"Redis answered the save script with {self._conn.shown(answer)}")
         if answer[0] == 0:
             if self._lease is not None:
                 # Redis says the lease is not ours: stop believing it before the clock says so.
@@ -611,12 +742,11 @@ class RedisCheckpointStore(_ClosableStore):
         if isinstance(entry, bytes):
             entry = entry.decode("ascii", "replace")
         if not isinstance(entry, str) or not entry:
-            raise StoreError(f"Redis answered XADD with {entry!r}")
+            raise StoreError(f"Redis answered XADD with {self._conn.shown(entry)}")
         return entry
 
     def close(self) -> None:
         """Close our client (idempotent); a client passed in is left open."""
         if not self._closed:
             self._closed = True
-            if self._owns_client:
-                self._redis.close()
+            self._conn.close()

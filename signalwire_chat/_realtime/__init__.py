@@ -1,7 +1,10 @@
 """The realtime side: one websocket per hub, subscriptions, dispatch, reconnect, backfill.
 
-Modules: ``_frames`` (RFC 6455 framing and the JSON-RPC messages), ``_connection`` (the
-connection thread), ``_dispatcher`` (callbacks and the slow-callback watchdog),
+Modules, from the wire up: ``_frames`` (RFC 6455 framing), ``_websocket`` (an open
+websocket: answers pings and closes, yields text messages), ``_jsonrpc`` (the JSON-RPC codec),
+``_protocol`` (the relay session, sans-IO; its typed actions in ``_actions``), ``_routes`` (the
+hub's routing table), ``_connection`` (the connection thread: the I/O loop), ``_dispatcher``
+(callbacks and the slow-callback watchdog),
 ``_subscriptions`` (handles, duplicate filtering, backfill), ``_interactive`` (callbacks
 from notebook cells), ``_stream`` (the blocking iterator), ``_hub`` (``RealtimeHub``; its
 docstring describes the threads, the flow control, the no-gap guarantee and what

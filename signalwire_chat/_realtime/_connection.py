@@ -1,10 +1,12 @@
 """The connection thread: the I/O loop around the relay protocol.
 
 What to say to the relay and what its messages mean is :class:`~._protocol.RelayProtocol`'s
-business (sans-IO: ids, acks, pings, resumption, reauthentication, routing). This module does
-the I/O and the time around it: it opens the socket, feeds the protocol what the frame reader
-(``_frames``) decoded, carries out its actions in order (send, deliver, hold back, pong,
-close), answers for the clocks (connect deadline, ``ping_timeout`` on dead links, our own
+business (sans-IO: ids, acks, pings, resumption, reauthentication); the websocket's control
+frames are :class:`~._websocket.WebSocketConnection`'s. This module does the I/O and the time
+around them: it opens the socket, feeds the websocket layer what it reads and the protocol the
+text messages that come out, carries out the protocol's typed actions in order (send, deliver,
+hold back) and writes the websocket layer's answers (pong, close), answers for the clocks
+(connect deadline, ``ping_timeout`` on dead links, our own
 probe of a silent relay, the token refresh timer) and reconnects with back-off. It never runs
 user code: messages go to the dispatcher, token refreshes to a short-lived thread.
 
@@ -28,7 +30,6 @@ import socket
 import ssl
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -43,40 +44,33 @@ from ..errors import (
     RealtimeError,
     TokenUnavailableError,
 )
-from . import _frames
-from ._frames import (
-    OP_PONG,
-    FrameReader,
-    MaskPool,
-    ProtocolViolation,
-)
-from ._options import ConnectionState, RealtimeOptions
-from ._protocol import (
-    ACCEPTED,
-    CLOSE,
-    DELIVER,
-    HOLD,
-    MUTE,
-    PONG,
-    REAUTHENTICATED,
-    REFUSED,
-    SEND,
+from ._actions import (
+    Accepted,
     Action,
-    RelayProtocol,
-    Routes,
-    is_auth_error,
+    Broken,
+    Deliver,
+    Ended,
+    Mute,
+    Reauthenticated,
+    Refused,
+    Send,
+    Write,
 )
+from ._frames import MaskPool
+from ._options import ConnectionState, RealtimeOptions
+from ._protocol import RelayProtocol, RouteTable, is_auth_error
+from ._session import RelaySession
+from ._timers import MIN_REFRESH_DELAY, Due, refresh_delay
+from ._websocket import WebSocketConnection
 
 if TYPE_CHECKING:
-    from ._dispatcher import Dispatcher, Item
+    from ._dispatcher import Dispatcher
 
-__all__ = ["Backoff", "Connection", "Routes", "is_auth_error", "parse_expires_at"]
+__all__ = ["Backoff", "Connection", "is_auth_error", "parse_expires_at"]
 
 logger = logging.getLogger(__name__)
 
 _RECV_SIZE = 256 * 1024
-#: Never refresh the token sooner than this after the previous refresh.
-_MIN_REFRESH_DELAY = 1.0
 _WAIT_ERRORS = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
@@ -127,7 +121,7 @@ class Connection:
         sslopt: dict[str, Any] | None,
         dispatcher: Dispatcher,
         proxy: dict[str, Any] | None = None,
-        routes: Routes,
+        routes: RouteTable,
         on_state: Callable[[ConnectionState], None],
         on_connected: Callable[[bool], None],
         on_failed: Callable[[RealtimeError], None],
@@ -169,6 +163,8 @@ class Connection:
         self._masks = MaskPool()
         self._ws: websocket.WebSocket | None = None
         self._sock: socket.socket | None = None
+        #: The open websocket's frames (pongs, close answers, framing) on the current socket.
+        self._link = WebSocketConnection(masks=self._masks)
         self._muted = False
         #: When the relay accepted the current socket's connect (monotonic), if it did.
         self._accepted_at: float | None = None
@@ -243,73 +239,106 @@ class Connection:
                 )
                 self.reason = None
                 if need_refresh:
-                    outcome = self._refresh_blocking()
-                    if self._stop.is_set():
-                        break
-                    if isinstance(outcome, AuthenticationError):
-                        logger.error("realtime: the token source was refused; not reconnecting")
-                        self._on_failed(
-                            RealtimeAuthenticationError(f"no usable token: {outcome.message}")
-                        )
+                    verdict = self._refresh_first(policy)
+                    if verdict is not _GO:
+                        if verdict is _RETRY:
+                            continue
                         return
-                    if outcome is None:
-                        need_refresh = False
-                    elif self._stop.wait(self._retry_delay(policy)):
-                        break
-                    else:
-                        continue
+                    need_refresh = False
                 attempts += 1
                 try:
                     self._session(reconnect=attempts > 1, first=not ever_connected)
                 except _AuthRefused as refused:
-                    if self._stop.is_set():
-                        break
-                    if not refreshed and self._credentials.can_refresh:
-                        refreshed = need_refresh = True
-                        self.reason = "token refused; refreshing it"
-                        logger.info("realtime: connect refused; refreshing the token once")
-                        continue
-                    logger.error("realtime: %s; not reconnecting", refused.error)
-                    self._on_failed(refused.error)
-                    return
+                    if not self._refresh_after(refused, refreshed):
+                        return
+                    refreshed = need_refresh = True
+                    continue
                 except TokenUnavailableError as exc:
                     self.reason = "token unavailable"
                     logger.warning("realtime: %s", _describe(exc))
                     self._token_trouble(exc)
                 except Exception as exc:  # noqa: BLE001 - any transport failure means reconnect
-                    self.reason = _failure_reason(exc, self._accepted_at is not None)
-                    logger.info("realtime: connection to the relay failed: %s", _describe(exc))
-                    if self._accepted_at is None and not self._stop.is_set():
-                        if not ever_connected and _is_configuration_error(exc):
-                            # A wrong relay_url (or TLS setting) is not a quiet room: say so.
-                            logger.error("realtime: cannot connect: %s", _describe(exc))
-                            error = RealtimeConnectError(
-                                f"cannot connect to the relay: {_describe(exc)}", permanent=True
-                            )
-                            error.__cause__ = exc
-                            self._on_failed(error)
-                            return
-                        self._link_trouble(exc)
+                    if self._failed_for_good(exc, ever_connected):
+                        return
                 else:
-                    if self._accepted_at is None and not self._stop.is_set():
-                        self._link_trouble(None)  # closed before accepting the connect
+                    self._ended_quietly()
                 if self._stop.is_set():
-                    break
+                    return
                 # Also when the session ended in an exception after it was accepted.
                 if self._accepted_at is not None:
                     ever_connected = True
                     refreshed = False  # the credentials were good
-                    # Only a healthy session makes the next attempt immediate: a relay that
-                    # drops every session at once meets a growing delay (ReconnectPolicy).
-                    lasted = time.monotonic() - self._accepted_at
-                    if not policy.session_ended(lasted, self._session_events):
-                        self._short_sessions(policy)
+                    self._session_over(policy, self._accepted_at)
                 if self._stop.wait(self._retry_delay(policy)):
-                    break
+                    return
         finally:
-            for fd in (self._wake_r, self._wake_w):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+            self._close_wake()
+
+    def _close_wake(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _ended_quietly(self) -> None:
+        """A session ended without an error: if before an accept, that is link trouble."""
+        if self._accepted_at is None and not self._stop.is_set():
+            self._link_trouble(None)  # closed before accepting the connect
+
+    def _refresh_after(self, refused: _AuthRefused, refreshed: bool) -> bool:
+        """After a refused connect: True to refresh the token once and try again.
+
+        False: stopped, or the refusal is final (reported to ``on_failed``).
+        """
+        if self._stop.is_set():
+            return False
+        if not refreshed and self._credentials.can_refresh:
+            self.reason = "token refused; refreshing it"
+            logger.info("realtime: connect refused; refreshing the token once")
+            return True
+        logger.error("realtime: %s; not reconnecting", refused.error)
+        self._on_failed(refused.error)
+        return False
+
+    def _refresh_first(self, policy: ReconnectPolicy) -> object:
+        """Get a fresh token before connecting: ``_GO``, ``_RETRY`` (after a wait) or ``_STOP``."""
+        outcome = self._refresh_blocking()
+        if self._stop.is_set():
+            return _STOP
+        if isinstance(outcome, AuthenticationError):
+            logger.error("realtime: the token source was refused; not reconnecting")
+            self._on_failed(RealtimeAuthenticationError(f"no usable token: {outcome.message}"))
+            return _STOP
+        if outcome is None:
+            return _GO
+        return _STOP if self._stop.wait(self._retry_delay(policy)) else _RETRY
+
+    def _failed_for_good(self, exc: Exception, ever_connected: bool) -> bool:
+        """Account for a session that ended in ``exc``; True when reconnecting is pointless."""
+        self.reason = _failure_reason(exc, self._accepted_at is not None)
+        logger.info("realtime: connection to the relay failed: %s", _describe(exc))
+        if self._accepted_at is not None or self._stop.is_set():
+            return False
+        if not ever_connected and _is_configuration_error(exc):
+            # A wrong relay_url (or TLS setting) is not a quiet room: say so.
+            logger.error("realtime: cannot connect: %s", _describe(exc))
+            error = RealtimeConnectError(
+                f"cannot connect to the relay: {_describe(exc)}", permanent=True
+            )
+            error.__cause__ = exc
+            self._on_failed(error)
+            return True
+        self._link_trouble(exc)
+        return False
+
+    def _session_over(self, policy: ReconnectPolicy, accepted_at: float) -> None:
+        """Tell the reconnect policy the facts of an accepted session; it judges its health.
+
+        Only a healthy session makes the next attempt immediate: a relay that drops every
+        session at once meets a growing delay (ReconnectPolicy).
+        """
+        lasted = time.monotonic() - accepted_at
+        if not policy.session_ended(lasted, self._session_events):
+            self._short_sessions(policy)
 
     @staticmethod
     def _retry_delay(policy: ReconnectPolicy) -> float:
@@ -442,7 +471,7 @@ class Connection:
         """Frame, mask and send ``payloads`` (text frames) with one sendall."""
         if self._muted or not payloads:
             return
-        self._send_raw(sock, _frames.encode_frames(payloads, self._masks.take))
+        self._send_raw(sock, self._link.send(payloads))
 
     def _send_raw(self, sock: socket.socket, data: bytes) -> None:
         view = memoryview(data)
@@ -480,53 +509,59 @@ class Connection:
                 if loop.release_held(now):
                     continue  # room appeared meanwhile: the wake-up may be lost
                 loop.refresh(now)
-                timeout = loop.timeout(now)
-                if timeout is not None and loop.wait(timeout):
+                if loop.wait(loop.timeout(now)):
                     loop.read()
         except _Ended as ended:
             self.reason = ended.reason
-            return loop.connected_at
+            return loop.session.connected_at
+        finally:
+            self._session_events = loop.session.events
         self._goodbye(sock)
-        return loop.connected_at
+        return loop.session.connected_at
 
-    def _apply(
-        self,
-        sock: socket.socket,
-        actions: list[Action],
-        held: deque[tuple[bytes, Item]],
-        first: bool,
-    ) -> object | None:
-        """Carry out the relay protocol's actions, in order; say how the read ended."""
-        outcome: object | None = None
-        dispatcher = self._dispatcher
-        for kind, value in actions:
-            if kind == SEND:
-                self._send(sock, value)
-            elif kind == DELIVER:
-                self._session_events += len(value)
-                dispatcher.put_messages(value)
-                dispatcher.stats.last_event_at = time.time()
-            elif kind == HOLD:
-                self._session_events += 1
-                held.append(value)
-            elif kind == PONG:
-                self._send_raw(sock, _frames.encode_frame(value, self._masks.take(), OP_PONG))
-            elif kind == ACCEPTED:
-                # Now, before the frames that follow the answer in this read: the catch-up
-                # reads this queues must come before the live events the relay sends after.
-                self._on_connected(first)
-            elif kind == REAUTHENTICATED:
-                outcome = _REAUTHENTICATED
-            elif kind == CLOSE:
-                self._send_raw(sock, _frames.close_frame(self._masks.take(), value))
-                return _CLOSE
-            elif kind == MUTE:
-                return _MUTE
-            elif kind == REFUSED:
-                raise _AuthRefused(value)
-            else:  # BROKEN, the last kind RelayProtocol emits
-                raise _Dead(value)
-        return outcome
+    def _apply(self, loop: _Loop, actions: list[Action]) -> None:
+        """Carry out the relay session's actions, in order (an ending one raises)."""
+        sock = loop.sock
+        for action in actions:
+            match action:
+                case Send(payloads=payloads):
+                    self._send(sock, payloads)
+                case Deliver(items=items):
+                    dispatcher = self._dispatcher
+                    dispatcher.put_messages(items)
+                    dispatcher.stats.last_event_at = time.time()
+                case Write(data=data):
+                    self._send_raw(sock, data)
+                case Accepted():
+                    # Now, before the frames that follow the answer in this read: the
+                    # catch-up reads this queues must come before the live events after it.
+                    self._on_connected(loop.first)
+                    self._accepted_at = loop.session.connected_at
+                    self._link_outage = self._token_outage = False
+                    self._schedule_refresh(loop.session)
+                case Reauthenticated():
+                    self._schedule_refresh(loop.session)
+                case Mute():
+                    self._muted = True
+                case Refused(error=error):
+                    raise _AuthRefused(error)
+                case Broken(reason=reason):
+                    raise _Dead(reason)
+                case Ended(reason=reason, close_code=code):
+                    if code is not None:
+                        logger.warning(
+                            "realtime: the relay broke the websocket protocol (%s); closing "
+                            "with %d and reconnecting",
+                            reason,
+                            code,
+                        )
+                        self._goodbye(sock, code)
+                    raise _Ended(reason)
+
+    def _schedule_refresh(self, session: RelaySession) -> None:
+        """After an accept or a reauthentication: when to refresh next, and the expiry."""
+        session.timers.refresh_at = self._refresh_time()
+        self._note_expiry()
 
     def _note_expiry(self) -> None:
         """Tell the stats when the token expires, as the relay's answer says (if it does)."""
@@ -568,19 +603,20 @@ class Connection:
                     margin,
                 )
             return now + margin
-        return now + max(remaining - margin, remaining / 2, _MIN_REFRESH_DELAY)
+        return now + refresh_delay(remaining, margin)
 
     def _goodbye(self, sock: socket.socket, code: int = 1000) -> None:
         """Best-effort close frame on the way out (never blocks)."""
         if self._muted:
             return
         with contextlib.suppress(OSError, ValueError):
-            sock.send(_frames.close_frame(self._masks.take(), code))
+            sock.send(self._link.close(code))
 
 
-_CLOSE = object()
-_MUTE = object()
-_REAUTHENTICATED = object()
+#: What ``Connection._refresh_first`` says: connect now, loop again (after a wait), stop.
+_GO = object()
+_RETRY = object()
+_STOP = object()
 
 
 class _Ended(Exception):
@@ -592,11 +628,12 @@ class _Ended(Exception):
 
 
 class _Loop:
-    """One socket's I/O loop: poll, recv, feed the frames to the protocol, act on its answer.
+    """One socket's I/O loop: poll, read, feed, write, deliver; and carry out what is due.
 
-    It also keeps the clocks around that (the connect deadline, the ping timeout, our own
-    probe of a silent relay, the token refresh timer) and the flow control of held-back
-    messages.
+    What the bytes mean, the clocks (connect deadline, ping timeout, probe, mute, token
+    refresh time) and the hold queue of flow control are the sans-IO
+    :class:`~._session.RelaySession`'s: this loop passes it the bytes, the time and the
+    dispatcher's room, and does what it says. The token refresh runs on a helper thread.
     """
 
     def __init__(self, conn: Connection, sock: socket.socket, first: bool) -> None:
@@ -609,20 +646,11 @@ class _Loop:
         self.poller.register(sock, select.POLLIN)
         self.poller.register(conn._wake_r, select.POLLIN)
         self.ssl_pending = getattr(sock, "pending", None)
-        self.reader = FrameReader(
-            max_message_size=options.max_message_size, max_fragments=options.max_fragments
+        self.session = RelaySession(
+            conn.relay, now=time.monotonic(), options=options, masks=conn._masks
         )
-        now = time.monotonic()
-        self.connect_deadline = now + options.connect_timeout
-        self.connected_at: float | None = None
-        self.last_rx = now
-        self.held: deque[tuple[bytes, Item]] = deque()
-        self.hold_limit = max(options.queue_size, 1000)
-        self.reading = True
-        self.refresh_at: float | None = None
-        self.mute_deadline = 0.0
-        self.probed = False
-        self.refresh_backoff = Backoff(max(options.reconnect_max_delay, _MIN_REFRESH_DELAY))
+        conn._link = self.session.link
+        self.refresh_backoff = Backoff(max(options.reconnect_max_delay, MIN_REFRESH_DELAY))
 
     def release_held(self, now: float) -> bool:
         """Hand held-back messages over as room appears, and acknowledge them.
@@ -630,100 +658,82 @@ class _Loop:
         True when messages are still held but room appeared meanwhile (loop again at once:
         the dispatcher's wake-up may have come before ``want_space`` was set).
         """
-        held = self.held
-        if not held:
+        session = self.session
+        if not session.held:
             return False
-        conn = self.conn
-        dispatcher = conn._dispatcher
+        dispatcher = self.conn._dispatcher
         room = dispatcher.queue_size - dispatcher.pending()
         if room > 0:
-            released = [held.popleft() for _ in range(min(room, len(held)))]
-            dispatcher.put_messages([item for _ack, item in released])
-            conn._send(self.sock, [ack for ack, _item in released])
-            if not self.reading and len(held) < self.hold_limit:
-                self.reading = True
+            reading = session.reading
+            items, acks = session.release(room, now)
+            dispatcher.put_messages(items)
+            self.conn._send(self.sock, acks)
+            if session.reading and not reading:
                 self.poller.modify(self.sock, select.POLLIN)
-                self.last_rx = now
-        if held:
+        if session.held:
             dispatcher.want_space = True
             return dispatcher.queue_size - dispatcher.pending() > 0
         return False
 
     def refresh(self, now: float) -> None:
-        """Token refresh: send the new token when it came; start the next when due."""
+        """Token refresh: send the new token when it came (or schedule a retry)."""
         conn = self.conn
-        if conn._refresh_done.is_set() and conn._refresh_result is not None:
-            token, error = conn._refresh_result
-            conn._refresh_result = None
-            if token is not None:
-                conn._token_outage = False
-                self.refresh_backoff.reset()
-            if token is not None and self.connected_at is not None and not conn._muted:
-                conn._token = token
-                request = conn.relay.reauthenticate(token)
-                if request is not None:
-                    conn._send(self.sock, [request])
-            elif isinstance(error, AuthenticationError):
-                # Final: the relay ends the session at expiry, and the reconnect fails.
-                logger.error("realtime: token refresh refused: %s", _describe(error))
-            elif error is not None:
-                # Transient: try again (back-off), also after the token has expired.
-                delay = max(self.refresh_backoff.next_delay(), _MIN_REFRESH_DELAY)
-                logger.warning(
-                    "realtime: token refresh failed, retrying in %.1f s: %s",
-                    delay,
-                    _describe(error),
-                )
-                conn._token_trouble(error)
-                self.refresh_at = now + delay
-        thread = conn._refresh_thread
-        if (
-            self.refresh_at is not None
-            and now >= self.refresh_at
-            and (thread is None or not thread.is_alive())
-        ):
-            self.refresh_at = None
-            conn._start_refresh()
-
-    def timeout(self, now: float) -> float | None:
-        """Seconds to wait for the socket; None: look again at once. Ends on a deadline."""
-        conn = self.conn
-        options = conn._options
-        if conn._muted:
-            timeout = self.mute_deadline - now
-            if timeout <= 0:
-                raise _Ended("relay asked to disconnect")
-            return timeout
-        if self.connected_at is None:
-            timeout = self.connect_deadline - now
-            if timeout <= 0:
-                raise _Dead("no answer to signalwire.connect")
-            return timeout
-        timeout = self.last_rx + options.ping_timeout - now
-        if timeout <= 0:
-            if not self.reading:
-                self.last_rx = now  # not reading by choice (flow control): not silence
-                return None
+        if not conn._refresh_done.is_set() or conn._refresh_result is None:
+            return
+        token, error = conn._refresh_result
+        conn._refresh_result = None
+        if token is not None:
+            conn._token_outage = False
+            self.refresh_backoff.reset()
+        if token is not None and self.session.connected_at is not None and not conn._muted:
+            conn._token = token
+            request = conn.relay.reauthenticate(token)
+            if request is not None:
+                conn._send(self.sock, [request])
+        elif isinstance(error, AuthenticationError):
+            # Final: the relay ends the session at expiry, and the reconnect fails.
+            logger.error("realtime: token refresh refused: %s", _describe(error))
+        elif error is not None:
+            # Transient: try again (back-off), also after the token has expired.
+            delay = max(self.refresh_backoff.next_delay(), MIN_REFRESH_DELAY)
             logger.warning(
-                "realtime: nothing from the relay for %.1f s; reconnecting", options.ping_timeout
+                "realtime: token refresh failed, retrying in %.1f s: %s", delay, _describe(error)
             )
-            raise _Ended("ping timeout")
-        # A relay may not ping at all: after half the timeout in silence, ask it with a
-        # signalwire.ping of our own; any frame back proves the link alive.
-        probe_at = self.last_rx + options.ping_timeout / 2
-        if not self.probed and self.reading:
-            if now >= probe_at:
-                self.probed = True
+            conn._token_trouble(error)
+            self.session.timers.refresh_at = now + delay
+
+    def timeout(self, now: float) -> float:
+        """Carry out what the session's timers say is due; the seconds until the next one.
+
+        Raises:
+            _Ended: the ping timeout passed, or the wait after a disconnect is over.
+            _Dead: nothing answered ``signalwire.connect`` in time.
+        """
+        conn = self.conn
+        session = self.session
+        for due in session.handle_timer(now):
+            if due is Due.PROBE:
                 conn._send(self.sock, [conn.relay.probe(time.time())])
+            elif due is Due.REFRESH:
+                thread = conn._refresh_thread
+                if thread is None or not thread.is_alive():
+                    session.timers.refresh_at = None
+                    conn._start_refresh()
+            elif due is Due.PING_TIMEOUT:
+                logger.warning(
+                    "realtime: nothing from the relay for %.1f s; reconnecting",
+                    conn._options.ping_timeout,
+                )
+                raise _Ended(due.value)
+            elif due is Due.MUTE_OVER:
+                raise _Ended(due.value)
             else:
-                timeout = probe_at - now
-        if self.refresh_at is not None:
-            timeout = min(timeout, max(self.refresh_at - now, 0.0))
-        return timeout
+                raise _Dead(due.value)
+        return max(session.next_deadline() - now, 0.0)
 
     def wait(self, timeout: float) -> bool:
         """Wait for the socket (or a wake-up); True when it is readable."""
-        if self.reading and self.ssl_pending is not None and self.ssl_pending():
+        if self.session.reading and self.ssl_pending is not None and self.ssl_pending():
             return True  # TLS has decrypted bytes that poll() cannot see
         wake = self.conn._wake_r
         readable = False
@@ -737,8 +747,7 @@ class _Loop:
         return readable
 
     def read(self) -> None:
-        """Read once, feed the frames to the protocol, and carry out what it says."""
-        conn = self.conn
+        """Read once, feed the session, and carry out what it says."""
         try:
             data = self.sock.recv(_RECV_SIZE)
         except _WAIT_ERRORS:
@@ -748,49 +757,18 @@ class _Loop:
         if not data:
             logger.info("realtime: the relay closed the connection")
             raise _Ended("socket closed by the relay")
-        self.last_rx = time.monotonic()
-        self.probed = False
-        if conn._muted:
-            return  # after signalwire.disconnect: nothing is answered or delivered
-        violation: ProtocolViolation | None = None
-        try:
-            messages = self.reader.feed(data)
-        except ProtocolViolation as exc:
-            # What came before the fault in this read is valid: handle it first.
-            messages, violation = exc.messages, exc
+        conn = self.conn
         dispatcher = conn._dispatcher
-        relay = conn.relay
+        session = self.session
+        reading = session.reading
         room = dispatcher.queue_size - dispatcher.pending()
-        actions = relay.receive(messages, room, holding=bool(self.held))
-        outcome = conn._apply(self.sock, actions, self.held, self.first)
-        if relay.connected and self.connected_at is None:
-            self.connected_at = conn._accepted_at = time.monotonic()
-            conn._link_outage = conn._token_outage = False
-            self.refresh_at = conn._refresh_time()
-            conn._note_expiry()
-        if outcome is _REAUTHENTICATED:
-            self.refresh_at = conn._refresh_time()
-            conn._note_expiry()
-        if outcome is _CLOSE:
-            raise _Ended("socket closed by the relay")
-        if violation is not None:
-            logger.warning(
-                "realtime: the relay broke the websocket protocol (%s); closing with %d "
-                "and reconnecting",
-                violation.reason,
-                violation.close_code,
-            )
-            conn._goodbye(self.sock, violation.close_code)
-            raise _Ended(f"protocol violation: {violation.reason}")
-        if outcome is _MUTE:
-            conn._muted = True
-            self.mute_deadline = time.monotonic() + min(1.0, conn._options.close_timeout)
-        if self.held:
+        actions = session.receive(data, time.monotonic(), room)
+        if actions:
+            conn._apply(self, actions)
+        if session.held:
             dispatcher.want_space = True
-            if len(self.held) >= self.hold_limit and self.reading:
-                # The relay ignores the window: stop reading until there is room.
-                self.reading = False
-                self.poller.modify(self.sock, 0)
+            if reading and not session.reading:
+                self.poller.modify(self.sock, 0)  # too much held back: TCP pushes back
 
 
 def _is_configuration_error(exc: BaseException) -> bool:

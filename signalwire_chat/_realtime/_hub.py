@@ -76,9 +76,10 @@ from ..errors import (
     RealtimeConnectError,
     RealtimeError,
 )
-from ._connection import Connection, Routes
+from ._connection import Connection
 from ._dispatcher import Dispatcher, Watchdog
 from ._options import ConnectionState, RealtimeOptions
+from ._routes import Routes
 from ._stream import MessageStream
 from ._subscriptions import Anchor, Route, ServerTime, Subscription
 
@@ -304,18 +305,7 @@ class _Core:
                 # Queued before the subscription is routed: every live event of it lands
                 # behind its catch-up on the dispatcher, so the order holds.
                 self._queue_backfill(self._run, sub, first=True)
-            origin = sub.cell_origin
-            replaced = (
-                []
-                if origin is None  # not from a notebook cell: nothing to look through
-                else [
-                    old
-                    for old in self._subs
-                    if old.cell_origin == origin
-                    and old.route == route
-                    and (sub.cell_run is None or old.cell_run != sub.cell_run)
-                ]
-            )
+            replaced = self._replaced_by(sub)
             self._subs.append(sub)
             self._reroute(sub, add=True)
             run = self._run
@@ -341,6 +331,19 @@ class _Core:
         if sub.waiting:
             self._await_connection(sub, run)
         return sub
+
+    def _replaced_by(self, sub: Subscription) -> list[Subscription]:
+        """The subscriptions an earlier run of ``sub``'s notebook cell made to its route."""
+        origin = sub.cell_origin
+        if origin is None:  # not from a notebook cell: nothing to look through
+            return []
+        return [
+            old
+            for old in self._subs
+            if old.cell_origin == origin
+            and old.route == sub.route
+            and (sub.cell_run is None or old.cell_run != sub.cell_run)
+        ]
 
     def warn_forked_away(self, stacklevel: int) -> None:
         """Warn once about the parent's subscriptions a fork left behind, if any."""
@@ -588,14 +591,8 @@ class _Core:
             sub._deactivate()
         for run in runs:
             run.stop()
-        if runs and self.interrupt is not None:
-            # A catch-up read blocked in a REST call would keep the dispatcher past the
-            # deadline: cut it off (its failure is reported to nobody: the subscriptions
-            # are inactive already).
-            try:
-                self.interrupt()
-            except Exception:
-                logger.warning("realtime: interrupting the history reads failed", exc_info=True)
+        if runs:
+            self._interrupt_reads()
         stuck = [run for run in runs if not run.join(deadline)]
         if stuck:
             names = [t.name for run in stuck for t in run.threads() if t.is_alive()]
@@ -609,6 +606,19 @@ class _Core:
             self._notify(ConnectionState.CLOSED)
         if first:
             logger.debug("realtime: hub closed")
+
+    def _interrupt_reads(self) -> None:
+        """Cut off the catch-up reads in flight (a read blocked in a REST call).
+
+        It would keep the dispatcher past close()'s deadline; its failure is reported to
+        nobody: the subscriptions are inactive already.
+        """
+        if self.interrupt is None:
+            return
+        try:
+            self.interrupt()
+        except Exception:
+            logger.warning("realtime: interrupting the history reads failed", exc_info=True)
 
     def alive_threads(self) -> list[threading.Thread]:
         runs = list(self._retired)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 from .. import errors
 from .._version import __version__
@@ -37,6 +38,7 @@ __all__ = ["ExitCode", "build_parser", "main"]
 
 PROG = "signalwire-chat"
 TOKEN_ENV = "SIGNALWIRE_TOKEN"  # noqa: S105 - the name of a variable, not a secret
+REDIS_URL_ENV = "SIGNALWIRE_REDIS_URL"
 
 
 class ExitCode(enum.IntEnum):
@@ -258,7 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "address_id", nargs="*", help="addresses (conversations) to follow; none: the inbox"
     )
-    sub.add_argument("--redis", required=True, metavar="URL", help="redis://host:port/db")
+    sub.add_argument(
+        "--redis", metavar="URL", help="redis://host:port/db, without a password (see below)"
+    )
+    sub.add_argument(
+        "--redis-file",
+        metavar="PATH",
+        help=f"read the Redis URL from PATH ('-': stdin); default ${REDIS_URL_ENV}",
+    )
     sub.add_argument("--stream", required=True, metavar="KEY", help="the stream's key")
     sub.add_argument(
         "--name",
@@ -631,10 +640,11 @@ def _bridge(args: argparse.Namespace, out: Output) -> ExitCode:
             "the bridge needs the redis extra: pip install 'signalwire-chat[redis]'"
         ) from None
 
+    redis_url = _redis_url(args)
     with make_client(args) as client:
         bridge = StreamBridge(
             client,
-            args.redis,
+            redis_url,
             stream=args.stream,
             name=args.name,
             targets=args.address_id or None,
@@ -653,6 +663,31 @@ def _bridge(args: argparse.Namespace, out: Output) -> ExitCode:
                 out.status(f"bridge {args.name}: terminated; {bridge.appended} appended")
                 return ExitCode.OK
     return ExitCode.OK
+
+
+def _redis_url(args: argparse.Namespace) -> str:
+    """The bridge's Redis URL: --redis-file, --redis (no password), or $SIGNALWIRE_REDIS_URL.
+
+    A password belongs in the file or the variable: other users see a process's argv.
+    """
+    if args.redis_file:
+        return _read_secret_file(args.redis_file, "Redis URL")
+    if args.redis:
+        try:
+            parts = urlsplit(args.redis)
+            has_password = parts.password is not None or "password" in parse_qs(parts.query)
+        except ValueError:
+            has_password = False  # not a URL at all: the bridge says so, without showing it
+        if has_password:
+            raise UsageError(
+                "--redis must not carry a password (others can read a command line): put the "
+                f"URL in a file for --redis-file, or in ${REDIS_URL_ENV}"
+            )
+        return str(args.redis)
+    value = os.environ.get(REDIS_URL_ENV, "").strip()
+    if not value:
+        raise UsageError(f"no Redis URL: give --redis-file PATH, set ${REDIS_URL_ENV}, or --redis")
+    return value
 
 
 def _whoami(args: argparse.Namespace, out: Output) -> ExitCode:

@@ -9,6 +9,7 @@ credentials, token keys, subscribers and messages survive restarts.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import signal
@@ -29,6 +30,32 @@ def _interval(text: str) -> float | None:
     if not value > 0:
         raise argparse.ArgumentTypeError("must be positive, or 'off'")
     return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def _warn_if_exposed(host: str, db: str) -> None:
+    """Say what others on the network can reach when the emulator listens beyond loopback."""
+    if _is_loopback(host):
+        return
+    kept = "in memory" if db == ":memory:" else f"in {db}"
+    logger.warning(
+        "listening on %s, beyond this machine: the emulator is a test stand-in with no real "
+        "authentication and no TLS. Anyone who can reach it sees, in plain HTTP, the project "
+        "credentials and subscriber tokens clients send, and with the API token (printed on "
+        "stdout) can mint tokens for any subscriber, read every conversation and post in it. "
+        "Its database (%s) holds the API token, the token signing keys and every message. "
+        "Use --host 127.0.0.1 unless the network is yours alone.",
+        host,
+        kept,
+    )
 
 
 def build_parser(prog: str = "python -m signalwire_chat.emulator") -> argparse.ArgumentParser:
@@ -83,6 +110,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    _warn_if_exposed(args.host, args.db)
 
     emulator = Emulator(
         host=args.host,

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -211,12 +212,19 @@ class Store:
     """A sqlite3 database holding the emulated space.
 
     Args:
-        path: A file path, or ":memory:" (the default of the emulator).
+        path: A file path (created with mode 0600 if missing), or ":memory:" (the default
+            of the emulator); a ``file:`` URI goes to sqlite as it is.
     """
 
     def __init__(self, path: str = ":memory:") -> None:
         self._path = path
         self._lock = threading.RLock()
+        if path != ":memory:" and not path.startswith("file:"):
+            # It holds the API token, the signing keys and every message: created readable by
+            # its owner only (sqlite gives its -wal and -shm files the same mode). An existing
+            # file is left as it is; any other failure is sqlite's to report, as before.
+            with contextlib.suppress(OSError):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._conn.row_factory = sqlite3.Row

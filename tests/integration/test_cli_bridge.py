@@ -37,11 +37,9 @@ def _stream(url: str) -> list[dict[str, Any]]:
         return [json.loads(fields[b"message"]) for _id, fields in r.xrange("chat:in")]
 
 
-def test_bridge_command_appends_and_stops_cleanly_on_sigterm(
-    signalwire_emulator: Emulator, redis_server: RedisServer, tmp_path: Path
-) -> None:
+def lobby(emu: Emulator, tmp_path: Path) -> tuple[Any, Any, Any, Path]:
+    """alice and bob in a room's group, and a file with alice's token (for --token-file)."""
     assert SCRIPT is not None, "the console script is not installed (pip install -e .)"
-    emu = signalwire_emulator
     alice = emu.create_subscriber("alice@example.com")
     bob = emu.create_subscriber("bob@example.com")
     room = emu.create_room("lobby")
@@ -49,6 +47,14 @@ def test_bridge_command_appends_and_stops_cleanly_on_sigterm(
     emu.join_group(bob, [room.id])
     token_file = tmp_path / "alice.token"
     token_file.write_text(alice.token + "\n")
+    return alice, bob, room, token_file
+
+
+def test_bridge_command_appends_and_stops_cleanly_on_sigterm(
+    signalwire_emulator: Emulator, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    emu = signalwire_emulator
+    alice, bob, room, token_file = lobby(emu, tmp_path)
     proc = subprocess.Popen(
         [
             SCRIPT,
@@ -103,15 +109,20 @@ def test_bridge_command_appends_and_stops_cleanly_on_sigterm(
     assert alice.token not in text
 
 
-def test_bridge_command_requires_redis_stream_and_name(signalwire_emulator: Emulator) -> None:
+def run_bridge(emu: Emulator, *options: str) -> subprocess.CompletedProcess[str]:
+    """`signalwire-chat bridge` with ``options``, run to its end (no token in its environment)."""
     assert SCRIPT is not None
-    proc = subprocess.run(
-        [SCRIPT, "bridge", "--stream", "s", "--name", "n"],
+    return subprocess.run(
+        [SCRIPT, "bridge", *options],
         capture_output=True,
         text=True,
         timeout=20,
-        env=_env(signalwire_emulator),
+        env=_env(emu),
         check=False,
     )
+
+
+def test_bridge_command_requires_redis_stream_and_name(signalwire_emulator: Emulator) -> None:
+    proc = run_bridge(signalwire_emulator, "--stream", "s", "--name", "n")
     assert proc.returncode == ExitCode.USAGE
     assert "--redis" in proc.stderr

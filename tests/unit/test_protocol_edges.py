@@ -12,24 +12,17 @@ from typing import Any
 
 import pytest
 
-from signalwire_chat._realtime._frames import (
-    MAX_JSON_DEPTH,
-    OP_BINARY,
-    OP_CLOSE,
-    OP_PONG,
-    OP_TEXT,
-)
-from signalwire_chat._realtime._protocol import (
+from signalwire_chat._realtime._actions import (
     ACCEPTED,
-    BROKEN,
-    CLOSE,
-    DELIVER,
     REAUTHENTICATED,
-    REFUSED,
-    SEND,
-    RelayProtocol,
-    Routes,
+    Broken,
+    Deliver,
+    Refused,
+    Send,
 )
+from signalwire_chat._realtime._jsonrpc import MAX_JSON_DEPTH
+from signalwire_chat._realtime._protocol import RelayProtocol
+from signalwire_chat._realtime._routes import Routes
 from signalwire_chat._realtime._subscriptions import Route, Subscription
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJlZGdlcyJ9.c2VjcmV0LXNpZ25hdHVyZQ"
@@ -47,11 +40,11 @@ def _protocol(drop_stale: bool = False) -> tuple[RelayProtocol, Subscription]:
     return RelayProtocol(routes, "test/1"), sub
 
 
-def _frame(obj: Any) -> tuple[int, bytes]:
-    return (OP_TEXT, json.dumps(obj).encode())
+def _frame(obj: Any) -> bytes:
+    return json.dumps(obj).encode()
 
 
-def _event(rpc_id: str, params: Any) -> tuple[int, bytes]:
+def _event(rpc_id: str, params: Any) -> bytes:
     return _frame({"jsonrpc": "2.0", "id": rpc_id, "method": "signalwire.event", "params": params})
 
 
@@ -62,7 +55,7 @@ def _chat(message_id: str, group: str = "g", **extra: Any) -> dict[str, Any]:
 
 
 def _sent(actions: list[Any]) -> list[dict[str, Any]]:
-    return [json.loads(p) for kind, value in actions if kind == SEND for p in value]
+    return [json.loads(p) for a in actions if type(a) is Send for p in a.payloads]
 
 
 def _accepted(protocol: RelayProtocol, result: Any) -> list[Any]:
@@ -72,11 +65,7 @@ def _accepted(protocol: RelayProtocol, result: Any) -> list[Any]:
     )
 
 
-def test_a_close_without_a_code_is_answered_with_1000_and_pongs_are_ignored() -> None:
-    protocol, _sub = _protocol()
-    _accepted(protocol, {"protocol": "p"})
-    actions = protocol.receive([(OP_PONG, b"x"), (OP_CLOSE, b""), _event("late", _chat("m"))], 10)
-    assert actions == [(CLOSE, 1000)]  # nothing after the close is looked at
+# A close without a code, and pongs: test_websocket.py (the layer that answers them).
 
 
 def test_binary_frames_are_read_as_text_and_bad_messages_are_skipped() -> None:
@@ -85,24 +74,22 @@ def test_binary_frames_are_read_as_text_and_bad_messages_are_skipped() -> None:
     bad_event = b'{"jsonrpc":"2.0","id":"bad-1","method":"signalwire.event","params":[1,'
     actions = protocol.receive(
         [
-            (OP_TEXT, bad_event),  # truncated JSON: skipped
-            (OP_TEXT, b"\xff\xfe not json"),
-            (
-                OP_BINARY,
-                json.dumps(
-                    {
-                        "jsonrpc": "2.0",
-                        "id": "b1",
-                        "method": "signalwire.event",
-                        "params": {"event_type": "conversation.message", "params": _chat("m1")},
-                    }
-                ).encode(),
-            ),
+            bad_event,  # truncated JSON: skipped
+            b"\xff\xfe not json",
+            # A binary message (bytes, as the websocket layer passes it): read as text.
+            json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": "b1",
+                    "method": "signalwire.event",
+                    "params": {"event_type": "conversation.message", "params": _chat("m1")},
+                }
+            ).encode(),
         ],
         10,
     )
-    assert [k for k, _v in actions] == [DELIVER, SEND]
-    assert [wire["id"] for _subs, wire, _update in actions[0][1]] == ["m1"]
+    assert [type(a) for a in actions] == [Deliver, Send]
+    assert [wire["id"] for _subs, wire, _update in actions[0].items] == ["m1"]  # type: ignore[union-attr]
     assert [f["id"] for f in _sent(actions)] == ["b1"]
 
 
@@ -122,7 +109,7 @@ def test_events_that_bring_nothing_are_acknowledged_only(params: Any) -> None:
     protocol, _sub = _protocol()
     _accepted(protocol, {"protocol": "p"})
     actions = protocol.receive([_event("e1", params)], 10)
-    assert [k for k, _v in actions] == [SEND]
+    assert [type(a) for a in actions] == [Send]
     assert _sent(actions) == [{"jsonrpc": "2.0", "id": "e1", "result": {}}]
     assert protocol.authorization_state is None
 
@@ -136,7 +123,7 @@ def test_the_envelope_says_who_wrote_it_and_an_update_is_marked() -> None:
         "params": _chat("m1"),
     }
     actions = protocol.receive([_event("u1", update)], 10)
-    (_subs, wire, is_update) = actions[0][1][0]
+    (_subs, wire, is_update) = actions[0].items[0]  # type: ignore[union-attr]
     assert wire["is_author"] is True
     assert is_update is True
 
@@ -146,8 +133,8 @@ def test_a_long_read_is_acknowledged_in_parts() -> None:
     _accepted(protocol, {"protocol": "p"})
     frames = [_event(f"r{i}", {"event_type": "x.y", "params": {}}) for i in range(40)]
     actions = protocol.receive(frames, 100)
-    assert [k for k, _v in actions] == [SEND, SEND]
-    assert [len(v) for _k, v in actions] == [32, 8]
+    assert [type(a) for a in actions] == [Send, Send]
+    assert [len(a.payloads) for a in actions] == [32, 8]  # type: ignore[union-attr]
 
 
 def test_a_ping_without_params_and_an_unknown_request_are_answered() -> None:
@@ -171,19 +158,19 @@ def test_a_ping_without_params_and_an_unknown_request_are_answered() -> None:
 @pytest.mark.parametrize(
     ("error", "kind"),
     [
-        ("just a string", BROKEN),
-        ({"code": "not-an-int", "message": "token invalid"}, REFUSED),
-        ({"code": -32603}, BROKEN),
+        ("just a string", Broken),
+        ({"code": "not-an-int", "message": "token invalid"}, Refused),
+        ({"code": -32603}, Broken),
     ],
 )
-def test_a_connect_error_of_any_shape_ends_the_read(error: Any, kind: str) -> None:
+def test_a_connect_error_of_any_shape_ends_the_read(error: Any, kind: type) -> None:
     protocol, _sub = _protocol()
     protocol.connect(TOKEN, reconnect=False)
     answer = {"jsonrpc": "2.0", "id": protocol.connect_id, "error": error}
     actions = protocol.receive([_frame(answer), _event("late", _chat("m"))], 10)
-    assert [k for k, _v in actions] == [kind]
-    if kind == REFUSED:
-        assert actions[0][1].rpc_code is None
+    assert [type(a) for a in actions] == [kind]
+    if kind is Refused:
+        assert actions[0].error.rpc_code is None  # type: ignore[union-attr]
     assert not protocol.connected
 
 
@@ -191,14 +178,14 @@ def test_a_connect_error_of_any_shape_ends_the_read(error: Any, kind: str) -> No
 def test_a_connect_answer_without_a_result_is_broken(result: Any) -> None:
     protocol, _sub = _protocol()
     actions = _accepted(protocol, result)
-    assert actions == [(BROKEN, "signalwire.connect answered without a result")]
+    assert actions == [Broken("signalwire.connect answered without a result")]
 
 
 def test_an_accept_without_protocol_or_authorization_keeps_none(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     protocol, _sub = _protocol()
-    assert _accepted(protocol, {"protocol": 7, "authorization": "x"}) == [(ACCEPTED, None)]
+    assert _accepted(protocol, {"protocol": 7, "authorization": "x"}) == [ACCEPTED]
     assert protocol.protocol is None
     assert protocol.authorization is None
     _accepted(protocol, {"protocol": "p1"})
@@ -224,7 +211,7 @@ def test_a_refused_or_odd_reauthentication_keeps_the_last_authorization(
     assert protocol.authorization == {"project_id": "proj"}
     request = json.loads(protocol.reauthenticate("new-2") or b"{}")
     odd = {"jsonrpc": "2.0", "id": request["id"], "result": {"authorization": "not a dict"}}
-    assert protocol.receive([_frame(odd)], 10) == [(REAUTHENTICATED, None)]
+    assert protocol.receive([_frame(odd)], 10) == [REAUTHENTICATED]
     assert protocol.authorization == {"project_id": "proj"}
     assert protocol.reauth_id is None
 
@@ -241,4 +228,4 @@ def test_an_event_nested_too_deep_is_acknowledged_not_delivered() -> None:
     actions = protocol.receive([deep_event, deep_request], 10)
     # The event is acknowledged (or the relay would resend it on every resume); the other
     # request is not answered, and nothing reaches a subscription.
-    assert actions == [(SEND, [b'{"jsonrpc":"2.0","id":"deep-1","result":{}}'])]
+    assert actions == [Send([b'{"jsonrpc":"2.0","id":"deep-1","result":{}}'])]

@@ -7,9 +7,10 @@ import logging
 
 import pytest
 
-from signalwire_chat._realtime._frames import OP_TEXT
-from signalwire_chat._realtime._protocol import DELIVER, RelayProtocol, Routes
+from signalwire_chat._realtime._actions import Send
+from signalwire_chat._realtime._protocol import RelayProtocol
 from signalwire_chat._realtime._ratelog import RateLimitedLog
+from signalwire_chat._realtime._routes import Routes
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJyYXRlbG9nIn0.c2VjcmV0LXNpZ25hdHVyZQ"
 PROTOCOL_LOGGER = "signalwire_chat._realtime._protocol"
@@ -29,7 +30,7 @@ def _connected() -> RelayProtocol:
     protocol = RelayProtocol(Routes(), "test/1")
     protocol.connect(TOKEN, reconnect=False)
     accept = {"jsonrpc": "2.0", "id": protocol.connect_id, "result": {"protocol": "p"}}
-    protocol.receive([(OP_TEXT, json.dumps(accept).encode())], 10)
+    protocol.receive([json.dumps(accept).encode()], 10)
     return protocol
 
 
@@ -43,7 +44,7 @@ def test_a_flood_of_non_json_messages_logs_a_bounded_number_of_warnings(
     protocol = _connected()
     caplog.set_level(logging.DEBUG, logger="signalwire_chat")
     for _ in range(10):  # ten reads of a hundred unreadable messages each
-        protocol.receive([(OP_TEXT, b"not json %d" % n) for n in range(100)], 10)
+        protocol.receive([b"not json %d" % n for n in range(100)], 10)
     warnings = _skipped(caplog, logging.WARNING)
     assert len(warnings) == 5
     assert all("skipped a message from the relay" in r.getMessage() for r in warnings)
@@ -55,9 +56,9 @@ def test_a_flood_of_non_json_messages_logs_a_bounded_number_of_warnings(
 def test_each_conversation_has_its_own_budget(caplog: pytest.LogCaptureFixture) -> None:
     flooded, quiet = _connected(), _connected()
     caplog.set_level(logging.WARNING, logger="signalwire_chat")
-    flooded.receive([(OP_TEXT, b"{") for _ in range(50)], 10)
+    flooded.receive([b"{" for _ in range(50)], 10)
     caplog.clear()
-    quiet.receive([(OP_TEXT, b"[1, 2")], 10)
+    quiet.receive([b"[1, 2"], 10)
     assert len(_skipped(caplog, logging.WARNING)) == 1
 
 
@@ -73,9 +74,9 @@ def test_a_good_message_after_the_flood_is_still_delivered() -> None:
             "params": {"id": "m1", "group_id": "g", "text": "hi", "ts": 1.0},
         },
     }
-    flood = [(OP_TEXT, b"\xff\xfe") for _ in range(1000)]
-    actions = protocol.receive([*flood, (OP_TEXT, json.dumps(event).encode())], 10)
-    sent = [json.loads(p)["id"] for kind, value in actions if kind != DELIVER for p in value]
+    flood = [b"\xff\xfe" for _ in range(1000)]
+    actions = protocol.receive([*flood, json.dumps(event).encode()], 10)
+    sent = [json.loads(p)["id"] for a in actions if type(a) is Send for p in a.payloads]
     assert sent == ["e1"]  # acknowledged (nothing routes it here, so nothing is delivered)
 
 

@@ -16,7 +16,7 @@ from signalwire_chat._realtime import RealtimeOptions
 from signalwire_chat._realtime._connection import is_auth_error, parse_expires_at
 from signalwire_chat._realtime._dispatcher import Dispatcher
 from signalwire_chat._realtime._hub import _Core
-from signalwire_chat._realtime._protocol import Routes
+from signalwire_chat._realtime._routes import Routes
 from signalwire_chat._realtime._subscriptions import Route, Subscription
 from signalwire_chat.errors import CallbackError, InvalidArgumentError, InvalidArgumentTypeError
 

@@ -1,0 +1,45 @@
+"""Redaction of secrets from server text: a leaf module, so any layer may import it.
+
+The REST transport (``_http``) and the relay session (``_realtime._protocol``) both turn what a
+server sends back into exception messages and log lines; both ask these two functions, and
+neither needs the other (the relay session must not load requests to redact a string).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from urllib.parse import quote
+
+__all__ = ["redact", "server_text"]
+
+TEXT_KEEP = 200  # a reason phrase, request id or content type: more is not diagnosis
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _secret_forms(secrets: Iterable[str]) -> list[str]:
+    """Each secret, its percent-encoded form, and each long dot-separated part of a token."""
+    forms: set[str] = set()
+    for secret in secrets:
+        if not secret:
+            continue
+        forms.add(secret)
+        forms.add(quote(secret, safe=""))
+        forms.update(part for part in secret.split(".") if len(part) >= 16)
+    return sorted(forms, key=len, reverse=True)  # the whole before its parts
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret (and each long part of a token) replaced by ``[redacted]``."""
+    for form in _secret_forms(secrets):
+        if form in text:
+            text = text.replace(form, "[redacted]")
+    return text
+
+
+def server_text(value: object, secrets: Iterable[str], keep: int = TEXT_KEEP) -> str | None:
+    """A short piece of server text fit for a message or a log line, or ``None``."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = _CONTROL.sub("?", redact(value, secrets))
+    return text if len(text) <= keep else text[: keep - 3] + "..."
