@@ -239,7 +239,7 @@ def hosts_are_the_emulator(
     it leads to the service; like a hosts file, this changes where the hosts are and nothing
     else (the derivation itself is unit-tested in tests/unit/test_token.py).
     """
-    from signalwire_chat import _client
+    from signalwire_chat import _config
 
     def to_the_emulator(**kwargs: Any) -> tuple[str, str]:
         return (
@@ -247,7 +247,7 @@ def hosts_are_the_emulator(
             kwargs.get("relay_url") or signalwire_emulator.relay_url,
         )
 
-    monkeypatch.setattr(_client, "derive_urls", to_the_emulator)
+    monkeypatch.setattr(_config, "derive_urls", to_the_emulator)
     return signalwire_emulator
 
 
