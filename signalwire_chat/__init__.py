@@ -6,6 +6,8 @@ import typing as _typing
 from ._backend import (
     SubscriberToken,
     SubscriberTokenSource,
+    mint_guest_token,
+    mint_invite_token,
     mint_subscriber_token,
     refresh_subscriber_token,
 )
@@ -132,6 +134,8 @@ __all__ = [
     "UnsafeLinkError",
     "ValidationError",
     "__version__",
+    "mint_guest_token",
+    "mint_invite_token",
     "mint_subscriber_token",
     "refresh_subscriber_token",
 ]

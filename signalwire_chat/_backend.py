@@ -1,7 +1,10 @@
 """Server-side helpers: mint and refresh Subscriber Access Tokens with project credentials.
 
 For Django/Flask back ends that hold a project id and API token: mint a SAT for one of your
-users and hand it to the browser or to a :class:`~signalwire_chat.ChatClient`. The requests
+users (or a guest token for an anonymous visitor, limited to a few addresses) and hand it to
+the browser or to a :class:`~signalwire_chat.ChatClient`. A subscriber can also mint an invite
+token for one of its addresses with its own SAT. The request and answer fields are those of
+the service's OpenAPI (as the official ``signalwire-sdk`` 3.7 generates them). The requests
 go through the client's own transport (``_http.HttpTransport``): the same retry rules, deadline,
 body cap, error translation and redaction; a :class:`SubscriberTokenSource` keeps one pooled
 transport for all its calls.
@@ -13,13 +16,13 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 import requests
 
-from ._auth import BasicCredentials
+from ._auth import BasicCredentials, Credentials
 from ._http import (
     DEFAULT_MAX_RETRIES,
     HttpTransport,
@@ -32,6 +35,7 @@ from .errors import (
     AuthenticationError,
     BadRequestError,
     DecodeError,
+    InvalidArgumentError,
     InvalidArgumentTypeError,
     ValidationError,
 )
@@ -39,6 +43,8 @@ from .errors import (
 __all__ = [
     "SubscriberToken",
     "SubscriberTokenSource",
+    "mint_guest_token",
+    "mint_invite_token",
     "mint_subscriber_token",
     "refresh_subscriber_token",
 ]
@@ -49,24 +55,48 @@ _DEFAULT_TIMEOUT = (5.0, 30.0)
 #: The service's refresh tokens live 2 h 5 min; stop using one a little before that.
 REFRESH_TOKEN_LIFETIME = 2 * 3600 + 5 * 60
 _REFRESH_MARGIN = 120.0
+#: The service takes at most this many addresses in a guest token's ``allowed_addresses``.
+MAX_GUEST_ADDRESSES = 10
+#: The optional string fields of a subscriber token request, in the OpenAPI's order.
+_SUBSCRIBER_FIELDS = (
+    "application_id",
+    "password",
+    "first_name",
+    "last_name",
+    "display_name",
+    "job_title",
+    "time_zone",
+    "country",
+    "region",
+    "company_name",
+)
 
 
 @attrs.frozen(kw_only=True, repr=False)
 class SubscriberToken:
     """A freshly minted Subscriber Access Token and its refresh token (repr redacted).
 
+    The answer of every token endpoint: a subscriber, guest or invite token, or a refresh.
+
     Attributes:
-        token: The SAT, for ``ChatClient(token)``.
-        refresh_token: Use with :func:`refresh_subscriber_token` before it expires.
+        token: The SAT, for ``ChatClient(token)`` or the browser's SDK.
+        refresh_token: Use with :func:`refresh_subscriber_token` before it expires (None for
+            an invite token, which has none).
+        subscriber_id: The subscriber the token is for, when the service says so (the
+            subscriber token endpoint does).
         issued_at: ``time.time()`` when it was received.
     """
 
     token: str
     refresh_token: str | None = None
+    subscriber_id: str | None = None
     issued_at: float = attrs.field(factory=time.time)
 
     def __repr__(self) -> str:
-        return "SubscriberToken(token=<redacted>, refresh_token=<redacted>)"
+        return (
+            f"SubscriberToken(token=<redacted>, refresh_token=<redacted>, "
+            f"subscriber_id={self.subscriber_id!r})"
+        )
 
 
 def _space_base(space_url: object) -> str:
@@ -107,7 +137,12 @@ def _post(
     refresh = answer.get("refresh_token")
     if refresh is not None and not isinstance(refresh, str):
         raise DecodeError("token answer: 'refresh_token' must be a string", field="refresh_token")
-    return SubscriberToken(token=answer["token"], refresh_token=refresh)
+    subscriber_id = answer.get("subscriber_id")
+    if subscriber_id is not None and not isinstance(subscriber_id, str):
+        raise DecodeError("token answer: 'subscriber_id' must be a string", field="subscriber_id")
+    return SubscriberToken(
+        token=answer["token"], refresh_token=refresh, subscriber_id=subscriber_id
+    )
 
 
 def _one_off(
@@ -127,32 +162,35 @@ def _one_off(
     )
 
 
+def _unix_seconds(payload: dict[str, Any], name: str, value: object) -> None:
+    """Put ``value`` in ``payload[name]`` when given: an int of Unix seconds."""
+    if value is not None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidArgumentTypeError(f"{name} must be an int (Unix seconds) or None")
+        payload[name] = int(value)
+
+
 def _mint_payload(
-    reference: object,
-    password: object,
-    display_name: object,
-    first_name: object,
-    last_name: object,
-    expire_at: object,
+    reference: object, expire_at: object, fields: Mapping[str, object]
 ) -> dict[str, Any]:
+    """The subscriber token request.
+
+    ``reference``, ``expire_at`` and the optional strings of ``_SUBSCRIBER_FIELDS`` given in
+    ``fields`` (None: left out).
+    """
     payload: dict[str, Any] = {"reference": _check(reference, "reference")}
-    for name, value in (
-        ("password", password),
-        ("display_name", display_name),
-        ("first_name", first_name),
-        ("last_name", last_name),
-    ):
+    _unix_seconds(payload, "expire_at", expire_at)
+    for name in _SUBSCRIBER_FIELDS:
+        value = fields.get(name)
         if value is not None:
             payload[name] = _check(value, name)
-    if expire_at is not None:
-        if isinstance(expire_at, bool) or not isinstance(expire_at, int):
-            raise InvalidArgumentTypeError("expire_at must be an int (Unix seconds) or None")
-        payload["expire_at"] = int(expire_at)
     return payload
 
 
 _MINT_PATH = "/api/fabric/subscribers/tokens"
 _REFRESH_PATH = "/api/fabric/subscribers/tokens/refresh"
+_GUEST_PATH = "/api/fabric/guests/tokens"
+_INVITE_PATH = "/api/fabric/subscriber/invites"
 
 
 def mint_subscriber_token(
@@ -166,10 +204,18 @@ def mint_subscriber_token(
     first_name: str | None = None,
     last_name: str | None = None,
     expire_at: int | None = None,
+    application_id: str | None = None,
+    job_title: str | None = None,
+    time_zone: str | None = None,
+    country: str | None = None,
+    region: str | None = None,
+    company_name: str | None = None,
     timeout: TimeoutLike = _DEFAULT_TIMEOUT,
     session: requests.Session | None = None,
 ) -> SubscriberToken:
     """Mint a Subscriber Access Token (``POST /api/fabric/subscribers/tokens``, Basic auth).
+
+    The subscriber is created on first use; the profile fields update it.
 
     Args:
         space_url: Your space, e.g. ``https://example.signalwire.com`` (``example.signalwire.com``
@@ -182,11 +228,17 @@ def mint_subscriber_token(
         first_name: The subscriber's first name.
         last_name: The subscriber's last name.
         expire_at: Unix seconds at which the SAT expires (the service's default is 2 hours).
+        application_id: The id of the application the token is for.
+        job_title: The subscriber's job title.
+        time_zone: The subscriber's time zone (a TZ database name).
+        country: The subscriber's country.
+        region: The subscriber's region.
+        company_name: The subscriber's company.
         timeout: Seconds, or ``(connect, read)``.
         session: A ``requests.Session`` to send through.
 
     Returns:
-        The SAT and its refresh token.
+        The SAT, its refresh token and the subscriber's id.
 
     Raises:
         InvalidArgumentError: A bad argument (nothing is sent).
@@ -195,7 +247,19 @@ def mint_subscriber_token(
         TransportError: The request failed at the network level.
     """
     transport = _one_off(space_url, project_id, api_token, timeout, session)
-    payload = _mint_payload(reference, password, display_name, first_name, last_name, expire_at)
+    fields = {
+        "application_id": application_id,
+        "password": password,
+        "first_name": first_name,
+        "last_name": last_name,
+        "display_name": display_name,
+        "job_title": job_title,
+        "time_zone": time_zone,
+        "country": country,
+        "region": region,
+        "company_name": company_name,
+    }
+    payload = _mint_payload(reference, expire_at, fields)
     try:
         return _post(transport, _MINT_PATH, payload, (password or "",))
     finally:
@@ -238,6 +302,114 @@ def refresh_subscriber_token(
         transport.close()
 
 
+def _allowed_addresses(value: object) -> list[str]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise InvalidArgumentTypeError("allowed_addresses must be a sequence of address ids")
+    ids = [_check(item, "allowed_addresses[]") for item in value]
+    if not 1 <= len(ids) <= MAX_GUEST_ADDRESSES:
+        raise InvalidArgumentError(
+            f"allowed_addresses must hold 1 to {MAX_GUEST_ADDRESSES} address ids, not {len(ids)}"
+        )
+    return ids
+
+
+def mint_guest_token(
+    space_url: str,
+    project_id: str,
+    api_token: str,
+    allowed_addresses: Sequence[str],
+    *,
+    expire_at: int | None = None,
+    timeout: TimeoutLike = _DEFAULT_TIMEOUT,
+    session: requests.Session | None = None,
+) -> SubscriberToken:
+    """Mint a guest token (``POST /api/fabric/guests/tokens``, Basic auth).
+
+    For a visitor without an account (a support chat on a public page): the guest may reach
+    only ``allowed_addresses``. Hand the token to the browser; refresh it with
+    :func:`refresh_subscriber_token`.
+
+    Args:
+        space_url: Your space URL (see :func:`mint_subscriber_token`).
+        project_id: The project id.
+        api_token: The project's API token. Never logged.
+        allowed_addresses: The ids of the addresses the guest may reach: 1 to 10, each an
+            address of the project.
+        expire_at: Unix seconds at which the token expires (the service's default is 2 hours).
+        timeout: Seconds, or ``(connect, read)``.
+        session: A ``requests.Session`` to send through.
+
+    Returns:
+        The guest's SAT and its refresh token.
+
+    Raises:
+        InvalidArgumentError: A bad argument, e.g. no address or more than 10 (nothing is sent).
+        AuthenticationError: The project credentials were refused.
+        ValidationError: The service refused an address (e.g. not of the project).
+        APIError: Any other error status.
+        TransportError: The request failed at the network level.
+    """
+    transport = _one_off(space_url, project_id, api_token, timeout, session)
+    payload: dict[str, Any] = {"allowed_addresses": _allowed_addresses(allowed_addresses)}
+    _unix_seconds(payload, "expire_at", expire_at)
+    try:
+        return _post(transport, _GUEST_PATH, payload, ())
+    finally:
+        transport.close()
+
+
+def mint_invite_token(
+    space_url: str,
+    token: str,
+    address_id: str,
+    *,
+    expires_at: int | None = None,
+    timeout: TimeoutLike = _DEFAULT_TIMEOUT,
+    session: requests.Session | None = None,
+) -> SubscriberToken:
+    """Mint an invite token (``POST /api/fabric/subscriber/invites``, Bearer SAT).
+
+    A subscriber invites someone to one of its addresses: the request is authorized with
+    that subscriber's own SAT, not the project credentials (as the service documents it).
+
+    Args:
+        space_url: Your space URL (see :func:`mint_subscriber_token`).
+        token: The inviting subscriber's SAT. Never logged.
+        address_id: The id of the inviting subscriber's address.
+        expires_at: Unix seconds at which the invite expires (the service's default is
+            2 hours). The service spells it ``expires_at`` here, ``expire_at`` elsewhere.
+        timeout: Seconds, or ``(connect, read)``.
+        session: A ``requests.Session`` to send through.
+
+    Returns:
+        The invite token (``refresh_token`` is None: the service gives none).
+
+    Raises:
+        InvalidArgumentError: A bad argument (nothing is sent).
+        AuthenticationError: The SAT was refused.
+        NotFoundError: No such address.
+        APIError: Any other error status.
+        TransportError: The request failed at the network level.
+    """
+    base = _space_base(space_url)
+    credentials = Credentials(_check(token, "token"))
+    payload: dict[str, Any] = {"address_id": _check(address_id, "address_id")}
+    _unix_seconds(payload, "expires_at", expires_at)
+    if session is not None and not isinstance(session, requests.Session):
+        raise InvalidArgumentTypeError("session must be a requests.Session or None")
+    transport = HttpTransport(
+        base_url=base,
+        credentials=credentials,
+        timeout=normalise_timeout(timeout),
+        max_retries=DEFAULT_MAX_RETRIES,
+        session=session,
+    )
+    try:
+        return _post(transport, _INVITE_PATH, payload, credentials.secrets)
+    finally:
+        transport.close()
+
+
 class SubscriberTokenSource:
     """A thread-safe token source: each call returns a fresh SAT for one subscriber.
 
@@ -252,8 +424,9 @@ class SubscriberTokenSource:
         api_token: The project's API token (never shown in a repr).
         reference: The subscriber's reference (e.g. an email address).
         **mint_options: Passed on to :func:`mint_subscriber_token` (``password``,
-            ``display_name``, ``first_name``, ``last_name``, ``expire_at``, ``timeout``,
-            ``session``).
+            ``display_name``, ``first_name``, ``last_name``, ``expire_at``,
+            ``application_id``, ``job_title``, ``time_zone``, ``country``, ``region``,
+            ``company_name``, ``timeout``, ``session``).
     """
 
     def __init__(
@@ -264,15 +437,7 @@ class SubscriberTokenSource:
         reference: str,
         **mint_options: Any,
     ) -> None:
-        allowed = {
-            "password",
-            "display_name",
-            "first_name",
-            "last_name",
-            "expire_at",
-            "timeout",
-            "session",
-        }
+        allowed = {*_SUBSCRIBER_FIELDS, "expire_at", "timeout", "session"}
         unknown = set(mint_options) - allowed
         if unknown:
             raise InvalidArgumentTypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
@@ -280,14 +445,7 @@ class SubscriberTokenSource:
         self._space_url = space_url
         self._project_id = _check(project_id, "project_id")
         self._api_token = _check(api_token, "api_token")
-        self._payload = _mint_payload(
-            reference,
-            mint_options.get("password"),
-            mint_options.get("display_name"),
-            mint_options.get("first_name"),
-            mint_options.get("last_name"),
-            mint_options.get("expire_at"),
-        )
+        self._payload = _mint_payload(reference, mint_options.get("expire_at"), mint_options)
         self._password = mint_options.get("password") or ""
         self._timeout = normalise_timeout(mint_options.get("timeout", _DEFAULT_TIMEOUT))
         self._session = mint_options.get("session")

@@ -81,6 +81,7 @@ import hmac
 import json
 import math
 import re
+import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
@@ -118,6 +119,11 @@ _MAX_PAGE_TOKEN = 1024
 # Keyset values are sqlite INTEGERs (signed 64-bit): a larger one cannot be bound.
 _MAX_SQL_INT = 2**63 - 1
 NOT_SUBSCRIBERS_ADDRESS = "from_fabric_address_id_does_not_match_subscriber"
+# Guest tokens: at most 10 addresses, each of the project (documented, with this code);
+# reaching another address with a guest or invite token is refused with this code (inferred).
+MAX_GUEST_ADDRESSES = 10
+NOT_OF_PROJECT = "must_belong_to_project"
+ADDRESS_NOT_ALLOWED = "address_not_allowed"
 
 _STATE_KEY: web.AppKey[EmulatorState] = web.AppKey("signalwire_emulator_state")
 
@@ -129,6 +135,8 @@ def add_routes(app: web.Application, state: EmulatorState) -> None:
     r.add_get("/", root)
     r.add_post("/api/fabric/subscribers/tokens", create_token)
     r.add_post("/api/fabric/subscribers/tokens/refresh", refresh_token)
+    r.add_post("/api/fabric/guests/tokens", create_guest_token)
+    r.add_post("/api/fabric/subscriber/invites", create_invite_token)
     r.add_post("/api/fabric/resources/video_rooms", create_video_room)
     r.add_get("/api/fabric/subscriber/info", subscriber_info)
     r.add_get("/api/fabric/addresses", list_addresses)
@@ -371,8 +379,17 @@ async def create_token(request: web.Request) -> web.Response:
     reference = _required_str(body, "reference")
     _optional_str(body, "password")
     names = {k: _optional_str(body, k) for k in ("display_name", "first_name", "last_name")}
-    # Sent by v4-era callers (client-bound SATs); accepted and not acted on.
-    for name in ("fingerprint", "application_id"):
+    # Sent by v4-era callers (client-bound SATs), and the profile fields of the OpenAPI's
+    # request: accepted (checked) and not kept.
+    for name in (
+        "fingerprint",
+        "application_id",
+        "job_title",
+        "time_zone",
+        "country",
+        "region",
+        "company_name",
+    ):
         _optional_str(body, name)
     scope = body.get("scope")
     if scope is not None and not (
@@ -380,14 +397,133 @@ async def create_token(request: web.Request) -> web.Response:
         or (isinstance(scope, list) and all(isinstance(x, str) for x in scope))
     ):
         raise _invalid("scope", "scope must be a string or a list of strings")
-    expire_at = body.get("expire_at")
-    if expire_at is not None:
-        if isinstance(expire_at, bool) or not isinstance(expire_at, (int, float)):
-            raise _invalid("expire_at", "expire_at must be unix seconds")
-        if not math.isfinite(expire_at) or expire_at <= state.clock():
-            raise _invalid("expire_at", "expire_at must be in the future")
+    expire_at = _expiry(state, body, "expire_at")
     subscriber, _created = state.store.upsert_subscriber(reference, now=state.clock(), **names)
-    return _new_tokens(state, subscriber["id"], expire_at=expire_at)
+    answer = _new_tokens(state, subscriber["id"], expire_at=expire_at)
+    return web.json_response({"subscriber_id": subscriber["id"], **answer}, status=201)
+
+
+def _expiry(state: EmulatorState, body: dict[str, Any], name: str) -> float | None:
+    """An optional expiry in ``body[name]``: unix seconds, in the future."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _invalid(name, f"{name} must be unix seconds")
+    if not math.isfinite(value) or value <= state.clock():
+        raise _invalid(name, f"{name} must be in the future")
+    return float(value)
+
+
+async def create_guest_token(request: web.Request) -> web.Response:
+    """POST /api/fabric/guests/tokens: a token for a new guest, limited to some addresses."""
+    _require_project(request)
+    body = await _json_body(request)
+    state = _state(request)
+    allowed = body.get("allowed_addresses")
+    if allowed is None:
+        raise _missing("allowed_addresses")
+    if (
+        not isinstance(allowed, list)
+        or not 1 <= len(allowed) <= MAX_GUEST_ADDRESSES
+        or not all(isinstance(x, str) and x.strip() and len(x) <= _MAX_FIELD for x in allowed)
+    ):
+        raise _invalid(
+            "allowed_addresses",
+            f"allowed_addresses must hold 1 to {MAX_GUEST_ADDRESSES} address ids",
+        )
+    scope = tuple(dict.fromkeys(allowed))
+    if any(state.store.get_address(address_id) is None for address_id in scope):
+        raise FabricHTTPError(
+            422,
+            "The addresses must belong to the project",
+            code=NOT_OF_PROJECT,
+            attribute="allowed_addresses",
+        )
+    expire_at = _expiry(state, body, "expire_at")
+    guest = _new_scoped_subscriber(state, "guest", "Guest")
+    answer = _new_tokens(state, guest, expire_at=expire_at, allowed_addresses=scope)
+    return web.json_response(answer, status=201)
+
+
+async def create_invite_token(request: web.Request) -> web.Response:
+    """POST /api/fabric/subscriber/invites: a token inviting someone to one address.
+
+    The service documents a subscriber's SAT as the credential (the address is then one of
+    the caller's); the official Python SDK sends it with the project's Basic credentials,
+    so those are taken too (any subscriber address of the project).
+    """
+    state = _state(request)
+    scheme = request.headers.get("Authorization", "").partition(" ")[0].lower()
+    claims: SatClaims | None = None
+    if scheme == "basic":
+        _require_project(request)
+    else:
+        claims, _ = _require_subscriber(request)
+    body = await _json_body(request)
+    address_id = _required_str(body, "address_id")
+    address = state.store.get_address(address_id)
+    if address is None:
+        raise FabricHTTPError(404, "address not found", attribute="address_id")
+    if claims is not None:
+        if claims.allowed_addresses is not None:
+            raise FabricHTTPError(403, "a guest or invite token cannot invite")
+        _require_own_address(state, claims.subscriber_id, address_id, "address_id")
+    elif address["type"] != "subscriber":
+        raise _invalid("address_id", "address_id must be a subscriber's address")
+    expires_at = _expiry(state, body, "expires_at")
+    invitee = _new_scoped_subscriber(state, "invitee", "Invitee")
+    token, _ = state.tokens.mint_sat(
+        invitee, state.project_id, expire_at=expires_at, allowed_addresses=(address_id,)
+    )
+    return web.json_response({"token": token}, status=201)
+
+
+def _new_scoped_subscriber(state: EmulatorState, kind: str, display_name: str) -> str:
+    """A new anonymous subscriber (with its own address) for a guest or invite token."""
+    reference = f"{kind}-{uuid.uuid4().hex}@{kind}s.emulator.invalid"
+    subscriber, _ = state.store.upsert_subscriber(
+        reference, now=state.clock(), display_name=display_name
+    )
+    return str(subscriber["id"])
+
+
+def _require_reachable(
+    state: EmulatorState, claims: SatClaims, address_ids: list[str], attribute: str
+) -> None:
+    """Refuse (403) a guest or invite token reaching beyond its ``allowed_addresses``.
+
+    Its own addresses are always reachable; a group with an allowed room address is
+    reachable (the room's group holds every member's address).
+    """
+    scope = claims.allowed_addresses
+    if scope is None:
+        return
+    allowed = set(scope) | set(state.store.address_ids_of(claims.subscriber_id))
+    if any(address_id in scope for address_id in address_ids if _is_room(state, address_id)):
+        return
+    if not allowed.issuperset(address_ids):
+        raise FabricHTTPError(
+            403,
+            "this token may not reach that address",
+            code=ADDRESS_NOT_ALLOWED,
+            attribute=attribute,
+        )
+
+
+def _is_room(state: EmulatorState, address_id: str) -> bool:
+    address = state.store.get_address(address_id)
+    return address is not None and address["type"] == "room"
+
+
+def _require_reachable_group(
+    state: EmulatorState, claims: SatClaims, group_id: str, attribute: str
+) -> None:
+    if claims.allowed_addresses is None:
+        return
+    group = state.store.get_group(group_id)
+    address_ids = group["address_ids"] if group is not None else []
+    _require_reachable(state, claims, address_ids, attribute)
 
 
 async def refresh_token(request: web.Request) -> web.Response:
@@ -404,16 +540,26 @@ async def refresh_token(request: web.Request) -> web.Response:
         claims.subscriber_id
     ):
         raise FabricHTTPError(401, "invalid refresh token: unknown subscriber")
-    return _new_tokens(state, claims.subscriber_id)
+    # A guest's refresh keeps the guest's scope.
+    answer = _new_tokens(state, claims.subscriber_id, allowed_addresses=claims.allowed_addresses)
+    return web.json_response(answer, status=201)
 
 
 def _new_tokens(
-    state: EmulatorState, subscriber_id: str, *, expire_at: float | None = None
-) -> web.Response:
-    """The 201 answer of both token endpoints: a fresh SAT and a fresh refresh token."""
-    token, _ = state.tokens.mint_sat(subscriber_id, state.project_id, expire_at=expire_at)
-    refresh, _ = state.tokens.mint_refresh(subscriber_id, state.project_id)
-    return web.json_response({"token": token, "refresh_token": refresh}, status=201)
+    state: EmulatorState,
+    subscriber_id: str,
+    *,
+    expire_at: float | None = None,
+    allowed_addresses: tuple[str, ...] | None = None,
+) -> dict[str, str]:
+    """The body of the token endpoints' 201 answer: a fresh SAT and a fresh refresh token."""
+    token, _ = state.tokens.mint_sat(
+        subscriber_id, state.project_id, expire_at=expire_at, allowed_addresses=allowed_addresses
+    )
+    refresh, _ = state.tokens.mint_refresh(
+        subscriber_id, state.project_id, allowed_addresses=allowed_addresses
+    )
+    return {"token": token, "refresh_token": refresh}
 
 
 async def create_video_room(request: web.Request) -> web.Response:
@@ -509,10 +655,12 @@ async def list_addresses(request: web.Request) -> web.Response:
 
 async def get_address(request: web.Request) -> web.Response:
     """GET /api/fabric/addresses/{id}: one address."""
-    _require_subscriber(request)
-    address = _state(request).store.get_address(request.match_info["address_id"])
+    claims, _ = _require_subscriber(request)
+    state = _state(request)
+    address = state.store.get_address(request.match_info["address_id"])
     if address is None:
         raise FabricHTTPError(404, "address not found")
+    _require_reachable(state, claims, [address["id"]], "address_id")
     return web.json_response(address)
 
 
@@ -535,7 +683,9 @@ async def conversation_messages(request: web.Request) -> web.Response:
     if store.is_group(key):
         if not store.is_member(key, claims.subscriber_id):
             raise FabricHTTPError(403, "you are not a member of this conversation")
+        _require_reachable_group(state, claims, key, "conversation_id")
     elif store.get_address(key) is not None:
+        _require_reachable(state, claims, [key], "conversation_id")
         if store.is_member(key, claims.subscriber_id):
             dialect = "address"
         else:
@@ -583,6 +733,7 @@ async def send_message(request: web.Request) -> web.Response:
     metadata = _optional_object(body, "metadata")
     details = _optional_object(body, "details")
     _known_address(request, conversation_id)
+    _require_reachable(state, claims, [conversation_id], "conversation_id")
     state.post_message(
         conversation_id=conversation_id,
         user_id=claims.subscriber_id,
@@ -612,6 +763,7 @@ def _send_to_group(state: EmulatorState, claims: SatClaims, body: dict[str, Any]
     _require_own_address(state, claims.subscriber_id, from_address_id, spelling)
     if not store.is_member(group_id, claims.subscriber_id):
         raise FabricHTTPError(403, "you are not a member of this group", attribute="group_id")
+    _require_reachable_group(state, claims, group_id, "group_id")
     message = state.post_message(
         conversation_id=group_id,
         group_id=group_id,
@@ -647,6 +799,7 @@ async def join_conversation(request: web.Request) -> web.Response:
         return _join_group(state, claims, body)
     conversation_id = _required_str(body, "conversation_id")
     _known_address(request, conversation_id)
+    _require_reachable(state, claims, [conversation_id], "conversation_id")
     if not state.store.may_join(conversation_id, claims.subscriber_id):
         raise FabricHTTPError(
             403,
@@ -677,6 +830,8 @@ def _group_addresses(body: dict[str, Any]) -> tuple[str, list[str]]:
 
 def _join_group(state: EmulatorState, claims: SatClaims, body: dict[str, Any]) -> web.Response:
     from_address_id, address_ids = _group_addresses(body)
+    room_of(state, address_ids)  # unknown addresses are a 404 first, as for anyone
+    _require_reachable(state, claims, address_ids, "fabric_address_ids")
     group = join_group_as(state, claims.subscriber_id, from_address_id, address_ids)
     return web.json_response(
         {

@@ -4,6 +4,9 @@ A SAT has the real shape: a five-part compact JWE (``alg`` "dir", ``enc`` "A256G
 whose protected header carries ``typ`` "SAT" and ``ch`` (the realtime host), and whose
 encrypted claims are ``subscriber_id``, ``project_id``, ``jti``, ``iat`` and ``exp``.
 A refresh token is a three-part HS256 JWT with its own expiry (2 h 5 min by default).
+A guest or invite token (and its refresh token) also carries ``allowed_addresses``, the
+only addresses its holder may reach; how the service encodes that scope is not documented
+(the claim is the emulator's own).
 
 Neither the tokens nor the keys ever appear in an exception message or a log line.
 """
@@ -66,6 +69,8 @@ class _TokenClaims:
         jti: The token's unique id.
         exp: Expiry, unix seconds.
         iat: Issue time, unix seconds.
+        allowed_addresses: For a guest or invite token, the only addresses it may reach;
+            None for a subscriber's token (no such limit).
     """
 
     subscriber_id: str
@@ -73,6 +78,7 @@ class _TokenClaims:
     jti: str
     exp: float
     iat: float
+    allowed_addresses: tuple[str, ...] | None = None
 
 
 @attrs.frozen
@@ -140,6 +146,7 @@ class TokenAuthority:
         *,
         ttl: float | None = None,
         expire_at: float | None = None,
+        allowed_addresses: tuple[str, ...] | None = None,
     ) -> tuple[str, SatClaims]:
         """Mint a SAT for a subscriber.
 
@@ -148,6 +155,7 @@ class TokenAuthority:
             project_id: The project's id.
             ttl: Lifetime in seconds (the authority's default when None).
             expire_at: Absolute expiry in unix seconds; wins over ``ttl``.
+            allowed_addresses: The scope of a guest or invite token.
 
         Returns:
             The compact token and its claims.
@@ -167,9 +175,13 @@ class TokenAuthority:
             jti=str(uuid.uuid4()),
             exp=exp,
             iat=now,
+            allowed_addresses=allowed_addresses,
         )
         header = {"alg": "dir", "enc": "A256GCM", "typ": "SAT", "ch": self._space_host}
-        payload = json.dumps(attrs.asdict(claims), separators=(",", ":")).encode()
+        body = attrs.asdict(claims)
+        if allowed_addresses is None:
+            del body["allowed_addresses"]
+        payload = json.dumps(body, separators=(",", ":")).encode()
         token = jwe.encrypt_compact(header, payload, self._sat_key, registry=_SAT_REGISTRY)
         return token, claims
 
@@ -204,12 +216,19 @@ class TokenAuthority:
     def _cutoff(self, subscriber_id: str) -> float:
         return max(self._cutoffs.get(subscriber_id, -math.inf), self._cutoffs.get("", -math.inf))
 
-    def mint_refresh(self, subscriber_id: str, project_id: str) -> tuple[str, RefreshClaims]:
+    def mint_refresh(
+        self,
+        subscriber_id: str,
+        project_id: str,
+        *,
+        allowed_addresses: tuple[str, ...] | None = None,
+    ) -> tuple[str, RefreshClaims]:
         """Mint a refresh token for a subscriber.
 
         Args:
             subscriber_id: The subscriber's id.
             project_id: The project's id.
+            allowed_addresses: The scope of a guest token, kept by its refreshes.
 
         Returns:
             The compact JWT and its claims.
@@ -221,6 +240,7 @@ class TokenAuthority:
             jti=str(uuid.uuid4()),
             exp=now + self._refresh_ttl,
             iat=now,
+            allowed_addresses=allowed_addresses,
         )
         body: dict[str, Any] = {
             "sub": subscriber_id,
@@ -230,6 +250,8 @@ class TokenAuthority:
             "exp": claims.exp,
             "token_use": "refresh",
         }
+        if allowed_addresses is not None:
+            body["allowed_addresses"] = list(allowed_addresses)
         token = jwt.encode(
             {"alg": "HS256", "typ": "JWT"}, body, self._refresh_key, registry=_REFRESH_REGISTRY
         )
@@ -286,7 +308,17 @@ def _claims_of(cls: type[_ClaimsT], data: dict[str, Any], *, subscriber_claim: s
         jti=_claim_str(data, "jti"),
         exp=_claim_num(data, "exp"),
         iat=_claim_num(data, "iat"),
+        allowed_addresses=_claim_scope(data),
     )
+
+
+def _claim_scope(data: dict[str, Any]) -> tuple[str, ...] | None:
+    if "allowed_addresses" not in data:
+        return None
+    value = data["allowed_addresses"]
+    if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
+        raise InvalidTokenError("claim 'allowed_addresses' is not a list of strings")
+    return tuple(value)
 
 
 def _load_object(raw: bytes) -> dict[str, Any]:

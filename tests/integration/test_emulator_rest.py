@@ -109,7 +109,8 @@ def test_tokens_endpoint_creates_the_subscriber_once(emu: Emulator) -> None:
         )
         assert first.status_code == 201
         body = first.json()
-        assert set(body) == {"token", "refresh_token"}
+        # The OpenAPI's SubscriberTokenResponse: the subscriber's id comes with its tokens.
+        assert set(body) == {"subscriber_id", "token", "refresh_token"}
         assert body["token"].count(".") == 4
         assert body["refresh_token"].count(".") == 2
         header = json.loads(base64.urlsafe_b64decode(body["token"].split(".")[0] + "=="))
@@ -122,6 +123,7 @@ def test_tokens_endpoint_creates_the_subscriber_once(emu: Emulator) -> None:
         assert info["display_name"] == "Carol C"
         assert info["first_name"] == "Carol"
         assert info["last_name"] == "C"
+        assert body["subscriber_id"] == info["id"]
         (address,) = info["fabric_addresses"]
         assert address["type"] == "subscriber"
         assert address["resource_id"] == info["id"]
