@@ -62,6 +62,7 @@ import base64
 import enum
 import logging
 import secrets
+import ssl
 import threading
 import time
 import uuid
@@ -210,6 +211,11 @@ class Emulator:
         ping_timeout: Seconds a connected relay socket may send nothing at all after a
             server ping before it is presumed dead and closed (code 1001); its session
             stays resumable.
+        ssl_context: Serve https and wss with this server context (what the official
+            browser clients need: they always use ``https://`` and ``wss://``); None
+            serves http and ws.
+        cors_origins: The page origins a browser may call the REST API from; ``("*",)``
+            (the default) allows any. See "CORS" in the emulator reference.
     """
 
     def __init__(
@@ -230,6 +236,8 @@ class Emulator:
         idle_timeout: float = 30.0,
         auth_timeout: float = 10.0,
         ping_timeout: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+        cors_origins: Sequence[str] = ("*",),
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError("port must be within 0..65535")
@@ -246,8 +254,12 @@ class Emulator:
         if not ping_timeout > 0:
             raise ValueError("ping_timeout must be positive")
         self._ping_timeout = ping_timeout
+        if isinstance(cors_origins, str):
+            raise TypeError("cors_origins must be a sequence of origins, not one string")
         self._idle_timeout = idle_timeout
         self._auth_timeout = auth_timeout
+        self._tls = ssl_context is not None
+        self._cors_origins = frozenset(cors_origins)
         self._host = host
         self._db = db
         self._space_host = space_host
@@ -273,6 +285,7 @@ class Emulator:
             on_start=self._on_start,
             on_stop=self._on_stop,
             idle_timeout=idle_timeout,
+            ssl_context=ssl_context,
         )
 
     def __repr__(self) -> str:
@@ -361,13 +374,13 @@ class Emulator:
 
     @property
     def rest_url(self) -> str:
-        """The REST base URL, e.g. ``http://127.0.0.1:PORT``."""
-        return f"http://{self._netloc()}"
+        """The REST base URL, e.g. ``http://127.0.0.1:PORT`` (``https`` with TLS)."""
+        return f"{'https' if self._tls else 'http'}://{self._netloc()}"
 
     @property
     def relay_url(self) -> str:
-        """The relay websocket URL, e.g. ``ws://127.0.0.1:PORT/``."""
-        return f"ws://{self._netloc()}/"
+        """The relay websocket URL, e.g. ``ws://127.0.0.1:PORT/`` (``wss`` with TLS)."""
+        return f"{'wss' if self._tls else 'ws'}://{self._netloc()}/"
 
     @property
     def space_host(self) -> str:
@@ -1105,6 +1118,7 @@ class Emulator:
             max_text_length=self._max_text_length,
             clock=clock,
             idle_timeout=self._idle_timeout,
+            cors_origins=self._cors_origins,
         )
 
     def _make_app(self) -> Any:
@@ -1121,7 +1135,9 @@ class Emulator:
             ping_interval=self._ping_interval,
             resume_window=self._resume_window,
             event_window=self._event_window,
-            space_host=self._space_host,
+            # A space host may carry a port (``puc.localhost:8443``, for a browser on
+            # loopback): the relay names hosts (TURN servers, identities) without it.
+            space_host=_hostname(self._space_host),
             auth_timeout=self._auth_timeout,
             ping_timeout=self._ping_timeout,
         )
@@ -1174,6 +1190,12 @@ def _helper_error(exc: FabricHTTPError) -> Exception:
 
 def _subscriber_id(subscriber: str | EmulatorSubscriber) -> str:
     return subscriber.id if isinstance(subscriber, EmulatorSubscriber) else subscriber
+
+
+def _hostname(host_and_port: str) -> str:
+    """``puc.localhost:8443`` -> ``puc.localhost``; a host without a port is returned as is."""
+    host, _, port = host_and_port.rpartition(":")
+    return host if host and port.isdigit() else host_and_port
 
 
 def _b64(raw: bytes) -> str:

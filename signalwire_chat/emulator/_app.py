@@ -16,6 +16,7 @@ import email.utils
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -211,6 +212,7 @@ class EmulatorState:
         clock: Returns unix time.
         hub: The relay hub while the server runs (None without the relay module).
         idle_timeout: Seconds a request body may take to arrive (408 past it).
+        cors_origins: The page origins a browser may call from (``"*"``: any).
     """
 
     store: Store
@@ -223,6 +225,7 @@ class EmulatorState:
     clock: Callable[[], float] = time.time
     hub: Any = None
     idle_timeout: float = 30.0
+    cors_origins: frozenset[str] = frozenset({"*"})
 
     def publish(self, message_id: str, *, event_type: str = "conversation.message") -> None:
         """Push a stored message to every member's sessions; call on the loop thread.
@@ -427,13 +430,73 @@ def _date_hook(
     return stamp
 
 
+# CORS, for the official browser clients on a page of another origin (the SDK calls
+# https://fabric.<domain> from the page's origin, with a Bearer token and a JSON body, so
+# every call but a plain GET is preflighted). The service's own CORS answer is not
+# documented; these headers are what such a browser needs (inferred): the allowed origin
+# echoed (never with credentials: the token travels in a header, not a cookie), the
+# methods of the fabric API, the headers the preflight asks for, and the request id.
+_CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
+_CORS_MAX_AGE = "600"
+_MAX_CORS_HEADER = 1024
+
+
+def _cors_origin(state: EmulatorState, request: web.Request) -> str | None:
+    """The ``Access-Control-Allow-Origin`` for this request, or None.
+
+    None: not a CORS request, or an origin the emulator was told not to allow.
+    """
+    origin = request.headers.get("Origin")
+    if origin is None or _is_upgrade(request):
+        return None
+    if "*" in state.cors_origins or origin in state.cors_origins:
+        return origin
+    return None
+
+
+def _make_cors_middleware(
+    state: EmulatorState,
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def cors(
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        """Answer a preflight, and say on every answer which page origin may read it."""
+        origin = _cors_origin(state, request)
+        wanted = request.headers.get("Access-Control-Request-Method")
+        if request.method == "OPTIONS" and wanted is not None:
+            # A preflight: answered here, before authentication (browsers send none).
+            response: web.StreamResponse = web.Response(status=204)
+            if origin is not None:
+                asked = request.headers.get("Access-Control-Request-Headers", "")
+                response.headers["Access-Control-Allow-Methods"] = _CORS_METHODS
+                if asked and len(asked) <= _MAX_CORS_HEADER and asked.isprintable():
+                    response.headers["Access-Control-Allow-Headers"] = asked
+                response.headers["Access-Control-Max-Age"] = _CORS_MAX_AGE
+        else:
+            response = await handler(request)
+        if origin is not None:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Expose-Headers"] = f"{REQUEST_ID_HEADER}, Retry-After"
+        if request.headers.get("Origin") is not None:
+            response.headers["Vary"] = "Origin"
+        return response
+
+    return cors
+
+
 def build_app(state: EmulatorState) -> web.Application:
     """Build the aiohttp application serving REST and (when available) the relay."""
     from ._rest import add_routes
 
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
-        middlewares=[_make_outer_middleware(state), _errors_middleware],
+        middlewares=[
+            _make_cors_middleware(state),
+            _make_outer_middleware(state),
+            _errors_middleware,
+        ],
     )
     app.on_response_prepare.append(_add_request_id)
     app.on_response_prepare.append(_date_hook(state))
@@ -454,6 +517,7 @@ class ServerThread:
         start_timeout: Seconds to wait for the server to listen.
         idle_timeout: Seconds a connection may go without a complete request (its
             headers never finished, or idle between requests) before it is closed.
+        ssl_context: Serve TLS (https and wss) with it; None serves plain http and ws.
     """
 
     def __init__(
@@ -467,8 +531,10 @@ class ServerThread:
         on_stop: Callable[[], Awaitable[None]] | None = None,
         start_timeout: float = 10.0,
         idle_timeout: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._make_app = make_app
+        self._ssl_context = ssl_context
         self._idle_timeout = idle_timeout
         self._host = host
         self.port = port
@@ -549,6 +615,8 @@ class ServerThread:
                 server, self._draining = self._draining, None
                 _abort_connections(server)
                 _cancel_leftovers(loop)
+                if self._ssl_context is not None:
+                    _abort_transports(loop)
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
                 self._loop = None
@@ -569,7 +637,7 @@ class ServerThread:
             keepalive_timeout=self._idle_timeout,
         )
         await runner.setup()
-        site = web.SockSite(runner, sock)
+        site = web.SockSite(runner, sock, ssl_context=self._ssl_context)
         await site.start()
         self._runner = runner
 
@@ -652,6 +720,29 @@ def _abort_connections(server: Server | None) -> None:
         transport = handler.transport
         if transport is not None:
             transport.abort()
+
+
+def _abort_transports(loop: asyncio.AbstractEventLoop) -> None:
+    """Cut every socket still open on the emulator's (own, stopped) loop, then let it close.
+
+    With TLS a connection outlives aiohttp's view of it: once the peer has closed (a
+    browser, requests: neither sends TLS's close_notify), asyncio's TLS layer waits for
+    that close_notify up to its 30 s shutdown timeout, on a connection aiohttp no longer
+    lists. The selector loop's registry of transports (a private attribute, hence the
+    getattr) is the one place that still knows them.
+    """
+    transports = getattr(loop, "_transports", None)
+    if not transports:
+        return
+    for transport in list(transports.values()):
+        with contextlib.suppress(Exception):
+            transport.abort()
+
+    async def settle() -> None:
+        for _ in range(_ACCEPT_SETTLE_TURNS):  # the closes run in callbacks of later turns
+            await asyncio.sleep(0)
+
+    loop.run_until_complete(settle())
 
 
 def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:

@@ -31,9 +31,9 @@ from signalwire_chat import (
 from signalwire_chat.emulator import Emulator, EmulatorSubscriber
 
 # The OpenAPI's request fields (signalwire-sdk 3.7.5), and our parameter for each.
-SUBSCRIBER_TOKEN_REQUEST = tuple(
-    "reference expire_at application_id password first_name last_name display_name"
-    " job_title time_zone country region company_name".split()
+SUBSCRIBER_TOKEN_REQUEST = frozenset(
+    {"reference", "expire_at", "application_id", "password", "first_name", "last_name"}
+    | {"display_name", "job_title", "time_zone", "country", "region", "company_name"}
 )
 GUEST_TOKEN_REQUEST = ("allowed_addresses", "expire_at")
 INVITE_TOKEN_REQUEST = ("address_id", "expires_at")
