@@ -1,4 +1,5 @@
-"""A Flask app: mint a subscriber token for the browser, send as a bot, map errors to HTTP.
+"""A Flask app: mint a subscriber token for the browser, send as a bot, map errors to HTTP,
+and a web chat page where an anonymous visitor talks to the support bot (``web_chat.py``).
 
 Run it under gunicorn's pre-fork model (the client is created once, before the fork; each
 worker then opens its own connections):
@@ -8,8 +9,10 @@ worker then opens its own connections):
 
 Settings (a mapping given to ``create_app``, or the environment): ``SIGNALWIRE_SPACE_URL``,
 ``SIGNALWIRE_PROJECT_ID``, ``SIGNALWIRE_API_TOKEN`` (the project credentials, which never
-leave the server), ``SIGNALWIRE_BOT`` (the reference the server sends as), and, to point at
-the emulator, ``SIGNALWIRE_REST_URL`` / ``SIGNALWIRE_RELAY_URL``.
+leave the server), ``SIGNALWIRE_BOT`` (the reference the server sends as; its address is
+the support address of the web chat), ``SIGNALWIRE_CLIENT_JS`` (where the chat page loads
+the official browser client from, see ``web_chat.py``), and, to point at the emulator,
+``SIGNALWIRE_REST_URL`` / ``SIGNALWIRE_RELAY_URL``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, jsonify, request
+import web_chat
+from flask import Flask, Response, jsonify, request, send_file
 from health_check import health_answer
 from http_errors import http_error
 
@@ -36,6 +40,7 @@ KEYS = (
     "SIGNALWIRE_PROJECT_ID",
     "SIGNALWIRE_API_TOKEN",
     "SIGNALWIRE_BOT",
+    "SIGNALWIRE_CLIENT_JS",
     "SIGNALWIRE_REST_URL",
     "SIGNALWIRE_RELAY_URL",
 )
@@ -63,6 +68,7 @@ def create_app(settings: Mapping[str, str] | None = None) -> Flask:
         space, project, api_token, config.get("SIGNALWIRE_BOT") or "bot@example.com"
     )
     client = ChatClient(bot, **urls)
+    atexit.register(bot.close)  # the client does not close the source it was given
     atexit.register(client.close)
     # Fail at start, not at the first request, if the credentials are wrong. Under
     # `gunicorn --preload` this runs in the master, before the fork: each worker then
@@ -71,6 +77,7 @@ def create_app(settings: Mapping[str, str] | None = None) -> Flask:
 
     app = Flask(__name__)
     app.extensions["signalwire_chat"] = client
+    app.extensions["signalwire_chat_token_source"] = bot
 
     @app.errorhandler(ChatError)
     def chat_error(exc: ChatError) -> Any:
@@ -89,6 +96,26 @@ def create_app(settings: Mapping[str, str] | None = None) -> Flask:
         body = request.get_json(silent=True) or {}
         result = client.send_message(body.get("address_id"), body.get("text"))
         return jsonify({"group_id": result.group_id, "text": result.text}), 201
+
+    client_js = config.get("SIGNALWIRE_CLIENT_JS") or ""
+
+    @app.get(web_chat.PAGE_PATH)
+    def chat_page() -> Any:
+        """The web chat page (anonymous: a visitor needs no account)."""
+        return Response(web_chat.render_page(client_js), mimetype="text/html")
+
+    @app.post(web_chat.TOKEN_PATH)
+    def chat_token() -> Any:
+        """A guest token for the page: it may reach the support address (the bot's) only."""
+        return jsonify(web_chat.guest_token(space, project, api_token, client.my_address_id()))
+
+    @app.get(web_chat.CLIENT_JS_PATH)
+    def chat_client_js() -> Any:
+        """The official browser client, when the settings name its installed file."""
+        path = web_chat.client_js_file(client_js)
+        if path is None:
+            return jsonify({"error": "NotFound"}), 404
+        return send_file(path, mimetype="text/javascript", max_age=3600)
 
     @app.get("/health")
     def health() -> Any:

@@ -3,6 +3,7 @@ test client, and the Flask app under a real gunicorn (``--preload``, two forked 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -69,6 +70,7 @@ def flask_app(signalwire_emulator: Emulator) -> Iterator[Any]:
     app = create_app(settings_for(signalwire_emulator))
     yield app
     app.extensions["signalwire_chat"].close()
+    app.extensions["signalwire_chat_token_source"].close()
 
 
 def test_flask_mints_a_token_for_the_browser(signalwire_emulator: Emulator, flask_app: Any) -> None:
@@ -130,6 +132,66 @@ def test_flask_with_wrong_project_credentials_answers_502(signalwire_emulator: E
         create_app(settings_for(signalwire_emulator, SIGNALWIRE_API_TOKEN="wrong"))
 
 
+def check_chat_page(emu: Emulator, get: Any, post: Any, bundle: Path) -> None:
+    """The web chat's three URLs, through a framework's test client (``get``/``post`` return
+    (status, content type, body bytes))."""
+    status, kind, page = get("/chat")
+    assert status == 200
+    assert kind.startswith("text/html")
+    text = page.decode()
+    assert '<script src="/chat/signalwire-client.js"></script>' in text
+    assert 'const TOKEN_URL = "/chat/token"' in text
+    status, kind, served = get("/chat/signalwire-client.js")
+    assert (status, kind.split(";")[0]) == (200, "text/javascript")
+    assert served == bundle.read_bytes()
+    status, _, body = post("/chat/token")
+    assert status == 200
+    answer = json.loads(body)
+    # A guest token (no login needed), allowed to reach the bot's address only.
+    bot_address = emu.store.get_address(answer["support_address_id"])
+    assert bot_address is not None
+    assert bot_address["name"] == "bot"
+    claims = emu.tokens.verify_sat(answer["token"])
+    assert claims.allowed_addresses == (answer["support_address_id"],)
+    assert emu.api_token not in text + body.decode()
+
+
+def test_flask_web_chat_page_and_guest_token(signalwire_emulator: Emulator, tmp_path: Path) -> None:
+    from flask_app import create_app
+
+    emu = signalwire_emulator
+    bundle = tmp_path / "index.umd.js"
+    bundle.write_text("/* the official client */\n", encoding="utf-8")
+    app = create_app(settings_for(emu, SIGNALWIRE_CLIENT_JS=str(bundle)))
+    try:
+        web = app.test_client()
+
+        def get(path: str) -> tuple[int, str, bytes]:
+            answer = web.get(path)
+            try:
+                return answer.status_code, answer.content_type, answer.get_data()
+            finally:
+                answer.close()  # a file response holds the file open until then
+
+        def post(path: str) -> tuple[int, str, bytes]:
+            answer = web.post(path)
+            return answer.status_code, answer.content_type, answer.get_data()
+
+        check_chat_page(emu, get, post, bundle)
+    finally:
+        app.extensions["signalwire_chat"].close()
+        app.extensions["signalwire_chat_token_source"].close()
+    # By default the page loads the client from a CDN, and the app serves no file.
+    cdn = create_app(settings_for(emu, SIGNALWIRE_CLIENT_JS='https://cdn.example/"x".js'))
+    try:
+        web = cdn.test_client()
+        assert '<script src="https://cdn.example/&quot;x&quot;.js">' in web.get("/chat").text
+        assert web.get("/chat/signalwire-client.js").status_code == 404
+    finally:
+        cdn.extensions["signalwire_chat"].close()
+        cdn.extensions["signalwire_chat_token_source"].close()
+
+
 # --- Django ---------------------------------------------------------------------------------
 
 
@@ -188,6 +250,37 @@ def test_django_mints_sends_and_maps_errors(
         )
         assert sending.status_code == 502  # the bot's token cannot be minted
     # The last override's client is closed when settings change back.
+    from chatsite import chat
+
+    chat.reset()
+
+
+def test_django_web_chat_page_and_guest_token(
+    django_ready: None, signalwire_emulator: Emulator, tmp_path: Path
+) -> None:
+    from django.test import Client, override_settings
+
+    emu = signalwire_emulator
+    bundle = tmp_path / "index.umd.js"
+    bundle.write_text("/* the official client */\n", encoding="utf-8")
+    settings = django_settings(emu, SIGNALWIRE_CLIENT_JS=str(bundle))
+    with override_settings(SIGNALWIRE=settings):
+        web = Client()
+
+        def get(path: str) -> tuple[int, str, bytes]:
+            answer = web.get(path)
+            content = b"".join(answer.streaming_content) if answer.streaming else answer.content
+            return answer.status_code, answer["Content-Type"], content
+
+        def post(path: str) -> tuple[int, str, bytes]:
+            answer = web.post(path)
+            return answer.status_code, answer["Content-Type"], answer.content
+
+        check_chat_page(emu, get, post, bundle)
+        assert web.post("/chat").status_code == 405
+        assert web.get("/chat/token").status_code == 405
+    with override_settings(SIGNALWIRE={**settings, "CLIENT_JS": ""}):
+        assert Client().get("/chat/signalwire-client.js").status_code == 404
     from chatsite import chat
 
     chat.reset()

@@ -18,6 +18,7 @@ from signalwire_chat import ChatClient, SubscriberTokenSource
 
 _lock = threading.Lock()
 _client: ChatClient | None = None
+_source: SubscriberTokenSource | None = None
 
 
 def config() -> dict[str, str]:
@@ -28,26 +29,29 @@ def config() -> dict[str, str]:
 
 def client() -> ChatClient:
     """The shared client, sending as the bot subscriber."""
-    global _client
+    global _client, _source
     with _lock:
         if _client is None:
             cfg = config()
-            bot = SubscriberTokenSource(
+            _source = SubscriberTokenSource(
                 cfg["SPACE_URL"], cfg["PROJECT_ID"], cfg["API_TOKEN"], cfg["BOT"]
             )
             _client = ChatClient(
-                bot, rest_url=cfg["REST_URL"] or None, relay_url=cfg["RELAY_URL"] or None
+                _source, rest_url=cfg["REST_URL"] or None, relay_url=cfg["RELAY_URL"] or None
             )
         return _client
 
 
 def reset(**_: Any) -> None:
-    """Close the shared client; the next use makes a new one."""
-    global _client
+    """Close the shared client and its token source; the next use makes new ones."""
+    global _client, _source
     with _lock:
         old, _client = _client, None
+        source, _source = _source, None
     if old is not None:
         old.close()
+    if source is not None:
+        source.close()  # the client does not close the source it was given
 
 
 def _on_setting_changed(*, setting: str, **_: Any) -> None:

@@ -19,6 +19,9 @@ SIGNALWIRE = {
     "PROJECT_ID": os.environ.get("SIGNALWIRE_PROJECT_ID", ""),
     "API_TOKEN": os.environ.get("SIGNALWIRE_API_TOKEN", ""),
     "BOT": os.environ.get("SIGNALWIRE_BOT", "bot@example.com"),
+    # Where the chat page loads the official browser client from: a URL, or the path of
+    # the npm package's dist/index.umd.js (served at /chat/signalwire-client.js).
+    "CLIENT_JS": os.environ.get("SIGNALWIRE_CLIENT_JS", ""),
     # To point at the emulator; empty: derived from the token.
     "REST_URL": os.environ.get("SIGNALWIRE_REST_URL", ""),
     "RELAY_URL": os.environ.get("SIGNALWIRE_RELAY_URL", ""),

@@ -1,4 +1,8 @@
-"""The views (token, send, health) and the mapping of our exceptions to HTTP (``http_errors``)."""
+"""The views (token, send, health, the web chat) and the mapping of our exceptions to HTTP.
+
+The error mapping is ``http_errors``; the web chat (its page, the visitor's guest token and
+the bot) is ``web_chat``, shared with the Flask example.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+import web_chat
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET, require_POST
 from health_check import health_answer
 from http_errors import http_error
@@ -74,3 +79,29 @@ def health(request: HttpRequest) -> JsonResponse:
     """The client's health, for a load balancer: cheap, sends nothing."""
     status, body = health_answer(chat.client().health())
     return JsonResponse(body, status=status)
+
+
+@require_GET
+def chat_page(request: HttpRequest) -> HttpResponse:
+    """The web chat page (anonymous: a visitor needs no account)."""
+    return HttpResponse(web_chat.render_page(chat.config().get("CLIENT_JS", "")))
+
+
+@require_POST
+@chat_errors
+def chat_token(request: HttpRequest) -> JsonResponse:
+    """A guest token for the page: it may reach the support address (the bot's) only."""
+    cfg = chat.config()
+    support = chat.client().my_address_id()
+    return JsonResponse(
+        web_chat.guest_token(cfg["SPACE_URL"], cfg["PROJECT_ID"], cfg["API_TOKEN"], support)
+    )
+
+
+@require_GET
+def chat_client_js(request: HttpRequest) -> FileResponse:
+    """The official browser client, when the settings name its installed file."""
+    path = web_chat.client_js_file(chat.config().get("CLIENT_JS", ""))
+    if path is None:
+        raise Http404("the page loads the official client from a URL")
+    return FileResponse(path.open("rb"), content_type="text/javascript")
