@@ -98,28 +98,16 @@ def exchange(text: str) -> Chat:
 
 
 @pytest.fixture
-def web(
+def settings(
     browser_emulator: Emulator,
     tls: Tls,
     client_bundle: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[tuple[WebServer, Emulator]]:
-    """The Flask example on loopback, and the support bot answering through the emulator."""
-    # The app and the bot verify the emulator's certificate with the test CA.
+) -> Iterator[dict[str, str]]:
+    """The examples' settings for the emulator; the support bot answers meanwhile."""
+    # The apps and the bot verify the emulator's certificate with the test CA.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls.ca_bundle))
-    from flask_app import create_app
-
     emu = browser_emulator
-    settings = {
-        "SIGNALWIRE_SPACE_URL": emu.space_url,
-        "SIGNALWIRE_PROJECT_ID": emu.project_id,
-        "SIGNALWIRE_API_TOKEN": emu.api_token,
-        "SIGNALWIRE_BOT": "support@example.com",
-        "SIGNALWIRE_CLIENT_JS": str(client_bundle),
-        "SIGNALWIRE_REST_URL": emu.rest_url,
-        "SIGNALWIRE_RELAY_URL": emu.relay_url,
-    }
-    app = create_app(settings)
     source = SubscriberTokenSource(
         emu.space_url,
         emu.project_id,
@@ -129,16 +117,58 @@ def web(
     )
     bot_client = ChatClient(source, rest_url=emu.rest_url, relay_url=emu.relay_url)
     bot = web_chat.SupportBot(bot_client).start()
-    server = WebServer(app)
     try:
-        yield server, emu
+        yield {
+            "SIGNALWIRE_SPACE_URL": emu.space_url,
+            "SIGNALWIRE_PROJECT_ID": emu.project_id,
+            "SIGNALWIRE_API_TOKEN": emu.api_token,
+            "SIGNALWIRE_BOT": "support@example.com",
+            "SIGNALWIRE_CLIENT_JS": str(client_bundle),
+            "SIGNALWIRE_REST_URL": emu.rest_url,
+            "SIGNALWIRE_RELAY_URL": emu.relay_url,
+        }
     finally:
-        server.close()
         bot.close()
         bot_client.close()
         source.close()
+
+
+@pytest.fixture
+def web(
+    settings: dict[str, str], browser_emulator: Emulator
+) -> Iterator[tuple[WebServer, Emulator]]:
+    """The Flask example on loopback."""
+    from flask_app import create_app
+
+    app = create_app(settings)
+    server = WebServer(app)
+    try:
+        yield server, browser_emulator
+    finally:
+        server.close()
         app.extensions["signalwire_chat"].close()
         app.extensions["signalwire_chat_token_source"].close()
+
+
+@pytest.fixture
+def django_web(settings: dict[str, str]) -> Iterator[WebServer]:
+    """The Django example on loopback (its WSGI application, SIGNALWIRE overridden)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
+    import django
+
+    django.setup()
+    from chatsite import chat
+    from django.core.wsgi import get_wsgi_application
+    from django.test import override_settings
+
+    flat = {key.removeprefix("SIGNALWIRE_"): value for key, value in settings.items()}
+    with override_settings(SIGNALWIRE=flat):
+        server = WebServer(get_wsgi_application())
+        try:
+            yield server
+        finally:
+            server.close()
+            chat.reset()
 
 
 def test_visitors_chat_with_the_bot_through_the_official_browser_client(
@@ -194,3 +224,11 @@ def test_the_page_and_its_token_endpoint(web: tuple[WebServer, Emulator]) -> Non
     assert support is not None
     assert support["name"] == "support"
     assert emu.api_token not in page.text + str(answer)
+
+
+def test_the_django_example_serves_the_same_chat(
+    django_web: WebServer, new_browser: Callable[[], Any]
+) -> None:
+    page = ChatPage(new_browser(), django_web.url + web_chat.PAGE_PATH)
+    page.send("Hello from Django")
+    page.wait_for(exchange("Hello from Django"))
