@@ -85,6 +85,11 @@ class ChatPage:
                 f"status {self.status()}\n{self.browser_log()}"
             ) from None
 
+    def console_errors(self) -> list[str]:
+        """What the page logged as errors (the SDK's included), since the last read."""
+        entries = self.driver.get_log("browser")
+        return [e["message"] for e in entries if e["level"] == "SEVERE"]
+
     def browser_log(self) -> str:
         try:
             entries = self.driver.get_log("browser")
@@ -196,6 +201,10 @@ def test_visitors_chat_with_the_bot_through_the_official_browser_client(
     other.send("I am someone else")
     other.wait_for(exchange("I am someone else"))
     assert page.messages() == shown
+    # Nothing failed on the way, in either page (the SDK logs its own failures there: an
+    # ICE server it cannot parse, a refused request).
+    assert page.console_errors() == []
+    assert other.console_errors() == []
 
     # Each visitor is a guest: the emulator holds one group per visitor with the support
     # address, each with that visitor's messages and the bot's answers only.
