@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ def ca() -> trustme.CA:
 
 
 @pytest.fixture
-def tls(ca: trustme.CA, tmp_path: Path) -> tuple[ssl.SSLContext, requests.Session]:
-    """A server context for 127.0.0.1, and a requests session trusting only its test CA."""
+def tls(ca: trustme.CA, tmp_path: Path) -> Iterator[tuple[ssl.SSLContext, requests.Session]]:
+    """A server context for 127.0.0.1, and a requests session trusting only its test CA
+    (closed after the test: a client never closes a session it was given)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(context)
     bundle = tmp_path / "ca.pem"
@@ -33,7 +35,8 @@ def tls(ca: trustme.CA, tmp_path: Path) -> tuple[ssl.SSLContext, requests.Sessio
     session = requests.Session()
     session.trust_env = False  # else REQUESTS_CA_BUNDLE, when set, wins over verify
     session.verify = str(bundle)
-    return context, session
+    with session:
+        yield context, session
 
 
 def test_tls_serves_https_and_wss_to_a_client_that_trusts_it(
