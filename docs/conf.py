@@ -41,7 +41,7 @@ nitpick_ignore_regex = [
     # The standard library's types in signatures (Mapping, Callable, Path, datetime, ...).
     (
         "py:class",
-        r"(collections\.abc|os|datetime|pathlib|random|logging|enum|sqlite3|typing)\..+",
+        r"(collections\.abc|os|datetime|pathlib|random|logging|enum|sqlite3|ssl|typing)\..+",
     ),
     # requests' Session (the `session=` option) and redis-py's client (imported as redis_py).
     ("py:class", r"requests(\.sessions)?\.Session"),
