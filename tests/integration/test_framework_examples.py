@@ -192,6 +192,55 @@ def test_flask_web_chat_page_and_guest_token(signalwire_emulator: Emulator, tmp_
         cdn.extensions["signalwire_chat_token_source"].close()
 
 
+@pytest.mark.slow
+def test_the_support_bot_runs_as_a_process_of_its_own(signalwire_emulator: Emulator) -> None:
+    """``python examples/web_chat.py``: it answers a guest, and Ctrl-C ends it (exit 130)."""
+    from signalwire_chat import mint_guest_token
+
+    emu = signalwire_emulator
+    env = {**os.environ, **settings_for(emu, SIGNALWIRE_BOT="support@example.com")}
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "web_chat.py")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log: list[str] = []
+    answering = threading.Event()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            log.append(line)
+            if "answering visitors of address" in line:
+                answering.set()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        assert answering.wait(TIMEOUT), "".join(log)
+        support = log[-1].rsplit(" ", 1)[-1].strip()
+        guest = mint_guest_token(emu.space_url, emu.project_id, emu.api_token, [support])
+        with ChatClient(guest.token, rest_url=emu.rest_url, relay_url=emu.relay_url) as client:
+            stream = client.stream_messages(support, timeout=TIMEOUT)
+            client.send_message(support, "Is anyone there?")
+            texts = [next(stream).text, next(stream).text]
+            stream.close()
+        assert texts == ["Is anyone there?", "Thanks! You said: Is anyone there?"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(TIMEOUT) == 130, "".join(log)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(TIMEOUT)
+        reader.join(TIMEOUT)
+        if proc.stderr is not None:
+            proc.stderr.close()
+    assert "Traceback" not in "".join(log)
+    assert emu.api_token not in "".join(log)
+
+
 # --- Django ---------------------------------------------------------------------------------
 
 
