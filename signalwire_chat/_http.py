@@ -351,24 +351,13 @@ def error_from_response(
     """
     secrets = tuple(secrets)
     text = redact(content.decode("utf-8", errors="replace"), secrets)
-    errors: list[FabricErrorDetail] = []
-    message: str | None = None
     body: Any = None
     if text.strip():
         try:
             body = _JSON.decode(text)
         except (ValueError, RecursionError):
             body = None
-    if isinstance(body, dict):
-        raw_errors = body.get("errors")
-        if isinstance(raw_errors, list):
-            errors = [FabricErrorDetail.from_wire(e) for e in raw_errors if isinstance(e, dict)]
-        message = server_text(next((e.message for e in errors if e.message), None), secrets, 500)
-        if not message:
-            for key in ("message", "error_description", "error", "detail"):
-                message = server_text(body.get(key), secrets, 500)
-                if message:
-                    break
+    errors, message = _fabric_message(body, secrets)
     if not message:
         message = server_text(reason, secrets) or "HTTP error"
         if text.strip() and body is None:
@@ -389,6 +378,26 @@ def error_from_response(
     if cls is None:
         cls = ServerError if status >= 500 else APIError
     return cls(message, **kwargs)
+
+
+def _fabric_message(
+    body: Any, secrets: tuple[str, ...]
+) -> tuple[list[FabricErrorDetail], str | None]:
+    """The error details and the message of a fabric error body (anything else: none)."""
+    if not isinstance(body, dict):
+        return [], None
+    raw_errors = body.get("errors")
+    errors = (
+        [FabricErrorDetail.from_wire(e) for e in raw_errors if isinstance(e, dict)]
+        if isinstance(raw_errors, list)
+        else []
+    )
+    message = server_text(next((e.message for e in errors if e.message), None), secrets, 500)
+    for key in ("message", "error_description", "error", "detail"):
+        if message:
+            break
+        message = server_text(body.get(key), secrets, 500)
+    return errors, message
 
 
 # --- decoding a success body -----------------------------------------------------------------

@@ -89,6 +89,15 @@ class Anchor:
         return cls(newest.id if newest is not None else None)
 
 
+def _time_bound(since: float, server_time: ServerTime | None) -> float | None:
+    """The oldest ``ts`` a catch-up with no id to stop at delivers (None: no service time).
+
+    The service's time at ``since`` less :data:`SERVER_CLOCK_ALLOWANCE`.
+    """
+    at = server_time(since) if server_time is not None else None
+    return None if at is None else at - SERVER_CLOCK_ALLOWANCE
+
+
 class _LimitReached(Exception):
     """The catch-up read met ``backfill_limit`` messages before its anchor."""
 
@@ -468,6 +477,7 @@ class Subscription:
         anchor_id = self.last_id if self.last_id is not None else anchor.message_id
         # Before any delivery and with no id from subscribe time: the service's time then.
         since = anchor.since if self.last_id is None and not anchor.known else None
+        from_checkpoint = self.last_id is None and anchor.checkpoint and anchor_id is not None
         walked = self._read_missing(history, dispatcher, limit, anchor_id, since, server_time)
         if walked is None:
             return  # stopped, cancelled, or nothing to read on the first connect
@@ -479,16 +489,28 @@ class Subscription:
                 failure,
             )
             return
-        from_checkpoint = self.last_id is None and anchor.checkpoint and anchor_id is not None
-        if (
-            from_checkpoint
-            and not found
-            and (failure is None or isinstance(failure, _LimitReached))
-        ):
+        if from_checkpoint and not found:
             assert anchor_id is not None
-            self._report_checkpoint_not_found(anchor_id, limit if failure is not None else None)
+            self._report_unfound_checkpoint(anchor_id, failure, limit, first)
         elif failure is not None:
             self._report_gap(failure, anchor_id, first)
+        self._deliver_caught_up(missing, dispatcher)
+
+    def _report_unfound_checkpoint(
+        self, anchor_id: str, failure: BaseException | None, limit: int, first: bool
+    ) -> None:
+        """The read did not meet the checkpoint's message: not held, beyond the limit, or failed."""
+        if failure is None:
+            self._report_checkpoint_not_found(anchor_id, None)
+        elif isinstance(failure, _LimitReached):
+            self._report_checkpoint_not_found(anchor_id, limit)
+        else:
+            self._report_gap(failure, anchor_id, first)
+
+    def _deliver_caught_up(
+        self, missing: list[ConversationChatMessage], dispatcher: Dispatcher
+    ) -> None:
+        """Deliver what a catch-up read found (newest first), oldest first."""
         if missing:
             logger.debug("realtime: backfilling %d messages of %s", len(missing), self.route)
         for message in reversed(missing):
@@ -521,8 +543,8 @@ class Subscription:
                     return missing, True, None
                 if since is not None:
                     if bound is None:  # the first page has come: its answer dates it
-                        at = server_time(since) if server_time is not None else None
-                        if at is None:
+                        bound = _time_bound(since, server_time)
+                        if bound is None:
                             return (
                                 [],
                                 False,
@@ -531,22 +553,23 @@ class Subscription:
                                     "service states no time to start from"
                                 ),
                             )
-                        bound = at - SERVER_CLOCK_ALLOWANCE
                     if message.ts < bound:
                         break
                 if count >= limit:
                     return missing, False, _LimitReached(f"more than {limit} messages to backfill")
                 if dispatcher.stopping or not self._active:
                     return None
-                if (
-                    message.id not in self._recent
-                    and message.subtype == "chat"
-                    and route.matches(message)
-                ):
+                if self._wanted(message, route):
                     missing.append(message)
         except Exception as exc:  # noqa: BLE001 - any failure of the history call is a gap
             return missing, False, exc
         return missing, False, None
+
+    def _wanted(self, message: ConversationChatMessage, route: Route) -> bool:
+        """Whether a message of the history is one this subscription still has to deliver."""
+        return (
+            message.id not in self._recent and message.subtype == "chat" and route.matches(message)
+        )
 
     def _report_gap(self, failure: BaseException, anchor_id: str | None, first: bool) -> None:
         self._catch_up_error = type(failure).__name__
