@@ -34,8 +34,10 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._backoff import Backoff
 from ._realtime import Route
 from ._realtime._checkpointing import Checkpointer, route_name
+from ._validate import check_seconds
 from .checkpoints import Checkpoint
 from .errors import (
     ClientClosedError,
@@ -45,7 +47,7 @@ from .errors import (
     StoreError,
     StoreUnavailableError,
 )
-from .redis import RedisCheckpointStore, RedisLease, _check_seconds, _client, _target
+from .redis import RedisCheckpointStore, RedisLease, _client, _target
 
 if TYPE_CHECKING:
     import redis as redis_py
@@ -114,6 +116,7 @@ class _AppendingCheckpointer(Checkpointer):
         if not all(_utf8(value) for value in fields.values()):
             return bridge._fail(_unappendable(message.id, "its id or route is not UTF-8"))
         reported = False
+        outage = bridge._outage_backoff()
         while True:
             if bridge._term_over():
                 # Not ours to append any more (lease lost, or closing): the next holder
@@ -133,7 +136,7 @@ class _AppendingCheckpointer(Checkpointer):
                 if not reported:
                     logger.warning("bridge %s: Redis unreachable, retrying: %s", bridge.name, exc)
                     reported = True
-                bridge._wake.wait(bridge.retry_interval)
+                bridge._wake.wait(outage.next_delay())
                 continue
             except StoreError as exc:  # Redis refused this very entry: retrying cannot help
                 return bridge._fail(_unappendable(message.id, f"Redis refused it ({exc})"))
@@ -157,7 +160,8 @@ class StreamBridge:
             checkpoints (``<name>:<route>``).
         targets: Addresses or groups to follow; ``None`` (the default) follows the inbox.
         ttl: The lease's TTL: a dead holder is replaced after at most this long.
-        retry_interval: Seconds between attempts while Redis is unreachable.
+        retry_interval: Seconds before the next attempt while Redis is unreachable, growing
+            (with jitter) to four times it while the outage lasts.
         on_error: Called with errors of the subscriptions (a gap that could not be filled,
             a checkpoint the history no longer holds); logged either way.
         on_leading: Called with the lease's fencing token once this process leads and its
@@ -187,10 +191,7 @@ class StreamBridge:
             raise InvalidArgumentError("stream must be a non-empty printable string")
         if not isinstance(name, str) or not name or not name.isprintable() or " " in name:
             raise InvalidArgumentError("name must be a non-empty printable string without spaces")
-        if isinstance(retry_interval, bool) or not isinstance(retry_interval, (int, float)):
-            raise InvalidArgumentTypeError("retry_interval must be a number of seconds")
-        if not 0 < retry_interval <= 60:
-            raise InvalidArgumentError("retry_interval must be in (0, 60] seconds")
+        check_seconds(retry_interval, "retry_interval", maximum=60)
         for hook_name, hook in (("on_error", on_error), ("on_leading", on_leading)):
             if hook is not None and not callable(hook):
                 raise InvalidArgumentTypeError(f"{hook_name} must be callable or None")
@@ -205,7 +206,7 @@ class StreamBridge:
         self.retry_interval = float(retry_interval)
         self._on_error = on_error
         self._on_leading = on_leading
-        ttl = _check_seconds("ttl", ttl)
+        ttl = check_seconds(ttl, "ttl")
         # One client for the lease and the store (redis-py's pool is thread-safe).
         self._conn = _client(target, min(ttl / 3, 5.0))
         try:
@@ -291,13 +292,21 @@ class StreamBridge:
             self._wake.wait(1.0)
 
     def _checkpointer(self, key: str, route: Route) -> _AppendingCheckpointer | None:
+        outage = self._outage_backoff()
         while not self._term_over():
             try:
                 return _AppendingCheckpointer(self._store, key, route, self)
             except StoreUnavailableError as exc:
                 logger.warning("bridge %s: cannot read checkpoint %s: %s", self.name, key, exc)
-                self._wake.wait(self.retry_interval)
+                self._wake.wait(outage.next_delay())
         return None
+
+    def _outage_backoff(self) -> Backoff:
+        """The waits while Redis is unreachable: the library's back-off.
+
+        From ``retry_interval`` up to four times it, jittered so replicas do not retry in step.
+        """
+        return Backoff(cap=4 * self.retry_interval, base=self.retry_interval)
 
     def _routes(self) -> list[Route]:
         if self.targets is None:

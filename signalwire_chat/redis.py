@@ -56,7 +56,9 @@ from typing import Any, TypeVar
 import redis as redis_py
 from redis.commands.core import Script
 
+from ._backoff import Backoff
 from ._threads import start_thread
+from ._validate import check_seconds
 from .checkpoints import (
     Checkpoint,
     _check_key,
@@ -273,14 +275,6 @@ def _lease_keys(name: str) -> tuple[str, str, str]:
     return f"{_PREFIX}:lease:{name}", f"{_PREFIX}:fence:{name}", f"{_PREFIX}:lease:{name}:fence"
 
 
-def _check_seconds(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise InvalidArgumentError(f"{name} must be a positive number of seconds")
-    if not math.isfinite(value):
-        raise InvalidArgumentError(f"{name} must be finite")
-    return float(value)
-
-
 def _check_name(name: object) -> str:
     if not isinstance(name, str) or not 0 < len(name) <= 200 or not name.isprintable():
         raise InvalidArgumentError("name must be a non-empty printable string (<= 200 chars)")
@@ -329,14 +323,14 @@ class RedisLease:
         target = _target(redis)
         del redis  # see _target
         self.name = _check_name(name)
-        self.ttl = _check_seconds("ttl", ttl)
-        self.renew_interval = _check_seconds(
-            "renew_interval", self.ttl / 3 if renew_interval is None else renew_interval
+        self.ttl = check_seconds(ttl, "ttl")
+        self.renew_interval = check_seconds(
+            self.ttl / 3 if renew_interval is None else renew_interval, "renew_interval"
         )
         if self.renew_interval >= self.ttl:
             raise InvalidArgumentError("renew_interval must be shorter than ttl")
-        self.retry_interval = _check_seconds(
-            "retry_interval", self.ttl / 10 if retry_interval is None else retry_interval
+        self.retry_interval = check_seconds(
+            self.ttl / 10 if retry_interval is None else retry_interval, "retry_interval"
         )
         self.owner = _check_name(owner) if owner is not None else uuid.uuid4().hex
         if " " in self.owner:
@@ -450,18 +444,25 @@ class RedisLease:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
             raise InvalidArgumentError("timeout must be a non-negative number of seconds")
         deadline = time.monotonic() + timeout
+        # A standby polls at retry_interval while Redis answers (the lease is held); while
+        # Redis is unreachable it backs off (up to four times that, jittered, so standbys
+        # do not all knock at once when it comes back).
+        outage = Backoff(cap=4 * self.retry_interval, base=self.retry_interval)
         while True:
+            wait = self.retry_interval
             try:
                 token = self.try_acquire()
+                outage.reset()
             except StoreUnavailableError as exc:
                 _log.warning("lease %s: %s; retrying", self.name, exc)
                 token = None
+                wait = outage.next_delay() or self.retry_interval
             if token is not None:
                 return token
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise LeaseTimeoutError(f"lease {self.name!r} not acquired within {timeout} s")
-            if self._closed.wait(min(self.retry_interval, remaining)):
+            if self._closed.wait(min(wait, remaining)):
                 raise ClientClosedError("the lease was closed while waiting for it")
 
     def wait_lost(self, timeout: float) -> bool:
@@ -611,7 +612,7 @@ class RedisCheckpointStore(_ClosableStore):
         if self.prefix.startswith(f"{_PREFIX}:"):
             raise InvalidArgumentError(f"prefix must not start with {_PREFIX + ':'!r} (leases)")
         self._lease = lease
-        self._conn = _client(target, _check_seconds("timeout", timeout))
+        self._conn = _client(target, check_seconds(timeout, "timeout"))
         self._redis = self._conn.client
         self._save_script: Script = self._redis.register_script(_SAVE)
         self._closed = False

@@ -189,3 +189,48 @@ def test_a_short_restart_with_persistence_keeps_the_lease(
         assert a.token == token
         store.save("k", _cp(2))
         assert store.load("k") == _cp(2)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_standby_backs_off_while_redis_is_away_and_polls_while_it_answers(
+    redis_server: RedisServer,
+) -> None:
+    """Both sides of one rule: an outage meets growing, jittered waits (standbys do not all
+    knock at once when Redis returns); a held lease is polled every retry_interval, so a
+    standby takes over soon after the holder goes."""
+    import time
+
+    from signalwire_chat import LeaseTimeoutError
+
+    attempts: list[float] = []
+
+    class Counted(RedisLease):
+        def try_acquire(self) -> int | None:
+            attempts.append(time.monotonic())
+            return super().try_acquire()
+
+    away = Counted(f"redis://127.0.0.1:{_closed_port()}/0", name="bot", ttl=2, retry_interval=0.1)
+    try:
+        with pytest.raises(LeaseTimeoutError):
+            away.acquire(timeout=2.0)
+    finally:
+        away.close()
+    # A fixed 0.1 s would be ~20 attempts; the back-off grows to 0.4 s: about 8.
+    assert 3 <= len(attempts) <= 12, len(attempts)
+    attempts.clear()
+    with RedisLease(redis_server.url, name="bot", ttl=2) as holder:
+        assert holder.acquire(timeout=5) > 0
+        standby = Counted(redis_server.url, name="bot", ttl=2, retry_interval=0.1)
+        try:
+            with pytest.raises(LeaseTimeoutError):
+                standby.acquire(timeout=1.0)
+        finally:
+            standby.close()
+    assert len(attempts) >= 8, len(attempts)  # polled every 0.1 s while Redis answered
