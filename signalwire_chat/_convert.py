@@ -428,44 +428,67 @@ class _Fallback(Exception):
 
 
 def _field_lines(
-    field: attrs.Attribute[Any], hook: Callable[[Any, Any], Any], env: dict[str, Any]
+    field: attrs.Attribute[Any],
+    hook: Callable[[Any, Any], Any],
+    env: dict[str, Any],
+    names: frozenset[str],
 ) -> list[str]:
-    """Source lines binding ``f_<name>`` to the structured wire value of one field."""
+    """Source lines checking, in the instance dict ``d``, the value of one field.
+
+    ``d`` starts as the wire object over the defaults (``MISSING`` for a required field).
+    """
     name, default = field.name, field.default
-    var, keys = f"f_{name}", _wire_keys(field)
+    keys, required = _wire_keys(field), default is attrs.NOTHING
     env[f"H_{name}"], env[f"T_{name}"] = hook, field.type
-    shortcut = _SHORTCUTS.get(hook)
-    call = f"{var} = H_{name}({var}, T_{name})"
-    if shortcut == "True":  # the hook takes every value as it is
-        if default is attrs.NOTHING or len(keys) > 1:
-            lines = [f"{var} = get({keys[0]!r}, MISSING)"]
-        else:
-            env[f"D_{name}"] = default
-            return [f"{var} = get({keys[0]!r}, D_{name})"]
-        check: list[str] = []
-    else:
-        test = f"not ({shortcut.format(v=var)})" if shortcut else "True"
-        check = [f"if {test}:", f"    {call}"] if shortcut else [call]
-        if default is not attrs.NOTHING and len(keys) == 1:
-            env[f"D_{name}"] = default
-            if not isinstance(default, _JSON_SCALARS):  # no wire value is this very object
-                lines = [f"{var} = get({keys[0]!r}, D_{name})", f"if {var} is not D_{name}:"]
-                return lines + [f"    {line}" for line in check]
-            if shortcut and _passes(shortcut, default):  # the default needs no hook
-                return [f"{var} = get({keys[0]!r}, D_{name})", *check]
-        lines = [f"{var} = get({keys[0]!r}, MISSING)"]
-    for other in keys[1:]:  # a field the service spells two ways
-        lines += [f"if {var} is MISSING:", f"    {var} = get({other!r}, MISSING)"]
-    if default is not attrs.NOTHING:
+    if not required:
         env[f"D_{name}"] = default
-        lines += [f"if {var} is MISSING:", f"    {var} = D_{name}"]
-        if shortcut:
-            return [*lines, f"el{check[0]}", check[1]]
-        return [*lines, "else:", f"    {call}"]
-    if not shortcut or not check:  # (missing is the only failure the shortcut "True" has)
-        return [*lines, f"if {var} is MISSING:", "    raise FALLBACK", *check]
-    # A missing key fails the shortcut too: tested only then.
-    return [*lines, check[0], f"    if {var} is MISSING:", "        raise FALLBACK", check[1]]
+    shortcut = _SHORTCUTS.get(hook)
+    fail = f"not ({shortcut.format(v='v')})" if shortcut and shortcut != "True" else None
+    call = f"H_{name}(v, T_{name})"
+    if keys == (name,):  # the wire key is the field's name: d holds its value
+        lines = [f"v = d[{name!r}]"]
+        if shortcut == "True":  # the hook takes every value as it is
+            return [*lines, "if v is MISSING:", "    raise FALLBACK"] if required else lines
+        store = f"d[{name!r}] = {call}"
+        if required:
+            if fail:  # a missing key fails the shortcut too: tested only then
+                lines += [f"if {fail}:", "    if v is MISSING:", "        raise FALLBACK"]
+                return [*lines, f"    {store}"]
+            return [*lines, "if v is MISSING:", "    raise FALLBACK", store]
+        if not isinstance(default, _JSON_SCALARS):  # no wire value is this very object
+            condition = f"v is not D_{name}" + (f" and {fail}" if fail else "")
+        elif fail and shortcut and _passes(shortcut, default):  # the default needs no hook
+            condition = fail
+        else:  # a wire value may equal the default: check the one from the wire
+            condition = (f"{fail} and " if fail else "") + f"{name!r} in obj"
+        return [*lines, f"if {condition}:", f"    {store}"]
+    # Read from the first of several wire keys present (the service spells it two ways), or
+    # from a key that is not its name; a key that names no field leaves the instance dict.
+    lines, sources = [], []
+    for index, key in enumerate(keys):
+        if key in names:
+            sources.append(f"get({key!r}, MISSING)")
+        elif index == 0:
+            sources.append(f"d.pop({key!r}, MISSING)")
+        else:  # popped whichever key is present
+            lines.append(f"p{index} = d.pop({key!r}, MISSING)")
+            sources.append(f"p{index}")
+    lines.append(f"v = {sources[0]}")
+    for source in sources[1:]:
+        lines += ["if v is MISSING:", f"    v = {source}"]
+    if required:
+        if shortcut == "True":
+            lines += ["if v is MISSING:", "    raise FALLBACK"]
+        elif fail:
+            lines += [f"if {fail}:", "    if v is MISSING:", "        raise FALLBACK"]
+            lines.append(f"    v = {call}")
+        else:
+            lines += ["if v is MISSING:", "    raise FALLBACK", f"v = {call}"]
+    else:
+        lines += ["if v is MISSING:", f"    v = D_{name}"]
+        if shortcut != "True":
+            lines += [f"elif {fail}:" if fail else "else:", f"    v = {call}"]
+    return [*lines, f"d[{name!r}] = v"]
 
 
 def _init_only_stores(cls: type) -> bool:
@@ -488,50 +511,55 @@ def _init_only_stores(cls: type) -> bool:
 def _fast_source(cls: type, conv: cattrs.Converter) -> tuple[str, dict[str, Any]]:
     """The source text of the fast decoder of ``cls`` and the names it uses."""
     hints = typing.get_type_hints(cls)
+    fields = attrs.fields(cls)
+    wire = [f for f in fields if f.name != "extra" and _wire_keys(f)]
+    local = [f for f in fields if f.name != "extra" and not _wire_keys(f)]  # set by the caller
+    names = frozenset(f.name for f in fields)
+    known = frozenset(key for field in wire for key in _wire_keys(field))
+    defaults = {f.name: _MISSING if f.default is attrs.NOTHING else f.default for f in fields}
     env: dict[str, Any] = {
         "MISSING": _MISSING,
         "DecodeError": DecodeError,
-        "EMPTY": EMPTY,
+        "FALLBACK": _Fallback,
         "DEEP": json_depth_exceeds,
         "MAX_DEPTH": MAX_JSON_DEPTH,
         "FLOAT_MIN": FLOAT_MIN,
         "FLOAT_MAX": FLOAT_MAX,
-        "FALLBACK": _Fallback,
+        "KNOWN": known,
+        "DEFAULTS": defaults,
     }
-    fields = attrs.fields(cls)
-    wire = [f for f in fields if f.name != "extra" and _wire_keys(f)]
-    local = [f for f in fields if f.name != "extra" and not _wire_keys(f)]  # set by the caller
     back = "detailed(obj)"  # the detailed path: the result, or the error naming the field
     if local:
         env["EVOLVE"] = attrs.evolve
         back = f"EVOLVE(detailed(obj), {', '.join(f'{f.name}={f.name}' for f in local)})"
-    body = ["get = obj.get"]
-    for field in wire:
-        hook = conv.get_structure_hook(hints[field.name])
-        body += _field_lines(field, hook, env)
-    body += [
+    body = [
+        "get = obj.get",
+        # The instance dict: the wire object over the defaults, built in C; every field is
+        # then checked (and converted) in place. Unknown keys are gathered into extra.
         "if KNOWN.issuperset(obj):",
-        "    extra = EMPTY",
+        "    d = {**DEFAULTS, **obj}",
         "else:",
         "    extra = {k: v for k, v in obj.items() if k not in KNOWN}",
         "    if DEEP(extra, MAX_DEPTH + 1):",  # extra is one level above its values
-        f"        return {back}",
+        "        raise FALLBACK",
+        "    d = {**DEFAULTS, **{k: v for k, v in obj.items() if k in KNOWN}}",
     ]
-    names = [*(f.name for f in wire), "extra", *(f.name for f in local)]
-    values = {f.name: f"f_{f.name}" for f in wire} | {"extra": "extra"}
-    values |= {f.name: f.name for f in local}
-    if _init_only_stores(cls) and {f.name for f in fields} == set(names):
-        # attrs' __init__ would only store each value (checked above), as it does: into the
-        # fresh instance's dict, without parsing keyword arguments (a third of the call).
-        env["NEW"] = object.__new__
-        body += ["inst = NEW(cls)", "d = inst.__dict__"]
-        body += [f"d[{name!r}] = {values[name]}" for name in names]
-        body.append("return inst")
+    if "extra" in names:  # (a class without it drops unknown keys, as cattrs does)
+        body.append("    d['extra'] = extra")
+    for field in wire:
+        hook = conv.get_structure_hook(hints[field.name])
+        body += _field_lines(field, hook, env, names)
+    for field in local:
+        env[f"L_{field.name}"] = field.default
+        body += [f"if {field.name} is not L_{field.name}:", f"    d[{field.name!r}] = {field.name}"]
+    if _init_only_stores(cls):
+        # attrs' __init__ would only store each value (checked above): the checked dict
+        # becomes the instance's own, in one step.
+        env.update(NEW=object.__new__, SETATTR=object.__setattr__)
+        body += ["inst = NEW(cls)", "SETATTR(inst, '__dict__', d)", "return inst"]
     else:
-        body += ["return cls(", *(f"    {name}={values[name]}," for name in names), ")"]
-    env["KNOWN"] = frozenset(key for field in wire for key in _wire_keys(field))
+        body.append("return cls(**d)")
     params = "".join(f", {f.name}=L_{f.name}" for f in local)
-    env.update({f"L_{f.name}": f.default for f in local})
     lines = [
         f"def decode_{cls.__name__}(obj, _type=None{', *' + params if params else ''}):",
         "    if type(obj) is not dict:",
