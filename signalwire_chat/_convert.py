@@ -8,35 +8,45 @@ float on the wire is a time in Unix seconds, so NaN, infinities and 1e300 are re
 Mappings must be objects no deeper than ``MAX_JSON_DEPTH``; arrays must be arrays (cattrs
 would iterate a string or an object).
 
-Each model class has two decoders, both built lazily, once, on first use (under a lock, so
-threads may race to the first message safely), which keeps ``import signalwire_chat`` cheap:
+One decoder, one set of rules (issue 17). The hooks registered on the converter are the rules;
+the structure hook of every model class comes from one hook factory registered on the same
+converter, built lazily, once, on first use (under a lock, so threads may race to the first
+message safely), which keeps ``import signalwire_chat`` cheap. Each model's hook has two
+paths, both over those hooks:
 
-- the *precise* decoder is cattrs' own: the function :func:`cattrs.gen.make_dict_structure_fn`
-  generates for the class (detailed validation on), calling the strict hooks registered on the
-  converter. A small pre-step collects the wire keys the model does not know into ``extra``
-  (kept, never rejected; their depth checked) and, for a field the service spells two ways
-  (``wire_keys`` in the field metadata), copies a later spelling to the key cattrs reads when
-  the first is absent. Of the errors cattrs reports, the first in attrs order becomes our
-  ``DecodeError`` with the field's wire path (``fabric_addresses[0].locked``) or names the
-  missing required field;
-- the *fast* decoder is Python source generated from the class's fields and compiled: one
-  ``dict.get`` and one inline exact-type check per field, then the instance dict filled in one
-  step. It handles the well-formed case only; when any check fails it hands the whole object to
-  the precise decoder, which raises the precise error (or, for the int-for-float widening it
-  does not inline, simply converts). It accepts exactly what cattrs accepts and builds an equal
-  model; the unit and property-based tests check both on the same inputs.
+- the *fast* path is Python source generated from the class's fields and the converter's hook
+  of each field's type, then compiled. The instance dict is the wire object laid over the
+  defaults (one C-level merge); each field is then checked in place. Each strict hook declares
+  a *shortcut* (``_SHORTCUTS``: a test true only of values the hook returns unchanged, such as
+  ``type(v) is str``); the test is inlined, and the hook itself is called only when it fails,
+  where it converts (an int where a float is expected) or raises. A hook with no shortcut
+  (tuples, nested models, one a caller registers) is always called. Unknown wire keys go to
+  ``extra``; a field the service spells two ways (``wire_keys`` in the field metadata) is read
+  from the first spelling present; a field with no wire key (``delivery``) is never read from
+  the wire: the caller passes it;
+- the *detailed* path is cattrs' own: the function :func:`cattrs.gen.make_dict_structure_fn`
+  generates for the class with detailed validation, calling the same hooks, after a small
+  pre-step (unknown keys gathered into ``extra``, the later spelling of a two-way field copied
+  to the key cattrs reads). It runs only when the fast path failed (a hook raised, a required
+  key is missing, ``extra`` is nested too deep), to build the error: of the errors cattrs
+  reports, the first in attrs order becomes our ``DecodeError`` with the field's wire path
+  (``fabric_addresses[0].locked``) or names the missing required field.
 
-Why keep a decoder of our own (issue 10): cattrs' generated function with these hooks costs
-1.7-1.8x the fast decoder per message (4.7 against 2.8 us, measured interleaved), and
-``iter_messages`` went from a median 0.96 of the plain requests loop to 1.16 with cattrs
-decoding every message (9 alternating runs each), where the issue asks for 0.85. Where the time
-goes, per message: attrs' ``__init__`` called with 18 keyword arguments (1.7 us, against 0.6 us
-for filling the dict), one hook call per field (about 0.4 us for 18), cattrs' ``res`` dict, and
-the pre-step (0.4 us). ``benchmarks/decode_cattrs.py`` measures and profiles both.
+The unit tests check each shortcut against its hook on hostile values, and the property-based
+tests check that both paths give equal models or both fail, on any JSON.
 
-The converter's hooks for the model classes are the fast decoders (cattrs finds them through a
-hook factory, so nested models inside cattrs' functions use them too). Read a generated decoder
-with :func:`decoder_source`, cattrs' with :func:`precise_source`.
+Why not cattrs alone (measured in CPU instructions with valgrind, which do not vary with the
+load of a shared machine; ``benchmarks/iter_instructions.py``): cattrs' function without
+detailed validation, after the same pre-step, costs 37.3k instructions per message of the
+``iter_messages`` bench, the fast path 20.2k (23.6k for the exec generator it replaced, which
+had a rule table of its own beside the hooks). ``iter_messages`` reads 10,000 messages in
+61.3k instructions per message against 60.6k for the requests loop that only parses JSON
+(24.2k of it is ``json.loads``, the same in both); with cattrs' function it would be about
+1.28 of that loop, against the 0.9 the performance issue asks. Where cattrs' time goes: one
+Python call per field (the hooks), its ``res`` dict, attrs' ``__init__`` with 18 keyword
+arguments; the fast path instead merges the dict in C and tests most fields inline.
+
+Read a generated decoder with :func:`decoder_source`, cattrs' with :func:`precise_source`.
 """
 
 from __future__ import annotations
@@ -285,11 +295,11 @@ def _tuple_hook(tp: Any) -> Callable[[Any, Any], tuple[Any, ...]]:
 #: each against its hook on hostile values.
 _SHORTCUTS: dict[Callable[..., Any], str] = {
     _strict_str: "type({v}) is str",
-    _optional_str: "type({v}) is str or {v} is None",
+    _optional_str: "{v} is None or type({v}) is str",
     _strict_int: "type({v}) is int",
-    _optional_int: "type({v}) is int or {v} is None",
+    _optional_int: "{v} is None or type({v}) is int",
     _strict_bool: "type({v}) is bool",
-    _optional_bool: "type({v}) is bool or {v} is None",
+    _optional_bool: "{v} is None or type({v}) is bool",
     # An int is widened by the hook (it is not returned unchanged).
     _strict_float: "type({v}) is float and FLOAT_MIN <= {v} <= FLOAT_MAX",
     _optional_float: "{v} is None or type({v}) is float and FLOAT_MIN <= {v} <= FLOAT_MAX",
@@ -431,11 +441,12 @@ def _field_lines(
     field: attrs.Attribute[Any],
     hook: Callable[[Any, Any], Any],
     env: dict[str, Any],
-    names: frozenset[str],
+    popped: dict[str, str],
 ) -> list[str]:
     """Source lines checking, in the instance dict ``d``, the value of one field.
 
-    ``d`` starts as the wire object over the defaults (``MISSING`` for a required field).
+    ``d`` starts as the wire object over the defaults (``MISSING`` for a required field);
+    ``popped`` names the local holding each wire key that names no field (taken out of d).
     """
     name, default = field.name, field.default
     keys, required = _wire_keys(field), default is attrs.NOTHING
@@ -464,15 +475,8 @@ def _field_lines(
         return [*lines, f"if {condition}:", f"    {store}"]
     # Read from the first of several wire keys present (the service spells it two ways), or
     # from a key that is not its name; a key that names no field leaves the instance dict.
-    lines, sources = [], []
-    for index, key in enumerate(keys):
-        if key in names:
-            sources.append(f"get({key!r}, MISSING)")
-        elif index == 0:
-            sources.append(f"d.pop({key!r}, MISSING)")
-        else:  # popped whichever key is present
-            lines.append(f"p{index} = d.pop({key!r}, MISSING)")
-            sources.append(f"p{index}")
+    lines: list[str] = []
+    sources = [popped.get(key, f"get({key!r}, MISSING)") for key in keys]
     lines.append(f"v = {sources[0]}")
     for source in sources[1:]:
         lines += ["if v is MISSING:", f"    v = {source}"]
@@ -532,23 +536,33 @@ def _fast_source(cls: type, conv: cattrs.Converter) -> tuple[str, dict[str, Any]
     if local:
         env["EVOLVE"] = attrs.evolve
         back = f"EVOLVE(detailed(obj), {', '.join(f'{f.name}={f.name}' for f in local)})"
-    body = [
-        "get = obj.get",
-        # The instance dict: the wire object over the defaults, built in C; every field is
-        # then checked (and converted) in place. Unknown keys are gathered into extra.
-        "if KNOWN.issuperset(obj):",
-        "    d = {**DEFAULTS, **obj}",
-        "else:",
-        "    extra = {k: v for k, v in obj.items() if k not in KNOWN}",
+    # The instance dict: the wire object over the defaults, built in C; every field is then
+    # checked (and converted) in place. The keys that name no field (a second spelling) are
+    # taken out first; then the dict has one key per field unless the object has unknown
+    # keys (a count, or a key named like a field the wire never sets: cheaper than a test of
+    # every key), which are moved to extra.
+    body = ["d = {**DEFAULTS, **obj}"]
+    popped = {key: f"a{index}" for index, key in enumerate(sorted(known - names))}
+    body += [f"{local} = d.pop({key!r}, MISSING)" for key, local in popped.items()]
+    shadowed = " or ".join(f"{name!r} in obj" for name in sorted(names - known))
+    body += [
+        f"if len(d) != {len(names)}{' or ' + shadowed if shadowed else ''}:",
+        "    extra = {k: obj[k] for k in obj if k not in KNOWN}",
         "    if DEEP(extra, MAX_DEPTH + 1):",  # extra is one level above its values
         "        raise FALLBACK",
-        "    d = {**DEFAULTS, **{k: v for k, v in obj.items() if k in KNOWN}}",
+        "    for k in extra:",
+        "        if k in DEFAULTS:",  # named like a field the wire never sets
+        "            d[k] = DEFAULTS[k]",
+        "        else:",
+        "            del d[k]",
     ]
     if "extra" in names:  # (a class without it drops unknown keys, as cattrs does)
         body.append("    d['extra'] = extra")
     for field in wire:
         hook = conv.get_structure_hook(hints[field.name])
-        body += _field_lines(field, hook, env, names)
+        body += _field_lines(field, hook, env, popped)
+    if any("get(" in line for line in body):  # a second spelling that names a field
+        body.insert(0, "get = obj.get")
     for field in local:
         env[f"L_{field.name}"] = field.default
         body += [f"if {field.name} is not L_{field.name}:", f"    d[{field.name!r}] = {field.name}"]

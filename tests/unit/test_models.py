@@ -479,7 +479,7 @@ def test_generated_source_is_readable_and_shown_in_tracebacks() -> None:
     assert source.startswith("def decode_ConversationChatMessage(obj, _type=None, *, delivery=")
     # The hook's shortcut inlined; the hook itself (the rule) called only when it fails.
     assert "v = d['hidden']\n" in source
-    assert "if not (type(v) is bool or v is None):" in source
+    assert "if not (v is None or type(v) is bool):" in source
     assert "d['hidden'] = H_hidden(v, T_hidden)" in source
     compile(source, "<test>", "exec")
     hook = decoder(ConversationChatMessage)
