@@ -475,9 +475,8 @@ def _field_lines(
         return [*lines, f"if {condition}:", f"    {store}"]
     # Read from the first of several wire keys present (the service spells it two ways), or
     # from a key that is not its name; a key that names no field leaves the instance dict.
-    lines: list[str] = []
     sources = [popped.get(key, f"get({key!r}, MISSING)") for key in keys]
-    lines.append(f"v = {sources[0]}")
+    lines = [f"v = {sources[0]}"]
     for source in sources[1:]:
         lines += ["if v is MISSING:", f"    v = {source}"]
     if required:
