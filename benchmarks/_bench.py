@@ -5,13 +5,17 @@ emulator."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
+import re
 import resource
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -109,3 +113,34 @@ class Rest:
 
     def close(self) -> None:
         self.connection.close()
+
+
+@contextlib.contextmanager
+def rest_server(*args: str) -> Iterator[str]:
+    """Run ``restserver.py`` (with ``args``) in a child process; yield its URL; stop it on exit."""
+    server = subprocess.Popen(
+        [sys.executable, "restserver.py", *args],
+        cwd=os.path.dirname(os.path.abspath(__file__)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        yield str(json.loads(server.stdout.readline())["rest_url"])
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        server.wait(timeout=10)
+
+
+def instructions(argv: Sequence[str]) -> int:
+    """The CPU instructions of one run of ``argv`` under valgrind (its ``I refs``), which do
+    not vary with the load of a shared machine."""
+    valgrind = ["valgrind", "--tool=cachegrind", "--cache-sim=no"]
+    valgrind.append("--cachegrind-out-file=/dev/null")
+    done = subprocess.run([*valgrind, *argv], capture_output=True, text=True, check=False)
+    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"{argv}: valgrind failed:\n{done.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))

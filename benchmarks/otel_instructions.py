@@ -21,22 +21,18 @@ a few minutes (valgrind runs Python ~50x slower).
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import shutil
-import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
+import _bench
+
 WARMUP = 100
 MODES = ("off", "hooks", "traces", "traces+metrics", "bare-span")
 
 
 def child(mode: str, calls: int, rest_url: str) -> None:
     """Send WARMUP + calls messages in ``mode`` (runs under valgrind)."""
-    import _bench
     from clients import OtelSetup
 
     from signalwire_chat import ChatClient, Hooks
@@ -61,13 +57,7 @@ def child(mode: str, calls: int, rest_url: str) -> None:
 
 def count(mode: str, calls: int, rest_url: str) -> int:
     """Instructions of one child run (valgrind's ``I refs``)."""
-    argv = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
-    argv += [sys.executable, __file__, "--child", mode, str(calls), rest_url]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-    if done.returncode != 0 or found is None:
-        raise SystemExit(f"{mode}: valgrind failed:\n{done.stderr[-2000:]}")
-    return int(found.group(1).replace(",", ""))
+    return _bench.instructions([sys.executable, __file__, "--child", mode, str(calls), rest_url])
 
 
 def main() -> int:
@@ -86,25 +76,12 @@ def main() -> int:
     if shutil.which("valgrind") is None:
         print("valgrind is not on PATH (apt-get install valgrind)", file=sys.stderr)
         return 3
-    server = subprocess.Popen(
-        [sys.executable, "restserver.py"],
-        cwd=HERE,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        rest_url = json.loads(server.stdout.readline())["rest_url"]
-        per_call = {}
+    per_call = {}
+    with _bench.rest_server() as rest_url:
         for mode in args.modes.split(","):
             start, end = count(mode, 0, rest_url), count(mode, args.calls, rest_url)
             per_call[mode] = (end - start) / args.calls
             print(f"{mode}: {per_call[mode]:,.0f} instructions per call", file=sys.stderr)
-    finally:
-        if server.stdin is not None:
-            server.stdin.close()
-        server.wait(timeout=10)
     base = per_call.get("off", 0.0) or 1.0
     print("| mode | instructions per send_message | added vs off |")
     print("|---|---|---|")

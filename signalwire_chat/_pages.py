@@ -20,6 +20,7 @@ generic :meth:`Page.iter_pages` allows as many empty pages in a row.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
@@ -439,23 +440,24 @@ def iter_chat_messages(
     """Yield the chat messages from ``first_url`` on, newest first, lazily.
 
     Kept: those whose ``field`` is ``value`` (see :class:`_ChatHistory`). Nothing is
-    requested until the first item is asked for.
+    requested until the first item is asked for, and no page after the one holding the
+    ``limit``-th message. The messages of a raw page are handed out by ``itertools`` (no
+    Python frame resumed per message: one fewer per message of ``iter_messages``).
     """
     if limit is not None and limit <= 0:
-        return
-    history = _ChatHistory(transport, first_url, field, value)
-    remaining = limit
+        return iter(())
+    messages = itertools.chain.from_iterable(
+        _batches(_ChatHistory(transport, first_url, field, value))
+    )
+    return messages if limit is None else itertools.islice(messages, limit)
+
+
+def _batches(history: _ChatHistory) -> Iterator[list[ConversationChatMessage]]:
+    """The chat messages of each raw page, in turn (only the current one is held)."""
     while True:
         history.ensure(1)
         batch = history.messages
         if not batch:
             return
         history.messages = []  # keep memory flat: only the current raw page is held
-        if remaining is None:
-            yield from batch
-            continue
-        if len(batch) >= remaining:
-            yield from batch[:remaining]
-            return
-        yield from batch
-        remaining -= len(batch)
+        yield batch

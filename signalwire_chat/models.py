@@ -9,18 +9,19 @@ writing its ``__dict__`` directly instead of calling ``object.__setattr__`` once
 makes decoding a message about a third cheaper, and saves building each class twice at import.
 Assigning or deleting an attribute still raises ``attrs.exceptions.FrozenInstanceError``.
 
-How a realtime subscription got a message (:attr:`ConversationMessage.delivery`) is not a
-field: the converter reads every field from the wire by name, so a wire key could set a field.
-It is kept under ``_delivery`` in the instance's ``__dict__``, a name the decoder never writes
-(unknown wire keys go to ``extra``), set by the subscription after decoding. Decoding is thus
-unchanged (``iter_messages`` pays nothing), equality, hashing and ``to_dict()`` ignore it.
+How a realtime subscription got a message (:attr:`ConversationMessage.delivery`) is a field
+that is never read from the wire (its metadata names no wire key, so a wire key ``delivery``
+lands in ``extra`` like any unknown one). The decoder takes it as an argument (the live
+path decodes with ``delivery="live"``), and :func:`_delivered` makes a copy that carries it
+(catch-up messages, decoded by a REST read first). Equality, hashing, the repr and
+``to_dict()`` leave it out: two reads of one message are equal however they arrived.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -72,6 +73,8 @@ def _short_repr(self: Any) -> str:
     """A repr that lists only the fields that differ from their defaults (notebook friendly)."""
     parts = []
     for field in attrs.fields(type(self)):
+        if not field.repr:
+            continue
         value = getattr(self, field.name)
         # No model uses a Factory default, so field.default is the value itself.
         if field.default is not attrs.NOTHING and value == field.default:
@@ -94,6 +97,9 @@ def _wire(*keys: str) -> dict[str, tuple[str, ...]]:
     """
     return {"wire_keys": keys}
 
+
+#: Field metadata of a field the wire never sets (no wire key reads into it).
+_NOT_ON_WIRE = _wire()
 
 #: The sender, as the group dialect (``from_fabric_address_id``) or 0.0.1 and the address
 #: dialect (``from_address_id``) spell it; the newer spelling wins when both are present.
@@ -131,6 +137,10 @@ class ConversationMessage(Displayable):
         conversation_name: The conversation's name (realtime events).
         hidden: Whether the message is hidden (realtime events).
         extra: Wire fields this version does not know, kept as received.
+        delivery: How a subscription got it, ``"live"`` (a relay event) or ``"catch_up"``
+            (read from the history after a (re)connect, because it was sent while the
+            connection was down); ``None`` for messages read by a REST call. No wire key
+            sets it, and equality ignores it.
     """
 
     id: str
@@ -151,6 +161,7 @@ class ConversationMessage(Displayable):
     conversation_name: str | None = None
     hidden: bool | None = None
     extra: Mapping[str, Any] = EMPTY
+    delivery: str | None = attrs.field(default=None, eq=False, repr=False, metadata=_NOT_ON_WIRE)
 
     @property
     def datetime(self) -> _dt.datetime:
@@ -161,17 +172,6 @@ class ConversationMessage(Displayable):
     def is_chat(self) -> bool:
         """Whether this is a chat message (``subtype == "chat"``)."""
         return self.subtype == "chat"
-
-    @property
-    def delivery(self) -> str | None:
-        """How a subscription got it, ``"live"`` (a relay event) or ``"catch_up"``.
-
-        ``"catch_up"``: read from the history after a (re)connect, because it was sent while
-        the connection was down. ``None`` for messages read by a REST call. No wire key can
-        set it (see the module docstring).
-        """
-        value: str | None = self.__dict__.get("_delivery")
-        return value
 
     __repr__ = _short_repr
     __hash__ = _hash_by_id
@@ -420,6 +420,9 @@ _DELIVERY_LIVE = "live"
 _DELIVERY_CATCH_UP = "catch_up"
 
 
-def _set_delivery(message: ConversationMessage, how: str) -> None:
-    """Record how a subscription got ``message`` (not a field: see the module docstring)."""
-    object.__setattr__(message, "_delivery", how)
+_M = TypeVar("_M", bound=ConversationMessage)
+
+
+def _delivered(message: _M, how: str) -> _M:
+    """A copy of ``message`` that says how a subscription got it (see the module docstring)."""
+    return attrs.evolve(message, delivery=how)

@@ -18,7 +18,7 @@ from ..errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from ..models import _DELIVERY_CATCH_UP, _DELIVERY_LIVE, _set_delivery
+from ..models import _DELIVERY_CATCH_UP, _DELIVERY_LIVE, _delivered
 from ._interactive import callback_name, cell_origin
 
 if TYPE_CHECKING:
@@ -340,7 +340,6 @@ class Subscription:
             return
         message = self._decode(wire)
         if message is not None:
-            _set_delivery(message, _DELIVERY_LIVE)
             self._deliver(message, dispatcher)
 
     def _deliver_update(self, wire: dict[str, Any], dispatcher: Dispatcher) -> None:
@@ -351,7 +350,6 @@ class Subscription:
         message = self._decode(wire)
         if message is None:
             return
-        _set_delivery(message, _DELIVERY_LIVE)
         try:
             dispatcher.call(self, handler, message)
         except BaseException as exc:
@@ -364,7 +362,7 @@ class Subscription:
 
     def _decode(self, wire: dict[str, Any]) -> ConversationChatMessage | None:
         try:
-            return structure_chat_message(wire)
+            return structure_chat_message(wire, delivery=_DELIVERY_LIVE)
         except DecodeError as exc:
             logger.warning("realtime: undecodable chat message for %s dropped: %s", self.route, exc)
             self._report(exc)
@@ -516,8 +514,7 @@ class Subscription:
         for message in reversed(missing):
             if dispatcher.stopping or not self._active:
                 return
-            _set_delivery(message, _DELIVERY_CATCH_UP)
-            self._deliver(message, dispatcher)
+            self._deliver(_delivered(message, _DELIVERY_CATCH_UP), dispatcher)
 
     def _read_missing(
         self,
