@@ -456,26 +456,48 @@ def _field_lines(
         env[f"D_{name}"] = default
     shortcut = _SHORTCUTS.get(hook)
     fail = f"not ({shortcut.format(v='v')})" if shortcut and shortcut != "True" else None
-    call = f"H_{name}(v, T_{name})"
     if keys == (name,):  # the wire key is the field's name: d holds its value
-        lines = [f"v = d[{name!r}]"]
-        if shortcut == "True":  # the hook takes every value as it is
-            return [*lines, "if v is MISSING:", "    raise FALLBACK"] if required else lines
-        store = f"d[{name!r}] = {call}"
-        if required:
-            if fail:  # a missing key fails the shortcut too: tested only then
-                lines += [f"if {fail}:", "    if v is MISSING:", "        raise FALLBACK"]
-                return [*lines, f"    {store}"]
-            return [*lines, "if v is MISSING:", "    raise FALLBACK", store]
-        if not isinstance(default, _JSON_SCALARS):  # no wire value is this very object
-            condition = f"v is not D_{name}" + (f" and {fail}" if fail else "")
-        elif fail and shortcut and _passes(shortcut, default):  # the default needs no hook
-            condition = fail
-        else:  # a wire value may equal the default: check the one from the wire
-            condition = (f"{fail} and " if fail else "") + f"{name!r} in obj"
-        return [*lines, f"if {condition}:", f"    {store}"]
-    # Read from the first of several wire keys present (the service spells it two ways), or
-    # from a key that is not its name; a key that names no field leaves the instance dict.
+        return _own_key_lines(name, default, required, shortcut, fail)
+    return _other_key_lines(name, keys, required, shortcut, fail, popped)
+
+
+def _own_key_lines(
+    name: str, default: Any, required: bool, shortcut: str | None, fail: str | None
+) -> list[str]:
+    """:func:`_field_lines` of a field read from the wire key of its own name."""
+    call = f"H_{name}(v, T_{name})"
+    lines = [f"v = d[{name!r}]"]
+    if shortcut == "True":  # the hook takes every value as it is
+        return [*lines, "if v is MISSING:", "    raise FALLBACK"] if required else lines
+    store = f"d[{name!r}] = {call}"
+    if required:
+        if fail:  # a missing key fails the shortcut too: tested only then
+            lines += [f"if {fail}:", "    if v is MISSING:", "        raise FALLBACK"]
+            return [*lines, f"    {store}"]
+        return [*lines, "if v is MISSING:", "    raise FALLBACK", store]
+    if not isinstance(default, _JSON_SCALARS):  # no wire value is this very object
+        condition = f"v is not D_{name}" + (f" and {fail}" if fail else "")
+    elif fail and shortcut and _passes(shortcut, default):  # the default needs no hook
+        condition = fail
+    else:  # a wire value may equal the default: check the one from the wire
+        condition = (f"{fail} and " if fail else "") + f"{name!r} in obj"
+    return [*lines, f"if {condition}:", f"    {store}"]
+
+
+def _other_key_lines(
+    name: str,
+    keys: tuple[str, ...],
+    required: bool,
+    shortcut: str | None,
+    fail: str | None,
+    popped: dict[str, str],
+) -> list[str]:
+    """:func:`_field_lines` of a field read from other wire keys (the first one present).
+
+    The service spells some fields two ways, or names them otherwise; a key that names no
+    field has left the instance dict (``popped``).
+    """
+    call = f"H_{name}(v, T_{name})"
     sources = [popped.get(key, f"get({key!r}, MISSING)") for key in keys]
     lines = [f"v = {sources[0]}"]
     for source in sources[1:]:
@@ -512,14 +534,59 @@ def _init_only_stores(cls: type) -> bool:
     )
 
 
-def _fast_source(cls: type, conv: cattrs.Converter) -> tuple[str, dict[str, Any]]:
-    """The source text of the fast decoder of ``cls`` and the names it uses."""
-    hints = typing.get_type_hints(cls)
-    fields = attrs.fields(cls)
-    wire = [f for f in fields if f.name != "extra" and _wire_keys(f)]
-    local = [f for f in fields if f.name != "extra" and not _wire_keys(f)]  # set by the caller
-    names = frozenset(f.name for f in fields)
-    known = frozenset(key for field in wire for key in _wire_keys(field))
+def _popped_keys(names: frozenset[str], known: frozenset[str]) -> dict[str, str]:
+    """The wire keys that name no field, each with the local that holds its value."""
+    return {key: f"a{index}" for index, key in enumerate(sorted(known - names))}
+
+
+def _instance_dict_lines(names: frozenset[str], known: frozenset[str]) -> list[str]:
+    """The start of a fast decoder: the instance dict, and unknown keys moved to extra.
+
+    The instance dict is the wire object over the defaults, built in C; every field is then
+    checked (and converted) in place. The keys that name no field (a second spelling) are
+    taken out first; then the dict has one key per field unless the object has unknown keys
+    (a count, or a key named like a field the wire never sets: cheaper than a test of every
+    key), which are moved to extra. A class without ``extra`` drops them, as cattrs does.
+    """
+    body = ["d = {**DEFAULTS, **obj}"]
+    body += [
+        f"{local} = d.pop({key!r}, MISSING)" for key, local in _popped_keys(names, known).items()
+    ]
+    shadowed = " or ".join(f"{name!r} in obj" for name in sorted(names - known))
+    body += [
+        f"if len(d) != {len(names)}{' or ' + shadowed if shadowed else ''}:",
+        "    extra = {k: obj[k] for k in obj if k not in KNOWN}",
+        "    if DEEP(extra, MAX_DEPTH + 1):",  # extra is one level above its values
+        "        raise FALLBACK",
+        "    for k in extra:",
+        "        if k in DEFAULTS:",  # named like a field the wire never sets
+        "            d[k] = DEFAULTS[k]",
+        "        else:",
+        "            del d[k]",
+    ]
+    if "extra" in names:
+        body.append("    d['extra'] = extra")
+    return body
+
+
+def _closing_lines(cls: type, local: list[Any], env: dict[str, Any]) -> list[str]:
+    """The end of a fast decoder: the fields the caller sets, then the instance."""
+    body: list[str] = []
+    for field in local:
+        env[f"L_{field.name}"] = field.default
+        body += [f"if {field.name} is not L_{field.name}:", f"    d[{field.name!r}] = {field.name}"]
+    if _init_only_stores(cls):
+        # attrs' __init__ would only store each value (checked above): the checked dict
+        # becomes the instance's own, in one step.
+        env.update(NEW=object.__new__, SETATTR=object.__setattr__)
+        return [*body, "inst = NEW(cls)", "SETATTR(inst, '__dict__', d)", "return inst"]
+    return [*body, "return cls(**d)"]
+
+
+def _decoder_env(
+    fields: Any, local: list[Any], known: frozenset[str]
+) -> tuple[dict[str, Any], str]:
+    """The names a fast decoder uses, and its way back to the detailed path."""
     defaults = {f.name: _MISSING if f.default is attrs.NOTHING else f.default for f in fields}
     env: dict[str, Any] = {
         "MISSING": _MISSING,
@@ -536,43 +603,26 @@ def _fast_source(cls: type, conv: cattrs.Converter) -> tuple[str, dict[str, Any]
     if local:
         env["EVOLVE"] = attrs.evolve
         back = f"EVOLVE(detailed(obj), {', '.join(f'{f.name}={f.name}' for f in local)})"
-    # The instance dict: the wire object over the defaults, built in C; every field is then
-    # checked (and converted) in place. The keys that name no field (a second spelling) are
-    # taken out first; then the dict has one key per field unless the object has unknown
-    # keys (a count, or a key named like a field the wire never sets: cheaper than a test of
-    # every key), which are moved to extra.
-    body = ["d = {**DEFAULTS, **obj}"]
-    popped = {key: f"a{index}" for index, key in enumerate(sorted(known - names))}
-    body += [f"{local} = d.pop({key!r}, MISSING)" for key, local in popped.items()]
-    shadowed = " or ".join(f"{name!r} in obj" for name in sorted(names - known))
-    body += [
-        f"if len(d) != {len(names)}{' or ' + shadowed if shadowed else ''}:",
-        "    extra = {k: obj[k] for k in obj if k not in KNOWN}",
-        "    if DEEP(extra, MAX_DEPTH + 1):",  # extra is one level above its values
-        "        raise FALLBACK",
-        "    for k in extra:",
-        "        if k in DEFAULTS:",  # named like a field the wire never sets
-        "            d[k] = DEFAULTS[k]",
-        "        else:",
-        "            del d[k]",
-    ]
-    if "extra" in names:  # (a class without it drops unknown keys, as cattrs does)
-        body.append("    d['extra'] = extra")
+    return env, back
+
+
+def _fast_source(cls: type, conv: cattrs.Converter) -> tuple[str, dict[str, Any]]:
+    """The source text of the fast decoder of ``cls`` and the names it uses."""
+    hints = typing.get_type_hints(cls)
+    fields = attrs.fields(cls)
+    wire = [f for f in fields if f.name != "extra" and _wire_keys(f)]
+    local = [f for f in fields if f.name != "extra" and not _wire_keys(f)]  # set by the caller
+    names = frozenset(f.name for f in fields)
+    known = frozenset(key for field in wire for key in _wire_keys(field))
+    env, back = _decoder_env(fields, local, known)
+    body = _instance_dict_lines(names, known)
+    popped = _popped_keys(names, known)
     for field in wire:
         hook = conv.get_structure_hook(hints[field.name])
         body += _field_lines(field, hook, env, popped)
     if any("get(" in line for line in body):  # a second spelling that names a field
         body.insert(0, "get = obj.get")
-    for field in local:
-        env[f"L_{field.name}"] = field.default
-        body += [f"if {field.name} is not L_{field.name}:", f"    d[{field.name!r}] = {field.name}"]
-    if _init_only_stores(cls):
-        # attrs' __init__ would only store each value (checked above): the checked dict
-        # becomes the instance's own, in one step.
-        env.update(NEW=object.__new__, SETATTR=object.__setattr__)
-        body += ["inst = NEW(cls)", "SETATTR(inst, '__dict__', d)", "return inst"]
-    else:
-        body.append("return cls(**d)")
+    body += _closing_lines(cls, local, env)
     params = "".join(f", {f.name}=L_{f.name}" for f in local)
     lines = [
         f"def decode_{cls.__name__}(obj, _type=None{', *' + params if params else ''}):",
