@@ -99,3 +99,17 @@ def test_a_fork_moves_the_generation_on_and_runs_the_hooks_in_the_child_only() -
         os.waitpid(pid, 0)
     assert not _fork.forked_since(noted)  # the parent is unchanged
     assert calls == []
+
+
+def test_no_docstring_holds_a_lone_surrogate() -> None:
+    """Python 3.13 dedents docstrings when it compiles, encoding them to UTF-8: a docstring
+    holding a lone surrogate (a ``\\ud800`` escape written unescaped) then cannot be compiled
+    from an AST, as pytest's assertion rewriting does with this plugin's package."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node, clean=False)
+                if doc is not None and any("\ud800" <= ch <= "\udfff" for ch in doc):
+                    found.append(f"{path.relative_to(PACKAGE)}:{getattr(node, 'lineno', 1)}")
+    assert found == []
