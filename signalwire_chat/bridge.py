@@ -1,4 +1,4 @@
-"""A bridge from chat into a Redis Stream, run by one active process among replicas.
+r"""A bridge from chat into a Redis Stream, run by one active process among replicas.
 
 :class:`StreamBridge` holds a :class:`~signalwire_chat.redis.RedisLease`; the replica that
 holds it subscribes (to addresses, groups or the inbox) and appends each chat message to a
@@ -17,7 +17,7 @@ redelivery. Each entry has the fields ``id`` (the message id), ``route`` (``grou
 (``ConversationChatMessage.to_dict()``) plus ``"delivery"``: ``"live"`` or ``"catch_up"``.
 
 No message is skipped silently. Text that UTF-8 cannot carry (a lone surrogate, which JSON
-allows as ``\\ud800``) is written as JSON escapes, so a consumer's ``json.loads`` gives back the
+allows as ``\ud800``) is written as JSON escapes, so a consumer's ``json.loads`` gives back the
 very string. A message that cannot be appended at all (an id that cannot be a checkpoint or a
 stream field, an entry Redis refuses) stops :meth:`StreamBridge.run` with a
 :class:`~signalwire_chat.StoreError` naming its id, the checkpoint still before it.
