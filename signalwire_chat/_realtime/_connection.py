@@ -563,13 +563,19 @@ class Connection:
         session.timers.refresh_at = self._refresh_time()
         self._note_expiry()
 
+    def _expires_at(self) -> float | None:
+        """When the token expires (unix seconds), as the relay's last answer says, if it does."""
+        subscriber = (self.relay.authorization or {}).get("fabric_subscriber")
+        if not isinstance(subscriber, dict):
+            return None
+        expires_at = parse_expires_at(subscriber.get("expires_at"))
+        return expires_at if expires_at is not None and math.isfinite(expires_at) else None
+
     def _note_expiry(self) -> None:
         """Tell the stats when the token expires, as the relay's answer says (if it does)."""
-        subscriber = (self.relay.authorization or {}).get("fabric_subscriber")
-        if isinstance(subscriber, dict):
-            expires_at = parse_expires_at(subscriber.get("expires_at"))
-            if expires_at is not None and math.isfinite(expires_at):
-                self._dispatcher.stats.token_expires_at = expires_at
+        expires_at = self._expires_at()
+        if expires_at is not None:
+            self._dispatcher.stats.token_expires_at = expires_at
 
     def _refresh_time(self) -> float | None:
         """When (monotonic) to refresh the token, or None when it cannot or need not be.
@@ -580,13 +586,8 @@ class Connection:
         has just accepted cannot be expired: a remaining life that says otherwise means the
         clocks disagree, and the refresh waits ``refresh_margin`` rather than run in a loop.
         """
-        if not self._credentials.can_refresh:
-            return None
-        subscriber = (self.relay.authorization or {}).get("fabric_subscriber")
-        if not isinstance(subscriber, dict):
-            return None
-        expires_at = parse_expires_at(subscriber.get("expires_at"))
-        if expires_at is None or not math.isfinite(expires_at):
+        expires_at = self._expires_at() if self._credentials.can_refresh else None
+        if expires_at is None:
             return None
         now = time.monotonic()
         server_now = self._server_time(now) if self._server_time is not None else None
