@@ -65,7 +65,12 @@ class RealtimeSide:
         self.stats = RealtimeStats(hooks)
         # A store object is the caller's; a path (or the default) is opened on first use
         # and closed with the client.
-        self._store = checkpoint_store
+        self._given: CheckpointStore | None = None
+        self._path: str | os.PathLike[str] | None = None
+        if checkpoint_store is None or isinstance(checkpoint_store, (str, os.PathLike)):
+            self._path = checkpoint_store
+        else:
+            self._given = checkpoint_store
         self._owned_store: CheckpointStore | None = None
         self._hub: RealtimeHub | None = None
         self._generation = -1  # the _fork generation the hub was made in
@@ -135,28 +140,22 @@ class RealtimeSide:
 
     def checkpoints(self) -> CheckpointStore:
         """The checkpoint store: the one given, or the sqlite file opened on first use."""
-        given = self._store
-        if given is not None and not isinstance(given, (str, os.PathLike)):
-            return given
+        if self._given is not None:
+            return self._given
         if self._owned_store is None:
             from .checkpoints import SqliteCheckpointStore, default_checkpoint_path
 
-            path = given if given is not None else default_checkpoint_path()
+            path = self._path if self._path is not None else default_checkpoint_path()
             self._owned_store = SqliteCheckpointStore(path)
             logger.info("checkpoints are kept in %s", self._owned_store.path)
         return self._owned_store
 
     def given_store(self) -> bool:
         """Whether the store is an object of the caller's (no lock needed to reach it)."""
-        given = self._store
-        return given is not None and not isinstance(given, (str, os.PathLike))
+        return self._given is not None
 
-    def checkpointer(
-        self, store: CheckpointStore, key: str | None, route: Route
-    ) -> Checkpointer | None:
-        """Load the checkpoint ``key`` of ``route`` from ``store`` (None without a key)."""
-        if key is None:
-            return None
+    def checkpointer(self, store: CheckpointStore, key: str, route: Route) -> Checkpointer:
+        """Load the checkpoint ``key`` of ``route`` from ``store``."""
         from ._realtime._checkpointing import Checkpointer
 
         return Checkpointer(store, key, route)
@@ -202,7 +201,7 @@ class RealtimeSide:
         return None if hub is None or _fork.forked_since(self._generation) else hub
 
     def close(self, hub: RealtimeHub | None) -> None:
-        """Close ``hub`` (from :meth:`take_hub`) and the store this side opened."""
+        """Close ``hub`` (from :meth:`take_hub`); the store goes with :meth:`close_store`."""
         if hub is not None:
             try:
                 options = self.options
