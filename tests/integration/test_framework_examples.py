@@ -231,12 +231,7 @@ def test_the_support_bot_runs_as_a_process_of_its_own(signalwire_emulator: Emula
         proc.send_signal(signal.SIGINT)
         assert proc.wait(TIMEOUT) == 130, "".join(log)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(TIMEOUT)
-        reader.join(TIMEOUT)
-        if proc.stderr is not None:
-            proc.stderr.close()
+        _reap(proc, reader)
     assert "Traceback" not in "".join(log)
     assert emu.api_token not in "".join(log)
 
@@ -338,6 +333,16 @@ def test_django_web_chat_page_and_guest_token(
 # --- gunicorn: preload, fork, many workers ----------------------------------------------------
 
 
+def _reap(proc: subprocess.Popen[str], reader: threading.Thread) -> None:
+    """End a child that is still running, then its log reader, and close its stderr."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(TIMEOUT)
+    reader.join(TIMEOUT)
+    if proc.stderr is not None:
+        proc.stderr.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -411,11 +416,6 @@ def test_gunicorn_preload_with_forked_workers_sends_each_message_once(
         try:
             proc.wait(TIMEOUT)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(TIMEOUT)
-            reader.join(TIMEOUT)
-            if proc.stderr is not None:
-                proc.stderr.close()
+            _reap(proc, reader)
     assert proc.returncode == 0, "".join(log)
     assert "Traceback" not in "".join(log)
