@@ -10,7 +10,8 @@ dialects guide):
 
 Each wire owns its join, its send body, the route (history path and live routing key) of a
 target, and its state (my address, the group cache). ``ChatClient`` holds one and never tests
-which it is; nothing outside this module names a dialect's field. A wire holds no client:
+which it is; the routes it makes carry a :class:`~signalwire_chat._route.RouteKind`, and no
+other module tests which message field a dialect names its conversations by. A wire holds no client:
 every call is given a way to the REST transport (called only when a request is due, so
 argument errors come first), and no reference cycle keeps a dropped client alive.
 """
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 from ._convert import structure, structure_join_result, structure_send_result
+from ._route import Route
 from ._validate import check_address_id, check_address_uuid
 from .errors import (
     APIError,
@@ -40,7 +42,6 @@ from .models import Group, JoinResult, SendResult, SubscriberInfo
 
 if TYPE_CHECKING:
     from ._http import HttpTransport
-    from ._realtime import Route
 
 #: How a wire reaches the REST side: the client's open transport (raises once it is closed).
 Rest = Callable[[], "HttpTransport"]
@@ -177,8 +178,6 @@ class AddressWire(Wire):
     def route(
         self, rest: Rest, target: Target, action: str = "cannot read the history of"
     ) -> Route:
-        from ._realtime import Route
-
         assert isinstance(target, str)  # target() refuses a Group here
         return Route.address(target)
 
@@ -289,8 +288,6 @@ class GroupWire(Wire):
     def route(
         self, rest: Rest, target: Target, action: str = "cannot read the history of"
     ) -> Route:
-        from ._realtime import Route
-
         if isinstance(target, Group):
             return Route.group(target.id)
         with asked(f"{action} {target!r}"):

@@ -224,12 +224,12 @@ def named(name: str | None, ident: str, detail: str = "") -> tuple[str, str]:
 def follows(route: Any, name: str | None) -> tuple[str, str]:
     """What a subscription follows, as ``(shown, title)`` (see :func:`named`).
 
-    ``route`` is the subscription's route (``is_inbox``, ``field``, ``value``,
+    ``route`` is the subscription's route (``is_inbox``, ``grouped``, ``value``,
     ``address_id``); ``name`` the conversation's name as its last message said, if any.
     """
     if route.is_inbox:
         return "the inbox", ""
-    if route.field == "group_id":
+    if route.grouped:
         group = f"group {route.value}"
         if route.address_id is not None:
             return named(name, route.address_id, group)

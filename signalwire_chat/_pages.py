@@ -27,6 +27,7 @@ from typing import Any, Generic, TypeVar
 
 from ._convert import decoder
 from ._http import HttpTransport
+from ._route import Route
 from ._validate import MAX_PAGE_SIZE
 from .errors import DecodeError, PageLimitError, UnsafeLinkError
 from .models import ConversationChatMessage
@@ -262,26 +263,20 @@ class Page(_PageBase[T]):
 class _ChatHistory:
     """The chat messages of one conversation read so far, newest first, and the raw cursor.
 
-    A raw message is kept when it is chat and its ``field`` (``"group_id"`` or
-    ``"conversation_id"``) is ``value``; a group's history may leave ``group_id`` out (the
-    path said which group it is), an address conversation's must carry ``conversation_id``.
-    With ``field`` None (the inbox) every chat message is kept.
+    A raw message is kept when it is chat and belongs to ``route``: the route's message field
+    (its kind's) is the route's value. A group's history may leave ``group_id`` out (the path
+    said which group it is), an address conversation's must carry ``conversation_id``. On
+    the inbox route every chat message is kept.
     """
 
-    def __init__(
-        self,
-        transport: HttpTransport,
-        first_url: str,
-        field: str | None,
-        value: str | None,
-        address_id: str | None = None,
-    ) -> None:
+    def __init__(self, transport: HttpTransport, first_url: str, route: Route) -> None:
         self.transport = transport
-        self.field = field
-        self.value = value
+        self.route = route
+        self.field = route.field
+        self.value = value = route.value
         # What a message without the field counts as: a match for groups only.
-        self._absent = value if field == "group_id" else None
-        self.address_id = address_id
+        self._absent = value if route.grouped else None
+        self.address_id = route.address_id
         self.messages: list[ConversationChatMessage] = []
         self._ids: set[str] = set()
         self._next_url: str | None = first_url
@@ -376,8 +371,8 @@ class ChatPage(_PageBase[ConversationChatMessage]):
     @property
     def group_id(self) -> str | None:
         """The group whose chat messages these are, in the group dialect."""
-        history = self._history
-        return history.value if history.field == "group_id" else None
+        route = self._history.route
+        return route.value if route.grouped else None
 
     @property
     def has_next(self) -> bool:
@@ -433,22 +428,19 @@ class ChatPage(_PageBase[ConversationChatMessage]):
 def iter_chat_messages(
     transport: HttpTransport,
     first_url: str,
-    field: str | None,
-    value: str | None,
+    route: Route,
     limit: int | None,
 ) -> Iterator[ConversationChatMessage]:
     """Yield the chat messages from ``first_url`` on, newest first, lazily.
 
-    Kept: those whose ``field`` is ``value`` (see :class:`_ChatHistory`). Nothing is
+    Kept: those of ``route`` (see :class:`_ChatHistory`). Nothing is
     requested until the first item is asked for, and no page after the one holding the
     ``limit``-th message. The messages of a raw page are handed out by ``itertools`` (no
     Python frame resumed per message: one fewer per message of ``iter_messages``).
     """
     if limit is not None and limit <= 0:
         return iter(())
-    messages = itertools.chain.from_iterable(
-        _batches(_ChatHistory(transport, first_url, field, value))
-    )
+    messages = itertools.chain.from_iterable(_batches(_ChatHistory(transport, first_url, route)))
     return messages if limit is None else itertools.islice(messages, limit)
 
 

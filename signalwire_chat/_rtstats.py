@@ -67,10 +67,9 @@ class _Queue(Protocol):
 
 def target_kind(route: Any) -> str:
     """``"conversation"``, ``"group"`` or ``"inbox"``: what a route follows, never its id."""
-    field = getattr(route, "field", None)
-    if field is None:
+    if route.is_inbox:
         return "inbox"
-    return "group" if field == "group_id" else "conversation"
+    return "group" if route.grouped else "conversation"
 
 
 class RealtimeStats:

@@ -13,9 +13,10 @@ docstring describes the threads, the flow control, the no-gap guarantee and what
 
 from __future__ import annotations
 
+from .._route import Route, RouteKind
 from ._hub import CredentialsLike, RealtimeHub, run_detached
 from ._options import ConnectionState, RealtimeOptions
-from ._subscriptions import Route, Subscription
+from ._subscriptions import Subscription
 
 __all__ = [
     "ConnectionState",
@@ -23,6 +24,7 @@ __all__ = [
     "RealtimeHub",
     "RealtimeOptions",
     "Route",
+    "RouteKind",
     "Subscription",
     "run_detached",
 ]

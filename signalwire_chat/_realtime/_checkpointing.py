@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 from ..errors import FencedWriteError, InvalidArgumentError, StoreError
 
 if TYPE_CHECKING:
+    from .._route import Route
     from ..checkpoints import Checkpoint, CheckpointStore
     from ..models import ConversationChatMessage
-    from ._subscriptions import Route
 
 __all__ = ["Checkpointer", "route_name"]
 
@@ -29,10 +29,8 @@ logger = logging.getLogger(__name__)
 
 def route_name(route: Route) -> str:
     """The ``Checkpoint.route`` of ``route``: ``group:<id>``, ``address:<id>`` or ``inbox``."""
-    if route.field is None:
-        return "inbox"
-    kind = "group" if route.field == "group_id" else "address"
-    return f"{kind}:{route.value}"
+    kind = route.kind.label
+    return kind if route.is_inbox else f"{kind}:{route.value}"
 
 
 class Checkpointer:

@@ -64,6 +64,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import _fork
+from .._route import Route
 from .._rtstats import RealtimeStats
 from .._threads import on_library_thread, start_thread
 from .._validate import check_address_id as _check_address
@@ -81,7 +82,7 @@ from ._dispatcher import Dispatcher, Watchdog
 from ._options import ConnectionState, RealtimeOptions
 from ._routes import Routes
 from ._stream import MessageStream
-from ._subscriptions import Anchor, Route, ServerTime, Subscription
+from ._subscriptions import Anchor, ServerTime, Subscription
 
 if TYPE_CHECKING:
     from ..models import ConversationChatMessage
@@ -434,7 +435,7 @@ class _Core:
             else:
                 routes.inbox = tuple(s for s in routes.inbox if s is not sub)
             return
-        grouped = sub.route.field == "group_id"
+        grouped = sub.route.grouped
         table = dict(routes.groups if grouped else routes.conversations)
         subs = table.get(key, ())
         subs = (*subs, sub) if add else tuple(s for s in subs if s is not sub)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from .._convert import structure_chat_message
+from .._route import Route
 from ..errors import (
     CallbackError,
     CheckpointNotFoundError,
@@ -106,72 +107,6 @@ class _NoServerTime(Exception):
     """No anchor: the history was unreadable at subscribe time and the service states no time."""
 
 
-class Route:
-    """What a subscription follows: which live events are its, and which history fills its gaps.
-
-    ``field`` is the message field that names the conversation (``"group_id"`` in the group
-    dialect, ``"conversation_id"`` in the address dialect) and ``value`` its value; an
-    *inbox* route (``field`` None) takes every chat message of every conversation the
-    subscriber belongs to. ``address_id`` is the address the user subscribed to, when it was
-    one (for the repr, logs and errors).
-    """
-
-    __slots__ = ("address_id", "field", "value")
-
-    def __init__(self, field: str | None, value: str | None, address_id: str | None = None):
-        self.field = field
-        self.value = value
-        self.address_id = address_id
-
-    @classmethod
-    def address(cls, address_id: str) -> Route:
-        """The conversation of ``address_id`` in the address dialect."""
-        return cls("conversation_id", address_id, address_id)
-
-    @classmethod
-    def group(cls, group_id: str, address_id: str | None = None) -> Route:
-        """The group ``group_id`` (reached from ``address_id``, if given)."""
-        return cls("group_id", group_id, address_id)
-
-    @classmethod
-    def inbox(cls) -> Route:
-        """Every chat message of every conversation of the subscriber."""
-        return cls(None, None)
-
-    @property
-    def is_inbox(self) -> bool:
-        """Whether this route takes every conversation."""
-        return self.field is None
-
-    def matches(self, message: ConversationChatMessage) -> bool:
-        """Whether a history message belongs to this route."""
-        if self.field is None:
-            return True
-        value = getattr(message, self.field)
-        # A group-dialect message without group_id came from the group's own history.
-        return value == self.value or (value is None and self.field == "group_id")
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Route):
-            return NotImplemented
-        return (self.field, self.value) == (other.field, other.value)
-
-    def __hash__(self) -> int:
-        return hash((self.field, self.value))
-
-    def __str__(self) -> str:
-        if self.field is None:
-            return "the inbox"
-        if self.field == "group_id":
-            if self.address_id is not None:
-                return f"{self.address_id} (group {self.value})"
-            return f"group {self.value}"
-        return str(self.value)
-
-    def __repr__(self) -> str:
-        return f"Route({self.field!r}, {self.value!r}, {self.address_id!r})"
-
-
 class _Owner(Protocol):
     def _cancel(self, sub: Subscription) -> None: ...
 
@@ -241,7 +176,7 @@ class Subscription:
     def group_id(self) -> str | None:
         """The group this subscription follows, in the group dialect (``None`` otherwise)."""
         route = self.route
-        return route.value if route.field == "group_id" else None
+        return route.value if route.grouped else None
 
     @property
     def inbox(self) -> bool:
@@ -282,7 +217,7 @@ class Subscription:
         state = "active" if self._active else "cancelled"
         if self.route.is_inbox:
             target = "inbox"
-        elif self.route.field == "group_id":
+        elif self.route.grouped:
             target = f"address_id={self._address_id!r} group_id={self.route.value!r}"
         else:
             target = f"address_id={self._address_id!r}"

@@ -10,6 +10,7 @@ import pytest
 from signalwire_chat import Hooks, InvalidArgumentTypeError, KeyValueFormatter
 from signalwire_chat._health import RestCounters
 from signalwire_chat._hooks import HookRegistry, normalise_hooks, path_template
+from signalwire_chat._route import Route
 
 BASE = "https://fabric.example.com"
 
@@ -192,11 +193,8 @@ def test_realtime_stats_without_hooks_count_and_call_nothing() -> None:
     stats.flush()
     assert stats.reconnect_reasons() == ("ping timeout",)
 
-    class Route:
-        def __init__(self, field: str | None) -> None:
-            self.field = field
-
-    assert [target_kind(Route(f)) for f in ("group_id", "conversation_id", None)] == [
+    routes = (Route.group("g1"), Route.address("a1"), Route.inbox())
+    assert [target_kind(route) for route in routes] == [
         "group",
         "conversation",
         "inbox",

@@ -392,8 +392,8 @@ class _Routed:
         self.route = route
 
 
-_ROUTES = [Route.group("g1"), Route.group("g2"), Route.address("a1"), Route("group_id", "a1")]
-_ROUTES.append(Route(None, None))  # the inbox
+_ROUTES = [Route.group("g1"), Route.group("g2"), Route.address("a1"), Route.group("a1")]
+_ROUTES.append(Route.inbox())
 
 
 @settings(max_examples=200, deadline=None)

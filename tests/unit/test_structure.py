@@ -113,3 +113,29 @@ def test_no_docstring_holds_a_lone_surrogate() -> None:
                 if doc is not None and any("\ud800" <= ch <= "\udfff" for ch in doc):
                     found.append(f"{path.relative_to(PACKAGE)}:{getattr(node, 'lineno', 1)}")
     assert found == []
+
+
+_DIALECT_FIELDS = {"group_id", "conversation_id"}
+
+
+def _field_tests(path: Path) -> list[int]:
+    """Lines of ``path`` that compare something with a dialect's field name."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            if any(isinstance(o, ast.Constant) and o.value in _DIALECT_FIELDS for o in operands):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_no_module_outside_the_dialect_layer_tests_a_field_name() -> None:
+    # Which dialect a route belongs to is its kind (RouteKind), decided where routes are
+    # made; a `route.field == "group_id"` elsewhere is a second, silent owner of that rule.
+    home = {"_dialects.py", "_route.py"}
+    found = {
+        str(path.relative_to(PACKAGE)): lines
+        for path in CLIENT_SOURCES
+        if path.name not in home and (lines := _field_tests(path))
+    }
+    assert found == {}
