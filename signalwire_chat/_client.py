@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -13,7 +12,7 @@ import requests
 
 from ._auth import Credentials, TokenLike
 from ._convert import structure
-from ._dialects import DIALECTS, GroupWire, Target, history_url, segment, wire_for
+from ._dialects import DIALECTS, GroupWire, Target, history_url, wire_for
 from ._http import (
     DEFAULT_DEADLINE,
     DEFAULT_MAX_CONNECTIONS,
@@ -21,17 +20,15 @@ from ._http import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     USER_AGENT,
-    HttpTransport,
     TimeoutLike,
 )
 from ._pages import (
     ChatPage,
     Page,
     _ChatHistory,
-    _Fetcher,
-    iter_chat_messages,
     raw_page_size,
 )
+from ._rest_side import HISTORY_PAGE_SIZE, RestSide
 from ._validate import check_address_id as _check_address_id
 from ._validate import check_address_uuid as _check_address_uuid
 from ._validate import check_callable, check_seconds
@@ -41,10 +38,8 @@ from ._validate import check_limit as _check_limit
 from ._validate import check_page_size as _check_page_size
 from ._validate import check_str as _check_str
 from .errors import (
-    ClientClosedError,
     InvalidArgumentError,
     InvalidArgumentTypeError,
-    NotFoundError,
 )
 from .models import (
     Address,
@@ -61,8 +56,7 @@ if TYPE_CHECKING:
     # process that only calls REST, such as a web worker, never pays for loading it.
     from ._health import ClientHealth
     from ._hooks import Hooks
-    from ._realtime import RealtimeHub, RealtimeOptions, Route, Subscription
-    from ._realtime._checkpointing import Checkpointer
+    from ._realtime import RealtimeOptions, Subscription
     from ._state import ConnectionState
     from .checkpoints import CheckpointStore
 
@@ -75,7 +69,6 @@ T = TypeVar("T")
 _ADDRESS_TYPES = ("app", "call", "room", "subscriber")
 _SORT_BY = ("name", "created_at")
 _SORT_ORDER = ("asc", "desc")
-_HISTORY_PAGE_SIZE = 100
 
 
 def _check_dialect(dialect: object) -> str:
@@ -114,6 +107,37 @@ def _check_checkpoint_key(key: object) -> None:
         check_key(key)
 
 
+def _extras(metadata: object, details: object) -> dict[str, Any]:
+    """The optional JSON objects sent along with a message (each omitted when None)."""
+    extras: dict[str, Any] = {}
+    if metadata is not None:
+        extras["metadata"] = _check_json_object(metadata, "metadata")
+    if details is not None:
+        extras["details"] = _check_json_object(details, "details")
+    return extras
+
+
+def _address_params(
+    type: object, display_name: object, sort_by: object, sort_order: object, page_size: object
+) -> dict[str, Any]:
+    """The query of an address listing, each filter checked (None: not filtered)."""
+    return {
+        "type": _check_choice(type, "type", _ADDRESS_TYPES),
+        "display_name": None if display_name is None else _check_str(display_name, "display_name"),
+        "sort_by": _check_choice(sort_by, "sort_by", _SORT_BY),
+        "sort_order": _check_choice(sort_order, "sort_order", _SORT_ORDER),
+        "page_size": _check_page_size(page_size),
+    }
+
+
+def _check_callbacks(on_message: object, on_error: object, on_update: object, key: object) -> None:
+    """A subscription's callbacks (``on_message`` required) and checkpoint key."""
+    check_callable(on_message, "on_message")
+    check_callable(on_error, "on_error", optional=True)
+    check_callable(on_update, "on_update", optional=True)
+    _check_checkpoint_key(key)
+
+
 class ChatClient:
     """A blocking client for the chat namespace of SignalWire's Call Fabric.
 
@@ -129,13 +153,11 @@ class ChatClient:
     client at the emulator). Nothing is connected in the constructor: REST requests open a
     pooled session on first use; the realtime connection starts with the first subscription.
 
-    With a token source (a callable) and no explicit URLs or ``host``, the source is first
-    called when a URL is first needed (the first request), not in the constructor.
-
     Args:
         token: A Subscriber Access Token (a compact JWE, or a JWS), or a callable returning a
-            fresh one (e.g. :class:`~signalwire_chat.SubscriberTokenSource`). With a callable,
-            a 401 makes the client fetch a new token and retry the request once.
+            fresh one (e.g. :class:`~signalwire_chat.SubscriberTokenSource`). A callable is first
+            called when a URL or token is first needed, not in the constructor; a 401 makes
+            the client fetch a new token and retry the request once.
         host: The realtime host to derive URLs from instead of the token's ``ch``.
         rest_url: The REST base URL, e.g. ``https://fabric.signalwire.com``.
         relay_url: The relay websocket URL, e.g. ``wss://puc.signalwire.com/``.
@@ -192,13 +214,13 @@ class ChatClient:
         _rng: random.Random | None = None,
     ) -> None:
         # Loaded with the first client, not with the package (import time).
-        from ._config import Endpoints, RestOptions
+        from ._config import RestOptions
         from ._health import RestCounters
         from ._hooks import HookRegistry, normalise_hooks
         from ._realtime_side import RealtimeSide
 
-        self._credentials = Credentials(token)
-        self._options = RestOptions(
+        credentials = Credentials(token)
+        options = RestOptions(
             timeout=timeout,
             deadline=deadline,
             max_response_bytes=max_response_bytes,
@@ -211,21 +233,25 @@ class ChatClient:
         self._wire = wire_for(_check_dialect(dialect), from_address_id)
         _check_realtime_args(realtime, on_state_change, checkpoint_store)
         self._counters = RestCounters()
-        self._hooks = HookRegistry(normalise_hooks(hooks), self._counters)
+        hooks_registry = HookRegistry(normalise_hooks(hooks), self._counters)
+        #: The endpoints, the transport (made with the first request), whether closed.
+        self._rest = RestSide(
+            credentials,
+            options,
+            hooks_registry,
+            urls=(host, rest_url, relay_url),
+            sleep=_sleep,
+            rng=_rng,
+        )
         #: The hub (made with the first subscription), its settings, the checkpoint store.
-        self._realtime = RealtimeSide(realtime, on_state_change, self._hooks, checkpoint_store)
-        self._sleep = _sleep
-        self._rng = _rng
-        self._lock = threading.RLock()
-        self._closed = False
-        self._transport: HttpTransport | None = None
-        # Explicit URLs are checked now; derived from a fixed token now, from a source lazily.
-        self._endpoints = Endpoints(
-            self._credentials,
-            host=host,
-            rest_url=rest_url,
-            relay_url=relay_url,
-            allow_insecure=allow_insecure,
+        self._realtime = RealtimeSide(
+            self._rest,
+            realtime,
+            on_state_change,
+            hooks_registry,
+            checkpoint_store,
+            drop_stale=isinstance(self._wire, GroupWire),
+            agent=USER_AGENT,
         )
 
     # -- URLs and lazily made parts --
@@ -233,7 +259,7 @@ class ChatClient:
     @property
     def rest_url(self) -> str:
         """The REST base URL in use (with a token source, resolving it may call the source)."""
-        return self._endpoints.rest_url()
+        return self._rest.endpoints.rest_url()
 
     @property
     def relay_url(self) -> str:
@@ -242,7 +268,7 @@ class ChatClient:
         Raises:
             TokenError: It cannot be derived (unreadable token header, no host or relay_url).
         """
-        return self._endpoints.relay_url()
+        return self._rest.endpoints.relay_url()
 
     @property
     def dialect(self) -> str:
@@ -252,50 +278,7 @@ class ChatClient:
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
-        return self._closed
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClientClosedError("the client is closed")
-
-    def _rest(self) -> HttpTransport:
-        """The REST transport, for a request about to be sent (raises once closed)."""
-        self._check_open()
-        return self._http()
-
-    def _http(self) -> HttpTransport:
-        transport = self._transport
-        if transport is not None:
-            return transport
-        with self._lock:
-            self._check_open()
-            if self._transport is None:
-                options = self._options
-                self._transport = HttpTransport(
-                    base_url=self.rest_url,
-                    credentials=self._credentials,
-                    timeout=options.timeout,
-                    deadline=options.deadline,
-                    max_response_bytes=options.max_response_bytes,
-                    max_retries=options.max_retries,
-                    max_connections=options.max_connections,
-                    session=options.session,
-                    sleep=self._sleep,
-                    rng=self._rng,
-                    hooks=self._hooks,
-                )
-            return self._transport
-
-    def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        self._check_open()
-        http = self._http()
-        return http.request("GET", http.url_for(path, params))
-
-    def _page(self, path: str, params: Mapping[str, Any], cls: type[T]) -> Page[T]:
-        self._check_open()
-        http = self._http()
-        fetcher: _Fetcher[T] = _Fetcher(http, lambda obj: structure(obj, cls))
-        return fetcher.fetch(http.url_for(path, params))
+        return self._rest.closed
 
     # -- the group dialect: my address, groups --
 
@@ -311,7 +294,7 @@ class ChatClient:
             APIError: The service refused.
             TransportError: The request failed at the network level.
         """
-        return self._wire.my_address_id(self._rest)
+        return self._wire.my_address_id(self._rest.transport)
 
     # -- chat --
 
@@ -337,7 +320,7 @@ class ChatClient:
             TransportError: The request failed at the network level.
         """
         address_id = _check_address_uuid(address_id)
-        return self._wire.join(self._rest, address_id)
+        return self._wire.join(self._rest.transport, address_id)
 
     def join_group(self, address_ids: Iterable[str]) -> Group:
         """Join (or create) the group chat of several addresses and this client's address.
@@ -359,7 +342,7 @@ class ChatClient:
             APIError: The service refused.
             TransportError: The request failed at the network level.
         """
-        return self._wire.join_group(self._rest, address_ids)
+        return self._wire.join_group(self._rest.transport, address_ids)
 
     def get_messages(self, address_id: Target, *, page_size: int = 10) -> ChatPage:
         """The newest chat messages exchanged with ``address_id``, one page of ``page_size``.
@@ -386,15 +369,14 @@ class ChatClient:
         """
         target = self._wire.target(address_id)
         page_size = _check_page_size(page_size)
-        self._check_open()
-        route = self._wire.route(self._rest, target)
-        http = self._http()
+        route = self._wire.route(self._rest.transport, target)
+        http = self._rest.transport()
         first = history_url(http, route.value, raw_page_size(page_size))
-        history = _ChatHistory(http, first, route.field, route.value, route.address_id)
+        history = _ChatHistory(http, first, route)
         return ChatPage(history, 0, page_size)
 
     def iter_messages(
-        self, address_id: Target, *, page_size: int = _HISTORY_PAGE_SIZE, limit: int | None = None
+        self, address_id: Target, *, page_size: int = HISTORY_PAGE_SIZE, limit: int | None = None
     ) -> Iterator[ConversationChatMessage]:
         """Iterate lazily over the whole chat history of ``address_id``, newest first.
 
@@ -414,11 +396,13 @@ class ChatClient:
         target = self._wire.target(address_id)
         page_size = _check_page_size(page_size)
         limit = _check_limit(limit)
-        self._check_open()
-        return self._iter_route(lambda: self._wire.route(self._rest, target), page_size, limit)
+        self._rest.check_open()
+        return self._rest.lazy_messages(
+            lambda: self._wire.route(self._rest.transport, target), page_size, limit
+        )
 
     def iter_inbox(
-        self, *, page_size: int = _HISTORY_PAGE_SIZE, limit: int | None = None
+        self, *, page_size: int = HISTORY_PAGE_SIZE, limit: int | None = None
     ) -> Iterator[ConversationChatMessage]:
         """Iterate lazily over the chat messages of every conversation of the subscriber.
 
@@ -431,22 +415,10 @@ class ChatClient:
         Raises:
             InvalidArgumentError: Bad arguments (raised at once, before iterating).
         """
-        from ._realtime import Route
-
         page_size = _check_page_size(page_size)
         limit = _check_limit(limit)
-        self._check_open()
-        return self._iter_route(Route.inbox, page_size, limit)
-
-    def _iter_route(
-        self, route_of: Callable[[], Route], page_size: int, limit: int | None
-    ) -> Iterator[ConversationChatMessage]:
-        route: Route | None = None
-        if limit != 0:
-            route = route_of()  # on the first next(): an iterator requests nothing before
-            http = self._http()
-            first = history_url(http, route.value, page_size)
-            yield from iter_chat_messages(http, first, route.field, route.value, limit)
+        self._rest.check_open()
+        return self._rest.lazy_messages(None, page_size, limit)
 
     def send_message(
         self,
@@ -481,13 +453,8 @@ class ChatClient:
         """
         target = self._wire.target(address_id)
         text = _check_str(text, "text")
-        extras: dict[str, Any] = {}
-        if metadata is not None:
-            extras["metadata"] = _check_json_object(metadata, "metadata")
-        if details is not None:
-            extras["details"] = _check_json_object(details, "details")
-        self._check_open()
-        return self._wire.send(self._rest, target, text, extras)
+        extras = _extras(metadata, details)
+        return self._wire.send(self._rest.transport, target, text, extras)
 
     # -- other listings --
 
@@ -503,7 +470,7 @@ class ChatClient:
             TransportError: The request failed at the network level.
         """
         page_size = _check_page_size(page_size)
-        return self._page("/api/fabric/conversations", {"page_size": page_size}, Conversation)
+        return self._rest.page("/api/fabric/conversations", {"page_size": page_size}, Conversation)
 
     def get_addresses(
         self,
@@ -528,16 +495,8 @@ class ChatClient:
             APIError: The service refused.
             TransportError: The request failed at the network level.
         """
-        params: dict[str, Any] = {
-            "type": _check_choice(type, "type", _ADDRESS_TYPES),
-            "display_name": None
-            if display_name is None
-            else _check_str(display_name, "display_name"),
-            "sort_by": _check_choice(sort_by, "sort_by", _SORT_BY),
-            "sort_order": _check_choice(sort_order, "sort_order", _SORT_ORDER),
-            "page_size": _check_page_size(page_size),
-        }
-        return self._page("/api/fabric/addresses", params, Address)
+        params = _address_params(type, display_name, sort_by, sort_order, page_size)
+        return self._rest.page("/api/fabric/addresses", params, Address)
 
     def get_address(self, *, id: str | None = None, name: str | None = None) -> Address:
         """One address, by its id or by its name (exactly one of them).
@@ -551,23 +510,8 @@ class ChatClient:
         if (id is None) == (name is None):
             raise InvalidArgumentError("give exactly one of id=... or name=...")
         if id is not None:
-            address_id = _check_address_id(id, "id")
-            obj = self._get(f"/api/fabric/addresses/{segment(address_id)}")
-            if isinstance(obj, dict) and isinstance(obj.get("data"), dict):
-                obj = obj["data"]
-            return structure(obj, Address)
-        assert name is not None
-        name = _check_str(name, "name")
-        page = self._page("/api/fabric/addresses", {"name": name}, Address)
-        for address in page.data:
-            if address.name == name:
-                return address
-        raise NotFoundError(
-            f"no address named {name!r}",
-            status=404,
-            method="GET",
-            url=self.rest_url + "/api/fabric/addresses",
-        )
+            return self._rest.address_by_id(_check_address_id(id, "id"))
+        return self._rest.address_by_name(_check_str(name, "name"))
 
     def get_subscriber_info(self) -> SubscriberInfo:
         """Who the token belongs to, with the subscriber's own addresses.
@@ -576,57 +520,9 @@ class ChatClient:
             APIError: The service refused.
             TransportError: The request failed at the network level.
         """
-        return structure(self._get("/api/fabric/subscriber/info"), SubscriberInfo)
+        return structure(self._rest.get("/api/fabric/subscriber/info"), SubscriberInfo)
 
-    # -- realtime (thin delegates; the logic is in _realtime) --
-
-    def _realtime_hub(self) -> RealtimeHub:
-        with self._lock:
-            self._check_open()
-            drop_stale = isinstance(self._wire, GroupWire)
-            return self._realtime.hub(self, drop_stale=drop_stale, agent=USER_AGENT)
-
-    def _history(self, route: Route) -> Iterator[ConversationChatMessage]:
-        """The history a subscription's gaps are filled from, newest first."""
-        self._check_open()
-        http = self._http()
-        first = history_url(http, route.value, _HISTORY_PAGE_SIZE)
-        return iter_chat_messages(http, first, route.field, route.value, None)
-
-    def _check_callbacks(self, **callbacks: object) -> None:
-        for name, callback in callbacks.items():
-            check_callable(callback, name, optional=name != "on_message")
-
-    def _subscribe_to(
-        self,
-        route: Route,
-        on_message: Callable[[ConversationChatMessage], None],
-        on_error: Callable[[BaseException], None] | None,
-        on_update: Callable[[ConversationChatMessage], None] | None,
-        checkpoint: str | None,
-    ) -> Subscription:
-        """Start a subscription of ``route`` (its arguments checked, the client open)."""
-        return self._realtime_hub().subscribe(
-            route,
-            on_message,
-            on_error,
-            on_update=on_update,
-            checkpoint=self._checkpointer(checkpoint, route),
-        )
-
-    def _checkpointer(self, key: str | None, route: Route) -> Checkpointer | None:
-        """Load the checkpoint ``key`` of ``route`` (None without a key)."""
-        if key is None:
-            return None
-        return self._realtime.checkpointer(self._checkpoints(), key, route)
-
-    def _checkpoints(self) -> CheckpointStore:
-        """The checkpoint store: the one given, or the sqlite file opened on first use."""
-        if self._realtime.given_store():
-            return self._realtime.checkpoints()
-        with self._lock:
-            self._check_open()
-            return self._realtime.checkpoints()
+    # -- realtime (thin delegates; the wiring is in RealtimeSide, the logic in _realtime) --
 
     def checkpoint_route(self, address_id: Target | None = None) -> str:
         """The ``Checkpoint.route`` a subscription to ``address_id`` (None: the inbox) saves.
@@ -638,13 +534,11 @@ class ChatClient:
             InvalidArgumentError: A bad ``address_id``.
             APIError: Resolving the group failed.
         """
-        from ._realtime import Route
-        from ._realtime._checkpointing import route_name
-
-        self._check_open()
-        if address_id is None:
-            return route_name(Route.inbox())
-        return route_name(self._wire.subscribe_route(self._rest, self._wire.target(address_id)))
+        self._rest.check_open()
+        route = None
+        if address_id is not None:
+            route = self._wire.subscribe_route(self._rest.transport, self._wire.target(address_id))
+        return self._realtime.route_name(route)
 
     def subscribe(
         self,
@@ -668,15 +562,10 @@ class ChatClient:
         not wait. Subscriptions survive reconnects; messages missed while disconnected are
         fetched from the history.
 
-        A subscription made by a re-run of a notebook cell replaces the one the cell's earlier
-        run made to the same conversation, so re-running the cell does not deliver every
-        message twice. The cell decides, never the callback's name: by its id where the front
-        end sends one (JupyterLab, Notebook 7), else by its code (see the notebooks guide).
-
-        The client is held only weakly by its realtime threads: a client that is dropped
-        without :meth:`close` is closed when garbage-collected (with a ``ResourceWarning``).
-        A callback that refers to the client (a closure, a bound method of an object that
-        holds it) keeps it alive, and the subscription with it, until :meth:`close`.
+        Re-running a notebook cell replaces the subscription its earlier run made to the same
+        conversation (the cell decides, never the callback's name; see the notebooks guide).
+        A client dropped without :meth:`close` is closed when garbage-collected, unless a
+        callback refers to it (see "Callbacks instead of a loop" in the scripts guide).
 
         Args:
             address_id: The address of the conversation, or a :class:`Group`. Your own
@@ -710,11 +599,9 @@ class ChatClient:
                 transient failure goes to ``on_error`` instead, once per outage.
         """
         target = self._wire.target(address_id)
-        self._check_callbacks(on_message=on_message, on_error=on_error, on_update=on_update)
-        _check_checkpoint_key(checkpoint)
-        self._check_open()
-        route = self._wire.subscribe_route(self._rest, target)
-        return self._subscribe_to(route, on_message, on_error, on_update, checkpoint)
+        _check_callbacks(on_message, on_error, on_update, checkpoint)
+        route = self._wire.subscribe_route(self._rest.transport, target)
+        return self._realtime.subscribe(self, route, on_message, on_error, on_update, checkpoint)
 
     def subscribe_inbox(
         self,
@@ -745,12 +632,8 @@ class ChatClient:
             RealtimeAuthenticationError: The relay refused the credentials while this call
                 waited.
         """
-        from ._realtime import Route
-
-        self._check_callbacks(on_message=on_message, on_error=on_error, on_update=on_update)
-        _check_checkpoint_key(checkpoint)
-        self._check_open()
-        return self._subscribe_to(Route.inbox(), on_message, on_error, on_update, checkpoint)
+        _check_callbacks(on_message, on_error, on_update, checkpoint)
+        return self._realtime.subscribe(self, None, on_message, on_error, on_update, checkpoint)
 
     def stream_messages(
         self, address_id: Target, *, timeout: float | None = None, checkpoint: str | None = None
@@ -778,11 +661,8 @@ class ChatClient:
         target = self._wire.target(address_id)
         _check_timeout(timeout)
         _check_checkpoint_key(checkpoint)
-        self._check_open()
-        route = self._wire.subscribe_route(self._rest, target)
-        return self._realtime_hub().stream(
-            route, timeout=timeout, checkpoint=self._checkpointer(checkpoint, route)
-        )
+        route = self._wire.subscribe_route(self._rest.transport, target)
+        return self._realtime.stream(self, route, timeout, checkpoint)
 
     def stream_inbox(
         self, *, timeout: float | None = None, checkpoint: str | None = None
@@ -800,33 +680,19 @@ class ChatClient:
             ClientClosedError: The client is closed.
             StoreError: The checkpoint could not be loaded; nothing was started.
         """
-        from ._realtime import Route
-
         _check_timeout(timeout)
         _check_checkpoint_key(checkpoint)
-        self._check_open()
-        route = Route.inbox()
-        return self._realtime_hub().stream(
-            route, timeout=timeout, checkpoint=self._checkpointer(checkpoint, route)
-        )
+        return self._realtime.stream(self, None, timeout, checkpoint)
 
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
         """The live subscriptions (those of :meth:`stream_messages` included), oldest first."""
-        hub = self._realtime.current()
-        if self._closed or hub is None:
-            return ()
-        return hub.subscriptions
+        return self._realtime.subscriptions()
 
     @property
     def connection_state(self) -> ConnectionState:
         """The realtime connection's state (``IDLE`` before the first subscription)."""
-        from ._state import ConnectionState
-
-        if self._closed:
-            return ConnectionState.CLOSED
-        hub = self._realtime.current()
-        return ConnectionState.IDLE if hub is None else hub.state
+        return self._realtime.state()
 
     def health(self) -> ClientHealth:
         """A snapshot of what this client has done and where it stands.
@@ -849,28 +715,23 @@ class ChatClient:
         A retry wait in progress in another thread is interrupted (it raises
         ``ClientClosedError``). A caller's ``session`` is left open.
         """
-        with self._lock:
-            if self._closed:
+        with self._rest.lock:
+            if self._rest.closed:
                 return
-            self._closed = True
+            self._rest.closed = True
             hub = self._realtime.take_hub()
-            transport = self._transport
         self._realtime.close(hub)  # each cleanup runs even if another fails
-        if transport is not None:
-            try:
-                transport.close()
-            except Exception:
-                logger.warning("closing the HTTP transport failed", exc_info=True)
+        self._rest.close()
         self._realtime.close_store()
 
     def __enter__(self) -> ChatClient:
-        self._check_open()
+        self._rest.check_open()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        rest = self._endpoints.rest or "<not resolved yet>"
+        state = "closed" if self._rest.closed else "open"
+        rest = self._rest.endpoints.rest or "<not resolved yet>"
         return f"<ChatClient {state} rest_url={rest!r}>"

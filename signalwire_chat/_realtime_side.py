@@ -3,12 +3,14 @@
 :class:`RealtimeSide` owns everything ``ChatClient`` needs for subscriptions and nothing it
 needs for REST: the realtime options and state hook, the hub and its fork generation, the
 finalizer that closes a hub whose client was dropped, the realtime counters and state clock
-(for ``health()``), and the checkpoint store. Imported with the client, it loads nothing of
-the realtime package (nor websocket-client) until the first subscription makes the hub.
+(for ``health()``), the checkpoint store, and the wiring of a subscription (its hub, its
+checkpoint). Imported with the client, it loads nothing of the realtime package (nor
+websocket-client) until the first subscription makes the hub.
 
-The hub holds the client only weakly (its history reader, the service's time and the
-interrupt of stuck reads go through weak references), so a client nobody closed can be
-collected; the finalizer then stops the hub's threads in the background.
+The hub reads gaps, asks the service's time and cuts off stuck reads through the client's
+:class:`~signalwire_chat._rest_side.RestSide`, and holds no reference to the client itself,
+so a client nobody closed can be collected; the finalizer then stops the hub's threads in
+the background.
 """
 
 from __future__ import annotations
@@ -23,15 +25,15 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from . import _fork
-from .errors import ClientClosedError
+from ._route import Route
 
 if TYPE_CHECKING:
-    from ._client import ChatClient
     from ._health import ClientHealth, RestCounters, StateClock
     from ._hooks import HookRegistry
     from ._http import HttpTransport
-    from ._realtime import RealtimeHub, RealtimeOptions, Route
+    from ._realtime import RealtimeHub, RealtimeOptions, Subscription
     from ._realtime._checkpointing import Checkpointer
+    from ._rest_side import RestSide
     from ._state import ConnectionState
     from .checkpoints import CheckpointStore
     from .models import ConversationChatMessage
@@ -44,21 +46,29 @@ logger = logging.getLogger(__name__)
 class RealtimeSide:
     """The hub of one client (made on first use, again after a fork) and its settings.
 
-    The client calls :meth:`hub` and :meth:`checkpoints` under its own lock and
-    :meth:`close` once, after marking itself closed.
+    The hub and the store are made under the client's lock (``rest.lock``), and refused
+    once the client is closed; the client calls :meth:`take_hub` under that lock as it
+    closes, then :meth:`close` and :meth:`close_store` once.
     """
 
     def __init__(
         self,
+        rest: RestSide,
         options: RealtimeOptions | None,
         on_state_change: Callable[[ConnectionState], None] | None,
         hooks: HookRegistry,
         checkpoint_store: CheckpointStore | str | os.PathLike[str] | None,
+        *,
+        drop_stale: bool,
+        agent: str,
     ) -> None:
         # Loaded with the first client, not with the package (import time).
         from ._health import StateClock
         from ._rtstats import RealtimeStats
 
+        self._rest = rest
+        self._drop_stale = drop_stale  # group dialect: events of groups left are dropped
+        self._agent = agent
         self.options = options  # the defaults are made with the hub
         self.on_state_change = on_state_change
         self.state_clock: StateClock = StateClock()
@@ -74,60 +84,84 @@ class RealtimeSide:
         self._owned_store: CheckpointStore | None = None
         self._hub: RealtimeHub | None = None
         self._generation = -1  # the _fork generation the hub was made in
-        self._finalizer: weakref.finalize[Any, ChatClient] | None = None
+        self._finalizer: weakref.finalize[Any, object] | None = None
 
     def current(self) -> RealtimeHub | None:
         """The hub of this process, if one was made (never makes one)."""
         hub = self._hub
         return None if hub is None or _fork.forked_since(self._generation) else hub
 
-    def hub(self, client: ChatClient, *, drop_stale: bool, agent: str) -> RealtimeHub:
-        """The hub, made now if this process has none yet (under the client's lock)."""
-        made_in = _fork.generation()
-        if self._hub is not None and self._generation != made_in:
-            # After fork the parent's threads do not exist here and its socket must not be
-            # touched: drop the hub without closing it and make a new one. Its
-            # subscriptions stay behind: say so rather than drop them silently.
-            lost = self._hub.forked_away
-            self._hub = None
-            if lost:
-                warnings.warn(
-                    f"{lost} subscription(s) made before os.fork() do not deliver in this "
-                    "child process; subscribe again here",
-                    RuntimeWarning,
-                    stacklevel=5,
-                )
-        if self._hub is None:
-            self._hub = self._make_hub(client, drop_stale=drop_stale, agent=agent)
-            self._generation = made_in
-        return self._hub
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        """The live subscriptions of this process's hub (none once the client is closed)."""
+        hub = self.current()
+        return () if self._rest.closed or hub is None else hub.subscriptions
 
-    def _make_hub(self, client: ChatClient, *, drop_stale: bool, agent: str) -> RealtimeHub:
+    def state(self) -> ConnectionState:
+        """The connection's state: ``CLOSED`` once the client is, ``IDLE`` before a hub."""
+        from ._state import ConnectionState
+
+        if self._rest.closed:
+            return ConnectionState.CLOSED
+        hub = self.current()
+        return ConnectionState.IDLE if hub is None else hub.state
+
+    def hub(self, owner: object) -> RealtimeHub:
+        """The hub, made now if this process has none yet.
+
+        ``owner`` is the client: when it is collected without ``close()``, the hub is
+        closed in the background.
+
+        Raises:
+            ClientClosedError: The client is closed.
+        """
+        with self._rest.lock:
+            self._rest.check_open()
+            made_in = _fork.generation()
+            if self._hub is not None and self._generation != made_in:
+                # After fork the parent's threads do not exist here and its socket must not
+                # be touched: drop the hub without closing it and make a new one. Its
+                # subscriptions stay behind: say so rather than drop them silently.
+                lost = self._hub.forked_away
+                self._hub = None
+                if lost:
+                    warnings.warn(
+                        f"{lost} subscription(s) made before os.fork() do not deliver in this "
+                        "child process; subscribe again here",
+                        RuntimeWarning,
+                        stacklevel=5,
+                    )
+            if self._hub is None:
+                self._hub = self._make_hub(owner)
+                self._generation = made_in
+            return self._hub
+
+    def _make_hub(self, owner: object) -> RealtimeHub:
         from ._realtime import RealtimeHub, RealtimeOptions, run_detached
 
-        relay_url = client.relay_url
-        http = client._http()
+        rest = self._rest
+        relay_url = rest.endpoints.relay_url()
+        http = rest.transport()
         options = self.options = self.options or RealtimeOptions()
         hub = RealtimeHub(
             relay_url=relay_url,
-            credentials=client._credentials,
-            agent=agent,
-            history=_weak_history(client),
-            server_time=_weak_server_time(client),
+            credentials=rest.credentials,
+            agent=self._agent,
+            history=rest.history,
+            server_time=rest.server_time_at,
             options=options,
             on_state_change=_state_watcher(self.state_clock, self.on_state_change),
             sslopt=_sslopt(http.tls_settings()),
             proxy=_ws_proxy(http.websocket_proxy(relay_url)),
-            drop_stale=drop_stale,
-            interrupt=_weak_interrupt(client),
+            drop_stale=self._drop_stale,
+            interrupt=rest.interrupt,
             stats=self.stats,
         )
         if self._finalizer is not None:
             self._finalizer.detach()
-        # The hub holds the client only weakly, so a client nobody closed can be
+        # The hub holds no reference to the client, so a client nobody closed can be
         # collected; this then stops its threads.
         self._finalizer = weakref.finalize(
-            client,
+            owner,
             _collected_with_hub,
             hub,
             http,
@@ -138,27 +172,68 @@ class RealtimeSide:
         self._finalizer.atexit = False
         return hub
 
-    def checkpoints(self) -> CheckpointStore:
-        """The checkpoint store: the one given, or the sqlite file opened on first use."""
-        if self._given is not None:
-            return self._given
-        if self._owned_store is None:
-            from .checkpoints import SqliteCheckpointStore, default_checkpoint_path
+    def subscribe(
+        self,
+        owner: object,
+        route: Route | None,
+        on_message: Callable[[ConversationChatMessage], None],
+        on_error: Callable[[BaseException], None] | None,
+        on_update: Callable[[ConversationChatMessage], None] | None,
+        checkpoint: str | None,
+    ) -> Subscription:
+        """Start a subscription of ``route`` (None: the inbox), resuming ``checkpoint``.
 
-            path = self._path if self._path is not None else default_checkpoint_path()
-            self._owned_store = SqliteCheckpointStore(path)
-            logger.info("checkpoints are kept in %s", self._owned_store.path)
-        return self._owned_store
+        Its arguments are checked; the hub refuses once the client is closed.
+        """
+        hub = self.hub(owner)
+        route = Route.inbox() if route is None else route
+        return hub.subscribe(
+            route,
+            on_message,
+            on_error,
+            on_update=on_update,
+            checkpoint=self.checkpointer(checkpoint, route),
+        )
 
-    def given_store(self) -> bool:
-        """Whether the store is an object of the caller's (no lock needed to reach it)."""
-        return self._given is not None
+    def stream(
+        self, owner: object, route: Route | None, timeout: float | None, checkpoint: str | None
+    ) -> Iterator[ConversationChatMessage]:
+        """Iterate over new messages of ``route`` (None: the inbox; its arguments checked)."""
+        hub = self.hub(owner)
+        route = Route.inbox() if route is None else route
+        return hub.stream(route, timeout=timeout, checkpoint=self.checkpointer(checkpoint, route))
 
-    def checkpointer(self, store: CheckpointStore, key: str, route: Route) -> Checkpointer:
-        """Load the checkpoint ``key`` of ``route`` from ``store``."""
+    def route_name(self, route: Route | None) -> str:
+        """The ``Checkpoint.route`` a subscription of ``route`` (None: the inbox) saves."""
+        from ._realtime._checkpointing import route_name
+
+        return route_name(Route.inbox() if route is None else route)
+
+    def checkpointer(self, key: str | None, route: Route) -> Checkpointer | None:
+        """Load the checkpoint ``key`` of ``route`` from the store (None without a key)."""
+        if key is None:
+            return None
         from ._realtime._checkpointing import Checkpointer
 
-        return Checkpointer(store, key, route)
+        return Checkpointer(self.checkpoints(), key, route)
+
+    def checkpoints(self) -> CheckpointStore:
+        """The checkpoint store: the one given, or the sqlite file opened on first use.
+
+        Raises:
+            ClientClosedError: The client is closed (and the store is not the caller's).
+        """
+        if self._given is not None:
+            return self._given
+        with self._rest.lock:
+            self._rest.check_open()
+            if self._owned_store is None:
+                from .checkpoints import SqliteCheckpointStore, default_checkpoint_path
+
+                path = self._path if self._path is not None else default_checkpoint_path()
+                self._owned_store = SqliteCheckpointStore(path)
+                logger.info("checkpoints are kept in %s", self._owned_store.path)
+            return self._owned_store
 
     def health(self, counters: RestCounters, state: ConnectionState) -> ClientHealth:
         """A snapshot of the REST counters and the realtime side in ``state``."""
@@ -278,47 +353,6 @@ def _state_watcher(
             user(state)
 
     return changed
-
-
-def _weak_history(client: ChatClient) -> Callable[[Route], Iterator[ConversationChatMessage]]:
-    """The client's history reader for backfills, holding the client only weakly."""
-    method = weakref.WeakMethod(client._history)
-
-    def history(route: Route) -> Iterator[ConversationChatMessage]:
-        bound = method()
-        if bound is None:
-            raise ClientClosedError("the client was garbage-collected")
-        return bound(route)
-
-    return history
-
-
-def _weak_server_time(client: ChatClient) -> Callable[[float], float | None]:
-    """The service's time at a monotonic moment, as the client's REST answers state it."""
-    ref = weakref.ref(client)
-
-    def server_time(moment: float) -> float | None:
-        owner = ref()
-        transport = owner._transport if owner is not None else None
-        return transport.server_time_at(moment) if transport is not None else None
-
-    return server_time
-
-
-def _weak_interrupt(client: ChatClient) -> Callable[[], None]:
-    """What the hub's close() calls to cut off a stuck history read: the transport's close.
-
-    The hub is closed only when the client is (or is collected), so its pool goes anyway.
-    """
-    ref = weakref.ref(client)
-
-    def interrupt() -> None:
-        owner = ref()
-        transport = owner._transport if owner is not None else None
-        if transport is not None:
-            transport.close()
-
-    return interrupt
 
 
 def _collected_with_hub(

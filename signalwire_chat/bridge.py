@@ -272,7 +272,7 @@ class StreamBridge:
         self._lost.clear()
         self._wake.clear()
         routes = self._routes()
-        hub = self.client._realtime_hub()
+        hub = self.client._realtime.hub(self.client)
         for route in routes:
             key = f"{self.name}:{route_name(route)}"
             checkpointer = self._checkpointer(key, route)
@@ -312,7 +312,9 @@ class StreamBridge:
         if self.targets is None:
             return [Route.inbox()]
         client = self.client
-        return [client._wire.subscribe_route(client._rest, target) for target in self.targets]
+        return [
+            client._wire.subscribe_route(client._rest.transport, target) for target in self.targets
+        ]
 
     def _stop_leading(self) -> None:
         with self._lock:

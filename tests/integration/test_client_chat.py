@@ -222,7 +222,7 @@ def test_only_chat_messages_of_that_address(alice: Alice) -> None:
 def test_a_forked_child_uses_a_fresh_pool(alice: Alice) -> None:
     client, own = alice.client, alice.own
     client.get_subscriber_info()
-    transport = client._transport
+    transport = client._rest._transport
     assert transport is not None
     parent_session = transport._session
     pid = os.fork()

@@ -279,7 +279,7 @@ def make_hub(
         relay_url=relay.url,
         credentials=Credentials(setup.me.token),
         agent="signalwire-chat-python/hostile-test",
-        history=history._history,
+        history=history._rest.history,
         options=RealtimeOptions(**{**FAST, "ping_timeout": 30.0, **options}),
         drop_stale=drop_stale,
     )

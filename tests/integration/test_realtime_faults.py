@@ -258,7 +258,7 @@ def test_no_thread_or_socket_left_after_many_cycles(setup: Setup) -> None:
     for i in range(200):
         hub = RealtimeHub(
             relay_url=setup.emu.relay_url,
-            credentials=client._credentials,
+            credentials=client._rest.credentials,
             agent="test/0",
             history=client.iter_messages,
             options=options,

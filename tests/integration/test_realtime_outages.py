@@ -201,7 +201,7 @@ def test_a_relay_that_cannot_be_reached_on_the_first_connect_raises_from_subscri
     }[where]
     if where == "handshake":
         setup.emu.fail_next(403, path_prefix="/", method="GET", times=1000)
-    history = setup.client()._history
+    history = setup.client()._rest.history
     hub = RealtimeHub(
         relay_url=relay_url,
         credentials=Credentials(setup.me.token),
