@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import importlib.metadata
 import json
@@ -937,6 +938,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny counts: a smoke test")
     parser.add_argument("--write", metavar="PATH", help="write the table and context to PATH")
     parser.add_argument("--only", help=f"comma-separated subset of {', '.join(BENCHES)}")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON (compare.py)")
     args = parser.parse_args(argv)
     chosen = args.only.split(",") if args.only else list(BENCHES)
     unknown = sorted(set(chosen) - set(BENCHES))
@@ -963,6 +965,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python benchmarks/run.py" + " ".join(
         ["", *(["--quick"] if args.quick else []), *(["--write", args.write] if args.write else [])]
     )
+    if args.json:
+        rows = [dataclasses.asdict(row) for row in ctx.rows]
+        Path(args.json).write_text(json.dumps(rows, indent=1), encoding="utf-8")
     if args.write:
         Path(args.write).write_text(document(command, ctx.rows, elapsed, ctx), encoding="utf-8")
         print(f"wrote {args.write}", file=sys.stderr)
