@@ -37,12 +37,13 @@ def _figure(row: dict[str, object]) -> float | None:
     return float(match.group(1).replace(",", "")) if match else None
 
 
-def _run(tree: Path, only: str | None, quick: bool) -> dict[str, float]:
+def _run(tree: Path, only: str | None, quick: bool, write: str | None) -> dict[str, float]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
         path = Path(out.name)
     argv = [sys.executable, str(HERE / "run.py"), "--json", str(path)]
     argv += ["--only", only] if only else []
     argv += ["--quick"] if quick else []
+    argv += ["--write", write] if write else []
     env = {**os.environ, "PYTHONPATH": str(tree)}
     subprocess.run(argv, cwd=ROOT, env=env, check=False, stdout=subprocess.DEVNULL)
     try:
@@ -65,6 +66,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--only", help="passed to run.py --only")
     parser.add_argument("--quick", action="store_true", help="run.py --quick (a smoke test)")
+    parser.add_argument("--write", metavar="PATH", help="run.py --write, in the last run of this")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base"
@@ -80,7 +82,9 @@ def main() -> int:
                 for name in order:
                     print(f"round {round_ + 1}: {name} ...", file=sys.stderr, flush=True)
                     tree = base if name == "base" else ROOT
-                    runs[name].append(_run(tree, args.only, args.quick))
+                    last = name == "this" and len(runs["this"]) == args.rounds - 1
+                    write = args.write if last else None
+                    runs[name].append(_run(tree, args.only, args.quick, write))
         finally:
             subprocess.run(
                 ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False
