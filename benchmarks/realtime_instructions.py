@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from typing import Any
@@ -29,6 +30,8 @@ from typing import Any
 import _bench
 
 KINDS = ("floor", "ours", "naive")
+#: ``--kinds reader``: the frame reader alone on the floor's bytes (a change to the reader's
+#: hot path shows there, to the instruction).
 
 
 def child(kind: str, events: int, urls: dict[str, str]) -> None:
@@ -45,6 +48,12 @@ def child(kind: str, events: int, urls: dict[str, str]) -> None:
     }
     if kind == "floor-build":
         clients.floor_writes(params)  # the floor's set-up alone, subtracted from the floor
+    elif kind == "reader":  # the frame reader alone, on the floor's bytes
+        from signalwire_chat._realtime._frames import FrameReader
+
+        feed = FrameReader().feed
+        for data in clients.floor_writes(params):
+            feed(data)
     else:
         clients.rt_stream(kind, params)
 
@@ -73,20 +82,21 @@ def main() -> int:
     if shutil.which("valgrind") is None:
         print("valgrind is not on PATH (apt-get install valgrind)", file=sys.stderr)
         return 3
+    os.environ["PYTHONHASHSEED"] = "0"  # the same dict layouts in every child: same counts
     kinds = args.kinds.split(",")
     n = args.events
     per_event: dict[str, float] = {}
     with _bench.bench_server("loadserver.py") as urls:
         for kind in kinds:
             per_event[kind] = per_event_of(kind, n, urls)
-            if kind == "floor":  # without building the frames (the server's work)
+            if kind in ("floor", "reader"):  # without building the frames (the server's work)
                 per_event[kind] -= per_event_of("floor-build", n, urls)
             print(f"{kind}: {per_event[kind]:,.0f} instructions per event", file=sys.stderr)
     print("| client | instructions per event |")
     print("|---|---|")
     for kind, value in per_event.items():
         print(f"| {kind} | {value:,.0f} |")
-    for base in ("floor", "naive"):
+    for base in ("floor", "naive"):  # the targets' ratios
         if "ours" in per_event and per_event.get(base):
             print(f"ratio ours / {base}: {per_event['ours'] / per_event[base]:.3f}")
     return 0
