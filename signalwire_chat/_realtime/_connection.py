@@ -624,12 +624,10 @@ class _Ended(Exception):
 
 
 class _Loop:
-    """One socket's I/O loop: poll, read, feed, write, deliver.
+    """One socket's I/O loop: poll, read, feed, write, deliver; no policy.
 
-    What the bytes mean, the clocks and the hold queue of flow control are the sans-IO
-    :class:`~._session.RelaySession`'s; what its actions and timers call for is the
-    connection's (:meth:`Connection._apply`, :meth:`Connection._due`). This loop passes the
-    session the bytes, the time and the dispatcher's room, and nothing else.
+    The sans-IO :class:`~._session.RelaySession` gets the bytes, the time and the room; the
+    connection carries out its actions and timers (:meth:`Connection._apply`, ``_due``).
     """
 
     def __init__(
@@ -660,29 +658,24 @@ class _Loop:
             if self.wait(max(session.next_deadline() - now, 0.0)):
                 self.read()
 
-    def room(self) -> int:
-        """How many messages the dispatcher can take now."""
-        return self.dispatcher.queue_size - self.dispatcher.pending()
-
     def release_held(self, now: float) -> bool:
-        """Hand held-back messages over as room appears, and acknowledge them.
-
-        True when messages are still held but room appeared meanwhile (loop again at once:
-        the dispatcher's wake-up may have come before ``want_space`` was set).
-        """
-        session = self.session
-        room = self.room()
+        """Hand held messages over, with their acks; True: more held, and room (loop again)."""
+        room = self.dispatcher.room()
+        reading = self.session.reading
         if room > 0:
-            reading = session.reading
-            items, acks = session.release(room, now)
+            items, acks = self.session.release(room, now)
             self.dispatcher.put_messages(items)
             self.conn._send(self.sock, acks)
-            if session.reading and not reading:
-                self.poller.modify(self.sock, select.POLLIN)
+        return self.flow(reading) and self.dispatcher.room() > 0
+
+    def flow(self, was_reading: bool) -> bool:
+        """Poll the socket while the session reads; ask for room while it holds (True)."""
+        session = self.session
+        if session.reading is not was_reading:
+            self.poller.modify(self.sock, select.POLLIN if session.reading else 0)
         if session.held:
             self.dispatcher.want_space = True
-            return self.room() > 0
-        return False
+        return bool(session.held)
 
     def wait(self, timeout: float) -> bool:
         """Wait for the socket (or a wake-up); True when it is readable."""
@@ -700,7 +693,7 @@ class _Loop:
         return readable
 
     def read(self) -> None:
-        """Read once, feed the session, and have the connection carry out what it says."""
+        """Read once, feed the session, have the connection carry out what it says."""
         try:
             data = self.sock.recv(_RECV_SIZE)
         except _WAIT_ERRORS:
@@ -710,15 +703,11 @@ class _Loop:
         if not data:
             logger.info("realtime: the relay closed the connection")
             raise _Ended("socket closed by the relay")
-        session = self.session
-        reading = session.reading
-        actions = session.receive(data, time.monotonic(), self.room())
+        reading = self.session.reading
+        actions = self.session.receive(data, time.monotonic(), self.dispatcher.room())
         if actions:
             self.conn._apply(self, actions)
-        if session.held:
-            self.dispatcher.want_space = True
-            if reading and not session.reading:
-                self.poller.modify(self.sock, 0)  # too much held back: TCP pushes back
+        self.flow(reading)
 
 
 def _is_configuration_error(exc: BaseException) -> bool:
