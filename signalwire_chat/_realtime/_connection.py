@@ -2,13 +2,14 @@
 
 What to say to the relay and what its messages mean is :class:`~._protocol.RelayProtocol`'s
 business (sans-IO: ids, acks, pings, resumption, reauthentication); the websocket's control
-frames are :class:`~._websocket.WebSocketConnection`'s. This module does the I/O and the time
-around them: it opens the socket, feeds the websocket layer what it reads and the protocol the
-text messages that come out, carries out the protocol's typed actions in order (send, deliver,
-hold back) and writes the websocket layer's answers (pong, close), answers for the clocks
-(connect deadline, ``ping_timeout`` on dead links, our own
-probe of a silent relay, the token refresh timer) and reconnects with back-off. It never runs
-user code: messages go to the dispatcher, token refreshes to a short-lived thread.
+frames are :class:`~._websocket.WebSocketConnection`'s; the clocks of a socket's session
+(connect deadline, ``ping_timeout``, our own probe of a silent relay, the wait after a
+disconnect) are :class:`~._session.RelaySession`'s, and when to refresh the token is
+:class:`~._refresher.TokenRefresher`'s. This module does the I/O around them: it opens the
+socket, feeds the session what it reads (``_Loop``: poll, read, feed, write, deliver), carries
+out its typed actions in order (send, deliver, hold back) and what its timers say is due, and
+reconnects with back-off. It never runs user code: messages go to the dispatcher, token
+refreshes to a short-lived thread.
 
 websocket-client is used for what it does well and is hard to get right: the TCP
 connect, proxies, TLS (``sslopt``) and the HTTP upgrade handshake. Its frame layer
