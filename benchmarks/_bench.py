@@ -118,8 +118,16 @@ class Rest:
 @contextlib.contextmanager
 def rest_server(*args: str) -> Iterator[str]:
     """Run ``restserver.py`` (with ``args``) in a child process; yield its URL; stop it on exit."""
+    with bench_server("restserver.py", *args) as urls:
+        yield str(urls["rest_url"])
+
+
+@contextlib.contextmanager
+def bench_server(script: str, *args: str) -> Iterator[dict[str, Any]]:
+    """Run a server of this folder (``script`` with ``args``) in a child process; yield the
+    JSON line it prints first (its URLs); stop it (close its standard input) on exit."""
     server = subprocess.Popen(
-        [sys.executable, "restserver.py", *args],
+        [sys.executable, script, *args],
         cwd=os.path.dirname(os.path.abspath(__file__)),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -127,7 +135,7 @@ def rest_server(*args: str) -> Iterator[str]:
     )
     try:
         assert server.stdout is not None
-        yield str(json.loads(server.stdout.readline())["rest_url"])
+        yield json.loads(server.stdout.readline())
     finally:
         if server.stdin is not None:
             server.stdin.close()

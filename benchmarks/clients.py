@@ -382,9 +382,42 @@ def with_ours(p: dict[str, Any], on_message: Callable[[Any], None]) -> None:
         raise RuntimeError(f"our client reported: {errors[0]!r}")
 
 
+def floor_writes(p: dict[str, Any]) -> list[bytes]:
+    """The load server's frames of ``p``'s events, grouped as it writes them (a tenth of
+    the window per write)."""
+    import loadserver
+
+    total = p["warmup"] + p["count"]
+    batch = max(1, p.get("window", 100) // 10)
+    return [
+        b"".join(loadserver.event_frame(seq) for seq in range(first, min(first + batch, total + 1)))
+        for first in range(1, total + 1, batch)
+    ]
+
+
+def floor_loop(p: dict[str, Any], on_message: Callable[[Any], None]) -> None:
+    """The least any client must do per event, on the bytes the load server sends.
+
+    The frames (:func:`floor_writes`) are built before the measure (that is the server's
+    work); then each write goes through our frame reader (RFC 6455 checks, text checked as
+    UTF-8), each event through ``json.loads``, and the same callback as the other clients
+    gets the dict. No socket, no acknowledgement, no thread: the floor of the realtime rows.
+    """
+    from signalwire_chat._realtime._frames import FrameReader
+
+    writes = floor_writes(p)
+    feed = FrameReader().feed
+    loads = json.loads
+    for data in writes:
+        for _opcode, text in feed(data):
+            on_message(loads(text))
+
+
 def realtime(kind: str, p: dict[str, Any], on_message: Callable[[Any], None]) -> None:
     if kind == "naive":
         naive_loop(p, on_message)
+    elif kind == "floor":
+        floor_loop(p, on_message)
     elif kind == "ours":
         with_ours(p, on_message)
     else:
@@ -556,6 +589,32 @@ CASES: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
 }
 
 
+def profiled(top: int, case: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run ``case`` under cProfile in every thread (the client's own threads included); print
+    the ``top`` costliest functions of all threads together to stderr."""
+    import cProfile
+    import pstats
+
+    profilers = [cProfile.Profile()]
+    run = threading.Thread.run
+
+    def profiled_run(thread: threading.Thread) -> None:
+        profiler = cProfile.Profile()
+        profilers.append(profiler)
+        profiler.runcall(run, thread)
+
+    threading.Thread.run = profiled_run  # type: ignore[method-assign]
+    try:
+        result = profilers[0].runcall(case, *args)
+    finally:
+        threading.Thread.run = run  # type: ignore[method-assign]
+    stats = pstats.Stats(profilers[0], stream=sys.stderr)
+    for profiler in profilers[1:]:
+        stats.add(profiler)
+    stats.sort_stats("tottime").print_stats(top)
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("case", choices=sorted([*CASES, "fanout"]))
@@ -572,13 +631,7 @@ def main() -> int:
     params.setdefault("deadline", 120.0)
     try:
         if args.profile:
-            import cProfile
-            import pstats
-
-            profiler = cProfile.Profile()
-            result = profiler.runcall(CASES[args.case], args.kind, params)
-            stats = pstats.Stats(profiler, stream=sys.stderr)
-            stats.sort_stats("tottime").print_stats(args.profile)
+            result = profiled(args.profile, CASES[args.case], args.kind, params)
         elif args.case == "fanout":
             import fanout
 

@@ -2,13 +2,14 @@
 
 What to say to the relay and what its messages mean is :class:`~._protocol.RelayProtocol`'s
 business (sans-IO: ids, acks, pings, resumption, reauthentication); the websocket's control
-frames are :class:`~._websocket.WebSocketConnection`'s. This module does the I/O and the time
-around them: it opens the socket, feeds the websocket layer what it reads and the protocol the
-text messages that come out, carries out the protocol's typed actions in order (send, deliver,
-hold back) and writes the websocket layer's answers (pong, close), answers for the clocks
-(connect deadline, ``ping_timeout`` on dead links, our own
-probe of a silent relay, the token refresh timer) and reconnects with back-off. It never runs
-user code: messages go to the dispatcher, token refreshes to a short-lived thread.
+frames are :class:`~._websocket.WebSocketConnection`'s; the clocks of a socket's session
+(connect deadline, ``ping_timeout``, our own probe of a silent relay, the wait after a
+disconnect) are :class:`~._session.RelaySession`'s, and when to refresh the token is
+:class:`~._refresher.TokenRefresher`'s. This module does the I/O around them: it opens the
+socket, feeds the session what it reads (``_Loop``: poll, read, feed, write, deliver), carries
+out its typed actions in order (send, deliver, hold back) and what its timers say is due, and
+reconnects with back-off. It never runs user code: messages go to the dispatcher, token
+refreshes to a short-lived thread.
 
 websocket-client is used for what it does well and is hard to get right: the TCP
 connect, proxies, TLS (``sslopt``) and the HTTP upgrade handshake. Its frame layer
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import websocket
 
 from .._backoff import Backoff, ReconnectPolicy
-from .._threads import new_thread, start_thread
+from .._threads import new_thread
 from ..errors import (
     AuthenticationError,
     RealtimeAuthenticationError,
@@ -59,8 +60,9 @@ from ._actions import (
 from ._frames import MaskPool
 from ._options import ConnectionState, RealtimeOptions
 from ._protocol import RelayProtocol, RouteTable, is_auth_error
+from ._refresher import TokenRefresher
 from ._session import RelaySession
-from ._timers import MIN_REFRESH_DELAY, Due, refresh_delay
+from ._timers import Due
 from ._websocket import WebSocketConnection
 
 if TYPE_CHECKING:
@@ -150,9 +152,6 @@ class Connection:
         self._on_trouble = on_trouble
         self._token_outage = False
         self._link_outage = False
-        #: The service's time at a monotonic moment (its REST answers' Date), if known.
-        self._server_time = server_time
-        self._skew_warned = False
         #: Why the next state change happens (how the last session ended), for the hooks.
         self.reason: str | None = None
         self._stop = threading.Event()
@@ -171,10 +170,15 @@ class Connection:
         #: Events the current session brought (delivered or held back): a sign of health.
         self._session_events = 0
         self._token: str = ""
-        # Token refresh, done off this thread (the token source is user code).
-        self._refresh_thread: threading.Thread | None = None
-        self._refresh_done = threading.Event()
-        self._refresh_result: tuple[str | None, BaseException | None] | None = None
+        #: Token refresh: fetched off this thread (the token source is user code), on a
+        #: schedule from the relay's ``expires_at`` on the service's clock.
+        self._refresher = TokenRefresher(
+            credentials,
+            margin=options.refresh_margin,
+            max_delay=options.reconnect_max_delay,
+            wake=self.wake,
+            server_time=server_time,
+        )
         dispatcher.wake = self.wake
 
     # --- control from other threads ---------------------------------------------------
@@ -197,7 +201,7 @@ class Connection:
     def stop(self) -> None:
         """Ask the thread to close the socket and end; does not wait."""
         self._stop.set()
-        self._refresh_done.set()
+        self._refresher.cancel()
         self.wake()
         ws = self._ws
         if ws is not None and self._sock is None:
@@ -218,9 +222,7 @@ class Connection:
                     with contextlib.suppress(OSError):
                         sock.shutdown(socket.SHUT_RDWR)
                 return False
-        refresher = self._refresh_thread
-        if refresher is not None:
-            refresher.join(max(0.0, min(timeout, 0.5)))
+        self._refresher.join(min(timeout, 0.5))
         return not self._thread.is_alive()
 
     # --- the thread ---------------------------------------------------------------------
@@ -390,10 +392,8 @@ class Connection:
         An ``AuthenticationError`` is a refusal (final); anything else is transient, and
         reported to ``on_error`` once per outage.
         """
-        self._start_refresh()
-        self._refresh_done.wait()
-        result = self._refresh_result
-        self._refresh_result = None
+        self._refresher.start(self._token)
+        result = self._refresher.wait()
         if self._stop.is_set() or result is None:
             return TokenUnavailableError("stopped")
         token, error = result
@@ -407,23 +407,6 @@ class Connection:
         logger.warning("realtime: token refresh failed, will retry: %s", _describe(error))
         self._token_trouble(error)
         return error
-
-    def _start_refresh(self) -> None:
-        stale = self._token
-        credentials = self._credentials
-        self._refresh_done.clear()
-        self._refresh_result = None
-
-        def refresh() -> None:
-            try:
-                token = credentials.refresh(stale)
-                self._refresh_result = (token, None)
-            except Exception as exc:  # noqa: BLE001 - reported by the connection thread
-                self._refresh_result = (None, exc)
-            self._refresh_done.set()
-            self.wake()
-
-        self._refresh_thread = start_thread(refresh, "token-refresh")
 
     def _session(self, *, reconnect: bool, first: bool) -> float | None:
         """One socket, from connect to its end; returns when it was accepted, if it was.
@@ -494,7 +477,11 @@ class Connection:
 
     def _speak(self, sock: socket.socket, reconnect: bool, first: bool) -> float | None:
         """Run one accepted-or-not socket until it ends; return when it was accepted."""
-        loop = _Loop(self, sock, first)
+        session = RelaySession(
+            self.relay, now=time.monotonic(), options=self._options, masks=self._masks
+        )
+        self._link = session.link
+        loop = _Loop(self, sock, session, first)
         self._send(
             sock,
             [
@@ -504,20 +491,14 @@ class Connection:
             ],
         )
         try:
-            while not self._stop.is_set():
-                now = time.monotonic()
-                if loop.release_held(now):
-                    continue  # room appeared meanwhile: the wake-up may be lost
-                loop.refresh(now)
-                if loop.wait(loop.timeout(now)):
-                    loop.read()
+            loop.run()
         except _Ended as ended:
             self.reason = ended.reason
-            return loop.session.connected_at
+            return session.connected_at
         finally:
-            self._session_events = loop.session.events
+            self._session_events = session.events
         self._goodbye(sock)
-        return loop.session.connected_at
+        return session.connected_at
 
     def _apply(self, loop: _Loop, actions: list[Action]) -> None:
         """Carry out the relay session's actions, in order (an ending one raises)."""
@@ -560,8 +541,10 @@ class Connection:
 
     def _schedule_refresh(self, session: RelaySession) -> None:
         """After an accept or a reauthentication: when to refresh next, and the expiry."""
-        session.timers.refresh_at = self._refresh_time()
-        self._note_expiry()
+        expires_at = self._expires_at()
+        session.timers.refresh_at = self._refresher.first_time(expires_at)
+        if expires_at is not None:
+            self._dispatcher.stats.token_expires_at = expires_at
 
     def _expires_at(self) -> float | None:
         """When the token expires (unix seconds), as the relay's last answer says, if it does."""
@@ -571,40 +554,53 @@ class Connection:
         expires_at = parse_expires_at(subscriber.get("expires_at"))
         return expires_at if expires_at is not None and math.isfinite(expires_at) else None
 
-    def _note_expiry(self) -> None:
-        """Tell the stats when the token expires, as the relay's answer says (if it does)."""
-        expires_at = self._expires_at()
-        if expires_at is not None:
-            self._dispatcher.stats.token_expires_at = expires_at
+    def _refreshed(self, loop: _Loop, now: float) -> None:
+        """A token fetch is over: send the new token, or schedule the next try (back-off)."""
+        outcome = self._refresher.outcome()
+        if outcome is None:
+            return
+        token, error = outcome
+        if token is not None:
+            self._token_outage = False
+            if loop.session.connected_at is not None and not self._muted:
+                self._token = token
+                request = self.relay.reauthenticate(token)
+                if request is not None:
+                    self._send(loop.sock, [request])
+        elif isinstance(error, AuthenticationError):
+            # Final: the relay ends the session at expiry, and the reconnect fails.
+            logger.error("realtime: token refresh refused: %s", _describe(error))
+        elif error is not None:
+            # Transient: try again (back-off), also after the token has expired.
+            loop.session.timers.refresh_at, delay = self._refresher.retry_time(now)
+            logger.warning(
+                "realtime: token refresh failed, retrying in %.1f s: %s", delay, _describe(error)
+            )
+            self._token_trouble(error)
 
-    def _refresh_time(self) -> float | None:
-        """When (monotonic) to refresh the token, or None when it cannot or need not be.
+    def _due(self, loop: _Loop, due: Due) -> None:
+        """Carry out what a session timer says is due.
 
-        The token's remaining life is the relay's ``expires_at`` against the *service's*
-        time (its last ``Date``, carried on the monotonic clock), so this machine's wall
-        clock plays a part only when the service never stated its time. A token the relay
-        has just accepted cannot be expired: a remaining life that says otherwise means the
-        clocks disagree, and the refresh waits ``refresh_margin`` rather than run in a loop.
+        Raises:
+            _Ended: the ping timeout passed, or the wait after a disconnect is over.
+            _Dead: nothing answered ``signalwire.connect`` in time.
         """
-        expires_at = self._expires_at() if self._credentials.can_refresh else None
-        if expires_at is None:
-            return None
-        now = time.monotonic()
-        server_now = self._server_time(now) if self._server_time is not None else None
-        remaining = expires_at - (server_now if server_now is not None else time.time())
-        margin = self._options.refresh_margin
-        if remaining <= 0:
-            if not self._skew_warned:
-                self._skew_warned = True
-                logger.warning(
-                    "realtime: the token the relay accepted looks expired by %s clock "
-                    "(%.0f s off); refreshing it every %.0f s instead",
-                    "the service's" if server_now is not None else "this machine's",
-                    -remaining,
-                    margin,
-                )
-            return now + margin
-        return now + refresh_delay(remaining, margin)
+        if due is Due.PROBE:
+            self._send(loop.sock, [self.relay.probe(time.time())])
+        elif due is Due.REFRESH:
+            if not self._refresher.running:
+                loop.session.timers.refresh_at = None
+                self._refresher.start(self._token)
+        elif due is Due.PING_TIMEOUT:
+            logger.warning(
+                "realtime: nothing from the relay for %.1f s; reconnecting",
+                self._options.ping_timeout,
+            )
+            raise _Ended(due.value)
+        elif due is Due.MUTE_OVER:
+            raise _Ended(due.value)
+        else:
+            raise _Dead(due.value)
 
     def _goodbye(self, sock: socket.socket, code: int = 1000) -> None:
         """Best-effort close frame on the way out (never blocks)."""
@@ -629,108 +625,58 @@ class _Ended(Exception):
 
 
 class _Loop:
-    """One socket's I/O loop: poll, read, feed, write, deliver; and carry out what is due.
+    """One socket's I/O loop: poll, read, feed, write, deliver; no policy.
 
-    What the bytes mean, the clocks (connect deadline, ping timeout, probe, mute, token
-    refresh time) and the hold queue of flow control are the sans-IO
-    :class:`~._session.RelaySession`'s: this loop passes it the bytes, the time and the
-    dispatcher's room, and does what it says. The token refresh runs on a helper thread.
+    The sans-IO :class:`~._session.RelaySession` gets the bytes, the time and the room; the
+    connection carries out its actions and timers (:meth:`Connection._apply`, ``_due``).
     """
 
-    def __init__(self, conn: Connection, sock: socket.socket, first: bool) -> None:
-        options = conn._options
+    def __init__(
+        self, conn: Connection, sock: socket.socket, session: RelaySession, first: bool
+    ) -> None:
         self.conn = conn
         self.sock = sock
+        self.session = session
         self.first = first
+        self.dispatcher = conn._dispatcher
         sock.setblocking(False)
         self.poller = select.poll()
         self.poller.register(sock, select.POLLIN)
         self.poller.register(conn._wake_r, select.POLLIN)
         self.ssl_pending = getattr(sock, "pending", None)
-        self.session = RelaySession(
-            conn.relay, now=time.monotonic(), options=options, masks=conn._masks
-        )
-        conn._link = self.session.link
-        self.refresh_backoff = Backoff(max(options.reconnect_max_delay, MIN_REFRESH_DELAY))
+
+    def run(self) -> None:
+        """Until the connection stops (or an ending action or timer raises)."""
+        conn = self.conn
+        session = self.session
+        while not conn._stop.is_set():
+            now = time.monotonic()
+            if session.held and self.release_held(now):
+                continue  # room appeared meanwhile: the wake-up may be lost
+            conn._refreshed(self, now)
+            for due in session.handle_timer(now):
+                conn._due(self, due)
+            if self.wait(max(session.next_deadline() - now, 0.0)):
+                self.read()
 
     def release_held(self, now: float) -> bool:
-        """Hand held-back messages over as room appears, and acknowledge them.
-
-        True when messages are still held but room appeared meanwhile (loop again at once:
-        the dispatcher's wake-up may have come before ``want_space`` was set).
-        """
-        session = self.session
-        if not session.held:
-            return False
-        dispatcher = self.conn._dispatcher
-        room = dispatcher.queue_size - dispatcher.pending()
+        """Hand held messages over, with their acks; True: more held, and room (loop again)."""
+        room = self.dispatcher.room()
+        reading = self.session.reading
         if room > 0:
-            reading = session.reading
-            items, acks = session.release(room, now)
-            dispatcher.put_messages(items)
+            items, acks = self.session.release(room, now)
+            self.dispatcher.put_messages(items)
             self.conn._send(self.sock, acks)
-            if session.reading and not reading:
-                self.poller.modify(self.sock, select.POLLIN)
-        if session.held:
-            dispatcher.want_space = True
-            return dispatcher.queue_size - dispatcher.pending() > 0
-        return False
+        return self.flow(reading) and self.dispatcher.room() > 0
 
-    def refresh(self, now: float) -> None:
-        """Token refresh: send the new token when it came (or schedule a retry)."""
-        conn = self.conn
-        if not conn._refresh_done.is_set() or conn._refresh_result is None:
-            return
-        token, error = conn._refresh_result
-        conn._refresh_result = None
-        if token is not None:
-            conn._token_outage = False
-            self.refresh_backoff.reset()
-        if token is not None and self.session.connected_at is not None and not conn._muted:
-            conn._token = token
-            request = conn.relay.reauthenticate(token)
-            if request is not None:
-                conn._send(self.sock, [request])
-        elif isinstance(error, AuthenticationError):
-            # Final: the relay ends the session at expiry, and the reconnect fails.
-            logger.error("realtime: token refresh refused: %s", _describe(error))
-        elif error is not None:
-            # Transient: try again (back-off), also after the token has expired.
-            delay = max(self.refresh_backoff.next_delay(), MIN_REFRESH_DELAY)
-            logger.warning(
-                "realtime: token refresh failed, retrying in %.1f s: %s", delay, _describe(error)
-            )
-            conn._token_trouble(error)
-            self.session.timers.refresh_at = now + delay
-
-    def timeout(self, now: float) -> float:
-        """Carry out what the session's timers say is due; the seconds until the next one.
-
-        Raises:
-            _Ended: the ping timeout passed, or the wait after a disconnect is over.
-            _Dead: nothing answered ``signalwire.connect`` in time.
-        """
-        conn = self.conn
+    def flow(self, was_reading: bool) -> bool:
+        """Poll the socket while the session reads; ask for room while it holds (True)."""
         session = self.session
-        for due in session.handle_timer(now):
-            if due is Due.PROBE:
-                conn._send(self.sock, [conn.relay.probe(time.time())])
-            elif due is Due.REFRESH:
-                thread = conn._refresh_thread
-                if thread is None or not thread.is_alive():
-                    session.timers.refresh_at = None
-                    conn._start_refresh()
-            elif due is Due.PING_TIMEOUT:
-                logger.warning(
-                    "realtime: nothing from the relay for %.1f s; reconnecting",
-                    conn._options.ping_timeout,
-                )
-                raise _Ended(due.value)
-            elif due is Due.MUTE_OVER:
-                raise _Ended(due.value)
-            else:
-                raise _Dead(due.value)
-        return max(session.next_deadline() - now, 0.0)
+        if session.reading is not was_reading:
+            self.poller.modify(self.sock, select.POLLIN if session.reading else 0)
+        if session.held:
+            self.dispatcher.want_space = True
+        return bool(session.held)
 
     def wait(self, timeout: float) -> bool:
         """Wait for the socket (or a wake-up); True when it is readable."""
@@ -748,7 +694,7 @@ class _Loop:
         return readable
 
     def read(self) -> None:
-        """Read once, feed the session, and carry out what it says."""
+        """Read once, feed the session, have the connection carry out what it says."""
         try:
             data = self.sock.recv(_RECV_SIZE)
         except _WAIT_ERRORS:
@@ -758,18 +704,11 @@ class _Loop:
         if not data:
             logger.info("realtime: the relay closed the connection")
             raise _Ended("socket closed by the relay")
-        conn = self.conn
-        dispatcher = conn._dispatcher
-        session = self.session
-        reading = session.reading
-        room = dispatcher.queue_size - dispatcher.pending()
-        actions = session.receive(data, time.monotonic(), room)
+        reading = self.session.reading
+        actions = self.session.receive(data, time.monotonic(), self.dispatcher.room())
         if actions:
-            conn._apply(self, actions)
-        if session.held:
-            dispatcher.want_space = True
-            if reading and not session.reading:
-                self.poller.modify(self.sock, 0)  # too much held back: TCP pushes back
+            self.conn._apply(self, actions)
+        self.flow(reading)
 
 
 def _is_configuration_error(exc: BaseException) -> bool:

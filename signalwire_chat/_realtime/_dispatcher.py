@@ -73,6 +73,10 @@ class Dispatcher:
         """Messages queued and not yet delivered (read without a lock)."""
         return self.enqueued - self.done
 
+    def room(self) -> int:
+        """How many more messages the queue takes now (read without a lock)."""
+        return self.queue_size - (self.enqueued - self.done)
+
     def put_messages(self, items: list[Item]) -> None:
         """Queue messages; called by the connection thread only."""
         with self._cond:

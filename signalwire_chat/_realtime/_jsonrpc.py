@@ -135,6 +135,8 @@ def _json_id(rpc_id: Any) -> bytes:
 
 def ack(rpc_id: Any) -> bytes:
     """The JSON of ``{"jsonrpc":"2.0","id":<rpc_id>,"result":{}}``."""
+    if type(rpc_id) is str:  # every event's: without a call more
+        return _ACK_HEAD + encode_basestring_ascii(rpc_id).encode("ascii") + _ACK_TAIL
     return _ACK_HEAD + _json_id(rpc_id) + _ACK_TAIL
 
 

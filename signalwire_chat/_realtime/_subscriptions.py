@@ -275,7 +275,8 @@ class Subscription:
             return
         message = self._decode(wire)
         if message is not None:
-            self._deliver(message, dispatcher)
+            # Its id is the wire's (a str, or the decode failed): checked just above.
+            self._hand_over(message, dispatcher)
 
     def _deliver_update(self, wire: dict[str, Any], dispatcher: Dispatcher) -> None:
         """Decode and hand an edited message to ``on_update`` (never to ``on_message``)."""
@@ -304,10 +305,15 @@ class Subscription:
             return None
 
     def _deliver(self, message: ConversationChatMessage, dispatcher: Dispatcher) -> None:
-        mid = message.id
-        if mid in self._recent:
+        """Deliver ``message`` unless it was delivered already."""
+        if message.id in self._recent:
             dispatcher.stats.duplicate(self, _duplicate_source(message))
             return
+        self._hand_over(message, dispatcher)
+
+    def _hand_over(self, message: ConversationChatMessage, dispatcher: Dispatcher) -> None:
+        """Deliver ``message``, not delivered before: remember its id, call back, checkpoint."""
+        mid = message.id
         self._recent.add(mid)
         order = self._recent_order
         order.append(mid)

@@ -27,7 +27,7 @@ from ._frames import (
     close_code,
     close_frame,
     encode_frame,
-    encode_frames,
+    encode_frames_keyed,
 )
 
 __all__ = ["WebSocketConnection", "WebSocketState"]
@@ -118,7 +118,9 @@ class WebSocketConnection:
 
     def send(self, payloads: list[bytes]) -> bytes:
         """Text frames carrying ``payloads``, framed and masked as one write."""
-        return encode_frames(payloads, self._masks.take)
+        if len(payloads) == 1:
+            return encode_frame(payloads[0], self._masks.take())
+        return encode_frames_keyed(payloads, self._masks.take_many(len(payloads)))
 
     def close(self, code: int = 1000) -> bytes:
         """A close frame with ``code`` (for the client's own goodbye)."""

@@ -543,6 +543,51 @@ def test_frames_encoded_in_a_batch_equal_frames_encoded_one_at_a_time() -> None:
 
 
 @PROPERTY
+@given(st.lists(st.integers(min_value=0, max_value=9), max_size=12))
+def test_keys_taken_many_at_a_time_are_the_keys_taken_one_at_a_time(counts: list[int]) -> None:
+    """A pool of 4 keys per fill, drawn in runs that cross refills: the same key sequence."""
+    seed = iter(range(1_000_000))
+    fills: list[bytes] = []
+
+    def urandom(n: int) -> bytes:
+        fills.append(bytes(next(seed) % 256 for _ in range(n)))
+        return fills[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_frames.os, "urandom", urandom)
+        pool = MaskPool(keys_per_fill=4)
+        many = [pool.take_many(count) for count in counts]
+        fills_many = list(fills)
+        fills.clear()
+        seed = iter(range(1_000_000))
+        pool = MaskPool(keys_per_fill=4)
+        one_by_one = [b"".join(pool.take() for _ in range(count)) for count in counts]
+    assert many == one_by_one
+    assert fills == fills_many  # as many os.urandom calls, the same bytes
+
+
+def test_the_websocket_layer_sends_a_batch_as_frames_encoded_one_at_a_time() -> None:
+    from signalwire_chat._realtime._websocket import WebSocketConnection
+
+    payloads = [b'{"jsonrpc":"2.0","id":"%d","result":{}}' % i for i in range(40)]
+    payloads.append(os.urandom(300))  # an ack is short; a longer frame takes another header
+    link = WebSocketConnection(masks=MaskPool(keys_per_fill=8))
+    data = link.send(payloads)
+    expected = []
+    keys = set()
+    pos = 0
+    for payload in payloads:
+        head = 2 if len(payload) < 126 else 4
+        key = data[pos + head : pos + head + 4]
+        keys.add(key)
+        frame = _frames.encode_frame(payload, key)
+        expected.append(frame)
+        pos += len(frame)
+    assert data == b"".join(expected)
+    assert len(keys) > 30  # a fresh key per frame
+
+
+@PROPERTY
 @given(st.lists(st.binary(max_size=300), min_size=1, max_size=20))
 def test_a_batch_reads_back_as_its_payloads(payloads: list[bytes]) -> None:
     """Each frame of a batch unmasks, with its own key, to its payload (websocket-client's mask)."""
