@@ -17,7 +17,7 @@ Both wire dialects are served at once, told apart by each request's body: the
 *address* dialect of ``@signalwire/js`` 3.28/3.29 (``conversation_id``; protocol.md) and
 the *group* dialect of ``@signalwire/client`` 0.0.1 and ``@signalwire/js`` 4.x
 (``group_id``, ``from_fabric_address_id``, ``fabric_address_ids``; protocol-group.md).
-A group's id is a uuid5 of its sorted set of addresses (:meth:`~signalwire_chat.emulator.Emulator.group_id_for`);
+A group's id is a uuid5 of its sorted set of addresses (:meth:`Emulator.group_id_for`);
 a set holding a room address maps to the room's one group. A group's members are the
 subscribers owning an address of its set, plus whoever joined it.
 
@@ -367,7 +367,7 @@ class Emulator(AdminAPI, FaultControls):
         this method is called, never when the emulator is imported.
 
         Args:
-            subscriber: A subscriber from :meth:`~signalwire_chat.emulator.Emulator.create_subscriber` (its token is used), or a
+            subscriber: A subscriber from :meth:`create_subscriber` (its token is used), or a
                 subscriber id (a fresh token is minted).
             **kwargs: More ``ChatClient`` options (``timeout=``, ``realtime=``, ...).
 

@@ -74,7 +74,9 @@ class EmulatorAddress:
 
 
 class ThreadMessages(list[dict[str, Any]]):
-    """What :meth:`~signalwire_chat.emulator.Emulator.messages` returns: a list of messages that names its thread.
+    """A list of messages that names its thread.
+
+    What :meth:`~signalwire_chat.emulator.Emulator.messages` returns.
 
     Attributes:
         thread: The id of the thread read: a room's address id (asked by the room's

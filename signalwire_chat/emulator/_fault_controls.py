@@ -23,7 +23,10 @@ _T = TypeVar("_T")
 
 
 class HalfOpen:
-    """Returned by :meth:`~signalwire_chat.emulator.Emulator.half_open`; as a context manager, undoes it on exit."""
+    """Returned by :meth:`~signalwire_chat.emulator.Emulator.half_open`.
+
+    As a context manager, it undoes the half-open state on exit.
+    """
 
     def __init__(self, controls: FaultControls) -> None:
         self._controls = controls
