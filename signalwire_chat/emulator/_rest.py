@@ -723,11 +723,11 @@ def _caller_page(request: web.Request, listing: str, lister: _CallerLister) -> w
 
 async def send_message(request: web.Request) -> web.Response:
     """POST /api/fabric/messages: send a chat message (either dialect, by the body)."""
-    claims, _ = _require_subscriber(request)
+    claims, subscriber = _require_subscriber(request)
     state = _state(request)
     body = await _json_body(request)
     if "group_id" in body:
-        return _send_to_group(state, claims, body)
+        return _send_to_group(state, claims, subscriber, body)
     conversation_id = _required_str(body, "conversation_id")
     text = _required_str(body, "text", max_length=state.max_text_length)
     metadata = _optional_object(body, "metadata")
@@ -747,7 +747,9 @@ async def send_message(request: web.Request) -> web.Response:
     )
 
 
-def _send_to_group(state: EmulatorState, claims: SatClaims, body: dict[str, Any]) -> web.Response:
+def _send_to_group(
+    state: EmulatorState, claims: SatClaims, subscriber: dict[str, Any], body: dict[str, Any]
+) -> web.Response:
     group_id = _required_str(body, "group_id")
     text = _required_str(body, "text", max_length=state.max_text_length)
     # 0.0.1 spells the sender from_address_id; later clients from_fabric_address_id.
@@ -760,7 +762,8 @@ def _send_to_group(state: EmulatorState, claims: SatClaims, body: dict[str, Any]
     store = state.store
     if not store.is_group(group_id):
         raise FabricHTTPError(404, "group not found", attribute="group_id")
-    _require_own_address(state, claims.subscriber_id, from_address_id, spelling)
+    if from_address_id not in {a["id"] for a in subscriber["fabric_addresses"]}:
+        raise _not_own_address(spelling)
     if not store.is_member(group_id, claims.subscriber_id):
         raise FabricHTTPError(403, "you are not a member of this group", attribute="group_id")
     _require_reachable_group(state, claims, group_id, "group_id")
@@ -772,6 +775,7 @@ def _send_to_group(state: EmulatorState, claims: SatClaims, body: dict[str, Any]
         text=text,
         metadata=metadata,
         details=details,
+        sender=subscriber,
     )
     return web.json_response(message, status=201)
 
@@ -780,12 +784,16 @@ def _require_own_address(
     state: EmulatorState, subscriber_id: str, address_id: str, attribute: str
 ) -> None:
     if address_id not in state.store.address_ids_of(subscriber_id):
-        raise FabricHTTPError(
-            403,
-            f"{attribute} is not an address of the calling subscriber",
-            code=NOT_SUBSCRIBERS_ADDRESS,
-            attribute=attribute,
-        )
+        raise _not_own_address(attribute)
+
+
+def _not_own_address(attribute: str) -> FabricHTTPError:
+    return FabricHTTPError(
+        403,
+        f"{attribute} is not an address of the calling subscriber",
+        code=NOT_SUBSCRIBERS_ADDRESS,
+        attribute=attribute,
+    )
 
 
 async def join_conversation(request: web.Request) -> web.Response:

@@ -730,11 +730,22 @@ class Store:
 
     def message_keys(self, message_id: str) -> tuple[str, str | None, str] | None:
         """Return a message's thread, group (the room's group for a room's) and sender."""
+        found = self.message_views(message_id)
+        return found[0] if found is not None else None
+
+    def message_views(
+        self, message_id: str
+    ) -> tuple[tuple[str, str | None, str], Callable[[Dialect | None], dict[str, Any]]] | None:
+        """Return a message's keys (see :meth:`message_keys`) and a renderer of its shapes.
+
+        One read for a publish, which needs the keys and one shape per audience.
+        """
         rows = self._query(_MESSAGE_SELECT + " WHERE m.id = ?", (message_id,))
         if not rows:
             return None
         row = rows[0]
-        return str(row["conversation_id"]), _group_key(row), str(row["user_id"])
+        keys = (str(row["conversation_id"]), _group_key(row), str(row["user_id"]))
+        return keys, lambda dialect: render(row, dialect)
 
     def update_message(
         self,
