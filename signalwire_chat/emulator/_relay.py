@@ -284,7 +284,7 @@ class RelayHub:
             }
         )
         conn.writer = self._runtime.spawn(conn.write_loop())
-        conn.arm_auth_deadline()
+        conn.arm_timer()
         try:
             await conn.read_loop(self._protocol.on_text)
         finally:

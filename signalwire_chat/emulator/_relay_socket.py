@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from ._relay_liveness import Due, Liveness
 from ._relay_wire import (
     CLOSE_AUTH_FAILED,
     CLOSE_GOING_AWAY,
@@ -120,7 +121,7 @@ class RelayRuntime:
 
 
 class RelaySocket:
-    """One websocket: its outbox, its writer and pinger tasks, and its state.
+    """One websocket: its outbox, its writer task, its timer and its state.
 
     Args:
         number: The socket's number (in log lines and recorded entries).
@@ -154,13 +155,16 @@ class RelaySocket:
         self.aborted = False
         self.initiator = "client"
         self.writer: asyncio.Task[None] | None = None
-        self.pinger: asyncio.Task[None] | None = None
         self.closer: asyncio.Task[None] | None = None
-        self.auth_deadline: asyncio.TimerHandle | None = None
-        # Loop time of the oldest server ping after which nothing has been received
-        # (None: something came after the last one), and the check of its deadline.
-        self.silent_since: float | None = None
-        self.ping_deadline: asyncio.TimerHandle | None = None
+        # The authentication deadline, pings and ping timeout (on the loop's clock), and
+        # the one loop timer armed at its next deadline.
+        loop = asyncio.get_running_loop()
+        self.liveness = Liveness(
+            opened_at=loop.time(),
+            auth_timeout=runtime.config.auth_timeout,
+            ping_timeout=runtime.config.ping_timeout,
+        )
+        self._timer: asyncio.TimerHandle | None = None
 
     # -- writing ------------------------------------------------------------------------
 
@@ -258,7 +262,7 @@ class RelaySocket:
             msg = await ws.receive()
             if not self.running.is_set():
                 await self.running.wait()
-            self.silent_since = None
+            self.liveness.heard()
             if msg.type is WSMsgType.TEXT:
                 text: str = msg.data
             elif msg.type is WSMsgType.BINARY:
@@ -287,75 +291,56 @@ class RelaySocket:
         if self.runtime.recording():
             self.runtime.emit(self._received(frame))
 
-    # -- pings ----------------------------------------------------------------------------
+    # -- timers -----------------------------------------------------------------------------
+
+    def arm_timer(self) -> None:
+        """(Re)arm the socket's one loop timer at its next deadline."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.liveness.next_deadline()
+        if deadline is not None and not self.closing:
+            self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
 
     def start_pinger(self) -> None:
-        """(Re)start pinging at the runtime's interval (none when it is None)."""
-        if self.pinger is not None:
-            self.pinger.cancel()
-            self.pinger = None
-        interval = self.runtime.ping_interval
-        if interval is not None:
-            self.pinger = self.runtime.spawn(self._ping_loop(interval))
-
-    async def _ping_loop(self, interval: float) -> None:
+        """The socket is authenticated (or the interval changed): ping at the interval."""
         loop = asyncio.get_running_loop()
-        runtime = self.runtime
-        while not self.closing:
-            await asyncio.sleep(interval)
-            if self.closing or not self.running.is_set():
-                continue
-            if self.silent_since is None:
-                self.silent_since = loop.time()
-                if self.ping_deadline is not None:
-                    self.ping_deadline.cancel()
-                self.ping_deadline = loop.call_later(
-                    runtime.config.ping_timeout, self._ping_overdue
-                )
-            rid = runtime.frame_id()
-            self.expect(rid)
-            self.send(
-                {
-                    "jsonrpc": "2.0",
-                    "id": rid,
-                    "method": "signalwire.ping",
-                    "params": {"timestamp": time.time()},
-                }
-            )
+        self.liveness.authenticated(loop.time(), self.runtime.ping_interval)
+        self.arm_timer()
 
-    def _ping_overdue(self) -> None:
-        """Close a socket that has sent nothing since a ping ``ping_timeout`` ago."""
-        self.ping_deadline = None
-        since = self.silent_since
-        if since is None or self.closing:
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.closing:
             return
-        if not self.running.is_set():
-            # Half-open on purpose: the server notices nothing; start afresh when revived.
-            self.silent_since = None
-            return
-        silent = asyncio.get_running_loop().time() - since
-        if silent < self.runtime.config.ping_timeout:
-            return  # heard from since, and a newer ping has its own deadline
-        _log.info(
-            "relay socket %d: nothing received for %.1f s after a ping; closing",
-            self.number,
-            silent,
+        now = asyncio.get_running_loop().time()
+        for due in self.liveness.handle_timer(now, running=self.running.is_set()):
+            if due is Due.CLOSE_UNAUTHENTICATED and self.session is None:
+                _log.info("relay socket %d: no signalwire.connect in time; closing", self.number)
+                self.request_close(CLOSE_AUTH_FAILED)
+            elif due is Due.CLOSE_DEAD:
+                _log.info(
+                    "relay socket %d: nothing received for %.1f s after a ping; closing",
+                    self.number,
+                    self.runtime.config.ping_timeout,
+                )
+                self.request_close(CLOSE_GOING_AWAY)
+            elif due is Due.PING:
+                self._ping()
+        self.arm_timer()
+
+    def _ping(self) -> None:
+        rid = self.runtime.frame_id()
+        self.expect(rid)
+        self.send(
+            {
+                "jsonrpc": "2.0",
+                "id": rid,
+                "method": "signalwire.ping",
+                "params": {"timestamp": time.time()},
+            }
         )
-        self.request_close(CLOSE_GOING_AWAY)
 
     # -- closing ----------------------------------------------------------------------------
-
-    def arm_auth_deadline(self) -> None:
-        """Close the socket unless it authenticates within ``auth_timeout``."""
-        self.auth_deadline = asyncio.get_running_loop().call_later(
-            self.runtime.config.auth_timeout, self._auth_overdue
-        )
-
-    def _auth_overdue(self) -> None:
-        self.auth_deadline = None
-        if self.session is None and not self.closing:
-            _log.info("relay socket %d: no signalwire.connect in time; closing", self.number)
-            self.request_close(CLOSE_AUTH_FAILED)
 
     def request_close(self, code: int) -> None:
         """Close the socket from the server side once what is queued has left."""
@@ -395,17 +380,14 @@ class RelaySocket:
             The close code to record (1006 when it was cut or never closed cleanly).
         """
         self.closing = True
-        for deadline in (self.auth_deadline, self.ping_deadline):
-            if deadline is not None:
-                deadline.cancel()
-        self.auth_deadline = self.ping_deadline = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.closer is not None:
             await asyncio.wait({self.closer})
-        running = [t for t in (self.pinger, self.writer) if t is not None]
-        for task in running:
-            task.cancel()
-        if running:
-            await asyncio.wait(running)
+        if self.writer is not None:
+            self.writer.cancel()
+            await asyncio.wait({self.writer})
         for waiter in self.awaited.values():
             if waiter is not None and not waiter.done():
                 # The socket is gone: whoever waits for an answer stops waiting.
