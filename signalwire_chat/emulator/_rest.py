@@ -331,29 +331,40 @@ def _cursor(request: web.Request, listing: str) -> Cursor | None:
     if token is None or token == "":
         return None
     bad = _invalid("page_token", "page_token is not valid for this listing")
-    if len(token) > _MAX_PAGE_TOKEN:
-        raise bad
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except (binascii.Error, UnicodeDecodeError, ValueError, RecursionError):
-        raise bad from None
+    data = _decode_token(token)
     if not (isinstance(data, list) and len(data) == 4):
         raise bad
     name, direction, sort_value, seq = data
     if name != listing or direction not in ("next", "prev"):
         raise bad
-    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= _MAX_SQL_INT:
-        raise bad
-    if isinstance(sort_value, bool) or not isinstance(sort_value, (int, float, str)):
-        raise bad
-    if isinstance(sort_value, int) and not -_MAX_SQL_INT <= sort_value <= _MAX_SQL_INT:
-        raise bad
-    if isinstance(sort_value, float) and not math.isfinite(sort_value):
-        raise bad
-    if isinstance(sort_value, str) and len(sort_value) > _MAX_FIELD:
+    if not _valid_key(sort_value, seq):
         raise bad
     return Cursor(direction=direction, key=(sort_value, seq))
+
+
+def _decode_token(token: str) -> Any:
+    """The JSON inside a page token (400 when it is none)."""
+    bad = _invalid("page_token", "page_token is not valid for this listing")
+    if len(token) > _MAX_PAGE_TOKEN:
+        raise bad
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (binascii.Error, UnicodeDecodeError, ValueError, RecursionError):
+        raise bad from None
+
+
+def _valid_key(sort_value: Any, seq: Any) -> bool:
+    """Whether a page token's key fits sqlite and the listing's sort column."""
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= _MAX_SQL_INT:
+        return False
+    if isinstance(sort_value, bool) or not isinstance(sort_value, (int, float, str)):
+        return False
+    if isinstance(sort_value, int):
+        return -_MAX_SQL_INT <= sort_value <= _MAX_SQL_INT
+    if isinstance(sort_value, float):
+        return math.isfinite(sort_value)
+    return len(sort_value) <= _MAX_FIELD
 
 
 def _page_response(request: web.Request, listing: str, page: Page) -> web.Response:
