@@ -462,7 +462,7 @@ class Emulator(AdminAPI, FaultControls):
             verify_token=self._verify_for_relay,
             config=config,
             record=recorder.record,
-            recording=lambda: recorder.enabled,
+            recording=recorder.is_recording,
         )
 
     def _verify_for_relay(self, token: str) -> SatClaims:

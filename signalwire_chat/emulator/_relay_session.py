@@ -223,9 +223,9 @@ class RelayProtocol:
         if ack is not None:
             # The frame json.loads would make, without its cost (a third of the time
             # spent on each acknowledgement, cProfile of benchmarks/fanout.py).
-            frame = {"jsonrpc": "2.0", "id": ack.group(1), "result": {}}
-            conn.record_received(frame)
-            self._on_answer(conn, frame)
+            answer: dict[str, Any] = {"jsonrpc": "2.0", "id": ack.group(1), "result": {}}
+            conn.record_received(answer)
+            self._on_answer(conn, answer)
             return
         frame = self._parse(conn, text)
         if frame is None:
@@ -304,7 +304,8 @@ class RelayProtocol:
         if session is not None and rid in session.unacked:
             if "result" in frame:
                 del session.unacked[rid]
-                session.pump(self._runtime.config.event_window, self._runtime.frame_id)
+                if session.queue:
+                    session.pump(self._runtime.config.event_window, self._runtime.frame_id)
             else:
                 _log.debug("relay socket %d: event %s answered with an error", conn.number, rid)
             return
