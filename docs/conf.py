@@ -131,7 +131,7 @@ _NOT_BUILT_BY_USERS = {
     "signalwire_chat.ChatPage",
     "signalwire_chat.Page",
     "signalwire_chat.emulator._record.Recording",
-    "signalwire_chat.emulator._HalfOpen",
+    "signalwire_chat.emulator._fault_controls.HalfOpen",
 }
 
 

@@ -242,20 +242,18 @@ class EmulatorState:
                 after an edit.
         """
         hub = self.hub
-        keys = self.store.message_keys(message_id)
-        if hub is None or keys is None:
+        found = self.store.message_views(message_id) if hub is not None else None
+        if hub is None or found is None:
             return
-        thread, group_id, author = keys
+        (thread, group_id, author), shape = found
         # An audience with nobody in it is no event (the event faults count events).
         members = self.store.member_ids(group_id) if group_id is not None else []
         if members:
             # A group message carries its names (REST and events alike).
-            message = self.store.get_message(message_id, "group")
-            hub.publish(members, message, event_type=event_type, author=author)
+            hub.publish(members, shape("group"), event_type=event_type, author=author)
         members = self.store.member_ids(thread) if group_id != thread else []
         if members:
-            params = self.store.get_message(message_id, "address")
-            assert params is not None
+            params = shape("address")
             sender = self.store.get_subscriber(author)
             params["user_name"] = sender["display_name"] if sender else "System"
             params["conversation_name"] = self.store.conversation_name(thread)
@@ -274,6 +272,7 @@ class EmulatorState:
         metadata: dict[str, Any] | None = None,
         group_id: str | None = None,
         from_address_id: str | None = None,
+        sender: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Store a message and publish it; call on the loop thread.
 
@@ -284,10 +283,13 @@ class EmulatorState:
         address (the sender's primary address when None). Either way a room's message
         goes into the room's one thread.
 
+        ``sender`` is the subscriber ``user_id`` names, when the caller has it already.
+
         Returns:
             The message as its dialect shows it.
         """
-        sender = self.store.get_subscriber(user_id)
+        if sender is None or sender["id"] != user_id:
+            sender = self.store.get_subscriber(user_id)
         if from_address_id is None and sender is not None:
             from_address_id = sender["fabric_addresses"][0]["id"]
         # Writing to someone's own address delivers to its owner; it does not make the

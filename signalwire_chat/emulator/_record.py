@@ -88,6 +88,10 @@ class TrafficRecorder:
         """True while at least one recording is open."""
         return bool(self._recordings)
 
+    def is_recording(self) -> bool:
+        """True while at least one recording is open (``enabled``, as a cheap callable)."""
+        return bool(self._recordings)
+
     def start(self, *, redact: bool = True) -> Recording:
         """Open a new recording."""
         recording = Recording(self, redact=redact)

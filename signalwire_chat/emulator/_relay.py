@@ -70,98 +70,50 @@ official ``@signalwire/js`` 3.28.0 client expects it:
 Fault hooks (:meth:`RelayHub.drop_all`, :meth:`RelayHub.set_half_open`,
 :meth:`RelayHub.refuse_connects`, :meth:`RelayHub.set_ping_interval`, and for events
 :meth:`RelayHub.duplicate_next_events`, :meth:`RelayHub.reorder_next_events`,
-:meth:`RelayHub.delay_next_events`, :meth:`RelayHub.expire_sessions`,
 :meth:`RelayHub.steal_event_channel`) let tests break the link on purpose; the
 ``Emulator`` methods of the same names document them with examples. Everything here
 runs on the emulator's event loop thread: no method may be called from another thread
-(the ``Emulator`` marshals such calls). Sends on one socket are serialised by one
-writer task per socket; an event is encoded to JSON once per publish, and per session
-only its id is spliced in.
+(the ``Emulator`` marshals such calls).
+
+The parts, each in its own module: this hub (the sessions of each subscriber and the
+fan-out of events to them), the per-connection protocol and the sessions
+(:mod:`._relay_session`), one websocket's reading, writing, pings and closing
+(:mod:`._relay_socket`), the event faults (:mod:`._relay_faults`) and the wire's
+constants and frame text (:mod:`._relay_wire`). An event is encoded to JSON once per
+publish; per session only its channel, ``is_author`` and id are spliced in.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import itertools
-import json
 import logging
-import secrets
 import time
-import uuid
-from collections.abc import Callable, Collection, Coroutine
+from collections.abc import Callable, Collection
 from typing import Any
 
 import attrs
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import web
 
-from ._tokens import InvalidTokenError, SatClaims
+from ._relay_faults import EventFaults
+from ._relay_session import RelayProtocol, SessionTable
+from ._relay_socket import CLOSE_TIMEOUT, FLUSH_TIMEOUT, RelayRuntime, RelaySocket
+from ._relay_wire import (
+    AUTHENTICATION_FAILED,
+    CLOSE_GOING_AWAY,
+    channel,
+    dumps,
+    new_id,
+)
+
+# Importable here under its old name: tests check the ids it makes.
+from ._relay_wire import FrameIds as _FrameIds  # noqa: F401
+from ._tokens import SatClaims
 
 __all__ = ["RelayConfig", "RelayHub", "SessionInfo"]
 
 _log = logging.getLogger(__name__)
 
-AUTHENTICATION_FAILED = -32002
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
-
-# How long the server waits for the answer to its signalwire.disconnect.
-_DISCONNECT_ANSWER_WAIT = 1.0
-# How long a server-side close waits for queued frames to leave, then for the peer's
-# close frame (aiohttp's own close timeout).
-_FLUSH_TIMEOUT = 1.0
-_CLOSE_TIMEOUT = 2.0
-# Answers the server still accepts for its own requests (pings, auth state) per socket.
-_MAX_AWAITED_ANSWERS = 64
 _MAX_FRAME_BYTES = 1024 * 1024
-_CLOSE_AUTH_FAILED = int(WSCloseCode.POLICY_VIOLATION)
-_CLOSE_SLOW_CONSUMER = int(WSCloseCode.TRY_AGAIN_LATER)
-_CLOSE_GOING_AWAY = int(WSCloseCode.GOING_AWAY)
-
-# An event frame is these pieces around its id and its (shared) encoded params.
-_EVENT_HEAD = '{"jsonrpc":"2.0","id":"'
-_EVENT_MID = '","method":"signalwire.event","params":'
-
-
-# A frame as sent (its JSON text) and the object it encodes; an event's encoded
-# ``params`` and the object they encode.
-_Frame = tuple[str, dict[str, Any]]
-_Event = tuple[str, dict[str, Any]]
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))
-
-
-def _new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def _channel(protocol: str) -> str:
-    """The ``event_channel`` of a session's events: it contains the session's protocol.
-
-    The v4 client drops every event whose channel does not contain its ``protocol``.
-    """
-    return f"signalwire.{protocol}"
-
-
-class _FrameIds:
-    """Unique uuid4-shaped ids for the server's frames, cheaper than ``uuid.uuid4()``.
-
-    A random uuid4 prefix per hub plus a 48-bit counter (starting at a random value) in
-    the last group: unique within a hub and unlikely to repeat across hubs, at a fraction
-    of the cost of reading the OS's randomness for every event of a fan-out.
-    """
-
-    def __init__(self) -> None:
-        self._prefix = str(uuid.uuid4())[:24]
-        self._counter = itertools.count(secrets.randbits(47))
-
-    def __call__(self) -> str:
-        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFF:012x}"
 
 
 def _positive_or_none(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -230,89 +182,8 @@ class SessionInfo:
     queued: int
 
 
-class _Conn:
-    """One websocket: its outbox, its writer and pinger tasks, and its state."""
-
-    def __init__(self, number: int, ws: web.WebSocketResponse, request: web.Request) -> None:
-        self.number = number
-        self.ws = ws
-        self.request = request
-        # Encoded frames and the objects they encode (for the record callable).
-        self.outbox: collections.deque[_Frame] = collections.deque()
-        self.wake = asyncio.Event()
-        self.idle = asyncio.Event()
-        self.idle.set()
-        # Cleared while the connection plays half-open: nothing is read, answered or sent.
-        self.running = asyncio.Event()
-        self.running.set()
-        self.done = asyncio.Event()
-        self.session: _Session | None = None
-        # Ids of the server's own requests whose answers are expected.
-        self.awaited: dict[str, asyncio.Future[dict[str, Any]] | None] = {}
-        self.closing = False
-        self.aborted = False
-        self.initiator = "client"
-        self.writer: asyncio.Task[None] | None = None
-        self.pinger: asyncio.Task[None] | None = None
-        self.closer: asyncio.Task[None] | None = None
-        self.auth_deadline: asyncio.TimerHandle | None = None
-        # Loop time of the oldest server ping after which nothing has been received
-        # (None: something came after the last one), and the check of its deadline.
-        self.silent_since: float | None = None
-        self.ping_deadline: asyncio.TimerHandle | None = None
-
-    def push(self, frame: _Frame) -> None:
-        """Queue an encoded frame for the writer; dropped once the socket is closing."""
-        if self.closing:
-            return
-        self.outbox.append(frame)
-        self.idle.clear()
-        self.wake.set()
-
-    def send(self, obj: dict[str, Any]) -> None:
-        """Encode a frame and queue it."""
-        self.push((_dumps(obj), obj))
-
-    def expect(self, rid: str, waiter: asyncio.Future[dict[str, Any]] | None = None) -> None:
-        """Remember that an answer with this id is due."""
-        self.awaited[rid] = waiter
-        if len(self.awaited) > _MAX_AWAITED_ANSWERS:
-            del self.awaited[next(iter(self.awaited))]
-
-
-class _Session:
-    """A resumable relay session: authorization, in-flight events and queue."""
-
-    def __init__(self, protocol: str, claims: SatClaims) -> None:
-        self.protocol = protocol
-        # The event_channel of the session's events, and its JSON (encoded once: publish
-        # splices it into every event it sends this session).
-        self.channel = _channel(protocol)
-        self.channel_json = _dumps(self.channel)
-        self.subscriber_id = claims.subscriber_id
-        self.project_id = claims.project_id
-        self.claims = claims
-        self.authorization: dict[str, Any] = {}
-        self.conn: _Conn | None = None
-        self.closed_at = 0.0
-        # Whether the client acknowledges events (``event_acks`` of its connect).
-        self.acks = True
-        # id -> frame, in the order sent.
-        self.unacked: dict[str, _Frame] = {}
-        # Events waiting for room in the window.
-        self.queue: collections.deque[_Event] = collections.deque()
-        self.expiry: asyncio.TimerHandle | None = None
-        self.forget: asyncio.TimerHandle | None = None
-
-    def cancel_timers(self) -> None:
-        for handle in (self.expiry, self.forget):
-            if handle is not None:
-                handle.cancel()
-        self.expiry = self.forget = None
-
-
 class RelayHub:
-    """The relay websocket endpoint of the emulator and its sessions.
+    """The relay websocket endpoint of the emulator, its sessions and their fan-out.
 
     Args:
         verify_token: Checks a SAT and returns its claims; raises
@@ -321,9 +192,8 @@ class RelayHub:
         record: Called with a dict for every socket opened or closed and every frame
             received or sent (``kind`` ``ws_open``, ``ws_recv``, ``ws_send``,
             ``ws_close``), for wire comparisons. Failures of the callable are logged.
-
-    Attributes:
-        connect_attempts: Every ``signalwire.connect`` request seen, refused or not.
+        recording: Whether ``record`` wants entries now; entries are built only then
+            (always, when None).
     """
 
     def __init__(
@@ -332,42 +202,33 @@ class RelayHub:
         verify_token: Callable[[str], SatClaims],
         config: RelayConfig,
         record: Callable[[dict[str, Any]], None] | None = None,
+        recording: Callable[[], bool] | None = None,
     ) -> None:
-        self._verify = verify_token
         self._config = config
-        self._record = record
-        self._ping_interval = config.ping_interval
-        self._sessions: dict[str, _Session] = {}
-        self._by_subscriber: dict[str, dict[str, _Session]] = {}
-        self._conns: dict[int, _Conn] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._refusals = 0
-        self._refusal_code = AUTHENTICATION_FAILED
-        self._refusal_message = "Authentication failed"
+        self._runtime = RelayRuntime(config, record, recording)
+        self._table = SessionTable(self._runtime)
+        self._protocol = RelayProtocol(self._runtime, self._table, verify_token)
+        self._faults = EventFaults(self._deliver)
+        self._conns: dict[int, RelaySocket] = {}
         self._conn_counter = 0
-        self._closed = False
-        self._space_id = str(uuid.uuid5(uuid.NAMESPACE_DNS, config.space_host))
-        self._frame_id = _FrameIds()
-        self.connect_attempts = 0
-        # Event faults (see "Fault hooks" in the module docstring).
-        self._duplicates = 0
-        self._reorder_left = 0
-        self._held: list[tuple[list[str], dict[str, Any], str, str | None]] = []
-        self._event_delays: collections.deque[float] = collections.deque()
-        self._late: set[asyncio.TimerHandle] = set()
 
     def __repr__(self) -> str:
         return (
             f"RelayHub(space_host={self._config.space_host!r}, sockets={len(self._conns)}, "
-            f"sessions={len(self._sessions)}, closed={self._closed})"
+            f"sessions={len(self._table.by_protocol)}, closed={self._runtime.closed})"
         )
 
     # ------------------------------------------------------------------ introspection
 
     @property
+    def connect_attempts(self) -> int:
+        """Every ``signalwire.connect`` request seen, refused or not."""
+        return self._protocol.connect_attempts
+
+    @property
     def live_sessions(self) -> int:
         """How many sessions have a socket attached."""
-        return sum(1 for s in self._sessions.values() if s.conn is not None)
+        return sum(1 for s in self._table.by_protocol.values() if s.conn is not None)
 
     @property
     def open_sockets(self) -> int:
@@ -384,7 +245,7 @@ class RelayHub:
                 unacked=len(s.unacked),
                 queued=len(s.queue),
             )
-            for s in self._sessions.values()
+            for s in self._table.by_protocol.values()
         ]
 
     # ------------------------------------------------------------------ public entry points
@@ -399,10 +260,10 @@ class RelayHub:
             The websocket response, or a plain 426 when the request is no upgrade,
             or 503 once the hub is closed.
         """
-        if self._closed:
+        if self._runtime.closed:
             return web.Response(status=503, text="the relay is shut down")
         ws = web.WebSocketResponse(
-            compress=False, timeout=_CLOSE_TIMEOUT, max_msg_size=_MAX_FRAME_BYTES
+            compress=False, timeout=CLOSE_TIMEOUT, max_msg_size=_MAX_FRAME_BYTES
         )
         if not ws.can_prepare(request).ok:
             return web.Response(
@@ -412,9 +273,9 @@ class RelayHub:
             )
         await ws.prepare(request)
         self._conn_counter += 1
-        conn = _Conn(self._conn_counter, ws, request)
+        conn = RelaySocket(self._conn_counter, ws, request, self._runtime)
         self._conns[conn.number] = conn
-        self._emit(
+        self._runtime.emit(
             {
                 "kind": "ws_open",
                 "conn": conn.number,
@@ -422,15 +283,31 @@ class RelayHub:
                 "headers": dict(request.headers),
             }
         )
-        conn.writer = self._spawn(self._write_loop(conn))
-        conn.auth_deadline = asyncio.get_running_loop().call_later(
-            self._config.auth_timeout, self._auth_overdue, conn
-        )
+        conn.writer = self._runtime.spawn(conn.write_loop())
+        conn.arm_timer()
         try:
-            await self._read_loop(conn)
+            await conn.read_loop(self._protocol.on_text)
         finally:
             await self._finish(conn)
         return ws
+
+    async def _finish(self, conn: RelaySocket) -> None:
+        """Wind a socket down once its read loop has ended; keep its session."""
+        code = await conn.wind_down()
+        session = conn.session
+        if session is not None and session.conn is conn:
+            self._table.detach(session)
+        conn.session = None
+        self._runtime.emit(
+            {
+                "kind": "ws_close",
+                "conn": conn.number,
+                "close_code": code,
+                "initiator": conn.initiator,
+            }
+        )
+        self._conns.pop(conn.number, None)
+        conn.done.set()
 
     def publish(
         self,
@@ -462,40 +339,12 @@ class RelayHub:
         """
         if isinstance(subscriber_ids, str):
             raise TypeError("subscriber_ids must be a collection of ids, not one string")
-        if self._closed:
+        if self._runtime.closed:
             return
         ids = list(dict.fromkeys(subscriber_ids))
         if author is None:
             author = params.get("user_id")
-        if self._event_delays:
-            self._deliver_later(self._event_delays.popleft(), ids, params, event_type, author)
-            return
-        if self._reorder_left > 0:
-            self._held.append((ids, params, event_type, author))
-            self._reorder_left -= 1
-            if self._reorder_left == 0:
-                self.release_held_events(reverse=True)
-            return
-        self._deliver(ids, params, event_type, author)
-        if self._duplicates > 0:
-            self._duplicates -= 1
-            self._deliver(ids, params, event_type, author)
-
-    def _deliver_later(
-        self,
-        delay: float,
-        ids: list[str],
-        params: dict[str, Any],
-        event_type: str,
-        author: str | None,
-    ) -> None:
-        def fire() -> None:
-            self._late.discard(handle)
-            if not self._closed:
-                self._deliver(ids, params, event_type, author)
-
-        handle = asyncio.get_running_loop().call_later(delay, fire)
-        self._late.add(handle)
+        self._faults.route((ids, params, event_type, author))
 
     def _deliver(
         self,
@@ -505,36 +354,28 @@ class RelayHub:
         author: str | None,
     ) -> None:
         """Send one event (a fresh id per session) to every live session of the members."""
-        timestamp = time.time()
-        head = '{"event_type":' + _dumps(event_type) + ',"event_channel":'
-        tail = ',"timestamp":' + _dumps(timestamp) + ',"params":' + _dumps(params) + "}"
+        head = '{"event_type":' + dumps(event_type) + ',"event_channel":'
+        tail = ',"timestamp":' + dumps(time.time()) + ',"params":' + dumps(params) + "}"
         window = self._config.event_window
         limit = self._config.queue_limit
+        frame_id = self._runtime.frame_id
+        by_subscriber = self._table.by_subscriber
         for subscriber_id in subscriber_ids:
-            sessions = self._by_subscriber.get(subscriber_id)
+            sessions = by_subscriber.get(subscriber_id)
             if not sessions:
                 continue
-            is_author = subscriber_id == author
-            authorship = ',"is_author":true' if is_author else ',"is_author":false'
+            authorship = ',"is_author":true' if subscriber_id == author else ',"is_author":false'
             for session in list(sessions.values()):
                 conn = session.conn
                 if conn is None or conn.closing:
                     continue
-                event = {
-                    "event_type": event_type,
-                    "event_channel": session.channel,
-                    "is_author": is_author,
-                    "timestamp": timestamp,
-                    "params": params,
-                }
-                body: _Event = ("".join((head, session.channel_json, authorship, tail)), event)
-                if session.queue or len(session.unacked) >= window:
-                    if len(session.queue) >= limit:
-                        self._drop_slow_consumer(session, conn)
-                    else:
-                        session.queue.append(body)
+                body = "".join((head, session.channel_json, authorship, tail))
+                if not session.queue and len(session.unacked) < window:
+                    session.send_event(conn, body, frame_id())
+                elif len(session.queue) >= limit:
+                    self._table.drop_slow_consumer(session, conn)
                 else:
-                    self._send_event(session, conn, body)
+                    session.queue.append(body)
 
     async def close(self) -> None:
         """Close every socket, forget every session, and end every task.
@@ -542,31 +383,35 @@ class RelayHub:
         Idempotent. Open sockets get a close frame (code 1001) and are aborted when
         they do not finish closing in time.
         """
-        if self._closed:
+        if self._runtime.closed:
             return
-        self._closed = True
-        for handle in self._late:
-            handle.cancel()
-        self._late.clear()
-        self._held.clear()
+        self._runtime.closed = True
+        self._faults.close()
         for conn in list(self._conns.values()):
             if conn.running.is_set():
-                self._request_close(conn, _CLOSE_GOING_AWAY)
+                conn.request_close(CLOSE_GOING_AWAY)
             else:
-                self._abort(conn)
-        await self._wait_done(_FLUSH_TIMEOUT + _CLOSE_TIMEOUT + 1.0)
+                conn.abort()
+        await self._wait_done(FLUSH_TIMEOUT + CLOSE_TIMEOUT + 1.0)
         for conn in list(self._conns.values()):
-            self._abort(conn)
+            conn.abort()
         await self._wait_done(2.0)
-        for session in self._sessions.values():
-            session.cancel_timers()
-        self._sessions.clear()
-        self._by_subscriber.clear()
-        tasks = list(self._tasks)
+        self._table.clear()
+        tasks = list(self._runtime.tasks)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+
+    async def _wait_done(self, timeout: float) -> None:
+        waiters = [asyncio.ensure_future(c.done.wait()) for c in self._conns.values()]
+        if not waiters:
+            return
+        _, pending = await asyncio.wait(waiters, timeout=timeout)
+        for waiter in pending:
+            waiter.cancel()
+        if pending:
+            await asyncio.wait(pending)
 
     # ------------------------------------------------------------------ fault hooks
 
@@ -577,7 +422,7 @@ class RelayHub:
         resumable).
         """
         for conn in list(self._conns.values()):
-            self._abort(conn)
+            conn.abort()
         await self._wait_done(5.0)
 
     def duplicate_next_events(self, count: int = 1) -> None:
@@ -589,9 +434,7 @@ class RelayHub:
         Raises:
             ValueError: ``count`` is negative.
         """
-        if count < 0:
-            raise ValueError(f"count must be >= 0, got {count!r}")
-        self._duplicates = count
+        self._faults.duplicate(count)
 
     def reorder_next_events(self, count: int = 2) -> None:
         """Hold the next ``count`` published events, then deliver them newest first.
@@ -602,17 +445,11 @@ class RelayHub:
         Raises:
             ValueError: ``count`` is below 2.
         """
-        if count < 2:
-            raise ValueError(f"count must be >= 2, got {count!r}")
-        self.release_held_events()
-        self._reorder_left = count
+        self._faults.reorder(count)
 
     def release_held_events(self, *, reverse: bool = False) -> None:
         """Deliver the events held by :meth:`reorder_next_events` now, and stop holding."""
-        held, self._held = self._held, []
-        self._reorder_left = 0
-        for ids, params, event_type, author in reversed(held) if reverse else held:
-            self._deliver(ids, params, event_type, author)
+        self._faults.release_held(reverse=reverse)
 
     def delay_next_events(self, seconds: float, count: int = 1) -> None:
         """Deliver each of the next ``count`` published events ``seconds`` late.
@@ -622,17 +459,11 @@ class RelayHub:
         Raises:
             ValueError: ``seconds`` is not positive or ``count`` is negative.
         """
-        if not seconds > 0:
-            raise ValueError(f"seconds must be positive, got {seconds!r}")
-        if count < 0:
-            raise ValueError(f"count must be >= 0, got {count!r}")
-        self._event_delays.extend([seconds] * count)
+        self._faults.delay(seconds, count)
 
     def clear_event_faults(self) -> None:
         """Drop pending event faults; held events are delivered in their order."""
-        self._duplicates = 0
-        self._event_delays.clear()
-        self.release_held_events()
+        self._faults.clear()
 
     def expire_sessions(self, subscriber_id: str | None = None) -> int:
         """End the sessions of a subscriber (of everyone when None) as a token expiry does.
@@ -644,7 +475,7 @@ class RelayHub:
             How many sockets were sent a disconnect.
         """
         count = 0
-        for session in list(self._sessions.values()):
+        for session in list(self._table.by_protocol.values()):
             if subscriber_id is not None and session.subscriber_id != subscriber_id:
                 continue
             if session.expiry is not None:
@@ -652,7 +483,7 @@ class RelayHub:
                 session.expiry = None
             conn = session.conn
             if conn is not None and not conn.closing:
-                self._spawn(self._disconnect(conn))
+                self._runtime.spawn(self._protocol.disconnect(conn))
                 count += 1
         return count
 
@@ -667,11 +498,10 @@ class RelayHub:
         Returns:
             The new channel.
         """
-        channel = _channel(f"signalwire_stolen_{_new_id()}_{_new_id()}")
-        for session in self._by_subscriber.get(subscriber_id, {}).values():
-            session.channel = channel
-            session.channel_json = _dumps(channel)
-        return channel
+        stolen = channel(f"signalwire_stolen_{new_id()}_{new_id()}")
+        for session in self._table.by_subscriber.get(subscriber_id, {}).values():
+            session.use_channel(stolen)
+        return stolen
 
     def set_half_open(self, on: bool) -> None:
         """Make the sockets open now go silent, or bring them back.
@@ -709,9 +539,7 @@ class RelayHub:
         """
         if count < 0:
             raise ValueError(f"count must be >= 0, got {count!r}")
-        self._refusals = count
-        self._refusal_code = code
-        self._refusal_message = message
+        self._protocol.refuse_connects(count, code, message)
 
     def set_ping_interval(self, seconds: float | None) -> None:
         """Change the server ping interval of every connected socket.
@@ -724,540 +552,7 @@ class RelayHub:
         """
         if seconds is not None and not seconds > 0:
             raise ValueError(f"seconds must be positive or None, got {seconds!r}")
-        self._ping_interval = seconds
+        self._runtime.ping_interval = seconds
         for conn in self._conns.values():
             if conn.session is not None and not conn.closing:
-                self._start_pinger(conn)
-
-    # ------------------------------------------------------------------ socket plumbing
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            _log.error("relay task failed", exc_info=task.exception())
-
-    def _emit(self, entry: dict[str, Any]) -> None:
-        if self._record is None:
-            return
-        try:
-            self._record(entry)
-        except Exception:  # noqa: BLE001 - a failing recorder must not break the relay
-            _log.exception("relay record callable failed")
-
-    async def _wait_done(self, timeout: float) -> None:
-        waiters = [asyncio.ensure_future(c.done.wait()) for c in self._conns.values()]
-        if not waiters:
-            return
-        _, pending = await asyncio.wait(waiters, timeout=timeout)
-        for waiter in pending:
-            waiter.cancel()
-        if pending:
-            await asyncio.wait(pending)
-
-    async def _read_loop(self, conn: _Conn) -> None:
-        ws = conn.ws
-        while True:
-            msg = await ws.receive()
-            if not conn.running.is_set():
-                await conn.running.wait()
-            conn.silent_since = None
-            if msg.type is WSMsgType.TEXT:
-                text: str = msg.data
-            elif msg.type is WSMsgType.BINARY:
-                try:
-                    text = bytes(msg.data).decode("utf-8")
-                except UnicodeDecodeError:
-                    self._emit({"kind": "ws_recv", "conn": conn.number, "frame": {"_binary": True}})
-                    self._reply_error(conn, None, PARSE_ERROR, "Parse error: not UTF-8")
-                    continue
-            else:
-                return
-            if conn.aborted:
-                return
-            try:
-                self._on_text(conn, text)
-            except Exception:  # noqa: BLE001 - one bad frame must not end the socket
-                _log.exception("relay socket %d: handling a frame failed", conn.number)
-                self._reply_error(conn, None, INTERNAL_ERROR, "Internal error")
-
-    async def _write_loop(self, conn: _Conn) -> None:
-        ws = conn.ws
-        outbox = conn.outbox
-        recording = self._record is not None
-        try:
-            while True:
-                await conn.wake.wait()
-                conn.wake.clear()
-                while outbox:
-                    if not conn.running.is_set():
-                        await conn.running.wait()
-                    if conn.aborted:
-                        return
-                    text, obj = outbox.popleft()
-                    if recording:
-                        self._emit({"kind": "ws_send", "conn": conn.number, "frame": obj})
-                    await ws.send_str(text)
-                conn.idle.set()
-        except ConnectionError as exc:
-            _log.debug("relay socket %d: write failed: %s", conn.number, exc)
-        finally:
-            outbox.clear()
-            conn.idle.set()
-
-    async def _ping_loop(self, conn: _Conn, interval: float) -> None:
-        loop = asyncio.get_running_loop()
-        while not conn.closing:
-            await asyncio.sleep(interval)
-            if conn.closing or not conn.running.is_set():
-                continue
-            if conn.silent_since is None:
-                conn.silent_since = loop.time()
-                if conn.ping_deadline is not None:
-                    conn.ping_deadline.cancel()
-                conn.ping_deadline = loop.call_later(
-                    self._config.ping_timeout, self._ping_overdue, conn
-                )
-            rid = self._frame_id()
-            conn.expect(rid)
-            conn.send(
-                {
-                    "jsonrpc": "2.0",
-                    "id": rid,
-                    "method": "signalwire.ping",
-                    "params": {"timestamp": time.time()},
-                }
-            )
-
-    def _ping_overdue(self, conn: _Conn) -> None:
-        """Close a socket that has sent nothing since a ping ``ping_timeout`` ago."""
-        conn.ping_deadline = None
-        since = conn.silent_since
-        if since is None or conn.closing:
-            return
-        if not conn.running.is_set():
-            # Half-open on purpose: the server notices nothing; start afresh when revived.
-            conn.silent_since = None
-            return
-        silent = asyncio.get_running_loop().time() - since
-        if silent < self._config.ping_timeout:
-            return  # heard from since, and a newer ping has its own deadline
-        _log.info(
-            "relay socket %d: nothing received for %.1f s after a ping; closing",
-            conn.number,
-            silent,
-        )
-        self._request_close(conn, _CLOSE_GOING_AWAY)
-
-    def _start_pinger(self, conn: _Conn) -> None:
-        if conn.pinger is not None:
-            conn.pinger.cancel()
-            conn.pinger = None
-        if self._ping_interval is not None:
-            conn.pinger = self._spawn(self._ping_loop(conn, self._ping_interval))
-
-    def _request_close(self, conn: _Conn, code: int) -> None:
-        """Close the socket from the server side once what is queued has left."""
-        if conn.closer is not None or conn.aborted or conn.done.is_set():
-            return
-        conn.closing = True
-        conn.initiator = "server"
-        conn.closer = self._spawn(self._close_conn(conn, code))
-
-    async def _close_conn(self, conn: _Conn, code: int) -> None:
-        try:
-            await asyncio.wait_for(conn.idle.wait(), _FLUSH_TIMEOUT)
-        except asyncio.TimeoutError:
-            _log.debug("relay socket %d: closing with frames still queued", conn.number)
-        try:
-            await conn.ws.close(code=code)
-        except ConnectionError as exc:
-            _log.debug("relay socket %d: close failed: %s", conn.number, exc)
-
-    def _abort(self, conn: _Conn) -> None:
-        """Cut the TCP connection at once: no close frame, like a network drop."""
-        if conn.aborted:
-            return
-        conn.aborted = True
-        conn.closing = True
-        conn.initiator = "server"
-        conn.running.set()
-        conn.wake.set()
-        transport = conn.request.transport
-        if transport is not None:
-            transport.abort()
-
-    def _auth_overdue(self, conn: _Conn) -> None:
-        """Close a socket that has not authenticated within ``auth_timeout``."""
-        conn.auth_deadline = None
-        if conn.session is None and not conn.closing:
-            _log.info("relay socket %d: no signalwire.connect in time; closing", conn.number)
-            self._request_close(conn, _CLOSE_AUTH_FAILED)
-
-    async def _finish(self, conn: _Conn) -> None:
-        """Wind a socket down once its read loop has ended; keep its session."""
-        conn.closing = True
-        for deadline in (conn.auth_deadline, conn.ping_deadline):
-            if deadline is not None:
-                deadline.cancel()
-        conn.auth_deadline = conn.ping_deadline = None
-        if conn.closer is not None:
-            await asyncio.wait({conn.closer})
-        running = [t for t in (conn.pinger, conn.writer) if t is not None]
-        for task in running:
-            task.cancel()
-        if running:
-            await asyncio.wait(running)
-        for waiter in conn.awaited.values():
-            if waiter is not None and not waiter.done():
-                # The socket is gone: whoever waits for an answer stops waiting.
-                waiter.set_result({})
-        conn.awaited.clear()
-        session = conn.session
-        if session is not None and session.conn is conn:
-            self._detach(session)
-        conn.session = None
-        code = conn.ws.close_code
-        if code is None or conn.aborted:
-            code = int(WSCloseCode.ABNORMAL_CLOSURE)
-        self._emit(
-            {
-                "kind": "ws_close",
-                "conn": conn.number,
-                "close_code": code,
-                "initiator": conn.initiator,
-            }
-        )
-        self._conns.pop(conn.number, None)
-        conn.done.set()
-
-    # ------------------------------------------------------------------ frames
-
-    def _reply(self, conn: _Conn, rid: Any, result: dict[str, Any]) -> None:
-        conn.send({"jsonrpc": "2.0", "id": rid, "result": result})
-
-    def _reply_error(self, conn: _Conn, rid: Any, code: int, message: str) -> None:
-        conn.send({"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}})
-
-    def _on_text(self, conn: _Conn, text: str) -> None:
-        if self._closed:
-            return
-        try:
-            frame = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            # Nesting too deep for the parser is a parse error like any other: answered
-            # over the websocket, never an exception out of the handler (aiohttp would
-            # then write an HTTP 500 into the upgraded socket).
-            self._emit({"kind": "ws_recv", "conn": conn.number, "frame": {"_unparsable": text}})
-            deep = isinstance(exc, RecursionError)
-            message = "Parse error: nested too deeply" if deep else "Parse error"
-            self._reply_error(conn, None, PARSE_ERROR, message)
-            return
-        if not isinstance(frame, dict):
-            self._emit({"kind": "ws_recv", "conn": conn.number, "frame": {"_not_object": frame}})
-            self._reply_error(conn, None, INVALID_REQUEST, "Invalid Request: not a JSON object")
-            return
-        self._emit({"kind": "ws_recv", "conn": conn.number, "frame": frame})
-        rid = frame.get("id")
-        method = frame.get("method")
-        if method is None and ("result" in frame or "error" in frame):
-            self._on_answer(conn, frame)
-            return
-        if not isinstance(rid, (str, int)) or isinstance(rid, bool):
-            self._reply_error(conn, None, INVALID_REQUEST, "Invalid Request: no usable id")
-            return
-        if not isinstance(method, str) or frame.get("jsonrpc") != "2.0":
-            self._reply_error(conn, rid, INVALID_REQUEST, "Invalid Request")
-            return
-        params = frame.get("params", {})
-        if not isinstance(params, dict):
-            self._reply_error(conn, rid, INVALID_PARAMS, "Invalid params: not an object")
-            return
-        session = conn.session
-        if session is None:
-            if method == "signalwire.connect":
-                self._on_connect(conn, rid, params)
-            else:
-                self._reply_error(
-                    conn, rid, AUTHENTICATION_FAILED, "Not connected: send signalwire.connect first"
-                )
-                self._request_close(conn, _CLOSE_AUTH_FAILED)
-        elif method == "signalwire.ping":
-            self._reply(conn, rid, {"timestamp": params.get("timestamp", time.time())})
-        elif method == "signalwire.reauthenticate":
-            self._on_reauthenticate(conn, session, rid, params)
-        elif method in ("subscriber.online", "subscriber.offline"):
-            # Presence (v4 sends subscriber.online after every connect); chat needs
-            # nothing from it, but the client waits for an answer.
-            self._reply(conn, rid, {"code": "200", "message": "OK"})
-        elif method == "signalwire.connect":
-            self._reply_error(conn, rid, INVALID_REQUEST, "Already connected")
-        else:
-            self._reply_error(conn, rid, METHOD_NOT_FOUND, f"Method not found: {method[:100]}")
-
-    def _on_answer(self, conn: _Conn, frame: dict[str, Any]) -> None:
-        rid = frame.get("id")
-        if not isinstance(rid, str):
-            return
-        session = conn.session
-        if session is not None and rid in session.unacked:
-            if "result" in frame:
-                del session.unacked[rid]
-                self._pump(session)
-            else:
-                _log.debug("relay socket %d: event %s answered with an error", conn.number, rid)
-            return
-        waiter = conn.awaited.pop(rid, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(frame)
-
-    # ------------------------------------------------------------------ connect and auth
-
-    def _check_token(self, params: dict[str, Any]) -> SatClaims | None:
-        """Return the claims of the request's token, or None when it is refused."""
-        authentication = params.get("authentication")
-        token = authentication.get("jwt_token") if isinstance(authentication, dict) else None
-        if not isinstance(token, str) or not token:
-            _log.info("relay: token missing")
-            return None
-        try:
-            claims = self._verify(token)
-        except InvalidTokenError as exc:
-            _log.info("relay: token refused: %s", exc)
-            return None
-        if claims.exp <= time.time():
-            _log.info("relay: token expired")
-            return None
-        return claims
-
-    def _on_connect(self, conn: _Conn, rid: Any, params: dict[str, Any]) -> None:
-        self.connect_attempts += 1
-        if self._refusals > 0:
-            self._refusals -= 1
-            self._refuse(conn, rid, self._refusal_code, self._refusal_message)
-            return
-        claims = self._check_token(params)
-        if claims is None:
-            self._refuse(conn, rid, AUTHENTICATION_FAILED, "Authentication failed")
-            return
-        session = self._resumable(params.get("protocol"), claims)
-        if session is None:
-            protocol = f"signalwire_{claims.jti}_{_new_id()}_{_new_id()}"
-            session = _Session(protocol, claims)
-            self._sessions[protocol] = session
-            self._by_subscriber.setdefault(session.subscriber_id, {})[protocol] = session
-            _log.debug("relay socket %d: new session", conn.number)
-        else:
-            _log.debug("relay socket %d: session resumed", conn.number)
-            old = session.conn
-            if old is not None:
-                old.session = None
-                self._abort(old)
-        self._authorize(session, claims)
-        # A connect (a resume included) takes the session's own event channel back from
-        # whoever stole it (steal_event_channel).
-        session.channel = _channel(session.protocol)
-        session.channel_json = _dumps(session.channel)
-        if session.forget is not None:
-            session.forget.cancel()
-            session.forget = None
-        session.conn = conn
-        session.acks = params.get("event_acks") is not False
-        conn.session = session
-        self._reply(
-            conn,
-            rid,
-            {
-                "identity": self._identity(session),
-                "authorization": session.authorization,
-                "protocol": session.protocol,
-                "ice_servers": self._ice_servers(claims),
-            },
-        )
-        state_id = self._frame_id()
-        conn.expect(state_id)
-        conn.send(
-            {
-                "jsonrpc": "2.0",
-                "id": state_id,
-                "method": "signalwire.event",
-                "params": {
-                    "event_type": "signalwire.authorization.state",
-                    "event_channel": session.channel,
-                    "timestamp": time.time(),
-                    "params": {"authorization_state": secrets.token_urlsafe(48)},
-                },
-            }
-        )
-        for frame in session.unacked.values():
-            conn.push(frame)
-        self._pump(session)
-        self._start_pinger(conn)
-
-    def _refuse(self, conn: _Conn, rid: Any, code: int, message: str) -> None:
-        self._reply_error(conn, rid, code, message)
-        self._request_close(conn, _CLOSE_AUTH_FAILED)
-
-    def _resumable(self, protocol: Any, claims: SatClaims) -> _Session | None:
-        if not isinstance(protocol, str):
-            return None
-        session = self._sessions.get(protocol)
-        if session is None:
-            return None
-        if (session.subscriber_id, session.project_id) != (claims.subscriber_id, claims.project_id):
-            return None
-        if session.conn is None and time.time() - session.closed_at >= self._config.resume_window:
-            return None
-        return session
-
-    def _on_reauthenticate(
-        self, conn: _Conn, session: _Session, rid: Any, params: dict[str, Any]
-    ) -> None:
-        claims = self._check_token(params)
-        authentication = params.get("authentication")
-        project = authentication.get("project") if isinstance(authentication, dict) else None
-        if (
-            claims is None
-            or claims.subscriber_id != session.subscriber_id
-            or claims.project_id != session.project_id
-            or (project is not None and project != claims.project_id)
-        ):
-            self._reply_error(conn, rid, AUTHENTICATION_FAILED, "Authentication failed")
-            return
-        self._authorize(session, claims)
-        self._reply(
-            conn,
-            rid,
-            {
-                "identity": self._identity(session),
-                "authorization": session.authorization,
-                "protocol": session.protocol,
-            },
-        )
-
-    def _authorize(self, session: _Session, claims: SatClaims) -> None:
-        """Install a token's claims on a session and arm its expiry."""
-        session.claims = claims
-        application_id = uuid.uuid5(
-            uuid.NAMESPACE_URL, f"https://{self._config.space_host}/{claims.project_id}/chat"
-        )
-        session.authorization = {
-            "jti": claims.jti,
-            "project_id": claims.project_id,
-            "fabric_subscriber": {
-                "version": 1,
-                "expires_at": int(claims.exp),
-                "subscriber_id": claims.subscriber_id,
-                "project_id": claims.project_id,
-                "application_id": str(application_id),
-                "space_id": self._space_id,
-            },
-        }
-        if session.expiry is not None:
-            session.expiry.cancel()
-        delay = max(0.0, claims.exp - time.time())
-        session.expiry = asyncio.get_running_loop().call_later(
-            delay, self._on_token_expired, session, claims
-        )
-
-    def _identity(self, session: _Session) -> str:
-        return f"fabric.{session.subscriber_id}@{self._config.space_host}"
-
-    def _ice_servers(self, claims: SatClaims) -> list[dict[str, Any]]:
-        return [
-            {
-                "urls": [
-                    f"turn:turn.{self._config.space_host}:443?transport=tcp",
-                    f"turns:turn.{self._config.space_host}:443",
-                ],
-                "username": f"{int(claims.exp)}:{claims.subscriber_id}",
-                "credential": secrets.token_urlsafe(20),
-            }
-        ]
-
-    def _on_token_expired(self, session: _Session, claims: SatClaims) -> None:
-        session.expiry = None
-        conn = session.conn
-        if conn is None or session.claims is not claims or self._closed:
-            return
-        self._spawn(self._disconnect(conn))
-
-    async def _disconnect(self, conn: _Conn) -> None:
-        """Send signalwire.disconnect, wait briefly for the answer, close the socket."""
-        if not conn.running.is_set():
-            await conn.running.wait()
-        if conn.closing:
-            return
-        rid = self._frame_id()
-        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        conn.expect(rid, answer)
-        conn.send({"jsonrpc": "2.0", "id": rid, "method": "signalwire.disconnect", "params": {}})
-        try:
-            await asyncio.wait_for(answer, _DISCONNECT_ANSWER_WAIT)
-        except asyncio.TimeoutError:
-            _log.debug("relay socket %d: no answer to disconnect", conn.number)
-        self._request_close(conn, int(WSCloseCode.OK))
-
-    # ------------------------------------------------------------------ sessions
-
-    def _send_event(self, session: _Session, conn: _Conn, event: _Event) -> None:
-        eid = self._frame_id()
-        body, params = event
-        frame = (
-            "".join((_EVENT_HEAD, eid, _EVENT_MID, body, "}")),
-            {"jsonrpc": "2.0", "id": eid, "method": "signalwire.event", "params": params},
-        )
-        if session.acks:
-            session.unacked[eid] = frame
-        conn.push(frame)
-
-    def _pump(self, session: _Session) -> None:
-        """Send queued events while the window has room."""
-        conn = session.conn
-        if conn is None or conn.closing:
-            return
-        window = self._config.event_window
-        queue = session.queue
-        while queue and len(session.unacked) < window:
-            self._send_event(session, conn, queue.popleft())
-
-    def _detach(self, session: _Session) -> None:
-        session.conn = None
-        session.closed_at = time.time()
-        if session.expiry is not None:
-            session.expiry.cancel()
-            session.expiry = None
-        if self._closed:
-            return
-        session.forget = asyncio.get_running_loop().call_later(
-            self._config.resume_window, self._forget, session
-        )
-
-    def _forget(self, session: _Session) -> None:
-        if session.conn is not None:
-            return
-        session.cancel_timers()
-        self._sessions.pop(session.protocol, None)
-        sessions = self._by_subscriber.get(session.subscriber_id)
-        if sessions is not None:
-            sessions.pop(session.protocol, None)
-            if not sessions:
-                del self._by_subscriber[session.subscriber_id]
-
-    def _drop_slow_consumer(self, session: _Session, conn: _Conn) -> None:
-        _log.warning(
-            "relay socket %d: %d events queued behind a full window; dropping the session",
-            conn.number,
-            len(session.queue),
-        )
-        session.conn = None
-        conn.session = None
-        self._forget(session)
-        session.queue.clear()
-        session.unacked.clear()
-        self._request_close(conn, _CLOSE_SLOW_CONSUMER)
+                conn.start_pinger()

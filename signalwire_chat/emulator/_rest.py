@@ -331,29 +331,40 @@ def _cursor(request: web.Request, listing: str) -> Cursor | None:
     if token is None or token == "":
         return None
     bad = _invalid("page_token", "page_token is not valid for this listing")
-    if len(token) > _MAX_PAGE_TOKEN:
-        raise bad
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except (binascii.Error, UnicodeDecodeError, ValueError, RecursionError):
-        raise bad from None
+    data = _decode_token(token)
     if not (isinstance(data, list) and len(data) == 4):
         raise bad
     name, direction, sort_value, seq = data
     if name != listing or direction not in ("next", "prev"):
         raise bad
-    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= _MAX_SQL_INT:
-        raise bad
-    if isinstance(sort_value, bool) or not isinstance(sort_value, (int, float, str)):
-        raise bad
-    if isinstance(sort_value, int) and not -_MAX_SQL_INT <= sort_value <= _MAX_SQL_INT:
-        raise bad
-    if isinstance(sort_value, float) and not math.isfinite(sort_value):
-        raise bad
-    if isinstance(sort_value, str) and len(sort_value) > _MAX_FIELD:
+    if not _valid_key(sort_value, seq):
         raise bad
     return Cursor(direction=direction, key=(sort_value, seq))
+
+
+def _decode_token(token: str) -> Any:
+    """The JSON inside a page token (400 when it is none)."""
+    bad = _invalid("page_token", "page_token is not valid for this listing")
+    if len(token) > _MAX_PAGE_TOKEN:
+        raise bad
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (binascii.Error, UnicodeDecodeError, ValueError, RecursionError):
+        raise bad from None
+
+
+def _valid_key(sort_value: Any, seq: Any) -> bool:
+    """Whether a page token's key fits sqlite and the listing's sort column."""
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= _MAX_SQL_INT:
+        return False
+    if isinstance(sort_value, bool) or not isinstance(sort_value, (int, float, str)):
+        return False
+    if isinstance(sort_value, int):
+        return -_MAX_SQL_INT <= sort_value <= _MAX_SQL_INT
+    if isinstance(sort_value, float):
+        return math.isfinite(sort_value)
+    return len(sort_value) <= _MAX_FIELD
 
 
 def _page_response(request: web.Request, listing: str, page: Page) -> web.Response:
@@ -723,11 +734,11 @@ def _caller_page(request: web.Request, listing: str, lister: _CallerLister) -> w
 
 async def send_message(request: web.Request) -> web.Response:
     """POST /api/fabric/messages: send a chat message (either dialect, by the body)."""
-    claims, _ = _require_subscriber(request)
+    claims, subscriber = _require_subscriber(request)
     state = _state(request)
     body = await _json_body(request)
     if "group_id" in body:
-        return _send_to_group(state, claims, body)
+        return _send_to_group(state, claims, subscriber, body)
     conversation_id = _required_str(body, "conversation_id")
     text = _required_str(body, "text", max_length=state.max_text_length)
     metadata = _optional_object(body, "metadata")
@@ -747,7 +758,9 @@ async def send_message(request: web.Request) -> web.Response:
     )
 
 
-def _send_to_group(state: EmulatorState, claims: SatClaims, body: dict[str, Any]) -> web.Response:
+def _send_to_group(
+    state: EmulatorState, claims: SatClaims, subscriber: dict[str, Any], body: dict[str, Any]
+) -> web.Response:
     group_id = _required_str(body, "group_id")
     text = _required_str(body, "text", max_length=state.max_text_length)
     # 0.0.1 spells the sender from_address_id; later clients from_fabric_address_id.
@@ -760,7 +773,8 @@ def _send_to_group(state: EmulatorState, claims: SatClaims, body: dict[str, Any]
     store = state.store
     if not store.is_group(group_id):
         raise FabricHTTPError(404, "group not found", attribute="group_id")
-    _require_own_address(state, claims.subscriber_id, from_address_id, spelling)
+    if from_address_id not in {a["id"] for a in subscriber["fabric_addresses"]}:
+        raise _not_own_address(spelling)
     if not store.is_member(group_id, claims.subscriber_id):
         raise FabricHTTPError(403, "you are not a member of this group", attribute="group_id")
     _require_reachable_group(state, claims, group_id, "group_id")
@@ -772,6 +786,7 @@ def _send_to_group(state: EmulatorState, claims: SatClaims, body: dict[str, Any]
         text=text,
         metadata=metadata,
         details=details,
+        sender=subscriber,
     )
     return web.json_response(message, status=201)
 
@@ -780,12 +795,16 @@ def _require_own_address(
     state: EmulatorState, subscriber_id: str, address_id: str, attribute: str
 ) -> None:
     if address_id not in state.store.address_ids_of(subscriber_id):
-        raise FabricHTTPError(
-            403,
-            f"{attribute} is not an address of the calling subscriber",
-            code=NOT_SUBSCRIBERS_ADDRESS,
-            attribute=attribute,
-        )
+        raise _not_own_address(attribute)
+
+
+def _not_own_address(attribute: str) -> FabricHTTPError:
+    return FabricHTTPError(
+        403,
+        f"{attribute} is not an address of the calling subscriber",
+        code=NOT_SUBSCRIBERS_ADDRESS,
+        attribute=attribute,
+    )
 
 
 async def join_conversation(request: web.Request) -> web.Response:

@@ -208,8 +208,8 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class Store:
-    """A sqlite3 database holding the emulated space.
+class _Database:
+    """The connection, its schema and transactions, and what every part of the store shares.
 
     Args:
         path: A file path (created with mode 0600 if missing), or ":memory:" (the default
@@ -280,8 +280,6 @@ class Store:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
-    # -- meta ---------------------------------------------------------------------------
-
     def setdefault_meta(self, key: str, value: str) -> str:
         """Store ``value`` under ``key`` unless a value is there; return the stored one."""
         with self._write() as conn:
@@ -294,7 +292,97 @@ class Store:
         with self._write() as conn:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
-    # -- subscribers --------------------------------------------------------------------
+    def _page(
+        self,
+        select: str,
+        where: list[str],
+        params: list[Any],
+        *,
+        sort_expr: str,
+        seq_expr: str,
+        descending: bool,
+        page_size: int,
+        cursor: Cursor | None,
+        convert: Any,
+        key_columns: tuple[str, str] | None = None,
+    ) -> Page:
+        # Every SQL fragment below is a constant of this module; values are bound.
+        key_cols = key_columns or (sort_expr, seq_expr)
+        after = "<" if descending else ">"
+        before = ">" if descending else "<"
+        order = "DESC" if descending else "ASC"
+        rorder = "ASC" if descending else "DESC"
+        key_expr = f"({sort_expr}, {seq_expr})"
+
+        def run(extra: list[str], extra_params: list[Any], ord_: str, limit: int) -> list[Any]:
+            clauses = where + extra
+            sql = select
+            if clauses:
+                sql += " WHERE " + " AND ".join(clauses)
+            sql += f" ORDER BY {sort_expr} {ord_}, {seq_expr} {ord_} LIMIT ?"
+            return self._query(sql, [*params, *extra_params, limit])
+
+        def exists(op: str, key: tuple[Any, int]) -> bool:
+            return bool(run([f"{key_expr} {op} (?, ?)"], list(key), order, 1))
+
+        with self._lock:
+            if cursor is None or cursor.direction == "next":
+                extra = [] if cursor is None else [f"{key_expr} {after} (?, ?)"]
+                extra_params = [] if cursor is None else list(cursor.key)
+                rows = run(extra, extra_params, order, page_size + 1)
+                has_next = len(rows) > page_size
+                rows = rows[:page_size]
+                keys = [(r[key_cols[0]], r[key_cols[1]]) for r in rows]
+                has_prev = cursor is not None and bool(keys) and exists(before, keys[0])
+            else:
+                rows = run([f"{key_expr} {before} (?, ?)"], list(cursor.key), rorder, page_size + 1)
+                has_prev = len(rows) > page_size
+                rows = list(reversed(rows[:page_size]))
+                keys = [(r[key_cols[0]], r[key_cols[1]]) for r in rows]
+                has_next = bool(keys) and exists(after, keys[-1])
+        return Page(
+            items=[convert(r) for r in rows],
+            first_key=keys[0] if keys else None,
+            last_key=keys[-1] if keys else None,
+            has_next=has_next,
+            has_prev=has_prev,
+        )
+
+    @staticmethod
+    def _ensure_conversation(conn: sqlite3.Connection, address_id: str, now: float) -> None:
+        conn.execute(
+            "INSERT OR IGNORE INTO conversations (address_id, created_at, last_message_at)"
+            " VALUES (?, ?, ?)",
+            (address_id, now, now),
+        )
+
+    @staticmethod
+    def _join(
+        conn: sqlite3.Connection,
+        address_id: str,
+        subscriber_id: str,
+        now: float,
+        via_address_id: str | None = None,
+    ) -> bool:
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO members (address_id, subscriber_id, joined_at, via_address_id)"
+            " VALUES (?, ?, ?, ?)",
+            (address_id, subscriber_id, now, via_address_id),
+        )
+        return cur.rowcount > 0
+
+    @staticmethod
+    def _free_name(conn: sqlite3.Connection, base: str) -> str:
+        name = base
+        n = 1
+        while conn.execute("SELECT 1 FROM addresses WHERE name = ?", (name,)).fetchone():
+            n += 1
+            name = f"{base}-{n}"
+        return name
+
+
+class _Directory(_Database):
+    """Subscribers, addresses and rooms, membership, and the groups of the group dialect."""
 
     def upsert_subscriber(
         self,
@@ -388,8 +476,6 @@ class Store:
             "fabric_addresses": [_address(a) for a in addresses],
         }
 
-    # -- addresses and resources --------------------------------------------------------
-
     def create_room(
         self, name: str, *, now: float, display_name: str | None = None, description: str = ""
     ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -475,8 +561,6 @@ class Store:
             convert=_address,
         )
 
-    # -- membership ---------------------------------------------------------------------
-
     def join(self, address_id: str, subscriber_id: str, *, now: float) -> bool:
         """Make a subscriber a member of an address's conversation.
 
@@ -517,8 +601,6 @@ class Store:
             (address_id,),
         )
         return [str(r["subscriber_id"]) for r in rows]
-
-    # -- groups (the group dialect) -----------------------------------------------------
 
     def address_ids_of(self, subscriber_id: str) -> list[str]:
         """Return the ids of a subscriber's own addresses, primary first."""
@@ -656,7 +738,51 @@ class Store:
             )
         )
 
-    # -- messages -----------------------------------------------------------------------
+    def conversation_name(self, address_id: str) -> str:
+        """Return the display name of an address's conversation ("" if unknown)."""
+        rows = self._query("SELECT display_name FROM addresses WHERE id = ?", (address_id,))
+        return str(rows[0]["display_name"]) if rows else ""
+
+    @staticmethod
+    def _display_name(conn: sqlite3.Connection, address_id: str) -> str:
+        row = conn.execute(
+            "SELECT display_name FROM addresses WHERE id = ?", (address_id,)
+        ).fetchone()
+        return str(row["display_name"]) if row else ""
+
+    def list_conversations(
+        self, subscriber_id: str, *, page_size: int, cursor: Cursor | None
+    ) -> Page:
+        """Return one page of a subscriber's conversations, most recently active first."""
+        return self._page(
+            "SELECT c.seq AS seq, c.address_id AS address_id, c.created_at AS created_at,"
+            " c.last_message_at AS last_message_at, c.last_message_seq AS last_message_seq,"
+            " c.group_id AS group_id, m.via_address_id AS via_address_id,"
+            " COALESCE(c.name, a.display_name) AS name FROM conversations c"
+            " JOIN members m ON m.address_id = c.address_id"
+            " LEFT JOIN addresses a ON a.id = c.address_id",
+            ["m.subscriber_id = ?"],
+            [subscriber_id],
+            sort_expr="c.last_message_seq",
+            seq_expr="c.seq",
+            descending=True,
+            page_size=page_size,
+            cursor=cursor,
+            convert=_conversation,
+            key_columns=("last_message_seq", "seq"),
+        )
+
+
+class Store(_Directory):
+    """A sqlite3 database holding the emulated space.
+
+    Args:
+        path: A file path (created with mode 0600 if missing), or ":memory:" (the default
+            of the emulator); a ``file:`` URI goes to sqlite as it is.
+
+    Its parts: the connection and schema (``_Database``); subscribers, addresses, rooms,
+    memberships and groups (``_Directory``); and here, the messages.
+    """
 
     def insert_message(
         self,
@@ -730,11 +856,22 @@ class Store:
 
     def message_keys(self, message_id: str) -> tuple[str, str | None, str] | None:
         """Return a message's thread, group (the room's group for a room's) and sender."""
+        found = self.message_views(message_id)
+        return found[0] if found is not None else None
+
+    def message_views(
+        self, message_id: str
+    ) -> tuple[tuple[str, str | None, str], Callable[[Dialect | None], dict[str, Any]]] | None:
+        """Return a message's keys (see :meth:`message_keys`) and a renderer of its shapes.
+
+        One read for a publish, which needs the keys and one shape per audience.
+        """
         rows = self._query(_MESSAGE_SELECT + " WHERE m.id = ?", (message_id,))
         if not rows:
             return None
         row = rows[0]
-        return str(row["conversation_id"]), _group_key(row), str(row["user_id"])
+        keys = (str(row["conversation_id"]), _group_key(row), str(row["user_id"]))
+        return keys, lambda dialect: render(row, dialect)
 
     def update_message(
         self,
@@ -833,130 +970,6 @@ class Store:
             (self.thread_of(key),),
         )
         return [render(r, dialect) for r in rows]
-
-    def conversation_name(self, address_id: str) -> str:
-        """Return the display name of an address's conversation ("" if unknown)."""
-        rows = self._query("SELECT display_name FROM addresses WHERE id = ?", (address_id,))
-        return str(rows[0]["display_name"]) if rows else ""
-
-    @staticmethod
-    def _display_name(conn: sqlite3.Connection, address_id: str) -> str:
-        row = conn.execute(
-            "SELECT display_name FROM addresses WHERE id = ?", (address_id,)
-        ).fetchone()
-        return str(row["display_name"]) if row else ""
-
-    def list_conversations(
-        self, subscriber_id: str, *, page_size: int, cursor: Cursor | None
-    ) -> Page:
-        """Return one page of a subscriber's conversations, most recently active first."""
-        return self._page(
-            "SELECT c.seq AS seq, c.address_id AS address_id, c.created_at AS created_at,"
-            " c.last_message_at AS last_message_at, c.last_message_seq AS last_message_seq,"
-            " c.group_id AS group_id, m.via_address_id AS via_address_id,"
-            " COALESCE(c.name, a.display_name) AS name FROM conversations c"
-            " JOIN members m ON m.address_id = c.address_id"
-            " LEFT JOIN addresses a ON a.id = c.address_id",
-            ["m.subscriber_id = ?"],
-            [subscriber_id],
-            sort_expr="c.last_message_seq",
-            seq_expr="c.seq",
-            descending=True,
-            page_size=page_size,
-            cursor=cursor,
-            convert=_conversation,
-            key_columns=("last_message_seq", "seq"),
-        )
-
-    # -- internals ----------------------------------------------------------------------
-
-    def _page(
-        self,
-        select: str,
-        where: list[str],
-        params: list[Any],
-        *,
-        sort_expr: str,
-        seq_expr: str,
-        descending: bool,
-        page_size: int,
-        cursor: Cursor | None,
-        convert: Any,
-        key_columns: tuple[str, str] | None = None,
-    ) -> Page:
-        # Every SQL fragment below is a constant of this module; values are bound.
-        key_cols = key_columns or (sort_expr, seq_expr)
-        after = "<" if descending else ">"
-        before = ">" if descending else "<"
-        order = "DESC" if descending else "ASC"
-        rorder = "ASC" if descending else "DESC"
-        key_expr = f"({sort_expr}, {seq_expr})"
-
-        def run(extra: list[str], extra_params: list[Any], ord_: str, limit: int) -> list[Any]:
-            clauses = where + extra
-            sql = select
-            if clauses:
-                sql += " WHERE " + " AND ".join(clauses)
-            sql += f" ORDER BY {sort_expr} {ord_}, {seq_expr} {ord_} LIMIT ?"
-            return self._query(sql, [*params, *extra_params, limit])
-
-        def exists(op: str, key: tuple[Any, int]) -> bool:
-            return bool(run([f"{key_expr} {op} (?, ?)"], list(key), order, 1))
-
-        with self._lock:
-            if cursor is None or cursor.direction == "next":
-                extra = [] if cursor is None else [f"{key_expr} {after} (?, ?)"]
-                extra_params = [] if cursor is None else list(cursor.key)
-                rows = run(extra, extra_params, order, page_size + 1)
-                has_next = len(rows) > page_size
-                rows = rows[:page_size]
-                keys = [(r[key_cols[0]], r[key_cols[1]]) for r in rows]
-                has_prev = cursor is not None and bool(keys) and exists(before, keys[0])
-            else:
-                rows = run([f"{key_expr} {before} (?, ?)"], list(cursor.key), rorder, page_size + 1)
-                has_prev = len(rows) > page_size
-                rows = list(reversed(rows[:page_size]))
-                keys = [(r[key_cols[0]], r[key_cols[1]]) for r in rows]
-                has_next = bool(keys) and exists(after, keys[-1])
-        return Page(
-            items=[convert(r) for r in rows],
-            first_key=keys[0] if keys else None,
-            last_key=keys[-1] if keys else None,
-            has_next=has_next,
-            has_prev=has_prev,
-        )
-
-    @staticmethod
-    def _ensure_conversation(conn: sqlite3.Connection, address_id: str, now: float) -> None:
-        conn.execute(
-            "INSERT OR IGNORE INTO conversations (address_id, created_at, last_message_at)"
-            " VALUES (?, ?, ?)",
-            (address_id, now, now),
-        )
-
-    @staticmethod
-    def _join(
-        conn: sqlite3.Connection,
-        address_id: str,
-        subscriber_id: str,
-        now: float,
-        via_address_id: str | None = None,
-    ) -> bool:
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO members (address_id, subscriber_id, joined_at, via_address_id)"
-            " VALUES (?, ?, ?, ?)",
-            (address_id, subscriber_id, now, via_address_id),
-        )
-        return cur.rowcount > 0
-
-    @staticmethod
-    def _free_name(conn: sqlite3.Connection, base: str) -> str:
-        name = base
-        n = 1
-        while conn.execute("SELECT 1 FROM addresses WHERE name = ?", (name,)).fetchone():
-            n += 1
-            name = f"{base}-{n}"
-        return name
 
 
 def _slug(text: str) -> str:

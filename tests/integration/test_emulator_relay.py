@@ -33,6 +33,8 @@ class RelayServer:
     ) -> None:
         self.config = config
         self._record_fn = record
+        # Whether the record callable wants entries now (None: always).
+        self.recording: Callable[[], bool] | None = None
         self.tokens: dict[str, SatClaims] = {}
         self.records: list[dict[str, Any]] = []
         self.hub: RelayHub | None = None
@@ -71,7 +73,8 @@ class RelayServer:
 
     async def _start(self) -> None:
         record = self._record_fn or self.records.append
-        self.hub = RelayHub(verify_token=self.verify, config=self.config, record=record)
+        wants = {} if self.recording is None else {"recording": self.recording}
+        self.hub = RelayHub(verify_token=self.verify, config=self.config, record=record, **wants)
         app = web.Application()
         app.router.add_get("/", self.hub.handle)
         self._runner = web.AppRunner(app)
@@ -875,6 +878,34 @@ def test_record_sees_opens_frames_and_closes(server: RelayServer, peers: list[Pe
     assert sent[1]["method"] == "signalwire.event"
     assert token not in json.dumps([r for r in server.records if r["kind"] != "ws_recv"])
     assert {r["conn"] for r in server.records} == {1}
+
+
+def test_frames_are_recorded_only_while_a_recording_is_wanted(peers: list[Peer]) -> None:
+    # Building an entry for every frame cost time on every event of a fan-out, for nobody.
+    wanted = threading.Event()
+    server = RelayServer(RelayConfig(ping_interval=None))
+    server.recording = wanted.is_set
+    server.__enter__()
+    try:
+        token, _ = server.mint()
+        peer = open_peer(server, peers)
+        peer.connect_ok(token)
+        publish(server, [ALICE], event(1))
+        assert peer.recv()["params"]["params"]["text"] == "message 1"
+        assert [r for r in server.records if r["kind"] in ("ws_send", "ws_recv")] == []
+        wanted.set()
+        publish(server, [ALICE], event(2))
+        second = peer.recv()
+        assert second["params"]["params"]["text"] == "message 2"
+        peer.ack(second)
+        wait_for(lambda: any(r["kind"] == "ws_recv" for r in server.records))
+        assert [r["frame"]["id"] for r in server.records if r["kind"] == "ws_recv"] == [
+            second["id"]
+        ]
+        sent = [r["frame"] for r in server.records if r["kind"] == "ws_send"]
+        assert [f["params"]["params"]["text"] for f in sent] == ["message 2"]
+    finally:
+        server.stop()
 
 
 def test_a_failing_record_callable_does_not_break_the_relay(

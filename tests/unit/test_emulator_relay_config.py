@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import attrs
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from signalwire_chat.emulator._relay import RelayConfig, RelayHub, _FrameIds
 from signalwire_chat.emulator._tokens import InvalidTokenError, SatClaims
@@ -79,3 +82,23 @@ def test_fault_hooks_validate_their_arguments() -> None:
         hub.set_ping_interval(-2)
     hub.set_ping_interval(None)
     hub.refuse_connects(0)
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(st.one_of(st.text(max_size=250), st.uuids().map(str)))
+def test_the_ack_fast_path_reads_exactly_what_json_would(rid: str) -> None:
+    # An acknowledgement skips json.loads only when the result would be the same frame.
+    from signalwire_chat.emulator._relay_session import _ACK
+
+    for text in (
+        json.dumps({"jsonrpc": "2.0", "id": rid, "result": {}}, separators=(",", ":")),
+        json.dumps({"jsonrpc": "2.0", "id": rid, "result": {}}, ensure_ascii=False),
+        '{"jsonrpc":"2.0","id":"' + rid + '","result":{}}',
+    ):
+        match = _ACK.fullmatch(text)
+        if match is None:
+            continue
+        assert json.loads(text) == {"jsonrpc": "2.0", "id": match.group(1), "result": {}}
+    compact = '{"jsonrpc":"2.0","id":"' + rid + '","result":{}}'
+    plain = 0 < len(rid) <= 200 and not any(c in '"\\' or ord(c) < 0x20 for c in rid)
+    assert (_ACK.fullmatch(compact) is not None) == plain

@@ -165,3 +165,35 @@ def test_keys_are_checked_and_never_shown() -> None:
     authority = TokenAuthority(sat_key=key, refresh_key=key, space_host="h")
     assert key.hex() not in repr(authority)
     assert "puc" not in repr(authority) or "space_host" in repr(authority)
+
+
+def test_a_sat_already_verified_still_expires_and_is_still_revoked() -> None:
+    # Verified claims are remembered (opening the JWE is the costly part of a REST call):
+    # its expiry and expire_now() must be checked on every use all the same.
+    clock = Clock()
+    authority = make_authority(clock)
+    token, _ = authority.mint_sat(SUB, PROJECT, ttl=60)
+    other, _ = authority.mint_sat("bbbbbbbb-0000-0000-0000-000000000002", PROJECT, ttl=60)
+    assert authority.verify_sat(token).subscriber_id == SUB
+    assert authority.verify_sat(token).subscriber_id == SUB  # the remembered claims
+    clock.now += 59
+    assert authority.verify_sat(token).subscriber_id == SUB
+    clock.now += 1
+    with pytest.raises(InvalidTokenError, match="expired"):
+        authority.verify_sat(token)
+    clock.now -= 30
+    authority.verify_sat(other)
+    authority.expire_now("bbbbbbbb-0000-0000-0000-000000000002")
+    with pytest.raises(InvalidTokenError, match="expired"):
+        authority.verify_sat(other)
+    assert authority.verify_sat(token).subscriber_id == SUB  # another subscriber's stays
+
+
+def test_a_tampered_copy_of_a_verified_sat_is_refused() -> None:
+    authority = make_authority()
+    token, _ = authority.mint_sat(SUB, PROJECT)
+    authority.verify_sat(token)
+    head, key, iv, body, tag = token.split(".")
+    flipped = body[:-1] + ("A" if body[-1] != "A" else "B")
+    with pytest.raises(InvalidTokenError):
+        authority.verify_sat(".".join((head, key, iv, flipped, tag)))
