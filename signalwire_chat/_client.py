@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from ._realtime import RealtimeHub, RealtimeOptions, Route, Subscription
     from ._realtime._checkpointing import Checkpointer
     from ._state import ConnectionState
-    from .checkpoints import CheckpointStore
+    from .checkpoints import CheckpointHandler, CheckpointStore
 
 __all__ = ["ChatClient"]
 
@@ -109,9 +109,9 @@ def _check_timeout(timeout: object) -> None:
 
 def _check_checkpoint_key(key: object) -> None:
     if key is not None:
-        from .checkpoints import check_key
+        from .checkpoints import check_checkpoint
 
-        check_key(key)
+        check_checkpoint(key)
 
 
 class ChatClient:
@@ -603,7 +603,7 @@ class ChatClient:
         on_message: Callable[[ConversationChatMessage], None],
         on_error: Callable[[BaseException], None] | None,
         on_update: Callable[[ConversationChatMessage], None] | None,
-        checkpoint: str | None,
+        checkpoint: str | CheckpointHandler | None,
     ) -> Subscription:
         """Start a subscription of ``route`` (its arguments checked, the client open)."""
         return self._realtime_hub().subscribe(
@@ -614,10 +614,16 @@ class ChatClient:
             checkpoint=self._checkpointer(checkpoint, route),
         )
 
-    def _checkpointer(self, key: str | None, route: Route) -> Checkpointer | None:
-        """Load the checkpoint ``key`` of ``route`` (None without a key)."""
+    def _checkpointer(
+        self, key: str | CheckpointHandler | None, route: Route
+    ) -> Checkpointer | None:
+        """Load the checkpoint ``key`` of ``route`` (None without a key), or the handler's."""
         if key is None:
             return None
+        if not isinstance(key, str):
+            from ._realtime._checkpointing import HandlerCheckpointer
+
+            return HandlerCheckpointer(key, route)
         return self._realtime.checkpointer(self._checkpoints(), key, route)
 
     def _checkpoints(self) -> CheckpointStore:
@@ -653,7 +659,7 @@ class ChatClient:
         on_error: Callable[[BaseException], None] | None = None,
         *,
         on_update: Callable[[ConversationChatMessage], None] | None = None,
-        checkpoint: str | None = None,
+        checkpoint: str | CheckpointHandler | None = None,
     ) -> Subscription:
         """Call ``on_message`` with every new chat message of ``address_id``.
 
@@ -691,6 +697,8 @@ class ChatClient:
                 live ones, and the checkpoint is saved after each ``on_message`` returned:
                 at-least-once across restarts. No checkpoint yet: start from now. One key per
                 subscription; a key that holds another conversation's checkpoint is refused.
+                Or a :class:`~signalwire_chat.checkpoints.CheckpointHandler` that keeps the
+                checkpoint itself: loaded here, advanced once per delivery batch.
 
         Returns:
             A handle with ``cancel()`` and ``active``; also a context manager.
@@ -722,7 +730,7 @@ class ChatClient:
         on_error: Callable[[BaseException], None] | None = None,
         *,
         on_update: Callable[[ConversationChatMessage], None] | None = None,
-        checkpoint: str | None = None,
+        checkpoint: str | CheckpointHandler | None = None,
     ) -> Subscription:
         """Call ``on_message`` with every new chat message of every conversation of yours.
 
@@ -736,7 +744,8 @@ class ChatClient:
             on_error: Called with errors of this subscription.
             on_update: Called with each edited message.
             checkpoint: A key in the checkpoint store, as for :meth:`subscribe`: resume where
-                the last run under that key stopped, at-least-once across restarts.
+                the last run under that key stopped, at-least-once across restarts; or a
+                :class:`~signalwire_chat.checkpoints.CheckpointHandler`.
 
         Raises:
             InvalidArgumentError: A callback that is not callable, or a bad ``checkpoint``.

@@ -59,6 +59,7 @@ class Dispatcher:
         #: ``(sequence, started, subscription)`` of the user callback running now.
         self.current: tuple[int, float, Subscription] | None = None
         self._seq = 0
+        self._after_batch: list[Callable[[], None]] = []  # dispatcher thread only
 
     @property
     def thread(self) -> threading.Thread:
@@ -109,6 +110,28 @@ class Dispatcher:
                 batch = self._items
                 self._items = deque()
             self._drain(batch)
+            self._batch_ended()
+
+    def after_batch(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` once the items taken together (all that were queued) are done.
+
+        Called on the dispatcher thread (by a subscription that advances its checkpoint once
+        per batch); the hooks run in the order they were added, before the thread waits again.
+        """
+        self._after_batch.append(hook)
+
+    def _batch_ended(self) -> None:
+        hooks = self._after_batch
+        if not hooks:
+            return
+        self._after_batch = []
+        for hook in hooks:
+            if self._stopping:
+                return
+            try:
+                hook()
+            except Exception:
+                logger.exception("realtime: advancing a checkpoint after a batch failed")
 
     def _drain(self, batch: deque[Item]) -> None:
         popleft = batch.popleft
