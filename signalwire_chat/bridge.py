@@ -111,6 +111,7 @@ class _StreamCheckpoint:
     def __init__(self, bridge: StreamBridge, key: str, route: str) -> None:
         self.key = key
         self.route = route
+        self.batch_window = bridge.batch_window
         self._bridge = bridge
 
     def __repr__(self) -> str:
@@ -213,6 +214,9 @@ class StreamBridge:
         ttl: The lease's TTL: a dead holder is replaced after at most this long.
         retry_interval: Seconds before the next attempt while Redis is unreachable, growing
             (with jitter) to four times it while the outage lasts.
+        batch_window: Seconds a message may wait for the ones that follow it, so that they
+            are appended together (one Redis round trip for the batch); ``0``: the messages
+            that arrived together, at once.
         on_error: Called with errors of the subscriptions (a gap that could not be filled,
             a checkpoint the history no longer holds); logged either way.
         on_leading: Called with the lease's fencing token once this process leads and its
@@ -220,7 +224,7 @@ class StreamBridge:
             afterwards everything after the shared checkpoint is).
 
     Raises:
-        InvalidArgumentError: A bad ``stream``, ``name``, ``ttl`` or target.
+        InvalidArgumentError: A bad ``stream``, ``name``, ``ttl``, ``batch_window`` or target.
     """
 
     def __init__(
@@ -233,6 +237,7 @@ class StreamBridge:
         targets: Sequence[Target] | None = None,
         ttl: float = 10.0,
         retry_interval: float = 0.5,
+        batch_window: float = 0.01,
         on_error: Callable[[BaseException], None] | None = None,
         on_leading: Callable[[int], None] | None = None,
     ) -> None:
@@ -243,6 +248,8 @@ class StreamBridge:
         if not isinstance(name, str) or not name or not name.isprintable() or " " in name:
             raise InvalidArgumentError("name must be a non-empty printable string without spaces")
         check_seconds(retry_interval, "retry_interval", maximum=60)
+        if isinstance(batch_window, bool) or batch_window != 0:
+            check_seconds(batch_window, "batch_window", maximum=1)
         for hook_name, hook in (("on_error", on_error), ("on_leading", on_leading)):
             if hook is not None and not callable(hook):
                 raise InvalidArgumentTypeError(f"{hook_name} must be callable or None")
@@ -255,6 +262,7 @@ class StreamBridge:
         self.name = name
         self.targets = targets
         self.retry_interval = float(retry_interval)
+        self.batch_window = float(batch_window)
         self._on_error = on_error
         self._on_leading = on_leading
         ttl = check_seconds(ttl, "ttl")

@@ -262,6 +262,10 @@ class CheckpointHandler(Protocol):
     batch, not per message. Delivery across restarts is at-least-once: a message whose
     callback returned but whose advance did not happen is delivered again by the next run.
 
+    A handler may also have a ``batch_window`` attribute (seconds, 0 to 1; 0 when absent):
+    messages that come within that time after the first of a batch join it, so a steady flow
+    is advanced in fewer, larger batches, each at most that much later.
+
     Attributes:
         key: The checkpoint's name, shown in errors and logs (e.g. ``"bot:inbox"``).
     """

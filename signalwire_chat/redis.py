@@ -45,6 +45,7 @@ into Redis Streams build on these parts in a later release.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -144,38 +145,32 @@ return {1, entry}
 )
 
 # KEYS: lease (or the checkpoint again), checkpoint, stream.
-# ARGV: mode, lease value, token (as for _FENCE), then per entry: checkpoint body, the number of
-# fields, field, value, ... Appends the entries in order and saves the checkpoint of the last one
-# appended, in one script. An entry Redis refuses stops it there: the ones before it are appended
-# and checkpointed, none after (pcall: a script's writes are not rolled back on an error).
-# Returns {1, entries done} or {2, entries done, Redis's error} when written, {0, reason} when
-# refused by the fence.
+# ARGV: mode, lease value, token (as for _FENCE), the batch: a JSON array of
+# [checkpoint body, [field, value, ...]], one per entry (one argument, not one per field: redis-py
+# encodes each argument in Python, which cost more than the script). Appends the entries in order
+# and saves the checkpoint of the last one appended, in one script. An entry Redis refuses stops
+# it there: the ones before it are appended and checkpointed, none after (pcall: a script's
+# writes are not rolled back on an error). Returns {1, entries done} or {2, entries done, Redis's
+# error} when written, {0, reason} when refused by the fence.
 _SAVE_MANY = (
     _FENCE
-    + """local starts = {}
-local i = 4
-while i <= #ARGV do
-  starts[#starts + 1] = i
-  i = i + 2 + 2 * tonumber(ARGV[i + 1])
-end
+    + """local batch = cjson.decode(ARGV[4])
 -- A retry of a batch whose answer was lost: what the checkpoint covers is appended already.
 local first = 1
 local current = redis.call('HGET', KEYS[2], 'body')
 if current then
-  for n = #starts, 1, -1 do
-    if ARGV[starts[n]] == current then first = n + 1 break end
+  for n = #batch, 1, -1 do
+    if batch[n][1] == current then first = n + 1 break end
   end
 end
 local done, entry, failure = first - 1, nil, nil
-for n = first, #starts do
-  local s = starts[n]
-  local last = s + 1 + 2 * tonumber(ARGV[s + 1])
-  local id = redis.pcall('XADD', KEYS[3], '*', unpack(ARGV, s + 2, last))
+for n = first, #batch do
+  local id = redis.pcall('XADD', KEYS[3], '*', unpack(batch[n][2]))
   if type(id) == 'table' and id.err then failure = id.err break end
   entry, done = id, n
 end
 if entry then
-  redis.call('HSET', KEYS[2], 'body', ARGV[starts[done]], 'entry', entry)
+  redis.call('HSET', KEYS[2], 'body', batch[done][1], 'entry', entry)
   if mode ~= 'none' then redis.call('HSET', KEYS[2], 'token', ARGV[3]) end
 end
 if failure then return {2, done, failure} end
@@ -763,7 +758,7 @@ class RedisCheckpointStore(_ClosableStore):
     def save_and_append_many(
         self,
         key: str,
-        entries: Sequence[tuple[Checkpoint, Mapping[str, str | bytes]]],
+        entries: Sequence[tuple[Checkpoint, Mapping[str, str]]],
         *,
         stream: str,
         fencing_token: int | None = None,
@@ -777,7 +772,8 @@ class RedisCheckpointStore(_ClosableStore):
 
         Args:
             key: The checkpoint key.
-            entries: The checkpoint after each entry, and the entry (at least one field each).
+            entries: The checkpoint after each entry, and the entry (at least one field each;
+                names and values are text).
             stream: The stream's key.
             fencing_token: As for :meth:`save`.
 
@@ -791,22 +787,25 @@ class RedisCheckpointStore(_ClosableStore):
             raise InvalidArgumentError("stream must be a non-empty string")
         if not entries:
             raise InvalidArgumentError("entries must not be empty")
-        body: list[Any] = []
+        batch: list[tuple[str, list[str]]] = []
         for checkpoint, fields in entries:
             if not isinstance(checkpoint, Checkpoint):
                 raise InvalidArgumentError("checkpoint must be a Checkpoint")
             if not isinstance(fields, Mapping) or not fields:
                 raise InvalidArgumentError("fields must be a non-empty mapping")
-            body.extend((_encode(checkpoint), len(fields)))
+            flat: list[str] = []
             for name, value in fields.items():
-                if not isinstance(name, str) or not name or not isinstance(value, (str, bytes)):
-                    raise InvalidArgumentError(
-                        "fields must map non-empty str names to str or bytes"
-                    )
-                body.extend((name, value))
+                if not isinstance(name, str) or not name or not isinstance(value, str):
+                    raise InvalidArgumentError("fields must map non-empty str names to str")
+                flat += (name, value)
+            batch.append((_encode(checkpoint), flat))
+        try:
+            payload = json.dumps(batch, ensure_ascii=False, separators=(",", ":")).encode()
+        except UnicodeEncodeError:
+            raise InvalidArgumentError("fields must be text UTF-8 can carry") from None
         keys, args, token = self._fenced(key, fencing_token)
         keys.append(stream)
-        args.extend(body)
+        args.append(payload)
         answer = self._conn.run(
             "appending to the stream", lambda: self._save_many_script(keys=keys, args=args)
         )

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .._validate import check_seconds
 from ..errors import FencedWriteError, InvalidArgumentError, StoreError
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ class Checkpointer:
     #: Whether the subscription calls :meth:`advance_many` once per delivery batch instead
     #: of :meth:`advance` after each callback.
     batched = False
+    #: Seconds a batch stays open for messages that come soon after (``batched`` only).
+    batch_window = 0.0
 
     def __init__(self, store: CheckpointStore, key: str, route: Route) -> None:
         self.store = store
@@ -133,6 +136,7 @@ class HandlerCheckpointer(Checkpointer):
         self.handler = handler
         self.key = handler.key
         self.route = route_name(route)
+        self.batch_window = _batch_window(handler)
         self.start = self._checked(handler.load())
 
     def advance(self, message: ConversationChatMessage) -> StoreError | None:
@@ -151,3 +155,11 @@ class HandlerCheckpointer(Checkpointer):
             error.__cause__ = exc
             return error
         return None
+
+
+def _batch_window(handler: object) -> float:
+    """The handler's optional ``batch_window`` (seconds, at most 1; 0 when it has none)."""
+    window = getattr(handler, "batch_window", 0)
+    if isinstance(window, bool) or window != 0:
+        return check_seconds(window, "a CheckpointHandler's batch_window", maximum=1)
+    return 0.0

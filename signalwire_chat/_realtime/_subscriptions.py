@@ -419,7 +419,9 @@ class Subscription:
         assert batch is not None
         batch.append(message)
         if len(batch) == 1:
-            dispatcher.after_batch(self._advance_batch)
+            checkpoint = self.checkpoint
+            assert checkpoint is not None
+            dispatcher.after_batch(self._advance_batch, checkpoint.batch_window)
         elif len(batch) >= MAX_CHECKPOINT_BATCH:
             self._advance_batch()  # a long catch-up: bounded batches, the next one starts anew
 

@@ -19,7 +19,13 @@ import redis
 from test_bridge import STREAM, Running, _entries, _texts
 from test_realtime_support import FAST, Setup, wait_until
 
-from signalwire_chat import Checkpoint, FencedWriteError, RealtimeOptions, StoreError
+from signalwire_chat import (
+    Checkpoint,
+    FencedWriteError,
+    InvalidArgumentError,
+    RealtimeOptions,
+    StoreError,
+)
 from signalwire_chat.bridge import StreamBridge
 from signalwire_chat.pytest_plugin import RedisServer
 from signalwire_chat.redis import EntryRefusedError, RedisCheckpointStore, RedisLease
@@ -250,3 +256,24 @@ def test_an_unappendable_message_mid_batch_leaves_those_before_it_done_and_none_
     assert ascii("nul\x00in-id") in str(error)
     assert _texts(redis_server.url) == ["before", "one", "two"]
     assert _checkpoint_id(redis_server.url, f"b:group:{world.conversation}") == "batch-1"
+
+
+@pytest.mark.parametrize("window", [-1, 1.5, float("inf")])
+def test_a_bad_batch_window_is_refused(
+    world: Setup, redis_server: RedisServer, window: float
+) -> None:
+    with pytest.raises(InvalidArgumentError, match="batch_window"):
+        StreamBridge(world.client(), redis_server.url, stream=STREAM, name="b", batch_window=window)
+
+
+def test_with_no_batch_window_each_delivery_batch_is_appended_at_once(
+    world: Setup, redis_server: RedisServer
+) -> None:
+    running = _bridge(world, redis_server.url, batch_window=0)
+    try:
+        world.send("one")
+        assert wait_until(lambda: _texts(redis_server.url) == ["one"])
+        world.send("two")
+        assert wait_until(lambda: _texts(redis_server.url) == ["one", "two"])
+    finally:
+        running.stop()

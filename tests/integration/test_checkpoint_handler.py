@@ -154,3 +154,28 @@ def test_a_handler_is_checked_and_loaded_before_anything_starts(setup: Setup) ->
     with pytest.raises(StoreUnavailableError):
         client.subscribe(setup.room.id, got.on_message, checkpoint=Away(got))
     assert not client.subscriptions
+
+
+def test_a_batch_window_gathers_a_steady_flow_into_fewer_advances(setup: Setup) -> None:
+    client = setup.client()
+    got = Collector()
+    handler = Handler(got)
+    handler.batch_window = 0.5  # type: ignore[attr-defined]
+    client.subscribe(setup.room.id, got.on_message, got.on_error, checkpoint=handler)
+    sent = [f"flow {i}" for i in range(20)]
+    for text in sent:
+        setup.send(text)
+    assert wait_until(lambda: handler.texts() == sent)
+    # Without the window each message (sent one by one) is a batch of its own.
+    assert len(handler.batches) < len(sent) / 2, handler.batches
+
+
+@pytest.mark.parametrize("window", [-0.1, 2.0, float("nan"), "0.1", True])
+def test_a_bad_batch_window_is_refused_at_subscribe(setup: Setup, window: object) -> None:
+    client = setup.client()
+    got = Collector()
+    handler = Handler(got)
+    handler.batch_window = window  # type: ignore[attr-defined]
+    with pytest.raises((InvalidArgumentError, InvalidArgumentTypeError)):
+        client.subscribe(setup.room.id, got.on_message, checkpoint=handler)
+    assert not client.subscriptions
