@@ -191,7 +191,7 @@ class World:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
-                preexec_fn=lambda: _pin(SERVER_CORE),
+                preexec_fn=lambda: _pin(SERVER_CORE),  # core 1 stays the consumer's alone
             )
             assert proc.stdout is not None
             assert proc.stdout.readline().strip() == "ready"
@@ -321,10 +321,11 @@ def main() -> int:
         "--before", metavar="PATH", help="also run the bridge of the library at PATH"
     )
     parser.add_argument("--count", type=int, help="messages per burst")
+    parser.add_argument("--repeats", type=int, help="bursts per participant")
     parser.add_argument("--no-failover", action="store_true", help="skip the failover measure")
     args = parser.parse_args()
     count, repeats = (300, 1) if args.quick else (5000, 3)
-    count = args.count or count
+    count, repeats = args.count or count, args.repeats or repeats
     participants = {"callback": ("callback", None), "bridge": ("bridge", None)}
     if args.before:
         participants["before"] = ("bridge", str(Path(args.before).resolve()))

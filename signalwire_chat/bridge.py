@@ -188,7 +188,7 @@ class _StreamCheckpoint:
                 bridge._appended(exc.index)
                 refused = messages[first + exc.index].id
                 raise bridge._fail(_unappendable(refused, f"Redis refused it ({exc})")) from None
-            except StoreError as exc:  # Redis refused the whole script
+            except (StoreError, InvalidArgumentError) as exc:  # the whole script refused
                 raise bridge._fail(
                     _unappendable(messages[first].id, f"Redis refused it ({exc})")
                 ) from None
