@@ -95,7 +95,8 @@ else:
     thread.start()
     assert live.wait(30), "the bridge did not lead"
     handled = lambda: bridge.appended
-print("ready", flush=True)
+import signalwire_chat
+print("ready", signalwire_chat.__file__, flush=True)
 sys.stdin.readline()
 cpu0, wall0 = time.process_time(), time.perf_counter()
 while handled() < count:
@@ -232,7 +233,8 @@ def consume(
     ``path``: the library to import (another checkout); ours by default. Returns the
     consumer's (wall seconds, CPU seconds) from the go to its last message handled.
     """
-    env = dict(os.environ, PYTHONPATH=path or str(ROOT))
+    library = path or str(ROOT)
+    env = dict(os.environ, PYTHONPATH=library)
     args = [kind, world.listener, world.rest, world.relay, world.group, str(count), url, tag]
     consumer = subprocess.Popen(
         [sys.executable, "-c", _CONSUMER, *args],
@@ -240,11 +242,14 @@ def consume(
         stdout=subprocess.PIPE,
         text=True,
         env=env,
+        cwd=library,  # "-c" puts the working directory first on sys.path
         preexec_fn=lambda: _pin(CLIENT_CORE),
     )
     try:
         assert consumer.stdout is not None
-        assert consumer.stdout.readline().strip() == "ready", f"{kind} consumer failed"
+        word, imported = [*consumer.stdout.readline().split(), "", ""][:2]
+        assert word == "ready", f"{kind} consumer failed"
+        assert Path(imported).is_relative_to(library), f"{imported} is not of {library}"
         senders = world.senders_ready(count, tag)
         _go([consumer, *senders])
         result = json.loads(consumer.stdout.readline())
