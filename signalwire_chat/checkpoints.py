@@ -50,6 +50,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from json.encoder import encode_basestring_ascii as _quoted
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -127,10 +128,13 @@ class Checkpoint:
 
 
 def _encode(checkpoint: Checkpoint) -> str:
-    return json.dumps(
-        {"route": checkpoint.route, "message_id": checkpoint.message_id, "ts": checkpoint.ts},
-        separators=(",", ":"),
-    )
+    """``json.dumps`` of the checkpoint as an object (compact), character for character.
+
+    Written out (json's own string quoting, ``float.__repr__`` as json writes a finite float)
+    because the bridge encodes one per message: a third of the time of ``json.dumps``.
+    """
+    route, message_id = _quoted(checkpoint.route), _quoted(checkpoint.message_id)
+    return f'{{"route":{route},"message_id":{message_id},"ts":{float.__repr__(checkpoint.ts)}}}'
 
 
 # Our bodies stay under 7 KiB (a 263-character route and a 256-character id, every character

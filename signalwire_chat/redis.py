@@ -791,7 +791,7 @@ class RedisCheckpointStore(_ClosableStore):
         for checkpoint, fields in entries:
             if not isinstance(checkpoint, Checkpoint):
                 raise InvalidArgumentError("checkpoint must be a Checkpoint")
-            if not isinstance(fields, Mapping) or not fields:
+            if not fields or (type(fields) is not dict and not isinstance(fields, Mapping)):
                 raise InvalidArgumentError("fields must be a non-empty mapping")
             flat: list[str] = []
             for name, value in fields.items():
