@@ -76,8 +76,9 @@ for w in workers: w.join()
 _CONSUMER = r"""
 import json, sys, threading, time
 from signalwire_chat import ChatClient, Group, RealtimeOptions
-kind, token, rest, relay, group, count, url, tag = sys.argv[1:9]
+kind, token, rest, relay, group, count, url, tag, window = sys.argv[1:10]
 count = int(count)
+options = {"batch_window": float(window)} if window else {}
 client = ChatClient(token, rest_url=rest, relay_url=relay,
                     realtime=RealtimeOptions(queue_size=1000))
 if kind == "callback":
@@ -90,7 +91,8 @@ else:
     from signalwire_chat.bridge import StreamBridge
     live = threading.Event()
     bridge = StreamBridge(client, url, stream=f"bench:{tag}", name=f"bench-{tag}",
-                          targets=[Group(id=group)], on_leading=lambda token: live.set())
+                          targets=[Group(id=group)], on_leading=lambda token: live.set(),
+                          **options)
     thread = threading.Thread(target=bridge.run)
     thread.start()
     assert live.wait(30), "the bridge did not lead"
@@ -226,16 +228,24 @@ def _close(proc: subprocess.Popen[str]) -> None:
 
 
 def consume(
-    world: World, kind: str, url: str, count: int, tag: str, path: str | None = None
+    world: World,
+    kind: str,
+    url: str,
+    count: int,
+    tag: str,
+    path: str | None = None,
+    window: str = "",
 ) -> tuple[float, float]:
     """One burst of ``count`` messages through a consumer process of ``kind``.
 
-    ``path``: the library to import (another checkout); ours by default. Returns the
-    consumer's (wall seconds, CPU seconds) from the go to its last message handled.
+    ``path``: the library to import (another checkout); ours by default. ``window``: the
+    bridge's ``batch_window`` ("": its default). Returns the consumer's (wall seconds, CPU
+    seconds) from the go to its last message handled.
     """
     library = path or str(ROOT)
     env = dict(os.environ, PYTHONPATH=library)
     args = [kind, world.listener, world.rest, world.relay, world.group, str(count), url, tag]
+    args.append(window)
     consumer = subprocess.Popen(
         [sys.executable, "-c", _CONSUMER, *args],
         stdin=subprocess.PIPE,
@@ -328,20 +338,29 @@ def main() -> int:
     parser.add_argument("--count", type=int, help="messages per burst")
     parser.add_argument("--repeats", type=int, help="bursts per participant")
     parser.add_argument("--no-failover", action="store_true", help="skip the failover measure")
+    parser.add_argument(
+        "--window", action="append", default=[], help="also run ours with this batch_window"
+    )
     args = parser.parse_args()
     count, repeats = (300, 1) if args.quick else (5000, 3)
     count, repeats = args.count or count, args.repeats or repeats
-    participants = {"callback": ("callback", None), "bridge": ("bridge", None)}
+    participants: dict[str, tuple[str, str | None, str]] = {
+        "callback": ("callback", None, ""),
+        "bridge": ("bridge", None, ""),
+    }
+    for window in args.window:
+        participants[f"bridge@{window}s"] = ("bridge", None, window)
     if args.before:
-        participants["before"] = ("bridge", str(Path(args.before).resolve()))
+        participants["before"] = ("bridge", str(Path(args.before).resolve()), "")
     _pin(SERVER_CORE)  # this process only waits; the consumers have core 1 to themselves
     world = World()
     server = RedisServer(persistence=False).start()
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in participants}
     try:
         for i in range(repeats):
-            for name, (kind, path) in participants.items():
-                runs[name].append(consume(world, kind, server.url, count, f"{name}{i}", path))
+            for name, (kind, path, window) in participants.items():
+                tag = f"{name}-{i}"
+                runs[name].append(consume(world, kind, server.url, count, tag, path, window))
         takeovers = [] if args.no_failover else failover(world, server.url, 1 if args.quick else 3)
     finally:
         server.close()
