@@ -1,6 +1,6 @@
 """The Redis Streams bridge: its throughput against the realtime callback rate, and failover time.
 
-    .venv/bin/python benchmarks/bridge.py [--quick] [--json] [--before PATH]
+    .venv/bin/python benchmarks/bridge.py [--quick] [--json] [--before PATH] [--window S]...
 
 An emulator runs in its own process pinned to core 0, redis-server in its own. Each consumer is
 a process of its own pinned to core 1; sender processes post the messages over keep-alive HTTP
@@ -11,7 +11,8 @@ accepting posts and fanning them out) is not the sender's Python. For each repea
 - A: ``client.subscribe(target, callback)`` with a callback that only counts (the baseline);
 - B: a :class:`StreamBridge` that appends each message with its checkpoint to a Redis Stream;
 - C (with ``--before PATH``): the same bridge, of the library at PATH (e.g. an unpacked
-  ``git archive main``), so the ratio before a change and after it come from one run.
+  ``git archive main``), so the ratio before a change and after it come from one run;
+- with ``--window S`` (repeatable): ours again with ``batch_window=S``.
 
 Each consumer counts what it handled and reports its wall time (from the go to the last message
 handled) and its CPU time (``time.process_time``: every thread of its process). Printed per
