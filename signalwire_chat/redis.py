@@ -31,7 +31,9 @@ takeover after a holder dies    within the TTL (plus the standby's retry interva
 a renewal Redis did not see     the holder counts its lease lost at ``sent + ttl - drift``
                                 (``drift`` = 1% of the TTL + 2 ms) and stops renewing
 a release on close              deletes the key only if it is still ours
-checkpoint + stream append      one Lua script: both happen or neither does
+checkpoint + stream append      one Lua script: both happen or neither does; for a batch
+                                (``save_and_append_many``), each entry with its checkpoint,
+                                up to the first entry Redis refuses
 Redis restarted                 without persistence the lease and the checkpoints are gone: the
                                 holder's next renewal finds no key, it reports the lease lost
                                 and may acquire again; tokens restart at 1, but a stale holder
@@ -39,8 +41,8 @@ Redis restarted                 without persistence the lease and the checkpoint
 ==============================  ================================================================
 
 Use one Redis server (or a primary with its replicas); Redis Cluster is not supported (the
-scripts touch several keys). Not wired yet: ``subscribe(..., checkpoint=...)`` and the bridge
-into Redis Streams build on these parts in a later release.
+scripts touch several keys). The bridge into Redis Streams (:mod:`signalwire_chat.bridge`)
+builds on these parts.
 """
 
 from __future__ import annotations
