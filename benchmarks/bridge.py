@@ -1,18 +1,25 @@
 """The Redis Streams bridge: its throughput against the realtime callback rate, and failover time.
 
-    .venv/bin/python benchmarks/bridge.py [--quick] [--json]
+    .venv/bin/python benchmarks/bridge.py [--quick] [--json] [--before PATH] [--window S]...
 
-An emulator runs in its own process pinned to core 0, redis-server in its own; the consumer
-(this process) is pinned to core 1 and a sender process posts the messages. For each repeat, in
-turn (A B A B ...), the same burst of N messages is consumed by
+An emulator runs in its own process pinned to core 0, redis-server in its own. Each consumer is
+a process of its own pinned to core 1; sender processes post the messages over keep-alive HTTP
+connections, the request bodies encoded before the clock starts, so the feed (the emulator
+accepting posts and fanning them out) is not the sender's Python. For each repeat, in turn
+(A B [C] A B [C] ...), the same burst of N messages is consumed by
 
 - A: ``client.subscribe(target, callback)`` with a callback that only counts (the baseline);
-- B: a :class:`StreamBridge` that appends each message with its checkpoint to a Redis Stream.
+- B: a :class:`StreamBridge` that appends each message with its checkpoint to a Redis Stream;
+- C (with ``--before PATH``): the same bridge, of the library at PATH (e.g. an unpacked
+  ``git archive main``), so the ratio before a change and after it come from one run;
+- with ``--window S`` (repeatable): ours again with ``batch_window=S``.
 
-Printed per participant: messages/s (first send to last handled) and the consumer's CPU per
-message; the ratios B/A say what the bridge costs on top of a bare subscription. Failover: two
-bridge processes (TTL 1 s); the leader is SIGKILLed and the time until a message sent right
-after the kill is in the stream is measured (median of the repeats); the lease TTL bounds it.
+Each consumer counts what it handled and reports its wall time (from the go to the last message
+handled) and its CPU time (``time.process_time``: every thread of its process). Printed per
+participant: messages/s and CPU per message; the ratios B/A (and C/A) say what the bridge costs
+on top of a bare subscription. Failover: two bridge processes (TTL 1 s); the leader is SIGKILLed
+and the time until a message sent right after the kill is in the stream is measured (median of
+the repeats); the lease TTL bounds it.
 """
 
 from __future__ import annotations
@@ -25,36 +32,84 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from signalwire_chat import ChatClient, Group, RealtimeOptions
-from signalwire_chat.bridge import StreamBridge
 from signalwire_chat.pytest_plugin import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_CORE, CLIENT_CORE = 0, min(1, (os.cpu_count() or 1) - 1)
+#: Sender processes and the connections of each: enough that the emulator, not the senders,
+#: bounds the feed.
+SENDERS, CONNECTIONS = 2, 4
 
 _SENDER = r"""
-import sys, threading
-from signalwire_chat import ChatClient, Group
-token, rest, relay, group, count, tag = sys.argv[1:7]
-count, threads = int(count), 4
-with ChatClient(token, rest_url=rest, relay_url=relay) as client:
-    target = Group(id=group)
-    client.my_address_id()  # looked up before the clock starts
-    print("ready", flush=True)
-    sys.stdin.readline()
-    def send(k):
-        for i in range(k, count, threads):
-            client.send_message(target, f"{tag} {i}")
-    workers = [threading.Thread(target=send, args=(k,)) for k in range(threads)]
-    for w in workers: w.start()
-    for w in workers: w.join()
+import http.client, json, sys, threading
+from urllib.parse import urlsplit
+token, rest, group, me, first, count, step, tag, connections = sys.argv[1:10]
+first, count, step, connections = int(first), int(count), int(step), int(connections)
+url = urlsplit(rest)
+headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+numbers = list(range(first, count, step))
+bodies = [
+    json.dumps({"group_id": group, "from_fabric_address_id": me, "text": f"{tag} {i}"}).encode()
+    for i in numbers
+]
+def send(k):
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    for body in bodies[k::connections]:
+        conn.request("POST", "/api/fabric/messages", body, headers)
+        reply = conn.getresponse()
+        reply.read()
+        assert reply.status < 300, reply.status
+    conn.close()
+print("ready", flush=True)
+sys.stdin.readline()
+workers = [threading.Thread(target=send, args=(k,)) for k in range(connections)]
+for w in workers: w.start()
+for w in workers: w.join()
+"""
+
+# A consumer: the bare callback subscription or the bridge, of the library on its sys.path.
+_CONSUMER = r"""
+import json, sys, threading, time
+from signalwire_chat import ChatClient, Group, RealtimeOptions
+kind, token, rest, relay, group, count, url, tag, window = sys.argv[1:10]
+count = int(count)
+options = {"batch_window": float(window)} if window else {}
+client = ChatClient(token, rest_url=rest, relay_url=relay,
+                    realtime=RealtimeOptions(queue_size=1000))
+if kind == "callback":
+    seen = [0]
+    def on_message(message):
+        seen[0] += 1
+    client.subscribe(Group(id=group), on_message)
+    handled = lambda: seen[0]
+else:
+    from signalwire_chat.bridge import StreamBridge
+    live = threading.Event()
+    bridge = StreamBridge(client, url, stream=f"bench:{tag}", name=f"bench-{tag}",
+                          targets=[Group(id=group)], on_leading=lambda token: live.set(),
+                          **options)
+    thread = threading.Thread(target=bridge.run)
+    thread.start()
+    assert live.wait(30), "the bridge did not lead"
+    handled = lambda: bridge.appended
+import signalwire_chat
+print("ready", signalwire_chat.__file__, flush=True)
+sys.stdin.readline()
+cpu0, wall0 = time.process_time(), time.perf_counter()
+while handled() < count:
+    time.sleep(0.01)
+wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+print(json.dumps({"wall": wall, "cpu": cpu}), flush=True)
+if kind != "callback":
+    bridge.close()
+    thread.join(10)
+client.close()
 """
 
 _BRIDGE = r"""
@@ -127,93 +182,98 @@ class World:
             {"from_fabric_address_id": addresses[0], "fabric_address_ids": addresses},
         )
         self.group = joined["group_id"]
+        self.sender_address = addresses[1]
 
-    def sender_ready(self, count: int, tag: str) -> subprocess.Popen[str]:
-        """A sender process, ready: write a line to its stdin and it sends ``count``."""
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                _SENDER,
-                self.sender,
-                self.rest,
-                self.relay,
-                self.group,
-                str(count),
-                tag,
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            preexec_fn=lambda: _pin(SERVER_CORE),
-        )
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        return proc
+    def senders_ready(self, count: int, tag: str) -> list[subprocess.Popen[str]]:
+        """Sender processes, ready: write a line to their stdin and they send ``count``."""
+        procs = []
+        for first in range(SENDERS):
+            args = [self.sender, self.rest, self.group, self.sender_address, str(first)]
+            args += [str(count), str(SENDERS), tag, str(CONNECTIONS)]
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _SENDER, *args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                preexec_fn=lambda: _pin(SERVER_CORE),  # core 1 stays the consumer's alone
+            )
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+            procs.append(proc)
+        return procs
 
-    def send(self, count: int, tag: str) -> subprocess.Popen[str]:
-        proc = self.sender_ready(count, tag)
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.close()
-        return proc
-
-    def client(self) -> ChatClient:
-        return ChatClient(
-            self.listener,
-            rest_url=self.rest,
-            relay_url=self.relay,
-            realtime=RealtimeOptions(queue_size=1000),
-        )
+    def send(self, count: int, tag: str) -> None:
+        """Send ``count`` messages and wait until they are all accepted."""
+        procs = self.senders_ready(count, tag)
+        _go(procs)
+        for proc in procs:
+            proc.wait(60)
+            _close(proc)
 
     def close(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(10)
 
 
-def _burst(world: World, count: int, tag: str, done: Any) -> tuple[float, float]:
-    """Send ``count`` messages; return (wall seconds, consumer CPU seconds) until ``done()``."""
-    sender = world.sender_ready(count, tag)
-    assert sender.stdin is not None
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    sender.stdin.write("go\n")
-    sender.stdin.close()
-    while not done():
-        time.sleep(0.01)
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    sender.wait(60)
-    return wall, cpu
+def _go(procs: list[subprocess.Popen[str]]) -> None:
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
 
 
-def run_callback(world: World, count: int, tag: str) -> tuple[float, float]:
-    seen = [0]
-    with world.client() as client:
-        client.subscribe(
-            Group(id=world.group),
-            lambda m: seen.__setitem__(0, seen[0] + 1),
-        )
-        return _burst(world, count, tag, lambda: seen[0] >= count)
+def _close(proc: subprocess.Popen[str]) -> None:
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
 
 
-def run_bridge(world: World, url: str, count: int, tag: str) -> tuple[float, float]:
-    with world.client() as client:
-        live = threading.Event()
-        bridge = StreamBridge(
-            client,
-            url,
-            stream=f"bench:{tag}",
-            name=f"bench-{tag}",
-            targets=[Group(id=world.group)],
-            on_leading=lambda token: live.set(),
-        )
-        thread = threading.Thread(target=bridge.run)
-        thread.start()
-        try:
-            assert live.wait(30), "the bridge did not lead"
-            return _burst(world, count, tag, lambda: bridge.appended >= count)
-        finally:
-            bridge.close()
-            thread.join(10)
+def consume(
+    world: World,
+    kind: str,
+    url: str,
+    count: int,
+    tag: str,
+    path: str | None = None,
+    window: str = "",
+) -> tuple[float, float]:
+    """One burst of ``count`` messages through a consumer process of ``kind``.
+
+    ``path``: the library to import (another checkout); ours by default. ``window``: the
+    bridge's ``batch_window`` ("": its default). Returns the consumer's (wall seconds, CPU
+    seconds) from the go to its last message handled.
+    """
+    library = path or str(ROOT)
+    env = dict(os.environ, PYTHONPATH=library)
+    args = [kind, world.listener, world.rest, world.relay, world.group, str(count), url, tag]
+    args.append(window)
+    consumer = subprocess.Popen(
+        [sys.executable, "-c", _CONSUMER, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=library,  # "-c" puts the working directory first on sys.path
+        preexec_fn=lambda: _pin(CLIENT_CORE),
+    )
+    try:
+        assert consumer.stdout is not None
+        word, imported = [*consumer.stdout.readline().split(), "", ""][:2]
+        assert word == "ready", f"{kind} consumer failed"
+        assert Path(imported).is_relative_to(library), f"{imported} is not of {library}"
+        senders = world.senders_ready(count, tag)
+        _go([consumer, *senders])
+        result = json.loads(consumer.stdout.readline())
+        for sender in senders:
+            sender.wait(60)
+            _close(sender)
+        consumer.wait(30)
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
+            consumer.wait(10)
+        _close(consumer)
+    return float(result["wall"]), float(result["cpu"])
 
 
 def failover(world: World, url: str, repeats: int) -> list[float]:
@@ -241,7 +301,7 @@ def failover(world: World, url: str, repeats: int) -> list[float]:
                     break
                 time.sleep(0.01)
             leader = procs.pop(value.decode().split()[1])
-            world.send(1, f"warm{i}").wait(30)
+            world.send(1, f"warm{i}")
             before = r.xlen("bench:failover")
             while r.xlen("bench:failover") == before and time.monotonic() < deadline:
                 time.sleep(0.01)
@@ -249,7 +309,7 @@ def failover(world: World, url: str, repeats: int) -> list[float]:
             leader.kill()
             killed = time.monotonic()
             leader.wait(10)
-            world.send(1, f"after{i}").wait(30)
+            world.send(1, f"after{i}")
             while r.xlen("bench:failover") == before and time.monotonic() < killed + 30:
                 time.sleep(0.005)
             times.append(time.monotonic() - killed)
@@ -262,50 +322,73 @@ def failover(world: World, url: str, repeats: int) -> list[float]:
     return times
 
 
+def _rates(runs: list[tuple[float, float]], count: int) -> tuple[float, float]:
+    """(messages/s, CPU microseconds per message): medians of the repeats."""
+    wall = statistics.median(w for w, _ in runs)
+    cpu = statistics.median(c for _, c in runs)
+    return count / wall, cpu / count * 1e6
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true", help="one JSON line instead of text")
+    parser.add_argument(
+        "--before", metavar="PATH", help="also run the bridge of the library at PATH"
+    )
+    parser.add_argument("--count", type=int, help="messages per burst")
+    parser.add_argument("--repeats", type=int, help="bursts per participant")
+    parser.add_argument("--no-failover", action="store_true", help="skip the failover measure")
+    parser.add_argument(
+        "--window", action="append", default=[], help="also run ours with this batch_window"
+    )
     args = parser.parse_args()
     count, repeats = (300, 1) if args.quick else (5000, 3)
-    _pin(CLIENT_CORE)
+    count, repeats = args.count or count, args.repeats or repeats
+    participants: dict[str, tuple[str, str | None, str]] = {
+        "callback": ("callback", None, ""),
+        "bridge": ("bridge", None, ""),
+    }
+    for window in args.window:
+        participants[f"bridge@{window}s"] = ("bridge", None, window)
+    if args.before:
+        participants["before"] = ("bridge", str(Path(args.before).resolve()), "")
+    _pin(SERVER_CORE)  # this process only waits; the consumers have core 1 to themselves
     world = World()
     server = RedisServer(persistence=False).start()
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in participants}
     try:
-        callback: list[tuple[float, float]] = []
-        bridged: list[tuple[float, float]] = []
         for i in range(repeats):
-            callback.append(run_callback(world, count, f"cb{i}"))
-            bridged.append(run_bridge(world, server.url, count, f"br{i}"))
-        takeovers = failover(world, server.url, 1 if args.quick else 3)
+            for name, (kind, path, window) in participants.items():
+                tag = f"{name}-{i}"
+                runs[name].append(consume(world, kind, server.url, count, tag, path, window))
+        takeovers = [] if args.no_failover else failover(world, server.url, 1 if args.quick else 3)
     finally:
         server.close()
         world.close()
-    cb_wall = statistics.median(w for w, _ in callback)
-    br_wall = statistics.median(w for w, _ in bridged)
-    cb_cpu = statistics.median(c for _, c in callback) / count
-    br_cpu = statistics.median(c for _, c in bridged) / count
-    result = {
-        "messages": count,
-        "callback_per_s": count / cb_wall,
-        "bridge_per_s": count / br_wall,
-        "throughput_ratio": (count / br_wall) / (count / cb_wall),
-        "callback_cpu_us": cb_cpu * 1e6,
-        "bridge_cpu_us": br_cpu * 1e6,
-        "cpu_ratio": br_cpu / cb_cpu if cb_cpu else None,
-        "failover_s": statistics.median(takeovers),
-        "failover_ttl_s": 1.0,
-    }
+    result: dict[str, Any] = {"messages": count}
+    base_rate, base_cpu = _rates(runs["callback"], count)
+    for name in participants:
+        rate, cpu = _rates(runs[name], count)
+        result[f"{name}_per_s"], result[f"{name}_cpu_us"] = rate, cpu
+        if name != "callback":
+            result[f"{name}_throughput_ratio"] = rate / base_rate
+            result[f"{name}_cpu_ratio"] = cpu / base_cpu
+    if takeovers:
+        result["failover_s"] = statistics.median(takeovers)
+        result["failover_ttl_s"] = 1.0
     if args.json:
         print(json.dumps(result))
-    else:
-        print(
-            f"{count} messages: callback {result['callback_per_s']:,.0f}/s "
-            f"({result['callback_cpu_us']:.0f} us CPU each), "
-            f"bridge {result['bridge_per_s']:,.0f}/s "
-            f"({result['bridge_cpu_us']:.0f} us CPU each): throughput "
-            f"{result['throughput_ratio']:.2f}x, CPU {result['cpu_ratio']:.2f}x of the callback"
-        )
+        return 0
+    print(f"{count} messages x {repeats}: callback {base_rate:,.0f}/s ({base_cpu:.0f} us CPU each)")
+    for name in participants:
+        if name != "callback":
+            print(
+                f"  {name}: {result[f'{name}_per_s']:,.0f}/s ({result[f'{name}_cpu_us']:.0f} us "
+                f"CPU each): throughput {result[f'{name}_throughput_ratio']:.2f}x, "
+                f"CPU {result[f'{name}_cpu_ratio']:.2f}x of the callback"
+            )
+    if takeovers:
         print(f"failover (TTL 1 s): median {result['failover_s']:.2f} s kill -> next entry")
     return 0
 

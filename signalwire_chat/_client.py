@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from ._hooks import Hooks
     from ._realtime import RealtimeOptions, Subscription
     from ._state import ConnectionState
-    from .checkpoints import CheckpointStore
+    from .checkpoints import CheckpointHandler, CheckpointStore
 
 __all__ = ["ChatClient"]
 
@@ -102,9 +102,9 @@ def _check_timeout(timeout: object) -> None:
 
 def _check_checkpoint_key(key: object) -> None:
     if key is not None:
-        from .checkpoints import check_key
+        from .checkpoints import check_checkpoint
 
-        check_key(key)
+        check_checkpoint(key)
 
 
 def _extras(metadata: object, details: object) -> dict[str, Any]:
@@ -547,7 +547,7 @@ class ChatClient:
         on_error: Callable[[BaseException], None] | None = None,
         *,
         on_update: Callable[[ConversationChatMessage], None] | None = None,
-        checkpoint: str | None = None,
+        checkpoint: str | CheckpointHandler | None = None,
     ) -> Subscription:
         """Call ``on_message`` with every new chat message of ``address_id``.
 
@@ -580,6 +580,8 @@ class ChatClient:
                 live ones, and the checkpoint is saved after each ``on_message`` returned:
                 at-least-once across restarts. No checkpoint yet: start from now. One key per
                 subscription; a key that holds another conversation's checkpoint is refused.
+                Or a :class:`~signalwire_chat.checkpoints.CheckpointHandler` that keeps the
+                checkpoint itself: loaded here, advanced once per delivery batch.
 
         Returns:
             A handle with ``cancel()`` and ``active``; also a context manager.
@@ -609,7 +611,7 @@ class ChatClient:
         on_error: Callable[[BaseException], None] | None = None,
         *,
         on_update: Callable[[ConversationChatMessage], None] | None = None,
-        checkpoint: str | None = None,
+        checkpoint: str | CheckpointHandler | None = None,
     ) -> Subscription:
         """Call ``on_message`` with every new chat message of every conversation of yours.
 
@@ -623,7 +625,8 @@ class ChatClient:
             on_error: Called with errors of this subscription.
             on_update: Called with each edited message.
             checkpoint: A key in the checkpoint store, as for :meth:`subscribe`: resume where
-                the last run under that key stopped, at-least-once across restarts.
+                the last run under that key stopped, at-least-once across restarts; or a
+                :class:`~signalwire_chat.checkpoints.CheckpointHandler`.
 
         Raises:
             InvalidArgumentError: A callback that is not callable, or a bad ``checkpoint``.

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ._realtime._checkpointing import Checkpointer
     from ._rest_side import RestSide
     from ._state import ConnectionState
-    from .checkpoints import CheckpointStore
+    from .checkpoints import CheckpointHandler, CheckpointStore
     from .models import ConversationChatMessage
 
 __all__ = ["RealtimeSide"]
@@ -179,7 +179,7 @@ class RealtimeSide:
         on_message: Callable[[ConversationChatMessage], None],
         on_error: Callable[[BaseException], None] | None,
         on_update: Callable[[ConversationChatMessage], None] | None,
-        checkpoint: str | None,
+        checkpoint: str | CheckpointHandler | None,
     ) -> Subscription:
         """Start a subscription of ``route`` (None: the inbox), resuming ``checkpoint``.
 
@@ -209,10 +209,20 @@ class RealtimeSide:
 
         return route_name(Route.inbox() if route is None else route)
 
-    def checkpointer(self, key: str | None, route: Route) -> Checkpointer | None:
-        """Load the checkpoint ``key`` of ``route`` from the store (None without a key)."""
+    def checkpointer(
+        self, key: str | CheckpointHandler | None, route: Route
+    ) -> Checkpointer | None:
+        """Load the checkpoint ``key`` of ``route`` from the store (None without a key).
+
+        A :class:`~signalwire_chat.checkpoints.CheckpointHandler` instead of a key keeps its
+        checkpoints itself: it is loaded, and advanced, through its own methods.
+        """
         if key is None:
             return None
+        if not isinstance(key, str):
+            from ._realtime._checkpointing import HandlerCheckpointer
+
+            return HandlerCheckpointer(key, route)
         from ._realtime._checkpointing import Checkpointer
 
         return Checkpointer(self.checkpoints(), key, route)

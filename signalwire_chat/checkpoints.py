@@ -31,6 +31,12 @@ fencing             a save with a token lower than the    a save with a token is
 ``stream_inbox``) use them: the subscription catches up from the checkpoint over REST before live
 events, and saves it after each callback returned. The store is ``ChatClient(checkpoint_store=)``:
 a store object, a path, or by default the file :func:`default_checkpoint_path` names.
+
+A subscriber that keeps its checkpoint itself (in its own transaction with its own writes, as
+the Redis Streams bridge does) passes a :class:`CheckpointHandler` as ``checkpoint=`` to
+``subscribe`` or ``subscribe_inbox`` instead of a key: the subscription resumes from what its
+:meth:`~CheckpointHandler.load` returns and hands the messages it handled to
+:meth:`~CheckpointHandler.advance`, a whole delivery batch at a time.
 """
 
 from __future__ import annotations
@@ -43,7 +49,8 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from json.encoder import encode_basestring_ascii as _quoted
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -54,11 +61,18 @@ from .errors import (
     CorruptCheckpointError,
     FencedWriteError,
     InvalidArgumentError,
+    InvalidArgumentTypeError,
     StoreUnavailableError,
 )
-from .models import ConversationMessage
+from .models import ConversationChatMessage, ConversationMessage
 
-__all__ = ["Checkpoint", "CheckpointStore", "SqliteCheckpointStore", "default_checkpoint_path"]
+__all__ = [
+    "Checkpoint",
+    "CheckpointHandler",
+    "CheckpointStore",
+    "SqliteCheckpointStore",
+    "default_checkpoint_path",
+]
 
 _ROUTE = re.compile(r"\A(?:inbox|(?:group|address):[^\x00-\x1f\x7f]{1,256})\Z")
 _MAX_KEY = 512
@@ -114,10 +128,13 @@ class Checkpoint:
 
 
 def _encode(checkpoint: Checkpoint) -> str:
-    return json.dumps(
-        {"route": checkpoint.route, "message_id": checkpoint.message_id, "ts": checkpoint.ts},
-        separators=(",", ":"),
-    )
+    """``json.dumps`` of the checkpoint as an object (compact), character for character.
+
+    Written out (json's own string quoting, ``float.__repr__`` as json writes a finite float)
+    because the bridge encodes one per message: a third of the time of ``json.dumps``.
+    """
+    route, message_id = _quoted(checkpoint.route), _quoted(checkpoint.message_id)
+    return f'{{"route":{route},"message_id":{message_id},"ts":{float.__repr__(checkpoint.ts)}}}'
 
 
 # Our bodies stay under 7 KiB (a 263-character route and a 256-character id, every character
@@ -235,6 +252,68 @@ class CheckpointStore(Protocol):
     def close(self) -> None:
         """Release the store's resources (idempotent)."""
         ...
+
+
+@runtime_checkable
+class CheckpointHandler(Protocol):
+    """A subscription's checkpoint kept by the subscriber itself: where it resumes, and its advance.
+
+    Pass one as ``checkpoint=`` to ``ChatClient.subscribe`` or ``subscribe_inbox`` (one handler
+    per subscription). :meth:`load` is called once, from ``subscribe()``, before anything
+    starts; :meth:`advance` is called on the dispatcher thread after ``on_message`` returned
+    for each of ``messages``: the messages that arrived together (or one page of a catch-up
+    read) at once, so a handler that writes them in one transaction pays one round trip per
+    batch, not per message. Delivery across restarts is at-least-once: a message whose
+    callback returned but whose advance did not happen is delivered again by the next run.
+
+    A handler may also have a ``batch_window`` attribute (seconds, 0 to 1; 0 when absent):
+    messages that come within that time after the first of a batch join it, so a steady flow
+    is advanced in fewer, larger batches, each at most that much later.
+
+    Attributes:
+        key: The checkpoint's name, shown in errors and logs (e.g. ``"bot:inbox"``).
+    """
+
+    key: str
+
+    def load(self) -> Checkpoint | None:
+        """Where the subscription resumes (``None``: no checkpoint yet, start from now).
+
+        Its ``route`` must be the subscription's (``ChatClient.checkpoint_route``).
+
+        Raises:
+            StoreError: The checkpoint could not be read; ``subscribe()`` raises it.
+        """
+        ...
+
+    def advance(self, messages: Sequence[ConversationChatMessage]) -> None:
+        """Record that ``messages`` (in delivery order, at least one) were handled.
+
+        Raises:
+            FencedWriteError: Another holder took over: the subscription ends (is cancelled).
+            StoreError: Not recorded; told to the subscription's ``on_error``, and delivery
+                goes on.
+        """
+        ...
+
+
+def check_checkpoint(checkpoint: object) -> None:
+    """Refuse a ``checkpoint=`` argument that is neither a key nor a :class:`CheckpointHandler`.
+
+    Raises:
+        InvalidArgumentError: A key that is not valid (see :func:`check_key`).
+        InvalidArgumentTypeError: Neither a str nor an object with ``key``, ``load`` and
+            ``advance``.
+    """
+    if checkpoint is None:
+        return
+    if isinstance(checkpoint, str):
+        _check_key(checkpoint)
+        return
+    if not isinstance(checkpoint, CheckpointHandler) or not isinstance(checkpoint.key, str):
+        raise InvalidArgumentTypeError(
+            "checkpoint must be a key (str), a CheckpointHandler (key, load, advance) or None"
+        )
 
 
 _StoreT = TypeVar("_StoreT", bound="_ClosableStore")

@@ -31,7 +31,9 @@ takeover after a holder dies    within the TTL (plus the standby's retry interva
 a renewal Redis did not see     the holder counts its lease lost at ``sent + ttl - drift``
                                 (``drift`` = 1% of the TTL + 2 ms) and stops renewing
 a release on close              deletes the key only if it is still ours
-checkpoint + stream append      one Lua script: both happen or neither does
+checkpoint + stream append      one Lua script: both happen or neither does; for a batch
+                                (``save_and_append_many``), each entry with its checkpoint,
+                                up to the first entry Redis refuses
 Redis restarted                 without persistence the lease and the checkpoints are gone: the
                                 holder's next renewal finds no key, it reports the lease lost
                                 and may acquire again; tokens restart at 1, but a stale holder
@@ -39,19 +41,20 @@ Redis restarted                 without persistence the lease and the checkpoint
 ==============================  ================================================================
 
 Use one Redis server (or a primary with its replicas); Redis Cluster is not supported (the
-scripts touch several keys). Not wired yet: ``subscribe(..., checkpoint=...)`` and the bridge
-into Redis Streams build on these parts in a later release.
+scripts touch several keys). The bridge into Redis Streams (:mod:`signalwire_chat.bridge`)
+builds on these parts.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn, TypeVar
 
 import redis as redis_py
 from redis.commands.core import Script
@@ -78,7 +81,7 @@ from .errors import (
     StoreUnavailableError,
 )
 
-__all__ = ["RedisCheckpointStore", "RedisLease"]
+__all__ = ["EntryRefusedError", "RedisCheckpointStore", "RedisLease"]
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -111,10 +114,9 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-# KEYS: lease (or the checkpoint again), checkpoint [, stream].
-# ARGV: mode ('lease' | 'max' | 'none'), lease value, token, body [, field, value, ...].
-# Returns {1, stream entry id or ''} when written, {0, reason} when refused.
-_SAVE = """
+# The fence of a save script. KEYS: lease (or the checkpoint again), checkpoint.
+# ARGV: mode ('lease' | 'max' | 'none'), lease value, token. Returns {0, reason} when refused.
+_FENCE = """
 local mode = ARGV[1]
 if mode == 'lease' then
   if redis.call('GET', KEYS[1]) ~= ARGV[2] then return {0, 'lease'} end
@@ -122,7 +124,13 @@ elseif mode == 'max' then
   local seen = redis.call('HGET', KEYS[2], 'token')
   if seen and tonumber(seen) > tonumber(ARGV[3]) then return {0, seen} end
 end
-local entry = ''
+"""
+# KEYS: lease (or the checkpoint again), checkpoint [, stream].
+# ARGV: mode, lease value, token (as for _FENCE), body [, field, value, ...].
+# Returns {1, stream entry id or ''} when written, {0, reason} when refused.
+_SAVE = (
+    _FENCE
+    + """local entry = ''
 if #KEYS == 3 then
   -- A retry of an append whose answer was lost: the checkpoint is already this one.
   local prev = redis.call('HGET', KEYS[2], 'entry')
@@ -136,6 +144,55 @@ redis.call('HSET', KEYS[2], 'body', ARGV[4])
 if mode ~= 'none' then redis.call('HSET', KEYS[2], 'token', ARGV[3]) end
 return {1, entry}
 """
+)
+
+# KEYS: lease (or the checkpoint again), checkpoint, stream.
+# ARGV: mode, lease value, token (as for _FENCE), the batch: a JSON array of
+# [checkpoint body, [field, value, ...]], one per entry (one argument, not one per field: redis-py
+# encodes each argument in Python, which cost more than the script). Appends the entries in order
+# and saves the checkpoint of the last one appended, in one script. An entry Redis refuses stops
+# it there: the ones before it are appended and checkpointed, none after (pcall: a script's
+# writes are not rolled back on an error). Returns {1, entries done} or {2, entries done, Redis's
+# error} when written, {0, reason} when refused by the fence.
+_SAVE_MANY = (
+    _FENCE
+    + """local batch = cjson.decode(ARGV[4])
+-- A retry of a batch whose answer was lost: what the checkpoint covers is appended already.
+local first = 1
+local current = redis.call('HGET', KEYS[2], 'body')
+if current then
+  for n = #batch, 1, -1 do
+    if batch[n][1] == current then first = n + 1 break end
+  end
+end
+local done, entry, failure = first - 1, nil, nil
+for n = first, #batch do
+  local id = redis.pcall('XADD', KEYS[3], '*', unpack(batch[n][2]))
+  if type(id) == 'table' and id.err then failure = id.err break end
+  entry, done = id, n
+end
+if entry then
+  redis.call('HSET', KEYS[2], 'body', batch[done][1], 'entry', entry)
+  if mode ~= 'none' then redis.call('HSET', KEYS[2], 'token', ARGV[3]) end
+end
+if failure then return {2, done, failure} end
+return {1, done}
+"""
+)
+
+
+class EntryRefusedError(StoreError):
+    """Redis refused one entry of :meth:`RedisCheckpointStore.save_and_append_many`.
+
+    The entries before it are appended and checkpointed, none after it.
+
+    Attributes:
+        index: The refused entry's position in the batch (how many before it are done).
+    """
+
+    def __init__(self, message: str, *, index: int) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 class _RedisURL:
@@ -615,6 +672,7 @@ class RedisCheckpointStore(_ClosableStore):
         self._conn = _client(target, check_seconds(timeout, "timeout"))
         self._redis = self._conn.client
         self._save_script: Script = self._redis.register_script(_SAVE)
+        self._save_many_script: Script = self._redis.register_script(_SAVE_MANY)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -699,6 +757,99 @@ class RedisCheckpointStore(_ClosableStore):
         assert entry is not None
         return entry
 
+    def save_and_append_many(
+        self,
+        key: str,
+        entries: Sequence[tuple[Checkpoint, Mapping[str, str]]],
+        *,
+        stream: str,
+        fencing_token: int | None = None,
+    ) -> None:
+        """Append several entries to a Redis Stream, each with its checkpoint, in one script.
+
+        As :meth:`save_and_append` for each ``(checkpoint, fields)`` in order, in one round
+        trip: one fence check, the ``XADD`` of each entry, and the save of the last entry's
+        checkpoint. Retrying after a ``StoreUnavailableError`` is safe: the entries up to the
+        one whose checkpoint is saved under ``key`` are not appended again.
+
+        Args:
+            key: The checkpoint key.
+            entries: The checkpoint after each entry, and the entry (at least one field each;
+                names and values are text).
+            stream: The stream's key.
+            fencing_token: As for :meth:`save`.
+
+        Raises:
+            EntryRefusedError: Redis refused the entry at its ``index``: the ones before it are
+                appended and checkpointed, none after it.
+            FencedWriteError: Refused by the fence; nothing appended, nothing saved.
+            StoreUnavailableError: Redis could not be reached (it may have happened).
+        """
+        if not isinstance(stream, str) or not stream:
+            raise InvalidArgumentError("stream must be a non-empty string")
+        if not entries:
+            raise InvalidArgumentError("entries must not be empty")
+        batch: list[tuple[str, list[str]]] = []
+        for checkpoint, fields in entries:
+            if not isinstance(checkpoint, Checkpoint):
+                raise InvalidArgumentError("checkpoint must be a Checkpoint")
+            if not fields or (type(fields) is not dict and not isinstance(fields, Mapping)):
+                raise InvalidArgumentError("fields must be a non-empty mapping")
+            flat: list[str] = []
+            for name, value in fields.items():
+                if not isinstance(name, str) or not name or not isinstance(value, str):
+                    raise InvalidArgumentError("fields must map non-empty str names to str")
+                flat += (name, value)
+            batch.append((_encode(checkpoint), flat))
+        try:
+            payload = json.dumps(batch, ensure_ascii=False, separators=(",", ":")).encode()
+        except UnicodeEncodeError:
+            raise InvalidArgumentError("fields must be text UTF-8 can carry") from None
+        keys, args, token = self._fenced(key, fencing_token)
+        keys.append(stream)
+        args.append(payload)
+        answer = self._conn.run(
+            "appending to the stream", lambda: self._save_many_script(keys=keys, args=args)
+        )
+        if not isinstance(answer, list) or answer[:1] not in ([0], [1], [2]):
+            raise StoreError(f"Redis answered the append script with {self._conn.shown(answer)}")
+        if answer[0] == 0:
+            self._refused(key, args, token)
+        done = answer[1] if len(answer) > 1 else None
+        if not isinstance(done, int) or not 0 <= done <= len(entries):
+            raise StoreError(f"Redis answered the append script with {self._conn.shown(answer)}")
+        if answer[0] == 2:
+            why = self._conn.shown(answer[2] if len(answer) > 2 else "")
+            raise EntryRefusedError(f"Redis refused entry {done} of the batch: {why}", index=done)
+        if done != len(entries):
+            raise StoreError(f"Redis answered the append script with {self._conn.shown(answer)}")
+
+    def _fenced(
+        self, key: str, fencing_token: int | None
+    ) -> tuple[list[str], list[Any], int | None]:
+        """The keys and the first arguments of a save script: the fence, by mode."""
+        redis_key = self._key(key)
+        token = _check_token(fencing_token)
+        self._check_open()
+        keys = [redis_key, redis_key]
+        args: list[Any] = ["none", "", 0]
+        if self._lease is not None:
+            lease_key, value, token = self._lease._fence(token)
+            keys[0] = lease_key
+            args = ["lease", value, token]
+        elif token is not None:
+            args = ["max", "", token]
+        return keys, args, token
+
+    def _refused(self, key: str, args: list[Any], token: int | None) -> NoReturn:
+        """Raise the fence's refusal (and stop believing in the lease: Redis says it is lost)."""
+        if self._lease is not None:
+            self._lease._lose(str(args[1]), "Redis refused a write fenced by it")
+        raise FencedWriteError(
+            f"refused: fencing token {token} is no longer current for {key!r}",
+            fencing_token=token,
+        )
+
     def _run(
         self,
         key: str,
@@ -707,19 +858,10 @@ class RedisCheckpointStore(_ClosableStore):
         stream: str | None,
         fields: Mapping[str, str | bytes] | None,
     ) -> str | None:
-        redis_key = self._key(key)
-        token = _check_token(fencing_token)
         if not isinstance(checkpoint, Checkpoint):
             raise InvalidArgumentError("checkpoint must be a Checkpoint")
-        self._check_open()
-        keys = [redis_key, redis_key]
-        args: list[Any] = ["none", "", 0, _encode(checkpoint)]
-        if self._lease is not None:
-            lease_key, value, token = self._lease._fence(token)
-            keys[0] = lease_key
-            args[:3] = ["lease", value, token]
-        elif token is not None:
-            args[:3] = ["max", "", token]
+        keys, args, token = self._fenced(key, fencing_token)
+        args.append(_encode(checkpoint))
         if stream is not None and fields is not None:
             keys.append(stream)
             for name, field_value in fields.items():
@@ -730,13 +872,7 @@ class RedisCheckpointStore(_ClosableStore):
         if not isinstance(answer, list) or len(answer) != 2 or answer[0] not in (0, 1):
             raise StoreError(f"Redis answered the save script with {self._conn.shown(answer)}")
         if answer[0] == 0:
-            if self._lease is not None:
-                # Redis says the lease is not ours: stop believing it before the clock says so.
-                self._lease._lose(str(args[1]), "Redis refused a write fenced by it")
-            raise FencedWriteError(
-                f"refused: fencing token {token} is no longer current for {key!r}",
-                fencing_token=token,
-            )
+            self._refused(key, args, token)
         entry = answer[1]
         if stream is None:
             return None

@@ -12,6 +12,7 @@ acknowledgements for lack of room it sets ``want_space`` and the dispatcher call
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -59,6 +60,8 @@ class Dispatcher:
         #: ``(sequence, started, subscription)`` of the user callback running now.
         self.current: tuple[int, float, Subscription] | None = None
         self._seq = 0
+        self._after_batch: list[Callable[[], None]] = []  # dispatcher thread only
+        self._batch_due = math.inf  # when the after-batch hooks run at the latest
 
     @property
     def thread(self) -> threading.Thread:
@@ -107,12 +110,46 @@ class Dispatcher:
         while True:
             with cond:
                 while not self._items and not self._stopping:
-                    cond.wait()
+                    if not self._after_batch:
+                        cond.wait()
+                        continue
+                    wait = self._batch_due - time.monotonic()
+                    if wait <= 0:
+                        break
+                    cond.wait(wait)
                 if self._stopping:
                     return
                 batch = self._items
                 self._items = deque()
-            self._drain(batch)
+            if batch:
+                self._drain(batch)
+            if self._after_batch and time.monotonic() >= self._batch_due:
+                self._batch_ended()
+
+    def after_batch(self, hook: Callable[[], None], within: float = 0.0) -> None:
+        """Run ``hook`` once the items taken together (all that were queued) are done.
+
+        With ``within``, items that come in the next ``within`` seconds join the batch: the
+        hook runs after the items being done when that time has passed (or earlier, with a
+        hook due before). Called on the dispatcher thread (by a subscription that advances
+        its checkpoint once per batch); the hooks run in the order they were added.
+        """
+        self._after_batch.append(hook)
+        self._batch_due = min(self._batch_due, time.monotonic() + within)
+
+    def _batch_ended(self) -> None:
+        hooks = self._after_batch
+        if not hooks:
+            return
+        self._after_batch = []
+        self._batch_due = math.inf
+        for hook in hooks:
+            if self._stopping:
+                return
+            try:
+                hook()
+            except Exception:
+                logger.exception("realtime: advancing a checkpoint after a batch failed")
 
     def _drain(self, batch: deque[Item]) -> None:
         popleft = batch.popleft

@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 #: back by this much, so a message stamped by a node a little behind is still read.
 SERVER_CLOCK_ALLOWANCE = 2.0
 
+#: At most this many messages go to one batched checkpoint advance (a long catch-up is split).
+MAX_CHECKPOINT_BATCH = 256
+
 #: The service's time at a moment of this machine's monotonic clock, as its last answer
 #: said (``None`` when it never said); see ``HttpTransport.server_time_at``.
 ServerTime: TypeAlias = "Callable[[float], float | None]"
@@ -166,6 +169,11 @@ class Subscription:
         #: (a stream advances it itself, when its consumer asks for the next message).
         self.checkpoint = checkpoint
         self._advance_after_callback = checkpoint is not None and advance
+        #: Messages handled in the dispatcher's current batch, not yet advanced past (only
+        #: for a ``batched`` checkpoint; dispatcher thread only).
+        self._batch: list[ConversationChatMessage] | None = (
+            [] if checkpoint is not None and checkpoint.batched else None
+        )
 
     @property
     def address_id(self) -> str | None:
@@ -335,14 +343,40 @@ class Subscription:
             self._report(error)
         else:
             if self._advance_after_callback:
-                self.advance(message)
+                if self._batch is None:
+                    self.advance(message)
+                else:
+                    self._add_to_batch(message, dispatcher)
 
     def advance(self, message: ConversationChatMessage) -> None:
         """Save ``message`` as the checkpoint; a lost lease (fenced write) ends the subscription."""
         checkpoint = self.checkpoint
-        if checkpoint is None:
+        if checkpoint is not None:
+            self._advanced(checkpoint.advance(message))
+
+    def _add_to_batch(self, message: ConversationChatMessage, dispatcher: Dispatcher) -> None:
+        """Keep ``message`` for the batch advance, which runs once the dispatcher's batch ends."""
+        batch = self._batch
+        assert batch is not None
+        batch.append(message)
+        if len(batch) == 1:
+            checkpoint = self.checkpoint
+            assert checkpoint is not None
+            dispatcher.after_batch(self._advance_batch, checkpoint.batch_window)
+        elif len(batch) >= MAX_CHECKPOINT_BATCH:
+            self._advance_batch()  # a long catch-up: bounded batches, the next one starts anew
+
+    def _advance_batch(self) -> None:
+        """Advance the checkpoint past the messages handled in this batch (dispatcher thread)."""
+        batch = self._batch
+        if not batch:
             return
-        error = checkpoint.advance(message)
+        self._batch = []
+        checkpoint = self.checkpoint
+        if self._active and checkpoint is not None:
+            self._advanced(checkpoint.advance_many(batch))
+
+    def _advanced(self, error: BaseException | None) -> None:
         if error is None:
             return
         self._report(error)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from contextlib import closing
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from signalwire_chat import (
     Checkpoint,
@@ -17,6 +20,7 @@ from signalwire_chat import (
     InvalidArgumentError,
     SqliteCheckpointStore,
 )
+from signalwire_chat.checkpoints import _decode, _encode
 from signalwire_chat.models import ConversationMessage
 
 
@@ -142,3 +146,25 @@ def test_importing_the_package_does_not_load_redis() -> None:
 
     code = "import sys, signalwire_chat; assert 'redis' not in sys.modules, 'redis loaded'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+_printable = st.text(
+    st.characters(blacklist_categories=("Cs", "Cc", "Cf", "Zl", "Zp", "Co", "Cn")),
+    min_size=1,
+    max_size=40,
+).filter(str.isprintable)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    route=st.one_of(st.just("inbox"), _printable.map(lambda s: "group:" + s)),
+    message_id=_printable,
+    ts=st.floats(min_value=0, max_value=1e12, allow_nan=False, allow_infinity=False),
+)
+def test_a_checkpoint_is_stored_as_json_dumps_writes_it(
+    route: str, message_id: str, ts: float
+) -> None:
+    checkpoint = Checkpoint(route=route, message_id=message_id, ts=ts)
+    body = {"route": route, "message_id": message_id, "ts": ts}
+    assert _encode(checkpoint) == json.dumps(body, separators=(",", ":"))
+    assert _decode("k", _encode(checkpoint)) == checkpoint

@@ -139,3 +139,55 @@ def test_no_module_outside_the_dialect_layer_tests_a_field_name() -> None:
         if path.name not in home and (lines := _field_tests(path))
     }
     assert found == {}
+
+
+def _chat_client_privates() -> set[str]:
+    """The private names of ``ChatClient``: its ``_`` methods and ``self._`` attributes."""
+    tree = ast.parse((PACKAGE / "_client.py").read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ChatClient")
+    names = {
+        node.name
+        for node in cls.body
+        if isinstance(node, ast.FunctionDef)
+        and node.name.startswith("_")
+        and not node.name.endswith("__")
+    }
+    for node in ast.walk(cls):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "self"
+            and node.attr.startswith("_")
+            and not node.attr.endswith("__")
+        ):
+            names.add(node.attr)
+    return names
+
+
+def _reaches(path: Path, names: set[str]) -> list[str]:
+    """``expr._name`` in ``path`` for a ``_name`` of ``names``, on anything but ``self``/``cls``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in names
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        ):
+            found.append(f"{node.lineno}: .{node.attr}")
+    return found
+
+
+def test_only_the_client_module_reaches_chat_client_privates() -> None:
+    # The bridge, the CLI, the examples and the client's own parts use ChatClient's public
+    # API; its collaborators are given what they need when made (RestSide, RealtimeSide),
+    # so renaming a private member of the facade can break no other module.
+    names = _chat_client_privates()
+    assert {"_rest", "_realtime", "_wire"} <= names  # the scan sees the facade's parts
+    sources = [p for p in CLIENT_SOURCES if p.name != "_client.py"]
+    sources += sorted((PACKAGE.parent / "examples").rglob("*.py"))
+    found = {
+        str(path.relative_to(PACKAGE.parent)): hits
+        for path in sources
+        if (hits := _reaches(path, names))
+    }
+    assert found == {}, "modules reaching ChatClient's private members"
