@@ -349,6 +349,8 @@ _TEMPLATES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     )
 )
 UNKNOWN_PATH = "/{unknown}"
+#: URLs whose template a registry remembers (see :meth:`HookRegistry.path_of`).
+_TEMPLATES_KEPT = 256
 #: The templates without an id, found by one dict lookup (most calls: send, join, info).
 _EXACT = {template: template for _, template in _TEMPLATES if "{" not in template}
 
@@ -422,7 +424,7 @@ class RestCall:
         self.server = server
         self.call = next(registry.serials)
         self.method = method
-        self.path = path_template(url, server.base_path) if registry.rest_hooks else ""
+        self.path = registry.path_of(url, server.base_path) if registry.rest_hooks else ""
         self.attempts = 0
         self.status: int | None = None
         self.request_id: str | None = None
@@ -561,6 +563,21 @@ class HookRegistry:
         self.rest_hooks = bool(self.on_request or self.on_response or self.on_call)
         self._failed: set[int] = set()
         self._failed_lock = threading.Lock()
+        self._templates: dict[str, str] = {}
+
+    def path_of(self, url: str, base_path: str) -> str:
+        """:func:`path_template` of ``url``, remembered: most calls repeat a few URLs.
+
+        A registry serves one client, so one REST base (``base_path``). At most
+        :data:`_TEMPLATES_KEPT` URLs are kept (pages of a history each have their own).
+        """
+        templates = self._templates
+        path = templates.get(url)
+        if path is None:
+            if len(templates) >= _TEMPLATES_KEPT:
+                templates.clear()
+            path = templates[url] = path_template(url, base_path)
+        return path
 
     def rest_call(self, method: str, url: str, server: _Server) -> RestCall:
         """Start following one REST call to ``server`` (see :func:`server_of`)."""

@@ -50,6 +50,7 @@ from typing import Any
 
 try:
     from opentelemetry import metrics, trace
+    from opentelemetry.metrics import NoOpHistogram
     from opentelemetry.trace import SpanKind, Status, StatusCode
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
@@ -96,6 +97,10 @@ class _Recorder:
             unit="s",
             description="Duration of each REST call, its retries and their waits included.",
         )
+        # An application that set up tracing only has no-op instruments: then the attributes
+        # of a call's duration are not built (a no-op instrument never becomes a real one,
+        # unlike the proxies the global meter gives before an SDK is set).
+        self._durations = not isinstance(self.call_duration, NoOpHistogram)
         self.retries = meter.create_counter(
             "signalwire_chat.rest.retries",
             unit="{retry}",
@@ -143,8 +148,11 @@ class _Recorder:
             if event.status is not None and event.status >= 400:
                 kind = str(event.status)
             attributes["error.type"] = kind
-        self.call_duration.record(event.duration, attributes)
-        span_attributes = dict(attributes)
+        if self._durations:
+            self.call_duration.record(event.duration, attributes)
+            span_attributes = dict(attributes)  # the metric's are not the span's
+        else:
+            span_attributes = attributes
         if event.attempts > 1:
             span_attributes["http.request.resend_count"] = event.attempts - 1
         if event.request_id is not None:

@@ -15,7 +15,8 @@ import requests
 import requests.adapters
 from _loopback import Server, closed_port_url, reply
 
-from signalwire_chat import ChatClient, TransportError
+from signalwire_chat import ChatClient, Hooks, TransportError
+from signalwire_chat._redact import SecretForms, redact
 
 ROOM = "0b6e2f4a-5c1d-4e8f-9a7b-3c2d1e0f4a5b"
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJzZWNyZXQtdG9rZW4ifQ.c2VjcmV0LXNpZ25hdHVyZQ"
@@ -148,3 +149,40 @@ def test_the_clients_own_session_sends_without_requests_per_call(
     assert "urllib3.connectionpool" in modules
     assert sorted(m for m in modules if m == "requests" or m.startswith("requests.")) == []
     assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize("own_session", [True, False])
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"X-Request-Id": "a", "Request-Id": "b"}, "a"),
+        ({"X-Correlation-Id": "c", "X-Amzn-RequestId": "d"}, "d"),
+        ({"X-Request-Id": "", "X-Trace-Id": "t"}, "t"),
+        ({"x-request-id": f"id {TOKEN} \x1b[2J"}, "id [redacted] ?[2J"),
+        ({"X-Request-Id": "id " + TOKEN.split(".")[1]}, "id [redacted]"),
+        ({}, None),
+    ],
+)
+def test_the_hooks_get_the_request_id_of_a_success_cleaned_whichever_session(
+    server: Server,
+    no_proxy_env: pytest.MonkeyPatch,
+    own_session: bool,
+    headers: dict[str, str],
+    expected: str | None,
+) -> None:
+    server.default = reply(201, SENT, headers)
+    calls: list[Any] = []
+    hooks = Hooks(on_call=calls.append)
+    with requests.Session() as session:
+        options: dict[str, Any] = {} if own_session else {"session": session}
+        with _client(server.url, hooks=hooks, **options) as client:
+            client.send_message(ROOM, "hi")
+    assert [call.request_id for call in calls] == [expected]
+
+
+def test_the_secret_forms_never_show_the_secrets() -> None:
+    forms = SecretForms([TOKEN])
+    assert TOKEN in forms
+    assert TOKEN not in repr(forms)
+    assert TOKEN not in str(forms)
+    assert redact(f"a {TOKEN} b", forms) == "a [redacted] b"
