@@ -59,12 +59,13 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ._hooks import (
     UNKNOWN_PATH,
-    CallEvent,
+    CallRecord,
     CatchUpFinishedEvent,
     DeliveredEvent,
     Hooks,
     ResponseEvent,
     StateChangeEvent,
+    reads_call_records,
 )
 from ._state import ConnectionState
 from ._version import __version__
@@ -74,7 +75,7 @@ __all__ = ["opentelemetry_hooks"]
 _SCOPE = "signalwire_chat"
 
 
-def _base(event: ResponseEvent | CallEvent) -> dict[str, Any]:
+def _base(event: ResponseEvent | CallRecord) -> dict[str, Any]:
     attributes: dict[str, Any] = {
         "http.request.method": event.method,
         "server.address": event.server_address,
@@ -134,7 +135,8 @@ class _Recorder:
             description="Messages received and waiting for the callbacks (at the last delivery).",
         )
 
-    def on_call(self, event: CallEvent) -> None:
+    @reads_call_records
+    def on_call(self, event: CallRecord) -> None:
         # The span is made whole when the call ends, with its true start time: one pass over
         # its attributes instead of a span kept open across the call (a third cheaper). The
         # retried attempts come with the call, so no hook runs per attempt.
