@@ -142,7 +142,7 @@ def test_the_clients_own_session_sends_without_requests_per_call(
 ) -> None:
     """Once its session is open, a call goes straight to urllib3's pool: none of requests'
     per-request work (URL parsing, proxy choice, CA bundle checks, a Response and its cookie
-    jar) runs, which was 29% of a send's CPU."""
+    jar) runs, which was 25% of a send's instructions."""
     with _client(server.url) as client:
         client.send_message(ROOM, "hi")
         modules = _modules_called_during(lambda: client.send_message(ROOM, "hi"))
