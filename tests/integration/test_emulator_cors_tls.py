@@ -120,3 +120,33 @@ def test_cors_refuses_an_origin_not_allowed(emulator_factory: Any) -> None:
     assert "Access-Control-Allow-Methods" not in other.headers
     with pytest.raises(TypeError):
         Emulator(cors_origins=PAGE)
+
+
+def test_the_clients_own_session_trusts_requests_ca_bundle(
+    emulator_factory: Any, ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REQUESTS_CA_BUNDLE is honoured by a client's own session (read at its first call); a
+    bundle that does not exist fails every call, none of them sent unverified."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    emu: Emulator = emulator_factory(ssl_context=context)
+    alice = emu.create_subscriber("alice@example.com")
+    bob = emu.create_subscriber("bob@example.com")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    with ChatClient(alice.token, rest_url=emu.rest_url, relay_url=emu.relay_url) as client:
+        client.send_message(bob.address_id, "one")
+        client.send_message(bob.address_id, "two")
+        assert [m.text for m in client.get_messages(bob.address_id)][:2] == ["two", "one"]
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    with ChatClient(
+        alice.token, rest_url=emu.rest_url, relay_url=emu.relay_url, max_retries=0
+    ) as client:
+        for _ in range(2):
+            with pytest.raises(TransportError):
+                client.send_message(bob.address_id, "never sent")
+    with ChatClient(alice.token, rest_url=emu.rest_url, relay_url=emu.relay_url) as reader:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+        texts = [m.text for m in reader.get_messages(bob.address_id)]
+    assert "never sent" not in texts
