@@ -5,6 +5,7 @@ urllib3 pool of its own adapter). Against the scripted loopback server."""
 
 from __future__ import annotations
 
+import socket
 import sys
 from collections.abc import Iterator
 from types import FrameType
@@ -15,7 +16,7 @@ import requests
 import requests.adapters
 from _loopback import Server, closed_port_url, reply
 
-from signalwire_chat import ChatClient, Hooks, TransportError
+from signalwire_chat import ChatClient, Hooks, RequestTimeoutError, TransportError
 from signalwire_chat._redact import SecretForms, redact
 
 ROOM = "0b6e2f4a-5c1d-4e8f-9a7b-3c2d1e0f4a5b"
@@ -186,3 +187,53 @@ def test_the_secret_forms_never_show_the_secrets() -> None:
     assert TOKEN not in repr(forms)
     assert TOKEN not in str(forms)
     assert redact(f"a {TOKEN} b", forms) == "a [redacted] b"
+
+
+@pytest.fixture
+def unanswered_port() -> Iterator[int]:
+    """A loopback port whose listener never accepts and whose backlog is full: a connect to
+    it gets no answer (the kernel drops the SYN), so it times out."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+@pytest.mark.parametrize("own_session", [True, False])
+def test_a_connect_timeout_is_a_request_timeout_and_a_post_is_sent_again(
+    unanswered_port: int, no_proxy_env: pytest.MonkeyPatch, own_session: bool
+) -> None:
+    """The same error, and the same retry (the request surely never left), whether urllib3's
+    failure comes straight from our pool or wrapped by requests (a caller's session)."""
+    sleeps: list[float] = []
+    with requests.Session() as session:
+        options: dict[str, Any] = {} if own_session else {"session": session}
+        with (
+            ChatClient(
+                TOKEN,
+                rest_url=f"http://127.0.0.1:{unanswered_port}",
+                relay_url="ws://127.0.0.1:1/",
+                dialect="address",
+                max_retries=1,
+                timeout=(0.3, 5.0),
+                _sleep=sleeps.append,
+                **options,
+            ) as client,
+            pytest.raises(RequestTimeoutError) as info,
+        ):
+            client.send_message(ROOM, "hi")
+    assert str(info.value).startswith("connecting to http://127.0.0.1:")
+    assert str(info.value).endswith("timed out")
+    assert len(sleeps) == 1  # sent again once: it never reached the server
