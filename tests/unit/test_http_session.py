@@ -122,20 +122,22 @@ def test_a_callers_mounted_adapter_response_hooks_and_cookie_jar_are_kept(
     assert [r["headers"].get("X-Via") for r in server.requests] == ["the caller's adapter"] * 2
 
 
-def _modules_called_during(action: Any) -> set[str]:
-    """The modules of every Python function called (on this thread) while ``action`` runs."""
-    modules: set[str] = set()
+def _called_during(action: Any) -> list[tuple[str, str, str]]:
+    """(module, file, function) of every Python function called on this thread by ``action``."""
+    called: list[tuple[str, str, str]] = []
 
     def profile(frame: FrameType, event: str, arg: object) -> None:
         if event == "call":
-            modules.add(str(frame.f_globals.get("__name__", "")))
+            code = frame.f_code
+            module = str(frame.f_globals.get("__name__", ""))
+            called.append((module, code.co_filename, code.co_name))
 
     sys.setprofile(profile)
     try:
         action()
     finally:
         sys.setprofile(None)
-    return modules
+    return called
 
 
 def test_the_clients_own_session_sends_without_requests_per_call(
@@ -146,7 +148,7 @@ def test_the_clients_own_session_sends_without_requests_per_call(
     jar) runs, which was 25% of a send's instructions."""
     with _client(server.url) as client:
         client.send_message(ROOM, "hi")
-        modules = _modules_called_during(lambda: client.send_message(ROOM, "hi"))
+        modules = {m for m, _, _ in _called_during(lambda: client.send_message(ROOM, "hi"))}
     assert "urllib3.connectionpool" in modules
     assert sorted(m for m in modules if m == "requests" or m.startswith("requests.")) == []
     assert len(server.requests) == 2
@@ -237,3 +239,24 @@ def test_a_connect_timeout_is_a_request_timeout_and_a_post_is_sent_again(
     assert str(info.value).startswith("connecting to http://127.0.0.1:")
     assert str(info.value).endswith("timed out")
     assert len(sleeps) == 1  # sent again once: it never reached the server
+
+
+def _read1_calls_during(action: Any) -> int:
+    """How many times urllib3's ``HTTPResponse.read1`` ran (on this thread) during ``action``."""
+    return sum(name == "read1" and "urllib3" in file for _, file, name in _called_during(action))
+
+
+@pytest.mark.parametrize("own_session", [True, False])
+def test_a_body_of_known_length_is_read_without_a_last_empty_read(
+    server: Server, no_proxy_env: pytest.MonkeyPatch, own_session: bool
+) -> None:
+    """Once its Content-Length is read, the body is whole: no read that returns nothing."""
+    with requests.Session() as session:
+        options: dict[str, Any] = {} if own_session else {"session": session}
+        with _client(server.url, **options) as client:
+            client.send_message(ROOM, "hi")
+            calls = _read1_calls_during(lambda: client.send_message(ROOM, "hi"))
+            server.default = reply(201, SENT, {"Content-Encoding": "identity"})
+            encoded = _read1_calls_during(lambda: client.send_message(ROOM, "hi"))
+    assert calls == 1
+    assert encoded == 2  # an encoded body is read to its end (the decoder may hold some)
