@@ -107,10 +107,16 @@ REASONS = {200: b"OK", 201: b"Created", 401: b"Unauthorized", 404: b"Not Found"}
 
 
 def response(status: int, body: bytes) -> bytes:
-    """Return an HTTP/1.1 keep-alive response with a JSON body."""
+    """Return an HTTP/1.1 keep-alive response with a JSON body and a request id.
+
+    Every answer carries an ``X-Request-Id`` (a fresh UUID), as the emulator's and the
+    service's do: a client reads it on every call when hooks are on, so a bench server
+    without one would hide that cost.
+    """
     return (
-        b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-        % (status, REASONS[status], len(body))
+        b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+        b"X-Request-Id: %s\r\n\r\n"
+        % (status, REASONS[status], len(body), str(uuid.uuid4()).encode())
         + body
     )
 

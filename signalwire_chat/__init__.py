@@ -3,14 +3,6 @@
 import logging
 import typing as _typing
 
-from ._backend import (
-    SubscriberToken,
-    SubscriberTokenSource,
-    mint_guest_token,
-    mint_invite_token,
-    mint_subscriber_token,
-    refresh_subscriber_token,
-)
 from ._client import ChatClient
 from ._pages import ChatPage, Page
 from ._version import __version__
@@ -141,6 +133,14 @@ __all__ = [
 ]
 
 if _typing.TYPE_CHECKING:
+    from ._backend import (
+        SubscriberToken,
+        SubscriberTokenSource,
+        mint_guest_token,
+        mint_invite_token,
+        mint_subscriber_token,
+        refresh_subscriber_token,
+    )
     from ._health import ClientHealth
     from ._hooks import (
         CallEvent,
@@ -163,7 +163,8 @@ if _typing.TYPE_CHECKING:
 # under it) is for subscriptions only: a process that only calls REST, such as a web worker,
 # never pays for it. The hooks, health, log format and checkpoint modules are not needed by
 # `import signalwire_chat` either (their import took `import signalwire_chat` from 1.03x to
-# 1.23x of its dependencies' import time); a client loads the first two when it is made.
+# 1.23x of its dependencies' import time); a client loads the first two when it is made. The
+# token minting helpers are a backend's, not a chat client's.
 _LAZY: dict[str, str] = {
     "CallEvent": "._hooks",
     "CatchUpFinishedEvent": "._hooks",
@@ -182,7 +183,13 @@ _LAZY: dict[str, str] = {
     "SlowCallbackEvent": "._hooks",
     "SqliteCheckpointStore": ".checkpoints",
     "StateChangeEvent": "._hooks",
+    "SubscriberToken": "._backend",
+    "SubscriberTokenSource": "._backend",
     "Subscription": "._realtime",
+    "mint_guest_token": "._backend",
+    "mint_invite_token": "._backend",
+    "mint_subscriber_token": "._backend",
+    "refresh_subscriber_token": "._backend",
 }
 
 

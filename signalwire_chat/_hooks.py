@@ -34,7 +34,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
@@ -65,6 +65,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 E = TypeVar("E")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 # --- events ----------------------------------------------------------------------------------
@@ -349,6 +350,9 @@ _TEMPLATES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     )
 )
 UNKNOWN_PATH = "/{unknown}"
+_READS_RECORDS = "__signalwire_reads_call_records__"
+#: URLs whose template a registry remembers (see :meth:`HookRegistry.path_of`).
+_TEMPLATES_KEPT = 256
 #: The templates without an id, found by one dict lookup (most calls: send, join, info).
 _EXACT = {template: template for _, template in _TEMPLATES if "{" not in template}
 
@@ -398,8 +402,52 @@ def server_of(base_url: str) -> _Server:
     return _Server(parts.hostname or "", parts.port, parts.path.rstrip("/"))
 
 
+class CallRecord(Protocol):
+    """What an ended call offers an ``on_call`` hook.
+
+    A :class:`CallEvent`, or for this library's own hooks (see :func:`reads_call_records`)
+    the :class:`RestCall` itself.
+    """
+
+    @property
+    def server_address(self) -> str: ...
+    @property
+    def server_port(self) -> int | None: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def status(self) -> int | None: ...
+    @property
+    def duration(self) -> float: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def request_id(self) -> str | None: ...
+    @property
+    def retries(self) -> tuple[ResponseEvent, ...]: ...
+
+
+def reads_call_records(hook: F) -> F:
+    """Mark an ``on_call`` hook of this library's own as reading the ended :class:`RestCall`.
+
+    A :class:`CallEvent` is then not built for it (the OpenTelemetry hooks are marked).
+    A ``CallEvent`` (eleven frozen fields) cost about a tenth of all that tracing adds to a
+    call above the SDK's own span; the hook reads the same fields, during its call only.
+    """
+    setattr(hook, _READS_RECORDS, True)
+    return hook
+
+
 class RestCall:
-    """One REST call under way: what the transport tells the registry about it."""
+    """One REST call under way: what the transport tells the registry about it.
+
+    When it ended, it is also the :class:`CallRecord` handed to the hooks marked with
+    :func:`reads_call_records` (``duration`` and ``error`` are set then).
+    """
 
     __slots__ = (
         "_attempt_started",
@@ -409,6 +457,8 @@ class RestCall:
         "_started",
         "attempts",
         "call",
+        "duration",
+        "error",
         "last_error",
         "method",
         "path",
@@ -422,15 +472,32 @@ class RestCall:
         self.server = server
         self.call = next(registry.serials)
         self.method = method
-        self.path = path_template(url, server.base_path) if registry.rest_hooks else ""
+        self.path = registry.path_of(url, server.base_path) if registry.rest_hooks else ""
         self.attempts = 0
         self.status: int | None = None
         self.request_id: str | None = None
         self.last_error: str | None = None
         self._counted = 0  # attempts already added to the counters
         self._retries: list[ResponseEvent] | None = None  # only a call that is sent again
+        self.duration = 0.0  # both set when the call ends
+        self.error: str | None = None
         # Durations are for the hooks only: without any, no clock is read.
         self._started = self._attempt_started = time.perf_counter() if registry.rest_hooks else 0.0
+
+    @property
+    def server_address(self) -> str:
+        """The REST host."""
+        return self.server.address
+
+    @property
+    def server_port(self) -> int | None:
+        """Its port, when the URL names one."""
+        return self.server.port
+
+    @property
+    def retries(self) -> tuple[ResponseEvent, ...]:
+        """The attempts that were followed by another, oldest first."""
+        return () if self._retries is None else tuple(self._retries)
 
     def attempt(self) -> None:
         """An attempt is about to be sent."""
@@ -502,20 +569,25 @@ class RestCall:
             kind, kind is not None and kind == self.last_error, self.attempts - self._counted
         )
         if registry.on_call:
-            event = CallEvent(
-                call=self.call,
-                server_address=self.server.address,
-                server_port=self.server.port,
-                method=self.method,
-                path=self.path,
-                attempts=self.attempts,
-                status=self.status,
-                duration=time.perf_counter() - self._started,
-                error=kind,
-                request_id=self.request_id,
-                retries=() if self._retries is None else tuple(self._retries),
-            )
-            registry.emit(registry.on_call, event)
+            self.duration = time.perf_counter() - self._started
+            self.error = kind
+            if registry.on_call_events:
+                event = CallEvent(
+                    call=self.call,
+                    server_address=self.server.address,
+                    server_port=self.server.port,
+                    method=self.method,
+                    path=self.path,
+                    attempts=self.attempts,
+                    status=self.status,
+                    duration=self.duration,
+                    error=kind,
+                    request_id=self.request_id,
+                    retries=self.retries,
+                )
+                registry.emit(registry.on_call_events, event)
+            if registry.on_call_records:
+                registry.emit(registry.on_call_records, self)
 
 
 def _collect(hooks: Sequence[Hooks], name: str) -> tuple[Callable[[Any], None], ...]:
@@ -552,6 +624,13 @@ class HookRegistry:
         self.on_request = _collect(self.hooks, "on_request")
         self.on_response = _collect(self.hooks, "on_response")
         self.on_call = _collect(self.hooks, "on_call")
+        #: The on_call hooks that read the ended RestCall, and those given a CallEvent.
+        self.on_call_records = tuple(
+            hook for hook in self.on_call if getattr(hook, _READS_RECORDS, False)
+        )
+        self.on_call_events = tuple(
+            hook for hook in self.on_call if hook not in self.on_call_records
+        )
         self.on_state_change = _collect(self.hooks, "on_state_change")
         self.on_catch_up_started = _collect(self.hooks, "on_catch_up_started")
         self.on_catch_up_finished = _collect(self.hooks, "on_catch_up_finished")
@@ -561,6 +640,21 @@ class HookRegistry:
         self.rest_hooks = bool(self.on_request or self.on_response or self.on_call)
         self._failed: set[int] = set()
         self._failed_lock = threading.Lock()
+        self._templates: dict[str, str] = {}
+
+    def path_of(self, url: str, base_path: str) -> str:
+        """:func:`path_template` of ``url``, remembered: most calls repeat a few URLs.
+
+        A registry serves one client, so one REST base (``base_path``). At most
+        :data:`_TEMPLATES_KEPT` URLs are kept (pages of a history each have their own).
+        """
+        templates = self._templates
+        path = templates.get(url)
+        if path is None:
+            if len(templates) >= _TEMPLATES_KEPT:
+                templates.clear()
+            path = templates[url] = path_template(url, base_path)
+        return path
 
     def rest_call(self, method: str, url: str, server: _Server) -> RestCall:
         """Start following one REST call to ``server`` (see :func:`server_of`)."""

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import quote
 
-__all__ = ["redact", "server_text"]
+__all__ = ["SecretForms", "redact", "server_text"]
 
 TEXT_KEEP = 200  # a reason phrase, request id or content type: more is not diagnosis
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -29,9 +29,33 @@ def _secret_forms(secrets: Iterable[str]) -> list[str]:
     return sorted(forms, key=len, reverse=True)  # the whole before its parts
 
 
+class SecretForms(tuple[str, ...]):
+    """The forms :func:`redact` looks for, worked out once for some secrets.
+
+    Given in place of the secrets, it spares each call percent-encoding and splitting them
+    again (for a token, most of the cost of reading a request id on every REST call). Its repr
+    is redacted: it holds the secrets.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, secrets: Iterable[str]) -> SecretForms:
+        return super().__new__(cls, _secret_forms(secrets))
+
+    def __repr__(self) -> str:
+        return "<secret forms (redacted)>"
+
+    def __reduce__(self) -> str:
+        raise TypeError("secret forms cannot be pickled (they hold secrets)")
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret (and each long part of a token) replaced by ``[redacted]``."""
-    for form in _secret_forms(secrets):
+    """``text`` with every secret (and each long part of a token) replaced by ``[redacted]``.
+
+    ``secrets`` may be a :class:`SecretForms`, used as it is.
+    """
+    forms = secrets if isinstance(secrets, SecretForms) else _secret_forms(secrets)
+    for form in forms:
         if form in text:
             text = text.replace(form, "[redacted]")
     return text

@@ -50,6 +50,7 @@ from typing import Any
 
 try:
     from opentelemetry import metrics, trace
+    from opentelemetry.metrics import NoOpHistogram
     from opentelemetry.trace import SpanKind, Status, StatusCode
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
@@ -58,12 +59,13 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ._hooks import (
     UNKNOWN_PATH,
-    CallEvent,
+    CallRecord,
     CatchUpFinishedEvent,
     DeliveredEvent,
     Hooks,
     ResponseEvent,
     StateChangeEvent,
+    reads_call_records,
 )
 from ._state import ConnectionState
 from ._version import __version__
@@ -73,7 +75,7 @@ __all__ = ["opentelemetry_hooks"]
 _SCOPE = "signalwire_chat"
 
 
-def _base(event: ResponseEvent | CallEvent) -> dict[str, Any]:
+def _base(event: ResponseEvent | CallRecord) -> dict[str, Any]:
     attributes: dict[str, Any] = {
         "http.request.method": event.method,
         "server.address": event.server_address,
@@ -96,6 +98,10 @@ class _Recorder:
             unit="s",
             description="Duration of each REST call, its retries and their waits included.",
         )
+        # An application that set up tracing only has no-op instruments: then the attributes
+        # of a call's duration are not built (a no-op instrument never becomes a real one,
+        # unlike the proxies the global meter gives before an SDK is set).
+        self._durations = not isinstance(self.call_duration, NoOpHistogram)
         self.retries = meter.create_counter(
             "signalwire_chat.rest.retries",
             unit="{retry}",
@@ -129,7 +135,8 @@ class _Recorder:
             description="Messages received and waiting for the callbacks (at the last delivery).",
         )
 
-    def on_call(self, event: CallEvent) -> None:
+    @reads_call_records
+    def on_call(self, event: CallRecord) -> None:
         # The span is made whole when the call ends, with its true start time: one pass over
         # its attributes instead of a span kept open across the call (a third cheaper). The
         # retried attempts come with the call, so no hook runs per attempt.
@@ -143,8 +150,11 @@ class _Recorder:
             if event.status is not None and event.status >= 400:
                 kind = str(event.status)
             attributes["error.type"] = kind
-        self.call_duration.record(event.duration, attributes)
-        span_attributes = dict(attributes)
+        if self._durations:
+            self.call_duration.record(event.duration, attributes)
+            span_attributes = dict(attributes)  # the metric's are not the span's
+        else:
+            span_attributes = attributes
         if event.attempts > 1:
             span_attributes["http.request.resend_count"] = event.attempts - 1
         if event.request_id is not None:

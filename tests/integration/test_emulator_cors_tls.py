@@ -12,7 +12,7 @@ import pytest
 import requests
 import trustme
 
-from signalwire_chat import ChatClient, TransportError
+from signalwire_chat import ChatClient, ConnectError, TransportError
 from signalwire_chat.emulator import Emulator
 
 PAGE = "http://127.0.0.1:5000"
@@ -120,3 +120,63 @@ def test_cors_refuses_an_origin_not_allowed(emulator_factory: Any) -> None:
     assert "Access-Control-Allow-Methods" not in other.headers
     with pytest.raises(TypeError):
         Emulator(cors_origins=PAGE)
+
+
+def test_the_clients_own_session_trusts_requests_ca_bundle(
+    emulator_factory: Any, ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REQUESTS_CA_BUNDLE is honoured by a client's own session (read at its first call); a
+    bundle that does not exist fails every call, none of them sent unverified."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    emu: Emulator = emulator_factory(ssl_context=context)
+    alice = emu.create_subscriber("alice@example.com")
+    bob = emu.create_subscriber("bob@example.com")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    with ChatClient(alice.token, rest_url=emu.rest_url, relay_url=emu.relay_url) as client:
+        client.send_message(bob.address_id, "one")
+        client.send_message(bob.address_id, "two")
+        assert [m.text for m in client.get_messages(bob.address_id)][:2] == ["two", "one"]
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    with ChatClient(
+        alice.token, rest_url=emu.rest_url, relay_url=emu.relay_url, max_retries=0
+    ) as client:
+        for _ in range(2):
+            with pytest.raises(TransportError):
+                client.send_message(bob.address_id, "never sent")
+    with ChatClient(alice.token, rest_url=emu.rest_url, relay_url=emu.relay_url) as reader:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+        texts = [m.text for m in reader.get_messages(bob.address_id)]
+    assert "never sent" not in texts
+
+
+@pytest.mark.parametrize("own_session", [True, False])
+def test_a_tls_failure_is_a_connect_error_never_retried(
+    emulator_factory: Any, ca: trustme.CA, monkeypatch: pytest.MonkeyPatch, own_session: bool
+) -> None:
+    """A server this client does not trust: the same error, and no retry (it would fail the
+    same way), whether urllib3's failure comes from our pool or through a caller's session."""
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    emu: Emulator = emulator_factory(ssl_context=context)
+    alice = emu.create_subscriber("alice@example.com")
+    sleeps: list[float] = []
+    with requests.Session() as session:
+        options: dict[str, Any] = {} if own_session else {"session": session}
+        with (
+            ChatClient(
+                alice.token,
+                rest_url=emu.rest_url,
+                relay_url=emu.relay_url,
+                _sleep=sleeps.append,
+                **options,
+            ) as client,
+            pytest.raises(ConnectError) as info,
+        ):
+            client.get_subscriber_info()  # a GET: retried on most failures, not this one
+    assert str(info.value).startswith("TLS failure talking to https://127.0.0.1:")
+    assert sleeps == []

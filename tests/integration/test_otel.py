@@ -365,3 +365,67 @@ def test_without_opentelemetry_installed_the_client_works_and_otel_says_what_to_
     )
     assert out.returncode == 0, out.stderr
     assert "pip install 'signalwire-chat[otel]'" in out.stdout
+
+
+def _call_events_built_during(action: Any) -> int:
+    """How many CallEvents were made (on this thread) while ``action`` ran."""
+    from types import FrameType
+
+    made = 0
+
+    def profile(frame: FrameType, event: str, arg: object) -> None:
+        nonlocal made
+        if event == "call" and frame.f_code.co_name == "__init__":
+            made += type(frame.f_locals.get("self")).__name__ == "CallEvent"
+
+    sys.setprofile(profile)
+    try:
+        action()
+    finally:
+        sys.setprofile(None)
+    return made
+
+
+def test_tracing_alone_builds_no_call_event_and_a_users_hook_still_gets_one(
+    signalwire_emulator: Emulator,
+) -> None:
+    """The OpenTelemetry hooks read the ended call itself (a CallEvent was a tenth of what
+    tracing added above the SDK's span); a user's on_call beside them gets its CallEvent,
+    telling the same story as the span. Tracing without metrics (a no-op meter) too."""
+    from opentelemetry.metrics import NoOpMeterProvider
+
+    from signalwire_chat import CallEvent, Hooks
+
+    emu = signalwire_emulator
+    sub = emu.create_subscriber()
+    room = emu.create_room("otel-records").id
+    telemetry = Telemetry()
+    otel = opentelemetry_hooks(
+        tracer_provider=telemetry.tracer_provider, meter_provider=NoOpMeterProvider()
+    )
+    calls: list[CallEvent] = []
+    with ChatClient(sub.token, rest_url=emu.rest_url, relay_url=emu.relay_url, hooks=otel) as c:
+        c.send_message(room, "warm-up")
+        assert _call_events_built_during(lambda: c.send_message(room, "traced")) == 0
+    both = [otel, Hooks(on_call=calls.append)]
+    with ChatClient(sub.token, rest_url=emu.rest_url, relay_url=emu.relay_url, hooks=both) as c:
+        c.send_message(room, "warm-up")  # the first call of a client also joins
+        calls.clear()
+        assert _call_events_built_during(lambda: c.send_message(room, "traced")) == 1
+    telemetry.shutdown()
+    spans = telemetry.finished()
+    assert spans[-1].name == "POST /api/fabric/messages"
+    (event,) = calls
+    attributes = dict(spans[-1].attributes or {})
+    assert attributes == {
+        "http.request.method": event.method,
+        "server.address": event.server_address,
+        "server.port": event.server_port,
+        "url.template": event.path,
+        "http.response.status_code": event.status,
+        "signalwire_chat.request_id": event.request_id,
+    }
+    assert event.request_id
+    assert spans[-1].end_time - spans[-1].start_time == pytest.approx(
+        event.duration * 1e9, rel=0.01
+    )

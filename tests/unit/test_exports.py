@@ -60,3 +60,17 @@ def test_realtime_side_loads_only_on_first_use() -> None:
         "False False IDLE",
         "True True Subscription True",
     ]
+
+
+def test_the_token_minting_helpers_load_on_first_use() -> None:
+    # A chat client never mints tokens: `import signalwire_chat` leaves that module (and its
+    # import time) to the backends that use it; the names are still there.
+    code = (
+        "import sys, signalwire_chat as s\n"
+        "print('signalwire_chat._backend' in sys.modules)\n"
+        "print(s.mint_guest_token.__name__, 'signalwire_chat._backend' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert done.stdout.split("\n")[:2] == ["False", "mint_guest_token True"]
