@@ -70,6 +70,7 @@ __all__ = [
     "ChatError",
     "ChatPage",
     "Checkpoint",
+    "CheckpointHandler",
     "CheckpointNotFoundError",
     "CheckpointStore",
     "ClientClosedError",
@@ -157,7 +158,7 @@ if _typing.TYPE_CHECKING:
     from ._logfmt import KeyValueFormatter
     from ._realtime import RealtimeOptions, Subscription
     from ._state import ConnectionState
-    from .checkpoints import Checkpoint, CheckpointStore, SqliteCheckpointStore
+    from .checkpoints import Checkpoint, CheckpointHandler, CheckpointStore, SqliteCheckpointStore
 
 # Names whose modules load on first use, by module. The realtime side (and websocket-client
 # under it) is for subscriptions only: a process that only calls REST, such as a web worker,
@@ -170,6 +171,7 @@ _LAZY: dict[str, str] = {
     "CatchUpFinishedEvent": "._hooks",
     "CatchUpStartedEvent": "._hooks",
     "Checkpoint": ".checkpoints",
+    "CheckpointHandler": ".checkpoints",
     "CheckpointStore": ".checkpoints",
     "ClientHealth": "._health",
     "ConnectionState": "._state",
