@@ -56,6 +56,14 @@ _MAX_AWAITED_ANSWERS = 64
 _DIRECT_WRITE_LIMIT = 64 * 1024
 
 
+def _never() -> bool:
+    return False
+
+
+def _always() -> bool:
+    return True
+
+
 class RelayRuntime:
     """What the relay's parts share: tunables, tasks, the recorder and the frame ids.
 
@@ -78,7 +86,15 @@ class RelayRuntime:
         self.closed = False
         self.tasks: set[asyncio.Task[Any]] = set()
         self._record = record
-        self._recording = recording
+        # Whether entries are wanted now (build them only then): one call, no wrapper,
+        # since the fan-out asks for every frame sent and every acknowledgement read.
+        self.recording: Callable[[], bool]
+        if record is None:
+            self.recording = _never
+        elif recording is None:
+            self.recording = _always
+        else:
+            self.recording = recording
         self._dirty: list[RelaySocket] = []
 
     def flush_soon(self, sock: RelaySocket) -> None:
@@ -91,12 +107,6 @@ class RelayRuntime:
         dirty, self._dirty = self._dirty, []
         for sock in dirty:
             sock.flush()
-
-    def recording(self) -> bool:
-        """True when entries are wanted (build them only then)."""
-        if self._record is None:
-            return False
-        return self._recording is None or self._recording()
 
     def emit(self, entry: dict[str, Any]) -> None:
         """Hand an entry to the recorder; a failing recorder is logged, never raised."""
