@@ -98,10 +98,20 @@ class RelayRuntime:
         self._dirty: list[RelaySocket] = []
 
     def flush_soon(self, sock: RelaySocket) -> None:
-        """Have ``sock`` write what it was given once the loop has run what is ready."""
+        """Have ``sock`` write what it was given at the end of the loop's next turn.
+
+        One turn later than "once the loop has run what is ready": the requests handled
+        in that turn (a burst of sends) add their events to the same writes, so there are
+        fewer writes, and fewer, larger batches of acknowledgements to read back (fan-out
+        bench, same runs: 1.53 -> 1.17 and 1.03 -> 0.80 ms of the emulator's CPU per
+        message). When the loop is idle the second turn follows the first at once.
+        """
         if not self._dirty:
-            asyncio.get_running_loop().call_soon(self._flush)
+            asyncio.get_running_loop().call_soon(self._flush_next_turn)
         self._dirty.append(sock)
+
+    def _flush_next_turn(self) -> None:
+        asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         dirty, self._dirty = self._dirty, []
