@@ -6,12 +6,13 @@ hub's parts share (the task set, the recorder, the frame ids, the tunables) is o
 :class:`RelayRuntime`. Everything runs on the emulator's event loop thread.
 
 Writes: the frames a socket is given during one turn of the event loop are written
-together at its end, in one ``transport.write`` (under load, several messages' events go
-out in one system call per socket), when nothing waits before them and the transport's
-buffer is small; else they wait in the outbox for the writer task, which uses aiohttp's
-``send_str`` and its flow control. The bytes of each frame are the same either way
-(:func:`text_frame`). This saves a task wake-up and a ``send`` per event, together a
-third of the emulator's time per fanned-out event (cProfile of ``benchmarks/fanout.py``).
+together at the end of the next (:meth:`RelayRuntime.flush_soon`), in one
+``transport.write`` (under load, several messages' events go out in one system call per
+socket), when nothing waits before them and the transport's buffer is small; else they
+wait in the outbox for the writer task, which uses aiohttp's ``send_str`` and its flow
+control. The bytes of each frame are the same either way (:func:`text_frames`). This
+saves a task wake-up and a ``send`` per event, together a third of the emulator's time
+per fanned-out event (cProfile of ``benchmarks/fanout.py``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from ._relay_wire import (
     PARSE_ERROR,
     FrameIds,
     dumps,
-    text_frame,
+    text_frames,
 )
 
 if TYPE_CHECKING:
@@ -224,7 +225,7 @@ class RelaySocket:
         if self.runtime.recording():
             for text in texts:
                 self._record_send(text)
-        transport.write(b"".join([text_frame(text.encode("utf-8")) for text in texts]))
+        transport.write(text_frames(texts))
         self.idle.set()
 
     def send(self, obj: dict[str, Any]) -> None:
@@ -278,12 +279,16 @@ class RelaySocket:
         """Hand every text frame to ``on_text`` until the socket closes."""
         ws = self.ws
         runtime = self.runtime
+        # Bound once: this runs for every acknowledgement of every event.
+        running = self.running
+        heard = self.liveness.heard
+        text_type = WSMsgType.TEXT
         while True:
             msg = await ws.receive()
-            if not self.running.is_set():
-                await self.running.wait()
-            self.liveness.heard()
-            if msg.type is WSMsgType.TEXT:
+            if not running.is_set():
+                await running.wait()
+            heard()
+            if msg.type is text_type:
                 text: str = msg.data
             elif msg.type is WSMsgType.BINARY:
                 try:

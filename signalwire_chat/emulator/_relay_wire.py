@@ -59,18 +59,26 @@ def event_frame(event_id: str, params_json: str) -> str:
     return "".join((EVENT_HEAD, event_id, EVENT_MID, params_json, "}"))
 
 
-def text_frame(payload: bytes) -> bytes:
-    """One RFC 6455 text frame as a server sends it: final, unmasked, uncompressed.
+def text_frames(texts: list[str]) -> bytes:
+    """RFC 6455 text frames of these texts, in order, as a server sends them.
 
-    The same bytes aiohttp's writer produces for ``send_str`` on a socket without
-    compression (section 5.2: 7-bit length, or 126 and a 16-bit one, or 127 and 64 bits).
+    Final, unmasked, uncompressed: the same bytes aiohttp's writer produces for
+    ``send_str`` on a socket without compression (section 5.2: 7-bit length, or 126 and a
+    16-bit one, or 127 and 64 bits). One loop for the batch a socket writes at once.
     """
-    size = len(payload)
-    if size < 126:
-        return bytes((_FIN_TEXT, size)) + payload
-    if size < 65536:
-        return _PACK_LEN2(_FIN_TEXT, 126, size) + payload
-    return _PACK_LEN3(_FIN_TEXT, 127, size) + payload
+    parts: list[bytes] = []
+    append = parts.append
+    for text in texts:
+        payload = text.encode("utf-8")
+        size = len(payload)
+        if size < 126:
+            append(bytes((_FIN_TEXT, size)))
+        elif size < 65536:
+            append(_PACK_LEN2(_FIN_TEXT, 126, size))
+        else:
+            append(_PACK_LEN3(_FIN_TEXT, 127, size))
+        append(payload)
+    return b"".join(parts)
 
 
 class FrameIds:
