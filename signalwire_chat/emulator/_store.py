@@ -848,12 +848,12 @@ class Store(_Directory):
             The message object, as written.
         """
         message_id = str(uuid.uuid4())
-        # Only a join changes what the directory reads (the conversation ensured here is
-        # the thread's, whose row a group already has; last_message_* is read by none).
-        with self._write(directory=join_sender) as conn:
+        # Only a new member changes what the directory reads (the conversation ensured
+        # here is the thread's, not a group's; last_message_* is read by none of it).
+        with self._write(directory=False) as conn:
             self._ensure_conversation(conn, conversation_id, now)
-            if join_sender:
-                self._join(conn, conversation_id, user_id, now)
+            if join_sender and self._join(conn, conversation_id, user_id, now):
+                self._lookups.clear()
             cur = conn.execute(
                 "INSERT INTO messages (id, conversation_id, user_id, from_address_id, ts, text,"
                 " details, metadata, type, subtype, kind, group_id)"

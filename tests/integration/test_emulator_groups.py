@@ -749,3 +749,26 @@ def test_kept_reads_are_bounded_and_copies(
     again = store.get_subscriber(alice.id)
     assert again is not None
     assert again["fabric_addresses"]
+
+
+def test_the_address_dialect_keeps_its_reads_until_a_send_makes_a_new_member(
+    emu: Emulator, people: dict[str, EmulatorSubscriber], apis: dict[str, Api]
+) -> None:
+    alice, carol = people["alice"], people["carol"]
+    room = emu.create_room("lobby")
+
+    def send(name: str, text: str) -> requests.Response:
+        return apis[name].post(SEND, {"conversation_id": room.id, "text": text})
+
+    assert apis["alice"].post(JOIN, {"conversation_id": room.id}).status_code == 200
+    assert send("alice", "first").status_code == 201
+    with _Statements(emu) as seen:
+        assert send("alice", "second").status_code == 201
+    # The sender's membership is written (and found already there): the members read
+    # for the event come from memory.
+    assert not [sql for sql in seen if "FROM members" in sql], seen
+    assert emu.store.member_ids(room.id) == [alice.id]
+    # Carol's first send to the room makes her a member: seen at once.
+    assert send("carol", "hello").status_code == 201
+    assert emu.store.member_ids(room.id) == [alice.id, carol.id]
+    assert emu.store.is_member(room.id, carol.id)
