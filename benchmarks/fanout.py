@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import _bench
 import _wsproto
 
+# Sender threads by default; params "senders" overrides (more keep a faster emulator busy).
 SENDERS = 8
 # How the emulator writes the head of every event request, and where its id starts.
 _EVENT_HEAD = b'{"jsonrpc":"2.0","id":"'
@@ -159,7 +160,8 @@ def run(p: dict[str, Any]) -> dict[str, Any]:
     def send(count: int) -> tuple[float, list[threading.Thread], list[BaseException]]:
         """Start posting ``count`` messages from SENDERS threads; return the start time."""
         errors: list[BaseException] = []
-        per_thread = [count // SENDERS + (i < count % SENDERS) for i in range(SENDERS)]
+        senders = p.get("senders", SENDERS)
+        per_thread = [count // senders + (i < count % senders) for i in range(senders)]
 
         def post(n: int) -> None:
             rest = _bench.Rest(p["rest_url"], f"Bearer {tokens[0]}")

@@ -100,6 +100,8 @@ from ._relay_socket import CLOSE_TIMEOUT, FLUSH_TIMEOUT, RelayRuntime, RelaySock
 from ._relay_wire import (
     AUTHENTICATION_FAILED,
     CLOSE_GOING_AWAY,
+    EVENT_HEAD,
+    EVENT_MID,
     channel,
     dumps,
     new_id,
@@ -356,9 +358,14 @@ class RelayHub:
         """Send one event (a fresh id per session) to every live session of the members."""
         head = '{"event_type":' + dumps(event_type) + ',"event_channel":'
         tail = ',"timestamp":' + dumps(time.time()) + ',"params":' + dumps(params) + "}"
+        # A session with room in its window gets the whole frame in one join (what
+        # Session.send_event builds from the body); the pieces around the id are shared.
+        frame_head = EVENT_HEAD
+        frame_mid = EVENT_MID + head
+        frame_tail = tail + "}"
         window = self._config.event_window
         limit = self._config.queue_limit
-        frame_id = self._runtime.frame_id
+        next_id = self._runtime.frame_id.next_id
         by_subscriber = self._table.by_subscriber
         for subscriber_id in subscriber_ids:
             sessions = by_subscriber.get(subscriber_id)
@@ -369,13 +376,25 @@ class RelayHub:
                 conn = session.conn
                 if conn is None or conn.closing:
                     continue
-                body = "".join((head, session.channel_json, authorship, tail))
                 if not session.queue and len(session.unacked) < window:
-                    session.send_event(conn, body, frame_id())
+                    event_id = next_id()
+                    frame = "".join(
+                        (
+                            frame_head,
+                            event_id,
+                            frame_mid,
+                            session.channel_json,
+                            authorship,
+                            frame_tail,
+                        )
+                    )
+                    if session.acks:
+                        session.unacked[event_id] = frame
+                    conn.push(frame)
                 elif len(session.queue) >= limit:
                     self._table.drop_slow_consumer(session, conn)
                 else:
-                    session.queue.append(body)
+                    session.queue.append("".join((head, session.channel_json, authorship, tail)))
 
     async def close(self) -> None:
         """Close every socket, forget every session, and end every task.

@@ -6,12 +6,13 @@ hub's parts share (the task set, the recorder, the frame ids, the tunables) is o
 :class:`RelayRuntime`. Everything runs on the emulator's event loop thread.
 
 Writes: the frames a socket is given during one turn of the event loop are written
-together at its end, in one ``transport.write`` (under load, several messages' events go
-out in one system call per socket), when nothing waits before them and the transport's
-buffer is small; else they wait in the outbox for the writer task, which uses aiohttp's
-``send_str`` and its flow control. The bytes of each frame are the same either way
-(:func:`text_frame`). This saves a task wake-up and a ``send`` per event, together a
-third of the emulator's time per fanned-out event (cProfile of ``benchmarks/fanout.py``).
+together at the end of the next (:meth:`RelayRuntime.flush_soon`), in one
+``transport.write`` (under load, several messages' events go out in one system call per
+socket), when nothing waits before them and the transport's buffer is small; else they
+wait in the outbox for the writer task, which uses aiohttp's ``send_str`` and its flow
+control. The bytes of each frame are the same either way (:func:`text_frames`). This
+saves a task wake-up and a ``send`` per event, together a third of the emulator's time
+per fanned-out event (cProfile of ``benchmarks/fanout.py``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from ._relay_wire import (
     PARSE_ERROR,
     FrameIds,
     dumps,
-    text_frame,
+    text_frames,
 )
 
 if TYPE_CHECKING:
@@ -54,6 +55,14 @@ _MAX_AWAITED_ANSWERS = 64
 # Above this many bytes waiting in the transport, frames wait for the writer task, which
 # waits for the peer to read (aiohttp's drain).
 _DIRECT_WRITE_LIMIT = 64 * 1024
+
+
+def _never() -> bool:
+    return False
+
+
+def _always() -> bool:
+    return True
 
 
 class RelayRuntime:
@@ -78,25 +87,37 @@ class RelayRuntime:
         self.closed = False
         self.tasks: set[asyncio.Task[Any]] = set()
         self._record = record
-        self._recording = recording
+        # Whether entries are wanted now (build them only then): one call, no wrapper,
+        # since the fan-out asks for every frame sent and every acknowledgement read.
+        self.recording: Callable[[], bool]
+        if record is None:
+            self.recording = _never
+        elif recording is None:
+            self.recording = _always
+        else:
+            self.recording = recording
         self._dirty: list[RelaySocket] = []
 
     def flush_soon(self, sock: RelaySocket) -> None:
-        """Have ``sock`` write what it was given once the loop has run what is ready."""
+        """Have ``sock`` write what it was given at the end of the loop's next turn.
+
+        One turn later than "once the loop has run what is ready": the requests handled
+        in that turn (a burst of sends) add their events to the same writes, so there are
+        fewer writes, and fewer, larger batches of acknowledgements to read back (fan-out
+        bench, same runs: 1.53 -> 1.17 and 1.03 -> 0.80 ms of the emulator's CPU per
+        message). When the loop is idle the second turn follows the first at once.
+        """
         if not self._dirty:
-            asyncio.get_running_loop().call_soon(self._flush)
+            asyncio.get_running_loop().call_soon(self._flush_next_turn)
         self._dirty.append(sock)
+
+    def _flush_next_turn(self) -> None:
+        asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         dirty, self._dirty = self._dirty, []
         for sock in dirty:
             sock.flush()
-
-    def recording(self) -> bool:
-        """True when entries are wanted (build them only then)."""
-        if self._record is None:
-            return False
-        return self._recording is None or self._recording()
 
     def emit(self, entry: dict[str, Any]) -> None:
         """Hand an entry to the recorder; a failing recorder is logged, never raised."""
@@ -204,7 +225,7 @@ class RelaySocket:
         if self.runtime.recording():
             for text in texts:
                 self._record_send(text)
-        transport.write(b"".join([text_frame(text.encode("utf-8")) for text in texts]))
+        transport.write(text_frames(texts))
         self.idle.set()
 
     def send(self, obj: dict[str, Any]) -> None:
@@ -258,12 +279,16 @@ class RelaySocket:
         """Hand every text frame to ``on_text`` until the socket closes."""
         ws = self.ws
         runtime = self.runtime
+        # Bound once: this runs for every acknowledgement of every event.
+        running = self.running
+        heard = self.liveness.heard
+        text_type = WSMsgType.TEXT
         while True:
             msg = await ws.receive()
-            if not self.running.is_set():
-                await self.running.wait()
-            self.liveness.heard()
-            if msg.type is WSMsgType.TEXT:
+            if not running.is_set():
+                await running.wait()
+            heard()
+            if msg.type is text_type:
                 text: str = msg.data
             elif msg.type is WSMsgType.BINARY:
                 try:

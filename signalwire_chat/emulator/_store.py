@@ -208,6 +208,11 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# Directory answers kept in memory at most (each a few rows): a request's sending checks
+# and a publish's audience are read from memory while nothing is written but messages.
+_MAX_LOOKUPS = 4096
+
+
 class _Database:
     """The connection, its schema and transactions, and what every part of the store shares.
 
@@ -219,6 +224,10 @@ class _Database:
     def __init__(self, path: str = ":memory:") -> None:
         self._path = path
         self._lock = threading.RLock()
+        # Directory reads answered from memory (see _lookup), and the message row read
+        # back by the last insert (see Store.message_views); every write forgets them.
+        self._lookups: dict[tuple[str, tuple[Any, ...]], list[sqlite3.Row]] = {}
+        self._fresh: tuple[str, sqlite3.Row] | None = None
         if path != ":memory:" and not path.startswith("file:"):
             # It holds the API token, the signing keys and every message: created readable by
             # its owner only (sqlite gives its -wal and -shm files the same mode). An existing
@@ -266,7 +275,13 @@ class _Database:
             )
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, directory: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction; afterwards no read is answered from memory as before it.
+
+        ``directory=False`` is for a transaction that changes none of the tables
+        :meth:`_lookup` reads for (subscribers, addresses, members, group_addresses, and
+        a group's name): the directory reads it kept stay good.
+        """
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -274,11 +289,34 @@ class _Database:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+            finally:
+                # Under the lock, after the body: no read can keep a value from before.
+                self._fresh = None
+                if directory:
+                    self._lookups.clear()
             self._conn.execute("COMMIT")
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
+
+    def _lookup(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
+        """A directory read, from memory when it was made since the last write.
+
+        Every change to the database goes through :meth:`_write` (this process owns its
+        database), which forgets what is kept here, so an answer from memory is the one
+        sqlite would give. Rows are immutable; the list is a copy. At most
+        ``_MAX_LOOKUPS`` answers are kept (ids in requests are anyone's to choose).
+        """
+        key = (sql, params)
+        with self._lock:
+            rows = self._lookups.get(key)
+            if rows is None:
+                rows = self._conn.execute(sql, params).fetchall()
+                if len(self._lookups) >= _MAX_LOOKUPS:
+                    self._lookups.clear()
+                self._lookups[key] = rows
+            return list(rows)
 
     def setdefault_meta(self, key: str, value: str) -> str:
         """Store ``value`` under ``key`` unless a value is there; return the stored one."""
@@ -454,11 +492,11 @@ class _Directory(_Database):
     def get_subscriber(self, subscriber_id: str) -> dict[str, Any] | None:
         """Return the subscriber object with its ``fabric_addresses``, or None."""
         with self._lock:
-            rows = self._query("SELECT * FROM subscribers WHERE id = ?", (subscriber_id,))
+            rows = self._lookup("SELECT * FROM subscribers WHERE id = ?", (subscriber_id,))
             if not rows:
                 return None
             row = rows[0]
-            addresses = self._query(
+            addresses = self._lookup(
                 "SELECT * FROM addresses WHERE subscriber_id = ? ORDER BY seq", (subscriber_id,)
             )
         return {
@@ -518,7 +556,7 @@ class _Directory(_Database):
 
     def get_address(self, address_id: str) -> dict[str, Any] | None:
         """Return the address object, or None."""
-        rows = self._query("SELECT * FROM addresses WHERE id = ?", (address_id,))
+        rows = self._lookup("SELECT * FROM addresses WHERE id = ?", (address_id,))
         return _address(rows[0]) if rows else None
 
     def list_addresses(
@@ -578,7 +616,7 @@ class _Directory(_Database):
         address) only to the subscriber that owns it: its conversation is that
         subscriber's inbox, with messages from everyone who wrote to it.
         """
-        rows = self._query(
+        rows = self._lookup(
             "SELECT context, subscriber_id FROM addresses WHERE id = ?", (address_id,)
         )
         if not rows:
@@ -588,7 +626,7 @@ class _Directory(_Database):
     def is_member(self, address_id: str, subscriber_id: str) -> bool:
         """Tell whether a subscriber is a member of an address's conversation."""
         return bool(
-            self._query(
+            self._lookup(
                 "SELECT 1 FROM members WHERE address_id = ? AND subscriber_id = ?",
                 (address_id, subscriber_id),
             )
@@ -596,7 +634,7 @@ class _Directory(_Database):
 
     def member_ids(self, address_id: str) -> list[str]:
         """Return the ids of the subscribers in an address's conversation."""
-        rows = self._query(
+        rows = self._lookup(
             "SELECT subscriber_id FROM members WHERE address_id = ? ORDER BY joined_at",
             (address_id,),
         )
@@ -604,7 +642,7 @@ class _Directory(_Database):
 
     def address_ids_of(self, subscriber_id: str) -> list[str]:
         """Return the ids of a subscriber's own addresses, primary first."""
-        rows = self._query(
+        rows = self._lookup(
             "SELECT id FROM addresses WHERE subscriber_id = ? ORDER BY seq", (subscriber_id,)
         )
         return [str(r["id"]) for r in rows]
@@ -664,13 +702,14 @@ class _Directory(_Database):
     def get_group(self, group_id: str) -> dict[str, Any] | None:
         """Return ``{group_id, name, from_address_id, address_ids}`` of a group, or None."""
         with self._lock:
-            rows = self._query(
-                "SELECT * FROM conversations WHERE address_id = ? AND group_id IS NOT NULL",
+            rows = self._lookup(
+                "SELECT group_id, name, from_address_id FROM conversations"
+                " WHERE address_id = ? AND group_id IS NOT NULL",
                 (group_id,),
             )
             if not rows:
                 return None
-            addresses = self._query(
+            addresses = self._lookup(
                 "SELECT address_id FROM group_addresses WHERE group_id = ? ORDER BY seq",
                 (group_id,),
             )
@@ -684,7 +723,7 @@ class _Directory(_Database):
 
     def member_address(self, group_id: str, subscriber_id: str) -> str | None:
         """Return the address through which a subscriber is in a group (None: not a member)."""
-        rows = self._query(
+        rows = self._lookup(
             "SELECT via_address_id FROM members WHERE address_id = ? AND subscriber_id = ?",
             (group_id, subscriber_id),
         )
@@ -721,7 +760,7 @@ class _Directory(_Database):
 
     def thread_of(self, key: str) -> str:
         """Return the thread a conversation key reads: a room's group reads its room's."""
-        rows = self._query(
+        rows = self._lookup(
             "SELECT ga.address_id AS room_id FROM group_addresses ga"
             " JOIN addresses a ON a.id = ga.address_id"
             " WHERE ga.group_id = ? AND a.type = 'room'",
@@ -732,7 +771,7 @@ class _Directory(_Database):
     def is_group(self, key: str) -> bool:
         """Tell whether a conversation key names a group."""
         return bool(
-            self._query(
+            self._lookup(
                 "SELECT 1 FROM conversations WHERE address_id = ? AND group_id IS NOT NULL",
                 (key,),
             )
@@ -740,7 +779,7 @@ class _Directory(_Database):
 
     def conversation_name(self, address_id: str) -> str:
         """Return the display name of an address's conversation ("" if unknown)."""
-        rows = self._query("SELECT display_name FROM addresses WHERE id = ?", (address_id,))
+        rows = self._lookup("SELECT display_name FROM addresses WHERE id = ?", (address_id,))
         return str(rows[0]["display_name"]) if rows else ""
 
     @staticmethod
@@ -809,10 +848,12 @@ class Store(_Directory):
             The message object, as written.
         """
         message_id = str(uuid.uuid4())
-        with self._write() as conn:
+        # Only a new member changes what the directory reads (the conversation ensured
+        # here is the thread's, not a group's; last_message_* is read by none of it).
+        with self._write(directory=False) as conn:
             self._ensure_conversation(conn, conversation_id, now)
-            if join_sender:
-                self._join(conn, conversation_id, user_id, now)
+            if join_sender and self._join(conn, conversation_id, user_id, now):
+                self._lookups.clear()
             cur = conn.execute(
                 "INSERT INTO messages (id, conversation_id, user_id, from_address_id, ts, text,"
                 " details, metadata, type, subtype, kind, group_id)"
@@ -832,9 +873,9 @@ class Store(_Directory):
                 ),
             )
             # The thread and every conversation reading it (a room's group) got a message.
-            room = conn.execute(
+            room = self._lookup(
                 "SELECT 1 FROM addresses WHERE id = ? AND type = 'room'", (conversation_id,)
-            ).fetchone()
+            )
             conn.execute(
                 "UPDATE conversations SET last_message_at = ?, last_message_seq = ?"
                 " WHERE address_id IN (?, ?)",
@@ -845,9 +886,12 @@ class Store(_Directory):
                     group_id_of((), conversation_id) if room else conversation_id,
                 ),
             )
-        message = self.get_message(message_id)
-        assert message is not None
-        return message
+        # Read back once (its sender's and group's names come from the join), kept for
+        # the publish that follows (message_views) until the next write.
+        with self._lock:
+            row = self._conn.execute(_MESSAGE_SELECT + " WHERE m.id = ?", (message_id,)).fetchone()
+            self._fresh = (message_id, row)
+        return render(row)
 
     def get_message(self, message_id: str, dialect: Dialect | None = None) -> dict[str, Any] | None:
         """Return one message object (as written, or as ``dialect`` shows it), or None."""
@@ -866,10 +910,15 @@ class Store(_Directory):
 
         One read for a publish, which needs the keys and one shape per audience.
         """
-        rows = self._query(_MESSAGE_SELECT + " WHERE m.id = ?", (message_id,))
-        if not rows:
-            return None
-        row = rows[0]
+        with self._lock:
+            fresh = self._fresh
+            if fresh is not None and fresh[0] == message_id:
+                row = fresh[1]
+            else:
+                rows = self._query(_MESSAGE_SELECT + " WHERE m.id = ?", (message_id,))
+                if not rows:
+                    return None
+                row = rows[0]
         keys = (str(row["conversation_id"]), _group_key(row), str(row["user_id"]))
         return keys, lambda dialect: render(row, dialect)
 

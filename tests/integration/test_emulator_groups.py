@@ -656,3 +656,119 @@ def test_ping_answers_that_do_not_echo_are_accepted(
         assert peer.event()["params"]["params"]["text"] == "still here"
     finally:
         peer.close()
+
+
+# -- the store's kept reads ----------------------------------------------------------------------
+# A sent message is checked (the sender, the group, its membership), stored and published to
+# the group's members: those directory reads repeat for every message and change only when
+# someone joins, a subscriber is renamed, a room is made. The store keeps them in memory until
+# the next write that could change them; both sides are pinned: the statements sqlite runs per
+# message, and every change seen by the very next request.
+
+
+class _Statements:
+    """Counts what sqlite runs on the emulator's connection (its trace callback)."""
+
+    def __init__(self, emu: Emulator) -> None:
+        self._conn = emu.store._conn  # the statements are what is measured
+        self.seen: list[str] = []
+
+    def __enter__(self) -> list[str]:
+        self._conn.set_trace_callback(self.seen.append)
+        return self.seen
+
+    def __exit__(self, *exc: object) -> None:
+        self._conn.set_trace_callback(None)
+
+
+def test_a_group_message_runs_the_write_and_one_read_back_once_its_checks_were_read(
+    emu: Emulator, people: dict[str, EmulatorSubscriber], apis: dict[str, Api]
+) -> None:
+    bob = people["bob"]
+    group_id = apis["alice"].group(bob.address_id)
+    assert apis["alice"].send(group_id, "first").status_code == 201
+    with _Statements(emu) as seen:
+        reply = apis["alice"].send(group_id, "second")
+    assert reply.status_code == 201, reply.text
+    # BEGIN, the thread's conversation ensured, the message, the conversation's last
+    # message, COMMIT, and the row read back (for the answer and the event alike).
+    # The caller, the group and its members are not read again: 14 statements before.
+    assert len(seen) <= 6, seen
+    assert sum("FROM messages m" in sql for sql in seen) == 1, seen
+    assert reply.json()["text"] == "second"
+    assert reply.json()["user_name"] == "Alice"
+    assert [m["text"] for m in emu.messages(group_id)] == ["first", "second"]
+
+
+def test_a_join_is_seen_by_the_next_send(
+    emu: Emulator, people: dict[str, EmulatorSubscriber], apis: dict[str, Api]
+) -> None:
+    alice, carol = people["alice"], people["carol"]
+    room = emu.create_room("lobby", display_name="Lobby")
+    group_id = apis["alice"].group(room.id)
+    assert apis["alice"].send(group_id, "before").status_code == 201
+    # Carol is not a member: refused, and that answer was read (and kept) ...
+    assert apis["carol"].send(group_id, "knock").status_code == 403
+    assert emu.store.member_ids(group_id) == [alice.id]
+    # ... until she joins: then her send goes through and she is in the audience.
+    assert apis["carol"].join(room.id).status_code == 200
+    assert emu.store.member_ids(group_id) == [alice.id, carol.id]
+    reply = apis["carol"].send(group_id, "in")
+    assert reply.status_code == 201, reply.text
+    assert [m["text"] for m in emu.messages(group_id)] == ["before", "in"]
+
+
+def test_a_rename_is_seen_by_the_next_request(
+    emu: Emulator, people: dict[str, EmulatorSubscriber], apis: dict[str, Api]
+) -> None:
+    bob = people["bob"]
+    assert apis["alice"].get("/api/fabric/subscriber/info").json()["display_name"] == "Alice"
+    group_id = apis["alice"].group(bob.address_id)
+    assert apis["alice"].send(group_id, "one").json()["user_name"] == "Alice"
+    emu.create_subscriber("alice@example.com", display_name="Alicia")
+    assert apis["alice"].get("/api/fabric/subscriber/info").json()["display_name"] == "Alicia"
+    assert apis["alice"].send(group_id, "two").json()["user_name"] == "Alicia"
+
+
+def test_kept_reads_are_bounded_and_copies(
+    emu: Emulator, people: dict[str, EmulatorSubscriber]
+) -> None:
+    store = emu.store
+    alice = people["alice"]
+    # Ids in requests are anyone's to choose: unknown ones fill no unbounded memory.
+    for index in range(5000):
+        assert not store.is_group(f"nope-{index}")
+    assert len(store._lookups) <= 4096  # the bound is what is tested
+    # A caller that changes what it was given changes nothing kept.
+    first = store.member_ids(alice.address_id)
+    first.append("intruder")
+    assert "intruder" not in store.member_ids(alice.address_id)
+    subscriber = store.get_subscriber(alice.id)
+    assert subscriber is not None
+    subscriber["fabric_addresses"].clear()
+    again = store.get_subscriber(alice.id)
+    assert again is not None
+    assert again["fabric_addresses"]
+
+
+def test_the_address_dialect_keeps_its_reads_until_a_send_makes_a_new_member(
+    emu: Emulator, people: dict[str, EmulatorSubscriber], apis: dict[str, Api]
+) -> None:
+    alice, carol = people["alice"], people["carol"]
+    room = emu.create_room("lobby")
+
+    def send(name: str, text: str) -> requests.Response:
+        return apis[name].post(SEND, {"conversation_id": room.id, "text": text})
+
+    assert apis["alice"].post(JOIN, {"conversation_id": room.id}).status_code == 200
+    assert send("alice", "first").status_code == 201
+    with _Statements(emu) as seen:
+        assert send("alice", "second").status_code == 201
+    # The sender's membership is written (and found already there): the members read
+    # for the event come from memory.
+    assert not [sql for sql in seen if "FROM members" in sql], seen
+    assert emu.store.member_ids(room.id) == [alice.id]
+    # Carol's first send to the room makes her a member: seen at once.
+    assert send("carol", "hello").status_code == 201
+    assert emu.store.member_ids(room.id) == [alice.id, carol.id]
+    assert emu.store.is_member(room.id, carol.id)

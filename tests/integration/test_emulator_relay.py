@@ -529,6 +529,34 @@ def test_events_name_each_sessions_protocol_authorship_and_type(
         assert peer.barrier() == []
 
 
+def test_events_of_consecutive_turns_leave_in_one_write_in_order(
+    server: RelayServer, peers: list[Peer]
+) -> None:
+    # A burst of sends is handled over several turns of the loop; what a socket is given
+    # in one turn waits for the next before it is written, so the burst costs fewer writes.
+    token, _ = server.mint(ALICE)
+    peer = open_peer(server, peers)
+    peer.connect_ok(token)
+    hub = server.hub
+    assert hub is not None
+
+    async def two_turns() -> list[int]:
+        (conn,) = hub._conns.values()  # what waits to be written is what is tested
+        hub.publish([ALICE], event(1))
+        waiting = [len(conn.pending)]
+        await asyncio.sleep(0)  # the loop's next turn
+        hub.publish([ALICE], event(2))
+        waiting.append(len(conn.pending))
+        return waiting
+
+    assert server.run(two_turns()) == [1, 2]
+    frames = [peer.recv(), peer.recv()]
+    assert [f["params"]["params"]["text"] for f in frames] == ["message 1", "message 2"]
+    for frame in frames:
+        peer.ack(frame)
+    assert peer.barrier() == []  # exactly once
+
+
 def test_acks_are_tracked_per_session(server: RelayServer, peers: list[Peer]) -> None:
     hub = server.hub
     assert hub is not None

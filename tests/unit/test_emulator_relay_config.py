@@ -102,3 +102,26 @@ def test_the_ack_fast_path_reads_exactly_what_json_would(rid: str) -> None:
     compact = '{"jsonrpc":"2.0","id":"' + rid + '","result":{}}'
     plain = 0 < len(rid) <= 200 and not any(c in '"\\' or ord(c) < 0x20 for c in rid)
     assert (_ACK.fullmatch(compact) is not None) == plain
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
+def test_text_frames_are_final_unmasked_text_frames_in_order(size: int) -> None:
+    from signalwire_chat.emulator._relay_wire import text_frames
+
+    texts = ["\u00e9" * (size // 2) + "x" * (size % 2), "after", ""]
+    wire = text_frames(texts)
+    # RFC 6455 section 5.2, read independently: FIN + text, unmasked, the length's form.
+    read, at = [], 0
+    while at < len(wire):
+        assert wire[at] == 0x81
+        length, at = wire[at + 1], at + 2
+        assert length < 128  # the mask bit is clear
+        if length == 126:
+            length, at = int.from_bytes(wire[at : at + 2], "big"), at + 2
+            assert length >= 126
+        elif length == 127:
+            length, at = int.from_bytes(wire[at : at + 8], "big"), at + 8
+            assert length >= 65536
+        read.append(wire[at : at + length].decode("utf-8"))
+        at += length
+    assert read == texts
