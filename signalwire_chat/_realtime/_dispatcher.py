@@ -84,8 +84,8 @@ class Dispatcher:
         """Queue messages; called by the connection thread only.
 
         ``wake=False`` queues them without waking a waiting dispatcher: the connection
-        thread hands over a read in parts (each before its acks) and wakes it with the
-        last part only (or :meth:`kick`, when the read ends the session before it).
+        thread hands over a long read in parts (each before its acks) and wakes it once,
+        with :meth:`kick`, after the last.
         """
         with self._cond:
             self._items.extend(items)
