@@ -654,6 +654,9 @@ class _Loop:
         self.poller.register(sock, select.POLLIN)
         self.poller.register(conn._wake_r, select.POLLIN)
         self.ssl_pending = getattr(sock, "pending", None)
+        #: Reads land here, then are copied out at their size: ``recv(_RECV_SIZE)``
+        #: allocated (mmap) and shrank (mremap) 256 KiB for every read.
+        self.buffer = memoryview(bytearray(_RECV_SIZE))
         #: Messages of this read were queued and the dispatcher not woken for them yet.
         self.delivered = False
 
@@ -708,14 +711,15 @@ class _Loop:
     def read(self) -> None:
         """Read once, feed the session, have the connection carry out what it says."""
         try:
-            data = self.sock.recv(_RECV_SIZE)
+            size = self.sock.recv_into(self.buffer)
         except _WAIT_ERRORS:
             return
         except OSError as exc:
             raise _Dead(f"recv failed: {exc}") from exc
-        if not data:
+        if not size:
             logger.info("realtime: the relay closed the connection")
             raise _Ended("socket closed by the relay")
+        data = self.buffer[:size].tobytes()
         reading = self.session.reading
         actions = self.session.receive(data, time.monotonic(), self.dispatcher.room())
         if actions:

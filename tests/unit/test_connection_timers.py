@@ -237,3 +237,22 @@ def test_a_read_that_fails_midway_still_wakes_the_dispatcher_for_what_it_queued(
     dispatcher = wired[1].dispatcher
     assert dispatcher.pending() == 32  # the first part, queued before its acks
     assert dispatcher._cond.acks_at_wake == [0]  # and the dispatcher woken for it
+
+
+def test_a_small_read_allocates_about_its_size_not_the_receive_buffer(wired: Any) -> None:
+    import tracemalloc
+
+    conn, loop, theirs, _source = wired
+    conn.relay.routes.inbox = ("subscription",)
+    theirs.sendall(_events(1, 1))
+    loop.read()  # the session's first read: whatever is set up once is done
+    theirs.sendall(_events(2, 1))
+    tracemalloc.start()
+    try:
+        loop.read()
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024  # one ~200-byte event; a fresh 256 KiB per read before
+    assert loop.dispatcher.pending() == 2
+    assert [m["id"] for m in _sent(theirs)] == ["rpc-1", "rpc-2"]
