@@ -503,14 +503,24 @@ class Connection:
     def _apply(self, loop: _Loop, actions: list[Action]) -> None:
         """Carry out the relay session's actions, in order (an ending one raises)."""
         sock = loop.sock
+        # A read's messages come in parts, each before its acks. A lone part wakes the
+        # dispatcher as it is queued (the latency row: not after a send); parts of a longer
+        # read are woken for once, by read(), after the last acks. Woken at the first part,
+        # the dispatcher fought this thread for the GIL while it decoded the rest (stream
+        # bench, 20 rounds alternating: CPU per event 0.95x; 3,900 -> 2,300 context switches
+        # per 31,000 events; the latency row unchanged).
+        lone = _deliveries(actions) == 1
         for action in actions:
             match action:
                 case Send(payloads=payloads):
                     self._send(sock, payloads)
                 case Deliver(items=items):
                     dispatcher = self._dispatcher
-                    dispatcher.put_messages(items)
-                    dispatcher.stats.last_event_at = time.time()
+                    dispatcher.put_messages(items, wake=lone)
+                    if lone:
+                        dispatcher.stats.last_event_at = time.time()
+                    else:
+                        loop.delivered = True
                 case Write(data=data):
                     self._send_raw(sock, data)
                 case Accepted():
@@ -644,6 +654,11 @@ class _Loop:
         self.poller.register(sock, select.POLLIN)
         self.poller.register(conn._wake_r, select.POLLIN)
         self.ssl_pending = getattr(sock, "pending", None)
+        #: Reads land here, then are copied out at their size: ``recv(_RECV_SIZE)``
+        #: allocated (mmap) and shrank (mremap) 256 KiB for every read.
+        self.buffer = memoryview(bytearray(_RECV_SIZE))
+        #: Messages of this read were queued and the dispatcher not woken for them yet.
+        self.delivered = False
 
     def run(self) -> None:
         """Until the connection stops (or an ending action or timer raises)."""
@@ -696,19 +711,35 @@ class _Loop:
     def read(self) -> None:
         """Read once, feed the session, have the connection carry out what it says."""
         try:
-            data = self.sock.recv(_RECV_SIZE)
+            size = self.sock.recv_into(self.buffer)
         except _WAIT_ERRORS:
             return
         except OSError as exc:
             raise _Dead(f"recv failed: {exc}") from exc
-        if not data:
+        if not size:
             logger.info("realtime: the relay closed the connection")
             raise _Ended("socket closed by the relay")
+        data = self.buffer[:size].tobytes()
         reading = self.session.reading
         actions = self.session.receive(data, time.monotonic(), self.dispatcher.room())
         if actions:
-            self.conn._apply(self, actions)
+            try:
+                self.conn._apply(self, actions)
+            finally:
+                if self.delivered:  # also when an action ended the session
+                    self.delivered = False
+                    self.dispatcher.stats.last_event_at = time.time()
+                    self.dispatcher.kick()
         self.flow(reading)
+
+
+def _deliveries(actions: list[Action]) -> int:
+    """How many ``Deliver`` actions (parts of a read's messages) ``actions`` holds."""
+    count = 0
+    for action in actions:
+        if type(action) is Deliver:
+            count += 1
+    return count
 
 
 def _is_configuration_error(exc: BaseException) -> bool:

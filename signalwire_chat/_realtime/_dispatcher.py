@@ -80,11 +80,22 @@ class Dispatcher:
         """How many more messages the queue takes now (read without a lock)."""
         return self.queue_size - (self.enqueued - self.done)
 
-    def put_messages(self, items: list[Item]) -> None:
-        """Queue messages; called by the connection thread only."""
+    def put_messages(self, items: list[Item], *, wake: bool = True) -> None:
+        """Queue messages; called by the connection thread only.
+
+        ``wake=False`` queues them without waking a waiting dispatcher: the connection
+        thread hands over a long read in parts (each before its acks) and wakes it once,
+        with :meth:`kick`, after the last.
+        """
         with self._cond:
             self._items.extend(items)
             self.enqueued += len(items)
+            if wake:
+                self._cond.notify()
+
+    def kick(self) -> None:
+        """Wake the dispatcher if it waits (after ``put_messages(..., wake=False)``)."""
+        with self._cond:
             self._cond.notify()
 
     def put_task(self, task: Callable[[], None]) -> None:

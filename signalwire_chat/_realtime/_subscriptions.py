@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from .._convert import structure_chat_message
+from .._convert import chat_message_decoder
 from .._route import Route
 from ..errors import (
     CallbackError,
@@ -145,6 +145,8 @@ class Subscription:
         self._recent: set[str] = set()
         self._recent_order: deque[str] = deque()
         self._recent_cap = recent_ids
+        #: The chat message decoder (``structure_chat_message``'s), looked up once.
+        self._structure = chat_message_decoder()
         #: The id and ``ts`` of the last message delivered; the id anchors catch-up reads.
         self.last_id: str | None = None
         self.last_ts: float | None = None
@@ -306,7 +308,7 @@ class Subscription:
 
     def _decode(self, wire: dict[str, Any]) -> ConversationChatMessage | None:
         try:
-            return structure_chat_message(wire, delivery=_DELIVERY_LIVE)
+            return self._structure(wire, delivery=_DELIVERY_LIVE)
         except DecodeError as exc:
             logger.warning("realtime: undecodable chat message for %s dropped: %s", self.route, exc)
             self._report(exc)

@@ -2,7 +2,8 @@
 
 The session says what is due (``tests/unit/test_timers.py``); the connection carries it out
 (:meth:`Connection._due`, :meth:`Connection._refreshed`). Here a session is fed times by
-hand and the connection writes to one end of a socketpair, read back at the other.
+hand and the connection writes to one end of a socketpair, read back at the other. The same
+set-up feeds one read of events to the loop: how it hands them to the dispatcher.
 """
 
 from __future__ import annotations
@@ -153,3 +154,105 @@ def test_a_failed_refresh_is_due_again_after_its_back_off(wired: Any) -> None:
     assert Due.REFRESH not in loop.session.handle_timer(retry_at - 0.01)
     assert Due.REFRESH in loop.session.handle_timer(retry_at)
     assert [type(e) for e in reported] == [RuntimeError]
+
+
+class _WatchedCondition(threading.Condition):
+    """A real condition that notes, at each notification (a wake-up of the dispatcher), how
+    many acks the relay's end of the socketpair could read by then."""
+
+    def __init__(self, theirs: socket.socket) -> None:
+        super().__init__(threading.Lock())
+        self.theirs = theirs
+        self.acks_at_wake: list[int] = []
+
+    def notify(self, n: int = 1) -> None:
+        try:
+            sent = self.theirs.recv(1 << 20, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            sent = b""
+        self.acks_at_wake.append(len(client_frames(sent)))
+        super().notify(n)
+
+
+def _events(first: int, count: int) -> bytes:
+    """``count`` chat events as the relay frames them, in one write."""
+    return b"".join(
+        server(
+            json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": f"rpc-{n}",
+                    "method": "signalwire.event",
+                    "params": {
+                        "event_type": "conversation.message",
+                        "params": {"id": f"m-{n}", "subtype": "chat", "text": f"t{n}"},
+                    },
+                }
+            ).encode()
+        )
+        for n in range(first, first + count)
+    )
+
+
+def _read(wired: Any, data: bytes, *, then_hang_up: bool = False) -> _WatchedCondition:
+    """Feed ``data`` to the loop in one read (the relay gone after it, if told); the
+    dispatcher's condition, which saw each wake-up."""
+    conn, loop, theirs, _source = wired
+    dispatcher = loop.dispatcher
+    dispatcher.queue_size = 1000
+    cond = dispatcher._cond = _WatchedCondition(theirs)
+    conn.relay.routes.inbox = ("subscription",)  # every chat message is wanted
+    theirs.sendall(data)
+    if then_hang_up:
+        theirs.shutdown(socket.SHUT_RD)  # our acks can no longer be sent
+    loop.read()
+    return cond
+
+
+def test_a_read_of_many_events_is_acked_in_parts_and_wakes_the_dispatcher_once(
+    wired: Any,
+) -> None:
+    cond = _read(wired, _events(1, 100))
+    dispatcher = wired[1].dispatcher
+    assert [wire["text"] for _subs, wire, _update in dispatcher._items] == [
+        f"t{n}" for n in range(1, 101)
+    ]  # queued in order
+    assert [m["id"] for m in _sent(wired[2])] == [f"rpc-{n}" for n in range(1, 101)]
+    # One wake-up for the whole read, after it is all queued and acked: each part's acks
+    # went out while the rest was decoded.
+    assert cond.acks_at_wake == [100]
+
+
+def test_a_lone_event_wakes_the_dispatcher_before_its_ack_is_sent(wired: Any) -> None:
+    cond = _read(wired, _events(1, 1))
+    assert cond.acks_at_wake == [0]
+    assert [m["id"] for m in _sent(wired[2])] == ["rpc-1"]
+
+
+def test_a_read_that_fails_midway_still_wakes_the_dispatcher_for_what_it_queued(
+    wired: Any,
+) -> None:
+    with pytest.raises(BrokenPipeError):  # sending the first part's acks fails: a dead link
+        _read(wired, _events(1, 100), then_hang_up=True)
+    dispatcher = wired[1].dispatcher
+    assert dispatcher.pending() == 32  # the first part, queued before its acks
+    assert dispatcher._cond.acks_at_wake == [0]  # and the dispatcher woken for it
+
+
+def test_a_small_read_allocates_about_its_size_not_the_receive_buffer(wired: Any) -> None:
+    import tracemalloc
+
+    conn, loop, theirs, _source = wired
+    conn.relay.routes.inbox = ("subscription",)
+    theirs.sendall(_events(1, 1))
+    loop.read()  # the session's first read: whatever is set up once is done
+    theirs.sendall(_events(2, 1))
+    tracemalloc.start()
+    try:
+        loop.read()
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024  # one ~200-byte event; a fresh 256 KiB per read before
+    assert loop.dispatcher.pending() == 2
+    assert [m["id"] for m in _sent(theirs)] == ["rpc-1", "rpc-2"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -336,3 +337,23 @@ def test_a_catch_up_skips_what_was_delivered_other_kinds_and_other_conversations
     sub._backfill(history, dispatcher, limit=100)
     assert got == ["id4", "id2", "id5"]
     assert errors == []
+
+
+def test_live_messages_are_decoded_by_the_decoder_the_subscription_looked_up_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import signalwire_chat._convert as convert
+
+    delivered: list[ConversationChatMessage] = []
+    sub, _got, errors = _sub(on_message=delivered.append)
+
+    def gone(cls: type) -> Any:  # a fault: no look-up may happen per message any more
+        raise AssertionError(f"decoder({cls.__name__}) looked up per message")
+
+    monkeypatch.setattr(convert, "decoder", gone)
+    dispatcher = Dispatcher(queue_size=10)
+    dispatcher._drain(deque([((sub,), chat_wire(1), False), ((sub,), chat_wire(2), False)]))
+    monkeypatch.undo()
+    assert errors == []
+    # The same messages structure_chat_message makes, marked as live.
+    assert delivered == [structure_chat_message(chat_wire(i), delivery="live") for i in (1, 2)]
