@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from signalwire_chat._backoff import Backoff, ReconnectPolicy
-from signalwire_chat._realtime import RealtimeOptions
+from signalwire_chat._realtime import RealtimeOptions, _actions
 from signalwire_chat._realtime._connection import is_auth_error, parse_expires_at
 from signalwire_chat._realtime._dispatcher import Dispatcher
 from signalwire_chat._realtime._hub import _Core
@@ -429,3 +429,24 @@ def test_routes_follow_every_subscribe_and_cancel_in_order(
             for (field, value), subs in expected.items()
             if field == "conversation_id"
         }
+
+
+def test_actions_are_frozen_values_equal_only_within_their_class() -> None:
+    # The I/O loop matches actions by class and tests compare lists of them: an action must
+    # never equal one of another class with the same fields, nor change once made.
+    assert _actions.Send([b"a"]) == _actions.Send([b"a"])
+    assert _actions.Send([b"a"]) != _actions.Send([b"b"])
+    assert _actions.Send([b"a"]) != _actions.Deliver([b"a"])  # type: ignore[list-item]
+    assert _actions.Accepted() == _actions.ACCEPTED
+    assert _actions.Accepted() != _actions.MUTE
+    assert _actions.Ended("gone") == _actions.Ended("gone", None) != _actions.Ended("gone", 1002)
+    assert hash(_actions.Reauthenticated()) == hash(_actions.REAUTHENTICATED)
+    assert repr(_actions.Broken("refused")) == "Broken(reason='refused')"
+    ended = _actions.Ended("gone", 1002)
+    with pytest.raises(AttributeError):
+        ended.reason = "other"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        del ended.close_code  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        ended.extra = 1  # type: ignore[attr-defined]
+    assert (ended.reason, ended.close_code) == ("gone", 1002)
