@@ -634,6 +634,33 @@ class RedisLease:
         return self.key, value, current
 
 
+def _batch_payload(entries: Sequence[tuple[Checkpoint, Mapping[str, str]]]) -> bytes:
+    """The batch script's one argument: ``[[checkpoint body, [name, value, ...]], ...]``.
+
+    Raises:
+        InvalidArgumentError: No entries, a non-checkpoint, empty or non-text fields, or text
+            UTF-8 cannot carry (a lone surrogate): nothing is sent.
+    """
+    if not entries:
+        raise InvalidArgumentError("entries must not be empty")
+    batch: list[tuple[str, list[str]]] = []
+    for checkpoint, fields in entries:
+        if not isinstance(checkpoint, Checkpoint):
+            raise InvalidArgumentError("checkpoint must be a Checkpoint")
+        if not fields or (type(fields) is not dict and not isinstance(fields, Mapping)):
+            raise InvalidArgumentError("fields must be a non-empty mapping")
+        flat: list[str] = []
+        for name, value in fields.items():
+            if not isinstance(name, str) or not name or not isinstance(value, str):
+                raise InvalidArgumentError("fields must map non-empty str names to str")
+            flat += (name, value)
+        batch.append((_encode(checkpoint), flat))
+    try:
+        return json.dumps(batch, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:
+        raise InvalidArgumentError("fields must be text UTF-8 can carry") from None
+
+
 class RedisCheckpointStore(_ClosableStore):
     """Checkpoints in Redis (a hash per key), shared by every replica.
 
@@ -787,42 +814,34 @@ class RedisCheckpointStore(_ClosableStore):
         """
         if not isinstance(stream, str) or not stream:
             raise InvalidArgumentError("stream must be a non-empty string")
-        if not entries:
-            raise InvalidArgumentError("entries must not be empty")
-        batch: list[tuple[str, list[str]]] = []
-        for checkpoint, fields in entries:
-            if not isinstance(checkpoint, Checkpoint):
-                raise InvalidArgumentError("checkpoint must be a Checkpoint")
-            if not fields or (type(fields) is not dict and not isinstance(fields, Mapping)):
-                raise InvalidArgumentError("fields must be a non-empty mapping")
-            flat: list[str] = []
-            for name, value in fields.items():
-                if not isinstance(name, str) or not name or not isinstance(value, str):
-                    raise InvalidArgumentError("fields must map non-empty str names to str")
-                flat += (name, value)
-            batch.append((_encode(checkpoint), flat))
-        try:
-            payload = json.dumps(batch, ensure_ascii=False, separators=(",", ":")).encode()
-        except UnicodeEncodeError:
-            raise InvalidArgumentError("fields must be text UTF-8 can carry") from None
+        payload = _batch_payload(entries)
         keys, args, token = self._fenced(key, fencing_token)
         keys.append(stream)
         args.append(payload)
         answer = self._conn.run(
             "appending to the stream", lambda: self._save_many_script(keys=keys, args=args)
         )
-        if not isinstance(answer, list) or answer[:1] not in ([0], [1], [2]):
-            raise StoreError(f"Redis answered the append script with {self._conn.shown(answer)}")
-        if answer[0] == 0:
+        if isinstance(answer, list) and answer[:1] == [0]:
             self._refused(key, args, token)
-        done = answer[1] if len(answer) > 1 else None
-        if not isinstance(done, int) or not 0 <= done <= len(entries):
-            raise StoreError(f"Redis answered the append script with {self._conn.shown(answer)}")
+        self._check_many_answer(answer, len(entries))
+
+    def _check_many_answer(self, answer: Any, count: int) -> None:
+        """Raise unless the batch script says all ``count`` entries were appended.
+
+        Raises:
+            EntryRefusedError: Redis refused the entry at the index the script names.
+            StoreError: An answer the script cannot give (a hostile or broken server).
+        """
+        shown = self._conn.shown
+        ok = isinstance(answer, list) and answer[:1] in ([1], [2])
+        done = answer[1] if ok and len(answer) > 1 else None
+        if not isinstance(done, int) or not 0 <= done <= count:
+            raise StoreError(f"Redis answered the append script with {shown(answer)}")
         if answer[0] == 2:
-            why = self._conn.shown(answer[2] if len(answer) > 2 else "")
+            why = shown(answer[2] if len(answer) > 2 else "")
             raise EntryRefusedError(f"Redis refused entry {done} of the batch: {why}", index=done)
-        if done != len(entries):
-            raise StoreError(f"Redis answered the append script with {self._conn.shown(answer)}")
+        if done != count:
+            raise StoreError(f"Redis answered the append script with {shown(answer)}")
 
     def _fenced(
         self, key: str, fencing_token: int | None
