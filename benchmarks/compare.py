@@ -25,8 +25,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-#: Rows where a larger figure is better (rates); for all others smaller is better.
-HIGHER_IS_BETTER = re.compile(r"events/s|messages/s|/s,|capacity|msgs/s", re.IGNORECASE)
+#: Rows where a larger figure is better: rates, and ratios of another program over ours.
+HIGHER_IS_BETTER = re.compile(r"events/s|messages/s|/s,|capacity|msgs/s|vs ours", re.IGNORECASE)
+#: Context rows that time no code of ours (another client against a third program): shown,
+#: but no verdict.
+NOT_OURS = re.compile(r"^\(context\) (official client|naive websocket-client loop)")
 
 
 def _figure(row: dict[str, object]) -> float | None:
@@ -37,7 +40,14 @@ def _figure(row: dict[str, object]) -> float | None:
     return float(match.group(1).replace(",", "")) if match else None
 
 
-def _run(tree: Path, only: str | None, quick: bool, write: str | None) -> dict[str, float]:
+def _absolute(row: dict[str, object]) -> str:
+    """The row's own figure as printed (``603.2 us``), or ``""``."""
+    return str(row.get("ours", "")).strip()
+
+
+def _run(
+    label: str, tree: Path, only: str | None, quick: bool, write: str | None
+) -> dict[str, float]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
         path = Path(out.name)
     argv = [sys.executable, str(HERE / "run.py"), "--json", str(path)]
@@ -57,7 +67,12 @@ def _run(tree: Path, only: str | None, quick: bool, write: str | None) -> dict[s
         figure = _figure(row)
         if figure is not None:
             figures[str(row["what"]).strip()] = figure
+            ABSOLUTE.setdefault(str(row["what"]).strip(), []).append(f"{label} {_absolute(row)}")
     return figures
+
+
+#: Each row's own figures as printed, in run order (base and this alternating).
+ABSOLUTE: dict[str, list[str]] = {}
 
 
 def main() -> int:
@@ -84,12 +99,12 @@ def main() -> int:
                     tree = base if name == "base" else ROOT
                     last = name == "this" and len(runs["this"]) == args.rounds - 1
                     write = args.write if last else None
-                    runs[name].append(_run(tree, args.only, args.quick, write))
+                    runs[name].append(_run(name, tree, args.only, args.quick, write))
         finally:
             subprocess.run(
                 ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False
             )
-    print(f"| row (median of {args.rounds}) | base {args.base} | this | change | verdict |")
+    print(f"| row (ratio, median of {args.rounds}) | base {args.base} | this | change | verdict |")
     print("|---|---|---|---|---|")
     worse = 0
     names = [n for n in runs["this"][0] if all(n in r for r in runs["base"] + runs["this"])]
@@ -99,8 +114,14 @@ def main() -> int:
         change = new / old - 1 if old else 0.0
         bad = -change if HIGHER_IS_BETTER.search(name) else change
         verdict = "better" if bad < -0.05 else "within 5%" if bad <= 0.05 else "WORSE"
+        if NOT_OURS.search(name):
+            verdict = "context (no code of ours)"
         worse += verdict == "WORSE"
         print(f"| {name} | {old:,.3g} | {new:,.3g} | {change:+.1%} | {verdict} |")
+    print()
+    print("Each row's own figure in each run, in run order:")
+    for name in names:
+        print(f"- {name}: {', '.join(ABSOLUTE.get(name, []))}")
     return 1 if worse else 0
 
 
