@@ -1,12 +1,22 @@
 """The Redis Streams bridge: its throughput against the realtime callback rate, and failover time.
 
-    .venv/bin/python benchmarks/bridge.py [--quick] [--json] [--before PATH] [--window S]...
+    .venv/bin/python benchmarks/bridge.py [--quick] [--json] [--feed direct|rest] [--before PATH]
+        [--window S]... [--count N] [--repeats N] [--no-failover]
 
-An emulator runs in its own process pinned to core 0, redis-server in its own. Each consumer is
-a process of its own pinned to core 1; sender processes post the messages over keep-alive HTTP
-connections, the request bodies encoded before the clock starts, so the feed (the emulator
-accepting posts and fanning them out) is not the sender's Python. For each repeat, in turn
-(A B [C] A B [C] ...), the same burst of N messages is consumed by
+The emulator runs in its own process pinned to core 0, redis-server in its own. Each consumer is
+a process of its own pinned to core 1. The feed (``--feed``):
+
+- ``direct`` (the default): the emulator's process is a driver that runs an
+  :class:`~signalwire_chat.emulator.Emulator` and, on the go, posts the burst with
+  :meth:`~signalwire_chat.emulator.Emulator.send_many` (a batch of posts at a time on the
+  emulator's loop, no HTTP): each message is stored and reaches the consumer as a relay event
+  over its websocket, exactly as a REST post's does. The feed is then a few times faster than
+  the consumers, so they, not the feed, bound the rate.
+- ``rest``: ``python -m signalwire_chat.emulator`` and sender processes (also on core 0)
+  posting the messages over keep-alive HTTP connections, the request bodies encoded before the
+  clock starts; the emulator accepting posts bounds this feed (about 1,000 messages/s).
+
+For each repeat, in turn (A B [C] A B [C] ...), the same burst of N messages is consumed by
 
 - A: ``client.subscribe(target, callback)`` with a callback that only counts (the baseline);
 - B: a :class:`StreamBridge` that appends each message with its checkpoint to a Redis Stream;
@@ -17,9 +27,12 @@ accepting posts and fanning them out) is not the sender's Python. For each repea
 Each consumer counts what it handled and reports its wall time (from the go to the last message
 handled) and its CPU time (``time.process_time``: every thread of its process). Printed per
 participant: messages/s and CPU per message; the ratios B/A (and C/A) say what the bridge costs
-on top of a bare subscription. Failover: two bridge processes (TTL 1 s); the leader is SIGKILLed
-and the time until a message sent right after the kill is in the stream is measured (median of
-the repeats); the lease TTL bounds it.
+on top of a bare subscription. With the direct feed, the feed's own rate (messages stored and
+published per second, from the go to the last one posted) is printed too. Failover: two bridge
+processes (TTL 1 s); the leader is SIGKILLed and the time until a message sent right after the
+kill is in the stream is measured (median of the repeats); the lease TTL bounds it.
+
+Tokens reach the processes through their environment (``BENCH_TOKEN``), never their argv.
 """
 
 from __future__ import annotations
@@ -47,9 +60,10 @@ SERVER_CORE, CLIENT_CORE = 0, min(1, (os.cpu_count() or 1) - 1)
 SENDERS, CONNECTIONS = 2, 4
 
 _SENDER = r"""
-import http.client, json, sys, threading
+import http.client, json, os, sys, threading
 from urllib.parse import urlsplit
-token, rest, group, me, first, count, step, tag, connections = sys.argv[1:10]
+token = os.environ["BENCH_TOKEN"]
+rest, group, me, first, count, step, tag, connections = sys.argv[1:9]
 first, count, step, connections = int(first), int(count), int(step), int(connections)
 url = urlsplit(rest)
 headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
@@ -75,9 +89,10 @@ for w in workers: w.join()
 
 # A consumer: the bare callback subscription or the bridge, of the library on its sys.path.
 _CONSUMER = r"""
-import json, sys, threading, time
+import json, os, sys, threading, time
 from signalwire_chat import ChatClient, Group, RealtimeOptions
-kind, token, rest, relay, group, count, url, tag, window = sys.argv[1:10]
+token = os.environ["BENCH_TOKEN"]
+kind, rest, relay, group, count, url, tag, window = sys.argv[1:9]
 count = int(count)
 options = {"batch_window": float(window)} if window else {}
 client = ChatClient(token, rest_url=rest, relay_url=relay,
@@ -113,10 +128,11 @@ client.close()
 """
 
 _BRIDGE = r"""
-import sys, signal
+import os, sys, signal
 from signalwire_chat import ChatClient, Group
 from signalwire_chat.bridge import StreamBridge
-token, rest, relay, url, group = sys.argv[1:6]
+token = os.environ["BENCH_TOKEN"]
+rest, relay, url, group = sys.argv[1:5]
 client = ChatClient(token, rest_url=rest, relay_url=relay)
 bridge = StreamBridge(client, url, stream="bench:failover", name="failover",
                       targets=[Group(id=group)], ttl=1.0, retry_interval=0.05)
@@ -124,6 +140,31 @@ signal.signal(signal.SIGTERM, lambda *a: bridge.close())
 print("ready", bridge.lease.owner, flush=True)
 bridge.run()
 client.close()
+"""
+
+
+# The direct feed: an emulator in this process; "burst N TAG" readies N texts ("ready"), "go"
+# posts them with send_many and answers the seconds it took.
+_DRIVER = r"""
+import json, sys, time
+from signalwire_chat.emulator import Emulator
+with Emulator() as emu:
+    listener = emu.create_subscriber("listener@bench.test")
+    sender = emu.create_subscriber("sender@bench.test")
+    group = emu.join_group(listener, [sender.address_id])
+    info = {"rest_url": emu.rest_url, "relay_url": emu.relay_url, "group": group,
+            "listener": listener.token, "sender": sender.token, "sender_address": sender.address_id}
+    print(json.dumps(info), flush=True)
+    texts = []
+    for line in sys.stdin:
+        word, *rest = line.split()
+        if word == "burst":
+            texts = [f"{rest[1]} {i}" for i in range(int(rest[0]))]
+            print("ready", flush=True)
+        elif word == "go":
+            start = time.perf_counter()
+            emu.send_many(sender, None, texts, group_id=group)
+            print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
 """
 
 
@@ -147,11 +188,21 @@ def _post(rest: str, auth: str, path: str, body: dict[str, Any] | None = None) -
 
 
 class World:
-    """The emulator process, a listener and a sender in one group."""
+    """The emulator, a listener and a sender in one group, and the feed that sends bursts.
 
-    def __init__(self) -> None:
+    ``feed``: "direct" (a driver process posting with ``Emulator.send_many``) or "rest" (the
+    emulator's command line and sender processes posting over HTTP).
+    """
+
+    def __init__(self, feed: str = "direct") -> None:
+        self.feed = feed
+        if feed == "direct":
+            command = ["-c", _DRIVER]
+        else:
+            command = ["-m", "signalwire_chat.emulator", "--port", "0"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "signalwire_chat.emulator", "--port", "0"],
+            [sys.executable, *command],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -161,6 +212,13 @@ class World:
         assert self.proc.stdout is not None
         info = json.loads(self.proc.stdout.readline())
         self.rest, self.relay = info["rest_url"], info["relay_url"]
+        if feed == "direct":
+            self.listener, self.sender = info["listener"], info["sender"]
+            self.group, self.sender_address = info["group"], info["sender_address"]
+        else:
+            self._join_over_rest(info)
+
+    def _join_over_rest(self, info: dict[str, Any]) -> None:
         basic = base64.b64encode(f"{info['project_id']}:{info['api_token']}".encode()).decode()
         tokens = [
             _post(self.rest, f"Basic {basic}", "/api/fabric/subscribers/tokens", {"reference": r})[
@@ -184,17 +242,25 @@ class World:
         self.group = joined["group_id"]
         self.sender_address = addresses[1]
 
-    def senders_ready(self, count: int, tag: str) -> list[subprocess.Popen[str]]:
-        """Sender processes, ready: write a line to their stdin and they send ``count``."""
+    def feed_ready(self, count: int, tag: str) -> list[subprocess.Popen[str]]:
+        """The processes that send a burst of ``count``, ready: write "go" to their stdin."""
+        if self.feed == "direct":
+            assert self.proc.stdin is not None
+            assert self.proc.stdout is not None
+            self.proc.stdin.write(f"burst {count} {tag}\n")
+            self.proc.stdin.flush()
+            assert self.proc.stdout.readline().strip() == "ready"
+            return [self.proc]
         procs = []
         for first in range(SENDERS):
-            args = [self.sender, self.rest, self.group, self.sender_address, str(first)]
+            args = [self.rest, self.group, self.sender_address, str(first)]
             args += [str(count), str(SENDERS), tag, str(CONNECTIONS)]
             proc = subprocess.Popen(
                 [sys.executable, "-c", _SENDER, *args],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
+                env=dict(os.environ, BENCH_TOKEN=self.sender),
                 preexec_fn=lambda: _pin(SERVER_CORE),  # core 1 stays the consumer's alone
             )
             assert proc.stdout is not None
@@ -202,15 +268,24 @@ class World:
             procs.append(proc)
         return procs
 
-    def send(self, count: int, tag: str) -> None:
-        """Send ``count`` messages and wait until they are all accepted."""
-        procs = self.senders_ready(count, tag)
-        _go(procs)
+    def feed_done(self, procs: list[subprocess.Popen[str]]) -> float | None:
+        """Wait until the burst is all accepted; the direct feed's seconds, from its go."""
+        if self.feed == "direct":
+            assert self.proc.stdout is not None
+            return float(json.loads(self.proc.stdout.readline())["seconds"])
         for proc in procs:
             proc.wait(60)
             _close(proc)
+        return None
+
+    def send(self, count: int, tag: str) -> None:
+        """Send ``count`` messages and wait until they are all accepted."""
+        procs = self.feed_ready(count, tag)
+        _go(procs)
+        self.feed_done(procs)
 
     def close(self) -> None:
+        _close(self.proc)  # the driver ends at the end of its stdin
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(10)
 
@@ -236,17 +311,16 @@ def consume(
     tag: str,
     path: str | None = None,
     window: str = "",
-) -> tuple[float, float]:
+) -> tuple[float, float, float | None]:
     """One burst of ``count`` messages through a consumer process of ``kind``.
 
     ``path``: the library to import (another checkout); ours by default. ``window``: the
     bridge's ``batch_window`` ("": its default). Returns the consumer's (wall seconds, CPU
-    seconds) from the go to its last message handled.
+    seconds) from the go to its last message handled, and the direct feed's seconds.
     """
     library = path or str(ROOT)
-    env = dict(os.environ, PYTHONPATH=library)
-    args = [kind, world.listener, world.rest, world.relay, world.group, str(count), url, tag]
-    args.append(window)
+    env = dict(os.environ, PYTHONPATH=library, BENCH_TOKEN=world.listener)
+    args = [kind, world.rest, world.relay, world.group, str(count), url, tag, window]
     consumer = subprocess.Popen(
         [sys.executable, "-c", _CONSUMER, *args],
         stdin=subprocess.PIPE,
@@ -261,29 +335,28 @@ def consume(
         word, imported = [*consumer.stdout.readline().split(), "", ""][:2]
         assert word == "ready", f"{kind} consumer failed"
         assert Path(imported).is_relative_to(library), f"{imported} is not of {library}"
-        senders = world.senders_ready(count, tag)
-        _go([consumer, *senders])
+        feed = world.feed_ready(count, tag)
+        _go([consumer, *feed])
+        fed = world.feed_done(feed)
         result = json.loads(consumer.stdout.readline())
-        for sender in senders:
-            sender.wait(60)
-            _close(sender)
         consumer.wait(30)
     finally:
         if consumer.poll() is None:
             consumer.kill()
             consumer.wait(10)
         _close(consumer)
-    return float(result["wall"]), float(result["cpu"])
+    return float(result["wall"]), float(result["cpu"]), fed
 
 
 def failover(world: World, url: str, repeats: int) -> list[float]:
     """Seconds from SIGKILL of the leader to the next message in the stream."""
-    args = [world.listener, world.rest, world.relay, url, world.group]
+    args = [world.rest, world.relay, url, world.group]
+    env = dict(os.environ, BENCH_TOKEN=world.listener)
     procs: dict[str, subprocess.Popen[str]] = {}
 
     def start() -> None:
         proc = subprocess.Popen(
-            [sys.executable, "-c", _BRIDGE, *args], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", _BRIDGE, *args], stdout=subprocess.PIPE, text=True, env=env
         )
         assert proc.stdout is not None
         procs[proc.stdout.readline().split()[1]] = proc
@@ -322,10 +395,13 @@ def failover(world: World, url: str, repeats: int) -> list[float]:
     return times
 
 
-def _rates(runs: list[tuple[float, float]], count: int) -> tuple[float, float]:
+Run = tuple[float, float, float | None]
+
+
+def _rates(runs: list[Run], count: int) -> tuple[float, float]:
     """(messages/s, CPU microseconds per message): medians of the repeats."""
-    wall = statistics.median(w for w, _ in runs)
-    cpu = statistics.median(c for _, c in runs)
+    wall = statistics.median(w for w, _, _ in runs)
+    cpu = statistics.median(c for _, c, _ in runs)
     return count / wall, cpu / count * 1e6
 
 
@@ -339,6 +415,12 @@ def main() -> int:
     parser.add_argument("--count", type=int, help="messages per burst")
     parser.add_argument("--repeats", type=int, help="bursts per participant")
     parser.add_argument("--no-failover", action="store_true", help="skip the failover measure")
+    parser.add_argument(
+        "--feed",
+        choices=("direct", "rest"),
+        default="direct",
+        help="post with Emulator.send_many (default) or over REST from sender processes",
+    )
     parser.add_argument(
         "--window", action="append", default=[], help="also run ours with this batch_window"
     )
@@ -354,9 +436,9 @@ def main() -> int:
     if args.before:
         participants["before"] = ("bridge", str(Path(args.before).resolve()), "")
     _pin(SERVER_CORE)  # this process only waits; the consumers have core 1 to themselves
-    world = World()
+    world = World(args.feed)
     server = RedisServer(persistence=False).start()
-    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in participants}
+    runs: dict[str, list[Run]] = {name: [] for name in participants}
     try:
         for i in range(repeats):
             for name, (kind, path, window) in participants.items():
@@ -366,7 +448,10 @@ def main() -> int:
     finally:
         server.close()
         world.close()
-    result: dict[str, Any] = {"messages": count}
+    result: dict[str, Any] = {"messages": count, "feed": args.feed}
+    fed = [f for name in participants for _, _, f in runs[name] if f is not None]
+    if fed:
+        result["feed_per_s"] = count / statistics.median(fed)
     base_rate, base_cpu = _rates(runs["callback"], count)
     for name in participants:
         rate, cpu = _rates(runs[name], count)
@@ -380,7 +465,9 @@ def main() -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{count} messages x {repeats}: callback {base_rate:,.0f}/s ({base_cpu:.0f} us CPU each)")
+    print(f"{count} messages x {repeats}, feed {args.feed}", end="")
+    print(f" ({result['feed_per_s']:,.0f} messages/s posted)" if fed else "")
+    print(f"  callback: {base_rate:,.0f}/s ({base_cpu:.0f} us CPU each)")
     for name in participants:
         if name != "callback":
             print(
