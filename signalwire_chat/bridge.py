@@ -81,6 +81,8 @@ def entry_fields(message: ConversationChatMessage, route: str) -> dict[str, str]
 
 
 def _utf8(text: str) -> bool:
+    if text.isascii():  # O(1): the usual case needs no encoding
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -111,6 +113,7 @@ class _StreamCheckpoint:
     def __init__(self, bridge: StreamBridge, key: str, route: str) -> None:
         self.key = key
         self.route = route
+        self._route_utf8 = _utf8(route)
         self.batch_window = bridge.batch_window
         self._bridge = bridge
 
@@ -153,7 +156,7 @@ class _StreamCheckpoint:
             return _unappendable(message.id, f"not a valid checkpoint ({exc})")
         fields = entry_fields(message, self.route)
         # The message's JSON is UTF-8 (entry_fields sees to it); its id and route may not be.
-        if not (_utf8(fields["id"]) and _utf8(fields["route"])):
+        if not (self._route_utf8 and _utf8(fields["id"])):
             return _unappendable(message.id, "its id or route is not UTF-8")
         return checkpoint, fields
 
@@ -162,8 +165,7 @@ class _StreamCheckpoint:
     ) -> None:
         """Append ``entries`` (of ``messages[first:]``), retrying while Redis is unreachable."""
         bridge = self._bridge
-        reported = False
-        outage = bridge._outage_backoff()
+        outage: Backoff | None = None  # made at the first failure: seeding one costs a syscall
         while True:
             if bridge._term_over():
                 # Not ours to append any more (lease lost, or closing): the next holder
@@ -179,9 +181,9 @@ class _StreamCheckpoint:
                 bridge._lease_lost()
                 raise
             except StoreUnavailableError as exc:
-                if not reported:
+                if outage is None:
                     logger.warning("bridge %s: Redis unreachable, retrying: %s", bridge.name, exc)
-                    reported = True
+                    outage = bridge._outage_backoff()
                 bridge._wake.wait(outage.next_delay())
                 continue
             except EntryRefusedError as exc:  # Redis refused this very entry: retrying cannot help
