@@ -1,7 +1,7 @@
 """The Redis Streams bridge: its throughput against the realtime callback rate, and failover time.
 
-    .venv/bin/python benchmarks/bridge.py [--quick] [--json] [--feed direct|rest] [--before PATH]
-        [--window S]... [--count N] [--repeats N] [--no-failover]
+    .venv/bin/python benchmarks/bridge.py [--quick] [--json] [--feed direct|rest] [--rate R]
+        [--before PATH] [--window S]... [--count N] [--repeats N] [--no-failover]
 
 The emulator runs in its own process pinned to core 0, redis-server in its own. Each consumer is
 a process of its own pinned to core 1. The feed (``--feed``):
@@ -13,6 +13,9 @@ a process of its own pinned to core 1. The feed (``--feed``):
   over its websocket, exactly as a REST post's does. This feed (about 9,000 messages/s on a
   2-core machine) is about 10x the REST feed of e7094f4; a bare callback subscription keeps up
   with it, so a bridge below the callback's rate is bound by itself, not by the feed.
+  ``--rate R`` paces it: R/100 messages every 1/100 s on the schedule from the go (a late
+  chunk is sent at once), so a consumer is measured at a rate it may keep up with; the rate
+  printed is the one measured.
 - ``rest``: ``python -m signalwire_chat.emulator`` and sender processes (also on core 0)
   posting the messages over keep-alive HTTP connections, the request bodies encoded before the
   clock starts; the emulator accepting posts bounds this feed (about 1,000 messages/s).
@@ -145,10 +148,13 @@ client.close()
 
 
 # The direct feed: an emulator in this process; "burst N TAG" readies N texts ("ready"), "go"
-# posts them with send_many and answers the seconds it took.
+# posts them with send_many and answers the seconds it took. With a rate (argv[1], messages/s,
+# 0: as fast as it can), a chunk of 1/100 s worth at a time, sleeping to the schedule.
 _DRIVER = r"""
 import json, sys, time
 from signalwire_chat.emulator import Emulator
+rate = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
+chunk = max(1, round(rate / 100)) if rate else 0
 with Emulator() as emu:
     listener = emu.create_subscriber("listener@bench.test")
     sender = emu.create_subscriber("sender@bench.test")
@@ -164,7 +170,13 @@ with Emulator() as emu:
             print("ready", flush=True)
         elif word == "go":
             start = time.perf_counter()
-            emu.send_many(sender, None, texts, group_id=group)
+            if not chunk:
+                emu.send_many(sender, None, texts, group_id=group)
+            for first in range(0, len(texts) if chunk else 0, chunk):
+                delay = start + first / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                emu.send_many(sender, None, texts[first:first + chunk], group_id=group)
             print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
 """
 
@@ -192,13 +204,14 @@ class World:
     """The emulator, a listener and a sender in one group, and the feed that sends bursts.
 
     ``feed``: "direct" (a driver process posting with ``Emulator.send_many``) or "rest" (the
-    emulator's command line and sender processes posting over HTTP).
+    emulator's command line and sender processes posting over HTTP). ``rate``: the direct
+    feed's pace in messages/s (0: as fast as it can).
     """
 
-    def __init__(self, feed: str = "direct") -> None:
+    def __init__(self, feed: str = "direct", rate: float = 0.0) -> None:
         self.feed = feed
         if feed == "direct":
-            command = ["-c", _DRIVER]
+            command = ["-c", _DRIVER, str(rate)]
         else:
             command = ["-m", "signalwire_chat.emulator", "--port", "0"]
         self.proc = subprocess.Popen(
@@ -428,6 +441,13 @@ def main() -> int:
         help="post with Emulator.send_many (default) or over REST from sender processes",
     )
     parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="pace the direct feed at R messages/s (default: as fast as it can)",
+    )
+    parser.add_argument(
         "--window", action="append", default=[], help="also run ours with this batch_window"
     )
     args = parser.parse_args()
@@ -442,7 +462,9 @@ def main() -> int:
     if args.before:
         participants["before"] = ("bridge", str(Path(args.before).resolve()), "")
     _pin(SERVER_CORE)  # this process only waits; the consumers have core 1 to themselves
-    world = World(args.feed)
+    if args.rate and args.feed != "direct":
+        parser.error("--rate paces the direct feed only")
+    world = World(args.feed, args.rate)
     server = RedisServer(persistence=False).start()
     runs: dict[str, list[Run]] = {name: [] for name in participants}
     try:
@@ -454,7 +476,7 @@ def main() -> int:
     finally:
         server.close()
         world.close()
-    result: dict[str, Any] = {"messages": count, "feed": args.feed}
+    result: dict[str, Any] = {"messages": count, "feed": args.feed, "rate": args.rate}
     fed = [f for name in participants for _, _, f in runs[name] if f is not None]
     if fed:
         result["feed_per_s"] = count / statistics.median(fed)
@@ -471,7 +493,8 @@ def main() -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{count} messages x {repeats}, feed {args.feed}", end="")
+    paced = f" paced at {args.rate:,.0f}/s" if args.rate else ""
+    print(f"{count} messages x {repeats}, feed {args.feed}{paced}", end="")
     print(f" ({result['feed_per_s']:,.0f} messages/s posted)" if fed else "")
     print(f"  callback: {base_rate:,.0f}/s ({base_cpu:.0f} us CPU each)")
     for name in participants:
