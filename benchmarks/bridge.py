@@ -172,7 +172,7 @@ with Emulator() as emu:
             start = time.perf_counter()
             if not chunk:
                 emu.send_many(sender, None, texts, group_id=group)
-            for first in range(0, len(texts) if chunk else 0, chunk):
+            for first in range(0, len(texts) if chunk else 0, chunk or 1):
                 delay = start + first / rate - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
