@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bridge.py [--quick] [--json] [--feed direct|rest] [--rate R]
         [--before PATH] [--window S]... [--count N] [--repeats N] [--no-failover]
+        [--profile DIR]
 
 The emulator runs in its own process pinned to core 0, redis-server in its own. Each consumer is
 a process of its own pinned to core 1. The feed (``--feed``):
@@ -99,6 +100,15 @@ token = os.environ["BENCH_TOKEN"]
 kind, rest, relay, group, count, url, tag, window = sys.argv[1:9]
 count = int(count)
 options = {"batch_window": float(window)} if window else {}
+profile = os.environ.get("BENCH_PROFILE")
+if profile:  # a profiler per thread the client starts (cProfile sees its own thread only)
+    import cProfile, pstats
+    profilers = []
+    def _profile_thread(*_args):
+        profiler = cProfile.Profile()
+        profilers.append(profiler)
+        profiler.enable()
+    threading.setprofile(_profile_thread)
 client = ChatClient(token, rest_url=rest, relay_url=relay,
                     realtime=RealtimeOptions(queue_size=1000))
 if kind == "callback":
@@ -124,6 +134,10 @@ cpu0, wall0 = time.process_time(), time.perf_counter()
 while handled() < count:
     time.sleep(0.01)
 wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+if profile:
+    threading.setprofile(None)
+    stats = pstats.Stats(*profilers)
+    stats.dump_stats(f"{profile}/{kind}-{tag}.pstats")
 print(json.dumps({"wall": wall, "cpu": cpu}), flush=True)
 if kind != "callback":
     bridge.close()
@@ -330,15 +344,20 @@ def consume(
     tag: str,
     path: str | None = None,
     window: str = "",
+    profile: str | None = None,
 ) -> tuple[float, float, float | None]:
     """One burst of ``count`` messages through a consumer process of ``kind``.
 
     ``path``: the library to import (another checkout); ours by default. ``window``: the
-    bridge's ``batch_window`` ("": its default). Returns the consumer's (wall seconds, CPU
-    seconds) from the go to its last message handled, and the direct feed's seconds.
+    bridge's ``batch_window`` ("": its default). ``profile``: a directory where the consumer
+    writes the cProfile stats of its threads (``<kind>-<tag>.pstats``). Returns the
+    consumer's (wall seconds, CPU seconds) from the go to its last message handled, and the
+    direct feed's seconds.
     """
     library = path or str(ROOT)
     env = dict(os.environ, PYTHONPATH=library, BENCH_TOKEN=world.listener)
+    if profile:
+        env["BENCH_PROFILE"] = profile
     args = [kind, world.rest, world.relay, world.group, str(count), url, tag, window]
     consumer = subprocess.Popen(
         [sys.executable, "-c", _CONSUMER, *args],
@@ -441,6 +460,11 @@ def main() -> int:
         help="post with Emulator.send_many (default) or over REST from sender processes",
     )
     parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="cProfile every consumer's threads, the stats written to DIR (slows them down)",
+    )
+    parser.add_argument(
         "--rate",
         type=float,
         default=0.0,
@@ -471,7 +495,9 @@ def main() -> int:
         for i in range(repeats):
             for name, (kind, path, window) in participants.items():
                 tag = f"{name}-{i}"
-                runs[name].append(consume(world, kind, server.url, count, tag, path, window))
+                runs[name].append(
+                    consume(world, kind, server.url, count, tag, path, window, args.profile)
+                )
         takeovers = [] if args.no_failover else failover(world, server.url, 1 if args.quick else 3)
     finally:
         server.close()

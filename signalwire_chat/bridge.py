@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._backoff import Backoff
+from ._convert import message_to_dict
 from ._validate import check_address_id, check_address_uuid, check_seconds
 from .checkpoints import Checkpoint
 from .errors import (
@@ -67,16 +68,21 @@ __all__ = ["StreamBridge", "entry_fields"]
 logger = logging.getLogger(__name__)
 
 
+# What json.dumps(body, separators=(",", ":"), ensure_ascii=..., default=str) builds per call.
+_READABLE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+_ESCAPED = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 def entry_fields(message: ConversationChatMessage, route: str) -> dict[str, str]:
     """The stream entry of ``message``: ``id``, ``route`` and ``message`` (the model's JSON)."""
-    body = message.to_dict()
+    body = message_to_dict(message)  # message.to_dict(), without the call's import
     if body.get("group_id") is None and route.startswith("group:"):
         body["group_id"] = route[len("group:") :]  # a group's own history leaves it out
     body["delivery"] = message.delivery
-    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str)
+    text = _READABLE(body)
     if not _utf8(text):
         # A lone surrogate: readable JSON is not UTF-8 here, escaped JSON always is.
-        text = json.dumps(body, separators=(",", ":"), default=str)
+        text = _ESCAPED(body)
     return {"id": message.id, "route": route, "message": text}
 
 
