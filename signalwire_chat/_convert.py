@@ -913,9 +913,9 @@ def _json_copy(value: Any) -> Any:
 
 def _mapping_copy(value: Any) -> Any:
     """What ``unstructure`` makes of a mapping field's value, or ``_MISSING`` (ask it)."""
-    if value is EMPTY:
-        return {}
-    return _json_copy(value) if type(value) is dict else _MISSING
+    if type(value) is dict:
+        return _json_copy(value) if value else {}  # the wire's "details": {} mostly
+    return {} if value is EMPTY else _MISSING
 
 
 def _to_dict_source(cls: type) -> str:
