@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bridge.py [--quick] [--json] [--feed direct|rest] [--rate R]
         [--before PATH] [--window S]... [--count N] [--repeats N] [--no-failover]
-        [--profile DIR]
+        [--profile DIR] [--switch S]...
 
 The emulator runs in its own process pinned to core 0, redis-server in its own. Each consumer is
 a process of its own pinned to core 1. The feed (``--feed``):
@@ -100,6 +100,8 @@ token = os.environ["BENCH_TOKEN"]
 kind, rest, relay, group, count, url, tag, window = sys.argv[1:9]
 count = int(count)
 options = {"batch_window": float(window)} if window else {}
+if os.environ.get("BENCH_SWITCH"):  # an experiment of the benchmark's, not the library's
+    sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
 profile = os.environ.get("BENCH_PROFILE")
 if profile:  # a profiler per thread the client starts (cProfile sees its own thread only)
     import cProfile, pstats
@@ -345,12 +347,15 @@ def consume(
     path: str | None = None,
     window: str = "",
     profile: str | None = None,
+    switch: str = "",
 ) -> tuple[float, float, float | None]:
     """One burst of ``count`` messages through a consumer process of ``kind``.
 
     ``path``: the library to import (another checkout); ours by default. ``window``: the
     bridge's ``batch_window`` ("": its default). ``profile``: a directory where the consumer
-    writes the cProfile stats of its threads (``<kind>-<tag>.pstats``). Returns the
+    writes the cProfile stats of its threads (``<kind>-<tag>.pstats``). ``switch``: the
+    consumer's ``sys.setswitchinterval`` (an experiment: how long the GIL is held before
+    another thread gets it; "": Python's 5 ms). Returns the
     consumer's (wall seconds, CPU seconds) from the go to its last message handled, and the
     direct feed's seconds.
     """
@@ -358,6 +363,8 @@ def consume(
     env = dict(os.environ, PYTHONPATH=library, BENCH_TOKEN=world.listener)
     if profile:
         env["BENCH_PROFILE"] = profile
+    if switch:
+        env["BENCH_SWITCH"] = switch
     args = [kind, world.rest, world.relay, world.group, str(count), url, tag, window]
     consumer = subprocess.Popen(
         [sys.executable, "-c", _CONSUMER, *args],
@@ -460,6 +467,13 @@ def main() -> int:
         help="post with Emulator.send_many (default) or over REST from sender processes",
     )
     parser.add_argument(
+        "--switch",
+        action="append",
+        default=[],
+        metavar="S",
+        help="also run ours with sys.setswitchinterval(S) in the consumer (a GIL experiment)",
+    )
+    parser.add_argument(
         "--profile",
         metavar="DIR",
         help="cProfile every consumer's threads, the stats written to DIR (slows them down)",
@@ -477,14 +491,16 @@ def main() -> int:
     args = parser.parse_args()
     count, repeats = (300, 1) if args.quick else (5000, 3)
     count, repeats = args.count or count, args.repeats or repeats
-    participants: dict[str, tuple[str, str | None, str]] = {
-        "callback": ("callback", None, ""),
-        "bridge": ("bridge", None, ""),
+    participants: dict[str, tuple[str, str | None, str, str]] = {
+        "callback": ("callback", None, "", ""),
+        "bridge": ("bridge", None, "", ""),
     }
     for window in args.window:
-        participants[f"bridge@{window}s"] = ("bridge", None, window)
+        participants[f"bridge@{window}s"] = ("bridge", None, window, "")
+    for switch in args.switch:
+        participants[f"bridge~{switch}s"] = ("bridge", None, "", switch)
     if args.before:
-        participants["before"] = ("bridge", str(Path(args.before).resolve()), "")
+        participants["before"] = ("bridge", str(Path(args.before).resolve()), "", "")
     _pin(SERVER_CORE)  # this process only waits; the consumers have core 1 to themselves
     if args.rate and args.feed != "direct":
         parser.error("--rate paces the direct feed only")
@@ -493,10 +509,10 @@ def main() -> int:
     runs: dict[str, list[Run]] = {name: [] for name in participants}
     try:
         for i in range(repeats):
-            for name, (kind, path, window) in participants.items():
+            for name, (kind, path, window, switch) in participants.items():
                 tag = f"{name}-{i}"
                 runs[name].append(
-                    consume(world, kind, server.url, count, tag, path, window, args.profile)
+                    consume(world, kind, server.url, count, tag, path, window, args.profile, switch)
                 )
         takeovers = [] if args.no_failover else failover(world, server.url, 1 if args.quick else 3)
     finally:
