@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bridge.py [--quick] [--json] [--feed direct|rest] [--rate R]
         [--before PATH] [--window S]... [--count N] [--repeats N] [--no-failover]
-        [--profile DIR] [--switch S]...
+        [--profile DIR] [--switch S]... [--event-window N]
 
 The emulator runs in its own process pinned to core 0, redis-server in its own. Each consumer is
 a process of its own pinned to core 1. The feed (``--feed``):
@@ -170,8 +170,9 @@ _DRIVER = r"""
 import json, sys, time
 from signalwire_chat.emulator import Emulator
 rate = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
+event_window = int(sys.argv[2]) if len(sys.argv) > 2 else 100
 chunk = max(1, round(rate / 100)) if rate else 0
-with Emulator() as emu:
+with Emulator(event_window=event_window) as emu:
     listener = emu.create_subscriber("listener@bench.test")
     sender = emu.create_subscriber("sender@bench.test")
     group = emu.join_group(listener, [sender.address_id])
@@ -221,13 +222,14 @@ class World:
 
     ``feed``: "direct" (a driver process posting with ``Emulator.send_many``) or "rest" (the
     emulator's command line and sender processes posting over HTTP). ``rate``: the direct
-    feed's pace in messages/s (0: as fast as it can).
+    feed's pace in messages/s (0: as fast as it can). ``event_window``: the emulator's
+    most unacknowledged relay events per session (the service's 100 by default).
     """
 
-    def __init__(self, feed: str = "direct", rate: float = 0.0) -> None:
+    def __init__(self, feed: str = "direct", rate: float = 0.0, event_window: int = 100) -> None:
         self.feed = feed
         if feed == "direct":
-            command = ["-c", _DRIVER, str(rate)]
+            command = ["-c", _DRIVER, str(rate), str(event_window)]
         else:
             command = ["-m", "signalwire_chat.emulator", "--port", "0"]
         self.proc = subprocess.Popen(
@@ -474,6 +476,13 @@ def main() -> int:
         help="also run ours with sys.setswitchinterval(S) in the consumer (a GIL experiment)",
     )
     parser.add_argument(
+        "--event-window",
+        type=int,
+        default=100,
+        metavar="N",
+        help="the direct feed's emulator lets N relay events be unacknowledged (default 100)",
+    )
+    parser.add_argument(
         "--profile",
         metavar="DIR",
         help="cProfile every consumer's threads, the stats written to DIR (slows them down)",
@@ -502,9 +511,9 @@ def main() -> int:
     if args.before:
         participants["before"] = ("bridge", str(Path(args.before).resolve()), "", "")
     _pin(SERVER_CORE)  # this process only waits; the consumers have core 1 to themselves
-    if args.rate and args.feed != "direct":
-        parser.error("--rate paces the direct feed only")
-    world = World(args.feed, args.rate)
+    if (args.rate or args.event_window != 100) and args.feed != "direct":
+        parser.error("--rate and --event-window are the direct feed's")
+    world = World(args.feed, args.rate, args.event_window)
     server = RedisServer(persistence=False).start()
     runs: dict[str, list[Run]] = {name: [] for name in participants}
     try:
