@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bridge.py [--quick] [--json] [--feed direct|rest] [--rate R]
         [--before PATH] [--window S]... [--count N] [--repeats N] [--no-failover]
-        [--profile DIR] [--switch S]... [--event-window N]
+        [--profile DIR] [--switch S]... [--event-window N] [--redis-core C]
 
 The emulator runs in its own process pinned to core 0, redis-server in its own. Each consumer is
 a process of its own pinned to core 1. The feed (``--feed``):
@@ -483,6 +483,12 @@ def main() -> int:
         help="the direct feed's emulator lets N relay events be unacknowledged (default 100)",
     )
     parser.add_argument(
+        "--redis-core",
+        type=int,
+        metavar="C",
+        help="pin redis-server to core C (default: the emulator's core 0, as this process)",
+    )
+    parser.add_argument(
         "--profile",
         metavar="DIR",
         help="cProfile every consumer's threads, the stats written to DIR (slows them down)",
@@ -515,6 +521,8 @@ def main() -> int:
         parser.error("--rate and --event-window are the direct feed's")
     world = World(args.feed, args.rate, args.event_window)
     server = RedisServer(persistence=False).start()
+    if args.redis_core is not None and server.pid is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(server.pid, {args.redis_core})
     runs: dict[str, list[Run]] = {name: [] for name in participants}
     try:
         for i in range(repeats):
