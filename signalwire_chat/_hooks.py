@@ -79,7 +79,7 @@ class RequestEvent:
         call: The number of the call within this client (1, 2, ...): it ties the attempts,
             responses and the end of one call together.
         server_address: The REST host.
-        server_port: Its port, when the URL names one.
+        server_port: Its port (the scheme's, 443 or 80, when the URL names none).
         method: ``"GET"`` or ``"POST"``.
         path: The path template, e.g. ``/api/fabric/conversations/{id}/messages``
             (``/{unknown}`` for a path the client does not know).
@@ -101,7 +101,7 @@ class ResponseEvent:
     Attributes:
         call: The number of the call within this client.
         server_address: The REST host.
-        server_port: Its port, when the URL names one.
+        server_port: Its port (the scheme's, 443 or 80, when the URL names none).
         method: ``"GET"`` or ``"POST"``.
         path: The path template.
         attempt: Which attempt (1-based).
@@ -137,7 +137,7 @@ class CallEvent:
     Attributes:
         call: The number of the call within this client.
         server_address: The REST host.
-        server_port: Its port, when the URL names one.
+        server_port: Its port (the scheme's, 443 or 80, when the URL names none).
         method: ``"GET"`` or ``"POST"``.
         path: The path template.
         attempts: How many times it was sent (0 when it failed before sending).
@@ -396,10 +396,15 @@ class _Server:
     base_path: str
 
 
+#: The port a URL without one goes to (OpenTelemetry's HTTP client spans require the port).
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
 def server_of(base_url: str) -> _Server:
     """The :class:`_Server` of a (checked) REST base URL."""
     parts = urlsplit(base_url)
-    return _Server(parts.hostname or "", parts.port, parts.path.rstrip("/"))
+    port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+    return _Server(parts.hostname or "", port, parts.path.rstrip("/"))
 
 
 class CallRecord(Protocol):
