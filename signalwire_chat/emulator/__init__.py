@@ -71,7 +71,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ._admin import AdminAPI, EmulatorAddress, EmulatorSubscriber, ThreadMessages
+from ._admin import EmulatorAddress, EmulatorSubscriber, ThreadMessages
+from ._admin_messages import MessageAdmin
 from ._app import EmulatorState, RestFaults, ServerThread, build_app
 from ._fault_controls import FaultControls
 from ._record import Recording, TrafficRecorder
@@ -104,7 +105,7 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-class Emulator(AdminAPI, FaultControls):
+class Emulator(MessageAdmin, FaultControls):
     """The emulated SignalWire service, served on one loopback port.
 
     Nothing starts in the constructor; ``start()`` (or ``with``) binds and serves.
