@@ -116,14 +116,15 @@ def _short_repr(self: Any) -> str:
 _C = TypeVar("_C", bound=type)
 
 
-def _compared(cls: _C) -> _C:
+def _compared(cls: _C, *, hashed: bool = False) -> _C:
     """Give an attrs class (made with ``eq=False``) attrs' own equality, without generating it.
 
     ``__eq__`` is what attrs generates: ``NotImplemented`` unless both are of the very same
     class, else each field with ``eq=True``, in attrs order, compared with ``==`` until one
     differs. attrs writes and compiles that method for every class at import (about a fifth
     of building a model); here one function serves all of them, with the fields' values
-    read by one ``operator.attrgetter`` per class. ``__ne__`` is attrs' too.
+    read by one ``operator.attrgetter`` per class. ``__ne__`` is attrs' too. ``hashed``: also
+    attrs' ``__hash__`` of a frozen class (the class and the compared fields' values).
     """
     names = [field.name for field in attrs.fields(cls) if field.eq]
     get = operator.attrgetter(*names)
@@ -141,7 +142,10 @@ def _compared(cls: _C) -> _C:
             return NotImplemented
         return not result
 
-    for method in (__eq__, __ne__):
+    def __hash__(self: Any) -> int:
+        return hash((cls, *values(self)))
+
+    for method in (__eq__, __ne__, __hash__) if hashed else (__eq__, __ne__):
         method.__qualname__ = f"{cls.__qualname__}.{method.__name__}"
         method.__module__ = cls.__module__
         setattr(cls, method.__name__, method)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import attrs
@@ -9,6 +10,7 @@ import attrs
 from .._state import ConnectionState  # re-exported: its home was here
 from .._validate import check_seconds
 from ..errors import InvalidArgumentError, InvalidArgumentTypeError
+from ..models import _compared
 from ._frames import MAX_FRAGMENTS, MAX_MESSAGE_SIZE
 
 __all__ = ["ConnectionState", "RealtimeOptions"]
@@ -27,7 +29,10 @@ def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) ->
         raise InvalidArgumentError(f"{attribute.name} must be at least 1")
 
 
-@attrs.frozen(kw_only=True)
+# Not slotted (attrs builds a slotted class twice), and attrs' equality and hash come from the
+# models' one shared function rather than being generated and compiled for this class.
+@functools.partial(_compared, hashed=True)
+@attrs.frozen(kw_only=True, slots=False, eq=False, unsafe_hash=False)
 class RealtimeOptions:
     """Tuning of the realtime connection; the defaults suit most programs.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import pickle
 import re
 import subprocess
 import sys
@@ -201,3 +202,22 @@ def test_the_import_compiles_few_regexes() -> None:
         "print(len(set(re._cache) - before))\n"
     )
     assert int(_run(code)) <= 3
+
+
+def test_realtime_options_compare_and_hash_by_every_field() -> None:
+    from signalwire_chat import RealtimeOptions
+
+    base = RealtimeOptions()
+    assert base == RealtimeOptions()
+    assert hash(base) == hash(RealtimeOptions())
+    assert {base: 1}[RealtimeOptions()] == 1
+    for field in attrs.fields(RealtimeOptions):
+        changed = attrs.evolve(base, **{field.name: getattr(base, field.name) + 1})
+        assert changed != base, field.name
+        assert (changed == base) is False, field.name
+        assert changed == attrs.evolve(changed)
+        assert hash(changed) == hash(attrs.evolve(changed))
+    assert base.__eq__(object()) is NotImplemented
+    assert pickle.loads(pickle.dumps(base)) == base
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        base.queue_size = 5  # type: ignore[misc]
