@@ -89,7 +89,6 @@ if TYPE_CHECKING:
     from ._checkpointing import Checkpointer
 
 __all__ = [
-    "CredentialsLike",
     "RealtimeHub",
     "Route",
     "Subscription",
@@ -125,23 +124,25 @@ def run_detached(fn: Callable[[], None], name: str = "signalwire-chat-closer") -
         return
 
 
-class CredentialsLike(Protocol):
-    """What the hub needs of ``signalwire_chat._auth.Credentials``."""
+if TYPE_CHECKING:  # a type for the checker only: no class to build at import
 
-    @property
-    def token(self) -> str:
-        """The current token."""
+    class CredentialsLike(Protocol):
+        """What the hub needs of ``signalwire_chat._auth.Credentials``."""
 
-    @property
-    def can_refresh(self) -> bool:
-        """Whether :meth:`refresh` can give a fresh token."""
+        @property
+        def token(self) -> str:
+            """The current token."""
 
-    def refresh(self, stale: str | None = None) -> str:
-        """Return a fresh token (raises ``AuthenticationError``)."""
+        @property
+        def can_refresh(self) -> bool:
+            """Whether :meth:`refresh` can give a fresh token."""
 
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """What to redact from anything the relay sends back."""
+        def refresh(self, stale: str | None = None) -> str:
+            """Return a fresh token (raises ``AuthenticationError``)."""
+
+        @property
+        def secrets(self) -> tuple[str, ...]:
+            """What to redact from anything the relay sends back."""
 
 
 class _Run:
