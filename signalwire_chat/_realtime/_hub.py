@@ -81,7 +81,6 @@ from ._connection import Connection
 from ._dispatcher import Dispatcher, Watchdog
 from ._options import ConnectionState, RealtimeOptions
 from ._routes import Routes
-from ._stream import MessageStream
 from ._subscriptions import Anchor, ServerTime, Subscription
 
 if TYPE_CHECKING:
@@ -865,6 +864,8 @@ class RealtimeHub:
             if not timeout > 0:
                 raise InvalidArgumentError("timeout must be positive")
         route = _route(address_id)
+        from ._stream import MessageStream  # streams only: loaded on first use
+
         stream = MessageStream(self._core.options.queue_size, timeout)
         on_message, on_error = stream.callbacks
         stream.subscription = self._core.subscribe(

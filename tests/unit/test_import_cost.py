@@ -50,6 +50,7 @@ def test_the_import_leaves_notebook_helpers_to_first_use() -> None:
     loaded = _loaded_by_import()
     assert "signalwire_chat._realtime._hub" in loaded  # the realtime side is loaded
     assert "signalwire_chat._display" not in loaded
+    assert "signalwire_chat._realtime._stream" not in loaded  # ChatClient.stream() loads it
 
 
 def test_a_model_still_shows_itself_in_a_notebook() -> None:
