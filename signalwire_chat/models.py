@@ -152,6 +152,24 @@ def _compared(cls: _C, *, hashed: bool = False) -> _C:
     return cls
 
 
+def _listed(cls: _C) -> _C:
+    """Give an attrs class (made with ``repr=False``) attrs' own repr, without generating it.
+
+    ``Name(field=value!r, ...)``, every field with ``repr=True`` in attrs order, as attrs
+    writes it (its recursion guard aside: for classes whose fields cannot hold themselves).
+    """
+    names = [field.name for field in attrs.fields(cls) if field.repr]
+
+    def __repr__(self: Any) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in names)
+        return f"{self.__class__.__qualname__.rsplit('>.', 1)[-1]}({shown})"
+
+    __repr__.__qualname__ = f"{cls.__qualname__}.__repr__"
+    __repr__.__module__ = cls.__module__
+    cls.__repr__ = __repr__  # type: ignore[assignment]
+    return cls
+
+
 def _hash_by_id(self: Any) -> int:
     # Equality compares every field; hashing by (type, id) is consistent with it (equal objects
     # have equal ids) and works although some fields are dicts.

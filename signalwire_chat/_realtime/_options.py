@@ -10,7 +10,7 @@ import attrs
 from .._state import ConnectionState  # re-exported: its home was here
 from .._validate import check_seconds
 from ..errors import InvalidArgumentError, InvalidArgumentTypeError
-from ..models import _compared
+from ..models import _compared, _listed
 from ._frames import MAX_FRAGMENTS, MAX_MESSAGE_SIZE
 
 __all__ = ["ConnectionState", "RealtimeOptions"]
@@ -29,10 +29,11 @@ def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) ->
         raise InvalidArgumentError(f"{attribute.name} must be at least 1")
 
 
-# Not slotted (attrs builds a slotted class twice), and attrs' equality and hash come from the
-# models' one shared function rather than being generated and compiled for this class.
+# Not slotted (attrs builds a slotted class twice), and attrs' equality, hash and repr come from
+# the models' shared functions rather than being generated and compiled for this class.
+@_listed
 @functools.partial(_compared, hashed=True)
-@attrs.frozen(kw_only=True, slots=False, eq=False, unsafe_hash=False)
+@attrs.frozen(kw_only=True, slots=False, eq=False, unsafe_hash=False, repr=False)
 class RealtimeOptions:
     """Tuning of the realtime connection; the defaults suit most programs.
 

@@ -219,6 +219,12 @@ def test_realtime_options_compare_and_hash_by_every_field() -> None:
         assert changed == attrs.evolve(changed)
         assert hash(changed) == hash(attrs.evolve(changed))
     assert base.__eq__(object()) is NotImplemented
+    # attrs' repr: every field, in order, as name=repr(value).
+    shown = attrs.evolve(base, queue_size=7, ping_timeout=2.5)
+    names = [f.name for f in attrs.fields(RealtimeOptions)]
+    fields = ", ".join(f"{name}={getattr(shown, name)!r}" for name in names)
+    assert repr(shown) == f"RealtimeOptions({fields})"
+    assert "queue_size=7, " in repr(shown)
     assert pickle.loads(pickle.dumps(base)) == base
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         base.queue_size = 5  # type: ignore[misc]
