@@ -20,6 +20,7 @@ path decodes with ``delivery="live"``), and :func:`_delivered` makes a copy that
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import operator
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -123,18 +124,21 @@ def _compared(cls: _C, *, hashed: bool = False) -> _C:
     class, else each field with ``eq=True``, in attrs order, compared with ``==`` until one
     differs. attrs writes and compiles that method for every class at import (about a fifth
     of building a model); here one function serves all of them, with the fields' values
-    read by one ``operator.attrgetter`` per class. ``__ne__`` is attrs' too. ``hashed``: also
-    attrs' ``__hash__`` of a frozen class (the class and the compared fields' values).
+    read with the builtin ``getattr`` over a tuple of names. ``__ne__`` is attrs' too.
+    ``hashed``: also attrs' ``__hash__`` of a frozen class (the class and the compared fields'
+    values).
     """
-    names = [field.name for field in attrs.fields(cls) if field.eq]
+    names = tuple(field.name for field in attrs.fields(cls) if field.eq)
     get = operator.attrgetter(*names)
     values: Callable[[Any], tuple[Any, ...]] = get if len(names) > 1 else lambda o: (get(o),)
-    equal = operator.eq
+    equal, repeat = operator.eq, itertools.repeat
 
     def __eq__(self: Any, other: Any) -> Any:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return all(map(equal, values(self), values(other)))
+        # Field by field, as far as the first that differs (nothing after it is read).
+        mine, theirs = map(getattr, repeat(self), names), map(getattr, repeat(other), names)
+        return all(map(equal, mine, theirs))
 
     def __ne__(self: Any, other: Any) -> Any:
         result = __eq__(self, other)
