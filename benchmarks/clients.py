@@ -171,7 +171,10 @@ class OtelSetup:
     - ``traces+metrics``: an SDK MeterProvider too, aggregating every measurement (read by
       nobody);
     - ``bare-span``: no hooks; :meth:`bare_span` makes one SDK span with no attribute, the
-      least any tracing of a call can cost (the SDK's floor, none of our code).
+      least any tracing of a call can cost (the SDK's floor, none of our code);
+    - ``attrs-span``: no hooks; :meth:`attrs_span` makes one SDK span with the six attributes
+      our span of a send carries, its times given as ours are (what the SDK charges for
+      recording what we record; none of our code either).
 
     Raises Unavailable without the SDK. Used by this module and otel_instructions.py.
     """
@@ -207,7 +210,7 @@ class OtelSetup:
             else NoOpMeterProvider()
         )
         self.hooks: Any = None
-        if mode != "bare-span":
+        if mode not in ("bare-span", "attrs-span"):
             self.hooks = opentelemetry_hooks(
                 tracer_provider=self.tracer_provider, meter_provider=self.meter_provider
             )
@@ -216,6 +219,23 @@ class OtelSetup:
     def bare_span(self) -> None:
         """One SDK span with no attribute, started and ended."""
         self._tracer.start_span("POST", kind=self._kind).end()
+
+    def attrs_span(self) -> None:
+        """One SDK span with the attributes of our span of a send (values of the same types)."""
+        end = time.time_ns()
+        self._tracer.start_span(
+            "POST /api/fabric/messages",
+            kind=self._kind,
+            attributes={
+                "http.request.method": "POST",
+                "server.address": "127.0.0.1",
+                "url.template": "/api/fabric/messages",
+                "server.port": 8080,
+                "http.response.status_code": 201,
+                "signalwire_chat.request_id": "6f1c8d2e-5b7a-4c3e-9f0d-2a4b6c8e0f13",
+            },
+            start_time=end - 1000,
+        ).end(end)
 
     def close(self) -> None:
         self.tracer_provider.shutdown()
@@ -237,8 +257,13 @@ def send_otel(p: dict[str, Any], *, mode: str) -> dict[str, Any]:
         client.send_message(_bench.ADDRESS_ID, f"hi {i}")
         otel.bare_span()
 
+    def send_and_attrs_span(i: int) -> None:
+        client.send_message(_bench.ADDRESS_ID, f"hi {i}")
+        otel.attrs_span()
+
+    ops = {"bare-span": send_and_bare_span, "attrs-span": send_and_attrs_span}
     try:
-        return run_ops(send_and_bare_span if mode == "bare-span" else send, p)
+        return run_ops(ops.get(mode, send), p)
     finally:
         client.close()
         otel.close()
@@ -580,6 +605,7 @@ CASES: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
         "traces": functools.partial(send_otel, mode="traces"),
         "traces+metrics": functools.partial(send_otel, mode="traces+metrics"),
         "bare-span": functools.partial(send_otel, mode="bare-span"),
+        "attrs-span": functools.partial(send_otel, mode="attrs-span"),
     }[kind](p),
     "stream": rt_stream,
     "paced": rt_paced,

@@ -79,7 +79,7 @@ class RequestEvent:
         call: The number of the call within this client (1, 2, ...): it ties the attempts,
             responses and the end of one call together.
         server_address: The REST host.
-        server_port: Its port, when the URL names one.
+        server_port: Its port (the scheme's, 443 or 80, when the URL names none).
         method: ``"GET"`` or ``"POST"``.
         path: The path template, e.g. ``/api/fabric/conversations/{id}/messages``
             (``/{unknown}`` for a path the client does not know).
@@ -101,7 +101,7 @@ class ResponseEvent:
     Attributes:
         call: The number of the call within this client.
         server_address: The REST host.
-        server_port: Its port, when the URL names one.
+        server_port: Its port (the scheme's, 443 or 80, when the URL names none).
         method: ``"GET"`` or ``"POST"``.
         path: The path template.
         attempt: Which attempt (1-based).
@@ -137,7 +137,7 @@ class CallEvent:
     Attributes:
         call: The number of the call within this client.
         server_address: The REST host.
-        server_port: Its port, when the URL names one.
+        server_port: Its port (the scheme's, 443 or 80, when the URL names none).
         method: ``"GET"`` or ``"POST"``.
         path: The path template.
         attempts: How many times it was sent (0 when it failed before sending).
@@ -396,10 +396,15 @@ class _Server:
     base_path: str
 
 
+#: The port a URL without one goes to (OpenTelemetry's HTTP client spans require the port).
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
 def server_of(base_url: str) -> _Server:
     """The :class:`_Server` of a (checked) REST base URL."""
     parts = urlsplit(base_url)
-    return _Server(parts.hostname or "", parts.port, parts.path.rstrip("/"))
+    port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+    return _Server(parts.hostname or "", port, parts.path.rstrip("/"))
 
 
 class CallRecord(Protocol):
@@ -446,14 +451,14 @@ class RestCall:
     """One REST call under way: what the transport tells the registry about it.
 
     When it ended, it is also the :class:`CallRecord` handed to the hooks marked with
-    :func:`reads_call_records` (``duration`` and ``error`` are set then).
+    :func:`reads_call_records` (``duration`` and ``error`` are set then). Every field a hook
+    reads is a plain slot: a traced call reads them all, and a property costs a call each.
     """
 
     __slots__ = (
         "_attempt_started",
         "_counted",
         "_registry",
-        "_retries",
         "_started",
         "attempts",
         "call",
@@ -463,41 +468,35 @@ class RestCall:
         "method",
         "path",
         "request_id",
-        "server",
+        "retries",
+        "server_address",
+        "server_port",
         "status",
     )
 
     def __init__(self, registry: HookRegistry, method: str, url: str, server: _Server) -> None:
         self._registry = registry
-        self.server = server
+        self.server_address = server.address
+        self.server_port = server.port
         self.call = next(registry.serials)
         self.method = method
-        self.path = registry.path_of(url, server.base_path) if registry.rest_hooks else ""
         self.attempts = 0
         self.status: int | None = None
         self.request_id: str | None = None
         self.last_error: str | None = None
         self._counted = 0  # attempts already added to the counters
-        self._retries: list[ResponseEvent] | None = None  # only a call that is sent again
+        #: The attempts that were followed by another, oldest first (only a call sent again).
+        self.retries: tuple[ResponseEvent, ...] = ()
         self.duration = 0.0  # both set when the call ends
         self.error: str | None = None
-        # Durations are for the hooks only: without any, no clock is read.
-        self._started = self._attempt_started = time.perf_counter() if registry.rest_hooks else 0.0
-
-    @property
-    def server_address(self) -> str:
-        """The REST host."""
-        return self.server.address
-
-    @property
-    def server_port(self) -> int | None:
-        """Its port, when the URL names one."""
-        return self.server.port
-
-    @property
-    def retries(self) -> tuple[ResponseEvent, ...]:
-        """The attempts that were followed by another, oldest first."""
-        return () if self._retries is None else tuple(self._retries)
+        if registry.rest_hooks:
+            # Most calls repeat a few URLs: their templates are one lookup away.
+            self.path = registry.templates.get(url) or registry.path_of(url, server.base_path)
+            # Durations are for the hooks only: without any, no clock is read.
+            self._started = self._attempt_started = time.perf_counter()
+        else:
+            self.path = ""
+            self._started = self._attempt_started = 0.0
 
     def attempt(self) -> None:
         """An attempt is about to be sent."""
@@ -509,8 +508,8 @@ class RestCall:
         if registry.on_request:
             event = RequestEvent(
                 call=self.call,
-                server_address=self.server.address,
-                server_port=self.server.port,
+                server_address=self.server_address,
+                server_port=self.server_port,
                 method=self.method,
                 path=self.path,
                 attempt=self.attempts,
@@ -525,7 +524,8 @@ class RestCall:
         request_id: Callable[[], str | None] | None = None,
     ) -> None:
         """The attempt ended: a status (or ``None``), its failure kind, the wait before the next."""
-        self.status = status if status is not None else self.status
+        if status is not None:
+            self.status = status
         self.last_error = error
         registry = self._registry
         if error is not None or retry_in is not None:
@@ -542,8 +542,8 @@ class RestCall:
         if registry.on_response or keep:
             event = ResponseEvent(
                 call=self.call,
-                server_address=self.server.address,
-                server_port=self.server.port,
+                server_address=self.server_address,
+                server_port=self.server_port,
                 method=self.method,
                 path=self.path,
                 attempt=self.attempts,
@@ -555,9 +555,7 @@ class RestCall:
                 at=time.time(),
             )
             if keep:
-                if self._retries is None:
-                    self._retries = []
-                self._retries.append(event)
+                self.retries = (*self.retries, event)
             if registry.on_response:
                 registry.emit(registry.on_response, event)
 
@@ -574,8 +572,8 @@ class RestCall:
             if registry.on_call_events:
                 event = CallEvent(
                     call=self.call,
-                    server_address=self.server.address,
-                    server_port=self.server.port,
+                    server_address=self.server_address,
+                    server_port=self.server_port,
                     method=self.method,
                     path=self.path,
                     attempts=self.attempts,
@@ -586,8 +584,11 @@ class RestCall:
                     retries=self.retries,
                 )
                 registry.emit(registry.on_call_events, event)
-            if registry.on_call_records:
-                registry.emit(registry.on_call_records, self)
+            for hook in registry.on_call_records:  # emit()'s loop inline: it runs on every call
+                try:
+                    hook(self)
+                except Exception:  # noqa: BLE001 - a hook never breaks the client (logged)
+                    registry.failed(hook, self)
 
 
 def _collect(hooks: Sequence[Hooks], name: str) -> tuple[Callable[[Any], None], ...]:
@@ -640,7 +641,8 @@ class HookRegistry:
         self.rest_hooks = bool(self.on_request or self.on_response or self.on_call)
         self._failed: set[int] = set()
         self._failed_lock = threading.Lock()
-        self._templates: dict[str, str] = {}
+        #: URL -> path template, for the URLs seen last (see :meth:`path_of`).
+        self.templates: dict[str, str] = {}
 
     def path_of(self, url: str, base_path: str) -> str:
         """:func:`path_template` of ``url``, remembered: most calls repeat a few URLs.
@@ -648,7 +650,7 @@ class HookRegistry:
         A registry serves one client, so one REST base (``base_path``). At most
         :data:`_TEMPLATES_KEPT` URLs are kept (pages of a history each have their own).
         """
-        templates = self._templates
+        templates = self.templates
         path = templates.get(url)
         if path is None:
             if len(templates) >= _TEMPLATES_KEPT:
@@ -665,14 +667,18 @@ class HookRegistry:
         for callback in callbacks:
             try:
                 callback(event)
-            except Exception:  # a hook never breaks the client
-                with self._failed_lock:
-                    first = id(callback) not in self._failed
-                    self._failed.add(id(callback))
-                logger.log(
-                    logging.WARNING if first else logging.DEBUG,
-                    "hook %s raised on %s (ignored)",
-                    getattr(callback, "__qualname__", type(callback).__name__),
-                    type(event).__name__,
-                    exc_info=True,
-                )
+            except Exception:  # noqa: BLE001 - a hook never breaks the client; logged by failed()
+                self.failed(callback, event)
+
+    def failed(self, callback: Callable[[E], None], event: E) -> None:
+        """Log the exception ``callback`` is raising on ``event``: WARNING the first time."""
+        with self._failed_lock:
+            first = id(callback) not in self._failed
+            self._failed.add(id(callback))
+        logger.log(
+            logging.WARNING if first else logging.DEBUG,
+            "hook %s raised on %s (ignored)",
+            getattr(callback, "__qualname__", type(callback).__name__),
+            type(event).__name__,
+            exc_info=True,
+        )

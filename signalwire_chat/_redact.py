@@ -66,5 +66,9 @@ def server_text(value: object, secrets: Iterable[str], keep: int = TEXT_KEEP) ->
     """A short piece of server text fit for a message or a log line, or ``None``."""
     if not isinstance(value, str) or not value:
         return None
-    text = redact(value, secrets).translate(_CONTROL)
+    text = redact(value, secrets)
+    # Every character _CONTROL maps is one str.isprintable() refuses: a printable text
+    # (most are: a request id is read on every traced call) needs no translation.
+    if not text.isprintable():
+        text = text.translate(_CONTROL)
     return text if len(text) <= keep else text[: keep - 3] + "..."

@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._backoff import Backoff
+from ._convert import message_to_dict
 from ._validate import check_address_id, check_address_uuid, check_seconds
 from .checkpoints import Checkpoint
 from .errors import (
@@ -67,20 +68,27 @@ __all__ = ["StreamBridge", "entry_fields"]
 logger = logging.getLogger(__name__)
 
 
+# What json.dumps(body, separators=(",", ":"), ensure_ascii=..., default=str) builds per call.
+_READABLE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+_ESCAPED = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 def entry_fields(message: ConversationChatMessage, route: str) -> dict[str, str]:
     """The stream entry of ``message``: ``id``, ``route`` and ``message`` (the model's JSON)."""
-    body = message.to_dict()
+    body = message_to_dict(message)  # message.to_dict(), without the call's import
     if body.get("group_id") is None and route.startswith("group:"):
         body["group_id"] = route[len("group:") :]  # a group's own history leaves it out
     body["delivery"] = message.delivery
-    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str)
+    text = _READABLE(body)
     if not _utf8(text):
         # A lone surrogate: readable JSON is not UTF-8 here, escaped JSON always is.
-        text = json.dumps(body, separators=(",", ":"), default=str)
+        text = _ESCAPED(body)
     return {"id": message.id, "route": route, "message": text}
 
 
 def _utf8(text: str) -> bool:
+    if text.isascii():  # O(1): the usual case needs no encoding
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -111,6 +119,7 @@ class _StreamCheckpoint:
     def __init__(self, bridge: StreamBridge, key: str, route: str) -> None:
         self.key = key
         self.route = route
+        self._route_utf8 = _utf8(route)
         self.batch_window = bridge.batch_window
         self._bridge = bridge
 
@@ -153,7 +162,7 @@ class _StreamCheckpoint:
             return _unappendable(message.id, f"not a valid checkpoint ({exc})")
         fields = entry_fields(message, self.route)
         # The message's JSON is UTF-8 (entry_fields sees to it); its id and route may not be.
-        if not (_utf8(fields["id"]) and _utf8(fields["route"])):
+        if not (self._route_utf8 and _utf8(fields["id"])):
             return _unappendable(message.id, "its id or route is not UTF-8")
         return checkpoint, fields
 
@@ -162,8 +171,7 @@ class _StreamCheckpoint:
     ) -> None:
         """Append ``entries`` (of ``messages[first:]``), retrying while Redis is unreachable."""
         bridge = self._bridge
-        reported = False
-        outage = bridge._outage_backoff()
+        outage: Backoff | None = None  # made at the first failure: seeding one costs a syscall
         while True:
             if bridge._term_over():
                 # Not ours to append any more (lease lost, or closing): the next holder
@@ -179,9 +187,9 @@ class _StreamCheckpoint:
                 bridge._lease_lost()
                 raise
             except StoreUnavailableError as exc:
-                if not reported:
+                if outage is None:
                     logger.warning("bridge %s: Redis unreachable, retrying: %s", bridge.name, exc)
-                    reported = True
+                    outage = bridge._outage_backoff()
                 bridge._wake.wait(outage.next_delay())
                 continue
             except EntryRefusedError as exc:  # Redis refused this very entry: retrying cannot help

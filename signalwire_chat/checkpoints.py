@@ -124,7 +124,36 @@ class Checkpoint:
     @classmethod
     def of(cls, message: ConversationMessage, *, route: str) -> Checkpoint:
         """The checkpoint after ``message`` (its id and ts) on ``route``."""
-        return cls(route=route, message_id=message.id, ts=message.ts)
+        message_id, ts = message.id, message.ts
+        if (
+            cls is Checkpoint
+            and type(ts) is float
+            and math.isfinite(ts)
+            and type(message_id) is str
+            and 0 < len(message_id) <= _MAX_ID
+            and message_id.isprintable()
+            and type(route) is str
+            and route in _ROUTES
+        ):
+            # What the validators pass, checked here once (the bridge makes one per message,
+            # and the validators and attrs' __init__ were most of its cost), set as attrs does.
+            checkpoint = object.__new__(cls)
+            _set(checkpoint, "route", route)
+            _set(checkpoint, "message_id", message_id)
+            _set(checkpoint, "ts", ts)
+            return checkpoint
+        made = cls(route=route, message_id=message_id, ts=ts)
+        if type(route) is str:  # valid: remembered (a few routes per process, bounded anyway)
+            if len(_ROUTES) >= _MAX_ROUTES:
+                _ROUTES.clear()
+            _ROUTES.add(route)
+        return made
+
+
+#: Routes the validator passed: Checkpoint.of checks each once.
+_ROUTES: set[str] = set()
+_MAX_ROUTES = 1024
+_set = object.__setattr__
 
 
 def _encode(checkpoint: Checkpoint) -> str:

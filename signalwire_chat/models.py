@@ -265,6 +265,18 @@ class ConversationMessage(_Displayable):
         """Whether this is a chat message (``subtype == "chat"``)."""
         return self.subtype == "chat"
 
+    def to_dict(self) -> dict[str, Any]:
+        """This message as a JSON-ready dict, for export and logging.
+
+        The keys are the wire's field names; fields the service sent that this version does
+        not know (``extra``) are included as received. ``json.dumps`` accepts the result,
+        and structuring it again gives an equal model. (The dict the converter gives, built
+        without it when the values are plain JSON: the Redis bridge makes one per message.)
+        """
+        from ._convert import message_to_dict
+
+        return message_to_dict(self)
+
     __repr__ = _short_repr
     __hash__ = _hash_by_id
 

@@ -73,6 +73,10 @@ from ._version import __version__
 __all__ = ["opentelemetry_hooks"]
 
 _SCOPE = "signalwire_chat"
+_CLIENT = SpanKind.CLIENT
+_ERROR = Status(StatusCode.ERROR)  # immutable: one for every failed span
+#: Kinds of calls (method, path, server) whose span name and attributes a recorder keeps.
+_SHAPES_KEPT = 256
 
 
 def _base(event: ResponseEvent | CallRecord) -> dict[str, Any]:
@@ -92,6 +96,8 @@ class _Recorder:
 
     def __init__(self, tracer_provider: Any, meter_provider: Any) -> None:
         self.tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider)
+        self._start_span = self.tracer.start_span
+        self._shapes: dict[tuple[str, str, str, int | None], tuple[str, dict[str, Any]]] = {}
         meter = metrics.get_meter(_SCOPE, __version__, meter_provider=meter_provider)
         self.call_duration = meter.create_histogram(
             "signalwire_chat.rest.call.duration",
@@ -139,38 +145,55 @@ class _Recorder:
     def on_call(self, event: CallRecord) -> None:
         # The span is made whole when the call ends, with its true start time: one pass over
         # its attributes instead of a span kept open across the call (a third cheaper). The
-        # retried attempts come with the call, so no hook runs per attempt.
+        # retried attempts come with the call, so no hook runs per attempt. This runs on
+        # every call: what is the same for all calls of a kind (the name, the method, the
+        # server, the template) is worked out once, and no object is made that the SDK
+        # does not keep.
         end = time.time_ns()
-        attributes = _base(event)
-        if event.status is not None:
-            attributes["http.response.status_code"] = event.status
-        kind = None
-        if event.error is not None:
-            kind = event.error
-            if event.status is not None and event.status >= 400:
-                kind = str(event.status)
-            attributes["error.type"] = kind
+        shape = (event.method, event.path, event.server_address, event.server_port)
+        known = self._shapes.get(shape)
+        if known is None:
+            known = self._shape(event, shape)
+        name, attributes = known
+        attributes = attributes.copy()
+        status = event.status
+        error = event.error
+        if status is not None:
+            attributes["http.response.status_code"] = status
+        if error is not None:
+            if status is not None and status >= 400:
+                error = str(status)
+            attributes["error.type"] = error
         if self._durations:
             self.call_duration.record(event.duration, attributes)
-            span_attributes = dict(attributes)  # the metric's are not the span's
-        else:
-            span_attributes = attributes
-        if event.attempts > 1:
-            span_attributes["http.request.resend_count"] = event.attempts - 1
-        if event.request_id is not None:
-            span_attributes["signalwire_chat.request_id"] = event.request_id
-        name = event.method if event.path == UNKNOWN_PATH else f"{event.method} {event.path}"
-        span = self.tracer.start_span(
+            attributes = attributes.copy()  # the metric's are not the span's
+        attempts = event.attempts
+        if attempts > 1:
+            attributes["http.request.resend_count"] = attempts - 1
+        request_id = event.request_id
+        if request_id is not None:
+            attributes["signalwire_chat.request_id"] = request_id
+        span = self._start_span(
             name,
-            kind=SpanKind.CLIENT,
-            attributes=span_attributes,
+            kind=_CLIENT,
+            attributes=attributes,
             start_time=end - int(event.duration * 1e9),
         )
         for retry in event.retries:
             self._retried(span, retry)
-        if kind is not None:
-            span.set_status(Status(StatusCode.ERROR))
-        span.end(end_time=end)
+        if error is not None:
+            span.set_status(_ERROR)
+        span.end(end)
+
+    def _shape(
+        self, event: CallRecord, shape: tuple[str, str, str, int | None]
+    ) -> tuple[str, dict[str, Any]]:
+        """The span name and the attributes of every call of ``event``'s kind, kept."""
+        if len(self._shapes) >= _SHAPES_KEPT:
+            self._shapes.clear()
+        name = event.method if event.path == UNKNOWN_PATH else f"{event.method} {event.path}"
+        known = self._shapes[shape] = (name, _base(event))
+        return known
 
     def _retried(self, span: Any, retry: ResponseEvent) -> None:
         """Count one resend and add it to its call's span as a ``retry`` event."""
@@ -220,7 +243,7 @@ class _Recorder:
             start_time=end - int(event.duration * 1e9),
         )
         if event.error is not None:
-            span.set_status(Status(StatusCode.ERROR))
+            span.set_status(_ERROR)
         span.end(end_time=end)
 
     def _observe_depth(self, options: Any) -> list[metrics.Observation]:

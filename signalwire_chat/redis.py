@@ -147,16 +147,33 @@ return {1, entry}
 )
 
 # KEYS: lease (or the checkpoint again), checkpoint, stream.
-# ARGV: mode, lease value, token (as for _FENCE), the batch: a JSON array of
-# [checkpoint body, [field, value, ...]], one per entry (one argument, not one per field: redis-py
-# encodes each argument in Python, which cost more than the script). Appends the entries in order
-# and saves the checkpoint of the last one appended, in one script. An entry Redis refuses stops
-# it there: the ones before it are appended and checkpointed, none after (pcall: a script's
-# writes are not rolled back on an error). Returns {1, entries done} or {2, entries done, Redis's
-# error} when written, {0, reason} when refused by the fence.
+# ARGV: mode, lease value, token (as for _FENCE), the batch's strings end to end (each entry's
+# checkpoint body, then its field names and values), and a JSON array of their sizes in bytes:
+# per entry, the body's, the number of strings of the entry, then each one's. (Two arguments,
+# not one per string: redis-py encodes each argument in Python, which cost more than the
+# script; and not a JSON array of the strings: that encoded each entry's JSON a second time.)
+# Sizes that do not add up to the strings refuse the batch before anything is written.
+# Appends the entries in order and saves the checkpoint of the last one appended, in one
+# script. An entry Redis refuses stops it there: the ones before it are appended and
+# checkpointed, none after (pcall: a script's writes are not rolled back on an error). Returns
+# {1, entries done} or {2, entries done, Redis's error} when written, {0, reason} when refused
+# by the fence.
 _SAVE_MANY = (
     _FENCE
-    + """local batch = cjson.decode(ARGV[4])
+    + """local blob, sizes = ARGV[4], cjson.decode(ARGV[5])
+local batch, at, i = {}, 1, 1
+local function take(size)
+  local text = string.sub(blob, at, at + size - 1)
+  at = at + size
+  return text
+end
+while i <= #sizes do
+  local body, count, fields = take(sizes[i]), sizes[i + 1], {}
+  for k = 1, count do fields[k] = take(sizes[i + 1 + k]) end
+  batch[#batch + 1] = {body, fields}
+  i = i + 2 + count
+end
+if at ~= #blob + 1 then return redis.error_reply('the batch sizes do not add up') end
 -- A retry of a batch whose answer was lost: what the checkpoint covers is appended already.
 local first = 1
 local current = redis.call('HGET', KEYS[2], 'body')
@@ -634,8 +651,11 @@ class RedisLease:
         return self.key, value, current
 
 
-def _batch_payload(entries: Sequence[tuple[Checkpoint, Mapping[str, str]]]) -> bytes:
-    """The batch script's one argument: ``[[checkpoint body, [name, value, ...]], ...]``.
+def _batch_payload(entries: Sequence[tuple[Checkpoint, Mapping[str, str]]]) -> tuple[bytes, str]:
+    """The batch script's two arguments: the entries' strings end to end, and their sizes.
+
+    Per entry, the strings are its checkpoint body then its field names and values; the sizes
+    (a JSON array of byte counts) are the body's, the number of field strings, then each one's.
 
     Raises:
         InvalidArgumentError: No entries, a non-checkpoint, empty or non-text fields, or text
@@ -643,22 +663,26 @@ def _batch_payload(entries: Sequence[tuple[Checkpoint, Mapping[str, str]]]) -> b
     """
     if not entries:
         raise InvalidArgumentError("entries must not be empty")
-    batch: list[tuple[str, list[str]]] = []
-    for checkpoint, fields in entries:
-        if not isinstance(checkpoint, Checkpoint):
-            raise InvalidArgumentError("checkpoint must be a Checkpoint")
-        if not fields or (type(fields) is not dict and not isinstance(fields, Mapping)):
-            raise InvalidArgumentError("fields must be a non-empty mapping")
-        flat: list[str] = []
-        for name, value in fields.items():
-            if not isinstance(name, str) or not name or not isinstance(value, str):
-                raise InvalidArgumentError("fields must map non-empty str names to str")
-            flat += (name, value)
-        batch.append((_encode(checkpoint), flat))
+    strings: list[bytes] = []
+    sizes: list[int] = []
     try:
-        return json.dumps(batch, ensure_ascii=False, separators=(",", ":")).encode()
+        for checkpoint, fields in entries:
+            if not isinstance(checkpoint, Checkpoint):
+                raise InvalidArgumentError("checkpoint must be a Checkpoint")
+            if not fields or (type(fields) is not dict and not isinstance(fields, Mapping)):
+                raise InvalidArgumentError("fields must be a non-empty mapping")
+            body = _encode(checkpoint).encode()
+            strings.append(body)
+            sizes += (len(body), 2 * len(fields))
+            for name, value in fields.items():
+                if not isinstance(name, str) or not name or not isinstance(value, str):
+                    raise InvalidArgumentError("fields must map non-empty str names to str")
+                name_bytes, value_bytes = name.encode(), value.encode()
+                strings += (name_bytes, value_bytes)
+                sizes += (len(name_bytes), len(value_bytes))
     except UnicodeEncodeError:
         raise InvalidArgumentError("fields must be text UTF-8 can carry") from None
+    return b"".join(strings), json.dumps(sizes, separators=(",", ":"))
 
 
 class RedisCheckpointStore(_ClosableStore):
@@ -814,10 +838,10 @@ class RedisCheckpointStore(_ClosableStore):
         """
         if not isinstance(stream, str) or not stream:
             raise InvalidArgumentError("stream must be a non-empty string")
-        payload = _batch_payload(entries)
+        strings, sizes = _batch_payload(entries)
         keys, args, token = self._fenced(key, fencing_token)
         keys.append(stream)
-        args.append(payload)
+        args += (strings, sizes)
         answer = self._conn.run(
             "appending to the stream", lambda: self._save_many_script(keys=keys, args=args)
         )

@@ -241,15 +241,22 @@ class RelayProtocol:
         event_type = params.get("event_type")
         if type(event_type) is not str:
             return None  # a list would not even hash: no event of ours
-        if self.routes.drop_stale and self._stale(params, event_type):
-            return None
+        routes = self.routes
+        if routes.drop_stale:
+            # Stale: for an older session, its channel not naming ours (tested in line: the
+            # hot path of every event).
+            channel = params.get("event_channel")
+            protocol = self.protocol
+            if type(channel) is str and channel and protocol and protocol not in channel:
+                logger.debug("realtime: stale event dropped (%s, another session's)", event_type)
+                return None
         inner = params.get("params")
         if type(inner) is not dict:
             return None
         if event_type in _MESSAGE_EVENTS:
             if inner.get("subtype") != "chat":
                 return None
-            subs = self.routes.lookup(inner)
+            subs = routes.lookup(inner)
             if not subs:
                 return None
             author = params.get("is_author")
@@ -261,15 +268,6 @@ class RelayProtocol:
             if isinstance(value, str):
                 self.authorization_state = value
         return None
-
-    def _stale(self, params: dict[str, Any], event_type: object) -> bool:
-        """Whether an event is for an older session: its channel does not name ours."""
-        channel = params.get("event_channel")
-        protocol = self.protocol
-        if type(channel) is not str or not channel or not protocol or protocol in channel:
-            return False
-        logger.debug("realtime: stale event dropped (%s, channel of another session)", event_type)
-        return True
 
     def _response(self, msg: dict[str, Any]) -> Action | None:
         rpc_id = msg.get("id")

@@ -9,7 +9,7 @@ Python caller: a refused call raises the builtin a caller expects (``KeyError``,
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -31,6 +31,8 @@ __all__ = [
 ]
 
 SYSTEM_USER_ID = "00000000-0000-0000-0000-000000000000"
+#: The most messages :meth:`AdminAPI.send_many` posts in one call on the loop.
+_MOST_PER_BATCH = 1000
 
 
 @attrs.frozen(kw_only=True)
@@ -325,6 +327,30 @@ class AdminAPI:
         Raises:
             KeyError: ``target`` is neither a group nor an address.
         """
+        post = self._poster(
+            target,
+            subtype=subtype,
+            kind=kind,
+            user_id=user_id,
+            details=details,
+            metadata=metadata,
+            from_address_id=from_address_id,
+        )
+        message: dict[str, Any] = self._on_loop(lambda: post(text))
+        return message
+
+    def _poster(
+        self,
+        target: str,
+        *,
+        subtype: str,
+        kind: str | None,
+        user_id: str | None,
+        details: Mapping[str, Any] | None,
+        metadata: Mapping[str, Any] | None,
+        from_address_id: str | None,
+    ) -> Callable[[str | None], dict[str, Any]]:
+        """Check ``target`` and name the sender once; return ``post(text)`` for the loop."""
         state = self._open_state()
         group_id: str | None = None
         if state.store.is_group(target):
@@ -338,22 +364,24 @@ class AdminAPI:
                 from_address_id = group["from_address_id"]
         elif state.store.get_address(target) is None:
             raise KeyError(f"no group or address {target!r}")
+        author = user_id or SYSTEM_USER_ID
+        sender = state.store.get_subscriber(author)
 
-        def post() -> dict[str, Any]:
+        def post(text: str | None) -> dict[str, Any]:
             return state.post_message(
                 conversation_id=target,
                 group_id=group_id,
                 from_address_id=from_address_id,
-                user_id=user_id or SYSTEM_USER_ID,
+                user_id=author,
                 text=text,
                 subtype=subtype,
                 kind=kind,
                 details=dict(details) if details is not None else None,
                 metadata=dict(metadata) if metadata is not None else None,
+                sender=sender,
             )
 
-        message: dict[str, Any] = self._on_loop(post)
-        return message
+        return post
 
     def send_as(
         self,
@@ -392,18 +420,105 @@ class AdminAPI:
             ValueError: a message to the subscriber's own address in the group dialect,
                 or a bad ``dialect``.
         """
+        post = self._chat_poster(subscriber, address_id, group_id, dialect, details, metadata)
+        message: dict[str, Any] = self._on_loop(lambda: post(text))
+        return message
+
+    def send_many(
+        self,
+        subscriber: str | EmulatorSubscriber,
+        address_id: str | None,
+        texts: Iterable[str],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        details: Mapping[str, Any] | None = None,
+        group_id: str | None = None,
+        dialect: Literal["group", "address"] = "group",
+        batch_size: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Send many chat messages as a subscriber, in order: a burst for a load test.
+
+        Each text becomes the message :meth:`send_as` would send with the same arguments:
+        stored, then pushed to every member's live sessions, in the order of ``texts``.
+        The target and the sender are checked once, before anything is sent, and the
+        messages go to the emulator's loop ``batch_size`` at a time instead of one call
+        each; between two batches the loop serves requests and sends the events out.
+
+        Args:
+            subscriber: The sender (or its id).
+            address_id: The address to message (ignored with ``group_id``).
+            texts: The texts, one message each.
+            metadata: The ``metadata`` object of every message.
+            details: The ``details`` object of every message.
+            group_id: A group the subscriber is in, to post to directly.
+            dialect: ``"group"`` or ``"address"``.
+            batch_size: Messages per call on the loop, 1 to 1,000; a larger batch holds
+                the loop (its other clients) longer.
+
+        Returns:
+            The stored message objects, in order.
+
+        Raises:
+            TypeError: ``texts`` is one string, or holds something else than strings
+                (nothing is sent).
+            ValueError: ``batch_size`` out of range, or what :meth:`send_as` refuses.
+            KeyError: an unknown address, group or subscriber.
+            PermissionError: the subscriber is not in the group.
+        """
+        if isinstance(texts, str):
+            raise TypeError("texts must be an iterable of texts, not one string")
+        texts = list(texts)
+        if not all(isinstance(text, str) for text in texts):
+            raise TypeError("every text must be a str")
+        if not 1 <= batch_size <= _MOST_PER_BATCH:
+            raise ValueError(f"batch_size must be within 1..{_MOST_PER_BATCH}")
+        post = self._chat_poster(subscriber, address_id, group_id, dialect, details, metadata)
+
+        def post_batch(batch: list[str]) -> Callable[[], list[dict[str, Any]]]:
+            return lambda: [post(text) for text in batch]
+
+        sent: list[dict[str, Any]] = []
+        for start in range(0, len(texts), batch_size):
+            sent += self._on_loop(post_batch(texts[start : start + batch_size]))
+        return sent
+
+    def _chat_poster(
+        self,
+        subscriber: str | EmulatorSubscriber,
+        address_id: str | None,
+        group_id: str | None,
+        dialect: str,
+        details: Mapping[str, Any] | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> Callable[[str | None], dict[str, Any]]:
+        """:meth:`send_as`'s checks, once; return ``post(text)`` for the loop."""
+        target, from_id = self._chat_target(subscriber, address_id, group_id, dialect)
+        return self._poster(
+            target,
+            subtype="chat",
+            kind=None,
+            user_id=subscriber_id_of(subscriber),
+            details=details,
+            metadata=metadata,
+            from_address_id=from_id,
+        )
+
+    def _chat_target(
+        self,
+        subscriber: str | EmulatorSubscriber,
+        address_id: str | None,
+        group_id: str | None,
+        dialect: str,
+    ) -> tuple[str, str | None]:
+        """Where :meth:`send_as` posts: (group or address id, the sender address or None).
+
+        In the group dialect the subscriber joins the group of ``address_id`` first.
+        """
         sub_id = subscriber_id_of(subscriber)
         if dialect == "address" and group_id is None:
             if address_id is None:
                 raise ValueError("the address dialect needs an address_id")
-            return self.add_message(
-                address_id,
-                subtype="chat",
-                text=text,
-                user_id=sub_id,
-                details=details,
-                metadata=metadata,
-            )
+            return address_id, None
         if dialect not in ("group", "address"):
             raise ValueError(f"dialect must be 'group' or 'address', not {dialect!r}")
         state = self._open_state()
@@ -416,15 +531,7 @@ class AdminAPI:
         from_id = state.store.member_address(group_id, sub_id)
         if from_id is None:
             raise PermissionError("the subscriber is not a member of that group")
-        return self.add_message(
-            group_id,
-            subtype="chat",
-            text=text,
-            user_id=sub_id,
-            details=details,
-            metadata=metadata,
-            from_address_id=from_id,
-        )
+        return group_id, from_id
 
     def messages(
         self, target: str, *, dialect: Literal["group", "address"] | None = None

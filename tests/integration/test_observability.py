@@ -13,6 +13,7 @@ from signalwire_chat import (
     CallEvent,
     ChatClient,
     ClientHealth,
+    ConnectError,
     ConnectionState,
     DecodeError,
     Hooks,
@@ -292,3 +293,28 @@ def test_a_401_refresh_is_a_resend_and_a_bad_body_a_failure(signalwire_emulator:
         assert health.rest_calls_failed == 1
         assert health.rest_failures == {"AuthenticationError": 1, "DecodeError": 1}
         assert health.last_error == "DecodeError"
+
+
+@pytest.mark.parametrize(
+    ("rest_url", "port"),
+    [("https://127.0.0.1", 443), ("http://127.0.0.1", 80), ("http://127.0.0.1:9", 9)],
+)
+def test_a_call_names_its_port_also_when_the_url_does_not(
+    signalwire_emulator: Emulator, rest_url: str, port: int
+) -> None:
+    # OpenTelemetry's HTTP client spans require server.port: SignalWire's own URLs name none.
+    # Nothing listens on these ports of loopback: the call is refused, and still reported.
+    sub = signalwire_emulator.create_subscriber()
+    calls: list[CallEvent] = []
+    with (
+        ChatClient(
+            sub.token,
+            rest_url=rest_url,
+            relay_url="ws://127.0.0.1:9/",
+            hooks=Hooks(on_call=calls.append),
+            _sleep=lambda _: None,
+        ) as client,
+        pytest.raises(ConnectError),
+    ):
+        client.get_conversations()
+    assert [(c.server_address, c.server_port) for c in calls] == [("127.0.0.1", port)]

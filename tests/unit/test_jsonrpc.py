@@ -63,6 +63,17 @@ def test_nesting_over_the_limit_is_refused_and_keeps_a_usable_id() -> None:
     assert bad_id.value.rpc_id is None  # an id that is not a string or an integer
 
 
+def test_nesting_counts_objects_and_arrays_together() -> None:
+    # 40 objects and 40 arrays in turn: 80 levels, though neither kind alone passes 64.
+    deep = '{"id":"ev-2","p":' + '{"a":[' * 40 + "1" + "]}" * 40 + "}"
+    with pytest.raises(BadMessage) as info:
+        _jsonrpc.decode_message(deep)
+    assert info.value.rpc_id == "ev-2"
+    # The same brackets side by side instead of nested: two levels deep, accepted.
+    wide = '{"id":"ev-3","p":[' + ",".join(['{"a":[1]}'] * 40) + "]}"
+    assert len(_jsonrpc.decode_message(wide)["p"]) == 40
+
+
 def test_many_brackets_inside_strings_are_not_nesting() -> None:
     text = "[{" * 500
     assert _jsonrpc.decode_message(json.dumps({"text": text}))["text"] == text
