@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from .models import _Displayable as Displayable  # re-exported: its home moved to models
+
 __all__ = [
     "UNSAFE_ABOVE_C0",
     "Cell",
@@ -24,8 +26,10 @@ __all__ = [
     "follows",
     "html_table",
     "local_time",
+    "model_html",
     "named",
     "one_line",
+    "pretty",
     "rows_for",
     "safe_text",
 ]
@@ -258,45 +262,29 @@ def one_line(item: Any) -> str:
     return f"{name}({', '.join(c for c in cells if c)})"
 
 
-class Displayable:
-    """Mixin of the public models: ``to_dict()`` and notebook displays.
+def pretty(item: Any, printer: Any, cycle: bool) -> None:
+    """IPython's text display of a model (its ``_repr_pretty_``)."""
+    printer.text(one_line(item) if not cycle else f"{type(item).__name__}(...)")
 
-    ``to_dict`` goes through the one converter; the displays through this module.
-    """
 
-    __slots__ = ()
+def model_html(item: Any) -> str:
+    """Jupyter's HTML display of a model (its ``_repr_html_``): a one-row table, or its fields."""
+    columns = columns_for(item)
+    if columns[0][0] != "value":
+        headers, rows = rows_for([item])
+        return html_table(headers, rows, caption=type(item).__name__)
+    import attrs
 
-    def to_dict(self) -> dict[str, Any]:
-        """This model as a JSON-ready dict, for export and logging.
-
-        The keys are the wire's field names; fields the service sent that this version does
-        not know (``extra``) are included as received. ``json.dumps`` accepts the result,
-        and structuring it again gives an equal model.
-        """
-        from ._convert import unstructure
-
-        return unstructure(self)
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(one_line(self) if not cycle else f"{type(self).__name__}(...)")
-
-    def _repr_html_(self) -> str:
-        columns = columns_for(self)
-        if columns[0][0] != "value":
-            headers, rows = rows_for([self])
-            return html_table(headers, rows, caption=type(self).__name__)
-        import attrs
-
-        cells = []
-        for field in attrs.fields(type(self)):  # type: ignore[arg-type]
-            value = getattr(self, field.name)
-            if value is None or (not isinstance(value, Displayable) and not value):
-                continue
-            if isinstance(value, tuple):
-                shown = "; ".join(one_line(v) for v in value)
-            elif isinstance(value, Displayable):
-                shown = one_line(value)
-            else:
-                shown = str(value)
-            cells.append([field.name, _cut(shown)])
-        return html_table(("field", "value"), cells, caption=type(self).__name__)
+    cells = []
+    for field in attrs.fields(type(item)):
+        value = getattr(item, field.name)
+        if value is None or (not isinstance(value, Displayable) and not value):
+            continue
+        if isinstance(value, tuple):
+            shown = "; ".join(one_line(v) for v in value)
+        elif isinstance(value, Displayable):
+            shown = one_line(value)
+        else:
+            shown = str(value)
+        cells.append([field.name, _cut(shown)])
+    return html_table(("field", "value"), cells, caption=type(item).__name__)

@@ -604,21 +604,26 @@ class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
 # --- the transport ---------------------------------------------------------------------------
 
 
-class CredentialsLike(Protocol):
-    """What the transport needs of a credential (``_auth.Credentials``, ``BasicCredentials``)."""
+if TYPE_CHECKING:  # a type for the checker only: no class to build at import
 
-    scheme: str
+    class CredentialsLike(Protocol):
+        """What the transport needs of a credential (``_auth.Credentials``, ``BasicCredentials``).
 
-    @property
-    def token(self) -> str: ...
+        A type for the checker only, as are the other Protocols of the package.
+        """
 
-    @property
-    def can_refresh(self) -> bool: ...
+        scheme: str
 
-    @property
-    def secrets(self) -> tuple[str, ...]: ...
+        @property
+        def token(self) -> str: ...
 
-    def refresh(self, stale: str | None = None) -> str: ...
+        @property
+        def can_refresh(self) -> bool: ...
+
+        @property
+        def secrets(self) -> tuple[str, ...]: ...
+
+        def refresh(self, stale: str | None = None) -> str: ...
 
 
 class _AuthHeaders:

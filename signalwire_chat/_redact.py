@@ -7,14 +7,15 @@ neither needs the other (the relay session must not load requests to redact a st
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from urllib.parse import quote
 
 __all__ = ["SecretForms", "redact", "server_text"]
 
 TEXT_KEEP = 200  # a reason phrase, request id or content type: more is not diagnosis
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: C0 and C1 controls, DEL and the line and paragraph separators, each to "?" (a translation
+#: table, not a regex: sre would map all of the BMP at import for the last two).
+_CONTROL = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029], "?")
 
 
 def _secret_forms(secrets: Iterable[str]) -> list[str]:
@@ -66,8 +67,8 @@ def server_text(value: object, secrets: Iterable[str], keep: int = TEXT_KEEP) ->
     if not isinstance(value, str) or not value:
         return None
     text = redact(value, secrets)
-    # Every character _CONTROL matches is one str.isprintable() refuses: a printable text
-    # (most are: a request id is read on every traced call) needs no substitution.
+    # Every character _CONTROL maps is one str.isprintable() refuses: a printable text
+    # (most are: a request id is read on every traced call) needs no translation.
     if not text.isprintable():
-        text = _CONTROL.sub("?", text)
+        text = text.translate(_CONTROL)
     return text if len(text) <= keep else text[: keep - 3] + "..."

@@ -51,18 +51,19 @@ _DEFAULT_REASONS = {
 }
 
 
-class _Routed(Protocol):
-    """What the stats read of a subscription (``_realtime._subscriptions.Subscription``)."""
+if TYPE_CHECKING:  # types for the checker only: no class to build at import
 
-    @property
-    def route(self) -> Any: ...
+    class _Routed(Protocol):
+        """What the stats read of a subscription (``_realtime._subscriptions.Subscription``)."""
 
-    @property
-    def callback_name(self) -> str: ...
+        @property
+        def route(self) -> Any: ...
 
+        @property
+        def callback_name(self) -> str: ...
 
-class _Queue(Protocol):
-    def pending(self) -> int: ...
+    class _Queue(Protocol):
+        def pending(self) -> int: ...
 
 
 def target_kind(route: Any) -> str:

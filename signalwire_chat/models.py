@@ -20,12 +20,12 @@ path decodes with ``delivery="live"``), and :func:`_delivered` makes a copy that
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Iterator, Mapping
+import itertools
+import operator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import attrs
-
-from ._display import Displayable
 
 __all__ = [
     "Address",
@@ -69,6 +69,37 @@ class _EmptyMapping(Mapping[str, Any]):
 EMPTY: Mapping[str, Any] = _EmptyMapping()
 
 
+class _Displayable:
+    """Mixin of the public models: ``to_dict()`` and notebook displays.
+
+    ``to_dict`` goes through the one converter; the displays through ``_display``, loaded on
+    first display: a program that never shows a model in a notebook never loads it.
+    """
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """This model as a JSON-ready dict, for export and logging.
+
+        The keys are the wire's field names; fields the service sent that this version does
+        not know (``extra``) are included as received. ``json.dumps`` accepts the result,
+        and structuring it again gives an equal model.
+        """
+        from ._convert import unstructure
+
+        return unstructure(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        from ._display import pretty
+
+        pretty(self, printer, cycle)
+
+    def _repr_html_(self) -> str:
+        from ._display import model_html
+
+        return model_html(self)
+
+
 def _short_repr(self: Any) -> str:
     """A repr that lists only the fields that differ from their defaults (notebook friendly)."""
     parts = []
@@ -81,6 +112,66 @@ def _short_repr(self: Any) -> str:
             continue
         parts.append(f"{field.name}={value!r}")
     return f"{type(self).__name__}({', '.join(parts)})"
+
+
+_C = TypeVar("_C", bound=type)
+
+
+def _compared(cls: _C, *, hashed: bool = False) -> _C:
+    """Give an attrs class (made with ``eq=False``) attrs' own equality, without generating it.
+
+    ``__eq__`` is what attrs generates: ``NotImplemented`` unless both are of the very same
+    class, else each field with ``eq=True``, in attrs order, compared with ``==`` until one
+    differs. attrs writes and compiles that method for every class at import (about a fifth
+    of building a model); here one function serves all of them, with the fields' values
+    read with the builtin ``getattr`` over a tuple of names. ``__ne__`` is attrs' too.
+    ``hashed``: also attrs' ``__hash__`` of a frozen class (the class and the compared fields'
+    values).
+    """
+    names = tuple(field.name for field in attrs.fields(cls) if field.eq)
+    get = operator.attrgetter(*names)
+    values: Callable[[Any], tuple[Any, ...]] = get if len(names) > 1 else lambda o: (get(o),)
+    equal, repeat = operator.eq, itertools.repeat
+
+    def __eq__(self: Any, other: Any) -> Any:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        # Field by field, as far as the first that differs (nothing after it is read).
+        mine, theirs = map(getattr, repeat(self), names), map(getattr, repeat(other), names)
+        return all(map(equal, mine, theirs))
+
+    def __ne__(self: Any, other: Any) -> Any:
+        result = __eq__(self, other)
+        if result is NotImplemented:
+            return NotImplemented
+        return not result
+
+    def __hash__(self: Any) -> int:
+        return hash((cls, *values(self)))
+
+    for method in (__eq__, __ne__, __hash__) if hashed else (__eq__, __ne__):
+        method.__qualname__ = f"{cls.__qualname__}.{method.__name__}"
+        method.__module__ = cls.__module__
+        setattr(cls, method.__name__, method)
+    return cls
+
+
+def _listed(cls: _C) -> _C:
+    """Give an attrs class (made with ``repr=False``) attrs' own repr, without generating it.
+
+    ``Name(field=value!r, ...)``, every field with ``repr=True`` in attrs order, as attrs
+    writes it (its recursion guard aside: for classes whose fields cannot hold themselves).
+    """
+    names = [field.name for field in attrs.fields(cls) if field.repr]
+
+    def __repr__(self: Any) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in names)
+        return f"{self.__class__.__qualname__.rsplit('>.', 1)[-1]}({shown})"
+
+    __repr__.__qualname__ = f"{cls.__qualname__}.__repr__"
+    __repr__.__module__ = cls.__module__
+    cls.__repr__ = __repr__  # type: ignore[assignment]
+    return cls
 
 
 def _hash_by_id(self: Any) -> int:
@@ -110,8 +201,9 @@ def _utc(seconds: float) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
 
 
-@attrs.frozen(kw_only=True, slots=False, repr=False, unsafe_hash=False)
-class ConversationMessage(Displayable):
+@_compared
+@attrs.frozen(kw_only=True, slots=False, eq=False, repr=False, unsafe_hash=False)
+class ConversationMessage(_Displayable):
     """One message of a conversation, of any subtype (``"chat"``, ``"log"``, ...).
 
     Attributes:
@@ -189,7 +281,8 @@ class ConversationMessage(Displayable):
     __hash__ = _hash_by_id
 
 
-@attrs.frozen(kw_only=True, slots=False, repr=False, unsafe_hash=False)
+@_compared
+@attrs.frozen(kw_only=True, slots=False, eq=False, repr=False, unsafe_hash=False)
 class ConversationChatMessage(ConversationMessage):
     """A chat message: a :class:`ConversationMessage` whose ``subtype`` is ``"chat"``.
 
@@ -202,8 +295,9 @@ class ConversationChatMessage(ConversationMessage):
     __hash__ = _hash_by_id
 
 
-@attrs.frozen(kw_only=True, slots=False, repr=False, unsafe_hash=False)
-class Conversation(Displayable):
+@_compared
+@attrs.frozen(kw_only=True, slots=False, eq=False, repr=False, unsafe_hash=False)
+class Conversation(_Displayable):
     """A conversation the subscriber belongs to.
 
     Attributes:
@@ -246,8 +340,9 @@ class Conversation(Displayable):
     __hash__ = _hash_by_id
 
 
-@attrs.frozen(kw_only=True, slots=False, repr=False)
-class AddressChannels(Displayable):
+@_compared
+@attrs.frozen(kw_only=True, slots=False, eq=False, repr=False)
+class AddressChannels(_Displayable):
     """The channels an address can be reached on (each a resource path, when present).
 
     Attributes:
@@ -268,8 +363,9 @@ class AddressChannels(Displayable):
         return hash((self.audio, self.video, self.messaging))
 
 
-@attrs.frozen(kw_only=True, slots=False, repr=False, unsafe_hash=False)
-class Address(Displayable):
+@_compared
+@attrs.frozen(kw_only=True, slots=False, eq=False, repr=False, unsafe_hash=False)
+class Address(_Displayable):
     """A fabric address: a subscriber, room, app or call target.
 
     Attributes:
@@ -302,8 +398,9 @@ class Address(Displayable):
     __hash__ = _hash_by_id
 
 
-@attrs.frozen(kw_only=True, slots=False, repr=False, unsafe_hash=False)
-class SubscriberInfo(Displayable):
+@_compared
+@attrs.frozen(kw_only=True, slots=False, eq=False, repr=False, unsafe_hash=False)
+class SubscriberInfo(_Displayable):
     """The subscriber the token belongs to.
 
     Attributes:
@@ -340,7 +437,8 @@ class SubscriberInfo(Displayable):
     __hash__ = _hash_by_id
 
 
-@attrs.frozen(kw_only=True, slots=False, repr=False)
+@_compared
+@attrs.frozen(kw_only=True, slots=False, eq=False, repr=False)
 class Group:
     """A group conversation of the group dialect: a set of addresses sharing one chat thread.
 
@@ -364,8 +462,9 @@ class Group:
         return hash((Group, self.id))
 
 
-@attrs.frozen(kw_only=True, slots=False, repr=False, unsafe_hash=False)
-class SendResult(Displayable):
+@_compared
+@attrs.frozen(kw_only=True, slots=False, eq=False, repr=False, unsafe_hash=False)
+class SendResult(_Displayable):
     """What the service answered to ``send_message``.
 
     The service answers a full message object, ``{"group_id", "text",
@@ -394,8 +493,9 @@ class SendResult(Displayable):
         return hash((self.group_id, self.conversation_id, self.text, self.message))
 
 
-@attrs.frozen(kw_only=True, slots=False, repr=False, unsafe_hash=False)
-class JoinResult(Displayable):
+@_compared
+@attrs.frozen(kw_only=True, slots=False, eq=False, repr=False, unsafe_hash=False)
+class JoinResult(_Displayable):
     """What the service answered to ``join`` / ``join_group``.
 
     Attributes:

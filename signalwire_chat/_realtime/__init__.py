@@ -13,14 +13,18 @@ docstring describes the threads, the flow control, the no-gap guarantee and what
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._route import Route, RouteKind
-from ._hub import CredentialsLike, RealtimeHub, run_detached
+from ._hub import RealtimeHub, run_detached
 from ._options import ConnectionState, RealtimeOptions
 from ._subscriptions import Subscription
 
+if TYPE_CHECKING:
+    from ._hub import CredentialsLike  # noqa: F401 - for the checker (a Protocol)
+
 __all__ = [
     "ConnectionState",
-    "CredentialsLike",
     "RealtimeHub",
     "RealtimeOptions",
     "Route",

@@ -59,7 +59,7 @@ from ._actions import (
 )
 from ._frames import MaskPool
 from ._options import ConnectionState, RealtimeOptions
-from ._protocol import RelayProtocol, RouteTable, is_auth_error
+from ._protocol import RelayProtocol, is_auth_error
 from ._refresher import TokenRefresher
 from ._session import RelaySession
 from ._timers import Due
@@ -67,6 +67,7 @@ from ._websocket import WebSocketConnection
 
 if TYPE_CHECKING:
     from ._dispatcher import Dispatcher
+    from ._protocol import RouteTable
 
 __all__ = ["Backoff", "Connection", "is_auth_error", "parse_expires_at"]
 

@@ -81,7 +81,6 @@ from ._connection import Connection
 from ._dispatcher import Dispatcher, Watchdog
 from ._options import ConnectionState, RealtimeOptions
 from ._routes import Routes
-from ._stream import MessageStream
 from ._subscriptions import Anchor, ServerTime, Subscription
 
 if TYPE_CHECKING:
@@ -89,7 +88,6 @@ if TYPE_CHECKING:
     from ._checkpointing import Checkpointer
 
 __all__ = [
-    "CredentialsLike",
     "RealtimeHub",
     "Route",
     "Subscription",
@@ -125,23 +123,25 @@ def run_detached(fn: Callable[[], None], name: str = "signalwire-chat-closer") -
         return
 
 
-class CredentialsLike(Protocol):
-    """What the hub needs of ``signalwire_chat._auth.Credentials``."""
+if TYPE_CHECKING:  # a type for the checker only: no class to build at import
 
-    @property
-    def token(self) -> str:
-        """The current token."""
+    class CredentialsLike(Protocol):
+        """What the hub needs of ``signalwire_chat._auth.Credentials``."""
 
-    @property
-    def can_refresh(self) -> bool:
-        """Whether :meth:`refresh` can give a fresh token."""
+        @property
+        def token(self) -> str:
+            """The current token."""
 
-    def refresh(self, stale: str | None = None) -> str:
-        """Return a fresh token (raises ``AuthenticationError``)."""
+        @property
+        def can_refresh(self) -> bool:
+            """Whether :meth:`refresh` can give a fresh token."""
 
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """What to redact from anything the relay sends back."""
+        def refresh(self, stale: str | None = None) -> str:
+            """Return a fresh token (raises ``AuthenticationError``)."""
+
+        @property
+        def secrets(self) -> tuple[str, ...]:
+            """What to redact from anything the relay sends back."""
 
 
 class _Run:
@@ -864,6 +864,8 @@ class RealtimeHub:
             if not timeout > 0:
                 raise InvalidArgumentError("timeout must be positive")
         route = _route(address_id)
+        from ._stream import MessageStream  # streams only: loaded on first use
+
         stream = MessageStream(self._core.options.queue_size, timeout)
         on_message, on_error = stream.callbacks
         stream.subscription = self._core.subscribe(

@@ -32,9 +32,9 @@ from typing import Any, TypeAlias
 __all__ = ["callback_name", "cell_origin"]
 
 #: IPython's cell file name: the execution count, then a hash of the cell's code.
-_IPYTHON_INPUT = re.compile(r"<ipython-input-\d+-(?P<code>[0-9a-fA-F]+)>")
+_IPYTHON_INPUT = r"<ipython-input-\d+-(?P<code>[0-9a-fA-F]+)>"
 #: ipykernel's: a per-kernel directory, then a hash of the cell's code.
-_IPYKERNEL_CELL = re.compile(r"(?:^|[/\\])ipykernel_\d+[/\\](?P<code>\d+)\.py")
+_IPYKERNEL_CELL = r"(?:^|[/\\])ipykernel_\d+[/\\](?P<code>\d+)\.py"
 
 #: ``(origin, kind, name)``: ``kind`` is ``"cell"`` (``name`` is the cell id) or
 #: ``"code"`` (``name`` is the hash of the cell's code).
@@ -55,10 +55,15 @@ def _cell_file(filename: str) -> tuple[str, str] | None:
     ``origin`` names the interpreter session: ``"ipython"`` for IPython's cells, the
     kernel's cell directory for ipykernel's.
     """
-    match = _IPYTHON_INPUT.fullmatch(filename)
-    if match is not None:
-        return "ipython", match["code"]
-    match = _IPYKERNEL_CELL.search(filename)
+    # Every subscription with a callback of a script's __main__ asks: the regexes (compiled,
+    # then cached by re, on first use) are for the names that can be cells at all.
+    if filename.startswith("<ipython-input-"):
+        match = re.fullmatch(_IPYTHON_INPUT, filename)
+        if match is not None:
+            return "ipython", match["code"]
+    if "ipykernel_" not in filename:
+        return None
+    match = re.search(_IPYKERNEL_CELL, filename)
     if match is not None:
         return os.path.dirname(filename), match["code"]
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import attrs
@@ -9,6 +10,7 @@ import attrs
 from .._state import ConnectionState  # re-exported: its home was here
 from .._validate import check_seconds
 from ..errors import InvalidArgumentError, InvalidArgumentTypeError
+from ..models import _compared, _listed
 from ._frames import MAX_FRAGMENTS, MAX_MESSAGE_SIZE
 
 __all__ = ["ConnectionState", "RealtimeOptions"]
@@ -27,7 +29,11 @@ def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) ->
         raise InvalidArgumentError(f"{attribute.name} must be at least 1")
 
 
-@attrs.frozen(kw_only=True)
+# Not slotted (attrs builds a slotted class twice), and attrs' equality, hash and repr come from
+# the models' shared functions rather than being generated and compiled for this class.
+@_listed
+@functools.partial(_compared, hashed=True)
+@attrs.frozen(kw_only=True, slots=False, eq=False, unsafe_hash=False, repr=False)
 class RealtimeOptions:
     """Tuning of the realtime connection; the defaults suit most programs.
 

@@ -30,7 +30,7 @@ from ._ratelog import RateLimitedLog
 if TYPE_CHECKING:
     from ._dispatcher import Item
 
-__all__ = ["RelayProtocol", "RouteTable", "SessionState", "is_auth_error"]
+__all__ = ["RelayProtocol", "SessionState", "is_auth_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +56,16 @@ def is_auth_error(error: Any) -> bool:
     return isinstance(message, str) and any(w in message.lower() for w in _AUTH_WORDS)
 
 
-class RouteTable(Protocol):
-    """What the session asks of the hub's routing table (``_routes.Routes``)."""
+if TYPE_CHECKING:  # a type for the checker only: no class to build at import
 
-    #: Drop events whose ``event_channel`` names another session (the group dialect's rule).
-    drop_stale: bool
+    class RouteTable(Protocol):
+        """What the session asks of the hub's routing table (``_routes.Routes``)."""
 
-    def lookup(self, message: dict[str, Any]) -> tuple[Any, ...]:
-        """The subscriptions a live chat message goes to (empty: none wants it)."""
+        #: Drop events whose ``event_channel`` names another session (the group dialect's rule).
+        drop_stale: bool
+
+        def lookup(self, message: dict[str, Any]) -> tuple[Any, ...]:
+            """The subscriptions a live chat message goes to (empty: none wants it)."""
 
 
 class SessionState(enum.Enum):

@@ -110,8 +110,10 @@ class _NoServerTime(Exception):
     """No anchor: the history was unreadable at subscribe time and the service states no time."""
 
 
-class _Owner(Protocol):
-    def _cancel(self, sub: Subscription) -> None: ...
+if TYPE_CHECKING:  # a type for the checker only: no class to build at import
+
+    class _Owner(Protocol):
+        def _cancel(self, sub: Subscription) -> None: ...
 
 
 class Subscription:
