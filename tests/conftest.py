@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,13 @@ if TYPE_CHECKING:  # the emulator (and aiohttp) loads only when a fixture below 
     from signalwire_chat.emulator import Emulator, EmulatorSubscriber
 
 # The emulator fixtures come from the package's pytest11 entry point (no pytest_plugins line).
+
+# The Ctrl-C tests send a real SIGINT, to this process or to a child. A runner started in the
+# background by a shell without job control (`cmd &` in a script, nohup) inherits SIGINT
+# ignored, and so would every child: Python then installs no handler and no KeyboardInterrupt
+# comes. Python's own handler here makes the tests see what a terminal's Ctrl-C does.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 _OWNED_PREFIXES = ("signalwire-chat", "signalwire-emulator")
 _GRACE_SECONDS = 3.0
