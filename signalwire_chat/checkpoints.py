@@ -86,15 +86,23 @@ def _check_route(_inst: object, _attr: object, value: Any) -> None:
         )
 
 
+def _is_message_id(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= _MAX_ID and value.isprintable()
+
+
 def _check_message_id(_inst: object, _attr: object, value: Any) -> None:
-    if not isinstance(value, str) or not 0 < len(value) <= _MAX_ID or not value.isprintable():
+    if not _is_message_id(value):
         raise InvalidArgumentError(
             f"message_id must be a non-empty printable string of at most {_MAX_ID} characters"
         )
 
 
+def _is_ts(value: Any) -> bool:
+    return isinstance(value, float) and math.isfinite(value)  # a bool is an int, not a float
+
+
 def _check_ts(_inst: object, _attr: object, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, float) or not math.isfinite(value):
+    if not _is_ts(value):
         raise InvalidArgumentError(f"ts must be a finite float (epoch seconds), got {value!r}")
 
 
@@ -127,16 +135,14 @@ class Checkpoint:
         message_id, ts = message.id, message.ts
         if (
             cls is Checkpoint
-            and type(ts) is float
-            and math.isfinite(ts)
-            and type(message_id) is str
-            and 0 < len(message_id) <= _MAX_ID
-            and message_id.isprintable()
             and type(route) is str
             and route in _ROUTES
+            and _is_message_id(message_id)
+            and _is_ts(ts)
         ):
-            # What the validators pass, checked here once (the bridge makes one per message,
-            # and the validators and attrs' __init__ were most of its cost), set as attrs does.
+            # What the validators pass (their own tests; a route once), set as attrs does: the
+            # bridge makes one per message, and attrs' __init__ and the route's regex were most
+            # of its cost.
             checkpoint = object.__new__(cls)
             _set(checkpoint, "route", route)
             _set(checkpoint, "message_id", message_id)
