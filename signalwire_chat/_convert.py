@@ -639,14 +639,20 @@ def _fast_source(cls: type, conv: cattrs.Converter) -> tuple[str, dict[str, Any]
     return "".join(f"{line}\n" for line in lines), env
 
 
-def _build_fast(cls: type[T], detailed: Callable[[Any], T]) -> Callable[..., T]:
-    source, env = _fast_source(cls, converter)
-    env.update(cls=cls, detailed=detailed)
-    filename = f"<signalwire_chat fast decoder {cls.__qualname__}>"
+def _generated(source: str, what: str, name: str, env: dict[str, Any]) -> Callable[..., Any]:
+    """The function ``name`` that our own generated ``source`` defines, run in ``env``."""
+    filename = f"<signalwire_chat {what}>"
     # Register the text so tracebacks and debuggers show the generated lines.
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     exec(compile(source, filename, "exec"), env)  # noqa: S102 - our own generated source
-    return env[f"decode_{cls.__name__}"]  # type: ignore[no-any-return]
+    function: Callable[..., Any] = env[name]
+    return function
+
+
+def _build_fast(cls: type[T], detailed: Callable[[Any], T]) -> Callable[..., T]:
+    source, env = _fast_source(cls, converter)
+    env.update(cls=cls, detailed=detailed)
+    return _generated(source, f"fast decoder {cls.__qualname__}", f"decode_{cls.__name__}", env)
 
 
 # --- lazily built, cached decoders -------------------------------------------------------------
@@ -886,7 +892,6 @@ converter: cattrs.Converter = _make_converter()
 # (a tuple, a set, a MappingProxyType, a subclass) it hands the model to ``unstructure``.
 
 _PLAIN = frozenset((str, int, float, bool, type(None)))
-_DICT_SOURCES: dict[type, str] = {}
 _TO_DICT: dict[type, Callable[[Any], dict[str, Any]]] = {}
 
 
@@ -957,15 +962,16 @@ def _to_dict_source(cls: type) -> str:
 
 def message_to_dict(model: Any) -> dict[str, Any]:
     """``unstructure(model)`` of a message model, built without cattrs where it can be."""
-    fast = _TO_DICT.get(type(model))
+    cls = type(model)
+    fast = _TO_DICT.get(cls)
     if fast is None:
-        cls = type(model)
         if cls not in (ConversationMessage, ConversationChatMessage):
             return unstructure(model)
         with _LOCK:
-            source = _DICT_SOURCES[cls] = _to_dict_source(cls)
-            env = {"_PLAIN": _PLAIN, "_MISSING": _MISSING, "_mapping_copy": _mapping_copy}
-            exec(compile(source, f"<to_dict {cls.__name__}>", "exec"), env)  # noqa: S102
-            fast = _TO_DICT[cls] = env[f"to_dict_{cls.__name__}"]
+            fast = _TO_DICT.get(cls)
+            if fast is None:
+                env = {"_PLAIN": _PLAIN, "_MISSING": _MISSING, "_mapping_copy": _mapping_copy}
+                name = f"to_dict_{cls.__name__}"
+                fast = _TO_DICT[cls] = _generated(_to_dict_source(cls), name, name, env)
     out = fast(model)
     return unstructure(model) if out is None else out
