@@ -189,11 +189,12 @@ with Emulator(event_window=event_window) as emu:
             start = time.perf_counter()
             if not chunk:
                 emu.send_many(sender, None, texts, group_id=group)
-            for first in range(0, len(texts) if chunk else 0, chunk or 1):
-                delay = start + first / rate - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                emu.send_many(sender, None, texts[first:first + chunk], group_id=group)
+            else:
+                for first in range(0, len(texts), chunk):
+                    delay = start + first / rate - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                    emu.send_many(sender, None, texts[first:first + chunk], group_id=group)
             print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
 """
 
