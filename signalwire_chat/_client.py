@@ -275,6 +275,19 @@ class ChatClient:
         """The wire dialect spoken, ``"group"`` or ``"address"``."""
         return self._wire.name
 
+    def check_target(self, target: object, name: str = "address_id") -> Target:
+        """Check a chat target as every chat method does, with no request: return it or raise.
+
+        For input taken from outside (a form field, a queued job) before any work is done
+        with it: an address id must be a UUID; a :class:`Group` needs the group dialect and
+        its ids must be well-formed. ``name`` is the argument named in the error.
+
+        Raises:
+            InvalidArgumentTypeError: ``target`` is neither a ``str`` nor a :class:`Group`.
+            InvalidArgumentError: A malformed id, or a Group in the address dialect.
+        """
+        return self._wire.target(target, name)
+
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""

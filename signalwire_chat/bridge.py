@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._backoff import Backoff
 from ._convert import message_to_dict
-from ._validate import check_address_id, check_address_uuid, check_seconds
+from ._validate import check_seconds
 from .checkpoints import Checkpoint
 from .errors import (
     ClientClosedError,
@@ -51,7 +51,6 @@ from .errors import (
     StoreError,
     StoreUnavailableError,
 )
-from .models import Group
 from .redis import EntryRefusedError, RedisCheckpointStore, RedisLease, _client, _target
 
 if TYPE_CHECKING:
@@ -59,7 +58,7 @@ if TYPE_CHECKING:
 
     from ._client import ChatClient
     from ._realtime import Subscription
-    from .models import ConversationChatMessage
+    from .models import ConversationChatMessage, Group
 
     Target = str | Group
 
@@ -265,7 +264,7 @@ class StreamBridge:
         if targets is not None:
             if isinstance(targets, str) or not isinstance(targets, Sequence) or not targets:
                 raise InvalidArgumentError("targets must be a non-empty list, or None (the inbox)")
-            targets = [_check_target(client, t) for t in targets]
+            targets = [client.check_target(t, "targets") for t in targets]
         self.client = client
         self.stream = stream
         self.name = name
@@ -446,20 +445,6 @@ class StreamBridge:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def _check_target(client: ChatClient, target: object) -> Target:
-    """``target`` if the client can subscribe to it: an address id, or a Group (group dialect)."""
-    if isinstance(target, Group):
-        if client.dialect != "group":
-            raise InvalidArgumentError("a Group needs dialect='group' (this client speaks address)")
-        check_address_id(target.id, "group.id")
-        return target
-    if not isinstance(target, str):
-        raise InvalidArgumentTypeError(
-            f"targets must hold address ids (str) or Groups, not {type(target).__name__}"
-        )
-    return check_address_uuid(target, "targets")
 
 
 def _ignore(_message: Any) -> None:

@@ -10,6 +10,7 @@ are counted by Redis itself (``INFO commandstats``).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +23,9 @@ from test_realtime_support import FAST, Setup, wait_until
 from signalwire_chat import (
     Checkpoint,
     FencedWriteError,
+    Group,
     InvalidArgumentError,
+    InvalidArgumentTypeError,
     RealtimeOptions,
     StoreError,
 )
@@ -277,3 +280,22 @@ def test_with_no_batch_window_each_delivery_batch_is_appended_at_once(
         assert wait_until(lambda: _texts(redis_server.url) == ["one", "two"])
     finally:
         running.stop()
+
+
+@pytest.mark.parametrize(
+    ("target", "error", "words"),
+    [
+        ("lobby", InvalidArgumentError, "targets 'lobby' is not an address id"),
+        (7, InvalidArgumentTypeError, "targets must be a str"),
+        (Group(id="g-1", from_address_id="a\nb"), InvalidArgumentError, "group.from_address_id"),
+    ],
+)
+def test_targets_are_checked_as_the_clients_chat_methods_check_them(
+    world: Setup, redis_server: RedisServer, target: Any, error: type[Exception], words: str
+) -> None:
+    client = world.client()
+    with pytest.raises(error) as refused:
+        client.check_target(target, "targets")
+    assert words in str(refused.value)
+    with pytest.raises(error, match=re.escape(str(refused.value))):
+        StreamBridge(client, redis_server.url, stream=STREAM, name="b", targets=[target])

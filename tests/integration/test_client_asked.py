@@ -17,6 +17,7 @@ from signalwire_chat import (
     ChatClient,
     Group,
     InvalidArgumentError,
+    InvalidArgumentTypeError,
     NotFoundError,
     RequestTimeoutError,
     ServerError,
@@ -125,3 +126,29 @@ def test_group_ids_still_work(signalwire_emulator: Emulator, sub: EmulatorSubscr
         assert [m.text for m in client.get_messages(Group(id=group))] == ["hello group"]
         client.send_message(Group(id=group), "back")
     assert [m["text"] for m in emu.messages(group)] == ["hello group", "back"]
+
+
+@pytest.mark.parametrize("dialect", ["group", "address"])
+def test_check_target_says_what_a_chat_method_would_without_a_request(
+    signalwire_emulator: Emulator, sub: EmulatorSubscriber, dialect: str
+) -> None:
+    emu = signalwire_emulator
+    address = str(uuid.uuid4())
+    with client_of(emu, sub, dialect=dialect) as client:
+        before = len(emu.recording().entries("http"))
+        assert client.check_target(address) == address
+        with pytest.raises(InvalidArgumentError, match="'lobby' is not an address id"):
+            client.check_target("lobby")
+        with pytest.raises(InvalidArgumentError, match="^to 'lobby' is not"):
+            client.check_target("lobby", "to")  # the caller's own argument is named
+        with pytest.raises(InvalidArgumentTypeError, match="not int"):
+            client.check_target(7)
+        if dialect == "group":
+            group = Group(id="g-1")
+            assert client.check_target(group) is group
+            with pytest.raises(InvalidArgumentError, match="group.from_address_id"):
+                client.check_target(Group(id="g-1", from_address_id="a\nb"))
+        else:
+            with pytest.raises(InvalidArgumentError, match="dialect='group'"):
+                client.check_target(Group(id="g-1"))
+        assert len(emu.recording().entries("http")) == before  # nothing was sent
