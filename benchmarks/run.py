@@ -685,7 +685,10 @@ def emulator_process(ctx: Context) -> Iterator[dict[str, Any]]:
         argv = [PYTHON, "-m", "signalwire_chat.emulator", "--port", "0", "--log-level", "WARNING"]
         argv += ["--db", str(Path(tmp) / "bench.db")]
         try:
-            cm = server(argv, ctx.server_core, cwd=ROOT)
+            # Not from the checkout's root: ``-m`` puts the working folder first on sys.path,
+            # where it would shadow the PYTHONPATH that compare.py sets (its base commit's
+            # emulator was this checkout's).
+            cm = server(argv, ctx.server_core, cwd=Path(tmp))
             emulator = cm.__enter__()
         except Failed as exc:
             raise Unavailable(f"emulator did not start: {str(exc)[-300:]}") from exc
