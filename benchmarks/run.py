@@ -54,7 +54,7 @@ COUNTS: dict[str, Any] = {
     "paced": {"warmup": (200, 20), "count": (2_000, 100)},
     "import_repeats": (15, 3),
     "memory": {"warmup": (20_000, 1_000), "count": (200_000, 5_000)},
-    "fanout": {"subscribers": (50, 50), "warmup": (10, 2), "messages": (200, 10)},
+    "fanout": {"subscribers": (50, 50), "warmup": (10, 2), "messages": (2000, 10)},
     "subs": {"groups": (1000, 100), "warmup": (5_000, 300), "count": (30_000, 1_500)},
     "coldstart": {"repeats": (9, 1)},
 }
