@@ -2,7 +2,7 @@
 
 The import row of the benchmark holds it to 1.10x the import of its dependencies. Helpers that a
 first subscribe and its first message never use (notebook displays, notebook cell detection)
-load on first use, and still work then; the models' equality is attrs' own, built without
+load on first use, and still work then; the converter is built at the first model read; the models' equality is attrs' own, built without
 generating code per class.
 """
 
@@ -51,6 +51,34 @@ def test_the_import_leaves_notebook_helpers_to_first_use() -> None:
     assert "signalwire_chat._realtime._hub" in loaded  # the realtime side is loaded
     assert "signalwire_chat._display" not in loaded
     assert "signalwire_chat._realtime._stream" not in loaded  # ChatClient.stream() loads it
+
+
+def test_the_import_leaves_the_converter_to_the_first_model_read() -> None:
+    code = (
+        "import signalwire_chat, signalwire_chat._realtime\n"
+        "import signalwire_chat._convert as c\n"
+        "print(c._CONVERTER is None)\n"
+        "m = signalwire_chat.Address(id='a1', name='lobby', type='room', display_name='L')\n"
+        "d = c.unstructure(m)\n"
+        "print(c._CONVERTER is not None, d['id'], c.structure(d, type(m)) == m)\n"
+    )
+    assert _run(code).split() == ["True", "True", "a1", "True"]
+
+
+def test_threads_racing_to_the_first_read_share_one_converter() -> None:
+    code = (
+        "import threading, signalwire_chat._convert as c\n"
+        "seen = []\n"
+        "start = threading.Barrier(8)\n"
+        "def read():\n"
+        "    start.wait()\n"
+        "    seen.append(c._converter())\n"
+        "threads = [threading.Thread(target=read) for _ in range(8)]\n"
+        "for t in threads: t.start()\n"
+        "for t in threads: t.join()\n"
+        "print(len(seen), len({id(x) for x in seen}), c.converter is seen[0])\n"
+    )
+    assert _run(code).split() == ["8", "1", "True"]
 
 
 def test_a_model_still_shows_itself_in_a_notebook() -> None:
