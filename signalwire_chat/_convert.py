@@ -884,8 +884,9 @@ _CONVERTER: cattrs.Converter | None = None
 def _converter() -> cattrs.Converter:
     """The one converter of the package (its hooks are strict), built on first use, once.
 
-    Not at import: a process that sends and never reads a model does not pay for it (some 3M
-    instructions, 4% of what the package adds to its dependencies' import).
+    Not at import but at the first model read (a page, a send's answer, a live message): some
+    3M instructions, 4% of what the package adds to its dependencies' import, that a process
+    which only imports the package (a CLI's ``--help``, a worker's boot) does not spend.
     """
     global _CONVERTER
     conv = _CONVERTER
