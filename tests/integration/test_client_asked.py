@@ -139,14 +139,14 @@ def test_check_target_says_what_a_chat_method_would_without_a_request(
         assert client.check_target(address) == address
         with pytest.raises(InvalidArgumentError, match="'lobby' is not an address id"):
             client.check_target("lobby")
-        with pytest.raises(InvalidArgumentError, match="^to 'lobby' is not"):
+        with pytest.raises(InvalidArgumentError, match=r"^to 'lobby' is not"):
             client.check_target("lobby", "to")  # the caller's own argument is named
         with pytest.raises(InvalidArgumentTypeError, match="not int"):
             client.check_target(7)
         if dialect == "group":
             group = Group(id="g-1")
             assert client.check_target(group) is group
-            with pytest.raises(InvalidArgumentError, match="group.from_address_id"):
+            with pytest.raises(InvalidArgumentError, match=r"group\.from_address_id"):
                 client.check_target(Group(id="g-1", from_address_id="a\nb"))
         else:
             with pytest.raises(InvalidArgumentError, match="dialect='group'"):

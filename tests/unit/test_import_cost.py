@@ -2,8 +2,8 @@
 
 The import row of the benchmark holds it to 1.10x the import of its dependencies. Helpers that a
 first subscribe and its first message never use (notebook displays, notebook cell detection)
-load on first use, and still work then; the converter is built at the first model read; the models' equality is attrs' own, built without
-generating code per class.
+load on first use, and still work then; the converter is built at the first model read; the
+models' equality is attrs' own, built without generating code per class.
 """
 
 from __future__ import annotations
