@@ -156,6 +156,8 @@ class Connection:
         #: Why the next state change happens (how the last session ended), for the hooks.
         self.reason: str | None = None
         self._stop = threading.Event()
+        #: The wake-up pipe; -1 once the thread closed it (its numbers are the OS's again).
+        self._wake_lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -189,15 +191,21 @@ class Connection:
         """The connection thread."""
         return self._thread
 
+    def threads(self) -> list[threading.Thread]:
+        """The connection thread and the token fetch's helper thread, if one was started."""
+        return [self._thread, *self._refresher.threads()]
+
     def start(self) -> None:
         """Start the thread."""
         self._thread.start()
 
     def wake(self) -> None:
-        """Wake the thread from its wait (safe from any thread)."""
-        # A full pipe means a wake-up is pending anyway; a closed one, that the thread ended.
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"\0")
+        """Wake the thread from its wait (safe from any thread; nothing once it ended)."""
+        with self._wake_lock:
+            if self._wake_w < 0:
+                return  # closed: the number may be another file's now
+            with contextlib.suppress(BlockingIOError):  # full: a wake-up is pending anyway
+                os.write(self._wake_w, b"\0")
 
     def stop(self) -> None:
         """Ask the thread to close the socket and end; does not wait."""
@@ -214,7 +222,12 @@ class Connection:
                     sock.shutdown(socket.SHUT_RDWR)
 
     def join(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the thread to end; True if it did."""
+        """Wait up to ``timeout`` seconds for the thread and a token fetch under way to end.
+
+        True if both did. A fetch is the user's token source running: it cannot be cut
+        short, only waited for (its outcome is dropped after :meth:`stop`).
+        """
+        deadline = time.monotonic() + timeout
         if self._thread.ident is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
             if self._thread.is_alive():
@@ -223,8 +236,8 @@ class Connection:
                     with contextlib.suppress(OSError):
                         sock.shutdown(socket.SHUT_RDWR)
                 return False
-        self._refresher.join(min(timeout, 0.5))
-        return not self._thread.is_alive()
+        self._refresher.join(deadline - time.monotonic())
+        return not self._thread.is_alive() and not self._refresher.running
 
     # --- the thread ---------------------------------------------------------------------
 
@@ -278,9 +291,14 @@ class Connection:
             self._close_wake()
 
     def _close_wake(self) -> None:
-        for fd in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        """Close the wake-up pipe, once: a late :meth:`wake` then writes nowhere."""
+        with self._wake_lock:
+            fds = (self._wake_r, self._wake_w)
+            self._wake_r = self._wake_w = -1
+        for fd in fds:
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     def _ended_quietly(self) -> None:
         """A session ended without an error: if before an accept, that is link trouble."""

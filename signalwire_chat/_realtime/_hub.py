@@ -195,7 +195,7 @@ class _Run:
         self.watchdog.stop()
 
     def threads(self) -> list[threading.Thread]:
-        return [self.connection.thread, self.dispatcher.thread, self.watchdog.thread]
+        return [*self.connection.threads(), self.dispatcher.thread, self.watchdog.thread]
 
     def join(self, deadline: float) -> bool:
         """Wait until ``deadline`` (monotonic) for the threads; True if all ended."""
@@ -595,6 +595,8 @@ class _Core:
         if runs:
             self._interrupt_reads()
         stuck = [run for run in runs if not run.join(deadline)]
+        with self._lock:  # kept: ``running`` tells the truth until they end
+            self._retired = [*stuck, *self._retired]
         if stuck:
             names = [t.name for run in stuck for t in run.threads() if t.is_alive()]
             logger.warning(
@@ -630,8 +632,8 @@ class _Core:
     @staticmethod
     def collected(core: _Core) -> None:
         """The hub was garbage-collected: warn if it still had threads, and stop them."""
-        if _fork.forked_since(core._generation):
-            return
+        if _fork.forked_since(core._generation) or core._closed:
+            return  # close() waited for them already, and named those left running
         if core.alive_threads():
             warnings.warn(
                 "RealtimeHub was garbage-collected with its threads running; call close()",

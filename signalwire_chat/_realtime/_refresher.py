@@ -105,10 +105,14 @@ class TokenRefresher:
         """Stop waiting for a fetch (closing)."""
         self._done.set()
 
+    def threads(self) -> list[threading.Thread]:
+        """The helper thread of the last fetch, if one was started (it may have ended)."""
+        return [] if self._thread is None else [self._thread]
+
     def join(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for the helper thread."""
+        """Wait up to ``timeout`` seconds for the helper thread (not when called on it)."""
         thread = self._thread
-        if thread is not None:
+        if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, timeout))
 
     # --- the schedule ----------------------------------------------------------------------

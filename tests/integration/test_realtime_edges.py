@@ -29,6 +29,7 @@ from test_realtime_support import Collector, wait_until
 
 from signalwire_chat._auth import Credentials
 from signalwire_chat._realtime import ConnectionState, RealtimeHub, RealtimeOptions, Route
+from signalwire_chat._threads import library_threads
 from signalwire_chat.errors import (
     AuthenticationError,
     RealtimeAuthenticationError,
@@ -638,3 +639,75 @@ def test_a_stream_consumer_that_falls_behind_is_not_a_slow_callback(
             stream.close()
         assert texts == ["s0", "s1", "s2"]
         assert "running for" not in caplog.text
+
+
+class _SlowRefresh:
+    """A token source: the first fetch answers at once, each later one waits for ``release``."""
+
+    def __init__(self) -> None:
+        self.fetching = threading.Event()
+        self.release = threading.Event()
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.calls == 1:
+            return TOKEN
+        self.fetching.set()
+        self.release.wait(WAIT)
+        return TOKEN2
+
+
+@contextlib.contextmanager
+def _fetching_a_token() -> Iterator[tuple[RealtimeHub, _SlowRefresh]]:
+    """A subscribed hub whose token source is fetching a fresh token (held until released).
+
+    The relay accepts with a token that expires in a second, so a refresh is due at once.
+    """
+    stop = threading.Event()
+
+    def script(peer: Peer, number: int) -> None:
+        _accept(peer, authorization={"fabric_subscriber": {"expires_at": time.time() + 1.0}})
+        _hold_open(peer, stop)
+
+    source = _SlowRefresh()
+    try:
+        with _serving(script, stop=stop, token=source, refresh_margin=30.0) as hub:
+            hub.subscribe(ROOM, print)
+            assert source.fetching.wait(WAIT)
+            yield hub, source
+    finally:
+        source.release.set()
+
+
+def _timed_close(hub: RealtimeHub, timeout: float, caplog: pytest.LogCaptureFixture) -> float:
+    """How long ``hub.close(timeout)`` took, its WARNINGs captured."""
+    with caplog.at_level(logging.WARNING, logger="signalwire_chat"):
+        started = time.monotonic()
+        hub.close(timeout)
+        return time.monotonic() - started
+
+
+def test_close_waits_for_a_token_fetch_that_ends_in_time_and_leaves_no_thread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with _fetching_a_token() as (hub, source):
+        threading.Timer(0.8, source.release.set).start()
+        took = _timed_close(hub, 5.0, caplog)
+        # close() waited for the fetch (released 0.8 s in), not for its whole timeout.
+        assert 0.7 <= took < 4.0, took
+        assert not hub.running
+        assert [t.name for t in library_threads() if "token-refresh" in t.name] == []
+        assert "still running" not in caplog.text
+
+
+def test_close_names_a_token_fetch_that_does_not_end_and_returns_in_its_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with _fetching_a_token() as (hub, source):
+        took = _timed_close(hub, 0.5, caplog)
+        assert took < 2.0, took  # bounded by close()'s timeout, however long the fetch
+        assert "token-refresh" in caplog.text  # the thread left running is named
+        assert hub.running  # and counted, until the token source returns
+        source.release.set()
+        assert wait_until(lambda: not hub.running)

@@ -9,6 +9,7 @@ set-up feeds one read of events to the loop: how it hands them to the dispatcher
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -256,3 +257,26 @@ def test_a_small_read_allocates_about_its_size_not_the_receive_buffer(wired: Any
     assert peak < 64 * 1024  # one ~200-byte event; a fresh 256 KiB per read before
     assert loop.dispatcher.pending() == 2
     assert [m["id"] for m in _sent(theirs)] == ["rpc-1", "rpc-2"]
+
+
+def test_a_wake_up_after_the_thread_closed_its_pipe_writes_to_no_stranger(wired: Any) -> None:
+    """The wake-up pipe's numbers are the OS's again once closed: a late wake-up (a token
+    fetch ending after close, a stop() after the thread ended) must not write to whatever
+    file took them."""
+    conn, _loop, _theirs, _source = wired
+    conn.wake()  # while the pipe is open, a wake-up reaches the thread's end of it
+    assert os.read(conn._wake_r, 16) == b"\0"
+    conn._close_wake()  # as the thread does when it ends
+    stranger_r, stranger_w = os.pipe()  # takes the numbers the pipe had (the lowest free)
+    try:
+        conn.wake()
+        conn.stop()
+        os.set_blocking(stranger_r, False)
+        with pytest.raises(BlockingIOError):
+            os.read(stranger_r, 16)
+        conn._close_wake()  # twice: closes nothing of the stranger's
+        os.write(stranger_w, b"ok")
+        assert os.read(stranger_r, 16) == b"ok"
+    finally:
+        os.close(stranger_r)
+        os.close(stranger_w)
