@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -795,6 +796,55 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise _Terminated
 
 
+@contextlib.contextmanager
+def _stops() -> Iterator[None]:
+    """While a command runs: SIGTERM raises :class:`_Terminated`, and no stop is lost.
+
+    A handler raises in the main thread between two bytecodes, wherever they are: in a
+    finalizer or a ``__del__`` (urllib3 closes its pools in one) Python cannot propagate it,
+    prints "Exception ignored in ..." and goes on without the stop. Such a stop (ours, or
+    Ctrl-C's KeyboardInterrupt) is raised again a few milliseconds later, by an alarm, in
+    whatever the main thread runs then (a blocking call included), with no traceback;
+    anything else a finalizer raises goes to the hook there was. (Without ``setitimer``, on
+    Windows, a lost stop is reported as before.)
+    """
+    previous_hook = sys.unraisablehook
+    lost: list[type[BaseException]] = []  # the stop to raise again, when the alarm rings
+
+    def hook(unraisable: Any) -> None:
+        exc = unraisable.exc_value
+        if (
+            isinstance(exc, (_Terminated, KeyboardInterrupt))
+            and threading.current_thread() is threading.main_thread()
+            and hasattr(signal, "setitimer")
+        ):
+            # Raised here, it would land in this hook, where it is lost again.
+            lost[:] = [type(exc)]
+            signal.setitimer(signal.ITIMER_REAL, _REDELIVER_AFTER)
+            return
+        previous_hook(unraisable)
+
+    def on_alarm(signum: int, frame: FrameType | None) -> None:
+        if lost:
+            raise lost.pop()
+
+    previous_handler = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous_alarm = signal.signal(signal.SIGALRM, on_alarm) if hasattr(signal, "SIGALRM") else None
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous_hook
+        if previous_alarm is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous_alarm)
+        signal.signal(signal.SIGTERM, previous_handler)
+
+
+#: How long after a stop was lost in a finalizer it is raised again (out of it by then).
+_REDELIVER_AFTER = 0.005
+
+
 def _run_emulator(argv: Sequence[str]) -> int:
     try:
         from ..emulator.__main__ import main as emulator_main
@@ -818,9 +868,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # than ending the command with UnicodeEncodeError. (--json escapes such characters.)
         sys.stdout.reconfigure(errors="backslashreplace")
     out = Output(as_json=args.json)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        code: ExitCode = args.run(args, out)
+        with _stops():
+            code: ExitCode = args.run(args, out)
         return code
     except KeyboardInterrupt:
         out.status("interrupted")
@@ -841,5 +891,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MissingExtraError as exc:
         out.error(str(exc))
         return ExitCode.ERROR
-    finally:
-        signal.signal(signal.SIGTERM, previous)
