@@ -1096,8 +1096,12 @@ class HttpTransport:
     ) -> _Reply:
         if time.monotonic() >= deadline:
             raise _Failed(self._late(method, url), never_sent=False, retryable=False)
+        adapter = self._adapter
+        if self._closed.is_set():
+            # The last look, just before the request goes out: closed since the loop's look
+            # (another thread's close() while this one was scheduled out), nothing is sent.
+            raise ClientClosedError("the client is closed")
         try:
-            adapter = self._adapter
             if adapter is None:
                 response: Any = session.send(
                     _prepare(method, url, auth, body, session.hooks),

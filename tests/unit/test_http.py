@@ -283,6 +283,80 @@ def test_close_interrupts_a_retry_wait(server: Server) -> None:
     assert isinstance(errors[0], ClientClosedError)
 
 
+def _held_before_sending(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[threading.Event, threading.Event]:
+    """A fault: each request stops just before it is sent until ``gate`` is set (``at_gate``
+    says one got there), as a thread the scheduler leaves there would."""
+    from signalwire_chat._http import HttpTransport
+
+    gate, at_gate = threading.Event(), threading.Event()
+    original = HttpTransport._send_once
+
+    def held(self: HttpTransport, *args: Any, **kwargs: Any) -> Any:
+        at_gate.set()
+        assert gate.wait(10)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(HttpTransport, "_send_once", held)
+    return gate, at_gate
+
+
+def test_a_call_that_had_not_sent_when_close_came_sends_nothing_after_it(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.default = reply(200, {"id": "s"})
+    client = ChatClient(TOKEN, rest_url=server.url, relay_url="ws://127.0.0.1:1/")
+    assert client.get_subscriber_info().id == "s"  # the pool is open
+    gate, at_gate = _held_before_sending(monkeypatch)
+    outcome: list[Any] = []
+    thread = threading.Thread(target=lambda: outcome.append(_outcome(client.get_subscriber_info)))
+    thread.start()
+    try:
+        assert at_gate.wait(10)
+        client.close()
+    finally:
+        gate.set()
+    thread.join(10)
+    assert [type(x) for x in outcome] == [ClientClosedError]
+    assert len(server.requests) == 1  # nothing went out after close()
+
+
+def test_a_call_whose_request_went_out_before_close_gets_its_answer(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other side: close() coming after the request went out does not break it."""
+    from signalwire_chat import _http
+
+    server.default = reply(200, {"id": "s"})
+    client = ChatClient(TOKEN, rest_url=server.url, relay_url="ws://127.0.0.1:1/")
+    answered = threading.Event()
+    original = _http._urlopen
+
+    def slow_answer(*args: Any, **kwargs: Any) -> Any:
+        response = original(*args, **kwargs)
+        answered.set()
+        time.sleep(0.3)  # close() comes now, between the answer's headers and its body
+        return response
+
+    monkeypatch.setattr(_http, "_urlopen", slow_answer)
+    outcome: list[Any] = []
+    thread = threading.Thread(target=lambda: outcome.append(_outcome(client.get_subscriber_info)))
+    thread.start()
+    assert answered.wait(10)
+    client.close()
+    thread.join(10)
+    assert [getattr(x, "id", x) for x in outcome] == ["s"]
+    assert len(server.requests) == 1
+
+
+def _outcome(call: Any) -> Any:
+    try:
+        return call()
+    except Exception as exc:  # the outcome is the test's to check
+        return exc
+
+
 def test_401_with_a_token_source_refreshes_once(server: Server) -> None:
     tokens = iter([TOKEN, TOKEN2, TOKEN2])
     server.script.append(reply(401, {"errors": [{"code": "unauthorized"}]}))
