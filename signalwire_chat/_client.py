@@ -728,8 +728,12 @@ class ChatClient:
     def close(self) -> None:
         """Stop the realtime side and close the connection pool. Idempotent.
 
-        A retry wait in progress in another thread is interrupted (it raises
-        ``ClientClosedError``). A caller's ``session`` is left open.
+        The realtime threads get ``RealtimeOptions.close_timeout`` (2 s) to end: the
+        websocket's, the dispatcher's (a callback running now finishes first) and a token
+        fetch under way (your token source); one still running then is named in a WARNING.
+        A REST call in another thread raises ``ClientClosedError`` unless its request had
+        gone out (a retry wait is interrupted; a wait for the response headers is cut off).
+        A caller's ``session`` is left open.
         """
         with self._rest.lock:
             if self._rest.closed:
