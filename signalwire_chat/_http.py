@@ -982,6 +982,12 @@ class HttpTransport:
             try:
                 reply = self._send_logged(method, url, auth, body, deadline)
             except _Failed as failed:
+                if self._closed.is_set():
+                    # close() cut this call off (its wait for the answer): say so, not
+                    # "no response in time".
+                    raise ClientClosedError(
+                        "the client was closed while the request was under way"
+                    ) from None
                 kind = type(failed.error).__name__
                 again = failed.never_sent or (idempotent and failed.retryable)
                 delay = self._retry.after_failure(attempt, again)

@@ -13,6 +13,7 @@ from .._route import Route
 from ..errors import (
     CallbackError,
     CheckpointNotFoundError,
+    ClientClosedError,
     DecodeError,
     FencedWriteError,
     MessagesMayBeMissingError,
@@ -303,13 +304,8 @@ class Subscription:
             return
         try:
             dispatcher.call(self, handler, message)
-        except BaseException as exc:
-            logger.exception("realtime: on_update of the subscription to %s raised", self.route)
-            error = CallbackError(
-                f"on_update raised {type(exc).__name__}", address_id=self._address_id
-            )
-            error.__cause__ = exc
-            self._report(error)
+        except BaseException as exc:  # noqa: BLE001 - logged and reported there
+            self._callback_raised("on_update", exc, dispatcher)
 
     def _decode(self, wire: dict[str, Any]) -> ConversationChatMessage | None:
         try:
@@ -344,19 +340,30 @@ class Subscription:
         dispatcher.stats.message(message)
         try:
             dispatcher.call(self, self._on_message, message)
-        except BaseException as exc:
-            logger.exception("realtime: the callback of the subscription to %s raised", self.route)
-            error = CallbackError(
-                f"on_message raised {type(exc).__name__}", address_id=self._address_id
-            )
-            error.__cause__ = exc
-            self._report(error)
+        except BaseException as exc:  # noqa: BLE001 - logged and reported there
+            self._callback_raised("on_message", exc, dispatcher)
         else:
             if self._advance_after_callback:
                 if self._batch is None:
                     self.advance(message)
                 else:
                     self._add_to_batch(message, dispatcher)
+
+    def _callback_raised(self, which: str, exc: BaseException, dispatcher: Dispatcher) -> None:
+        """A callback raised: logged with its traceback and reported to ``on_error``.
+
+        Not when the client was closed under it (a REST call it made cut off by ``close()``,
+        which stops the dispatcher first): that is the close, not a fault of the callback,
+        logged at DEBUG. Either way the message is not checkpointed.
+        """
+        if isinstance(exc, ClientClosedError) and dispatcher.stopping:
+            logger.debug("realtime: %s of the subscription to %s cut by close()", which, self.route)
+            return
+        route = self.route
+        logger.error("realtime: %s of the subscription to %s raised", which, route, exc_info=exc)
+        error = CallbackError(f"{which} raised {type(exc).__name__}", address_id=self._address_id)
+        error.__cause__ = exc
+        self._report(error)
 
     def advance(self, message: ConversationChatMessage) -> None:
         """Save ``message`` as the checkpoint; a lost lease (fenced write) ends the subscription."""
