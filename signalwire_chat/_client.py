@@ -731,9 +731,10 @@ class ChatClient:
         The realtime threads get ``RealtimeOptions.close_timeout`` (2 s) to end: the
         websocket's, the dispatcher's (a callback running now finishes first) and a token
         fetch under way (your token source); one still running then is named in a WARNING.
-        A REST call in another thread raises ``ClientClosedError`` unless its request had
-        gone out (a retry wait is interrupted; a wait for the response headers is cut off).
-        A caller's ``session`` is left open.
+        A REST call in another thread raises ``ClientClosedError``: one about to send or
+        waiting to retry at once, one waiting for the answer's headers as they are cut off
+        (a callback's send included: that callback ends quietly). One whose answer has come
+        completes. A caller's ``session`` is left open.
         """
         with self._rest.lock:
             if self._rest.closed:
