@@ -788,8 +788,13 @@ def _token_refresh(args: argparse.Namespace, out: Output) -> ExitCode:
 # --- main -----------------------------------------------------------------------------------
 
 
-class _Terminated(Exception):
-    """SIGTERM arrived: stop as cleanly as for Ctrl-C."""
+class _Terminated(BaseException):
+    """SIGTERM arrived: stop as cleanly as for Ctrl-C.
+
+    A ``BaseException``, as KeyboardInterrupt is: raised wherever the main thread is, it must
+    not be taken for a failure by an ``except Exception`` on the way (subscribe() reading
+    where the history starts treats a failed read as "unknown" and goes on).
+    """
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

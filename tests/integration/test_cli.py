@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_realtime_support import wait_until
 
 from signalwire_chat import ChatClient
 from signalwire_chat.cli import ExitCode
@@ -510,6 +511,24 @@ def test_tail_exits_0_on_sigterm(
     tail.wait_for(tail.err, "connected")
     tail.proc.send_signal(signal.SIGTERM)
     assert tail.finish() == 0
+
+
+def test_tail_stopped_while_reading_where_history_starts_exits_0(
+    script: str, signalwire_emulator: Emulator, token_file: str, room: str, tails: list[Tail]
+) -> None:
+    """SIGTERM while ``subscribe()`` reads the newest message id (the service slow to answer):
+    the library treats that read failing as "start unknown" and goes on, so a stop that was an
+    ``Exception`` would have been taken for a failed read, and tail would never end."""
+    emu = signalwire_emulator
+    emu.delay_next(15.0, method="GET", path_prefix="/api/fabric/conversations/")
+    tail = Tail(script, emu, room, "--token-file", token_file)
+    tails.append(tail)
+    # The rule is used up when the read arrives: from then on the emulator holds it.
+    assert wait_until(lambda: not emu._faults._rules, TIMEOUT)
+    time.sleep(0.2)
+    tail.proc.send_signal(signal.SIGTERM)
+    assert tail.finish(10.0) == 0
+    assert not any("connected" in line for line in tail.err)  # stopped before connecting
 
 
 # --- the emulator command -------------------------------------------------------------------
