@@ -814,14 +814,15 @@ def _stops() -> Iterator[None]:
     Windows, a lost stop is reported as before.)
     """
     previous_hook = sys.unraisablehook
+    redeliver = hasattr(signal, "setitimer")  # with SIGALRM: not on Windows
     lost: list[type[BaseException]] = []  # the stop to raise again, when the alarm rings
 
     def hook(unraisable: Any) -> None:
         exc = unraisable.exc_value
         if (
-            isinstance(exc, (_Terminated, KeyboardInterrupt))
+            redeliver
+            and isinstance(exc, (_Terminated, KeyboardInterrupt))
             and threading.current_thread() is threading.main_thread()
-            and hasattr(signal, "setitimer")
         ):
             # Raised here, it would land in this hook, where it is lost again.
             lost[:] = [type(exc)]
@@ -834,15 +835,16 @@ def _stops() -> Iterator[None]:
             raise lost.pop()
 
     previous_handler = signal.signal(signal.SIGTERM, _on_sigterm)
-    previous_alarm = signal.signal(signal.SIGALRM, on_alarm) if hasattr(signal, "SIGALRM") else None
+    previous_alarm = signal.signal(signal.SIGALRM, on_alarm) if redeliver else None
     sys.unraisablehook = hook
     try:
         yield
     finally:
         sys.unraisablehook = previous_hook
-        if previous_alarm is not None:
+        if redeliver:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous_alarm)
+            # None: a handler set outside Python, which cannot be put back from here.
+            signal.signal(signal.SIGALRM, previous_alarm or signal.SIG_DFL)
         signal.signal(signal.SIGTERM, previous_handler)
 
 
