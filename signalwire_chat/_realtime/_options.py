@@ -15,6 +15,10 @@ from ._frames import MAX_FRAGMENTS, MAX_MESSAGE_SIZE
 
 __all__ = ["ConnectionState", "RealtimeOptions"]
 
+#: How many delivered message ids a subscription remembers by default: more than a resume
+#: redelivers (the relay's window is 100) or a backfill overlaps; about 0.5 MB of uuid ids.
+RECENT_IDS = 4096
+
 
 def _positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     check_seconds(value, attribute.name)
@@ -71,7 +75,7 @@ class RealtimeOptions:
     connect_timeout: float = attrs.field(default=10.0, validator=_positive)
     close_timeout: float = attrs.field(default=2.0, validator=_positive)
     refresh_margin: float = attrs.field(default=60.0, validator=_positive)
-    recent_ids: int = attrs.field(default=MAX_FRAGMENTS, validator=_positive_int)
+    recent_ids: int = attrs.field(default=RECENT_IDS, validator=_positive_int)
     backfill_limit: int = attrs.field(default=10_000, validator=_positive_int)
     max_message_size: int = attrs.field(default=MAX_MESSAGE_SIZE, validator=_positive_int)
     max_fragments: int = attrs.field(default=MAX_FRAGMENTS, validator=_positive_int)
