@@ -90,6 +90,9 @@ _JOIN_SECONDS = 5.0
 
 # KEYS: lease, fence counter, the old counter key (kept readable). ARGV: owner, ttl in ms.
 # Returns the new token, or 0 if held.
+# A counter is refused unless it is a plain count below 10**15: Lua numbers are doubles, and
+# from 10**14 on Lua writes them as "1e+14", so the lease value set here would never be the
+# one the holder sends (every renewal and every fenced write refused, acquired again, ...).
 _ACQUIRE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('TYPE', KEYS[3]).ok == 'string' then
@@ -97,8 +100,12 @@ if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('TYPE', KEYS[3]).ok == 'str
   local old = redis.call('GET', KEYS[3])
   if string.match(old, '^%d+$') then redis.call('SET', KEYS[2], old) end
 end
+local count = redis.call('GET', KEYS[2])
+if count and not (string.match(count, '^%d+$') and #count <= 15) then
+  return redis.error_reply('the fencing counter ' .. KEYS[2] .. ' holds no count of ours')
+end
 local token = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], token .. ' ' .. ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[1], string.format('%d', token) .. ' ' .. ARGV[1], 'PX', ARGV[2])
 return token
 """
 # KEYS: lease. ARGV: our value, ttl in ms. 1 if renewed, 0 if the key is not ours (lost).
