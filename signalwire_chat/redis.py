@@ -89,12 +89,21 @@ _PREFIX = "signalwire-chat"
 _JOIN_SECONDS = 5.0
 
 # KEYS: lease, fence counter, the old counter key (kept readable). ARGV: owner, ttl in ms.
-# Returns the new token, or 0 if held.
+# Returns the new token, or 0 if held; an error when either key holds something not ours.
 # A counter is refused unless it is a plain count below 10**15: Lua numbers are doubles, and
 # from 10**14 on Lua writes them as "1e+14", so the lease value set here would never be the
 # one the holder sends (every renewal and every fenced write refused, acquired again, ...).
 _ACQUIRE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'none' then
+  -- Held, unless it is no lease of ours: a lease always expires, so a key of another type
+  -- or without an expiry would keep every contender standing by forever, silently.
+  if kind ~= 'string' or redis.call('PTTL', KEYS[1]) < 0 then
+    return redis.error_reply('the lease key ' .. KEYS[1] .. ' holds no lease of ours (a ' ..
+      kind .. ' without expiry, or of another type)')
+  end
+  return 0
+end
 if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('TYPE', KEYS[3]).ok == 'string' then
   -- The first acquisition under the new key continues the old counter: tokens never go back.
   local old = redis.call('GET', KEYS[3])
