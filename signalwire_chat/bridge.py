@@ -129,6 +129,18 @@ class _StreamCheckpoint:
         """The shared checkpoint (``StoreUnavailableError``: ``subscribe()`` raises it)."""
         return self._bridge._store.load(self.key)
 
+    def begin(self, checkpoint: Checkpoint) -> None:
+        """The first run: save where it starts (fenced), so a handover before the first
+        message resumes from here and loses nothing sent meanwhile.
+
+        Raises:
+            StoreUnavailableError: Redis could not be reached (the subscribe is retried).
+        """
+        try:
+            self._bridge._store.save(self.key, checkpoint)
+        except FencedWriteError:
+            self._bridge._lease_lost()  # the term is over: _lead stands by
+
     def advance(self, messages: Sequence[ConversationChatMessage]) -> None:
         """Append ``messages`` with their checkpoint; stop at the first that cannot be.
 

@@ -77,6 +77,30 @@ class Checkpointer:
             )
         return start
 
+    def begin(self, newest: ConversationChatMessage) -> None:
+        """The first run (no checkpoint): save where it starts, ``newest`` of the history.
+
+        A run that handles nothing would otherwise leave no checkpoint, and the next run would
+        start from its own "now": what was sent in between would never be delivered. A store
+        that cannot be written is logged (the first advance saves); a fenced write (another
+        holder acts) is raised from ``subscribe()``.
+        """
+        from ..checkpoints import Checkpoint
+
+        try:
+            checkpoint = Checkpoint.of(newest, route=self.route)
+        except InvalidArgumentError:
+            return  # not an id a checkpoint can hold: the first advance saves one
+        with self._lock:
+            try:
+                self.store.save(self.key, checkpoint)
+            except FencedWriteError:
+                raise
+            except StoreError as exc:
+                logger.warning("realtime: checkpoint %r not saved at the start: %s", self.key, exc)
+                return
+            self._saved_id = newest.id
+
     def advance_many(self, messages: Sequence[ConversationChatMessage]) -> StoreError | None:
         """Save the last of ``messages`` (handled in this order); the error to report, if any."""
         return self.advance(messages[-1])
@@ -136,6 +160,22 @@ class HandlerCheckpointer(Checkpointer):
         self.route = route_name(route)
         self.batch_window = _batch_window(handler)
         self.start = self._checked(handler.load())
+
+    def begin(self, newest: ConversationChatMessage) -> None:
+        """The first run: hand where it starts to the handler's optional ``begin(checkpoint)``.
+
+        What it raises is raised from ``subscribe()``.
+        """
+        from ..checkpoints import Checkpoint
+
+        begin = getattr(self.handler, "begin", None)
+        if not callable(begin):
+            return
+        try:
+            checkpoint = Checkpoint.of(newest, route=self.route)
+        except InvalidArgumentError:
+            return
+        begin(checkpoint)
 
     def advance(self, message: ConversationChatMessage) -> StoreError | None:
         """Hand ``message`` alone to the handler (see :meth:`advance_many`)."""

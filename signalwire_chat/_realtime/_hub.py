@@ -285,6 +285,11 @@ class _Core:
             anchor = Anchor.at_checkpoint(start.message_id)
         else:
             anchor = Anchor.read(self.history, route)
+            if checkpoint is not None and anchor.newest is not None:
+                # The first run: where it starts is saved at once, so a run that ends before
+                # it handled anything (a deploy, a crash, a lease handover) leaves a
+                # checkpoint and the next run catches up from here instead of its own "now".
+                checkpoint.begin(anchor.newest)
         with self._lock:
             if self._closed:
                 raise ClientClosedError("the realtime hub is closed")

@@ -65,10 +65,12 @@ class Anchor:
     (within ``backfill_limit``), and a history that does not hold it is reported.
     """
 
-    __slots__ = ("checkpoint", "known", "message_id", "since")
+    __slots__ = ("checkpoint", "known", "message_id", "newest", "since")
 
     def __init__(self, message_id: str | None, *, known: bool = True) -> None:
         self.message_id = message_id
+        #: The history's newest message when read (None: empty, unread, or a checkpoint's).
+        self.newest: ConversationChatMessage | None = None
         self.known = known
         self.checkpoint = False
         #: When the anchor was taken, on this machine's monotonic clock.
@@ -91,7 +93,9 @@ class Anchor:
         except Exception as exc:  # noqa: BLE001 - the subscription goes on, on the fallback
             logger.info("realtime: could not read where %s starts (%s)", route, exc)
             return cls(None, known=False)
-        return cls(newest.id if newest is not None else None)
+        anchor = cls(newest.id if newest is not None else None)
+        anchor.newest = newest
+        return anchor
 
 
 def _time_bound(since: float, server_time: ServerTime | None) -> float | None:
