@@ -130,8 +130,10 @@ class _StreamCheckpoint:
         return self._bridge._store.load(self.key)
 
     def begin(self, checkpoint: Checkpoint) -> None:
-        """The first run: save where it starts (fenced), so a handover before the first
-        message resumes from here and loses nothing sent meanwhile.
+        """The first run: save where it starts (a fenced write).
+
+        A handover before the first message then resumes from here, losing nothing sent
+        meanwhile.
 
         Raises:
             StoreUnavailableError: Redis could not be reached (the subscribe is retried).

@@ -305,6 +305,12 @@ class CheckpointHandler(Protocol):
     messages that come within that time after the first of a batch join it, so a steady flow
     is advanced in fewer, larger batches, each at most that much later.
 
+    A handler may also have a ``begin(checkpoint)`` method, called from ``subscribe()`` on a
+    first run (:meth:`load` gave ``None``) with where the run starts: the conversation's
+    newest message then. Saving it lets a run that ends before it handled anything (a deploy,
+    a crash, a lease handover) leave a place for the next run to catch up from; without it,
+    the next run starts from its own "now". What ``begin`` raises, ``subscribe()`` raises.
+
     Attributes:
         key: The checkpoint's name, shown in errors and logs (e.g. ``"bot:inbox"``).
     """

@@ -100,7 +100,7 @@ if kind ~= 'none' then
   -- or without an expiry would keep every contender standing by forever, silently.
   if kind ~= 'string' or redis.call('PTTL', KEYS[1]) < 0 then
     return redis.error_reply('the lease key ' .. KEYS[1] .. ' holds no lease of ours (a ' ..
-      kind .. ' without expiry, or of another type)')
+      kind .. ', not a string with an expiry): delete it to go on')
   end
   return 0
 end

@@ -131,6 +131,37 @@ def test_the_inbox_is_the_default(world: Setup, redis_server: RedisServer) -> No
         running.stop()
 
 
+def test_a_handover_before_the_first_message_loses_nothing(
+    world: Setup, redis_server: RedisServer
+) -> None:
+    # The first leader saves where it starts (fenced): a leader that hands over (a deploy; a
+    # crash is the same after the TTL) before any message leaves the next one a place to
+    # catch up from, instead of its own "now".
+    world.send("before the first leader")
+
+    def leader() -> Running:
+        running = Running(
+            StreamBridge(
+                world.client(), redis_server.url, stream=STREAM, name="b", targets=[world.room.id]
+            )
+        )
+        assert wait_until(
+            lambda: running.bridge.leading and bool(running.bridge.client.subscriptions)
+        )
+        return running
+
+    first = leader()
+    first.stop()
+    world.send("between the two leaders")
+    second = leader()
+    try:
+        world.send("after")
+        assert wait_until(lambda: len(_texts(redis_server.url)) >= 2, 10)
+        assert _texts(redis_server.url) == ["between the two leaders", "after"]
+    finally:
+        second.stop()
+
+
 def test_a_retried_append_is_not_appended_twice(redis_server: RedisServer) -> None:
     with (
         RedisLease(redis_server.url, name="r", ttl=5) as lease,

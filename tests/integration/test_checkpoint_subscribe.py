@@ -60,6 +60,10 @@ def _saved(path: Path, key: str) -> Checkpoint | None:
         return store.load(key)
 
 
+def _newest_id(setup: Setup) -> str:
+    return setup.client().get_messages(_target(setup), page_size=1).data[0].id
+
+
 def _saved_id(path: Path, key: str) -> str | None:
     saved = _saved(path, key)
     return saved.message_id if saved is not None else None
@@ -110,6 +114,54 @@ def test_the_first_run_starts_from_now_and_saves_as_it_goes(setup: Setup, bot: B
     assert saved.route == (
         "group:" + setup.conversation if setup.dialect == "group" else "address:" + setup.room.id
     )
+
+
+def test_a_quiet_first_run_restarted_loses_nothing(setup: Setup, bot: Bot) -> None:
+    # The first run saves where it starts (the history's newest message): a run ended before it
+    # handled anything (a deploy, a crash) leaves a checkpoint, and the next run catches up
+    # from there instead of starting from its own "now".
+    setup.send("before the first run")
+    first = bot.run()
+    got = Collector()
+    first.subscribe(_target(setup), got.on_message, got.on_error, checkpoint="bot")
+    first.close()
+    saved = _saved(bot.store, "bot")
+    assert saved is not None
+    assert saved.message_id == _newest_id(setup)
+    setup.send("while down")
+    second = bot.run()
+    again = Collector()
+    second.subscribe(_target(setup), again.on_message, again.on_error, checkpoint="bot")
+    setup.send("after")
+    # The other side: where the first run started is not delivered again.
+    assert again.wait_for(2, timeout=10) == ["while down", "after"]
+    assert not got.messages
+    assert not again.errors
+
+
+def test_a_resumed_run_does_not_move_its_checkpoint_to_the_newest(setup: Setup, bot: Bot) -> None:
+    # Only a first run saves where it starts: a run with a checkpoint keeps it until it has
+    # handled the messages after it (saving the newest would skip them).
+    first = bot.run()
+    got = Collector()
+    first.subscribe(_target(setup), got.on_message, got.on_error, checkpoint="bot")
+    setup.send("handled")
+    assert got.wait_for(1) == ["handled"]
+    assert wait_until(lambda: _saved_id(bot.store, "bot") == got.messages[0].id)
+    first.close()
+    setup.send("missed")
+    gate = threading.Event()
+    second = bot.run()
+    again = Collector()
+
+    def held(msg: Any) -> None:
+        gate.wait(10)
+        again.on_message(msg)
+
+    second.subscribe(_target(setup), held, again.on_error, checkpoint="bot")
+    assert _saved_id(bot.store, "bot") == got.messages[0].id
+    gate.set()
+    assert again.wait_for(1) == ["missed"]
 
 
 def test_the_checkpoint_advances_only_after_the_handler_returned(setup: Setup, bot: Bot) -> None:

@@ -205,6 +205,62 @@ def test_the_fencing_counter_continues_from_the_key_of_earlier_versions(
             assert lease.acquire(5) == 1
 
 
+def test_the_largest_fencing_count_still_gives_a_working_lease(redis_server: RedisServer) -> None:
+    # Lua writes numbers from 10**14 on as "1e+14": the token must still be stored as digits,
+    # or the holder's renewals and fenced writes never match its own lease (a silent livelock).
+    with redis.Redis.from_url(redis_server.url, socket_timeout=5) as raw:
+        raw.set("signalwire-chat:fence:bot", str(10**14 - 1))
+        with RedisLease(redis_server.url, name="bot", ttl=5) as lease:
+            assert lease.acquire(5) == 10**14
+            assert raw.get("signalwire-chat:lease:bot") == f"{10**14} {lease.owner}".encode()
+            with RedisCheckpointStore(redis_server.url, lease=lease) as store:
+                store.save("k", _cp(1))
+                assert store.load("k") == _cp(1)
+            assert lease.held
+
+
+@pytest.mark.parametrize("count", [str(10**15), "-3", "-1", "007x", "1e5"])
+def test_a_fencing_counter_not_of_ours_is_a_clear_error_and_sets_no_lease(
+    redis_server: RedisServer, count: str
+) -> None:
+    with redis.Redis.from_url(redis_server.url, socket_timeout=5) as raw:
+        raw.set("signalwire-chat:fence:bot", count)
+        with (
+            RedisLease(redis_server.url, name="bot", ttl=5) as lease,
+            pytest.raises(StoreError, match="fencing counter"),
+        ):
+            lease.try_acquire()
+        assert raw.exists("signalwire-chat:lease:bot") == 0  # nobody is blocked meanwhile
+
+
+@pytest.mark.parametrize(
+    "plant",
+    [
+        pytest.param(lambda r: r.set("signalwire-chat:lease:bot", "5 ghost"), id="no-expiry"),
+        pytest.param(lambda r: r.hset("signalwire-chat:lease:bot", "a", "b"), id="hash"),
+        pytest.param(lambda r: r.rpush("signalwire-chat:lease:bot", "5 ghost"), id="list"),
+    ],
+)
+def test_a_lease_key_that_never_expires_is_a_clear_error_not_a_standby_forever(
+    redis_server: RedisServer, plant: Callable[[redis.Redis], object]
+) -> None:
+    with redis.Redis.from_url(redis_server.url, socket_timeout=5) as raw:
+        plant(raw)
+        with (
+            RedisLease(redis_server.url, name="bot", ttl=1, retry_interval=0.05) as lease,
+            pytest.raises(StoreError, match="holds no lease of ours"),
+        ):
+            lease.acquire(2)  # was LeaseTimeoutError here, and acquire(math.inf) waited forever
+
+
+def test_a_lease_held_by_another_still_means_stand_by(redis_server: RedisServer) -> None:
+    with redis.Redis.from_url(redis_server.url, socket_timeout=5) as raw:
+        raw.set("signalwire-chat:lease:bot", "5 other", px=600)
+        with RedisLease(redis_server.url, name="bot", ttl=1, retry_interval=0.05) as lease:
+            assert lease.try_acquire() is None
+            assert lease.acquire(3) == 1  # once the other's has expired
+
+
 def test_a_checkpoint_prefix_cannot_reach_into_the_lease_keys(redis_server: RedisServer) -> None:
     for prefix in ("signalwire-chat:lease", "signalwire-chat:fence:x"):
         with pytest.raises(InvalidArgumentError):
