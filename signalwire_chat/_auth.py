@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from . import _fork
 from ._validate import check_token as _check_token
 from ._validate import token_problem
 from .errors import (
@@ -60,6 +61,11 @@ class Credentials:
             raise InvalidArgumentTypeError(
                 f"token must be a str or a callable returning one, not {type(token).__name__}"
             )
+        _fork.renew_in_child(self)
+
+    def _renew_after_fork(self) -> None:
+        """In a forked child: the lock held across a token fetch under way at the fork is freed."""
+        self._lock = threading.Lock()
 
     @property
     def can_refresh(self) -> bool:

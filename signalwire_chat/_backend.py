@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 import requests
 
+from . import _fork
 from ._auth import BasicCredentials, Credentials
 from ._http import (
     DEFAULT_MAX_RETRIES,
@@ -455,6 +456,11 @@ class SubscriberTokenSource:
         self._last: SubscriberToken | None = None
         self._last_at = 0.0  # when (monotonic) _last came
         self._http: HttpTransport | None = None  # made on first use, pooled across calls
+        _fork.renew_in_child(self)
+
+    def _renew_after_fork(self) -> None:
+        """In a forked child: the lock held across a mint under way at the fork is freed."""
+        self._lock = threading.Lock()
 
     def _transport(self) -> HttpTransport:
         if self._http is None or self._http.closed:

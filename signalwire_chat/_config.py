@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import requests
 
+from . import _fork
 from ._http import (
     DEFAULT_DEADLINE,
     DEFAULT_MAX_CONNECTIONS,
@@ -109,6 +110,7 @@ class Endpoints:
         self._host = host
         self._allow_insecure = allow_insecure
         self._lock = threading.Lock()
+        _fork.renew_in_child(self)
         self._relay_error: ChatError | None = None
         self.rest: str | None = None
         self.relay: str | None = None
@@ -118,6 +120,10 @@ class Endpoints:
             self.relay = check_url(relay_url, kind="relay", allow_insecure=allow_insecure)
         if not token.can_refresh or host is not None:
             self._derive()
+
+    def _renew_after_fork(self) -> None:
+        """In a forked child: the lock held across a token fetch under way at the fork is freed."""
+        self._lock = threading.Lock()
 
     def _derive(self) -> None:
         if self.rest is not None and self.relay is not None:

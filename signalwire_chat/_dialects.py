@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
+from . import _fork
 from ._convert import structure, structure_join_result, structure_send_result
 from ._route import Route
 from ._validate import check_address_id, check_address_uuid
@@ -97,6 +98,11 @@ class Wire:
     def __init__(self, from_address_id: str | None = None) -> None:
         # "My address": given, or fetched once under its lock.
         self._me = from_address_id
+        self._me_lock = threading.Lock()
+        _fork.renew_in_child(self)
+
+    def _renew_after_fork(self) -> None:
+        """In a forked child: a lock another thread held across the lookup at the fork is freed."""
         self._me_lock = threading.Lock()
 
     @property
@@ -221,6 +227,16 @@ class GroupWire(Wire):
         self._groups: dict[str, str] = {}
         self._flights: dict[str, _Flight] = {}
         self._groups_lock = threading.Lock()
+
+    def _renew_after_fork(self) -> None:
+        """In a forked child: the joins the parent's threads had under way never end here.
+
+        Their flights are dropped (a thread of the child would wait on one for ever) and the
+        lock is made anew; the groups already joined stay cached.
+        """
+        super()._renew_after_fork()
+        self._groups_lock = threading.Lock()
+        self._flights = {}
 
     @staticmethod
     def _check_not_me(address_id: str, me: str, what: str) -> None:

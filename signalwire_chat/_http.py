@@ -755,6 +755,11 @@ class HttpTransport:
         self._watchdog = Watchdog()  # its thread starts with the first request, not here
         #: The service's last ``Date`` header, and when (monotonic) its answer came.
         self._server_date: tuple[str, float] | None = None
+        _fork.renew_in_child(self)
+
+    def _renew_after_fork(self) -> None:
+        """In a forked child: a lock held at the fork (a session being opened) is freed."""
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<HttpTransport {self.base_url!r}{' closed' if self.closed else ''}>"

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import _fork
 from ._convert import structure
 from ._dialects import history_url, segment
 from ._http import HttpTransport
@@ -81,6 +82,11 @@ class RestSide:
         self._sleep = sleep
         self._rng = rng
         self._transport: HttpTransport | None = None
+        _fork.renew_in_child(self)
+
+    def _renew_after_fork(self) -> None:
+        """In a forked child: the lock held across a token fetch under way at the fork is freed."""
+        self.lock = threading.RLock()
 
     def check_open(self) -> None:
         """Raise ``ClientClosedError`` once the client is closed."""
