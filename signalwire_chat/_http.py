@@ -821,13 +821,10 @@ class HttpTransport:
         if self._user_session is not None:
             session = self._user_session
             if forked:
-                # The parent's pooled sockets must not be shared: mount fresh adapters.
-                for prefix, adapter in list(session.adapters.items()):
-                    try:
-                        fresh = type(adapter)()
-                    except TypeError:
-                        fresh = requests.adapters.HTTPAdapter()
-                    session.mount(prefix, fresh)
+                # The parent's pooled sockets must not be shared: give each of the caller's
+                # adapters fresh pools, the adapter itself kept as the caller configured it.
+                for adapter in list(session.adapters.values()):
+                    _fresh_pools(adapter)
             self._adapter = None  # a caller's session: go through session.send (hooks, cookies)
         else:
             session = requests.Session()
@@ -1375,6 +1372,26 @@ def _prepare(
         prepared.headers = {**auth.post, "Content-Length": str(len(body))}  # type: ignore[assignment]
     prepared.body = body
     return prepared
+
+
+def _fresh_pools(adapter: Any) -> None:
+    """Give a caller's adapter new, empty connection pools (in a forked child).
+
+    As requests itself does when it unpickles an adapter (``HTTPAdapter.__setstate__``): the
+    pool managers are made again through the adapter's own ``init_poolmanager``, so what the
+    caller configured (its class and constructor arguments, ``max_retries``, ``pool_maxsize``,
+    an ``ssl_context`` its subclass passes) is kept. Making a new adapter of the same class
+    instead would drop all that, or fail for a class whose constructor takes arguments. An
+    adapter that is not an ``HTTPAdapter`` has no pools we know of and is left as it is.
+    """
+    if not isinstance(adapter, requests.adapters.HTTPAdapter):
+        return
+    adapter.proxy_manager = {}
+    adapter.init_poolmanager(
+        getattr(adapter, "_pool_connections", requests.adapters.DEFAULT_POOLSIZE),
+        getattr(adapter, "_pool_maxsize", requests.adapters.DEFAULT_POOLSIZE),
+        block=getattr(adapter, "_pool_block", requests.adapters.DEFAULT_POOLBLOCK),
+    )
 
 
 def _origin(scheme: str, host: str | None, port: int | None) -> tuple[str, str, int]:

@@ -13,8 +13,12 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+import requests
+import requests.adapters
+from urllib3.util import Retry
 
 from signalwire_chat import ChatClient, SubscriberTokenSource
 from signalwire_chat.emulator import Emulator
@@ -111,3 +115,46 @@ def test_a_fork_during_a_token_fetch_leaves_the_child_able_to_call(
         outcome = _fork_while(client, client.get_subscriber_info, client.get_subscriber_info)
         assert outcome == "ok"
         client.get_subscriber_info()
+
+
+class _TenantAdapter(requests.adapters.HTTPAdapter):
+    """A caller's adapter configured by its constructor (as one passing an ssl_context is)."""
+
+    def __init__(self, tenant: str, **kwargs: Any) -> None:
+        self.tenant = tenant
+        self.sent = 0
+        super().__init__(**kwargs)
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        self.sent += 1
+        request.headers["X-Tenant"] = self.tenant
+        return super().send(request, **kwargs)
+
+
+def test_a_callers_session_keeps_its_adapters_in_a_forked_child(
+    signalwire_emulator: Emulator,
+) -> None:
+    emu = signalwire_emulator
+    session = requests.Session()
+    adapter = _TenantAdapter("acme", max_retries=Retry(total=5), pool_maxsize=50)
+    session.mount("http://", adapter)
+    with session, emu.client_for(emu.create_subscriber(), session=session) as client:
+        client.get_subscriber_info()  # used before the fork: the pool holds a connection
+        parent_pools = adapter.poolmanager
+
+        def child() -> None:
+            client.get_subscriber_info()
+            mounted = session.get_adapter(emu.rest_url)
+            assert mounted is adapter  # the caller's adapter, as configured
+            assert (adapter.tenant, adapter.max_retries.total, adapter._pool_maxsize) == (
+                "acme",
+                5,
+                50,
+            )
+            assert adapter.sent == 2  # the child's call went through it
+            assert adapter.poolmanager is not parent_pools  # with pools of its own
+
+        assert _in_child(child) == "ok"
+        client.get_subscriber_info()
+        assert adapter.poolmanager is parent_pools  # the parent's pools are untouched
+        assert adapter.sent == 2
