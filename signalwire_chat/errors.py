@@ -87,7 +87,15 @@ __all__ = [
 
 
 class ChatError(Exception):
-    """The root of every exception this library raises."""
+    """The root of every exception this library raises.
+
+    Every one pickles and copies with its attributes (a worker process of a
+    ``ProcessPoolExecutor`` or a task queue sends it back to its parent that way), though most
+    take keyword-only arguments that the default pickling of exceptions would not pass.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_error, (type(self), self.args, dict(self.__dict__)))
 
 
 class ClientClosedError(ChatError, RuntimeError):
@@ -483,6 +491,14 @@ class FencedWriteError(StoreError, PermissionError):
 
 class LeaseTimeoutError(StoreError, TimeoutError):
     """``acquire(timeout=...)`` did not get the lease within the timeout."""
+
+
+def _rebuild_error(cls: type[ChatError], args: tuple[Any, ...], state: dict[str, Any]) -> ChatError:
+    """An unpickled error: made without ``__init__`` (each class has its own arguments)."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args  # OSError's __new__ (ConnectError, timeouts) may leave them otherwise
+    exc.__dict__.update(state)
+    return exc
 
 
 def _led_by(action: str, exc: ChatError) -> ChatError:
