@@ -114,6 +114,10 @@ class RealtimeSide:
         Raises:
             ClientClosedError: The client is closed.
         """
+        # What may call a token source (the URLs, the transport) is resolved first, never
+        # under the client's lock: close() takes it, and must not wait for a token fetch.
+        self._rest.transport()  # raises ClientClosedError once closed
+        self._rest.endpoints.relay_url()
         with self._rest.lock:
             self._rest.check_open()
             made_in = _fork.generation()

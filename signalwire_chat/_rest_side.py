@@ -102,12 +102,16 @@ class RestSide:
         transport = self._transport
         if transport is not None and not self.closed:
             return transport
+        self.check_open()
+        # Resolved before the client's lock is taken: with a token source and no rest_url,
+        # it calls the source (a request of its own), and close() takes that lock.
+        base_url = self.endpoints.rest_url()
         with self.lock:
             self.check_open()
             if self._transport is None:
                 options = self._options
                 self._transport = HttpTransport(
-                    base_url=self.endpoints.rest_url(),
+                    base_url=base_url,
                     credentials=self.credentials,
                     timeout=options.timeout,
                     deadline=options.deadline,
