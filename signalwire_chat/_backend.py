@@ -30,6 +30,7 @@ from ._http import (
     TimeoutLike,
     normalise_timeout,
 )
+from ._redact import forgets_locals
 from ._token import check_url
 from ._validate import check_str as _check
 from .errors import (
@@ -194,6 +195,7 @@ _GUEST_PATH = "/api/fabric/guests/tokens"
 _INVITE_PATH = "/api/fabric/subscriber/invites"
 
 
+@forgets_locals
 def mint_subscriber_token(
     space_url: str,
     project_id: str,
@@ -267,6 +269,7 @@ def mint_subscriber_token(
         transport.close()
 
 
+@forgets_locals
 def refresh_subscriber_token(
     space_url: str,
     project_id: str,
@@ -314,6 +317,7 @@ def _allowed_addresses(value: object) -> list[str]:
     return ids
 
 
+@forgets_locals
 def mint_guest_token(
     space_url: str,
     project_id: str,
@@ -359,6 +363,7 @@ def mint_guest_token(
         transport.close()
 
 
+@forgets_locals
 def mint_invite_token(
     space_url: str,
     token: str,
@@ -430,6 +435,7 @@ class SubscriberTokenSource:
             ``company_name``, ``timeout``, ``session``).
     """
 
+    @forgets_locals
     def __init__(
         self,
         space_url: str,
@@ -469,6 +475,7 @@ class SubscriberTokenSource:
             )
         return self._http
 
+    @forgets_locals
     def __call__(self) -> str:
         """Return a fresh SAT (refreshing when possible, else minting).
 

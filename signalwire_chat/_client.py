@@ -28,6 +28,7 @@ from ._pages import (
     _ChatHistory,
     raw_page_size,
 )
+from ._redact import forgets_locals
 from ._rest_side import HISTORY_PAGE_SIZE, RestSide
 from ._validate import check_address_id as _check_address_id
 from ._validate import check_address_uuid as _check_address_uuid
@@ -190,6 +191,7 @@ class ChatClient:
         InsecureURLError: A plain-text URL to a non-loopback host without ``allow_insecure``.
     """
 
+    @forgets_locals
     def __init__(
         self,
         token: TokenLike,
@@ -753,6 +755,9 @@ class ChatClient:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._rest.closed else "open"
-        rest = self._rest.endpoints.rest or "<not resolved yet>"
+        rest_side = getattr(self, "_rest", None)
+        if rest_side is None:  # in the traceback of a refused argument: never half a repr
+            return "<ChatClient not made>"
+        state = "closed" if rest_side.closed else "open"
+        rest = rest_side.endpoints.rest or "<not resolved yet>"
         return f"<ChatClient {state} rest_url={rest!r}>"

@@ -3,14 +3,21 @@
 The REST transport (``_http``) and the relay session (``_realtime._protocol``) both turn what a
 server sends back into exception messages and log lines; both ask these two functions, and
 neither needs the other (the relay session must not load requests to redact a string).
+:func:`forgets_locals` keeps the secrets a function is given out of the tracebacks it raises.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+import traceback
+from collections.abc import Callable, Iterable
+from typing import ParamSpec, TypeVar
 from urllib.parse import quote
 
-__all__ = ["SecretForms", "redact", "server_text"]
+__all__ = ["SecretForms", "forgets_locals", "redact", "server_text"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 TEXT_KEEP = 200  # a reason phrase, request id or content type: more is not diagnosis
 #: C0 and C1 controls, DEL and the line and paragraph separators, each to "?" (a translation
@@ -72,3 +79,38 @@ def server_text(value: object, secrets: Iterable[str], keep: int = TEXT_KEEP) ->
     if not text.isprintable():
         text = text.translate(_CONTROL)
     return text if len(text) <= keep else text[: keep - 3] + "..."
+
+
+def forgets_locals(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``fn``, whose exceptions leave with the local variables of its frames cleared.
+
+    For a function given secrets (an API token, a password, a refresh token): error trackers
+    and ``traceback`` with ``capture_locals`` record the locals of every frame a traceback
+    holds, and a request body or an argument would show them there. What ``fn`` raises keeps
+    its traceback (files and lines) but none of the locals of ``fn``'s frames or the frames
+    below them, nor of the exceptions it chains; its arguments are dropped with them.
+    """
+
+    @functools.wraps(fn)
+    def forgetting(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as exc:
+            del args, kwargs  # this frame's own: it is in the traceback too
+            _clear_frames(exc)
+            raise
+
+    return forgetting
+
+
+def _clear_frames(exc: BaseException) -> None:
+    """Clear the locals of every finished frame in the tracebacks of ``exc`` and its chain."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)  # a frame still running is left as is
+        todo += [e for e in (current.__cause__, current.__context__) if e is not None]

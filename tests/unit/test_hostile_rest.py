@@ -26,9 +26,11 @@ import pytest
 import requests
 
 from signalwire_chat import (
+    APIError,
     AuthenticationError,
     ChatClient,
     DecodeError,
+    InvalidArgumentError,
     PageLimitError,
     RateLimitError,
     RequestTimeoutError,
@@ -37,6 +39,7 @@ from signalwire_chat import (
     SubscriberTokenSource,
     TransportError,
     mint_subscriber_token,
+    refresh_subscriber_token,
 )
 from signalwire_chat._pages import MAX_RAW_PAGES_PER_STEP
 
@@ -224,14 +227,15 @@ def _exceptions(exc: BaseException) -> Iterator[BaseException]:
         todo += [e for e in (current.__cause__, current.__context__) if e is not None]
 
 
-def assert_no_token_anywhere(exc: BaseException) -> None:
-    """No message, no traceback local (by repr), no captured-locals rendering holds the token.
+def assert_no_token_anywhere(exc: BaseException, secret: str = SIGNATURE) -> None:
+    """No message, no traceback local (by repr), no captured-locals rendering holds the token
+    (or ``secret``).
 
     Frames of this test module are skipped: the test itself holds the token, as a caller does.
     """
     for current in _exceptions(exc):
         for text in (str(current), repr(current)):
-            assert SIGNATURE not in text
+            assert secret not in text
         frames = [
             (frame, line)
             for frame, line in traceback.walk_tb(current.__traceback__)
@@ -240,13 +244,13 @@ def assert_no_token_anywhere(exc: BaseException) -> None:
         for frame, _line in frames:
             for name, value in frame.f_locals.items():
                 shown = repr(value)  # must work: no half-built object in any frame
-                assert SIGNATURE not in shown, f"{frame.f_code.co_name}: local {name!r}"
+                assert secret not in shown, f"{frame.f_code.co_name}: local {name!r}"
                 if isinstance(value, (dict, list, tuple, str, bytes)):
-                    assert SIGNATURE not in str(value)
+                    assert secret not in str(value), f"{frame.f_code.co_name}: local {name!r}"
         rendered = "".join(
             traceback.StackSummary.extract(iter(frames), capture_locals=True).format()
         )
-        assert SIGNATURE not in rendered
+        assert secret not in rendered
 
 
 @pytest.mark.parametrize(
@@ -677,6 +681,56 @@ def test_backend_helpers_redact_and_pool(serve: Callable[[Handler], RawServer]) 
         "/api/fabric/subscribers/tokens/refresh",
     ]
     assert server.connections == 2  # one for the one-off mint, one for the source's two calls
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"timeout": -1}, {"rest_url": "ftp://x"}, {"dialect": "nope"}, {"from_address_id": 5}],
+)
+def test_a_refused_argument_leaves_the_token_in_no_traceback_local(bad: dict[str, Any]) -> None:
+    # The token was a local of ChatClient.__init__'s frame (and the half-built client's repr
+    # raised there): an error tracker recording a settings mistake recorded the token too.
+    with pytest.raises(InvalidArgumentError) as info:
+        ChatClient(TOKEN, **bad)
+    assert_no_token_anywhere(info.value)
+
+
+PASSWORD = "subscriber-pa55word-0123456789"
+REFRESH = "refresh-token-0123456789abcdefghij"
+
+
+@pytest.mark.parametrize("status", [401, 500])
+def test_a_failed_mint_or_refresh_leaves_no_credential_in_traceback_locals(
+    serve: Callable[[Handler], RawServer], status: int
+) -> None:
+    # Error trackers (Sentry and the like) record the locals of every frame of a traceback:
+    # the request body (a password, a refresh token) and the API token must be in none.
+    failing = [False]
+
+    def handler(conn: Conn, request: Request) -> bool:
+        if failing[0]:
+            conn.respond(status, {"message": "no"}, headers={"Retry-After": "0"})
+        else:
+            conn.respond(200, {"token": TOKEN, "refresh_token": REFRESH})
+        return True
+
+    server = serve(handler)
+    failing[0] = True
+    with pytest.raises(APIError) as minted:
+        mint_subscriber_token(server.url, "p", API_TOKEN, "a@b.c", password=PASSWORD, timeout=2)
+    with pytest.raises(APIError) as refreshed:
+        refresh_subscriber_token(server.url, "p", API_TOKEN, REFRESH, timeout=2)
+    failing[0] = False
+    with SubscriberTokenSource(
+        server.url, "p", API_TOKEN, "a@b.c", password=PASSWORD, timeout=2
+    ) as source:
+        assert source() == TOKEN
+        failing[0] = True
+        with pytest.raises(APIError) as by_source:
+            source()  # a refresh refused or failed, then a mint that fails
+    for info in (minted, refreshed, by_source):
+        for secret in (API_TOKEN, PASSWORD, REFRESH):
+            assert_no_token_anywhere(info.value, secret)
 
 
 def test_backend_helpers_retry_a_429(serve: Callable[[Handler], RawServer]) -> None:
