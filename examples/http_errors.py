@@ -10,6 +10,7 @@
 | RateLimitError          | 429    | with Retry-After: the service's back-off, passed on        |
 | TransportError          | 503    | the service is unreachable: retry later                    |
 | ServerError             | 503    | the service is failing: retry later                        |
+| TokenUnavailableError   | 503    | the token service failed for now (5xx, network): later     |
 | any other ChatError     | 502    | the service answered something we cannot use               |
 
 The body says what kind of failure it was, never the upstream URL or a token.
@@ -27,6 +28,7 @@ from signalwire_chat import (
     PermissionDeniedError,
     RateLimitError,
     ServerError,
+    TokenUnavailableError,
     TransportError,
     ValidationError,
 )
@@ -41,6 +43,7 @@ _STATUS: tuple[tuple[type[ChatError], int, str], ...] = (
     (RateLimitError, 429, "too many requests; retry later"),
     (TransportError, 503, "the chat service is unreachable; retry later"),
     (ServerError, 503, "the chat service is failing; retry later"),
+    (TokenUnavailableError, 503, "no chat token could be had for now; retry later"),
 )
 
 

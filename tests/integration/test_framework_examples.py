@@ -20,7 +20,13 @@ from typing import Any
 import pytest
 import requests
 
-from signalwire_chat import ChatClient, RateLimitError, ServerError
+from signalwire_chat import (
+    ChatClient,
+    RateLimitError,
+    ServerError,
+    TokenError,
+    TokenUnavailableError,
+)
 from signalwire_chat.emulator import Emulator
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -58,6 +64,9 @@ def test_the_error_mapping() -> None:
     status, headers, body = http_error(failing)
     assert (status, headers) == (503, {})
     assert "internal.example" not in str(body)  # upstream URLs stay on the server
+    # A token source that cannot mint for now (its endpoint down) passes as the service does.
+    assert http_error(TokenUnavailableError("token endpoint: 502"))[0] == 503
+    assert http_error(TokenError("refused"))[0] == 502  # one that will not pass is ours
 
 
 # --- Flask ----------------------------------------------------------------------------------
