@@ -87,7 +87,7 @@ def create_app(settings: Mapping[str, str] | None = None) -> Flask:
     @app.post("/token")
     def token() -> Any:
         """A subscriber token for the logged-in user's browser."""
-        sat = mint_subscriber_token(space, project, api_token, current_user_email())
+        sat = mint_subscriber_token(space, project, api_token, current_user_email(), deadline=5)
         return jsonify({"token": sat.token})
 
     @app.post("/messages")

@@ -17,19 +17,15 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import requests
 
 from . import _fork
 from ._auth import BasicCredentials, Credentials
-from ._http import (
-    DEFAULT_MAX_RETRIES,
-    HttpTransport,
-    TimeoutLike,
-    normalise_timeout,
-)
+from ._config import RestOptions
+from ._http import DEFAULT_DEADLINE, DEFAULT_MAX_RETRIES, HttpTransport, TimeoutLike
 from ._redact import forgets_locals
 from ._token import check_url
 from ._validate import check_str as _check
@@ -41,6 +37,9 @@ from .errors import (
     InvalidArgumentTypeError,
     ValidationError,
 )
+
+if TYPE_CHECKING:
+    from ._http import CredentialsLike
 
 __all__ = [
     "SubscriberToken",
@@ -54,6 +53,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _DEFAULT_TIMEOUT = (5.0, 30.0)
+#: The options of how a token request is made (the rest of ``RestOptions`` keeps its default).
+_REST_OPTIONS = ("timeout", "deadline", "max_retries", "session")
 #: The service's refresh tokens live 2 h 5 min; stop using one a little before that.
 REFRESH_TOKEN_LIFETIME = 2 * 3600 + 5 * 60
 _REFRESH_MARGIN = 120.0
@@ -108,21 +109,15 @@ def _space_base(space_url: object) -> str:
     return check_url(url, kind="rest")
 
 
-def _transport(
-    base: str,
-    project_id: str,
-    api_token: str,
-    timeout: tuple[float, float],
-    session: requests.Session | None,
-) -> HttpTransport:
-    if session is not None and not isinstance(session, requests.Session):
-        raise InvalidArgumentTypeError("session must be a requests.Session or None")
+def _transport(base: str, credentials: CredentialsLike, options: RestOptions) -> HttpTransport:
+    """The transport of a token request: the options checked as ``ChatClient``'s are."""
     return HttpTransport(
         base_url=base,
-        credentials=BasicCredentials(project_id, api_token),
-        timeout=timeout,
-        max_retries=DEFAULT_MAX_RETRIES,
-        session=session,
+        credentials=credentials,
+        timeout=options.timeout,
+        deadline=options.deadline,
+        max_retries=options.max_retries,
+        session=options.session,
     )
 
 
@@ -148,20 +143,11 @@ def _post(
 
 
 def _one_off(
-    space_url: object,
-    project_id: object,
-    api_token: object,
-    timeout: TimeoutLike,
-    session: requests.Session | None,
+    space_url: object, project_id: object, api_token: object, options: RestOptions
 ) -> HttpTransport:
     base = _space_base(space_url)
-    return _transport(
-        base,
-        _check(project_id, "project_id"),
-        _check(api_token, "api_token"),
-        normalise_timeout(timeout),
-        session,
-    )
+    credentials = BasicCredentials(_check(project_id, "project_id"), _check(api_token, "api_token"))
+    return _transport(base, credentials, options)
 
 
 def _unix_seconds(payload: dict[str, Any], name: str, value: object) -> None:
@@ -214,6 +200,8 @@ def mint_subscriber_token(
     region: str | None = None,
     company_name: str | None = None,
     timeout: TimeoutLike = _DEFAULT_TIMEOUT,
+    deadline: float = DEFAULT_DEADLINE,
+    max_retries: int = DEFAULT_MAX_RETRIES,
     session: requests.Session | None = None,
 ) -> SubscriberToken:
     """Mint a Subscriber Access Token (``POST /api/fabric/subscribers/tokens``, Basic auth).
@@ -238,6 +226,12 @@ def mint_subscriber_token(
         region: The subscriber's region.
         company_name: The subscriber's company.
         timeout: Seconds, or ``(connect, read)``.
+        deadline: Seconds the whole call may take, retries and waits included (a
+            ``Retry-After`` that would pass it is not waited for: ``RateLimitError``
+            is raised at once, with ``retry_after``). A web handler minting for its page
+            sets a few seconds.
+        max_retries: Retries of a request that failed before reaching the service, or
+            answered 429 or 5xx (0 to 20).
         session: A ``requests.Session`` to send through.
 
     Returns:
@@ -249,7 +243,10 @@ def mint_subscriber_token(
         APIError: Any other error status.
         TransportError: The request failed at the network level.
     """
-    transport = _one_off(space_url, project_id, api_token, timeout, session)
+    options = RestOptions(
+        timeout=timeout, deadline=deadline, max_retries=max_retries, session=session
+    )
+    transport = _one_off(space_url, project_id, api_token, options)
     fields = {
         "application_id": application_id,
         "password": password,
@@ -277,6 +274,8 @@ def refresh_subscriber_token(
     refresh_token: str,
     *,
     timeout: TimeoutLike = _DEFAULT_TIMEOUT,
+    deadline: float = DEFAULT_DEADLINE,
+    max_retries: int = DEFAULT_MAX_RETRIES,
     session: requests.Session | None = None,
 ) -> SubscriberToken:
     """Exchange a refresh token for a new SAT (``POST /api/fabric/subscribers/tokens/refresh``).
@@ -287,6 +286,12 @@ def refresh_subscriber_token(
         api_token: The project's API token.
         refresh_token: The refresh token of a previous mint or refresh.
         timeout: Seconds, or ``(connect, read)``.
+        deadline: Seconds the whole call may take, retries and waits included (a
+            ``Retry-After`` that would pass it is not waited for: ``RateLimitError``
+            is raised at once, with ``retry_after``). A web handler minting for its page
+            sets a few seconds.
+        max_retries: Retries of a request that failed before reaching the service, or
+            answered 429 or 5xx (0 to 20).
         session: A ``requests.Session`` to send through.
 
     Returns:
@@ -298,7 +303,10 @@ def refresh_subscriber_token(
         APIError: Any other error status.
         TransportError: The request failed at the network level.
     """
-    transport = _one_off(space_url, project_id, api_token, timeout, session)
+    options = RestOptions(
+        timeout=timeout, deadline=deadline, max_retries=max_retries, session=session
+    )
+    transport = _one_off(space_url, project_id, api_token, options)
     refresh_token = _check(refresh_token, "refresh_token")
     try:
         return _post(transport, _REFRESH_PATH, {"refresh_token": refresh_token}, (refresh_token,))
@@ -326,6 +334,8 @@ def mint_guest_token(
     *,
     expire_at: int | None = None,
     timeout: TimeoutLike = _DEFAULT_TIMEOUT,
+    deadline: float = DEFAULT_DEADLINE,
+    max_retries: int = DEFAULT_MAX_RETRIES,
     session: requests.Session | None = None,
 ) -> SubscriberToken:
     """Mint a guest token (``POST /api/fabric/guests/tokens``, Basic auth).
@@ -342,6 +352,12 @@ def mint_guest_token(
             address of the project.
         expire_at: Unix seconds at which the token expires (the service's default is 2 hours).
         timeout: Seconds, or ``(connect, read)``.
+        deadline: Seconds the whole call may take, retries and waits included (a
+            ``Retry-After`` that would pass it is not waited for: ``RateLimitError``
+            is raised at once, with ``retry_after``). A web handler minting for its page
+            sets a few seconds.
+        max_retries: Retries of a request that failed before reaching the service, or
+            answered 429 or 5xx (0 to 20).
         session: A ``requests.Session`` to send through.
 
     Returns:
@@ -354,7 +370,10 @@ def mint_guest_token(
         APIError: Any other error status.
         TransportError: The request failed at the network level.
     """
-    transport = _one_off(space_url, project_id, api_token, timeout, session)
+    options = RestOptions(
+        timeout=timeout, deadline=deadline, max_retries=max_retries, session=session
+    )
+    transport = _one_off(space_url, project_id, api_token, options)
     payload: dict[str, Any] = {"allowed_addresses": _allowed_addresses(allowed_addresses)}
     _unix_seconds(payload, "expire_at", expire_at)
     try:
@@ -371,6 +390,8 @@ def mint_invite_token(
     *,
     expires_at: int | None = None,
     timeout: TimeoutLike = _DEFAULT_TIMEOUT,
+    deadline: float = DEFAULT_DEADLINE,
+    max_retries: int = DEFAULT_MAX_RETRIES,
     session: requests.Session | None = None,
 ) -> SubscriberToken:
     """Mint an invite token (``POST /api/fabric/subscriber/invites``, Bearer SAT).
@@ -385,6 +406,12 @@ def mint_invite_token(
         expires_at: Unix seconds at which the invite expires (the service's default is
             2 hours). The service spells it ``expires_at`` here, ``expire_at`` elsewhere.
         timeout: Seconds, or ``(connect, read)``.
+        deadline: Seconds the whole call may take, retries and waits included (a
+            ``Retry-After`` that would pass it is not waited for: ``RateLimitError``
+            is raised at once, with ``retry_after``). A web handler minting for its page
+            sets a few seconds.
+        max_retries: Retries of a request that failed before reaching the service, or
+            answered 429 or 5xx (0 to 20).
         session: A ``requests.Session`` to send through.
 
     Returns:
@@ -401,15 +428,10 @@ def mint_invite_token(
     credentials = Credentials(_check(token, "token"))
     payload: dict[str, Any] = {"address_id": _check(address_id, "address_id")}
     _unix_seconds(payload, "expires_at", expires_at)
-    if session is not None and not isinstance(session, requests.Session):
-        raise InvalidArgumentTypeError("session must be a requests.Session or None")
-    transport = HttpTransport(
-        base_url=base,
-        credentials=credentials,
-        timeout=normalise_timeout(timeout),
-        max_retries=DEFAULT_MAX_RETRIES,
-        session=session,
+    options = RestOptions(
+        timeout=timeout, deadline=deadline, max_retries=max_retries, session=session
     )
+    transport = _transport(base, credentials, options)
     try:
         return _post(transport, _INVITE_PATH, payload, credentials.secrets)
     finally:
@@ -432,7 +454,7 @@ class SubscriberTokenSource:
         **mint_options: Passed on to :func:`mint_subscriber_token` (``password``,
             ``display_name``, ``first_name``, ``last_name``, ``expire_at``,
             ``application_id``, ``job_title``, ``time_zone``, ``country``, ``region``,
-            ``company_name``, ``timeout``, ``session``).
+            ``company_name``, ``timeout``, ``deadline``, ``max_retries``, ``session``).
     """
 
     @forgets_locals
@@ -444,7 +466,14 @@ class SubscriberTokenSource:
         reference: str,
         **mint_options: Any,
     ) -> None:
-        allowed = {*_SUBSCRIBER_FIELDS, "expire_at", "timeout", "session"}
+        allowed = {
+            *_SUBSCRIBER_FIELDS,
+            "expire_at",
+            "timeout",
+            "deadline",
+            "max_retries",
+            "session",
+        }
         unknown = set(mint_options) - allowed
         if unknown:
             raise InvalidArgumentTypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
@@ -454,10 +483,12 @@ class SubscriberTokenSource:
         self._api_token = _check(api_token, "api_token")
         self._payload = _mint_payload(reference, mint_options.get("expire_at"), mint_options)
         self._password = mint_options.get("password") or ""
-        self._timeout = normalise_timeout(mint_options.get("timeout", _DEFAULT_TIMEOUT))
-        self._session = mint_options.get("session")
-        if self._session is not None and not isinstance(self._session, requests.Session):
-            raise InvalidArgumentTypeError("session must be a requests.Session or None")
+        self._options = RestOptions(
+            timeout=mint_options.get("timeout", _DEFAULT_TIMEOUT),
+            deadline=mint_options.get("deadline", DEFAULT_DEADLINE),
+            max_retries=mint_options.get("max_retries", DEFAULT_MAX_RETRIES),
+            session=mint_options.get("session"),
+        )
         self._lock = threading.Lock()
         self._last: SubscriberToken | None = None
         self._last_at = 0.0  # when (monotonic) _last came
@@ -470,9 +501,8 @@ class SubscriberTokenSource:
 
     def _transport(self) -> HttpTransport:
         if self._http is None or self._http.closed:
-            self._http = _transport(
-                self._base, self._project_id, self._api_token, self._timeout, self._session
-            )
+            credentials = BasicCredentials(self._project_id, self._api_token)
+            self._http = _transport(self._base, credentials, self._options)
         return self._http
 
     @forgets_locals

@@ -13,9 +13,11 @@ import contextlib
 import gzip
 import json
 import logging
+import math
 import socket
 import sys
 import threading
+import time
 import traceback
 import tracemalloc
 import zlib
@@ -38,6 +40,7 @@ from signalwire_chat import (
     ServerError,
     SubscriberTokenSource,
     TransportError,
+    mint_guest_token,
     mint_subscriber_token,
     refresh_subscriber_token,
 )
@@ -746,6 +749,63 @@ def test_backend_helpers_retry_a_429(serve: Callable[[Handler], RawServer]) -> N
     server = serve(handler)
     assert mint_subscriber_token(server.url, "p", API_TOKEN, "a@b.c").token == TOKEN
     assert len(server.requests) == 2
+
+
+def test_a_token_request_keeps_to_its_deadline_and_retries(
+    serve: Callable[[Handler], RawServer],
+) -> None:
+    # A web handler minting for its page cannot wait out a Retry-After of 30 s three times:
+    # with a deadline of 2 s the 429 is raised at once, its retry_after passed on.
+    def handler(conn: Conn, request: Request) -> bool:
+        conn.respond(429, {"message": "later"}, headers={"Retry-After": "30"})
+        return True
+
+    server = serve(handler)
+    started = time.monotonic()
+    with pytest.raises(RateLimitError) as info:
+        mint_subscriber_token(server.url, "p", API_TOKEN, "a@b.c", deadline=2.0)
+    assert time.monotonic() - started < 1.5
+    assert info.value.retry_after == 30
+    assert len(server.requests) == 1
+    with (
+        SubscriberTokenSource(server.url, "p", API_TOKEN, "a@b.c", deadline=2.0) as source,
+        pytest.raises(RateLimitError),
+    ):
+        source()
+    assert time.monotonic() - started < 3.0
+
+
+def test_a_token_request_retries_as_told(serve: Callable[[Handler], RawServer]) -> None:
+    answers = [429, 429]  # refused unprocessed: safe to send again, though a POST
+
+    def handler(conn: Conn, request: Request) -> bool:
+        if answers:
+            conn.respond(answers.pop(), {"message": "busy"}, headers={"Retry-After": "0"})
+        else:
+            conn.respond(200, {"token": TOKEN})
+        return True
+
+    server = serve(handler)
+    with pytest.raises(RateLimitError):
+        mint_guest_token(server.url, "p", API_TOKEN, [ROOM], max_retries=0)
+    assert len(server.requests) == 1
+    # The other side: by default it is retried, and the call succeeds.
+    assert mint_guest_token(server.url, "p", API_TOKEN, [ROOM]).token == TOKEN
+    assert len(server.requests) == 3
+
+
+@pytest.mark.parametrize(
+    "bad", [{"deadline": -1}, {"deadline": math.inf}, {"max_retries": 21}, {"max_retries": "3"}]
+)
+def test_a_bad_token_request_option_is_refused_before_anything_is_sent(
+    serve: Callable[[Handler], RawServer], bad: dict[str, Any]
+) -> None:
+    server = serve(lambda conn, request: False)
+    with pytest.raises(InvalidArgumentError):
+        mint_subscriber_token(server.url, "p", API_TOKEN, "a@b.c", **bad)
+    with pytest.raises(InvalidArgumentError):
+        SubscriberTokenSource(server.url, "p", API_TOKEN, "a@b.c", **bad)
+    assert not server.requests
 
 
 def test_the_cap_holds_through_a_callers_session(serve: Callable[[Handler], RawServer]) -> None:

@@ -55,7 +55,11 @@ def token(request: HttpRequest) -> JsonResponse:
     """A subscriber token for the logged-in user's browser."""
     cfg = chat.config()
     sat = mint_subscriber_token(
-        cfg["SPACE_URL"], cfg["PROJECT_ID"], cfg["API_TOKEN"], current_user_email(request)
+        cfg["SPACE_URL"],
+        cfg["PROJECT_ID"],
+        cfg["API_TOKEN"],
+        current_user_email(request),
+        deadline=5,  # a page waits for its token: never the default 120 s
     )
     return JsonResponse({"token": sat.token})
 
