@@ -208,7 +208,16 @@ def html_table(
     if caption:
         text, title = titled(caption)
         cap = f"<caption style='text-align:left'{title}>{text}</caption>"
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    table = f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # Notebooks run MathJax over HTML outputs: TeX between dollars in a stranger's text
+    # would be typeset (a red "Admin" as a display name, "$5 ... $10" eaten). Escaping
+    # cannot stop it (MathJax reads the text nodes); these classes make it skip the table:
+    # mathjax_ignore for MathJax 3 (JupyterLab, Notebook 7), tex2jax_ignore for MathJax 2.
+    return f"<div class='{_NO_TEX}'>{table}</div>"
+
+
+#: The classes MathJax 3 and MathJax 2 leave alone, with all they contain.
+_NO_TEX = "tex2jax_ignore mathjax_ignore"
 
 
 def named(name: str | None, ident: str, detail: str = "") -> tuple[str, str]:
