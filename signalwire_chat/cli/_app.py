@@ -869,7 +869,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["emulator"]:
         return _run_emulator(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "emulator":
+        # Options of ours came before `emulator` (`--json emulator`): the emulator's own
+        # parser only runs when `emulator` comes first, and the sub-parser here is a stub.
+        parser.error(
+            "emulator: nothing goes before `emulator` (it takes its own options only):"
+            f" {PROG} emulator [options]"
+        )
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if not args.json and isinstance(sys.stdout, io.TextIOWrapper):
         # A terminal in another encoding than UTF-8 shows what it cannot as \uXXXX, rather
         # than ending the command with UnicodeEncodeError. (--json escapes such characters.)

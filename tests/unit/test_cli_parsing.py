@@ -94,3 +94,35 @@ def test_common_options_go_before_or_after_the_command() -> None:
     assert before.rest_url == after.rest_url == "http://127.0.0.1:1"
     assert plain.json is False
     assert plain.rest_url is None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--json", "emulator"],
+        ["--timeout", "3", "emulator", "--port", "8765"],
+        ["--json", "emulator", "-h"],
+    ],
+)
+def test_options_before_emulator_are_a_usage_error_not_a_traceback(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from signalwire_chat.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == ExitCode.USAGE
+    said = capsys.readouterr().err
+    assert "signalwire-chat emulator [options]" in said
+    assert "Traceback" not in said
+
+
+def test_unknown_arguments_of_a_command_are_still_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from signalwire_chat.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["whoami", "--bogus"])
+    assert info.value.code == ExitCode.USAGE
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
