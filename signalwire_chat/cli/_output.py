@@ -75,6 +75,14 @@ def _writes_utf8(stream: IO[str]) -> bool:
         return False
 
 
+def _isatty(stream: IO[str]) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty()) if callable(isatty) else False
+    except ValueError:  # closed
+        return False
+
+
 class Output:
     """Writes results in the chosen form (``json`` or human) to the given streams."""
 
@@ -171,8 +179,12 @@ class Output:
     def progress(
         self, items: Iterable[Any], *, what: str, total: int | None = None
     ) -> Iterator[Any]:
-        """Yield ``items`` while a progress bar on stderr counts them (terminals only)."""
-        if not self.stderr.isatty():
+        """Yield ``items`` while a progress bar on stderr counts them (terminals only).
+
+        Not while JSON lines stream to a terminal too: they would be written into the bar's
+        line and keep its text in front of them on the screen (a table comes after the bar).
+        """
+        if not self.stderr.isatty() or (self.as_json and _isatty(self.stdout)):
             yield from items
             return
         try:
