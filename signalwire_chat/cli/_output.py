@@ -18,7 +18,7 @@ import codecs
 import json
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any
 
 from .._display import UNSAFE_ABOVE_C0, Column, local_time, rows_for, safe_text, sender
@@ -73,6 +73,22 @@ def _writes_utf8(stream: IO[str]) -> bool:
         return codecs.lookup(encoding).name == "utf-8"
     except LookupError:
         return False
+
+
+def _showable(stream: IO[str]) -> Callable[[str], str]:
+    r"""How a cell is written to ``stream``: as it is, or with what the stream cannot encode.
+
+    Escaped beforehand (not UTF-8), so that rich measures the ``\xe9`` the terminal will show,
+    not the one column of ``é``, and the table's borders stay in line.
+    """
+    if _writes_utf8(stream):
+        return lambda text: text
+    encoding = getattr(stream, "encoding", None) or "ascii"
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        encoding = "ascii"
+    return lambda text: text.encode(encoding, "backslashreplace").decode(encoding)
 
 
 def _isatty(stream: IO[str]) -> bool:
@@ -138,8 +154,9 @@ class Output:
         from rich.text import Text
 
         headers, cells = rows_for(rows, columns)
+        shown = _showable(self.stdout)
         table = Table(
-            title=Text(safe_text(title)) if title else None,
+            title=Text(shown(safe_text(title))) if title else None,
             title_justify="left",
             show_lines=False,
         )
@@ -148,7 +165,7 @@ class Output:
         for row in cells:
             # Text, not str: a str cell is parsed as markup, and "[/]" in a name would
             # end the command with a MarkupError for everyone who reads it.
-            table.add_row(*(Text(safe_text(cell)) for cell in row))
+            table.add_row(*(Text(shown(safe_text(cell))) for cell in row))
         console = Console(file=self.stdout, highlight=False, soft_wrap=False)
         if not rows:
             console.print("(none)", markup=False)
