@@ -422,7 +422,9 @@ class ChatPage(_PageBase[ConversationChatMessage]):
         else:
             ident, detail = group or "the inbox", ""
         shown, title = named(conversation_name(self.data), ident, detail)
-        return self._summary_of(repr(shown)), title
+        # Quoted, not repr(): ``shown`` is escaped already, and repr would escape its
+        # escapes again (a name's ESC shown as "\\x1b" in the caption, "\x1b" in the rows).
+        return self._summary_of(f"'{shown}'"), title
 
 
 def iter_chat_messages(
