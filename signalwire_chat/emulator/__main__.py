@@ -103,6 +103,24 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        emulator = Emulator(
+            host=args.host,
+            port=args.port,
+            db=args.db,
+            space_host=args.space_host,
+            project_id=args.project_id,
+            api_token=args.api_token,
+            token_ttl=args.token_ttl,
+            ping_interval=args.ping_interval,
+            resume_window=args.resume_window,
+            event_window=args.event_window,
+            max_text_length=args.max_text_length,
+            idle_timeout=args.idle_timeout,
+            auth_timeout=args.auth_timeout,
+        )
+    except ValueError as exc:  # a value argparse let through (--port 70000, --token-ttl -5)
+        parser.error(str(exc))
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -112,21 +130,6 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     _warn_if_exposed(args.host, args.db)
 
-    emulator = Emulator(
-        host=args.host,
-        port=args.port,
-        db=args.db,
-        space_host=args.space_host,
-        project_id=args.project_id,
-        api_token=args.api_token,
-        token_ttl=args.token_ttl,
-        ping_interval=args.ping_interval,
-        resume_window=args.resume_window,
-        event_window=args.event_window,
-        max_text_length=args.max_text_length,
-        idle_timeout=args.idle_timeout,
-        auth_timeout=args.auth_timeout,
-    )
     try:
         emulator.start()
     except OSError as exc:
