@@ -405,7 +405,8 @@ def make_client(args: argparse.Namespace, **kwargs: Any) -> ChatClient:
 def _send(args: argparse.Namespace, out: Output) -> ExitCode:
     import json
 
-    text = sys.stdin.read().rstrip("\n") if args.text == "-" else args.text
+    # The trailing line endings of piped text go, a file's CRLF ones whole (not their \r).
+    text = sys.stdin.read().rstrip("\r\n") if args.text == "-" else args.text
     metadata = None
     if args.metadata is not None:
         try:
@@ -478,9 +479,10 @@ class _Names:
 def _target_id(args: argparse.Namespace) -> str | None:
     """The id given to ``history`` or ``tail``, or None for ``--inbox`` (exactly one of them)."""
     if args.inbox == (args.address_id is not None):
+        both = ", not both" if args.inbox else ""
         raise UsageError(
             f"{args.command}: give an address_id (an address or group id, as `conversations`"
-            " lists them) or --inbox, not both"
+            f" lists them) or --inbox{both}"
         )
     return None if args.inbox else str(args.address_id)
 

@@ -257,6 +257,42 @@ def test_send_then_history_as_json_lines_and_as_a_table(
     assert "call_started" not in proc.stdout
 
 
+def test_send_from_a_windows_file_keeps_no_carriage_return(
+    script: str, signalwire_emulator: Emulator, token_file: str, room: str
+) -> None:
+    # Text piped from a file with CRLF line endings: the last line ending goes, all of it;
+    # the lines inside the message stay as they were.
+    stdin = "first line\r\nlast line\r\n"
+    proc = run(
+        script, signalwire_emulator, "send", room, "-", "--token-file", token_file, stdin=stdin
+    )
+    assert proc.returncode == 0, proc.stderr
+    proc = run(script, signalwire_emulator, "history", room, "--json", "--token-file", token_file)
+    assert [m["text"] for m in json_lines(proc.stdout)] == ["first line\r\nlast line"]
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        ((), "give an address_id"),
+        (("--inbox", "{room}"), "not both"),
+    ],
+)
+def test_history_says_which_of_its_targets_is_wrong(
+    script: str,
+    signalwire_emulator: Emulator,
+    token_file: str,
+    room: str,
+    args: tuple[str, ...],
+    said: str,
+) -> None:
+    argv = [arg.format(room=room) for arg in args]
+    proc = run(script, signalwire_emulator, "history", *argv, "--token-file", token_file)
+    assert proc.returncode == ExitCode.USAGE, proc.stderr
+    assert said in proc.stderr
+    assert ("not both" in proc.stderr) is (said == "not both")
+
+
 def test_history_since_and_until(
     script: str, signalwire_emulator: Emulator, token_file: str, room: str
 ) -> None:
