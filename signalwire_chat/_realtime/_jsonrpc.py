@@ -49,18 +49,30 @@ class BadMessage(ValueError):
         self.method = method
 
 
-#: The scanner of a default ``json.JSONDecoder`` (the C one that ``json.loads`` ends in):
-#: ``(value, end)`` of the JSON value at an index. (Set in ``__init__``: typeshed lacks it.)
+class _NotJsonConstant(Exception):
+    """``NaN``, ``Infinity`` or ``-Infinity`` met by the scanner (Python's json takes them)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJsonConstant(name)
+
+
+#: The decoder of a relay message: ``json.loads``'s, but refusing NaN and the infinities, which
+#: are not JSON (as the REST side refuses them): passed on, they would reach the JSON a user
+#: writes out (``tail --json``, the Redis bridge's entries) and break every strict reader.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+#: Its C scanner (the one ``json.loads`` ends in): ``(value, end)`` of the JSON value at an
+#: index. (Set in ``__init__``: typeshed lacks it.)
 _scan_once: Callable[[str, int], tuple[Any, int]]
-_scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+_scan_once = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def decode_message(payload: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
     """Parse one JSON-RPC message on its own.
 
     Raises:
-        BadMessage: not JSON, not a JSON object, or nested deeper than ``max_depth``; the
-            reason never quotes the payload.
+        BadMessage: not JSON (NaN and the infinities included), not a JSON object, or nested
+            deeper than ``max_depth``; the reason never quotes the payload.
     """
     if not isinstance(payload, str):
         try:
@@ -77,7 +89,9 @@ def decode_message(payload: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> dic
         except StopIteration:
             end = -1
         if end != len(payload):
-            msg = json.loads(payload)
+            msg = _DECODER.decode(payload)
+    except _NotJsonConstant as exc:
+        raise _constant_refused(payload, str(exc)) from None
     except RecursionError:
         raise BadMessage(f"nested deeper than {max_depth} levels") from None
     except ValueError as exc:
@@ -99,6 +113,25 @@ def decode_message(payload: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> dic
             method if type(method) is str else None,
         )
     return msg
+
+
+def _constant_refused(payload: str, name: str) -> BadMessage:
+    """The refusal of a message holding ``name`` (NaN, an infinity), with its id and method.
+
+    They are read again leniently, so that an event is still acknowledged (else the relay
+    would send it again on every resume); a rare path, off the hot one.
+    """
+    try:
+        msg = json.loads(payload)
+    except (ValueError, RecursionError):
+        msg = None
+    rpc_id = msg.get("id") if type(msg) is dict else None
+    method = msg.get("method") if type(msg) is dict else None
+    return BadMessage(
+        f"holds {name}, which is not JSON",
+        rpc_id if type(rpc_id) is str or type(rpc_id) is int else None,
+        method if type(method) is str else None,
+    )
 
 
 def _too_deep(obj: Any, limit: int) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -100,9 +101,10 @@ def test_many_brackets_inside_strings_are_not_nesting() -> None:
     ],
 )
 def test_decode_message_agrees_with_json_loads(payload: str) -> None:
-    """The scanner fast path accepts exactly what json.loads does, with the same result."""
+    """The scanner fast path accepts exactly what json.loads does, with the same result, but
+    NaN and the infinities, which are not JSON."""
     try:
-        expected: object = json.loads(payload)
+        expected: object = json.loads(payload, parse_constant=_refused)
     except ValueError:
         expected = None
     if type(expected) is not dict:
@@ -112,6 +114,31 @@ def test_decode_message_agrees_with_json_loads(payload: str) -> None:
     got = _jsonrpc.decode_message(payload)
     # Compared as JSON text: NaN is not equal to itself.
     assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
+
+
+def _refused(name: str) -> Any:
+    raise ValueError(name)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"jsonrpc":"2.0","id":"e-1","method":"signalwire.event","params":{"x":NaN}}',
+        ' {"jsonrpc":"2.0","id":7,"method":"signalwire.event","params":[-Infinity]} ',
+    ],
+)
+def test_nan_and_infinity_are_not_json_and_the_refusal_names_the_event(payload: str) -> None:
+    with pytest.raises(BadMessage) as info:
+        _jsonrpc.decode_message(payload)
+    assert "not JSON" in info.value.reason
+    # Named, so that the event is acknowledged rather than sent again on every resume.
+    assert info.value.method == "signalwire.event"
+    assert info.value.rpc_id in ("e-1", 7)
+
+
+def test_nan_inside_a_string_is_text() -> None:
+    got = _jsonrpc.decode_message('{"id":"a","text":"NaN and -Infinity"}')
+    assert got["text"] == "NaN and -Infinity"
 
 
 def _json_containers(children: st.SearchStrategy[object]) -> st.SearchStrategy[object]:

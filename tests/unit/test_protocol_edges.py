@@ -216,6 +216,24 @@ def test_a_refused_or_odd_reauthentication_keeps_the_last_authorization(
     assert protocol.reauth_id is None
 
 
+def test_an_event_holding_nan_is_acknowledged_not_delivered() -> None:
+    # NaN is not JSON: delivered, it would reach `tail --json` and the bridge's entries as
+    # JSON no strict reader takes. Acknowledged, so that the relay does not send it again.
+    protocol, _sub = _protocol()
+    _accepted(protocol, {"protocol": "p"})
+    bad = _event("nan-1", {"event_type": "conversation.message", "params": _chat("m-nan")})
+    bad = bad.replace(b'"ts": 1.0', b'"ts": NaN')
+    assert b"NaN" in bad
+    good = _event("ok-1", {"event_type": "conversation.message", "params": _chat("m-ok")})
+    actions = protocol.receive([bad, good], 10)
+    assert _sent(actions) == [
+        {"jsonrpc": "2.0", "id": "nan-1", "result": {}},
+        {"jsonrpc": "2.0", "id": "ok-1", "result": {}},
+    ]
+    delivered = [item[1]["id"] for a in actions if type(a) is Deliver for item in a.items]
+    assert delivered == ["m-ok"]  # the other side: the next event goes on
+
+
 def test_an_event_nested_too_deep_is_acknowledged_not_delivered() -> None:
     protocol, _sub = _protocol()
     _accepted(protocol, {"protocol": "p"})
