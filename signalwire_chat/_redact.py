@@ -20,9 +20,21 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 TEXT_KEEP = 200  # a reason phrase, request id or content type: more is not diagnosis
-#: C0 and C1 controls, DEL and the line and paragraph separators, each to "?" (a translation
-#: table, not a regex: sre would map all of the BMP at import for the last two).
-_CONTROL = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029], "?")
+#: C0 and C1 controls, DEL, the line and paragraph separators and the bidirectional controls
+#: (which reorder what a terminal or a log viewer shows), each to "?" (a translation table, not
+#: a regex: sre would map all of the BMP at import for the characters above U+00FF).
+_CONTROL = dict.fromkeys(
+    [
+        *range(0x20),
+        *range(0x7F, 0xA0),
+        0x061C,
+        0x200E,
+        0x200F,
+        *range(0x2028, 0x202F),
+        *range(0x2066, 0x206A),
+    ],
+    "?",
+)
 
 
 def _secret_forms(secrets: Iterable[str]) -> list[str]:
@@ -74,10 +86,13 @@ def server_text(value: object, secrets: Iterable[str], keep: int = TEXT_KEEP) ->
     if not isinstance(value, str) or not value:
         return None
     text = redact(value, secrets)
-    # Every character _CONTROL maps is one str.isprintable() refuses: a printable text
-    # (most are: a request id is read on every traced call) needs no translation.
+    # Every character _CONTROL maps is one str.isprintable() refuses, as is a lone surrogate:
+    # a printable text (most are: a request id is read on every traced call) needs neither.
     if not text.isprintable():
         text = text.translate(_CONTROL)
+        # A lone surrogate (a JSON "\ud800" escape) to "?": in a message, it would make every
+        # print of the error and every log line of it fail to encode.
+        text = text.encode("utf-8", "replace").decode("utf-8")
     return text if len(text) <= keep else text[: keep - 3] + "..."
 
 

@@ -155,7 +155,9 @@ def test_a_chat_message_is_not_equal_to_the_same_message_of_the_base_class() -> 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*){2}(?:(?:\.[A-Za-z0-9_-]*){2})?")
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]"
+)
 
 # Text drawn mostly from the characters that matter to each check, and any other.
 _TOKENISH = st.text(st.sampled_from("aZ09_-.=+/ \n\x00é"), max_size=12) | st.text(max_size=8)

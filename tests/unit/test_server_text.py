@@ -11,9 +11,12 @@ from hypothesis import strategies as st
 from signalwire_chat._redact import TEXT_KEEP, SecretForms, redact, server_text
 
 SECRET = "eyJhbGciOiJkaXIifQ.c2VjcmV0LXBhcnQtb25lLWxvbmc.QUJDREVGR0hJSktMTU5PUA"
-#: What every character of a server text must not be once cleaned: C0 and C1 controls, DEL
-#: and the Unicode line and paragraph separators (each becomes "?").
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: What every character of a server text must not be once cleaned: C0 and C1 controls, DEL,
+#: the Unicode line and paragraph separators, the bidirectional controls and lone surrogates
+#: (each becomes "?").
+CONTROL = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]"
+)
 
 
 def reference(value: str, secrets: tuple[str, ...]) -> str | None:
@@ -26,7 +29,8 @@ def reference(value: str, secrets: tuple[str, ...]) -> str | None:
 
 PIECES = st.one_of(
     st.text(max_size=12),
-    st.sampled_from(["\n", "\r", "\t", "\x00", "\x7f", "\x85", "\u2028", "\u2029"]),
+    st.sampled_from(["\n", "\r", "\t", "\x00", "\x7f", "\x85", "\u2028", "\u2029", "\u202e"]),
+    st.sampled_from(["\u2066", "\u061c", "\u200f", "\ud800", "\udfff", "\u200d", "\u00ad"]),
     st.sampled_from([SECRET, "c2VjcmV0LXBhcnQtb25lLWxvbmc", "\u00a0", "\u200b", "x" * 199]),
 )
 
@@ -47,6 +51,11 @@ def test_server_text_is_the_documented_cleaning(value: str) -> None:
 
 def test_control_characters_are_still_replaced_and_the_text_capped() -> None:
     assert server_text("req\r\nX-Injected: 1", ()) == "req??X-Injected: 1"
+    # A bidi override reorders what a terminal shows; a lone surrogate makes printing or
+    # logging the error fail to encode. Both go; a joiner, which does neither, stays.
+    cleaned = server_text("file \u202etxt.exe\u202c of \ud800 \u200d", ())
+    assert cleaned == "file ?txt.exe? of ? \u200d"
+    assert cleaned.encode("utf-8")
     assert server_text("a\u2028b\x85c", ()) == "a?b?c"
     assert server_text("x" * 500, ()) == "x" * (TEXT_KEEP - 3) + "..."
     assert server_text(f"id={SECRET}", (SECRET,)) == "id=[redacted]"
