@@ -138,6 +138,11 @@ if mode == 'lease' then
   if redis.call('GET', KEYS[1]) ~= ARGV[2] then return {0, 'lease'} end
 elseif mode == 'max' then
   local seen = redis.call('HGET', KEYS[2], 'token')
+  -- Only a count of ours is compared: Lua reads 'nan' and 'inf' as numbers ('nan' is less
+  -- than nothing, so a stale writer would pass) and 'abc' as nil (a Lua error).
+  if seen and not (string.match(seen, '^%d+$') and #seen <= 15) then
+    return redis.error_reply('the checkpoint ' .. KEYS[2] .. ' holds a fencing token not of ours')
+  end
   if seen and tonumber(seen) > tonumber(ARGV[3]) then return {0, seen} end
 end
 """

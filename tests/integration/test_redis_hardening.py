@@ -26,6 +26,7 @@ from signalwire_chat import (
     StoreError,
     StoreUnavailableError,
 )
+from signalwire_chat.errors import FencedWriteError
 from signalwire_chat.pytest_plugin import RedisServer
 from signalwire_chat.redis import RedisCheckpointStore, RedisLease
 
@@ -251,6 +252,30 @@ def test_a_lease_key_that_never_expires_is_a_clear_error_not_a_standby_forever(
             pytest.raises(StoreError, match="holds no lease of ours"),
         ):
             lease.acquire(2)  # was LeaseTimeoutError here, and acquire(math.inf) waited forever
+
+
+@pytest.mark.parametrize("seen", ["nan", "inf", "-inf", "abc", "1e3", "-1", "9" * 16])
+def test_a_stored_fencing_token_not_of_ours_refuses_the_write(
+    redis_server: RedisServer, seen: str
+) -> None:
+    # Fenced by token without a lease, the highest token seen is kept in the checkpoint. A
+    # value there that is no count of ours fails closed: "nan" compared less than any token,
+    # so a stale writer passed; "abc" was a Lua error with no word of what was wrong.
+    with (
+        RedisCheckpointStore(redis_server.url) as store,
+        redis.Redis.from_url(redis_server.url, socket_timeout=5) as raw,
+    ):
+        store.save("k", _cp(1), fencing_token=5)
+        (key,) = [k for k in raw.keys("*") if raw.type(k) == b"hash"]
+        raw.hset(key, "token", seen)
+        with pytest.raises(StoreError, match="fencing token not of ours"):
+            store.save("k", _cp(2), fencing_token=1)
+        assert store.load("k") == _cp(1)  # nothing written
+        raw.hset(key, "token", "5")
+        with pytest.raises(FencedWriteError):  # the other side: a count still fences
+            store.save("k", _cp(2), fencing_token=1)
+        store.save("k", _cp(3), fencing_token=6)
+        assert store.load("k") == _cp(3)
 
 
 def test_a_lease_held_by_another_still_means_stand_by(redis_server: RedisServer) -> None:
