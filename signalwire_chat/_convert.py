@@ -64,7 +64,7 @@ import cattrs
 from cattrs.errors import AttributeValidationNote, ClassValidationError
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from ._validate import MAX_JSON_DEPTH, json_depth_exceeds
+from ._validate import MAX_JSON_DEPTH, json_unfit
 from .errors import DecodeError
 from .models import (
     EMPTY,
@@ -196,8 +196,9 @@ def _optional_float(value: Any, _type: Any = None) -> float | None:
 
 def _mapping(value: Any, _type: Any = None) -> Mapping[str, Any]:
     if type(value) is dict:
-        if value and json_depth_exceeds(value, MAX_JSON_DEPTH):
-            raise DecodeError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        unfit = json_unfit(value, MAX_JSON_DEPTH) if value else None
+        if unfit is not None:
+            raise DecodeError(unfit)
         return value
     raise _fail("an object", value)
 
@@ -401,11 +402,12 @@ class _Plan:
 
 
 def _with_extra(obj: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
-    """``obj`` with the keys not in ``known`` gathered under ``"extra"`` (depth-checked)."""
+    """``obj`` with the keys not in ``known`` gathered under ``"extra"`` (checked as JSON)."""
     extra = {k: v for k, v in obj.items() if k not in known}
     for key, value in extra.items():
-        if json_depth_exceeds(value, MAX_JSON_DEPTH):
-            raise _nest(DecodeError(f"nested deeper than {MAX_JSON_DEPTH} levels"), key)
+        unfit = json_unfit(value, MAX_JSON_DEPTH)
+        if unfit is not None:
+            raise _nest(DecodeError(unfit), key)
     prepared = {k: v for k, v in obj.items() if k in known}
     prepared["extra"] = extra
     return prepared
@@ -593,7 +595,7 @@ def _decoder_env(
         "MISSING": _MISSING,
         "DecodeError": DecodeError,
         "FALLBACK": _Fallback,
-        "DEEP": json_depth_exceeds,
+        "DEEP": json_unfit,
         "MAX_DEPTH": MAX_JSON_DEPTH,
         "FLOAT_MIN": FLOAT_MIN,
         "FLOAT_MAX": FLOAT_MAX,

@@ -42,7 +42,7 @@ __all__ = [
     "check_seconds",
     "check_str",
     "check_token",
-    "json_depth_exceeds",
+    "json_unfit",
     "looks_like_uuid",
     "token_problem",
 ]
@@ -362,17 +362,31 @@ def _short(path: str) -> str:
     return path if len(path) <= 80 else path[:77] + "..."
 
 
-def json_depth_exceeds(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether decoded JSON ``value`` nests containers deeper than ``limit`` (no recursion)."""
-    if type(value) not in (dict, list):
-        return False
+def json_unfit(value: object, limit: int = MAX_JSON_DEPTH) -> str | None:
+    """Why decoded JSON ``value`` cannot be passed on, or ``None`` (no recursion).
+
+    Containers nested deeper than ``limit``, or a float that is not finite: JSON has no
+    infinity, but Python's json reads a number too large for a float (``1e999``) as one, and
+    it would come out of ``to_dict()``, ``--json`` and the bridge as ``Infinity``, which no
+    strict reader takes.
+    """
+    kind = type(value)
+    if kind is float:
+        return None if value - value == 0.0 else _NOT_FINITE  # type: ignore[operator]
+    if kind is not dict and kind is not list:
+        return None
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         container, depth = stack.pop()
         if depth > limit:
-            return True
+            return f"nested deeper than {limit} levels"
         for item in container.values() if type(container) is dict else container:
             kind = type(item)
             if kind is dict or kind is list:
                 stack.append((item, depth + 1))
-    return False
+            elif kind is float and item - item != 0.0:  # inf - inf is NaN
+                return _NOT_FINITE
+    return None
+
+
+_NOT_FINITE = "a number out of a float's range (JSON has no infinity)"

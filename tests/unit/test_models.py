@@ -374,6 +374,11 @@ INVALID: list[tuple[type, Any, str | None]] = [
     (ConversationMessage, {**LOG, "ts": float("-inf")}, "ts"),
     (ConversationMessage, {**LOG, "ts": 1e300}, "ts"),
     (ConversationMessage, {**LOG, "ts": 10**400}, "ts"),
+    # JSON has no infinity: a number Python's json read as one (1e999) goes no further
+    (ConversationMessage, {**LOG, "metadata": {"n": [float("inf")]}}, "metadata"),
+    (ConversationMessage, {**LOG, "details": {"n": float("-inf")}}, "details"),
+    (ConversationChatMessage, {**CHAT, "unknown": {"n": float("inf")}}, "unknown"),
+    (ConversationChatMessage, {**CHAT, "unknown": float("inf")}, "unknown"),
     # objects are objects
     (ConversationMessage, {**LOG, "details": []}, "details"),
     (ConversationMessage, {**LOG, "details": None}, "details"),

@@ -6,6 +6,8 @@ raise ConnectError instead, so "nothing was sent" is what these tests check.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import sys
 import types
@@ -31,7 +33,7 @@ from signalwire_chat._validate import (
     MAX_JSON_BYTES,
     MAX_JSON_DEPTH,
     check_json_object,
-    json_depth_exceeds,
+    json_unfit,
 )
 
 # Address ids are UUIDs: the client refuses anything else before a request.
@@ -265,14 +267,23 @@ def test_any_mapping_is_sent_as_a_plain_object(client: ChatClient) -> None:
         client.send_message(ROOM, "hi", metadata=proxy)
 
 
-def test_json_depth_exceeds_never_recurses() -> None:
+def test_json_unfit_never_recurses() -> None:
     deep: list[Any] = []
     for _ in range(100_000):
         deep = [deep]
-    assert json_depth_exceeds(deep)
-    assert not json_depth_exceeds(_nested(MAX_JSON_DEPTH))
-    assert json_depth_exceeds(_nested(MAX_JSON_DEPTH + 1))
-    assert not json_depth_exceeds("scalar")
+    assert json_unfit(deep) == f"nested deeper than {MAX_JSON_DEPTH} levels"
+    assert json_unfit(_nested(MAX_JSON_DEPTH)) is None
+    assert json_unfit(_nested(MAX_JSON_DEPTH + 1)) is not None
+    assert json_unfit("scalar") is None
+
+
+def test_json_unfit_names_a_number_python_read_as_infinity() -> None:
+    # 1e999 is JSON text; Python's json reads it as inf, which JSON cannot say back.
+    for value in (json.loads("1e999"), {"a": [1, {"b": json.loads("-1e999")}]}, [math.nan]):
+        reason = json_unfit(value)
+        assert reason is not None
+        assert "float's range" in reason
+    assert json_unfit({"a": [1e300, -1e300, 0.5, 10**400]}) is None  # finite, however large
 
 
 # --- loopback (issue 10, item 10) -----------------------------------------------------------
