@@ -61,7 +61,7 @@ from ._frames import MaskPool
 from ._options import ConnectionState, RealtimeOptions
 from ._protocol import RelayProtocol, is_auth_error
 from ._refresher import TokenRefresher
-from ._session import RelaySession
+from ._session import RecentProofs, RelaySession
 from ._timers import Due
 from ._websocket import WebSocketConnection
 
@@ -172,6 +172,8 @@ class Connection:
         self._accepted_at: float | None = None
         #: Events the current session brought (delivered or held back): a sign of health.
         self._session_events = 0
+        #: Messages that already proved a session healthy: a redelivery proves nothing.
+        self._proofs = RecentProofs()
         self._token: str = ""
         #: Token refresh: fetched off this thread (the token source is user code), on a
         #: schedule from the relay's ``expires_at`` on the service's clock.
@@ -497,7 +499,11 @@ class Connection:
     def _speak(self, sock: socket.socket, reconnect: bool, first: bool) -> float | None:
         """Run one accepted-or-not socket until it ends; return when it was accepted."""
         session = RelaySession(
-            self.relay, now=time.monotonic(), options=self._options, masks=self._masks
+            self.relay,
+            now=time.monotonic(),
+            options=self._options,
+            masks=self._masks,
+            proofs=self._proofs,
         )
         self._link = session.link
         loop = _Loop(self, sock, session, first)

@@ -31,7 +31,37 @@ if TYPE_CHECKING:
     from ._dispatcher import Item
     from ._options import RealtimeOptions
 
-__all__ = ["RelaySession"]
+__all__ = ["RecentProofs", "RelaySession"]
+
+
+class RecentProofs:
+    """The chat messages that proved a session healthy lately (one per session, bounded).
+
+    Kept across the sockets of one connection thread (only that thread touches it). A
+    message counts as proof once: the same message (id and kind) brought again by a later
+    session, a redelivery the subscriptions drop as a duplicate, does not reset the back-off.
+    """
+
+    __slots__ = ("_keys", "_order")
+
+    def __init__(self, size: int = 256) -> None:
+        self._keys: set[tuple[str, bool]] = set()
+        self._order: deque[tuple[str, bool]] = deque(maxlen=size)
+
+    def first_time(self, item: Item) -> bool:
+        """Whether ``item`` is a message no earlier proof was; remembered if so."""
+        message_id = item[1].get("id")
+        if type(message_id) is not str:
+            return False  # no message a subscription delivers
+        key = (message_id, item[2])
+        if key in self._keys:
+            return False
+        order = self._order
+        if len(order) == order.maxlen:
+            self._keys.discard(order[0])
+        order.append(key)
+        self._keys.add(key)
+        return True
 
 
 class RelaySession:
@@ -44,7 +74,7 @@ class RelaySession:
         masks: Mask keys for the frames sent.
     """
 
-    __slots__ = ("events", "held", "hold_limit", "link", "reading", "relay", "timers")
+    __slots__ = ("_proofs", "events", "held", "hold_limit", "link", "reading", "relay", "timers")
 
     def __init__(
         self,
@@ -53,8 +83,10 @@ class RelaySession:
         now: float,
         options: RealtimeOptions,
         masks: MaskPool | None = None,
+        proofs: RecentProofs | None = None,
     ) -> None:
         self.relay = relay
+        self._proofs = proofs
         self.link = WebSocketConnection(
             max_message_size=options.max_message_size,
             max_fragments=options.max_fragments,
@@ -72,7 +104,9 @@ class RelaySession:
         #: Whether the loop should read the socket (False: too much held back).
         self.reading = True
         #: Chat messages this session brought (delivered or held): a fact for the reconnect
-        #: policy, which decides whether the session was healthy.
+        #: policy, which decides whether the session was healthy. With ``proofs``, counting
+        #: starts at the first message no earlier session already counted on: a relay that
+        #: sends the same old message again on every session and drops it proves nothing.
         self.events = 0
 
     def connect(self, token: str, *, reconnect: bool, secrets: Sequence[str] = ()) -> bytes:
@@ -126,14 +160,24 @@ class RelaySession:
             match action:
                 case Hold(ack=ack, item=item):
                     self.held.append((ack, item))
-                    self.events += 1
+                    self._count((item,))
                     continue
                 case Deliver(items=items):
-                    self.events += len(items)
+                    self._count(items)
                 case Accepted():
                     self.timers.accepted(now)
             out.append(action)
         return out
+
+    def _count(self, items: Sequence[Item]) -> None:
+        proofs = self._proofs
+        if self.events or proofs is None:
+            self.events += len(items)
+            return
+        for index, item in enumerate(items):
+            if proofs.first_time(item):
+                self.events += len(items) - index
+                return
 
     def release(self, room: int, now: float) -> tuple[list[Item], list[bytes]]:
         """Up to ``room`` held messages to hand over now, and their acks to send."""

@@ -145,3 +145,35 @@ def test_after_a_disconnect_nothing_is_answered_and_the_close_wait_is_short() ->
     assert session.next_deadline() == 103.0  # one second at most
     assert session.handle_timer(102.9) == []
     assert session.handle_timer(103.0) == [Due.MUTE_OVER]
+
+
+def test_a_message_brought_again_by_a_later_session_is_no_proof_of_health() -> None:
+    # A relay that resends the same old message on every session, then drops it, made the
+    # client reconnect at once every time (the subscription drops the duplicate, so
+    # nothing was delivered): ~25 connects a second, each with a catch-up read, no on_error.
+    from signalwire_chat._realtime._session import RecentProofs
+
+    proofs = RecentProofs()
+
+    def one_session(*events: int) -> int:
+        session = _session()
+        session._proofs = proofs
+        _connected(session)
+        for i in events:
+            session.receive(_event(i), 102.0, room=10)
+        return session.events
+
+    assert one_session(1) == 1  # a first message: the session was healthy
+    assert one_session(1) == 0  # the same message again: not
+    assert one_session(1) == 0
+    assert one_session(1, 2, 3) == 2  # counted from the first new one
+    assert one_session() == 0
+    # Held messages (no room) count the same way.
+    session = _session()
+    session._proofs = proofs
+    _connected(session)
+    session.receive(_event(2), 102.0, room=0)  # the proof of the session before
+    assert session.held
+    assert session.events == 0
+    session.receive(_event(4), 102.0, room=0)
+    assert session.events == 1
