@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import websocket
 
 from .._backoff import Backoff, ReconnectPolicy
-from .._threads import new_thread
+from .._threads import new_thread, start_thread
 from ..errors import (
     AuthenticationError,
     RealtimeAuthenticationError,
@@ -165,6 +165,10 @@ class Connection:
         self._masks = MaskPool()
         self._ws: websocket.WebSocket | None = None
         self._sock: socket.socket | None = None
+        #: Set when the current handshake is over (or the thread is stopping): the watchdog
+        #: that holds the handshake to ``connect_timeout`` then ends.
+        self._handshake_over = threading.Event()
+        self._watchdog: threading.Thread | None = None
         #: The open websocket's frames (pongs, close answers, framing) on the current socket.
         self._link = WebSocketConnection(masks=self._masks)
         self._muted = False
@@ -195,7 +199,9 @@ class Connection:
 
     def threads(self) -> list[threading.Thread]:
         """The connection thread and the token fetch's helper thread, if one was started."""
-        return [self._thread, *self._refresher.threads()]
+        watchdog = self._watchdog
+        extra = [watchdog] if watchdog is not None else []
+        return [self._thread, *extra, *self._refresher.threads()]
 
     def start(self) -> None:
         """Start the thread."""
@@ -212,6 +218,7 @@ class Connection:
     def stop(self) -> None:
         """Ask the thread to close the socket and end; does not wait."""
         self._stop.set()
+        self._handshake_over.set()
         self._refresher.cancel()
         self.wake()
         ws = self._ws
@@ -451,12 +458,7 @@ class Connection:
         try:
             if self._stop.is_set():
                 return None
-            ws.connect(  # type: ignore[no-untyped-call]
-                self._url,
-                timeout=self._options.connect_timeout,
-                suppress_origin=True,
-                **self._proxy,
-            )
+            self._handshake(ws)
             sock = ws.sock
             if sock is None or self._stop.is_set():
                 return None
@@ -470,6 +472,34 @@ class Connection:
                 with contextlib.suppress(OSError):
                     sock.close()
                 ws.sock = None
+
+    def _handshake(self, ws: websocket.WebSocket) -> None:
+        """websocket-client's connect, held to ``connect_timeout`` as a whole.
+
+        Its timeout is per socket read: a relay that drips the upgrade answer (a byte, or
+        a header line, every few seconds) kept the handshake, and the thread, there for
+        ever. A watchdog shuts the socket down once the time is up.
+        """
+        timeout = self._options.connect_timeout
+        over = self._handshake_over = threading.Event()
+        if self._stop.is_set():
+            over.set()
+        late = threading.Event()
+        self._watchdog = start_thread(
+            _watch_handshake, "relay-handshake-watchdog", args=(ws, over, late, timeout)
+        )
+        try:
+            ws.connect(  # type: ignore[no-untyped-call]
+                self._url, timeout=timeout, suppress_origin=True, **self._proxy
+            )
+        except Exception as exc:
+            if late.is_set():
+                raise _Dead(f"the websocket handshake took over {timeout:g} s") from exc
+            raise
+        finally:
+            over.set()
+        if late.is_set():
+            raise _Dead(f"the websocket handshake took over {timeout:g} s")
 
     def _send(self, sock: socket.socket, payloads: list[bytes]) -> None:
         """Frame, mask and send ``payloads`` (text frames) with one sendall."""
@@ -756,6 +786,26 @@ class _Loop:
                     self.dispatcher.stats.last_event_at = time.time()
                     self.dispatcher.kick()
         self.flow(reading)
+
+
+def _watch_handshake(
+    ws: websocket.WebSocket, over: threading.Event, late: threading.Event, timeout: float
+) -> None:
+    """Shut ``ws``'s socket down if its handshake is not ``over`` within ``timeout`` seconds.
+
+    The socket exists only once the TCP connect is done (that has its own timeout): until
+    then, it is looked for again every 50 ms.
+    """
+    if over.wait(timeout):
+        return
+    while not over.is_set():
+        sock = getattr(ws, "sock", None)
+        if sock is not None:
+            late.set()
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            return
+        over.wait(0.05)
 
 
 def _deliveries(actions: list[Action]) -> int:
