@@ -92,15 +92,19 @@ def relay() -> Iterator[DrippingRelay]:
     dripping.close()
 
 
-def test_a_dripped_handshake_is_cut_off_at_the_connect_timeout(relay: DrippingRelay) -> None:
-    errors: list[BaseException] = []
-    hub = RealtimeHub(
+def _hub(relay: DrippingRelay, options: RealtimeOptions) -> RealtimeHub:
+    return RealtimeHub(
         relay_url=f"ws://127.0.0.1:{relay.port}/",
         credentials=Credentials(TOKEN),
         agent="test",
         history=lambda _route: iter(()),
-        options=RealtimeOptions(connect_timeout=1.0, reconnect_max_delay=0.5),
+        options=options,
     )
+
+
+def test_a_dripped_handshake_is_cut_off_at_the_connect_timeout(relay: DrippingRelay) -> None:
+    errors: list[BaseException] = []
+    hub = _hub(relay, RealtimeOptions(connect_timeout=1.0, reconnect_max_delay=0.5))
     try:
         hub.subscribe(Route.address(ROOM), lambda _m: None, errors.append)
         deadline = time.monotonic() + 6.0
@@ -126,13 +130,7 @@ def test_a_slow_handshake_that_ends_in_time_is_not_cut_off() -> None:
     # subscribe() returns at the connect timeout).
     relay = DrippingRelay(finish=True, pause=0.01)
     errors: list[BaseException] = []
-    hub = RealtimeHub(
-        relay_url=f"ws://127.0.0.1:{relay.port}/",
-        credentials=Credentials(TOKEN),
-        agent="test",
-        history=lambda _route: iter(()),
-        options=RealtimeOptions(connect_timeout=3.0),
-    )
+    hub = _hub(relay, RealtimeOptions(connect_timeout=3.0))
     try:
         hub.subscribe(Route.address(ROOM), lambda _m: None, errors.append)
         deadline = time.monotonic() + 6.0
