@@ -78,6 +78,14 @@ class _Displayable:
 
     __slots__ = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # IPython's printer takes, walking the MRO, the first class that defines either
+        # ``__repr__`` or ``_repr_pretty_``; every model defines its own ``__repr__``, which
+        # would hide the one-line display inherited from here. Each model gets it too.
+        if "_repr_pretty_" not in cls.__dict__:
+            cls._repr_pretty_ = _Displayable._repr_pretty_  # type: ignore[method-assign]
+
     def to_dict(self) -> dict[str, Any]:
         """This model as a JSON-ready dict, for export and logging.
 

@@ -157,3 +157,29 @@ def test_long_and_multiline_text_is_cut_to_one_line() -> None:
     assert "line one line two" in html
     assert "…" in html
     assert "x" * 300 not in html
+
+
+@pytest.mark.parametrize(("wire", "cls"), CASES)
+def test_ipython_shows_each_model_as_its_own_one_line_display(
+    wire: dict[str, Any], cls: type
+) -> None:
+    # IPython's printer walks the class's MRO and takes the first class that defines
+    # __repr__ or _repr_pretty_: a model's own __repr__ must not hide the one-line display.
+    pretty = pytest.importorskip("IPython.lib.pretty").pretty
+    model = structure(wire, cls)
+    printer_out: list[str] = []
+
+    class Printer:
+        def text(self, value: str) -> None:
+            printer_out.append(value)
+
+    model._repr_pretty_(Printer(), False)
+    assert pretty(model) == "".join(printer_out)
+
+
+def test_ipython_shows_a_message_as_time_sender_and_text() -> None:
+    pretty = pytest.importorskip("IPython.lib.pretty").pretty
+    message = structure(MESSAGE, ConversationChatMessage)
+    line = f"ConversationChatMessage({local(TS)} Alice: hello <b>world</b>)"
+    assert pretty(message) == line
+    assert pretty((message,)) == f"({line},)"  # page.data, a tuple, in a terminal
