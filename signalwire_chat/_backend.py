@@ -106,7 +106,7 @@ def _space_base(space_url: object) -> str:
     url = _check(space_url, "space_url").strip()
     if "://" not in url:
         url = "https://" + url
-    return check_url(url, kind="rest")
+    return check_url(url, kind="rest", opt_in=None)  # the token functions have no opt-in
 
 
 def _transport(base: str, credentials: CredentialsLike, options: RestOptions) -> HttpTransport:

@@ -126,10 +126,14 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
-def check_url(url: str, *, kind: str, allow_insecure: bool = False) -> str:
+def check_url(
+    url: str, *, kind: str, allow_insecure: bool = False, opt_in: str | None = "allow_insecure=True"
+) -> str:
     """Validate a REST (``kind="rest"``) or relay (``kind="relay"``) URL and return it normalised.
 
     Plain ``http://`` / ``ws://`` are refused unless the host is loopback or ``allow_insecure``.
+    ``opt_in`` is how the caller's own user allows them, named in the refusal; None when
+    that caller offers no way (the refusal then names only the secure scheme).
 
     Raises:
         InvalidArgumentTypeError: ``url`` is not a string.
@@ -164,7 +168,7 @@ def check_url(url: str, *, kind: str, allow_insecure: bool = False) -> str:
     if scheme == plain and not allow_insecure and not is_loopback_host(parts.hostname):
         raise InsecureURLError(
             f"refusing plain {plain}:// to non-loopback host {parts.hostname!r}; "
-            f"use {secure}:// or pass allow_insecure=True"
+            f"use {secure}://" + (f" or pass {opt_in}" if opt_in else "")
         )
     netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
     if port is not None:

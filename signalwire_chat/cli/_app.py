@@ -382,17 +382,25 @@ def _option(args: argparse.Namespace, name: str, env: str) -> str | None:
 def make_client(args: argparse.Namespace, **kwargs: Any) -> ChatClient:
     """A ChatClient from the parsed options (token, hosts, timeout)."""
     from .._client import ChatClient
+    from .._token import check_url
 
     if getattr(args, "timeout", None) is not None:
         kwargs["timeout"] = args.timeout
     dialect = _option(args, "dialect", "SIGNALWIRE_DIALECT") or "group"
     if dialect not in ("group", "address"):
         raise UsageError(f"SIGNALWIRE_DIALECT must be group or address, not {dialect!r}")
+    rest_url = _option(args, "rest_url", "SIGNALWIRE_REST_URL")
+    relay_url = _option(args, "relay_url", "SIGNALWIRE_RELAY_URL")
+    # Checked here first: ChatClient's refusal of plain text to another host names its
+    # allow_insecure=True, which the command line does not offer.
+    for url, kind in ((rest_url, "rest"), (relay_url, "relay")):
+        if url is not None:
+            check_url(url, kind=kind, opt_in=None)
     return ChatClient(
         read_token(args),
         host=_option(args, "host", "SIGNALWIRE_HOST"),
-        rest_url=_option(args, "rest_url", "SIGNALWIRE_REST_URL"),
-        relay_url=_option(args, "relay_url", "SIGNALWIRE_RELAY_URL"),
+        rest_url=rest_url,
+        relay_url=relay_url,
         dialect=dialect,
         from_address_id=getattr(args, "from_address", None),
         **kwargs,

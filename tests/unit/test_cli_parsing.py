@@ -126,3 +126,32 @@ def test_unknown_arguments_of_a_command_are_still_refused(
         main(["whoami", "--bogus"])
     assert info.value.code == ExitCode.USAGE
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+_JWS = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["whoami", "--rest-url", "http://chat.example.com"],
+        ["tail", "--inbox", "--relay-url", "ws://chat.example.com/"],
+        ["token", "mint", "bob@example.com", "--space-url", "http://chat.example.com"],
+    ],
+)
+def test_a_plain_url_to_another_host_is_refused_without_naming_a_python_argument(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from signalwire_chat.cli import main
+
+    monkeypatch.setenv("SIGNALWIRE_TOKEN", _JWS)
+    monkeypatch.setenv("SIGNALWIRE_PROJECT_ID", "p")
+    monkeypatch.setenv("SIGNALWIRE_API_TOKEN", "PT-x")
+    for name in ("SIGNALWIRE_REST_URL", "SIGNALWIRE_RELAY_URL", "SIGNALWIRE_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(argv) == ExitCode.USAGE
+    said = capsys.readouterr().err
+    assert "'chat.example.com'" in said
+    # The command line has no allow_insecure: the fix it names must be one it takes.
+    assert "allow_insecure" not in said
+    assert "use https://" in said or "use wss://" in said
