@@ -151,16 +151,7 @@ def check_url(
         raise InvalidArgumentError(f"{kind}_url is not a valid URL: {exc}") from None
     scheme = parts.scheme.lower()
     if scheme not in (secure, plain) or not parts.hostname:
-        # "localhost:8765" parses as scheme "localhost": say what is accepted, and what was
-        # given only as far as it is safe (the scheme; never the rest, which may hold secrets).
-        if scheme in (secure, plain):
-            got = "no host"
-        else:
-            got = f"scheme {scheme!r}" if "://" in url and scheme.isalnum() else "no scheme"
-        raise InvalidArgumentError(
-            f"{kind}_url must be an absolute URL: {secure}://host[:port], or {plain}://host[:port]"
-            f" to a loopback host (localhost, 127.0.0.1, [::1]) (got {got})"
-        )
+        raise _not_absolute(url, scheme, kind, secure, plain)
     if parts.username is not None or parts.password is not None:
         raise InvalidArgumentError(f"{kind}_url must not carry credentials")
     if parts.query or parts.fragment:
@@ -179,6 +170,24 @@ def check_url(
     elif not path:
         path = "/"
     return f"{scheme}://{netloc}{path}"
+
+
+def _not_absolute(
+    url: str, scheme: str, kind: str, secure: str, plain: str
+) -> InvalidArgumentError:
+    """The refusal of a URL with no host or another scheme.
+
+    "localhost:8765" parses as scheme "localhost": say what is accepted, and what was given
+    only as far as it is safe (the scheme; never the rest, which may hold secrets).
+    """
+    if scheme in (secure, plain):
+        got = "no host"
+    else:
+        got = f"scheme {scheme!r}" if "://" in url and scheme.isalnum() else "no scheme"
+    return InvalidArgumentError(
+        f"{kind}_url must be an absolute URL: {secure}://host[:port], or {plain}://host[:port]"
+        f" to a loopback host (localhost, 127.0.0.1, [::1]) (got {got})"
+    )
 
 
 def _check_host(host: str, what: str) -> str:
