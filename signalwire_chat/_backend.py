@@ -286,12 +286,8 @@ def refresh_subscriber_token(
         api_token: The project's API token.
         refresh_token: The refresh token of a previous mint or refresh.
         timeout: Seconds, or ``(connect, read)``.
-        deadline: Seconds the whole call may take, retries and waits included (a
-            ``Retry-After`` that would pass it is not waited for: ``RateLimitError``
-            is raised at once, with ``retry_after``). A web handler minting for its page
-            sets a few seconds.
-        max_retries: Retries of a request that failed before reaching the service, or
-            answered 429 or 5xx (0 to 20).
+        deadline: Seconds the whole call may take (see :func:`mint_subscriber_token`).
+        max_retries: Retries, 0 to 20 (see :func:`mint_subscriber_token`).
         session: A ``requests.Session`` to send through.
 
     Returns:
@@ -352,12 +348,8 @@ def mint_guest_token(
             address of the project.
         expire_at: Unix seconds at which the token expires (the service's default is 2 hours).
         timeout: Seconds, or ``(connect, read)``.
-        deadline: Seconds the whole call may take, retries and waits included (a
-            ``Retry-After`` that would pass it is not waited for: ``RateLimitError``
-            is raised at once, with ``retry_after``). A web handler minting for its page
-            sets a few seconds.
-        max_retries: Retries of a request that failed before reaching the service, or
-            answered 429 or 5xx (0 to 20).
+        deadline: Seconds the whole call may take (see :func:`mint_subscriber_token`).
+        max_retries: Retries, 0 to 20 (see :func:`mint_subscriber_token`).
         session: A ``requests.Session`` to send through.
 
     Returns:
@@ -406,12 +398,8 @@ def mint_invite_token(
         expires_at: Unix seconds at which the invite expires (the service's default is
             2 hours). The service spells it ``expires_at`` here, ``expire_at`` elsewhere.
         timeout: Seconds, or ``(connect, read)``.
-        deadline: Seconds the whole call may take, retries and waits included (a
-            ``Retry-After`` that would pass it is not waited for: ``RateLimitError``
-            is raised at once, with ``retry_after``). A web handler minting for its page
-            sets a few seconds.
-        max_retries: Retries of a request that failed before reaching the service, or
-            answered 429 or 5xx (0 to 20).
+        deadline: Seconds the whole call may take (see :func:`mint_subscriber_token`).
+        max_retries: Retries, 0 to 20 (see :func:`mint_subscriber_token`).
         session: A ``requests.Session`` to send through.
 
     Returns:
